@@ -1,0 +1,68 @@
+// A small structured logger. pino was considered; its text output needs pino-pretty running as a
+// worker-thread transport, which does not survive `bun build --compile`, and we need exactly two
+// formats, so this stays a few lines of our own.
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFormat = "text" | "json";
+export type LogFields = Record<string, unknown>;
+
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  child(component: string): Logger;
+}
+
+export interface LoggerInit {
+  level?: LogLevel; // default "info"
+  format?: LogFormat; // default "text"
+  component?: string;
+  write?: (line: string) => void; // default: stderr
+}
+
+const rank = (level: LogLevel) => LOG_LEVELS.indexOf(level);
+
+function formatValue(value: unknown): string {
+  if (value instanceof Error) return JSON.stringify(value.message);
+  if (typeof value === "string") return /^[\w.:/@-]+$/.test(value) ? value : JSON.stringify(value);
+  return JSON.stringify(value);
+}
+
+export function createLogger(init: LoggerInit = {}): Logger {
+  const level = init.level ?? "info";
+  const format = init.format ?? "text";
+  const write = init.write ?? ((line: string) => process.stderr.write(line + "\n"));
+
+  const emit = (at: LogLevel, message: string, fields: LogFields = {}) => {
+    if (rank(at) < rank(level)) return;
+    const time = new Date().toISOString();
+    if (format === "json") {
+      const plain = Object.fromEntries(
+        Object.entries(fields).map(([k, v]) => [k, v instanceof Error ? v.message : v]),
+      );
+      write(JSON.stringify({ time, level: at, component: init.component, msg: message, ...plain }));
+      return;
+    }
+    const extra = Object.entries(fields)
+      .map(([k, v]) => `${k}=${formatValue(v)}`)
+      .join(" ");
+    const where = init.component ? ` [${init.component}]` : "";
+    write(`${time} ${at.toUpperCase().padEnd(5)}${where} ${message}${extra ? " " + extra : ""}`);
+  };
+
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+    child: (component) =>
+      createLogger({ ...init, component: init.component ? `${init.component}/${component}` : component }),
+  };
+}
+
+/** A logger that drops everything; for library code run without one. */
+export const silentLogger: Logger = createLogger({ write: () => {} });
