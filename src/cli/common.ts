@@ -1,0 +1,57 @@
+import type { CAC } from "cac";
+import { ConfigError } from "../config/index.ts";
+import { createLogger, type Logger } from "../log/index.ts";
+import { VERSION } from "../protocol/index.ts";
+import { STUN_FLAGS } from "./args.ts";
+
+export const EXIT_USAGE = 2;
+export const EXIT_FAILURE = 1;
+
+export function addCommonOptions(cli: CAC, role: "server" | "client"): void {
+  const file = role === "server" ? "inp2ps.toml" : "inp2pc.toml";
+  cli
+    .option("--config <path>", `TOML config file (default: ./${file}; read when present)`)
+    .option("--newconfig", "ignore an existing config file and write a new one from the flags")
+    .option("--log-level <level>", "debug | info | warn | error (default: info)")
+    .option("--log-format <format>", "text | json (default: text)");
+  const stunDefaults = ["27182", "27183", "27180", "27181"];
+  STUN_FLAGS.forEach((spec, i) =>
+    cli.option(`--${spec.flag} <port>`, `STUN ${spec.flag.slice(5, 8).toUpperCase()} port ${spec.flag.at(-1)} (default: ${stunDefaults[i]}; STUN serving is not implemented yet)`),
+  );
+  cli.help();
+  cli.version(VERSION);
+}
+
+export function makeLogger(config: { log_level: string; log_format: string }): Logger {
+  return createLogger({ level: config.log_level as never, format: config.log_format as never });
+}
+
+/** Prints an error the way a user should see it, and exits. */
+export function exitWithError(program: string, err: unknown): never {
+  const error = err as Error & { name?: string };
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${program}: ${error.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  if (error?.name === "CACError") {
+    const unused = error.message.match(/^Unused args: (.*)$/);
+    const text = unused ? `unknown command or extra argument ${unused[1]}` : error.message.replace(/`/g, "");
+    process.stderr.write(`${program}: ${text} (see ${program} --help)\n`);
+    process.exit(EXIT_USAGE);
+  }
+  process.stderr.write(`${program}: ${error?.message ?? String(err)}\n`);
+  process.exit(EXIT_FAILURE);
+}
+
+/** Runs `stop` once on SIGINT/SIGTERM, then exits. */
+export function onShutdown(logger: Logger, stop: () => Promise<void> | void): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`received ${signal}; shutting down`);
+    Promise.resolve(stop()).finally(() => process.exit(0));
+  };
+  process.on("SIGINT", () => handler("SIGINT"));
+  process.on("SIGTERM", () => handler("SIGTERM"));
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bun
+import cac from "cac";
+import { loadConfig } from "../config/index.ts";
+import { startClient } from "../client/index.ts";
+import { VERSION } from "../protocol/index.ts";
+import { formatDoctorReport, runDoctor } from "../sdwan/index.ts";
+import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
+import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
+
+const PROGRAM = "inp2pc";
+
+const CLIENT_FLAGS: readonly FlagSpec[] = [
+  { flag: "serverhost", key: "server_host", kind: "string" },
+  { flag: "serverport", key: "server_port", kind: "number" },
+  { flag: "node", key: "node", kind: "string" },
+  { flag: "token", key: "token", kind: "string" },
+  { flag: "insecure", key: "insecure", kind: "boolean" },
+  { flag: "tls-fingerprint", key: "tls_fingerprint", kind: "string" },
+  { flag: "relay", key: "relay", kind: "boolean" },
+  { flag: "super", key: "super", kind: "boolean" },
+  { flag: "relay-port", key: "relay_port", kind: "number" },
+  { flag: "bw", key: "bw", kind: "number" },
+  ...STUN_FLAGS,
+];
+
+const args = normalizeArgv(process.argv.slice(2));
+const cli = cac(PROGRAM);
+
+function run(parsed: Record<string, unknown>) {
+  const loaded = loadConfig({
+    role: "client",
+    configPath: rawFlagValue(args, "config"),
+    newconfig: Boolean(parsed.newconfig),
+    flags: { ...flagsToSettings(CLIENT_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
+  });
+  const { config } = loaded;
+  const settings = config.client!;
+  const logger = makeLogger(config);
+  if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
+  if (settings.relay || settings.super) logger.warn("relay service is not implemented yet; --relay/--super are recorded but have no effect");
+  logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
+  const client = startClient(settings, logger, VERSION);
+  onShutdown(logger, () => client.stop());
+}
+
+addCommonOptions(cli, "client");
+cli
+  .option("--serverhost <host>", "inp2ps host name or address (required)")
+  .option("--serverport <port>", "inp2ps WebSocket port (default: 27183)")
+  .option("--node <name>", "this node's name, unique per user (required)")
+  .option("--token <token>", "the user's token, a uint64 (required)")
+  .option("--insecure", "plain ws:// to the server, no TLS")
+  .option("--tls-fingerprint <sha256>", "pin the server certificate's SHA-256 fingerprint")
+  .option("--relay", "offer this node as a private relay (not implemented yet)")
+  .option("--super", "offer this node as a super relay (not implemented yet)")
+  .option("--relay-port <port>", "relay listen port (default: 27185)")
+  .option("--bw <mbps>", "relay bandwidth cap in Mbit/s (default: 10)");
+
+cli.command("", "connect to the server and stay online").action((parsed) => {
+  try {
+    run(parsed);
+  } catch (err) {
+    exitWithError(PROGRAM, err);
+  }
+});
+
+cli
+  .command("doctor", "check what this machine offers inp2pc: native FFI, /dev/net/tun, CAP_NET_ADMIN")
+  .option("--json", "print JSON")
+  .action(async (parsed) => {
+    const report = await runDoctor();
+    process.stdout.write(parsed.json ? JSON.stringify(report, null, 2) + "\n" : formatDoctorReport(report) + "\n");
+    process.exit(report.ffi.ok ? 0 : 1);
+  });
+
+try {
+  cli.parse(["bun", PROGRAM, ...args]);
+} catch (err) {
+  exitWithError(PROGRAM, err);
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bun
+import { networkInterfaces } from "node:os";
+import cac from "cac";
+import { loadConfig, writeConfig, type Config } from "../config/index.ts";
+import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
+import { VERSION } from "../protocol/index.ts";
+import { startServer } from "../server/index.ts";
+import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
+import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown } from "./common.ts";
+import { fetchServerApi } from "./server-api.ts";
+
+const PROGRAM = "inp2ps";
+
+const SERVER_FLAGS: readonly FlagSpec[] = [
+  { flag: "token", key: "token", kind: "string" },
+  { flag: "ws-port", key: "ws_port", kind: "number" },
+  ...STUN_FLAGS,
+];
+
+const args = normalizeArgv(process.argv.slice(2));
+const cli = cac(PROGRAM);
+
+function load(parsed: Record<string, unknown>, newconfig = false) {
+  return loadConfig({
+    role: "server",
+    configPath: rawFlagValue(args, "config"),
+    newconfig,
+    flags: { ...flagsToSettings(SERVER_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
+  });
+}
+
+/** A host name users can put in -serverhost: the first non-loopback IPv4 address, else localhost. */
+function reachableAddress(listen: string): string {
+  if (listen !== "0.0.0.0" && listen !== "::") return listen;
+  const addresses = Object.values(networkInterfaces()).flat();
+  return addresses.find((a) => a && a.family === "IPv4" && !a.internal)?.address ?? "127.0.0.1";
+}
+
+async function serve(parsed: Record<string, unknown>) {
+  const loaded = load(parsed, Boolean(parsed.newconfig));
+  let config: Config = loaded.config;
+  const server = config.server!;
+  const logger = makeLogger(config);
+  let wrote = loaded.wrote;
+  if (!server.token) {
+    if (loaded.fromFile)
+      throw new Error(`no token in ${loaded.path}: add token to [server], or pass --token (inp2ps token --user U --password P derives one)`);
+    config = { ...config, server: { ...server, token: generateToken() } };
+    writeConfig(loaded.path, config);
+    wrote = true;
+    logger.info("generated a token and saved it", { file: loaded.path });
+  }
+  const settings = config.server!;
+  const running = await startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  const host = reachableAddress(settings.listen);
+  const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";
+  const insecure = running.tls ? "" : " -insecure";
+  process.stdout.write(
+    [
+      `inp2ps ${VERSION} listening on ${settings.listen}:${running.port} (${running.tls ? "TLS" : "plain ws, no TLS"})`,
+      `  config:   ${wrote ? `${loaded.path} (written)` : loaded.fromFile ? loaded.path : "none (defaults and flags)"}`,
+      `  token:    ${settings.token}`,
+      running.tls ? `  TLS:      ${running.tls.source} certificate ${running.tls.certPath}` : undefined,
+      running.tls ? `  SHA-256:  ${running.tls.fingerprint256}` : undefined,
+      `  join a node with:`,
+      `    inp2pc -serverhost ${host} -serverport ${running.port} -node NODE_NAME -token ${settings.token}${pin}${insecure}`,
+      "",
+    ]
+      .filter((line) => line !== undefined)
+      .join("\n"),
+  );
+  onShutdown(logger, () => running.stop());
+}
+
+addCommonOptions(cli, "server");
+cli
+  .option("--token <token>", "the default user's token, a uint64 (generated and saved on first start when none is set)")
+  .option("--ws-port <port>", "WebSocket signalling and REST API port (default: 27183)");
+
+cli.command("", "start the server").action((parsed) => serve(parsed).catch((err) => exitWithError(PROGRAM, err)));
+
+cli
+  .command("token", "print the token for a user and password: CRC64-ISO(user + password)")
+  .option("--user <user>", "user name")
+  .option("--password <password>", "password")
+  .action(() => {
+    const user = rawFlagValue(args, "user");
+    const password = rawFlagValue(args, "password");
+    if (user === undefined || password === undefined) {
+      process.stderr.write(`${PROGRAM} token: give both --user and --password\n`);
+      process.exit(EXIT_USAGE);
+    }
+    process.stdout.write(tokenFromCredentials(user, password) + "\n");
+  });
+
+cli
+  .command("nodes", "list the nodes online on the running server (uses this config's token and port)")
+  .option("--json", "print JSON")
+  .option("--host <host>", "server host to ask (default: 127.0.0.1)")
+  .action(async (parsed) => {
+    try {
+      const { config } = load(parsed);
+      const body = (await fetchServerApi(config.server!, "GET", "/api/v1/nodes", rawFlagValue(args, "host"))) as {
+        nodes: { name: string; user: string; address: string; natType: string | null; onlineSince: string; lastHeartbeat: string; version: string }[];
+      };
+      if (parsed.json) {
+        process.stdout.write(JSON.stringify(body.nodes, null, 2) + "\n");
+        return;
+      }
+      const rows = [["NAME", "USER", "ADDRESS", "NAT", "ONLINE SINCE", "LAST HEARTBEAT", "VERSION"]];
+      for (const n of body.nodes) rows.push([n.name, n.user, n.address, n.natType ?? "-", n.onlineSince, n.lastHeartbeat, n.version]);
+      const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
+      process.stdout.write(rows.map((r) => r.map((cell, col) => cell.padEnd(widths[col]!)).join("  ").trimEnd()).join("\n") + "\n");
+      if (body.nodes.length === 0) process.stdout.write("(no nodes online)\n");
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
+
+cli
+  .command("forget <node>", "release a node name from its pinned identity key (after reinstalling that node)")
+  .option("--user <user>", "the node's user (default: default)")
+  .option("--host <host>", "server host to ask (default: 127.0.0.1)")
+  .action(async (node: string, parsed) => {
+    try {
+      const { config } = load(parsed);
+      const user = rawFlagValue(args, "user") ?? "default";
+      await fetchServerApi(config.server!, "DELETE", `/api/v1/nodes/${encodeURIComponent(node)}/key?user=${encodeURIComponent(user)}`, rawFlagValue(args, "host"));
+      process.stdout.write(`forgot the identity key of node ${node} (user ${user}); the next node to log in under that name pins its key\n`);
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
+
+try {
+  cli.parse(["bun", PROGRAM, ...args]);
+} catch (err) {
+  exitWithError(PROGRAM, err);
+}

@@ -1,0 +1,14 @@
+export const RECONNECT_BASE_DELAY_MS = 5_000;
+export const RECONNECT_MAX_DELAY_MS = 60_000;
+/** Each reconnect delay is scaled by a random factor in [1 - J, 1 + J]. */
+export const RECONNECT_JITTER_FRACTION = 0.2;
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** Requests awaiting a response at once; more are refused locally. */
+export const MAX_PENDING_REQUESTS = 64;
+/** Clock-offset samples kept; the one with the smallest round trip wins (NTP's choice). */
+export const CLOCK_SAMPLES_KEPT = 8;
+/** Largest server message accepted. */
+export const MAX_SERVER_MESSAGE_BYTES = 1024 * 1024;
+
+export const IDENTITY_FILE = "inp2pc.key";
+export const KNOWN_SERVERS_FILE = "inp2pc.known_servers.json";

@@ -1,0 +1,309 @@
+import type { TLSSocket } from "node:tls";
+import type WsWebSocket from "ws";
+import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
+import type { Logger } from "../log/index.ts";
+import { CloseCode, type HeartbeatResult, type LoginResult, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import {
+  CLOCK_SAMPLES_KEPT,
+  CONNECT_TIMEOUT_MS,
+  MAX_PENDING_REQUESTS,
+  MAX_SERVER_MESSAGE_BYTES,
+  RECONNECT_BASE_DELAY_MS,
+  RECONNECT_JITTER_FRACTION,
+  RECONNECT_MAX_DELAY_MS,
+} from "./constants.ts";
+import { decideTrust, type KnownServers } from "./trust.ts";
+
+// Bun swaps the `ws` package for a built-in shim whose upgrade response carries no TLS socket, so the
+// server certificate could not be checked before login. Loading ws's own module by path keeps the
+// real implementation, which runs on Bun's node:tls.
+const WebSocket = require("../../node_modules/ws/lib/websocket.js") as typeof WsWebSocket;
+
+export type SessionState = "connecting" | "online" | "waiting" | "stopped";
+
+export interface ServerSessionInit {
+  host: string;
+  port: number;
+  insecure: boolean;
+  node: string;
+  token: string;
+  identity: Identity;
+  version: string;
+  tlsFingerprint?: string;
+  knownServers: KnownServers;
+  logger: Logger;
+  natType?: string;
+  reconnectBaseDelayMs?: number;
+  reconnectMaxDelayMs?: number;
+}
+
+export interface SessionEvents {
+  online?(result: LoginResult): void;
+  offline?(reason: string): void;
+  peerOnline?(peer: PeerInfo): void;
+  peerOffline?(name: string): void;
+}
+
+const closeReasons: Record<number, string> = {
+  [CloseCode.replaced]: "another inp2pc logged in with this node's name and key; this session was replaced",
+  [CloseCode.loginTimeout]: "the server closed the connection: no login in time",
+  [CloseCode.heartbeatTimeout]: "the server stopped hearing our heartbeats",
+  [CloseCode.abuse]: "the server dropped us for sending bad messages",
+  [CloseCode.shutdown]: "the server is shutting down",
+};
+
+interface Pending {
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+}
+
+export class RequestError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The client's connection to inp2ps: login, heartbeats, clock offset, reconnect with backoff. */
+export class ServerSession {
+  state: SessionState = "stopped";
+  login?: LoginResult;
+  /** serverTime - localTime, estimated from heartbeats. */
+  clockOffsetMs = 0;
+  rttMs?: number;
+  readonly peers = new Map<string, PeerInfo>();
+
+  private socket?: WsWebSocket;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private clockSamples: { offsetMs: number; rttMs: number }[] = [];
+  private heartbeatTimer?: ReturnType<typeof setInterval>;
+  private heartbeatOutstanding = false;
+  private reconnectTimer?: ReturnType<typeof setTimeout>;
+  private failedAttempts = 0;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly init: ServerSessionInit,
+    private readonly events: SessionEvents = {},
+  ) {
+    this.log = init.logger;
+  }
+
+  get url(): string {
+    const host = this.init.host.includes(":") ? `[${this.init.host}]` : this.init.host;
+    return `${this.init.insecure ? "ws" : "wss"}://${host}:${this.init.port}/ws`;
+  }
+
+  serverNow(): number {
+    return Date.now() + this.clockOffsetMs;
+  }
+
+  start(): void {
+    if (this.state !== "stopped") return;
+    this.connect();
+  }
+
+  stop(): void {
+    this.state = "stopped";
+    clearTimeout(this.reconnectTimer);
+    this.teardown("stopping");
+  }
+
+  request<T>(type: string, fields: Record<string, unknown> = {}): Promise<T> {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== socket.OPEN) return Promise.reject(new RequestError("NOT_CONNECTED", "not connected to the server"));
+    if (this.pending.size >= MAX_PENDING_REQUESTS)
+      return Promise.reject(new RequestError("TOO_MANY_PENDING", `${MAX_PENDING_REQUESTS} requests already await a response`));
+    const id = this.nextId++;
+    socket.send(JSON.stringify({ type, id, ...fields }));
+    return new Promise<T>((resolve, reject) => this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject }));
+  }
+
+  private connect(): void {
+    this.state = "connecting";
+    const hostPort = `${this.init.host}:${this.init.port}`;
+    this.log.debug("connecting to server", { url: this.url });
+    const socket = new WebSocket(this.url, {
+      rejectUnauthorized: false, // verified below, before anything is sent: pin, system CA, or first use
+      handshakeTimeout: CONNECT_TIMEOUT_MS,
+      maxPayload: MAX_SERVER_MESSAGE_BYTES,
+      perMessageDeflate: false,
+    });
+    this.socket = socket;
+    let trusted = this.init.insecure;
+
+    socket.on("upgrade", (response) => {
+      if (this.init.insecure) return;
+      const tlsSocket = response.socket as TLSSocket;
+      const certificate = tlsSocket.getPeerCertificate();
+      const decision = decideTrust(
+        {
+          authorized: tlsSocket.authorized,
+          authorizationError: tlsSocket.authorizationError?.toString(),
+          fingerprint256: certificate.fingerprint256,
+        },
+        hostPort,
+        this.init.tlsFingerprint,
+        this.init.knownServers,
+      );
+      if (!decision.ok) {
+        this.log.error(`refusing server ${hostPort}: ${decision.reason}`);
+        this.lastError = "server certificate refused";
+        socket.terminate();
+        return;
+      }
+      trusted = true;
+      const level = decision.how === "first use: recorded" ? "warn" : "debug";
+      this.log[level](`server certificate accepted (${decision.how})`, { server: hostPort, sha256: certificate.fingerprint256 });
+    });
+
+    socket.on("message", (data, isBinary) => {
+      if (!trusted || isBinary) return;
+      let message: ServerMessage;
+      try {
+        message = JSON.parse(data.toString()) as ServerMessage;
+      } catch {
+        this.log.warn("ignoring a server message that is not JSON");
+        return;
+      }
+      this.onMessage(message);
+    });
+
+    socket.on("error", (err) => {
+      this.log.debug("connection error", { error: err.message });
+      if (this.state === "connecting") this.lastError = err.message;
+    });
+
+    socket.on("close", (code, reasonBuffer) => {
+      if (this.socket !== socket) return;
+      const reason = closeReasons[code] ?? (reasonBuffer.length ? reasonBuffer.toString() : this.lastError ?? `connection closed (code ${code})`);
+      this.lastError = undefined;
+      this.onDisconnected(reason);
+    });
+  }
+
+  private lastError?: string;
+
+  private onMessage(message: ServerMessage): void {
+    switch (message.type) {
+      case "hello":
+        void this.sendLogin(message.nonce);
+        return;
+      case "response": {
+        this.settle(message);
+        return;
+      }
+      case "node-online":
+        this.peers.set(message.node.name, message.node);
+        this.log.info("peer online", { peer: message.node.name });
+        this.events.peerOnline?.(message.node);
+        return;
+      case "node-offline":
+        this.peers.delete(message.node.name);
+        this.log.info("peer offline", { peer: message.node.name });
+        this.events.peerOffline?.(message.node.name);
+        return;
+    }
+  }
+
+  private settle(message: ResponseMessage): void {
+    const pending = message.id === null ? undefined : this.pending.get(message.id);
+    if (!pending) {
+      if (!message.ok) this.log.warn("server reported an error", { error: message.error?.message });
+      return;
+    }
+    this.pending.delete(message.id!);
+    if (message.ok) pending.resolve(message.result);
+    else pending.reject(new RequestError(message.error?.code ?? "UNKNOWN", message.error?.message ?? "request failed"));
+  }
+
+  private async sendLogin(nonce: string): Promise<void> {
+    const { node, token, identity, version, natType } = this.init;
+    try {
+      const result = await this.request<LoginResult>("login", {
+        node,
+        publicKey: identity.publicKey,
+        proof: loginProof(token, nonce, node, identity.publicKey),
+        signature: signWithIdentity(identity, loginTranscript(nonce, node, identity.publicKey)),
+        version,
+        ...(natType ? { natType } : {}),
+      });
+      this.onLoggedIn(result);
+    } catch (err) {
+      const message = (err as Error).message;
+      this.log.error(message.startsWith("login refused") ? message : `login failed: ${message}`);
+    }
+  }
+
+  private onLoggedIn(result: LoginResult): void {
+    this.state = "online";
+    this.login = result;
+    this.failedAttempts = 0;
+    this.clockSamples = [];
+    this.peers.clear();
+    for (const peer of result.peers) this.peers.set(peer.name, peer);
+    this.log.info("logged in", { server: `${this.init.host}:${this.init.port}`, node: result.node, user: result.user, peers: result.peers.length });
+    this.heartbeatOutstanding = false;
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), result.heartbeatIntervalMs);
+    this.heartbeat();
+    this.events.online?.(result);
+  }
+
+  private heartbeat(): void {
+    if (this.heartbeatOutstanding) {
+      this.log.warn("heartbeat went unanswered; reconnecting");
+      this.socket?.terminate();
+      return;
+    }
+    this.heartbeatOutstanding = true;
+    const sentAt = Date.now();
+    this.request<HeartbeatResult>("heartbeat", { clientTime: sentAt })
+      .then((result) => {
+        this.heartbeatOutstanding = false;
+        this.addClockSample(sentAt, Date.now(), result.serverTime);
+      })
+      .catch((err: Error) => this.log.debug("heartbeat failed", { error: err.message }));
+  }
+
+  private addClockSample(sentAt: number, receivedAt: number, serverTime: number): void {
+    const rttMs = receivedAt - sentAt;
+    this.clockSamples.push({ offsetMs: serverTime - (sentAt + receivedAt) / 2, rttMs });
+    if (this.clockSamples.length > CLOCK_SAMPLES_KEPT) this.clockSamples.shift();
+    const best = this.clockSamples.reduce((a, b) => (b.rttMs < a.rttMs ? b : a));
+    this.clockOffsetMs = best.offsetMs;
+    this.rttMs = rttMs;
+  }
+
+  private onDisconnected(reason: string): void {
+    const wasOnline = this.state === "online";
+    this.teardown(reason);
+    if (this.state === "stopped") return;
+    this.state = "waiting";
+    if (wasOnline) this.events.offline?.(reason);
+    const delayMs = this.reconnectDelayMs();
+    this.failedAttempts++;
+    this.log.warn(`${wasOnline ? "lost the server" : "cannot reach the server"}: ${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s`);
+    this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  private reconnectDelayMs(): number {
+    const base = this.init.reconnectBaseDelayMs ?? RECONNECT_BASE_DELAY_MS;
+    const max = this.init.reconnectMaxDelayMs ?? RECONNECT_MAX_DELAY_MS;
+    const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER_FRACTION;
+    return Math.min(max, base * 2 ** Math.min(this.failedAttempts, 16) * jitter);
+  }
+
+  private teardown(reason: string): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+    for (const pending of this.pending.values()) pending.reject(new RequestError("DISCONNECTED", reason));
+    this.pending.clear();
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.removeAllListeners("close");
+    socket?.terminate();
+  }
+}

@@ -1,0 +1,47 @@
+// Defaults for every setting. The example files in config/ show the same values.
+
+export const DEFAULT_LOG_LEVEL = "info";
+export const DEFAULT_LOG_FORMAT = "text";
+
+export const DEFAULT_SERVER_LISTEN = "0.0.0.0";
+export const DEFAULT_WS_PORT = 27183;
+export const DEFAULT_STUN_UDP1_PORT = 27182;
+export const DEFAULT_STUN_UDP2_PORT = 27183;
+export const DEFAULT_STUN_TCP1_PORT = 27180;
+export const DEFAULT_STUN_TCP2_PORT = 27181;
+export const DEFAULT_TLS_MODE = "auto";
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_CONNS_PER_IP = 32;
+
+export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
+export const DEFAULT_RELAY_PORT = 27185;
+export const DEFAULT_STATUS_PORT = 27186;
+export const DEFAULT_BW_MBPS = 10;
+export const DEFAULT_INSECURE = false;
+export const DEFAULT_RELAY = false;
+export const DEFAULT_SUPER = false;
+export const DEFAULT_APP_ENABLED = true;
+
+// Ranges enforced by the schema.
+export const MIN_PORT = 1;
+export const MAX_PORT = 65_535;
+export const MIN_HEARTBEAT_INTERVAL_MS = 100;
+export const MAX_HEARTBEAT_INTERVAL_MS = 600_000;
+export const MAX_HEARTBEAT_TIMEOUT_MS = 3_600_000;
+export const MAX_CONNS_PER_IP_LIMIT = 100_000;
+export const MAX_BW_MBPS = 1_000_000;
+export const MAX_NAME_LENGTH = 63;
+export const MAX_UINT64 = 18_446_744_073_709_551_615n;
+
+export const DEFAULT_USER_NAME = "default";
+export const SERVER_CONFIG_FILE = "inp2ps.toml";
+export const CLIENT_CONFIG_FILE = "inp2pc.toml";
+
+export const CONFIG_FILE_MODE = 0o600;
+export const CONFIG_DIR_MODE = 0o700;
+
+// Environment variables read by loadConfig.
+export const ENV_TOKEN = "INP2P_TOKEN";
+export const ENV_NODE = "INP2P_NODE";
+export const ENV_SERVER = "INP2P_SERVER";

@@ -1,0 +1,30 @@
+// Public API of the config module: one TOML format for both roles, schema, defaults, load/merge/write.
+export * from "./constants";
+export { ConfigError, type ConfigErrorCode, type ConfigErrorDetails } from "./errors";
+export {
+  APP_PROTOCOLS,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  ROLES,
+  TLS_MODES,
+  type AppConfig,
+  type ClientConfig,
+  type Config,
+  type LogFormat,
+  type LogLevel,
+  type Role,
+  type ServerConfig,
+  type UserConfig,
+} from "./schema";
+export {
+  checkRequired,
+  defaultConfigPath,
+  loadConfig,
+  parseConfig,
+  PROGRAM_NAMES,
+  REQUIRED_CLIENT_SETTINGS,
+  writeConfig,
+  type LoadConfigOptions,
+  type LoadedConfig,
+} from "./load";
+export { splitHostPort, type HostPort } from "./values";

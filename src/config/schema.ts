@@ -1,0 +1,190 @@
+import * as z from "zod";
+import * as C from "./constants";
+import {
+  booleanValue,
+  cidrValue,
+  enumValue,
+  fingerprintValue,
+  hostPortValue,
+  hostValue,
+  intInRange,
+  nameValue,
+  optionalNameValue,
+  optionalTokenValue,
+  pathValue,
+  positiveNumber,
+  stringValue,
+  tokenValue,
+} from "./values";
+
+export const ROLES = ["server", "client"] as const;
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export const LOG_FORMATS = ["text", "json"] as const;
+export const TLS_MODES = ["auto", "off"] as const;
+export const APP_PROTOCOLS = ["tcp", "udp"] as const;
+
+export type Role = (typeof ROLES)[number];
+
+const port = (fallback: number) => intInRange(C.MIN_PORT, C.MAX_PORT).default(fallback);
+
+export const userSchema = z.strictObject({
+  name: nameValue,
+  token: tokenValue,
+});
+
+// Empty strings in optional string fields mean "not set"; loading turns them into absent keys.
+export const serverShape = {
+  token: optionalTokenValue.optional(),
+  listen: hostValue(false).default(C.DEFAULT_SERVER_LISTEN),
+  ws_port: port(C.DEFAULT_WS_PORT),
+  stun_udp1: port(C.DEFAULT_STUN_UDP1_PORT),
+  stun_udp2: port(C.DEFAULT_STUN_UDP2_PORT),
+  stun_tcp1: port(C.DEFAULT_STUN_TCP1_PORT),
+  stun_tcp2: port(C.DEFAULT_STUN_TCP2_PORT),
+  data_dir: pathValue.default(""),
+  tls: enumValue(TLS_MODES).default(C.DEFAULT_TLS_MODE),
+  tls_cert: pathValue.optional(),
+  tls_key: pathValue.optional(),
+  admin_token: stringValue.optional(),
+  heartbeat_interval_ms: intInRange(C.MIN_HEARTBEAT_INTERVAL_MS, C.MAX_HEARTBEAT_INTERVAL_MS).default(
+    C.DEFAULT_HEARTBEAT_INTERVAL_MS,
+  ),
+  heartbeat_timeout_ms: intInRange(1, C.MAX_HEARTBEAT_TIMEOUT_MS).default(C.DEFAULT_HEARTBEAT_TIMEOUT_MS),
+  max_conns_per_ip: intInRange(1, C.MAX_CONNS_PER_IP_LIMIT).default(C.DEFAULT_MAX_CONNS_PER_IP),
+  users: z.array(userSchema).default([]),
+};
+
+type Issue = { path: (string | number)[]; message: string };
+
+function distinctPorts(ports: [string, number][], kind: string, issues: Issue[]): void {
+  const seen = new Map<number, string>();
+  for (const [key, value] of ports) {
+    const other = seen.get(value);
+    if (other !== undefined) issues.push({ path: [key], message: `${kind} port ${value} is also used by ${other}` });
+    else seen.set(value, key);
+  }
+}
+
+export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => {
+  const issues: Issue[] = [];
+  if (s.heartbeat_timeout_ms <= s.heartbeat_interval_ms) {
+    issues.push({
+      path: ["heartbeat_timeout_ms"],
+      message: `must be greater than heartbeat_interval_ms (${s.heartbeat_interval_ms}), got ${s.heartbeat_timeout_ms}`,
+    });
+  }
+  const cert = s.tls_cert ?? "";
+  const key = s.tls_key ?? "";
+  if ((cert === "") !== (key === "")) {
+    issues.push({
+      path: [cert === "" ? "tls_cert" : "tls_key"],
+      message: "tls_cert and tls_key must be given together",
+    });
+  }
+  distinctPorts(
+    [["ws_port", s.ws_port], ["stun_tcp1", s.stun_tcp1], ["stun_tcp2", s.stun_tcp2]],
+    "TCP",
+    issues,
+  );
+  distinctPorts([["stun_udp1", s.stun_udp1], ["stun_udp2", s.stun_udp2]], "UDP", issues);
+  const names = new Map<string, number>();
+  const tokens = new Map<string, number>();
+  s.users.forEach((user, i) => {
+    if (user.name === C.DEFAULT_USER_NAME) {
+      issues.push({ path: ["users", i, "name"], message: `"${C.DEFAULT_USER_NAME}" is reserved for server.token` });
+    }
+    const sameName = names.get(user.name);
+    if (sameName !== undefined) {
+      issues.push({ path: ["users", i, "name"], message: `duplicate user name "${user.name}" (also users[${sameName}])` });
+    } else names.set(user.name, i);
+    const sameToken = tokens.get(user.token);
+    if (sameToken !== undefined) {
+      issues.push({ path: ["users", i, "token"], message: `duplicate token (also users[${sameToken}].token)` });
+    } else tokens.set(user.token, i);
+    if (s.token !== undefined && s.token !== "" && user.token === s.token) {
+      issues.push({ path: ["users", i, "token"], message: "token equals server.token (the default user's token)" });
+    }
+  });
+  for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
+});
+
+export const appSchema = z.strictObject({
+  name: nameValue,
+  protocol: enumValue(APP_PROTOCOLS),
+  listen: hostPortValue,
+  peer: nameValue,
+  target: hostPortValue,
+  enabled: booleanValue.default(C.DEFAULT_APP_ENABLED),
+  allow: z.array(cidrValue).optional(),
+});
+
+// server_host, node and token default to "" (not set); checkRequired insists on them after merging.
+export const clientShape = {
+  server_host: hostValue(true).default(""),
+  server_port: port(C.DEFAULT_SERVER_PORT),
+  node: optionalNameValue.default(""),
+  token: optionalTokenValue.default(""),
+  insecure: booleanValue.default(C.DEFAULT_INSECURE),
+  tls_fingerprint: fingerprintValue.optional(),
+  relay: booleanValue.default(C.DEFAULT_RELAY),
+  super: booleanValue.default(C.DEFAULT_SUPER),
+  relay_port: port(C.DEFAULT_RELAY_PORT),
+  bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_BW_MBPS),
+  stun_udp1: port(C.DEFAULT_STUN_UDP1_PORT),
+  stun_udp2: port(C.DEFAULT_STUN_UDP2_PORT),
+  stun_tcp1: port(C.DEFAULT_STUN_TCP1_PORT),
+  stun_tcp2: port(C.DEFAULT_STUN_TCP2_PORT),
+  data_dir: pathValue.default(""),
+  status_port: port(C.DEFAULT_STATUS_PORT),
+  apps: z.array(appSchema).default([]),
+};
+
+export const clientSchema = z.strictObject(clientShape).superRefine((c, ctx) => {
+  const names = new Map<string, number>();
+  const listens = new Map<string, number>();
+  c.apps.forEach((app, i) => {
+    const sameName = names.get(app.name);
+    if (sameName !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["apps", i, "name"], message: `duplicate app name "${app.name}" (also apps[${sameName}])` });
+    } else names.set(app.name, i);
+    const listenKey = `${app.protocol} ${app.listen}`;
+    const sameListen = listens.get(listenKey);
+    if (sameListen !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["apps", i, "listen"], message: `${app.protocol} ${app.listen} is also used by apps[${sameListen}]` });
+    } else listens.set(listenKey, i);
+  });
+});
+
+export const topShape = {
+  role: enumValue(ROLES),
+  log_level: enumValue(LOG_LEVELS).default(C.DEFAULT_LOG_LEVEL),
+  log_format: enumValue(LOG_FORMATS).default(C.DEFAULT_LOG_FORMAT),
+  server: serverSchema.optional(),
+  client: clientSchema.optional(),
+};
+
+export const fileSchema = z.strictObject(topShape);
+
+export type ServerConfig = z.output<typeof serverSchema>;
+export type ClientConfig = z.output<typeof clientSchema>;
+export type AppConfig = z.output<typeof appSchema>;
+export type UserConfig = z.output<typeof userSchema>;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+export interface Config {
+  role: Role;
+  log_level: LogLevel;
+  log_format: LogFormat;
+  server?: ServerConfig;
+  client?: ClientConfig;
+}
+
+/** Known keys per table, for "did you mean" (array indices dropped from the table path). */
+export const KNOWN_KEYS: Record<string, readonly string[]> = {
+  "": Object.keys(topShape),
+  server: Object.keys(serverShape),
+  "server.users": Object.keys(userSchema.shape),
+  client: Object.keys(clientShape),
+  "client.apps": Object.keys(appSchema.shape),
+};

@@ -1,0 +1,2 @@
+export * from "./signal.ts";
+export { VERSION } from "./version.ts";

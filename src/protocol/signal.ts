@@ -1,0 +1,148 @@
+import * as z from "zod";
+
+// Signalling messages: JSON over one WebSocket per client. Requests carry a type and an id; every
+// request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
+
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+export const NODE_NAME_PATTERN = /^[A-Za-z0-9._-]{1,63}$/;
+
+const requestId = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const nodeName = z.string().regex(NODE_NAME_PATTERN, "a node name of 1-63 letters, digits, '.', '_' or '-'");
+const base64url = (bytes: number) =>
+  z.string().regex(/^[A-Za-z0-9_-]+$/).length(Math.ceil((bytes * 4) / 3), `${bytes} bytes as base64url`);
+
+export const loginRequest = z.strictObject({
+  type: z.literal("login"),
+  id: requestId,
+  node: nodeName,
+  publicKey: base64url(32),
+  proof: base64url(32),
+  signature: base64url(64),
+  version: z.string().max(64),
+  natType: z.string().max(32).optional(),
+});
+
+export const heartbeatRequest = z.strictObject({
+  type: z.literal("heartbeat"),
+  id: requestId,
+  clientTime: z.number().finite(),
+});
+
+export const peersRequest = z.strictObject({ type: z.literal("peers"), id: requestId });
+
+export const clientRequests = { login: loginRequest, heartbeat: heartbeatRequest, peers: peersRequest } as const;
+export type ClientRequestType = keyof typeof clientRequests;
+export type LoginRequest = z.infer<typeof loginRequest>;
+export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
+export type ClientRequest = z.infer<(typeof clientRequests)[ClientRequestType]>;
+
+export interface PeerInfo {
+  name: string;
+  version: string;
+  natType?: string;
+  onlineSince: number;
+}
+
+export interface HelloMessage {
+  type: "hello";
+  nonce: string;
+  serverTime: number;
+  version: string;
+}
+
+export interface LoginResult {
+  user: string;
+  node: string;
+  address: string;
+  serverTime: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  peers: PeerInfo[];
+}
+
+export interface HeartbeatResult {
+  clientTime: number;
+  serverTime: number;
+}
+
+export type ErrorCode =
+  | "BAD_JSON"
+  | "BAD_MESSAGE"
+  | "UNKNOWN_TYPE"
+  | "TOO_LARGE"
+  | "NOT_LOGGED_IN"
+  | "ALREADY_LOGGED_IN"
+  | "BAD_TOKEN"
+  | "BAD_SIGNATURE"
+  | "KEY_MISMATCH"
+  | "RATE_LIMITED";
+
+export interface ResponseMessage {
+  type: "response";
+  id: number | null;
+  ok: boolean;
+  result?: unknown;
+  error?: { code: ErrorCode; message: string };
+}
+
+export type ServerEvent =
+  | { type: "node-online"; node: PeerInfo }
+  | { type: "node-offline"; node: { name: string } };
+
+export type ServerMessage = HelloMessage | ResponseMessage | ServerEvent;
+
+/** WebSocket close codes the server uses, so clients can tell the user why. */
+export const CloseCode = {
+  replaced: 4001,
+  loginTimeout: 4002,
+  heartbeatTimeout: 4003,
+  abuse: 4004,
+  loginRefused: 4005,
+  shutdown: 1001,
+} as const;
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly id: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const where = issue.path.length ? issue.path.join(".") : "message";
+      if (issue.code === "unrecognized_keys") return `unknown field ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+      return `${where}: ${issue.message}`;
+    })
+    .join("; ");
+}
+
+/**
+ * Parses and validates one client message. Throws ProtocolError naming what was wrong; the id is
+ * kept whenever the message had a usable one, so the error reply can be matched to its request.
+ */
+export function parseClientMessage(text: string): ClientRequest {
+  if (Buffer.byteLength(text) > MAX_MESSAGE_BYTES)
+    throw new ProtocolError("TOO_LARGE", `message of ${Buffer.byteLength(text)} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ProtocolError("BAD_JSON", `message is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new ProtocolError("BAD_MESSAGE", "message must be a JSON object with a type and an id");
+  const record = value as Record<string, unknown>;
+  const id = requestId.safeParse(record.id).success ? (record.id as number) : null;
+  if (typeof record.type !== "string") throw new ProtocolError("BAD_MESSAGE", "type: expected a string", id);
+  const schema = clientRequests[record.type as ClientRequestType];
+  if (!Object.hasOwn(clientRequests, record.type) || !schema)
+    throw new ProtocolError("UNKNOWN_TYPE", `unknown message type "${record.type.slice(0, 64)}"`, id);
+  const parsed = schema.safeParse(record);
+  if (!parsed.success) throw new ProtocolError("BAD_MESSAGE", `${record.type}: ${describeIssues(parsed.error)}`, id);
+  return parsed.data;
+}

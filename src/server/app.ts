@@ -1,0 +1,93 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import { upgradeWebSocket } from "hono/bun";
+import type { Server } from "bun";
+import { safeEqualText } from "../crypto/index.ts";
+import type { AddressGuard } from "./guard.ts";
+import type { KeyPins } from "./keys.ts";
+import type { Registry } from "./registry.ts";
+import type { Connection, SignalHub } from "./signal.ts";
+
+export interface AppInit {
+  hub: SignalHub;
+  registry: Registry;
+  pins: KeyPins;
+  guard: AddressGuard;
+  version: string;
+  adminToken: string;
+}
+
+type Env = { Bindings: Server<unknown> };
+
+export const WS_PATH = "/ws";
+
+/** REST API and the client WebSocket, on one port. */
+export function createApp(init: AppInit): Hono<Env> {
+  const app = new Hono<Env>();
+  const adminOnly: MiddlewareHandler<Env> = async (c, next) => {
+    const given = c.req.header("authorization")?.match(/^Bearer (.+)$/i)?.[1];
+    if (!given) return c.json({ error: "admin token required: send 'Authorization: Bearer <token>'" }, 401);
+    if (!safeEqualText(given, init.adminToken)) return c.json({ error: "admin token is not valid" }, 403);
+    await next();
+  };
+
+  app.get("/api/v1/health", (c) => c.json({ status: "ok", version: init.version, nodes: init.registry.size }));
+
+  app.use("/api/v1/nodes/*", adminOnly);
+  app.use("/api/v1/nodes", adminOnly);
+  app.get("/api/v1/nodes", (c) => {
+    const nodes = init.registry.all().map((s) => ({
+      name: s.name,
+      user: s.user,
+      address: s.address,
+      natType: s.natType ?? null,
+      onlineSince: new Date(s.onlineSince).toISOString(),
+      lastHeartbeat: new Date(s.lastHeartbeat).toISOString(),
+      version: s.version,
+    }));
+    return c.json({ nodes });
+  });
+
+  // Releases a node name from its pinned identity key, for a node that was reinstalled.
+  app.delete("/api/v1/nodes/:name/key", (c) => {
+    const user = c.req.query("user") ?? "default";
+    const name = c.req.param("name");
+    if (!init.pins.forget(user, name)) return c.json({ error: `no key is pinned for node "${name}" of user "${user}"` }, 404);
+    return c.json({ forgotten: { user, name } });
+  });
+
+  app.get(
+    WS_PATH,
+    async (c, next) => {
+      const remote = c.env.requestIP(c.req.raw);
+      if (!remote) return c.json({ error: "cannot tell the client address" }, 400);
+      const admitted = init.guard.admit(remote.address);
+      if (!admitted.ok) {
+        c.header("Retry-After", String(admitted.retryAfterS));
+        return c.json({ error: admitted.reason }, admitted.status);
+      }
+      c.set("remote" as never, remote as never);
+      await next();
+      // A failed upgrade (not a WebSocket request) never reaches onClose: give the slot back here.
+      if (c.res.status !== 101 && c.res.status !== 200) init.guard.release(remote.address);
+    },
+    upgradeWebSocket((c) => {
+      const remote = c.get("remote" as never) as { address: string; port: number };
+      let connection: Connection | undefined;
+      return {
+        onOpen: (_event, ws) => {
+          connection = init.hub.open({ send: (text) => ws.send(text), close: (code, reason) => ws.close(code, reason) }, remote.address, remote.port);
+        },
+        onMessage: (event, _ws) => {
+          if (connection) init.hub.message(connection, event.data as string | ArrayBuffer);
+        },
+        onClose: () => {
+          if (connection) init.hub.close(connection);
+        },
+      };
+    }),
+  );
+
+  app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));
+  return app;
+}

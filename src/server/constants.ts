@@ -1,0 +1,16 @@
+/** A connection must log in within this time or it is closed. */
+export const LOGIN_TIMEOUT_MS = 10_000;
+/** Bad messages (garbage, schema errors, failed logins) a connection may send before it is dropped. */
+export const MAX_BAD_MESSAGES_PER_CONNECTION = 10;
+/** How long an address that was dropped for abuse has its new connections refused. */
+export const ABUSE_PENALTY_MS = 30_000;
+/** Bound on the number of penalised addresses remembered at once. */
+export const MAX_PENALISED_ADDRESSES = 10_000;
+/** Messages per second a connection may send, with a burst of twice that. */
+export const MESSAGES_PER_SECOND_LIMIT = 50;
+/** Bun closes a connection whose single frame exceeds this; frames up to it get a TOO_LARGE reply. */
+export const WS_HARD_MAX_FRAME_BYTES = 1024 * 1024;
+/** Outgoing bytes queued for a slow reader before its connection is closed. */
+export const WS_BACKPRESSURE_LIMIT_BYTES = 1024 * 1024;
+/** How often the registry looks for nodes whose heartbeats stopped. */
+export const HEARTBEAT_SWEEP_INTERVAL_MS = 250;

@@ -1,0 +1,84 @@
+import { join } from "node:path";
+import { websocket } from "hono/bun";
+import type { Logger } from "../log/index.ts";
+import { CloseCode } from "../protocol/index.ts";
+import { createApp, WS_PATH } from "./app.ts";
+import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
+import { AddressGuard } from "./guard.ts";
+import { KeyPins } from "./keys.ts";
+import { Registry } from "./registry.ts";
+import { SignalHub, type User } from "./signal.ts";
+import { resolveTls, type TlsMaterial } from "./tls.ts";
+
+export { resolveTls, TlsSetupError, SELF_SIGNED_CERT_FILE } from "./tls.ts";
+export { WS_PATH } from "./app.ts";
+
+export const DEFAULT_USER = "default";
+export const KEY_PINS_FILE = "inp2ps.keys.json";
+
+export interface ServerInit {
+  listen: string;
+  ws_port: number;
+  token: string;
+  users: User[];
+  admin_token?: string;
+  tls: "auto" | "off";
+  tls_cert?: string;
+  tls_key?: string;
+  data_dir: string;
+  heartbeat_interval_ms: number;
+  heartbeat_timeout_ms: number;
+  max_conns_per_ip: number;
+}
+
+export interface RunningServer {
+  port: number;
+  /** URL clients connect to, e.g. wss://127.0.0.1:27183/ws */
+  wsUrl: string;
+  tls: TlsMaterial | null;
+  stop(): Promise<void>;
+}
+
+export async function startServer(init: ServerInit, logger: Logger, version: string): Promise<RunningServer> {
+  const tls = resolveTls(init);
+  const registry = new Registry();
+  const guard = new AddressGuard(init.max_conns_per_ip);
+  const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
+  const hub = new SignalHub({
+    users: [{ name: DEFAULT_USER, token: init.token }, ...init.users],
+    registry,
+    pins,
+    guard,
+    logger,
+    version,
+    heartbeatIntervalMs: init.heartbeat_interval_ms,
+    heartbeatTimeoutMs: init.heartbeat_timeout_ms,
+  });
+  const app = createApp({ hub, registry, pins, guard, version, adminToken: init.admin_token || init.token });
+  const server = Bun.serve<any>({
+    hostname: init.listen,
+    port: init.ws_port,
+    fetch: app.fetch,
+    websocket: {
+      ...websocket,
+      maxPayloadLength: WS_HARD_MAX_FRAME_BYTES,
+      backpressureLimit: WS_BACKPRESSURE_LIMIT_BYTES,
+      closeOnBackpressureLimit: true,
+      idleTimeout: Math.ceil((init.heartbeat_timeout_ms * 2) / 1000),
+    },
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+  });
+  const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
+  const port = server.port ?? init.ws_port;
+  const host = init.listen === "0.0.0.0" || init.listen === "::" ? "127.0.0.1" : init.listen;
+  return {
+    port,
+    wsUrl: `${tls ? "wss" : "ws"}://${host.includes(":") ? `[${host}]` : host}:${port}${WS_PATH}`,
+    tls,
+    async stop() {
+      clearInterval(sweeper);
+      for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
+      await server.stop(true);
+    },
+  };
+}

@@ -1,0 +1,33 @@
+import { existsSync, readFileSync } from "node:fs";
+import { writeSecretFile } from "../crypto/index.ts";
+
+/**
+ * Node identity keys pinned on first login, per user and node name, kept in a JSON file so a
+ * restarted server still refuses an impostor. `forget` releases a name for a reinstalled node.
+ */
+export class KeyPins {
+  private readonly pins: Map<string, string>;
+
+  constructor(private readonly file: string | null) {
+    this.pins = new Map(file && existsSync(file) ? Object.entries(JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : []);
+  }
+
+  get(user: string, node: string): string | undefined {
+    return this.pins.get(`${user}/${node}`);
+  }
+
+  pin(user: string, node: string, publicKey: string): void {
+    this.pins.set(`${user}/${node}`, publicKey);
+    this.save();
+  }
+
+  forget(user: string, node: string): boolean {
+    const existed = this.pins.delete(`${user}/${node}`);
+    if (existed) this.save();
+    return existed;
+  }
+
+  private save(): void {
+    if (this.file) writeSecretFile(this.file, JSON.stringify(Object.fromEntries(this.pins), null, 2) + "\n");
+  }
+}

@@ -1,0 +1,68 @@
+import type { PeerInfo, ServerMessage } from "../protocol/index.ts";
+
+export interface NodeSession {
+  readonly user: string;
+  readonly name: string;
+  readonly publicKey: string;
+  readonly address: string;
+  readonly version: string;
+  readonly natType?: string;
+  readonly onlineSince: number;
+  lastHeartbeat: number;
+  send(message: ServerMessage): void;
+  close(code: number, reason: string): void;
+}
+
+export const peerInfo = (session: NodeSession): PeerInfo => ({
+  name: session.name,
+  version: session.version,
+  natType: session.natType,
+  onlineSince: session.onlineSince,
+});
+
+/** The nodes online now, by user and name. Nodes of different users never see each other. */
+export class Registry {
+  private readonly byUser = new Map<string, Map<string, NodeSession>>();
+
+  get size(): number {
+    let count = 0;
+    for (const nodes of this.byUser.values()) count += nodes.size;
+    return count;
+  }
+
+  get(user: string, name: string): NodeSession | undefined {
+    return this.byUser.get(user)?.get(name);
+  }
+
+  /** Adds a session; returns the session it replaced under the same name, if any. */
+  add(session: NodeSession): NodeSession | undefined {
+    let nodes = this.byUser.get(session.user);
+    if (!nodes) this.byUser.set(session.user, (nodes = new Map()));
+    const previous = nodes.get(session.name);
+    nodes.set(session.name, session);
+    this.broadcast(session, { type: "node-online", node: peerInfo(session) });
+    return previous;
+  }
+
+  /** Removes a session if it is still the current one for its name; returns whether it was. */
+  remove(session: NodeSession): boolean {
+    const nodes = this.byUser.get(session.user);
+    if (nodes?.get(session.name) !== session) return false;
+    nodes.delete(session.name);
+    if (nodes.size === 0) this.byUser.delete(session.user);
+    this.broadcast(session, { type: "node-offline", node: { name: session.name } });
+    return true;
+  }
+
+  peers(session: NodeSession): NodeSession[] {
+    return [...(this.byUser.get(session.user)?.values() ?? [])].filter((other) => other !== session);
+  }
+
+  all(): NodeSession[] {
+    return [...this.byUser.values()].flatMap((nodes) => [...nodes.values()]);
+  }
+
+  private broadcast(about: NodeSession, message: ServerMessage): void {
+    for (const peer of this.peers(about)) peer.send(message);
+  }
+}

@@ -1,0 +1,213 @@
+import { randomBytes } from "node:crypto";
+import { loginProof, loginTranscript, safeEqual, verifyIdentitySignature } from "../crypto/index.ts";
+import type { Logger } from "../log/index.ts";
+import {
+  CloseCode,
+  parseClientMessage,
+  ProtocolError,
+  type ClientRequest,
+  type LoginRequest,
+  type LoginResult,
+  type ResponseMessage,
+  type ServerMessage,
+} from "../protocol/index.ts";
+import { LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import type { AddressGuard } from "./guard.ts";
+import type { KeyPins } from "./keys.ts";
+import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
+
+export interface User {
+  name: string;
+  token: string;
+}
+
+export interface SocketLike {
+  send(text: string): void;
+  close(code: number, reason: string): void;
+}
+
+export interface Connection {
+  readonly socket: SocketLike;
+  readonly address: string;
+  readonly remote: string; // address:port, as shown to users
+  readonly nonce: string;
+  session?: NodeSession;
+  badMessages: number;
+  rateTokens: number;
+  rateRefilledAt: number;
+  loginTimer?: ReturnType<typeof setTimeout>;
+  closed: boolean;
+}
+
+export interface SignalHubInit {
+  users: User[];
+  registry: Registry;
+  pins: KeyPins;
+  guard: AddressGuard;
+  logger: Logger;
+  version: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+}
+
+/** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
+export class SignalHub {
+  constructor(private readonly init: SignalHubInit) {}
+
+  open(socket: SocketLike, address: string, port: number): Connection {
+    const connection: Connection = {
+      socket,
+      address,
+      remote: address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
+      nonce: randomBytes(24).toString("base64url"),
+      badMessages: 0,
+      rateTokens: MESSAGES_PER_SECOND_LIMIT * 2,
+      rateRefilledAt: Date.now(),
+      closed: false,
+    };
+    connection.loginTimer = setTimeout(() => {
+      this.init.logger.info("closing connection that did not log in", { from: connection.remote });
+      socket.close(CloseCode.loginTimeout, "no login within 10 s");
+    }, LOGIN_TIMEOUT_MS);
+    this.send(connection, { type: "hello", nonce: connection.nonce, serverTime: Date.now(), version: this.init.version });
+    return connection;
+  }
+
+  message(connection: Connection, data: string | ArrayBuffer | Uint8Array): void {
+    if (connection.closed) return;
+    let request: ClientRequest | undefined;
+    try {
+      if (!this.takeRateToken(connection)) throw new ProtocolError("RATE_LIMITED", `more than ${MESSAGES_PER_SECOND_LIMIT} messages per second`);
+      if (typeof data !== "string") throw new ProtocolError("BAD_MESSAGE", "binary frames are not accepted; send JSON text");
+      request = parseClientMessage(data);
+      this.reply(connection, request.id, this.handle(connection, request));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.refuse(connection, request?.id ?? err.id, err);
+    }
+  }
+
+  close(connection: Connection): void {
+    if (connection.closed) return;
+    connection.closed = true;
+    clearTimeout(connection.loginTimer);
+    this.init.guard.release(connection.address);
+    const session = connection.session;
+    if (session && this.init.registry.remove(session))
+      this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "connection closed" });
+  }
+
+  /** Marks nodes whose heartbeats stopped as offline and closes their connections. */
+  sweep(now = Date.now()): void {
+    for (const session of this.init.registry.all()) {
+      if (now - session.lastHeartbeat <= this.init.heartbeatTimeoutMs) continue;
+      this.init.registry.remove(session);
+      this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "heartbeat timeout" });
+      session.close(CloseCode.heartbeatTimeout, "no heartbeat within the timeout");
+    }
+  }
+
+  private handle(connection: Connection, request: ClientRequest): unknown {
+    if (request.type === "login") return this.login(connection, request);
+    const session = connection.session;
+    if (!session) throw new ProtocolError("NOT_LOGGED_IN", `${request.type} needs a login first`);
+    switch (request.type) {
+      case "heartbeat":
+        session.lastHeartbeat = Date.now();
+        return { clientTime: request.clientTime, serverTime: Date.now() };
+      case "peers":
+        return { peers: this.init.registry.peers(session).map(peerInfo) };
+    }
+  }
+
+  private login(connection: Connection, request: LoginRequest): LoginResult {
+    if (connection.session) throw new ProtocolError("ALREADY_LOGGED_IN", `already logged in as ${connection.session.name}`);
+    const { node, publicKey } = request;
+    const proof = Buffer.from(request.proof, "base64url");
+    const user = this.init.users.find((u) => safeEqual(Buffer.from(loginProof(u.token, connection.nonce, node, publicKey), "base64url"), proof));
+    if (!user) throw this.loginRefused(connection, node, "BAD_TOKEN", "bad token");
+    if (!verifyIdentitySignature(publicKey, loginTranscript(connection.nonce, node, publicKey), request.signature))
+      throw this.loginRefused(connection, node, "BAD_SIGNATURE", "the signature does not match the node's identity key");
+    const pinned = this.init.pins.get(user.name, node);
+    if (pinned && pinned !== publicKey)
+      throw this.loginRefused(
+        connection,
+        node,
+        "KEY_MISMATCH",
+        `node name "${node}" is registered to a different identity key; if that node was reinstalled, run "inp2ps forget ${node}" on the server, or pick another name`,
+      );
+    if (!pinned) this.init.pins.pin(user.name, node, publicKey);
+
+    const now = Date.now();
+    const session: NodeSession = {
+      user: user.name,
+      name: node,
+      publicKey,
+      address: connection.remote,
+      version: request.version,
+      natType: request.natType,
+      onlineSince: now,
+      lastHeartbeat: now,
+      send: (message) => this.send(connection, message),
+      close: (code, reason) => connection.socket.close(code, reason),
+    };
+    clearTimeout(connection.loginTimer);
+    connection.session = session;
+    const replaced = this.init.registry.add(session);
+    if (replaced) {
+      this.init.logger.info("node logged in again; closing its older session", { node, user: user.name, from: connection.remote, was: replaced.address });
+      replaced.close(CloseCode.replaced, "replaced by a newer login of the same node");
+    } else {
+      this.init.logger.info("node online", { node, user: user.name, from: connection.remote, version: request.version });
+    }
+    return {
+      user: user.name,
+      node,
+      address: connection.remote,
+      serverTime: now,
+      heartbeatIntervalMs: this.init.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.init.heartbeatTimeoutMs,
+      peers: this.init.registry.peers(session).map(peerInfo),
+    };
+  }
+
+  private loginRefused(connection: Connection, node: string, code: "BAD_TOKEN" | "BAD_SIGNATURE" | "KEY_MISMATCH", reason: string) {
+    this.init.logger.warn(`login refused: ${reason}`, { node, from: connection.remote });
+    // One attempt per connection: the nonce is spent. Close after the reply has been queued.
+    queueMicrotask(() => connection.socket.close(CloseCode.loginRefused, `login refused: ${code}`));
+    return new ProtocolError(code, `login refused: ${reason}`);
+  }
+
+  private refuse(connection: Connection, id: number | null, err: ProtocolError): void {
+    this.reply(connection, id, undefined, err);
+    connection.badMessages++;
+    if (connection.badMessages < MAX_BAD_MESSAGES_PER_CONNECTION) return;
+    this.init.logger.warn("dropping connection after repeated bad messages; slowing its address down", {
+      from: connection.remote,
+      bad: connection.badMessages,
+    });
+    this.init.guard.penalise(connection.address);
+    connection.socket.close(CloseCode.abuse, "too many bad messages");
+  }
+
+  private reply(connection: Connection, id: number | null, result: unknown, err?: ProtocolError): void {
+    const response: ResponseMessage = err
+      ? { type: "response", id, ok: false, error: { code: err.code, message: err.message } }
+      : { type: "response", id, ok: true, result };
+    this.send(connection, response);
+  }
+
+  private send(connection: Connection, message: ServerMessage): void {
+    if (!connection.closed) connection.socket.send(JSON.stringify(message));
+  }
+
+  private takeRateToken(connection: Connection): boolean {
+    const now = Date.now();
+    const capacity = MESSAGES_PER_SECOND_LIMIT * 2;
+    connection.rateTokens = Math.min(capacity, connection.rateTokens + ((now - connection.rateRefilledAt) / 1000) * MESSAGES_PER_SECOND_LIMIT);
+    connection.rateRefilledAt = now;
+    if (connection.rateTokens < 1) return false;
+    connection.rateTokens -= 1;
+    return true;
+  }
+}

@@ -1,0 +1,94 @@
+// scripts/build.ts: both executables, support files and SHA256SUMS; the executables run without
+// bun or node on PATH, and the client's FFI works inside the compiled executable.
+
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import pkg from "../../package.json";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const BUN = join(ROOT, "node_modules", ".bin", "bun");
+const BUILD_TIMEOUT_MS = 240_000;
+const RELEASE_FILES = [
+  "inp2ps", "inp2pc", "inp2ps.example.toml", "inp2pc.example.toml", "inp2ps.service", "inp2pc.service",
+];
+
+let tmp: string;
+let outDir: string;
+let emptyPathDir: string;
+let bareEnv: Record<string, string>;
+
+function run(argv: string[], env = bareEnv) {
+  const proc = Bun.spawnSync(argv, { cwd: tmp, env, stdout: "pipe", stderr: "pipe" });
+  return { exitCode: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+}
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), "inp2p-build-"));
+  outDir = join(tmp, "dist");
+  emptyPathDir = join(tmp, "empty-path");
+  mkdirSync(emptyPathDir);
+  bareEnv = { PATH: emptyPathDir, HOME: tmp };
+
+  const started = performance.now();
+  const build = Bun.spawnSync([BUN, "scripts/build.ts", "--outdir", outDir], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const output = `${build.stdout.toString()}${build.stderr.toString()}`;
+  if (build.exitCode !== 0) throw new Error(`build failed (exit ${build.exitCode}):\n${output}`);
+  console.log(`${output.trim()}\n(build test: ${((performance.now() - started) / 1000).toFixed(1)} s)`);
+}, BUILD_TIMEOUT_MS);
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("scripts/build.ts", () => {
+  test("writes the release files and a SHA256SUMS that sha256sum -c accepts", () => {
+    for (const file of RELEASE_FILES) expect(existsSync(join(outDir, file)), file).toBe(true);
+    for (const binary of ["inp2ps", "inp2pc"]) {
+      expect(statSync(join(outDir, binary)).mode & 0o111).not.toBe(0);
+    }
+    const sums = readFileSync(join(outDir, "SHA256SUMS"), "utf8").trim().split("\n");
+    expect(sums.map((line) => line.split("  ")[1]).sort()).toEqual([...RELEASE_FILES].sort());
+    const check = Bun.spawnSync(["sha256sum", "-c", "SHA256SUMS"], { cwd: outDir, stdout: "pipe", stderr: "pipe" });
+    expect(check.stderr.toString()).toBe("");
+    expect(check.exitCode).toBe(0);
+  });
+
+  test("the test environment has neither bun nor node on PATH", () => {
+    expect(run(["/bin/sh", "-c", "command -v node"]).exitCode).not.toBe(0);
+    expect(run(["/bin/sh", "-c", "command -v bun"]).exitCode).not.toBe(0);
+  });
+
+  test.each(["inp2ps", "inp2pc"])("%s --version prints the package version", (binary) => {
+    const result = run([join(outDir, binary), "--version"]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toContain(pkg.version);
+  });
+
+  test("inp2pc doctor --json makes an FFI call inside the compiled executable", () => {
+    const result = run([join(outDir, "inp2pc"), "doctor", "--json"]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.ffi.ok, report.ffi.detail).toBe(true);
+    expect(typeof report.tunDevice.ok).toBe("boolean");
+    expect(typeof report.netAdmin.ok).toBe("boolean");
+  });
+
+  // Proves koffi's native module is embedded, not loaded from this checkout's node_modules:
+  // hide node_modules in a private mount namespace (needs root and unshare).
+  const canHideNodeModules = process.getuid?.() === 0 && Bun.which("unshare") !== null;
+  test.skipIf(!canHideNodeModules)("inp2pc doctor works with node_modules hidden", () => {
+    const script = `mount --bind "$1" "$2" && exec "$3" doctor --json`;
+    const result = run(
+      [Bun.which("unshare")!, "-m", "/bin/sh", "-c", script, "sh", emptyPathDir, join(ROOT, "node_modules"), join(outDir, "inp2pc")],
+      { ...bareEnv, PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+    );
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout).ffi.ok).toBe(true);
+  });
+});
