@@ -1,3 +1,4 @@
+import { writeSync } from "node:fs";
 import type { CAC } from "cac";
 import { ConfigError } from "../config/index.ts";
 import { createLogger, type Logger } from "../log/index.ts";
@@ -26,20 +27,25 @@ export function makeLogger(config: { log_level: string; log_format: string }): L
   return createLogger({ level: config.log_level as never, format: config.log_format as never });
 }
 
+/** Writes to stderr synchronously: an asynchronous write to a pipe is lost when process.exit follows. */
+export function printError(text: string): void {
+  writeSync(2, text.endsWith("\n") ? text : text + "\n");
+}
+
 /** Prints an error the way a user should see it, and exits. */
 export function exitWithError(program: string, err: unknown): never {
   const error = err as Error & { name?: string };
   if (err instanceof ConfigError) {
-    process.stderr.write(`${program}: ${error.message}\n`);
+    printError(`${program}: ${error.message}`);
     process.exit(EXIT_USAGE);
   }
   if (error?.name === "CACError") {
     const unused = error.message.match(/^Unused args: (.*)$/);
     const text = unused ? `unknown command or extra argument ${unused[1]}` : error.message.replace(/`/g, "");
-    process.stderr.write(`${program}: ${text} (see ${program} --help)\n`);
+    printError(`${program}: ${text} (see ${program} --help)`);
     process.exit(EXIT_USAGE);
   }
-  process.stderr.write(`${program}: ${error?.message ?? String(err)}\n`);
+  printError(`${program}: ${error?.message ?? String(err)}`);
   process.exit(EXIT_FAILURE);
 }
 

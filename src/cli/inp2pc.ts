@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";
 import { startClient } from "../client/index.ts";
@@ -69,7 +70,8 @@ cli
   .option("--json", "print JSON")
   .action(async (parsed) => {
     const report = await runDoctor();
-    process.stdout.write(parsed.json ? JSON.stringify(report, null, 2) + "\n" : formatDoctorReport(report) + "\n");
+    // Synchronous: process.exit follows, and an asynchronous write to a pipe would be lost.
+    writeSync(1, parsed.json ? JSON.stringify(report, null, 2) + "\n" : formatDoctorReport(report) + "\n");
     process.exit(report.ffi.ok ? 0 : 1);
   });
 

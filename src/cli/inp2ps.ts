@@ -6,7 +6,7 @@ import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { startServer } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
-import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown } from "./common.ts";
+import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
 
 const PROGRAM = "inp2ps";
@@ -87,7 +87,7 @@ cli
     const user = rawFlagValue(args, "user");
     const password = rawFlagValue(args, "password");
     if (user === undefined || password === undefined) {
-      process.stderr.write(`${PROGRAM} token: give both --user and --password\n`);
+      printError(`${PROGRAM} token: give both --user and --password`);
       process.exit(EXIT_USAGE);
     }
     process.stdout.write(tokenFromCredentials(user, password) + "\n");

@@ -1,0 +1,194 @@
+// Real inp2ps / inp2pc processes for integration tests, on loopback only, with bounded waits.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const REPO_ROOT = resolve(import.meta.dirname, "../..");
+export const BUN = process.execPath.endsWith("bun") ? process.execPath : join(REPO_ROOT, "node_modules/.bin/bun");
+export const INP2PS = join(REPO_ROOT, "src/cli/inp2ps.ts");
+export const INP2PC = join(REPO_ROOT, "src/cli/inp2pc.ts");
+
+export function tempDir(prefix = "inp2p-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.on("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => done(port));
+    });
+  });
+}
+
+export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+export class Proc {
+  output = "";
+  exitCode: number | null = null;
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly child: ChildProcess) {
+    child.stdout?.on("data", (d) => (this.output += d.toString()));
+    child.stderr?.on("data", (d) => (this.output += d.toString()));
+    this.exited = new Promise((done) => child.on("exit", (code, signal) => done((this.exitCode = code ?? (signal ? 128 : null)))));
+  }
+
+  /** Resolves with the first match of `pattern` in the output seen so far or later. */
+  waitForOutput(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    return waitFor(
+      `output matching ${pattern}`,
+      () => {
+        const match = this.output.match(pattern);
+        if (match) return match;
+        if (this.exitCode !== null) throw new Error(`process exited (${this.exitCode}) before printing ${pattern}; output:\n${this.output.slice(-2000)}`);
+        return undefined;
+      },
+      timeoutMs,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\noutput so far:\n${this.output.slice(-2000)}`);
+    });
+  }
+
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    if (this.exitCode !== null || this.child.exitCode !== null) return;
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+export function run(program: string, args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}): Proc {
+  const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined, ...options.env };
+  const command = program.endsWith(".ts") ? BUN : program;
+  const argv = program.endsWith(".ts") ? [program, ...args] : args;
+  return new Proc(spawn(command, argv, { cwd: options.cwd ?? REPO_ROOT, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] }));
+}
+
+/** Runs a command to completion (bounded) and returns its exit code and combined output. */
+export async function runToEnd(program: string, args: string[], options: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {}) {
+  const proc = run(program, args, options);
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), options.timeoutMs ?? 20_000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  return { code, output: proc.output };
+}
+
+export interface ServerHandle {
+  proc: Proc;
+  dir: string;
+  port: number;
+  token: string;
+  fingerprint?: string;
+  configPath: string;
+  stop(): Promise<void>;
+}
+
+export interface ServerOptions {
+  port?: number;
+  dir?: string;
+  token?: string;
+  tls?: "auto" | "off";
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  maxConnsPerIp?: number;
+  extraToml?: string; // appended inside [server]
+  tail?: string; // appended after [server] (e.g. [[server.users]])
+}
+
+/** Starts inp2ps from a TOML file in a fresh directory; resolves once it listens. */
+export async function startServer(options: ServerOptions = {}): Promise<ServerHandle> {
+  const dir = options.dir ?? tempDir("inp2ps-");
+  const port = options.port ?? (await freePort());
+  const token = options.token ?? "1234567890123456789";
+  const configPath = join(dir, "inp2ps.toml");
+  writeFileSync(
+    configPath,
+    [
+      'role = "server"',
+      'log_level = "debug"',
+      "[server]",
+      'listen = "127.0.0.1"',
+      `ws_port = ${port}`,
+      `token = "${token}"`,
+      `tls = "${options.tls ?? "auto"}"`,
+      `heartbeat_interval_ms = ${options.heartbeatIntervalMs ?? 500}`,
+      `heartbeat_timeout_ms = ${options.heartbeatTimeoutMs ?? 2000}`,
+      `max_conns_per_ip = ${options.maxConnsPerIp ?? 64}`,
+      options.extraToml ?? "",
+      options.tail ?? "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  const proc = run(INP2PS, ["--config", configPath], { cwd: dir });
+  await proc.waitForOutput(/listening on/);
+  const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)?.[1];
+  return {
+    proc,
+    dir,
+    port,
+    token,
+    fingerprint,
+    configPath,
+    async stop() {
+      await proc.stop();
+      if (!options.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ClientOptions {
+  node: string;
+  port: number;
+  token: string;
+  dir?: string;
+  insecure?: boolean;
+  extraArgs?: string[];
+  env?: Record<string, string | undefined>;
+}
+
+/** Starts inp2pc with flags in its own directory (identity key and known servers live there). */
+export function startClient(options: ClientOptions): Proc & { dir: string } {
+  const dir = options.dir ?? tempDir("inp2pc-");
+  const args = [
+    "-serverhost", "127.0.0.1",
+    "-serverport", String(options.port),
+    "-node", options.node,
+    "-token", options.token,
+    "--log-level", "debug",
+    ...(options.insecure ? ["-insecure"] : []),
+    ...(options.extraArgs ?? []),
+  ];
+  const proc = run(INP2PC, args, { cwd: dir, env: options.env }) as Proc & { dir: string };
+  proc.dir = dir;
+  return proc;
+}
+
+/** GET a server's REST API (trusting its self-signed certificate). */
+export async function api(server: ServerHandle, path: string, token?: string): Promise<{ status: number; body: any }> {
+  const scheme = server.fingerprint ? "https" : "http";
+  const response = await fetch(`${scheme}://127.0.0.1:${server.port}${path}`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    ...(server.fingerprint ? { tls: { rejectUnauthorized: false } } : {}),
+  } as RequestInit);
+  return { status: response.status, body: await response.json() };
+}
+
+export async function onlineNodes(server: ServerHandle): Promise<string[]> {
+  const { body } = await api(server, "/api/v1/nodes", server.token);
+  return (body.nodes as { name: string }[]).map((n) => n.name).sort();
+}
