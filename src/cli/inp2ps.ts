@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import { networkInterfaces } from "node:os";
 import cac from "cac";
-import { loadConfig, writeConfig, type Config } from "../config/index.ts";
+import { DEFAULT_USER_NAME, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { startServer } from "../server/index.ts";
@@ -124,7 +124,7 @@ cli
   .action(async (node: string, parsed) => {
     try {
       const { config } = load(parsed);
-      const user = rawFlagValue(args, "user") ?? "default";
+      const user = rawFlagValue(args, "user") ?? DEFAULT_USER_NAME;
       await fetchServerApi(config.server!, "DELETE", `/api/v1/nodes/${encodeURIComponent(node)}/key?user=${encodeURIComponent(user)}`, rawFlagValue(args, "host"));
       process.stdout.write(`forgot the identity key of node ${node} (user ${user}); the next node to log in under that name pins its key\n`);
     } catch (err) {

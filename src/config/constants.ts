@@ -38,8 +38,6 @@ export const DEFAULT_USER_NAME = "default";
 export const SERVER_CONFIG_FILE = "inp2ps.toml";
 export const CLIENT_CONFIG_FILE = "inp2pc.toml";
 
-export const CONFIG_FILE_MODE = 0o600;
-export const CONFIG_DIR_MODE = 0o700;
 
 // Environment variables read by loadConfig.
 export const ENV_TOKEN = "INP2P_TOKEN";

@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writeSecretFile } from "../crypto/index.ts";
 import { dirname, resolve } from "node:path";
 import { parse, stringify, TomlError } from "smol-toml";
 import type * as z from "zod";
@@ -21,7 +21,7 @@ export const PROGRAM_NAMES: Record<Role, string> = { server: "inp2ps", client: "
 
 /** How each required client setting can be given; used in CONFIG_MISSING messages. */
 export const REQUIRED_CLIENT_SETTINGS = [
-  { key: "server_host", flag: "--server", env: C.ENV_SERVER },
+  { key: "server_host", flag: "--serverhost", env: C.ENV_SERVER },
   { key: "node", flag: "--node", env: C.ENV_NODE },
   { key: "token", flag: "--token", env: C.ENV_TOKEN },
 ] as const;
@@ -272,11 +272,10 @@ function withoutEmpty(table: object): Record<string, unknown> {
   );
 }
 
-/** Writes TOML atomically (temp file + rename), mode 0600 because it holds tokens; parent dir 0700. */
+/** Writes TOML atomically, mode 0600 because it holds tokens; parent dir 0700. */
 export function writeConfig(path: string, config: Config): void {
   const file = resolve(path);
   const dir = dirname(file);
-  mkdirSync(dir, { recursive: true, mode: C.CONFIG_DIR_MODE });
   const table = withoutEmpty(config[config.role] ?? {});
   // The default data_dir is the file's own directory; leave it implicit so the file can be moved.
   if (table.data_dir === dir) delete table.data_dir;
@@ -284,19 +283,5 @@ export function writeConfig(path: string, config: Config): void {
   const program = PROGRAM_NAMES[config.role];
   const header = `# inp2p ${config.role} config written by ${program}; it holds tokens, keep it private.\n# Every key is described in ${program}.example.toml.\n\n`;
   const text = header + stringify(document);
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    const fd = openSync(tmp, "wx", C.CONFIG_FILE_MODE);
-    try {
-      fchmodSync(fd, C.CONFIG_FILE_MODE); // the umask could have taken bits away, never added; be exact anyway
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
+  writeSecretFile(file, text);
 }

@@ -1,5 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
+import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
 /** A node's Ed25519 identity. The public key travels as base64url of its 32 raw bytes. */
@@ -50,10 +50,25 @@ export function verifyIdentitySignature(publicKey: string, data: Uint8Array, sig
   }
 }
 
-/** Writes a file that holds a secret: mode 0600, atomically, parent created 0700 when missing. */
+const SECRET_FILE_MODE = 0o600;
+const SECRET_DIR_MODE = 0o700;
+
+/** Writes a file that holds a secret: mode 0600, atomically (temp + fsync + rename), parent created 0700. */
 export function writeSecretFile(path: string, content: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, content, { mode: 0o600 });
-  renameSync(temporary, path);
+  mkdirSync(dirname(path), { recursive: true, mode: SECRET_DIR_MODE });
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    const fd = openSync(temporary, "wx", SECRET_FILE_MODE);
+    try {
+      fchmodSync(fd, SECRET_FILE_MODE); // the umask can only take bits away; be exact anyway
+      writeSync(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
 }

@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
+import { DEFAULT_USER_NAME } from "../config/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
@@ -49,7 +50,7 @@ export function createApp(init: AppInit): Hono<Env> {
 
   // Releases a node name from its pinned identity key, for a node that was reinstalled.
   app.delete("/api/v1/nodes/:name/key", (c) => {
-    const user = c.req.query("user") ?? "default";
+    const user = c.req.query("user") ?? DEFAULT_USER_NAME;
     const name = c.req.param("name");
     if (!init.pins.forget(user, name)) return c.json({ error: `no key is pinned for node "${name}" of user "${user}"` }, 404);
     return c.json({ forgotten: { user, name } });

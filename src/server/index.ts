@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { websocket } from "hono/bun";
+import { DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { createApp, WS_PATH } from "./app.ts";
@@ -13,7 +14,6 @@ import { resolveTls, type TlsMaterial } from "./tls.ts";
 export { resolveTls, TlsSetupError, SELF_SIGNED_CERT_FILE } from "./tls.ts";
 export { WS_PATH } from "./app.ts";
 
-export const DEFAULT_USER = "default";
 export const KEY_PINS_FILE = "inp2ps.keys.json";
 
 export interface ServerInit {
@@ -45,7 +45,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const guard = new AddressGuard(init.max_conns_per_ip);
   const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
   const hub = new SignalHub({
-    users: [{ name: DEFAULT_USER, token: init.token }, ...init.users],
+    users: [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users],
     registry,
     pins,
     guard,

@@ -299,7 +299,7 @@ target = "h:1"
     expect(error.code).toBe("CONFIG_MISSING");
     expect(error.keyPath).toBe("client.server_host");
     expect(error.message.split("\n")).toEqual([
-      `missing client.server_host: give --server, set INP2P_SERVER, or add server_host to [client] in ${path}`,
+      `missing client.server_host: give --serverhost, set INP2P_SERVER, or add server_host to [client] in ${path}`,
       `missing client.token: give --token, set INP2P_TOKEN, or add token to [client] in ${path}`,
     ]);
     const config = parseConfig(CLIENT_MINIMAL, "/x.toml");

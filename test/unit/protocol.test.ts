@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { MAX_MESSAGE_BYTES, parseClientMessage, ProtocolError } from "../../src/protocol/index.ts";
+
+function refusal(text: string): ProtocolError {
+  try {
+    parseClientMessage(text);
+  } catch (err) {
+    if (err instanceof ProtocolError) return err;
+    throw err;
+  }
+  throw new Error(`accepted: ${text}`);
+}
+
+describe("signalling message validation", () => {
+  it("accepts a well-formed heartbeat", () => {
+    expect(parseClientMessage('{"type":"heartbeat","id":7,"clientTime":1}')).toEqual({ type: "heartbeat", id: 7, clientTime: 1 });
+  });
+
+  it.each([
+    ["not json", "BAD_JSON", null, /not valid JSON/],
+    ["[1,2]", "BAD_MESSAGE", null, /JSON object/],
+    ['{"id":3}', "BAD_MESSAGE", 3, /type/],
+    ['{"type":"launch","id":4}', "UNKNOWN_TYPE", 4, /unknown message type "launch"/],
+    ['{"type":"__proto__","id":5}', "UNKNOWN_TYPE", 5, /__proto__/],
+    ['{"type":"heartbeat","id":6}', "BAD_MESSAGE", 6, /clientTime/],
+    ['{"type":"peers","id":8,"extra":true}', "BAD_MESSAGE", 8, /unknown field "extra"/],
+    ['{"type":"login","id":9,"node":"bad name","publicKey":"x","proof":"y","signature":"z","version":"1"}', "BAD_MESSAGE", 9, /node: a node name/],
+  ])("refuses %s with %s, keeping id %s and naming the problem", (text, code, id, message) => {
+    const err = refusal(text);
+    expect(err.code).toBe(code);
+    expect(err.id).toBe(id);
+    expect(err.message).toMatch(message);
+  });
+
+  it("refuses an oversized message before parsing it", () => {
+    const err = refusal(JSON.stringify({ type: "heartbeat", id: 1, clientTime: 1, pad: "x".repeat(MAX_MESSAGE_BYTES) }));
+    expect(err.code).toBe("TOO_LARGE");
+    expect(err.message).toMatch(/exceeds the limit of 65536/);
+  });
+});
