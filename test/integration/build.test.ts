@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import pkg from "../../package.json";
+import { freePort, waitFor } from "../helpers/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
@@ -90,5 +91,39 @@ describe("scripts/build.ts", () => {
     );
     expect(result.exitCode, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout).ffi.ok).toBe(true);
+  });
+
+  test("the compiled inp2ps and inp2pc talk: the client logs in over TLS and `inp2ps nodes` lists it", async () => {
+    const port = await freePort();
+    const serverDir = join(tmp, "server");
+    const clientDir = join(tmp, "client");
+    mkdirSync(serverDir);
+    mkdirSync(clientDir);
+    const spawnBare = (binary: string, args: string[], cwd: string) =>
+      Bun.spawn([join(outDir, binary), ...args], { cwd, env: bareEnv, stdout: "pipe", stderr: "pipe" });
+    const collect = (proc: ReturnType<typeof spawnBare>) => {
+      const seen = { text: "" };
+      for (const stream of [proc.stdout, proc.stderr])
+        void (async () => {
+          for await (const chunk of stream) seen.text += new TextDecoder().decode(chunk);
+        })();
+      return seen;
+    };
+    const server = spawnBare("inp2ps", ["-ws-port", String(port), "--log-level", "debug"], serverDir);
+    const serverOut = collect(server);
+    let client: ReturnType<typeof spawnBare> | undefined;
+    try {
+      const token = (await waitFor("server banner", () => serverOut.text.match(/token:\s+(\d+)/), 15_000))[1]!;
+      client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), "-node", "compiled", "-token", token], clientDir);
+      const clientOut = collect(client);
+      await waitFor("client login", () => clientOut.text.includes("logged in"), 15_000);
+      const nodes = run([join(outDir, "inp2ps"), "nodes", "--json", "--config", join(serverDir, "inp2ps.toml")]);
+      expect(nodes.exitCode, nodes.stderr).toBe(0);
+      expect(JSON.parse(nodes.stdout).map((n: { name: string }) => n.name)).toEqual(["compiled"]);
+    } finally {
+      client?.kill();
+      server.kill();
+      await Promise.all([client?.exited, server.exited]);
+    }
   });
 });
