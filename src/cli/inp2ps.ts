@@ -44,7 +44,9 @@ async function serve(parsed: Record<string, unknown>) {
   let wrote = loaded.wrote;
   if (!server.token) {
     if (loaded.fromFile)
-      throw new Error(`no token in ${loaded.path}: add token to [server], or pass --token (inp2ps token --user U --password P derives one)`);
+      throw new Error(
+        `no token in ${loaded.path}: add to [server] a line such as\n  token = "${generateToken()}"\n(freshly generated; or pass --token, or derive one with: inp2ps token --user U --password P)`,
+      );
     config = { ...config, server: { ...server, token: generateToken() } };
     writeConfig(loaded.path, config);
     wrote = true;

@@ -60,12 +60,24 @@ describe("example files", () => {
     const { config, fromFile } = loadConfig({ role: "server", configPath: SERVER_EXAMPLE, env: {} });
     expect(fromFile).toBe(true);
     expect(config.role).toBe("server");
-    expect(config.server?.token).toBe("1234567890123456789");
-    expect(config.server?.users).toEqual([{ name: "alice", token: "9876543210987654321" }]);
+    // The example ships no token, so nobody runs a server on a published one.
+    expect(config.server?.token).toBeUndefined();
+    expect(config.server?.users ?? []).toEqual([]);
     expect(config.server?.data_dir).toBe(EXAMPLES_DIR);
     // "" in optional string fields means not set
     expect(config.server?.tls_cert).toBeUndefined();
     expect(config.server?.admin_token).toBeUndefined();
+  });
+
+  it("server example validates with its commented token and user lines filled in", () => {
+    const text = readFileSync(SERVER_EXAMPLE, "utf8")
+      .replace('# token = "<your token>"', 'token = "111"')
+      .replace(/^# \[\[server\.users\]\]$/m, "[[server.users]]")
+      .replace(/^# name = "alice"/m, 'name = "alice"')
+      .replace(`# token = "<alice's token>"`, 'token = "222"');
+    const config = parseConfig(text, SERVER_EXAMPLE);
+    expect(config.server?.token).toBe("111");
+    expect(config.server?.users).toEqual([{ name: "alice", token: "222" }]);
   });
 
   it("client example loads and validates", () => {
