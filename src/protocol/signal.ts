@@ -121,23 +121,26 @@ function describeIssues(error: z.ZodError): string {
     .join("; ");
 }
 
+const tooLarge = (bytes: number, id: number | null) =>
+  new ProtocolError("TOO_LARGE", `message of ${bytes} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}`, id);
+
 /**
  * Parses and validates one client message. Throws ProtocolError naming what was wrong; the id is
  * kept whenever the message had a usable one, so the error reply can be matched to its request.
  */
 export function parseClientMessage(text: string): ClientRequest {
-  if (Buffer.byteLength(text) > MAX_MESSAGE_BYTES)
-    throw new ProtocolError("TOO_LARGE", `message of ${Buffer.byteLength(text)} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}`);
+  const bytes = Buffer.byteLength(text);
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(text); // bounded: the WebSocket layer caps frames at a hard limit
   } catch (err) {
+    if (bytes > MAX_MESSAGE_BYTES) throw tooLarge(bytes, null);
     throw new ProtocolError("BAD_JSON", `message is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value))
-    throw new ProtocolError("BAD_MESSAGE", "message must be a JSON object with a type and an id");
-  const record = value as Record<string, unknown>;
-  const id = requestId.safeParse(record.id).success ? (record.id as number) : null;
+  const record = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  const id = record && requestId.safeParse(record.id).success ? (record.id as number) : null;
+  if (bytes > MAX_MESSAGE_BYTES) throw tooLarge(bytes, id);
+  if (!record) throw new ProtocolError("BAD_MESSAGE", "message must be a JSON object with a type and an id");
   if (typeof record.type !== "string") throw new ProtocolError("BAD_MESSAGE", "type: expected a string", id);
   const schema = clientRequests[record.type as ClientRequestType];
   if (!Object.hasOwn(clientRequests, record.type) || !schema)

@@ -32,9 +32,11 @@ describe("signalling message validation", () => {
     expect(err.message).toMatch(message);
   });
 
-  it("refuses an oversized message before parsing it", () => {
+  it("refuses an oversized message, keeping its id so the reply matches the request", () => {
     const err = refusal(JSON.stringify({ type: "heartbeat", id: 1, clientTime: 1, pad: "x".repeat(MAX_MESSAGE_BYTES) }));
     expect(err.code).toBe("TOO_LARGE");
+    expect(err.id).toBe(1);
     expect(err.message).toMatch(/exceeds the limit of 65536/);
+    expect(refusal("x".repeat(MAX_MESSAGE_BYTES + 1)).code).toBe("TOO_LARGE");
   });
 });

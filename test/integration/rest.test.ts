@@ -1,0 +1,135 @@
+// The REST API of a real inp2ps, and the `inp2ps nodes` CLI that reads it, with real inp2pc nodes.
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, INP2PS, REPO_ROOT, runToEnd, startClient, startServer, tempDir, waitFor, type Proc, type ServerHandle } from "../helpers/processes.ts";
+
+const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
+const WAIT_MS = 10_000;
+
+/** inp2pc processes started by these tests; stopped and their directories removed in afterAll. */
+const clients: (Proc & { dir: string })[] = [];
+
+function node(server: ServerHandle, name: string): Proc & { dir: string } {
+  const client = startClient({ node: name, port: server.port, token: server.token });
+  clients.push(client);
+  return client;
+}
+
+async function stopClient(client: Proc & { dir: string }): Promise<void> {
+  await client.stop();
+  rmSync(client.dir, { recursive: true, force: true });
+}
+
+async function healthNodes(server: ServerHandle): Promise<number> {
+  const { status, body } = await api(server, "/api/v1/health");
+  expect(status).toBe(200);
+  return body.nodes;
+}
+
+afterAll(async () => {
+  await Promise.all(clients.map(stopClient));
+});
+
+describe("REST API", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(async () => server?.stop());
+
+  it("health reports ok, the version, and the number of online nodes", async () => {
+    expect(await api(server, "/api/v1/health")).toEqual({ status: 200, body: { status: "ok", version: VERSION, nodes: 0 } });
+    const one = node(server, "rest-1");
+    await waitFor("1 node in health", async () => (await healthNodes(server)) === 1, WAIT_MS);
+    const two = node(server, "rest-2");
+    await waitFor("2 nodes in health", async () => (await healthNodes(server)) === 2, WAIT_MS);
+    await stopClient(two);
+    await waitFor("1 node in health after rest-2 stopped", async () => (await healthNodes(server)) === 1, WAIT_MS);
+    expect(one.exitCode).toBeNull();
+  });
+
+  it("nodes needs the admin token: 401 without, 403 when wrong", async () => {
+    const without = await api(server, "/api/v1/nodes");
+    expect(without.status).toBe(401);
+    expect(without.body.error).toMatch(/admin token required/);
+    const wrong = await api(server, "/api/v1/nodes", "42");
+    expect(wrong.status).toBe(403);
+    expect(wrong.body.error).toMatch(/not valid/);
+  });
+
+  it("nodes lists each online node with its details", async () => {
+    const { status, body } = await api(server, "/api/v1/nodes", server.token);
+    expect(status).toBe(200);
+    expect(body.nodes).toHaveLength(1);
+    const [entry] = body.nodes;
+    expect(entry).toMatchObject({ name: "rest-1", user: "default", natType: null, version: VERSION });
+    expect(entry.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(Number(entry.address.split(":")[1])).not.toBe(server.port);
+    for (const field of ["onlineSince", "lastHeartbeat"]) {
+      expect(new Date(entry[field]).toISOString(), field).toBe(entry[field]);
+      expect(Math.abs(Date.parse(entry[field]) - Date.now()), field).toBeLessThan(60_000);
+    }
+    expect(Date.parse(entry.lastHeartbeat)).toBeGreaterThanOrEqual(Date.parse(entry.onlineSince));
+  });
+
+  it("an unknown path is a 404 JSON error naming the path", async () => {
+    const { status, body } = await api(server, "/api/v1/no-such-thing");
+    expect(status).toBe(404);
+    expect(body.error).toContain("/api/v1/no-such-thing");
+  });
+
+  it("inp2ps nodes prints a table of the online nodes", async () => {
+    const result = await runToEnd(INP2PS, ["nodes", "--config", server.configPath]);
+    expect(result.code, result.output).toBe(0);
+    const lines = result.output.trim().split("\n");
+    expect(lines[0]).toMatch(/^NAME\s+USER\s+ADDRESS\s+NAT\s+ONLINE SINCE\s+LAST HEARTBEAT\s+VERSION$/);
+    expect(lines.find((l) => l.startsWith("rest-1 "))).toMatch(/^rest-1\s+default\s+127\.0\.0\.1:\d+\s+-\s+\S+\s+\S+\s+\S+$/);
+  });
+
+  it("inp2ps nodes --json prints the nodes as JSON", async () => {
+    const result = await runToEnd(INP2PS, ["nodes", "--json", "--config", server.configPath]);
+    expect(result.code, result.output).toBe(0);
+    const nodes = JSON.parse(result.output) as { name: string; user: string; address: string }[];
+    expect(nodes.map((n) => n.name)).toEqual(["rest-1"]);
+    expect(nodes[0]).toMatchObject({ user: "default", natType: null, version: VERSION });
+  });
+});
+
+describe("REST API with a separate admin token", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({ extraToml: 'admin_token = "999"' });
+  });
+  afterAll(async () => server?.stop());
+
+  it("accepts the admin token and refuses the user token", async () => {
+    const client = node(server, "admin-1");
+    await waitFor("admin-1 online", async () => (await healthNodes(server)) === 1, WAIT_MS);
+    const admin = await api(server, "/api/v1/nodes", "999");
+    expect(admin.status).toBe(200);
+    expect(admin.body.nodes.map((n: { name: string }) => n.name)).toEqual(["admin-1"]);
+    const user = await api(server, "/api/v1/nodes", server.token);
+    expect(user.status).toBe(403);
+    // The CLI uses admin_token from the config.
+    const cli = await runToEnd(INP2PS, ["nodes", "--json", "--config", server.configPath]);
+    expect(cli.code, cli.output).toBe(0);
+    expect(JSON.parse(cli.output).map((n: { name: string }) => n.name)).toEqual(["admin-1"]);
+    await stopClient(client);
+  });
+});
+
+describe("inp2ps nodes with the server down", () => {
+  it("fails with exit code 1 and says it cannot reach inp2ps", async () => {
+    const dir = tempDir("inp2ps-down-");
+    try {
+      const server = await startServer({ dir });
+      await server.stop();
+      const result = await runToEnd(INP2PS, ["nodes", "--config", server.configPath]);
+      expect(result.code).toBe(1);
+      expect(result.output).toMatch(/cannot reach inp2ps at https:\/\/127\.0\.0\.1:\d+/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
