@@ -41,7 +41,10 @@ export function exitWithError(program: string, err: unknown): never {
   }
   if (error?.name === "CACError") {
     const unused = error.message.match(/^Unused args: (.*)$/);
-    const text = unused ? `unknown command or extra argument ${unused[1]}` : error.message.replace(/`/g, "");
+    // cac reports options camel-cased (--bogusFlag); name them as the user typed them.
+    const text = unused
+      ? `unknown command or extra argument ${unused[1]}`
+      : error.message.replace(/`--([A-Za-z0-9]+)`/g, (_, name: string) => `--${name.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`).replace(/`/g, "");
     printError(`${program}: ${text} (see ${program} --help)`);
     process.exit(EXIT_USAGE);
   }

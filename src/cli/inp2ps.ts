@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import { networkInterfaces } from "node:os";
 import cac from "cac";
-import { DEFAULT_USER_NAME, loadConfig, writeConfig, type Config } from "../config/index.ts";
+import { ConfigError, DEFAULT_USER_NAME, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { startServer } from "../server/index.ts";
@@ -44,8 +44,10 @@ async function serve(parsed: Record<string, unknown>) {
   let wrote = loaded.wrote;
   if (!server.token) {
     if (loaded.fromFile)
-      throw new Error(
+      throw new ConfigError(
+        "CONFIG_MISSING",
         `no token in ${loaded.path}: add to [server] a line such as\n  token = "${generateToken()}"\n(freshly generated; or pass --token, or derive one with: inp2ps token --user U --password P)`,
+        { file: loaded.path, keyPath: "server.token" },
       );
     config = { ...config, server: { ...server, token: generateToken() } };
     writeConfig(loaded.path, config);
@@ -83,8 +85,8 @@ cli.command("", "start the server").action((parsed) => serve(parsed).catch((err)
 
 cli
   .command("token", "print the token for a user and password: CRC64-ISO(user + password)")
-  .option("--user <user>", "user name")
-  .option("--password <password>", "password")
+  .option("--user [user]", "user name")
+  .option("--password [password]", "password (may be empty)")
   .action(() => {
     const user = rawFlagValue(args, "user");
     const password = rawFlagValue(args, "password");

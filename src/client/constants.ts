@@ -1,4 +1,6 @@
 export const RECONNECT_BASE_DELAY_MS = 5_000;
+/** Each failed attempt multiplies the delay; gentle, so a server that restarts in a few seconds is found quickly. */
+export const RECONNECT_BACKOFF_FACTOR = 1.5;
 export const RECONNECT_MAX_DELAY_MS = 60_000;
 /** Each reconnect delay is scaled by a random factor in [1 - J, 1 + J]. */
 export const RECONNECT_JITTER_FRACTION = 0.2;

@@ -8,6 +8,7 @@ import {
   CONNECT_TIMEOUT_MS,
   MAX_PENDING_REQUESTS,
   MAX_SERVER_MESSAGE_BYTES,
+  RECONNECT_BACKOFF_FACTOR,
   RECONNECT_BASE_DELAY_MS,
   RECONNECT_JITTER_FRACTION,
   RECONNECT_MAX_DELAY_MS,
@@ -51,6 +52,15 @@ const closeReasons: Record<number, string> = {
   [CloseCode.abuse]: "the server dropped us for sending bad messages",
   [CloseCode.shutdown]: "the server is shutting down",
 };
+
+/** Adds what to do to the errors a misconfigured TLS setting produces. */
+function explainConnectError(message: string, insecure: boolean): string {
+  if (/WRONG_VERSION_NUMBER|wrong version number/i.test(message))
+    return `${message} (the server does not speak TLS on this port; if it runs with tls = "off", use --insecure)`;
+  if (insecure && /Unexpected server response: 400/.test(message))
+    return `${message} (the server may expect TLS; drop --insecure)`;
+  return message;
+}
 
 interface Pending {
   resolve(result: unknown): void;
@@ -174,7 +184,7 @@ export class ServerSession {
 
     socket.on("error", (err) => {
       this.log.debug("connection error", { error: err.message });
-      if (this.state === "connecting") this.lastError = err.message;
+      if (this.state === "connecting") this.lastError = explainConnectError(err.message, this.init.insecure);
     });
 
     socket.on("close", (code, reasonBuffer) => {
@@ -293,7 +303,7 @@ export class ServerSession {
     const base = this.init.reconnectBaseDelayMs ?? RECONNECT_BASE_DELAY_MS;
     const max = this.init.reconnectMaxDelayMs ?? RECONNECT_MAX_DELAY_MS;
     const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER_FRACTION;
-    return Math.min(max, base * 2 ** Math.min(this.failedAttempts, 16) * jitter);
+    return Math.min(max, base * RECONNECT_BACKOFF_FACTOR ** Math.min(this.failedAttempts, 16) * jitter);
   }
 
   private teardown(reason: string): void {

@@ -135,7 +135,10 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     { mode: 0o600 },
   );
   const proc = run(INP2PS, ["--config", configPath], { cwd: dir });
-  await proc.waitForOutput(/listening on/);
+  await proc.waitForOutput(/listening on/).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
   const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)?.[1];
   return {
     proc,

@@ -113,7 +113,7 @@ describe("scripts/build.ts", () => {
     const serverOut = collect(server);
     let client: ReturnType<typeof spawnBare> | undefined;
     try {
-      const token = (await waitFor("server banner", () => serverOut.text.match(/token:\s+(\d+)/), 15_000))[1]!;
+      const token = (await waitFor("server banner", () => serverOut.text.match(/token:\s+(\d+)/) ?? undefined, 15_000))[1]!;
       client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), "-node", "compiled", "-token", token], clientDir);
       const clientOut = collect(client);
       await waitFor("client login", () => clientOut.text.includes("logged in"), 15_000);

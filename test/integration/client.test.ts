@@ -1,0 +1,234 @@
+// inp2pc against a real inp2ps: TLS trust (pin, first use, changed certificate), plain ws, reconnects,
+// refused logins, heartbeats. Every test has its own server and port, so they run concurrently.
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, type ExpectStatic } from "vitest";
+import {
+  freePort,
+  onlineNodes,
+  startClient,
+  startServer,
+  tempDir,
+  waitFor,
+  type ClientOptions,
+  type Proc,
+  type ServerHandle,
+  type ServerOptions,
+} from "../helpers/processes.ts";
+
+type OnFinished = (fn: () => Promise<void>) => void;
+
+/** Servers, clients and temp dirs of one test: processes stopped, then dirs removed, when it ends, pass or fail. */
+function scope(onTestFinished: OnFinished) {
+  const stops: (() => Promise<void>)[] = [];
+  const dirs: string[] = [];
+  onTestFinished(async () => {
+    await Promise.allSettled(stops.map((stop) => stop()));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  return {
+    async server(options: ServerOptions = {}): Promise<ServerHandle> {
+      const handle = await startServer(options);
+      stops.push(async () => {
+        handle.proc.child.kill("SIGCONT"); // in case a test left it stopped
+        await handle.stop();
+      });
+      return handle;
+    },
+    client(options: ClientOptions): Proc & { dir: string } {
+      const proc = startClient(options);
+      if (!options.dir) dirs.push(proc.dir);
+      stops.push(() => proc.stop("SIGKILL"));
+      return proc;
+    },
+    dir(prefix: string): string {
+      const d = tempDir(prefix);
+      dirs.push(d);
+      return d;
+    },
+  };
+}
+
+/** The server's node list, or undefined while it cannot answer (restarting). */
+async function nodes(s: ServerHandle): Promise<string[] | undefined> {
+  try {
+    return await onlineNodes(s);
+  } catch {
+    return undefined;
+  }
+}
+
+async function listed(s: ServerHandle, name: string, timeoutMs = 10_000): Promise<void> {
+  await waitFor(`${name} listed on the server`, async () => (await nodes(s))?.includes(name), timeoutMs, 100);
+}
+
+/** Polls the server for `ms` and fails if `name` shows up at any point. */
+async function neverListed(expect: ExpectStatic, s: ServerHandle, name: string, ms = 3_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    expect(await nodes(s), `${name} must not be listed`).not.toContain(name);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const count = (text: string, pattern: RegExp) => text.match(new RegExp(pattern.source, "g"))?.length ?? 0;
+const lowerNoColons = (fp: string) => fp.replace(/:/g, "").toLowerCase();
+
+describe.concurrent("TLS trust", () => {
+  it("first use: accepts a self-signed server, records the printed fingerprint, logs in", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    expect(s.fingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    const c = client({ node: "tofu", port: s.port, token: s.token });
+    await c.waitForOutput(/logged in/);
+    expect(c.output).toMatch(/server certificate accepted \(first use: recorded\)/);
+    expect(c.output).toContain(s.fingerprint!);
+    const known = JSON.parse(readFileSync(join(c.dir, "inp2pc.known_servers.json"), "utf8"));
+    expect(known).toEqual({ [`127.0.0.1:${s.port}`]: s.fingerprint });
+    await listed(s, "tofu");
+  });
+
+  it("pinned fingerprint that matches: logs in (as printed, and lowercase without colons)", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    const a = client({ node: "pin-upper", port: s.port, token: s.token, extraArgs: ["-tls-fingerprint", s.fingerprint!] });
+    const b = client({ node: "pin-lower", port: s.port, token: s.token, extraArgs: ["-tls-fingerprint", lowerNoColons(s.fingerprint!)] });
+    await Promise.all([a.waitForOutput(/logged in/), b.waitForOutput(/logged in/)]);
+    expect(a.output).toMatch(/server certificate accepted \(pinned\)/);
+    expect(b.output).toMatch(/server certificate accepted \(pinned\)/);
+    await listed(s, "pin-upper");
+    await listed(s, "pin-lower");
+  });
+
+  it("pinned fingerprint that does not match: refuses, never logs in", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    const other = s.fingerprint!.split(":").map((b) => (b === "AA" ? "BB" : "AA")).join(":");
+    const c = client({ node: "pin-wrong", port: s.port, token: s.token, extraArgs: ["-tls-fingerprint", other] });
+    await c.waitForOutput(/does not match the pinned tls_fingerprint/);
+    expect(c.output).toContain(`expected ${other}, got ${s.fingerprint}`);
+    await neverListed(expect, s, "pin-wrong");
+    expect(c.output).not.toMatch(/logged in/);
+    expect(c.exitCode).toBeNull();
+  });
+
+  it("first use then a different certificate on the same host:port: SERVER CERTIFICATE CHANGED, no login", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const port = await freePort();
+    const a = await server({ port });
+    const clientDir = dir("inp2pc-tofu-");
+    const first = client({ node: "victim", port, token: a.token, dir: clientDir });
+    await first.waitForOutput(/logged in/);
+    await first.stop();
+    await a.stop();
+
+    const b = await server({ port }); // new data dir => new self-signed certificate
+    expect(b.fingerprint).not.toBe(a.fingerprint);
+    const again = client({ node: "victim", port, token: b.token, dir: clientDir });
+    await again.waitForOutput(/SERVER CERTIFICATE CHANGED/);
+    expect(again.output).toContain(`expected ${a.fingerprint}, got ${b.fingerprint}`);
+    await neverListed(expect, b, "victim");
+    expect(again.output).not.toMatch(/logged in/);
+    // The recorded fingerprint was not overwritten by the impostor.
+    expect(JSON.parse(readFileSync(join(clientDir, "inp2pc.known_servers.json"), "utf8"))).toEqual({ [`127.0.0.1:${port}`]: a.fingerprint });
+  });
+
+  it('tls = "off": --insecure logs in over ws://; without --insecure the client says it cannot connect and keeps retrying', async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server({ tls: "off" });
+    expect(s.fingerprint).toBeUndefined();
+    const plain = client({ node: "plain", port: s.port, token: s.token, insecure: true });
+    const tls = client({ node: "wants-tls", port: s.port, token: s.token });
+    await plain.waitForOutput(/logged in/);
+    expect(plain.output).toMatch(/--insecure/);
+    await listed(s, "plain");
+    await tls.waitForOutput(/cannot reach the server: .*; retrying in \d/);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(tls.exitCode).toBeNull(); // no crash
+    expect(tls.output).not.toMatch(/logged in/);
+    expect(await nodes(s)).toEqual(["plain"]);
+  });
+});
+
+describe.concurrent("sessions", () => {
+  it("server SIGKILLed and restarted on the same port and data dir: 3 clients back online within 15 s", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const port = await freePort();
+    const dataDir = dir("inp2ps-restart-");
+    let s = await server({ port, dir: dataDir });
+    const names = ["r1", "r2", "r3"];
+    const clients = names.map((node) => client({ node, port, token: s.token }));
+    await Promise.all(clients.map((c) => c.waitForOutput(/logged in/)));
+    for (const name of names) await listed(s, name);
+
+    await s.proc.stop("SIGKILL");
+    const killedAt = Date.now();
+    s = await server({ port, dir: dataDir });
+    const restartMs = Date.now() - killedAt;
+    const back: Record<string, number> = {};
+    await waitFor(
+      "all clients back online",
+      async () => {
+        const list = (await nodes(s)) ?? [];
+        for (const name of names) if (list.includes(name) && back[name] === undefined) back[name] = Date.now() - killedAt;
+        return Object.keys(back).length === names.length;
+      },
+      20_000,
+      100,
+    );
+    console.log(`server restart: listening again after ${restartMs} ms; clients back online after (ms): ${JSON.stringify(back)}`);
+    for (const name of names) expect(back[name], name).toBeLessThan(15_000);
+    // Same data dir => same certificate: the clients' first-use records still match.
+    for (const c of clients) expect(c.output).not.toMatch(/SERVER CERTIFICATE CHANGED/);
+    for (const c of clients) expect(count(c.output, /logged in/)).toBe(2);
+  }, 40_000);
+
+  it("client SIGKILLed and restarted with the same identity dir: back online, listed once", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    const clientDir = dir("inp2pc-restart-");
+    const first = client({ node: "phoenix", port: s.port, token: s.token, dir: clientDir });
+    await first.waitForOutput(/logged in/);
+    await listed(s, "phoenix");
+    await first.stop("SIGKILL");
+
+    const second = client({ node: "phoenix", port: s.port, token: s.token, dir: clientDir });
+    await second.waitForOutput(/logged in/);
+    expect(second.output).not.toMatch(/created this node's identity key/);
+    await listed(s, "phoenix");
+    // A few heartbeats later the node is still there, exactly once, and nothing was refused.
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(await nodes(s)).toEqual(["phoenix"]);
+    expect(s.proc.output).not.toMatch(/KEY_MISMATCH|registered to a different identity key/);
+    expect(count(s.proc.output, /node online node=phoenix/)).toBe(2);
+    expect(s.proc.output).not.toMatch(/closing its older session/);
+  });
+
+  it("wrong token: the client logs the refusal and keeps running; the server logs it", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    const c = client({ node: "badtoken", port: s.port, token: "42" });
+    await c.waitForOutput(/login refused: bad token/);
+    await s.proc.waitForOutput(/login refused: bad token node=badtoken/);
+    await c.waitForOutput(/retrying in \d/);
+    expect(c.exitCode).toBeNull();
+    expect(c.output).not.toMatch(/logged in/);
+    expect(await nodes(s)).toEqual([]);
+  });
+
+  it("heartbeat unanswered (server SIGSTOPped): the client reconnects and logs in again", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server({ heartbeatIntervalMs: 500, heartbeatTimeoutMs: 2_000 });
+    const c = client({ node: "hb", port: s.port, token: s.token });
+    await c.waitForOutput(/logged in/);
+    s.proc.child.kill("SIGSTOP");
+    try {
+      await c.waitForOutput(/heartbeat went unanswered; reconnecting/, 5_000);
+    } finally {
+      s.proc.child.kill("SIGCONT");
+    }
+    await waitFor("a second login", () => count(c.output, /logged in/) >= 2, 12_000);
+    await listed(s, "hb");
+    expect(c.output).toMatch(/lost the server: .*retrying in/);
+  }, 25_000);
+});
