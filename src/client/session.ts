@@ -91,6 +91,7 @@ export class ServerSession {
   private clockSamples: { offsetMs: number; rttMs: number }[] = [];
   private heartbeatTimer?: ReturnType<typeof setInterval>;
   private heartbeatOutstanding = false;
+  private lastHeartbeatAnswerAt = 0;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
   private failedAttempts = 0;
   private readonly log: Logger;
@@ -257,22 +258,28 @@ export class ServerSession {
     for (const peer of result.peers) this.peers.set(peer.name, peer);
     this.log.info("logged in", { server: `${this.init.host}:${this.init.port}`, node: result.node, user: result.user, peers: result.peers.length });
     this.heartbeatOutstanding = false;
+    this.lastHeartbeatAnswerAt = Date.now();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), result.heartbeatIntervalMs);
     this.heartbeat();
     this.events.online?.(result);
   }
 
   private heartbeat(): void {
-    if (this.heartbeatOutstanding) {
-      this.log.warn("heartbeat went unanswered; reconnecting");
+    // Give up as late as the server does (its heartbeat timeout), so one slow interval on a busy
+    // server does not make every client reconnect at once.
+    const silentMs = Date.now() - this.lastHeartbeatAnswerAt;
+    if (this.login && silentMs > this.login.heartbeatTimeoutMs) {
+      this.log.warn("heartbeat went unanswered; reconnecting", { silentMs });
       this.socket?.terminate();
       return;
     }
+    if (this.heartbeatOutstanding) return;
     this.heartbeatOutstanding = true;
     const sentAt = Date.now();
     this.request<HeartbeatResult>("heartbeat", { clientTime: sentAt })
       .then((result) => {
         this.heartbeatOutstanding = false;
+        this.lastHeartbeatAnswerAt = Date.now();
         this.addClockSample(sentAt, Date.now(), result.serverTime);
       })
       .catch((err: Error) => this.log.debug("heartbeat failed", { error: err.message }));

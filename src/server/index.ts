@@ -79,6 +79,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
       clearInterval(sweeper);
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
+      pins.flush();
     },
   };
 }

@@ -9,7 +9,8 @@ export interface NodeSession {
   readonly natType?: string;
   readonly onlineSince: number;
   lastHeartbeat: number;
-  send(message: ServerMessage): void;
+  /** Sends one serialized ServerMessage. */
+  send(text: string): void;
   close(code: number, reason: string): void;
 }
 
@@ -63,6 +64,7 @@ export class Registry {
   }
 
   private broadcast(about: NodeSession, message: ServerMessage): void {
-    for (const peer of this.peers(about)) peer.send(message);
+    const text = JSON.stringify(message); // once, not once per peer
+    for (const peer of this.peers(about)) peer.send(text);
   }
 }

@@ -148,7 +148,9 @@ export class SignalHub {
       natType: request.natType,
       onlineSince: now,
       lastHeartbeat: now,
-      send: (message) => this.send(connection, message),
+      send: (text) => {
+        if (!connection.closed) connection.socket.send(text);
+      },
       close: (code, reason) => connection.socket.close(code, reason),
     };
     clearTimeout(connection.loginTimer);

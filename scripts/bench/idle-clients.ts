@@ -1,0 +1,665 @@
+#!/usr/bin/env bun
+// How many idle clients one inp2ps holds, what they cost, and how long a cold start takes.
+//
+//   node_modules/.bin/bun scripts/bench/idle-clients.ts [--clients 1000] [--heartbeat-ms 10000] [--measure-s 30]
+//       [--batch 50] [--fast-heartbeat-ms 1000] [--fast-measure-s 10] [--cold-runs 5] [--build | --no-build] [--skip-cold] [--trace]
+//
+// 1. Starts a real inp2ps process (127.0.0.1, free port, tls auto, heartbeat timeout 3x the interval) in a
+//    temp dir, then opens N real ServerSessions (real TLS, real login with their own identity key, real
+//    heartbeats) from this one process, in batches. Reads the server's RSS and CPU time from /proc and
+//    reports memory per node and CPU per heartbeat. A second row repeats it with a short heartbeat.
+// 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
+//    creates its identity key), from source and from compiled binaries: dist/ when it is newer than src/, else
+//    built now into a temp dir (about a second; --build always does, --no-build never does).
+// Batches shrink as N grows: each login makes the server send node-online to every online peer, and all peers live in
+// this process, so unbounded batches delay heartbeat replies past an interval. --trace prints every batch and each second of the window.
+// Everything stays on 127.0.0.1; all processes and temp dirs are removed at the end, on error and on Ctrl-C.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, release, tmpdir, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { ServerSession, KnownServers } from "../../src/client/index.ts";
+import { generateIdentity } from "../../src/crypto/index.ts";
+import { createLogger } from "../../src/log/index.ts";
+import { VERSION } from "../../src/protocol/index.ts";
+import { freePort } from "../../test/helpers/processes.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const BUN = process.execPath;
+const SRC_INP2PS = join(ROOT, "src/cli/inp2ps.ts");
+const SRC_INP2PC = join(ROOT, "src/cli/inp2pc.ts");
+const TOKEN = "1234567890123456789";
+
+/** An expected failure: printed without a stack. */
+class BenchError extends Error {}
+
+// ---------- arguments ----------
+
+interface Options {
+  clients: number;
+  heartbeatMs: number;
+  measureS: number;
+  batch: number;
+  fastHeartbeatMs: number; // 0 = skip the second row
+  fastMeasureS: number;
+  coldRuns: number;
+  build: "auto" | "always" | "never";
+  skipCold: boolean;
+  trace: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false };
+  const numeric: Record<string, keyof Options> = {
+    "--clients": "clients",
+    "--heartbeat-ms": "heartbeatMs",
+    "--measure-s": "measureS",
+    "--batch": "batch",
+    "--fast-heartbeat-ms": "fastHeartbeatMs",
+    "--fast-measure-s": "fastMeasureS",
+    "--cold-runs": "coldRuns",
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [name, inline] = argv[i]!.split("=", 2) as [string, string | undefined];
+    if (name === "--build") o.build = "always";
+    else if (name === "--no-build") o.build = "never";
+    else if (name === "--skip-cold") o.skipCold = true;
+    else if (name === "--trace") o.trace = true;
+    else if (name === "-h" || name === "--help") {
+      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 14).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+      process.exit(0);
+    } else if (numeric[name]) {
+      const text = inline ?? argv[++i];
+      const value = Number(text);
+      if (!text || !Number.isFinite(value) || value < 0) throw new BenchError(`${name} needs a non-negative number, got ${text}`);
+      (o as unknown as Record<string, number>)[numeric[name]!] = value;
+    } else throw new BenchError(`unknown argument ${argv[i]} (see --help)`);
+  }
+  if (o.clients < 1 || o.clients > 50_000) throw new BenchError("--clients must be 1..50000");
+  if (o.heartbeatMs < 100 || o.fastHeartbeatMs > 0 && o.fastHeartbeatMs < 100) throw new BenchError("heartbeat intervals must be >= 100 ms (the server's minimum)");
+  if (o.batch < 1) throw new BenchError("--batch must be >= 1");
+  return o;
+}
+
+// ---------- cleanup ----------
+
+const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+const sessions = new Set<ServerSession>();
+let cleanedUp = false;
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Synchronous last-resort cleanup: stop sessions, kill every child we started (by pid), remove temp dirs. */
+function cleanupNow(): void {
+  if (cleanedUp) return;
+  cleanedUp = true;
+  for (const s of sessions) s.stop();
+  sessions.clear();
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  for (const dir of [...tempDirs]) removeDir(dir);
+}
+
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
+  process.on(signal, () => {
+    process.stderr.write(`\n${signal}: cleaning up\n`);
+    cleanupNow();
+    process.exit(130);
+  });
+process.on("exit", cleanupNow);
+
+// ---------- processes ----------
+
+const OUTPUT_KEPT = 64 * 1024;
+/** node-online messages one login batch may make the server send to this process's sessions. */
+const MAX_FANOUT_PER_BATCH = 10_000;
+
+class Proc {
+  output = "";
+  exitCode: number | null = null;
+  readonly spawnedAt = performance.now();
+  readonly exited: Promise<number | null>;
+  private waiters: { pattern: RegExp; done: (at: number) => void; fail: (e: Error) => void }[] = [];
+
+  constructor(readonly child: ChildProcess, readonly label: string) {
+    children.add(child);
+    const onData = (d: Buffer) => {
+      const at = performance.now();
+      this.output = (this.output + d.toString()).slice(-OUTPUT_KEPT);
+      this.waiters = this.waiters.filter((w) => (w.pattern.test(this.output) ? (w.done(at), false) : true));
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    this.exited = new Promise((done) =>
+      child.on("exit", (code, signal) => {
+        this.exitCode = code ?? (signal ? 128 : -1);
+        children.delete(child);
+        for (const w of this.waiters) w.fail(new Error(`${label} exited (${signal ?? code}) before printing ${w.pattern}; output:\n${this.output.slice(-2000)}`));
+        this.waiters = [];
+        done(this.exitCode);
+      }),
+    );
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves with performance.now() at the moment the output first matched `pattern`. */
+  waitForOutput(pattern: RegExp, timeoutMs = 15_000): Promise<number> {
+    if (pattern.test(this.output)) return Promise.resolve(performance.now());
+    if (this.exitCode !== null) return Promise.reject(new Error(`${this.label} already exited; output:\n${this.output.slice(-2000)}`));
+    return new Promise((done, fail) => {
+      const timer = setTimeout(() => fail(new Error(`${this.label}: no ${pattern} within ${timeoutMs} ms; output:\n${this.output.slice(-2000)}`)), timeoutMs);
+      this.waiters.push({ pattern, done: (at) => (clearTimeout(timer), done(at)), fail: (e) => (clearTimeout(timer), fail(e)) });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.exitCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+function run(program: string, args: string[], cwd: string, label: string): Proc {
+  const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined };
+  const [command, argv] = program.endsWith(".ts") ? [BUN, [program, ...args]] : [program, args];
+  return new Proc(spawn(command, argv, { cwd, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] }), label);
+}
+
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------- /proc ----------
+
+const CLK_TCK = (() => {
+  const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+  const n = Number(r.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** utime + stime of a process, in ms. */
+function cpuMs(pid: number | "self"): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK; // fields 14 and 15
+}
+
+function rssKiB(pid: number | "self"): number {
+  const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)\s+kB/m);
+  return m ? Number(m[1]) : NaN;
+}
+
+function openFilesLimit(pid: number | "self"): number {
+  const m = readFileSync(`/proc/${pid}/limits`, "utf8").match(/^Max open files\s+(\d+|unlimited)/m);
+  return !m ? NaN : m[1] === "unlimited" ? Infinity : Number(m[1]);
+}
+
+const openFds = (pid: number | "self") => readdirSync(`/proc/${pid}/fd`).length;
+
+// ---------- formatting ----------
+
+const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+const ms = (x: number) => (x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x)} ms`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows.map((r) => "  " + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ")).join("\n");
+}
+
+const progress = (text: string) => process.stderr.write(`  .. ${text}\n`);
+
+// ---------- servers ----------
+
+interface Server {
+  proc: Proc;
+  dir: string;
+  port: number;
+  fingerprint: string;
+  startupMs: number;
+}
+
+async function startInp2ps(program: string, heartbeatMs: number, maxConns: number, label: string): Promise<Server> {
+  const dir = tempDir("inp2p-bench-s-");
+  const port = await freePort();
+  const configPath = join(dir, "inp2ps.toml");
+  writeFileSync(
+    configPath,
+    [
+      'role = "server"',
+      'log_level = "info"',
+      "[server]",
+      'listen = "127.0.0.1"',
+      `ws_port = ${port}`,
+      `token = "${TOKEN}"`,
+      'tls = "auto"',
+      `heartbeat_interval_ms = ${heartbeatMs}`,
+      `heartbeat_timeout_ms = ${heartbeatMs * 3}`,
+      `max_conns_per_ip = ${maxConns}`,
+      "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  const proc = run(program, ["--config", configPath], dir, label);
+  const at = await proc.waitForOutput(/listening on/);
+  await proc.waitForOutput(/SHA-256:\s+[0-9A-F:]{95}/, 2_000);
+  const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)![1]!;
+  return { proc, dir, port, fingerprint, startupMs: at - proc.spawnedAt };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  await server.proc.stop();
+  removeDir(server.dir);
+}
+
+async function health(server: Server): Promise<{ status: string; nodes: number }> {
+  const response = await fetch(`https://127.0.0.1:${server.port}/api/v1/health`, { tls: { rejectUnauthorized: false } } as RequestInit);
+  return (await response.json()) as { status: string; nodes: number };
+}
+
+// ---------- part 1: idle clients ----------
+
+interface IdleRow {
+  heartbeatMs: number;
+  clients: number;
+  online: number;
+  healthNodes: number;
+  loginMs: number;
+  rssIdleKiB: number;
+  rssLoadedKiB: number;
+  idleCpuMsPerS: number;
+  cpuMsPerS: number;
+  measureS: number;
+  heartbeatsExpected: number;
+  heartbeatsSent: number;
+  benchCpuMsPerS: number;
+  benchRssKiB: number;
+  drops: number;
+  warnings: Map<string, number>;
+  warningsDuringLogin: number;
+  warningsDuringWindow: number;
+  loginServerCpuMs: number;
+  settleMs: number;
+  stable: boolean;
+  serverFds: number;
+  healthAfter: number;
+}
+
+/** Top client warning messages with counts, e.g. `1900x "heartbeat went unanswered; reconnecting"`. */
+const topWarnings = (w: Map<string, number>, k = 3) =>
+  [...w].sort((a, b) => b[1] - a[1]).slice(0, k).map(([m, c]) => `${c}x "${m}"`).join(", ");
+
+async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS: number): Promise<IdleRow> {
+  const n = opts.clients;
+  // A window of whole heartbeat intervals holds exactly one heartbeat per session per interval, whatever the phases.
+  const measureS = (Math.max(1, Math.round((requestedMeasureS * 1000) / heartbeatMs)) * heartbeatMs) / 1000;
+  if (measureS !== requestedMeasureS) progress(`measuring ${measureS} s instead of ${requestedMeasureS} s: a whole number of heartbeat intervals`);
+  const server = await startInp2ps(SRC_INP2PS, heartbeatMs, Math.min(100_000, n + 64), `inp2ps (heartbeat ${heartbeatMs} ms)`);
+  const clientDir = tempDir("inp2p-bench-c-");
+  const pid = server.proc.pid;
+  const limit = openFilesLimit(pid);
+  if (limit < n + 64) progress(`WARNING: inp2ps may run out of file descriptors: limit ${limit} < ${n} clients; raise it with ulimit -n ${n + 1024}`);
+
+  // Idle baseline: the empty server, settled.
+  await sleep(1_500);
+  const rssIdleKiB = rssKiB(pid);
+  const idleWindowS = 3;
+  const idleCpu0 = cpuMs(pid);
+  await sleep(idleWindowS * 1000);
+  const idleCpuMsPerS = (cpuMs(pid) - idleCpu0) / idleWindowS;
+
+  // Log N clients in, a batch at a time.
+  // Client warnings and errors (reconnects, unanswered heartbeats), counted by message.
+  const warnings = new Map<string, number>();
+  let warningCount = 0;
+  const logger = createLogger({
+    level: "warn",
+    format: "json",
+    write: (line) => {
+      warningCount++;
+      const msg = String((JSON.parse(line) as { msg: string }).msg).replace(/[\d.]+ s$/, "N s");
+      warnings.set(msg, (warnings.get(msg) ?? 0) + 1);
+    },
+  });
+  const knownServers = new KnownServers(join(clientDir, "known_servers.json"));
+  let counting = false;
+  let heartbeatsSent = 0;
+  let drops = 0;
+  let online = 0;
+  let peerOnlineReceived = 0;
+  const started = performance.now();
+  const loginCpu0 = cpuMs(pid);
+  const mine: ServerSession[] = [];
+  const warningsBeforeLogin = warningCount;
+  for (let first = 0, count = 0; first < n; first += count) {
+    // Every login makes the server tell each online peer (node-online), and all N peers live in this one process:
+    // keep each batch's fan-out bounded so heartbeat replies do not queue behind it for longer than an interval.
+    count = Math.max(1, Math.min(opts.batch, n - first, Math.floor(MAX_FANOUT_PER_BATCH / Math.max(1, online))));
+    const logins: Promise<void>[] = [];
+    for (let i = first; i < first + count; i++) {
+      let loggedIn!: () => void;
+      logins.push(new Promise<void>((r) => (loggedIn = r)));
+      const session = new ServerSession(
+        {
+          host: "127.0.0.1",
+          port: server.port,
+          insecure: false,
+          node: `bench-${i}`,
+          token: TOKEN,
+          identity: generateIdentity(),
+          version: VERSION,
+          tlsFingerprint: server.fingerprint,
+          knownServers,
+          logger,
+        },
+        {
+          online: () => {
+            online++;
+            loggedIn();
+          },
+          offline: () => {
+            online--;
+            drops++;
+          },
+          peerOnline: () => {
+            peerOnlineReceived++;
+          },
+        },
+      );
+      // Count the heartbeats this session really sends (heartbeat() goes through request()).
+      const request = session.request.bind(session);
+      session.request = ((type: string, fields?: Record<string, unknown>) => {
+        if (counting && type === "heartbeat") heartbeatsSent++;
+        return request(type, fields);
+      }) as typeof session.request;
+      sessions.add(session);
+      mine.push(session);
+      session.start();
+    }
+    const timeout = sleep(30_000).then(() => "timeout" as const);
+    if ((await Promise.race([Promise.all(logins), timeout])) === "timeout")
+      throw new Error(
+        `batch ${first}..${first + count - 1}: only ${online}/${first + count} sessions online after 30 s` +
+          `\nserver fds: ${openFds(pid)}, bench fds: ${openFds("self")}\nclient warnings: ${topWarnings(warnings)}\nserver output:\n${server.proc.output.slice(-1500)}`,
+      );
+    // Wait until this process has read the node-online fan-out of the batch (K online => K(K-1)/2 in total).
+    const fanout = ((first + count) * (first + count - 1)) / 2;
+    const drainDeadline = performance.now() + 10_000;
+    while (peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
+    const step = Math.floor((first + count) / Math.ceil(n / 4));
+    if (opts.trace || step !== Math.floor(first / Math.ceil(n / 4)) || first + count === n)
+      progress(`${online}/${n} online after ${ms(performance.now() - started)} (batch ${count}), server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms, ${warningCount} client warnings`);
+  }
+  const loginMs = performance.now() - started;
+  const loginServerCpuMs = cpuMs(pid) - loginCpu0;
+  const warningsDuringLogin = warningCount - warningsBeforeLogin;
+  const healthNodes = (await health(server)).nodes;
+
+  // Let the login burst settle: all N online and no client warning for two heartbeat intervals (at least 2 s),
+  // bounded; then measure pure heartbeating.
+  const settleStart = performance.now();
+  const minWaitMs = Math.min(3_000, heartbeatMs);
+  const quietMs = Math.max(2_000, 2 * heartbeatMs);
+  let [quietSince, seen, stable] = [settleStart, warningCount, false];
+  while (performance.now() - settleStart < minWaitMs + quietMs + 30_000) {
+    await sleep(250);
+    if (warningCount !== seen || online !== n) {
+      [quietSince, seen] = [performance.now(), warningCount];
+      continue;
+    }
+    const needQuietMs = warningCount === warningsBeforeLogin ? 0 : quietMs;
+    if (performance.now() - settleStart >= minWaitMs && performance.now() - quietSince >= needQuietMs && (await health(server)).nodes === n) {
+      stable = true;
+      break;
+    }
+  }
+  const settleMs = performance.now() - settleStart;
+  if (!stable) progress(`NOT STABLE after ${ms(settleMs)}: ${online}/${n} online, client warnings: ${topWarnings(warnings)}; measuring anyway`);
+  const warningsBeforeWindow = warningCount;
+  const rssLoadedKiB = rssKiB(pid);
+  const serverFds = openFds(pid);
+  const dropsBefore = drops;
+  const cpu0 = cpuMs(pid);
+  const bench0 = cpuMs("self");
+  const t0 = performance.now();
+  counting = true;
+  if (opts.trace) {
+    const end = t0 + measureS * 1000;
+    let [c, b, h, w] = [cpu0, bench0, 0, warningCount];
+    while (performance.now() < end - 1) {
+      await sleep(Math.min(1000, end - performance.now()));
+      const [c2, b2] = [cpuMs(pid), cpuMs("self")];
+      progress(
+        `t=${((performance.now() - t0) / 1000).toFixed(1)} s: server ${Math.round(c2 - c)} ms CPU, bench ${Math.round(b2 - b)} ms CPU, ` +
+          `${heartbeatsSent - h} heartbeats, ${warningCount - w} client warnings, ${online} online`,
+      );
+      [c, b, h, w] = [c2, b2, heartbeatsSent, warningCount];
+    }
+  } else await sleep(measureS * 1000);
+  counting = false;
+  const elapsedS = (performance.now() - t0) / 1000;
+  const cpuMsPerS = (cpuMs(pid) - cpu0) / elapsedS;
+  const benchCpuMsPerS = (cpuMs("self") - bench0) / elapsedS;
+  const healthAfter = (await health(server)).nodes;
+  const benchRssKiB = rssKiB("self");
+
+  for (const s of mine) {
+    s.stop();
+    sessions.delete(s);
+  }
+  await stopServer(server);
+  removeDir(clientDir);
+  return {
+    heartbeatMs,
+    clients: n,
+    online,
+    healthNodes,
+    loginMs,
+    rssIdleKiB,
+    rssLoadedKiB,
+    idleCpuMsPerS,
+    cpuMsPerS,
+    measureS: elapsedS,
+    heartbeatsExpected: (n * elapsedS * 1000) / heartbeatMs,
+    heartbeatsSent,
+    benchCpuMsPerS,
+    benchRssKiB,
+    drops: drops - dropsBefore,
+    warnings,
+    warningsDuringLogin,
+    warningsDuringWindow: warningCount - warningsBeforeWindow,
+    loginServerCpuMs,
+    settleMs,
+    stable,
+    serverFds,
+    healthAfter,
+  };
+}
+
+// ---------- part 2: cold start ----------
+
+interface ColdSample {
+  serverMs: number;
+  clientMs: number;
+}
+
+async function coldStart(inp2ps: string, inp2pc: string, label: string, index: number): Promise<ColdSample> {
+  const server = await startInp2ps(inp2ps, 10_000, 32, `${label} inp2ps`);
+  const dir = tempDir("inp2p-bench-cold-");
+  const node = `cold-${label.replace(/\W/g, "")}-${index}`;
+  const client = run(inp2pc, ["-serverhost", "127.0.0.1", "-serverport", String(server.port), "-node", node, "-token", TOKEN], dir, `${label} inp2pc`);
+  try {
+    const at = await client.waitForOutput(/logged in/);
+    if (!/created this node's identity key/.test(client.output)) throw new Error(`${label} inp2pc did not create a fresh identity key:\n${client.output}`);
+    return { serverMs: server.startupMs, clientMs: at - client.spawnedAt };
+  } finally {
+    await client.stop();
+    removeDir(dir);
+    await stopServer(server);
+  }
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+// ---------- main ----------
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const started = performance.now();
+  const model = cpus()[0]?.model?.trim() ?? "?";
+  const nproc = spawnSync("nproc", { encoding: "utf8" }).stdout?.trim() || String(cpus().length);
+  console.log(`inp2p ${VERSION} bench: idle clients and cold start`);
+  console.log(`machine: nproc ${nproc} (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}`);
+  console.log(`bun ${Bun.version} (${BUN}), CLK_TCK ${CLK_TCK}, open-files limit ${openFilesLimit("self")}`);
+  const fdLimit = openFilesLimit("self");
+  if (fdLimit < opts.clients + 256)
+    throw new BenchError(
+      `this process opens ${opts.clients} sockets (and inp2ps as many) but the open-files limit is ${fdLimit} ` +
+        `(Bun raises the soft limit to the hard one by itself, so the hard limit is too low): run \`ulimit -Hn ${opts.clients + 1024}; ulimit -n ${opts.clients + 1024}\` as root, or use fewer --clients`,
+    );
+
+  // 1. idle clients
+  const rows: IdleRow[] = [];
+  console.log(`\n== 1. idle clients held by one inp2ps process: ${opts.clients} real ServerSessions (TLS, own identity, login, heartbeats) from one bench process, batches of <= ${opts.batch} (fewer when the node-online fan-out grows), one user ==`);
+  progress(`heartbeat ${opts.heartbeatMs} ms, measuring ${opts.measureS} s`);
+  rows.push(await idleClients(opts, opts.heartbeatMs, opts.measureS));
+  if (opts.fastHeartbeatMs > 0 && opts.fastHeartbeatMs !== opts.heartbeatMs) {
+    progress(`heartbeat ${opts.fastHeartbeatMs} ms, measuring ${opts.fastMeasureS} s`);
+    Bun.gc(true); // the first row's sessions are gone; do not let their garbage land in the second row
+    await sleep(500);
+    rows.push(await idleClients(opts, opts.fastHeartbeatMs, opts.fastMeasureS));
+  }
+  const perNodeKiB = (r: IdleRow) => (r.rssLoadedKiB - r.rssIdleKiB) / r.clients;
+  const netCpu = (r: IdleRow) => r.cpuMsPerS - r.idleCpuMsPerS;
+  console.log("  holding and logging in:");
+  console.log(
+    table([
+      ["heartbeat", "online/N", "health nodes", "log in all N", "server CPU for it", "per login", "RSS empty", "RSS with N", "KiB/node", "server fds", "settled in"],
+      ...rows.map((r) => [
+        `${r.heartbeatMs} ms`,
+        `${r.online}/${r.clients}`,
+        `${r.healthNodes}→${r.healthAfter}`,
+        ms(r.loginMs),
+        ms(r.loginServerCpuMs),
+        `${(r.loginServerCpuMs / r.clients).toFixed(2)} ms`,
+        mib(r.rssIdleKiB),
+        mib(r.rssLoadedKiB),
+        perNodeKiB(r).toFixed(1),
+        String(r.serverFds),
+        `${ms(r.settleMs)}${r.stable ? "" : " NOT STABLE"}`,
+      ]),
+    ]),
+  );
+  console.log("  steady heartbeating (server process):");
+  console.log(
+    table([
+      ["heartbeat", "window", "heartbeats sent (expected)", "CPU empty", "CPU with N", "% of a core", "µs/heartbeat", "µs/hb net", "drops", "client warn login/window", "bench CPU", "bench RSS"],
+      ...rows.map((r) => [
+        `${r.heartbeatMs} ms`,
+        `${r.measureS.toFixed(1)} s`,
+        `${r.heartbeatsSent} (${Math.round(r.heartbeatsExpected)})`,
+        `${r.idleCpuMsPerS.toFixed(1)} ms/s`,
+        `${r.cpuMsPerS.toFixed(1)} ms/s`,
+        `${(r.cpuMsPerS / 10).toFixed(2)}%`,
+        ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
+        ((netCpu(r) * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
+        String(r.drops),
+        `${r.warningsDuringLogin}/${r.warningsDuringWindow}`,
+        `${(r.benchCpuMsPerS / 10).toFixed(1)}%`,
+        mib(r.benchRssKiB),
+      ]),
+    ]),
+  );
+  console.log(
+    "  health nodes = GET /api/v1/health after login → after the window. settled = all online, health == N, no new client warning.\n" +
+      "  CPU = utime+stime from /proc; empty = the server before any client; µs/hb net = (CPU with N - CPU empty) / heartbeats.\n" +
+      "  heartbeats = really sent by the sessions in the window (expected N*window/interval); drops = sessions offline in the window;\n" +
+      "  bench = this process, which runs all N client sessions.",
+  );
+  if (rows.length === 2) {
+    const [slow, fast] = rows as [IdleRow, IdleRow];
+    console.log(
+      `  ratios ${fast.heartbeatMs} ms vs ${slow.heartbeatMs} ms heartbeat: heartbeats/s x${(fast.heartbeatsSent / fast.measureS / (slow.heartbeatsSent / slow.measureS)).toFixed(1)}, ` +
+        `server CPU x${(fast.cpuMsPerS / slow.cpuMsPerS).toFixed(1)} (net of empty x${(netCpu(fast) / netCpu(slow)).toFixed(1)}), ` +
+        `RSS/node x${(perNodeKiB(fast) / perNodeKiB(slow)).toFixed(2)}`,
+    );
+  }
+  for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
+
+  // 2. cold start
+  if (!opts.skipCold) {
+    console.log(`\n== 2. cold start (fresh temp dirs: inp2ps generates its TLS cert, inp2pc its identity key), ${opts.coldRuns} runs each ==`);
+    const dist = { inp2ps: join(ROOT, "dist/inp2ps"), inp2pc: join(ROOT, "dist/inp2pc") };
+    const distState = !existsSync(dist.inp2ps) || !existsSync(dist.inp2pc)
+      ? "missing"
+      : Math.min(statSync(dist.inp2ps).mtimeMs, statSync(dist.inp2pc).mtimeMs) < newestMtime(join(ROOT, "src")) ? "stale" : "fresh";
+    let compiled: { inp2ps: string; inp2pc: string } | undefined;
+    let compiledNote = "";
+    let compiledMissing = "run npm run build first";
+    if (opts.build === "always" || (opts.build === "auto" && distState !== "fresh")) {
+      const outDir = tempDir("inp2p-bench-dist-");
+      progress(`building the binaries with scripts/build.ts into a temp dir (dist/ is ${distState})`);
+      const r = spawnSync(BUN, [join(ROOT, "scripts/build.ts"), "--outdir", outDir], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+      if (r.status === 0) [compiled, compiledNote] = [{ inp2ps: join(outDir, "inp2ps"), inp2pc: join(outDir, "inp2pc") }, `built now; dist/ ${distState}`];
+      else compiledMissing = `build failed (${(r.stderr || r.stdout || "").trim().split("\n").at(-1)}): run npm run build`;
+    } else if (distState !== "missing") [compiled, compiledNote] = [dist, distState === "stale" ? "dist/, OLDER than src/" : "dist/"];
+    const variants: { label: string; inp2ps: string; inp2pc: string }[] = [{ label: "source (bun src/cli/*.ts)", inp2ps: SRC_INP2PS, inp2pc: SRC_INP2PC }];
+    if (compiled) variants.push({ label: `compiled (${compiledNote})`, ...compiled });
+    const samples = new Map<string, ColdSample[]>(variants.map((v) => [v.label, []]));
+    for (let i = 0; i < opts.coldRuns; i++)
+      for (const v of variants) samples.get(v.label)!.push(await coldStart(v.inp2ps, v.inp2pc, v.label, i)); // interleaved
+    const coldRows = [["", "inp2ps spawn→listening", "", "inp2pc spawn→logged in", ""], ["", "median", "max", "median", "max"]];
+    for (const v of variants) {
+      const s = samples.get(v.label)!;
+      const server = s.map((x) => x.serverMs);
+      const client = s.map((x) => x.clientMs);
+      coldRows.push([v.label, ms(median(server)), ms(Math.max(...server)), ms(median(client)), ms(Math.max(...client))]);
+    }
+    if (!compiled) coldRows.push(["compiled", compiledMissing, "", "", ""]);
+    console.log(table(coldRows));
+    if (variants.length === 2) {
+      const [a, b] = variants.map((v) => samples.get(v.label)!);
+      console.log(
+        `  ratios compiled/source (medians): inp2ps x${(median(b!.map((x) => x.serverMs)) / median(a!.map((x) => x.serverMs))).toFixed(2)}, ` +
+          `inp2pc x${(median(b!.map((x) => x.clientMs)) / median(a!.map((x) => x.clientMs))).toFixed(2)}`,
+      );
+    }
+  }
+  console.log(`\ntotal bench time ${ms(performance.now() - started)}`);
+}
+
+main()
+  .then(() => {
+    cleanupNow();
+    process.exit(0);
+  })
+  .catch((err) => {
+    process.stderr.write(`bench failed: ${err instanceof BenchError ? err.message : ((err as Error).stack ?? err)}\n`);
+    cleanupNow();
+    process.exit(1);
+  });
