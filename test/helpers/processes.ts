@@ -99,6 +99,7 @@ export interface ServerHandle {
 }
 
 export interface ServerOptions {
+  listen?: string; // default 127.0.0.1
   port?: number;
   dir?: string;
   token?: string;
@@ -122,7 +123,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       'role = "server"',
       'log_level = "debug"',
       "[server]",
-      'listen = "127.0.0.1"',
+      `listen = "${options.listen ?? "127.0.0.1"}"`,
       `ws_port = ${port}`,
       `token = "${token}"`,
       `tls = "${options.tls ?? "auto"}"`,
@@ -156,6 +157,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
 
 export interface ClientOptions {
   node: string;
+  host?: string; // default 127.0.0.1
   port: number;
   token: string;
   dir?: string;
@@ -168,7 +170,7 @@ export interface ClientOptions {
 export function startClient(options: ClientOptions): Proc & { dir: string } {
   const dir = options.dir ?? tempDir("inp2pc-");
   const args = [
-    "-serverhost", "127.0.0.1",
+    "-serverhost", options.host ?? "127.0.0.1",
     "-serverport", String(options.port),
     "-node", options.node,
     "-token", options.token,
