@@ -1,7 +1,7 @@
 import { writeSync } from "node:fs";
 import type { CAC } from "cac";
 import { ConfigError } from "../config/index.ts";
-import { createLogger, type Logger } from "../log/index.ts";
+import { createLogger, type LogFormat, type Logger, type LogLevel } from "../log/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { STUN_FLAGS } from "./args.ts";
 
@@ -23,8 +23,8 @@ export function addCommonOptions(cli: CAC, role: "server" | "client"): void {
   cli.version(VERSION);
 }
 
-export function makeLogger(config: { log_level: string; log_format: string }): Logger {
-  return createLogger({ level: config.log_level as never, format: config.log_format as never });
+export function makeLogger(config: { log_level: LogLevel; log_format: LogFormat }): Logger {
+  return createLogger({ level: config.log_level, format: config.log_format });
 }
 
 /** Writes to stderr synchronously: an asynchronous write to a pipe is lost when process.exit follows. */

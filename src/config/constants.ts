@@ -31,7 +31,6 @@ export const MAX_HEARTBEAT_INTERVAL_MS = 600_000;
 export const MAX_HEARTBEAT_TIMEOUT_MS = 3_600_000;
 export const MAX_CONNS_PER_IP_LIMIT = 100_000;
 export const MAX_BW_MBPS = 1_000_000;
-export const MAX_NAME_LENGTH = 63;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;
 
 export const DEFAULT_USER_NAME = "default";

@@ -1,17 +1,14 @@
 // Public API of the config module: one TOML format for both roles, schema, defaults, load/merge/write.
 export * from "./constants";
 export { ConfigError, type ConfigErrorCode, type ConfigErrorDetails } from "./errors";
+export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/index.ts";
 export {
   APP_PROTOCOLS,
-  LOG_FORMATS,
-  LOG_LEVELS,
   ROLES,
   TLS_MODES,
   type AppConfig,
   type ClientConfig,
   type Config,
-  type LogFormat,
-  type LogLevel,
   type Role,
   type ServerConfig,
   type UserConfig,

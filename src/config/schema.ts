@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/index.ts";
 import * as C from "./constants";
 import {
   booleanValue,
@@ -18,8 +19,6 @@ import {
 } from "./values";
 
 export const ROLES = ["server", "client"] as const;
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-export const LOG_FORMATS = ["text", "json"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
 
@@ -169,8 +168,6 @@ export type ServerConfig = z.output<typeof serverSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type AppConfig = z.output<typeof appSchema>;
 export type UserConfig = z.output<typeof userSchema>;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface Config {
   role: Role;

@@ -3,7 +3,8 @@
 // the same whether the value came from TOML, a flag or the environment.
 import { isIPv4, isIPv6 } from "node:net";
 import * as z from "zod";
-import { MAX_NAME_LENGTH, MAX_UINT64 } from "./constants";
+import { MAX_NODE_NAME_LENGTH, NODE_NAME_PATTERN } from "../protocol/index.ts";
+import { MAX_UINT64 } from "./constants";
 
 /** How a value is shown after "got": strings quoted, TOML tables and arrays named. */
 export function describeValue(value: unknown): string {
@@ -81,11 +82,10 @@ function tokenLeaf(allowEmpty: boolean) {
 export const tokenValue = tokenLeaf(false);
 export const optionalTokenValue = tokenLeaf(true);
 
-const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
-const NAME_WHAT = `a name of 1..${MAX_NAME_LENGTH} characters from A-Z a-z 0-9 . _ -`;
+const NAME_WHAT = `a name of 1..${MAX_NODE_NAME_LENGTH} characters from A-Z a-z 0-9 . _ -`;
 
 function checkName(value: unknown): { ok: string } | { error: string } {
-  if (typeof value !== "string" || value.length > MAX_NAME_LENGTH || !NAME_PATTERN.test(value)) {
+  if (typeof value !== "string" || !NODE_NAME_PATTERN.test(value)) {
     return { error: expected(NAME_WHAT, value) };
   }
   return { ok: value };

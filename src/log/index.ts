@@ -2,12 +2,11 @@
 // worker-thread transport, which does not survive `bun build --compile`, and we need exactly two
 // formats, so this stays a few lines of our own.
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
-export type LogFormat = "text" | "json";
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export const LOG_FORMATS = ["text", "json"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = (typeof LOG_FORMATS)[number];
 export type LogFields = Record<string, unknown>;
-
-export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
-export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
 
 export interface Logger {
   debug(message: string, fields?: LogFields): void;

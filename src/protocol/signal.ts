@@ -4,7 +4,9 @@ import * as z from "zod";
 // request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
 
 export const MAX_MESSAGE_BYTES = 64 * 1024;
-export const NODE_NAME_PATTERN = /^[A-Za-z0-9._-]{1,63}$/;
+export const MAX_NODE_NAME_LENGTH = 63;
+/** Node, user and app names: what may appear in logs, URLs and file names without quoting. */
+export const NODE_NAME_PATTERN = new RegExp(`^[A-Za-z0-9._-]{1,${MAX_NODE_NAME_LENGTH}}$`);
 
 const requestId = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const nodeName = z.string().regex(NODE_NAME_PATTERN, "a node name of 1-63 letters, digits, '.', '_' or '-'");
