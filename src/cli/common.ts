@@ -17,7 +17,7 @@ export function addCommonOptions(cli: CAC, role: "server" | "client"): void {
     .option("--log-format <format>", "text | json (default: text)");
   const stunDefaults = ["27182", "27183", "27180", "27181"];
   STUN_FLAGS.forEach((spec, i) =>
-    cli.option(`--${spec.flag} <port>`, `STUN ${spec.flag.slice(5, 8).toUpperCase()} port ${spec.flag.at(-1)} (default: ${stunDefaults[i]}; STUN serving is not implemented yet)`),
+    cli.option(`--${spec.flag} <port>`, `${role === "server" ? "serve" : "the server's"} STUN ${spec.flag.slice(5, 8).toUpperCase()} port ${spec.flag.at(-1)} (default: ${stunDefaults[i]})`),
   );
   cli.help();
   cli.version(VERSION);

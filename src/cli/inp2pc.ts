@@ -4,6 +4,7 @@ import cac from "cac";
 import { loadConfig } from "../config/index.ts";
 import { startClient } from "../client/index.ts";
 import { VERSION } from "../protocol/index.ts";
+import { detectNat, formatNatReport } from "../nat/index.ts";
 import { formatDoctorReport, runDoctor } from "../sdwan/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
@@ -64,6 +65,31 @@ cli.command("", "connect to the server and stay online").action((parsed) => {
     exitWithError(PROGRAM, err);
   }
 });
+
+cli
+  .command("nat", "detect this host's NAT type against the server's STUN ports, then exit")
+  .option("--json", "print JSON")
+  .action(async (parsed) => {
+    try {
+      const { config } = loadConfig({
+        role: "client",
+        configPath: rawFlagValue(args, "config"),
+        flags: { ...flagsToSettings(CLIENT_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
+        requireAll: false,
+      });
+      const settings = config.client!;
+      if (!settings.server_host) throw new Error("give --serverhost (or server_host in the config, or INP2P_SERVER)");
+      const report = await detectNat({
+        serverHost: settings.server_host,
+        udpPorts: [settings.stun_udp1, settings.stun_udp2],
+        tcpPorts: [settings.stun_tcp1, settings.stun_tcp2],
+      });
+      writeSync(1, (parsed.json ? JSON.stringify(report, null, 2) : formatNatReport(report)) + "\n");
+      process.exit(0);
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
 
 cli
   .command("doctor", "check what this machine offers inp2pc: native FFI, /dev/net/tun, CAP_NET_ADMIN")

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
+import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE } from "./constants.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { KnownServers } from "./trust.ts";
@@ -17,6 +18,10 @@ export interface ClientInit {
   insecure: boolean;
   tls_fingerprint?: string;
   data_dir: string;
+  stun_udp1: number;
+  stun_udp2: number;
+  stun_tcp1: number;
+  stun_tcp2: number;
 }
 
 export interface RunningClient {
@@ -46,5 +51,16 @@ export function startClient(init: ClientInit, logger: Logger, version: string, e
     events,
   );
   session.start();
-  return { session, stop: () => session.stop() };
+  const natWatcher = watchNat(
+    () => detectNat({ serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] }),
+    (report) => session.setNat(natInfoOf(report)),
+    logger,
+  );
+  return {
+    session,
+    stop: () => {
+      natWatcher.stop();
+      session.stop();
+    },
+  };
 }

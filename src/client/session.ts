@@ -2,7 +2,7 @@ import type { TLSSocket } from "node:tls";
 import type WsWebSocket from "ws";
 import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, type HeartbeatResult, type LoginResult, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import { CloseCode, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
   CONNECT_TIMEOUT_MS,
@@ -33,7 +33,6 @@ export interface ServerSessionInit {
   tlsFingerprint?: string;
   knownServers: KnownServers;
   logger: Logger;
-  natType?: string;
   reconnectBaseDelayMs?: number;
   reconnectMaxDelayMs?: number;
 }
@@ -84,6 +83,8 @@ export class ServerSession {
   clockOffsetMs = 0;
   rttMs?: number;
   readonly peers = new Map<string, PeerInfo>();
+  /** What this node knows of its NAT; sent with the login and reported again when it changes. */
+  nat?: NatInfo;
 
   private socket?: WsWebSocket;
   private nextId = 1;
@@ -121,6 +122,12 @@ export class ServerSession {
     this.state = "stopped";
     clearTimeout(this.reconnectTimer);
     this.teardown("stopping");
+  }
+
+  setNat(nat: NatInfo): void {
+    this.nat = nat;
+    if (this.state !== "online") return; // the next login carries it
+    this.request("report", { nat }).catch((err: Error) => this.log.warn("could not report the NAT type to the server", { error: err.message }));
   }
 
   request<T>(type: string, fields: Record<string, unknown> = {}): Promise<T> {
@@ -232,7 +239,7 @@ export class ServerSession {
   }
 
   private async sendLogin(nonce: string): Promise<void> {
-    const { node, token, identity, version, natType } = this.init;
+    const { node, token, identity, version } = this.init;
     try {
       const result = await this.request<LoginResult>("login", {
         node,
@@ -240,7 +247,7 @@ export class ServerSession {
         proof: loginProof(token, nonce, node, identity.publicKey),
         signature: signWithIdentity(identity, loginTranscript(nonce, node, identity.publicKey)),
         version,
-        ...(natType ? { natType } : {}),
+        ...(this.nat ? { nat: this.nat } : {}),
       });
       this.onLoggedIn(result);
     } catch (err) {

@@ -45,6 +45,8 @@ export interface LoadConfigOptions {
   env?: Record<string, string | undefined>;
   /** Ignore an existing file; build from flags, environment and defaults, and write the result to the path. */
   newconfig?: boolean;
+  /** Default true. Commands that need only part of a client config (inp2pc nat) turn it off. */
+  requireAll?: boolean;
 }
 
 export interface LoadedConfig {
@@ -241,7 +243,7 @@ export function loadConfig(opts: LoadConfigOptions): LoadedConfig {
   const table = config[role]!;
   if (table.data_dir === "") table.data_dir = dirname(path);
 
-  checkRequired(config, path);
+  if (opts.requireAll !== false || opts.newconfig) checkRequired(config, path);
   let wrote = false;
   if (opts.newconfig) {
     writeConfig(path, config);

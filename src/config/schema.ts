@@ -1,8 +1,10 @@
+import { isIP } from "node:net";
 import * as z from "zod";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/index.ts";
 import * as C from "./constants";
 import {
   booleanValue,
+  describeValue,
   cidrValue,
   enumValue,
   fingerprintValue,
@@ -26,6 +28,16 @@ export type Role = (typeof ROLES)[number];
 
 const port = (fallback: number) => intInRange(C.MIN_PORT, C.MAX_PORT).default(fallback);
 
+/** An IP address, IPv6 bare or in brackets (no host names: STUN tells clients its own address); "" = not set. */
+const optionalIpValue = z.unknown().transform((value, ctx) => {
+  if (value === "") return undefined;
+  const ip = typeof value === "string" ? value.replace(/^\[(.*)\]$/, "$1") : "";
+  if (isIP(ip) !== 0) return ip;
+  ctx.addIssue({ code: "custom", message: `expected an IP address (IPv4 or IPv6), got ${describeValue(value)}`, input: value });
+  return z.NEVER;
+});
+const WILDCARD_ADDRESSES = ["0.0.0.0", "::"];
+
 export const userSchema = z.strictObject({
   name: nameValue,
   token: tokenValue,
@@ -40,6 +52,8 @@ export const serverShape = {
   stun_udp2: port(C.DEFAULT_STUN_UDP2_PORT),
   stun_tcp1: port(C.DEFAULT_STUN_TCP1_PORT),
   stun_tcp2: port(C.DEFAULT_STUN_TCP2_PORT),
+  stun_ip: optionalIpValue.optional(),
+  stun_alt_ip: optionalIpValue.optional(),
   data_dir: pathValue.default(""),
   tls: enumValue(TLS_MODES).default(C.DEFAULT_TLS_MODE),
   tls_cert: pathValue.optional(),
@@ -86,6 +100,16 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     issues,
   );
   distinctPorts([["stun_udp1", s.stun_udp1], ["stun_udp2", s.stun_udp2]], "UDP", issues);
+  if (s.stun_alt_ip !== undefined) {
+    const primary = s.stun_ip ?? s.listen;
+    const from = s.stun_ip === undefined ? ` (stun_ip is not set, so STUN uses listen = "${s.listen}")` : "";
+    let problem: string | undefined;
+    if (isIP(primary) === 0 || WILDCARD_ADDRESSES.includes(primary)) {
+      problem = `needs stun_ip set to this server's first public IP${from}: change-IP answers must leave from a specific address`;
+    } else if (primary === s.stun_alt_ip) problem = `must differ from the STUN address ${primary}${from}`;
+    else if (isIP(primary) !== isIP(s.stun_alt_ip)) problem = `must be the same IP version as the STUN address ${primary}${from}`;
+    if (problem) issues.push({ path: ["stun_alt_ip"], message: problem });
+  }
   const names = new Map<string, number>();
   const tokens = new Map<string, number>();
   s.users.forEach((user, i) => {

@@ -1,2 +1,3 @@
 export * from "./signal.ts";
+export * from "./stun.ts";
 export { VERSION } from "./version.ts";

@@ -13,6 +13,22 @@ const nodeName = z.string().regex(NODE_NAME_PATTERN, "a node name of 1-63 letter
 const base64url = (bytes: number) =>
   z.string().regex(/^[A-Za-z0-9_-]+$/).length(Math.ceil((bytes * 4) / 3), `${bytes} bytes as base64url`);
 
+export const NAT_TYPES = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"] as const;
+export const NAT_BEHAVIOURS = ["endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"] as const;
+export type NatType = (typeof NAT_TYPES)[number];
+export type NatBehaviour = (typeof NAT_BEHAVIOURS)[number];
+
+/** What a node learned about its NAT; sent with the login and again whenever it changes. */
+export const natInfo = z.strictObject({
+  natType: z.enum(NAT_TYPES),
+  mapping: z.enum(NAT_BEHAVIOURS),
+  filtering: z.enum(NAT_BEHAVIOURS),
+  publicAddress: z.string().max(64).nullable(),
+  portPreserved: z.boolean(),
+  tcp: z.boolean(),
+});
+export type NatInfo = z.infer<typeof natInfo>;
+
 export const loginRequest = z.strictObject({
   type: z.literal("login"),
   id: requestId,
@@ -21,8 +37,10 @@ export const loginRequest = z.strictObject({
   proof: base64url(32),
   signature: base64url(64),
   version: z.string().max(64),
-  natType: z.string().max(32).optional(),
+  nat: natInfo.optional(),
 });
+
+export const reportRequest = z.strictObject({ type: z.literal("report"), id: requestId, nat: natInfo });
 
 export const heartbeatRequest = z.strictObject({
   type: z.literal("heartbeat"),
@@ -32,7 +50,7 @@ export const heartbeatRequest = z.strictObject({
 
 export const peersRequest = z.strictObject({ type: z.literal("peers"), id: requestId });
 
-export const clientRequests = { login: loginRequest, heartbeat: heartbeatRequest, peers: peersRequest } as const;
+export const clientRequests = { login: loginRequest, heartbeat: heartbeatRequest, peers: peersRequest, report: reportRequest } as const;
 export type ClientRequestType = keyof typeof clientRequests;
 export type LoginRequest = z.infer<typeof loginRequest>;
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
@@ -41,7 +59,7 @@ export type ClientRequest = z.infer<(typeof clientRequests)[ClientRequestType]>;
 export interface PeerInfo {
   name: string;
   version: string;
-  natType?: string;
+  natType?: NatType;
   onlineSince: number;
 }
 

@@ -1,7 +1,10 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { websocket } from "hono/bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
+import { startStunServer } from "../nat/stun-server.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
@@ -29,6 +32,14 @@ export interface ServerInit {
   heartbeat_interval_ms: number;
   heartbeat_timeout_ms: number;
   max_conns_per_ip: number;
+  stun_udp1: number;
+  stun_udp2: number;
+  stun_tcp1: number;
+  stun_tcp2: number;
+  /** Address the STUN sockets bind; default: listen (resolved when it is a host name). */
+  stun_ip?: string;
+  /** Second public IP for change-IP; needs a specific stun_ip. */
+  stun_alt_ip?: string;
 }
 
 export interface RunningServer {
@@ -36,11 +47,21 @@ export interface RunningServer {
   /** URL clients connect to, e.g. wss://127.0.0.1:27183/ws */
   wsUrl: string;
   tls: TlsMaterial | null;
+  /** The STUN ports really bound (a 0 in the config picks free ones). */
+  stun: { udpPorts: [number, number]; tcpPorts: [number, number]; altIp?: string };
   stop(): Promise<void>;
 }
 
 export async function startServer(init: ServerInit, logger: Logger, version: string): Promise<RunningServer> {
   const tls = resolveTls(init);
+  const stun = await startStunServer({
+    primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
+    altIp: init.stun_alt_ip,
+    udpPorts: [init.stun_udp1, init.stun_udp2],
+    tcpPorts: [init.stun_tcp1, init.stun_tcp2],
+    software: `inp2ps ${version}`,
+    logger: logger.child("stun"),
+  });
   const registry = new Registry();
   const guard = new AddressGuard(init.max_conns_per_ip);
   const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
@@ -55,19 +76,25 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
   const app = createApp({ hub, registry, pins, guard, version, adminToken: init.admin_token || init.token });
-  const server = Bun.serve<any>({
-    hostname: init.listen,
-    port: init.ws_port,
-    fetch: app.fetch,
-    websocket: {
-      ...websocket,
-      maxPayloadLength: WS_HARD_MAX_FRAME_BYTES,
-      backpressureLimit: WS_BACKPRESSURE_LIMIT_BYTES,
-      closeOnBackpressureLimit: true,
-      idleTimeout: Math.ceil((init.heartbeat_timeout_ms * 2) / 1000),
-    },
-    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-  });
+  let server: ReturnType<typeof Bun.serve<any>>;
+  try {
+    server = Bun.serve<any>({
+      hostname: init.listen,
+      port: init.ws_port,
+      fetch: app.fetch,
+      websocket: {
+        ...websocket,
+        maxPayloadLength: WS_HARD_MAX_FRAME_BYTES,
+        backpressureLimit: WS_BACKPRESSURE_LIMIT_BYTES,
+        closeOnBackpressureLimit: true,
+        idleTimeout: Math.ceil((init.heartbeat_timeout_ms * 2) / 1000),
+      },
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    });
+  } catch (err) {
+    await stun.stop();
+    throw err;
+  }
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
   const port = server.port ?? init.ws_port;
   const host = init.listen === "0.0.0.0" || init.listen === "::" ? "127.0.0.1" : init.listen;
@@ -75,10 +102,12 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     port,
     wsUrl: `${tls ? "wss" : "ws"}://${host.includes(":") ? `[${host}]` : host}:${port}${WS_PATH}`,
     tls,
+    stun: { udpPorts: stun.udpPorts, tcpPorts: stun.tcpPorts, altIp: stun.altIp },
     async stop() {
       clearInterval(sweeper);
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
+      await stun.stop();
       pins.flush();
     },
   };

@@ -1,4 +1,4 @@
-import type { PeerInfo, ServerMessage } from "../protocol/index.ts";
+import type { NatInfo, PeerInfo, ServerMessage } from "../protocol/index.ts";
 
 export interface NodeSession {
   readonly user: string;
@@ -6,7 +6,7 @@ export interface NodeSession {
   readonly publicKey: string;
   readonly address: string;
   readonly version: string;
-  readonly natType?: string;
+  nat?: NatInfo;
   readonly onlineSince: number;
   lastHeartbeat: number;
   /** Sends one serialized ServerMessage. */
@@ -17,7 +17,7 @@ export interface NodeSession {
 export const peerInfo = (session: NodeSession): PeerInfo => ({
   name: session.name,
   version: session.version,
-  natType: session.natType,
+  natType: session.nat?.natType,
   onlineSince: session.onlineSince,
 });
 

@@ -117,6 +117,11 @@ export class SignalHub {
         return { clientTime: request.clientTime, serverTime: Date.now() };
       case "peers":
         return { peers: this.init.registry.peers(session).map(peerInfo) };
+      case "report":
+        if (session.nat?.natType !== request.nat.natType)
+          this.init.logger.info("node reports its NAT", { node: session.name, user: session.user, nat: request.nat.natType });
+        session.nat = request.nat;
+        return {};
     }
   }
 
@@ -145,7 +150,7 @@ export class SignalHub {
       publicKey,
       address: connection.remote,
       version: request.version,
-      natType: request.natType,
+      nat: request.nat,
       onlineSince: now,
       lastHeartbeat: now,
       send: (text) => {

@@ -1,6 +1,7 @@
 // Real inp2ps / inp2pc processes for integration tests, on loopback only, with bounded waits.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -24,6 +25,15 @@ export async function freePort(): Promise<number> {
       server.close(() => done(port));
     });
   });
+}
+
+/** Two UDP ports that were free a moment ago on 127.0.0.1 (held together, so they differ). */
+export async function freeUdpPorts(): Promise<[number, number]> {
+  const sockets = [createSocket("udp4"), createSocket("udp4")];
+  await Promise.all(sockets.map((s) => new Promise<void>((done) => s.bind(0, "127.0.0.1", done))));
+  const ports = sockets.map((s) => s.address().port) as [number, number];
+  await Promise.all(sockets.map((s) => new Promise<void>((done) => s.close(done))));
+  return ports;
 }
 
 export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
@@ -117,6 +127,11 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const port = options.port ?? (await freePort());
   const token = options.token ?? "1234567890123456789";
   const configPath = join(dir, "inp2ps.toml");
+  // Each server gets its own STUN ports so that servers can run side by side, unless the test sets them.
+  const [udp1, udp2] = await freeUdpPorts();
+  const stunToml = /\bstun_(udp|tcp)[12]\b/.test(options.extraToml ?? "")
+    ? ""
+    : `stun_udp1 = ${udp1}\nstun_udp2 = ${udp2}\nstun_tcp1 = ${await freePort()}\nstun_tcp2 = ${await freePort()}`;
   writeFileSync(
     configPath,
     [
@@ -130,6 +145,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       `heartbeat_interval_ms = ${options.heartbeatIntervalMs ?? 500}`,
       `heartbeat_timeout_ms = ${options.heartbeatTimeoutMs ?? 2000}`,
       `max_conns_per_ip = ${options.maxConnsPerIp ?? 64}`,
+      stunToml,
       options.extraToml ?? "",
       options.tail ?? "",
     ].join("\n"),

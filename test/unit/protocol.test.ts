@@ -39,4 +39,12 @@ describe("signalling message validation", () => {
     expect(err.message).toMatch(/exceeds the limit of 65536/);
     expect(refusal("x".repeat(MAX_MESSAGE_BYTES + 1)).code).toBe("TOO_LARGE");
   });
+
+  it("accepts a NAT report and refuses an unknown NAT type, naming the field", () => {
+    const nat = { natType: "symmetric", mapping: "address-and-port-dependent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.20:4000", portPreserved: false, tcp: true };
+    expect(parseClientMessage(JSON.stringify({ type: "report", id: 3, nat }))).toEqual({ type: "report", id: 3, nat });
+    const err = refusal(JSON.stringify({ type: "report", id: 4, nat: { ...nat, natType: "cone-ish" } }));
+    expect(err.code).toBe("BAD_MESSAGE");
+    expect(err.message).toMatch(/nat\.natType/);
+  });
 });

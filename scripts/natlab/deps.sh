@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the NAT lab and the e2e tests need, when missing and when we can (root + apt).
+# Quiet on success; costs ~0 s when everything is already there. Never fails the test run.
+set -u
+PATH="$PATH:/usr/sbin:/sbin" # stund, nft and ip live in sbin
+
+# command -> Debian package
+declare -A PACKAGE_OF=(
+  [ip]=iproute2
+  [nft]=nftables
+  [stun]=stun-client
+  [stund]=stun-server
+  [iperf3]=iperf3
+  [socat]=socat
+)
+APT_TIMEOUT_SECONDS=300
+
+missing=()
+for command_name in "${!PACKAGE_OF[@]}"; do
+  command -v "$command_name" >/dev/null 2>&1 || missing+=("${PACKAGE_OF[$command_name]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "natlab: missing ${missing[*]} and cannot install them (need root and apt-get): NAT lab e2e tests will be skipped"
+  exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+if ! { timeout "$APT_TIMEOUT_SECONDS" apt-get update -q &&
+       timeout "$APT_TIMEOUT_SECONDS" apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  echo "natlab: installing ${missing[*]} failed (NAT lab e2e tests will be skipped); last lines:"
+  tail -n 5 "$log"
+fi
+rm -f "$log"
+exit 0

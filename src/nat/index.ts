@@ -1,0 +1,3 @@
+export { classify, detectNat, formatNatReport, NatDetectError, tcpBinding, type DetectNatOptions, type NatReport } from "./detect.ts";
+export { localAddressFingerprint, natInfoOf, watchNat, type NatWatcher } from "./watch.ts";
+export { DEFAULT_STUN_RESPONSES_PER_SECOND_PER_SOURCE, SourceRateLimiter, startStunServer, StunServerError, type RunningStunServer, type StunServerInit } from "./stun-server.ts";
