@@ -57,6 +57,9 @@ class Prober {
   hairpinSeen = false;
 
   constructor(readonly socket: Socket) {
+    // ICMP errors (port unreachable from a router or the server) surface as socket errors on
+    // Linux; for a probe they just mean no answer, which the timeouts already handle.
+    socket.on("error", () => {});
     socket.on("message", (packet, from) => {
       let message;
       try {

@@ -1,0 +1,125 @@
+// inp2p's NAT detection across the lab's real NATs: inp2ps runs in the lab's server namespace with an
+// alternate IP; from each site `inp2pc nat --json` must report the NAT the lab built, and Debian's
+// independent `stun` client, pointed at inp2ps, must agree. Needs root and the lab's packages.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab, type NatKind } from "../../scripts/natlab/lab.ts";
+import { BUN, INP2PC, INP2PS, waitFor } from "../helpers/processes.ts";
+
+const STUN_UDP1 = 27182;
+const WS_PORT = 27183;
+const TOKEN = "1234567890123456789";
+const COMMAND_TIMEOUT_MS = 20_000;
+
+const EXPECTED_NAT_TYPE: Record<NatKind, string> = {
+  none: "public",
+  "full-cone": "full-cone",
+  "restricted-cone": "restricted-cone",
+  "port-restricted-cone": "port-restricted-cone",
+  symmetric: "symmetric",
+};
+// What Debian's stun client (0.97) prints for each NAT (see natlab.test.ts, where it runs against stund).
+const STUN_CLIENT_VERDICT: Record<NatKind, RegExp> = {
+  none: /^Primary: Open/m,
+  "full-cone": /^Primary: Independent Mapping, Independent Filter/m,
+  "restricted-cone": /^Primary: Independent Mapping, Address Dependent Filter/m,
+  "port-restricted-cone": /^Primary: Independent Mapping, Port Dependent Filter/m,
+  symmetric: /^Primary: Dependent Mapping/m,
+};
+const KINDS = Object.keys(EXPECTED_NAT_TYPE) as NatKind[];
+
+function skipReason(): string | undefined {
+  const support = labSupport();
+  if (!support.ok) return support.reason;
+  if (!hasCommand("stun")) return "`stun` missing (apt package stun-client; run scripts/natlab/deps.sh)";
+  return undefined;
+}
+const reason = skipReason();
+if (reason) console.warn(`NAT detection e2e tests skipped: ${reason}`);
+
+describe.skipIf(reason)("NAT detection in the NAT lab", () => {
+  let lab: Lab;
+  let workDir: string;
+  const detectionMs: Record<string, number> = {};
+
+  /** Runs a command inside a namespace from an empty working directory (no stray ./inp2pc.toml). */
+  const inNamespace = (ns: string, argv: string[], timeoutMs = COMMAND_TIMEOUT_MS) =>
+    lab.exec(ns, ["sh", "-c", `cd "${workDir}" && exec "$@"`, "sh", ...argv], { timeoutMs });
+
+  async function natJson(site: string) {
+    const result = await inNamespace(lab.sites[site]!.hostNs, [BUN, INP2PC, "nat", "--json", "-serverhost", lab.server.ip]);
+    expect(result.code, result.stderr).toBe(0);
+    return JSON.parse(result.stdout) as { natType: string; mapping: string; filtering: string; publicAddress: string | null; tcp: boolean; durationMs: number };
+  }
+
+  beforeAll(async () => {
+    await cleanupStaleLabs();
+    workDir = mkdtempSync(join(tmpdir(), "inp2p-e2e-nat-"));
+    lab = await labUp({
+      sites: [...KINDS.map((nat) => ({ name: nat, nat })), { name: "blocked", nat: "port-restricted-cone", blockUdp: true }],
+    });
+    const serverDir = join(workDir, "server");
+    const config = join(workDir, "inp2ps.toml");
+    writeFileSync(
+      config,
+      [
+        'role = "server"',
+        "[server]",
+        `token = "${TOKEN}"`,
+        `listen = "${lab.server.ip}"`,
+        `stun_alt_ip = "${lab.server.altIp}"`,
+        'tls = "off"',
+        `data_dir = "${serverDir}"`,
+      ].join("\n"),
+      { mode: 0o600 },
+    );
+    lab.spawn(lab.server.ns, [BUN, INP2PS, "--config", config]);
+    await waitFor(
+      "inp2ps STUN on the alternate IP",
+      async () => (await lab.exec(lab.server.ns, ["ss", "-Hlnu"])).stdout.includes(`${lab.server.altIp}:${STUN_UDP1}`),
+      15_000,
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    console.log(`NAT detection time per type (ms): ${JSON.stringify(detectionMs)}`);
+    await lab?.down();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it.each(KINDS)("site %s: inp2pc nat reports the NAT the lab built, with its public address", async (kind) => {
+    const report = await natJson(kind);
+    detectionMs[kind] = report.durationMs;
+    expect(report.natType).toBe(EXPECTED_NAT_TYPE[kind]);
+    expect(report.publicAddress?.split(":")[0]).toBe(lab.sites[kind]!.publicIp);
+    expect(report.tcp).toBe(true);
+    expect(report.durationMs).toBeLessThan(3_500);
+  });
+
+  it.each(KINDS)("site %s: Debian's stun client, pointed at inp2ps, agrees", async (kind) => {
+    const result = await inNamespace(lab.sites[kind]!.hostNs, ["stun", `${lab.server.ip}:${STUN_UDP1}`, "-v"]);
+    expect(result.stdout + result.stderr).toMatch(STUN_CLIENT_VERDICT[kind]);
+  });
+
+  it("UDP blocked: udp-blocked within about 3 s, TCP still reachable, and the client still logs in", async () => {
+    const report = await natJson("blocked");
+    detectionMs.blocked = report.durationMs;
+    expect(report.natType).toBe("udp-blocked");
+    expect(report.tcp).toBe(true);
+    expect(report.durationMs).toBeLessThan(3_500);
+
+    const client = lab.spawn(lab.sites.blocked!.hostNs, [
+      "sh", "-c", `cd "${workDir}" && exec "$@"`, "sh",
+      BUN, INP2PC, "-serverhost", lab.server.ip, "-serverport", String(WS_PORT), "-node", "behind-blocked-udp", "-token", TOKEN, "-insecure",
+      "--newconfig", "--config", join(workDir, "blocked-client", "inp2pc.toml"),
+    ]);
+    let output = "";
+    client.stdout?.on("data", (d) => (output += d));
+    client.stderr?.on("data", (d) => (output += d));
+    await waitFor("login over TCP from the UDP-blocked site", () => output.includes("logged in"), 15_000);
+    await waitFor("its NAT type reported", () => output.includes("NAT type: udp-blocked"), 10_000);
+    client.kill();
+  });
+});
