@@ -122,4 +122,33 @@ describe.skipIf(reason)("NAT detection in the NAT lab", () => {
     await waitFor("its NAT type reported", () => output.includes("NAT type: udp-blocked"), 10_000);
     client.kill();
   });
+
+  it("detects again when the host's addresses change, and reports it to the server", async () => {
+    const site = lab.sites["full-cone"]!;
+    const client = lab.spawn(site.hostNs, [
+      "sh", "-c", `cd "${workDir}" && exec "$@"`, "sh",
+      BUN, INP2PC, "-serverhost", lab.server.ip, "-node", "moving", "-token", TOKEN, "-insecure",
+      "--newconfig", "--config", join(workDir, "moving-client", "inp2pc.toml"),
+    ]);
+    let output = "";
+    client.stdout?.on("data", (d) => (output += d));
+    client.stderr?.on("data", (d) => (output += d));
+    try {
+      await waitFor("first detection", () => output.includes("NAT type: full-cone"), 15_000);
+      const extraAddress = site.hostIp.replace(/\.2$/, ".3");
+      const added = await lab.exec(site.hostNs, ["ip", "addr", "add", `${extraAddress}/24`, "dev", "eth0"]);
+      expect(added.code, added.stderr).toBe(0);
+      // The watcher compares addresses every 10 s.
+      await waitFor("detection after the address change", () => /NAT type: full-cone.*local addresses changed/.test(output), 25_000);
+      const nodes = await lab.exec(lab.server.ns, [
+        BUN, "-e",
+        `const r = await fetch("http://${lab.server.ip}:${WS_PORT}/api/v1/nodes", { headers: { authorization: "Bearer ${TOKEN}" } }); console.log(await r.text());`,
+      ]);
+      const moving = (JSON.parse(nodes.stdout).nodes as { name: string; natType: string; publicAddress: string }[]).find((n) => n.name === "moving");
+      expect(moving).toMatchObject({ natType: "full-cone" });
+      expect(moving!.publicAddress.split(":")[0]).toBe(site.publicIp);
+    } finally {
+      client.kill();
+    }
+  }, 40_000);
 });

@@ -2,10 +2,14 @@
 // must come out "udp-blocked" quickly while TCP is still checked. Real NATs are tested in test/e2e.
 import { createSocket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { KnownServers, ServerSession } from "../../src/client/index.ts";
+import { generateIdentity } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import { classify, detectNat } from "../../src/nat/index.ts";
 import { startStunServer, type RunningStunServer } from "../../src/nat/stun-server.ts";
-import { freePort, onlineNodes, runToEnd, INP2PC, startClient, startServer, waitFor, api } from "../helpers/processes.ts";
+import { api, freePort, INP2PC, onlineNodes, runToEnd, startClient, startServer, tempDir, waitFor } from "../helpers/processes.ts";
 
 async function freeUdpPort(): Promise<number> {
   const socket = createSocket("udp4");
@@ -92,6 +96,25 @@ describe("NAT type through inp2ps and inp2pc", () => {
     } finally {
       await client.stop();
       await server.stop();
+    }
+  });
+
+  it("a NAT type learned after login reaches the server as a report", async () => {
+    const server = await startServer();
+    const identity = generateIdentity();
+    const dir = tempDir("inp2pc-report-");
+    const session = new ServerSession({ host: "127.0.0.1", port: server.port, insecure: false, node: "late-nat", token: server.token, identity, version: "test", knownServers: new KnownServers(join(dir, "known.json")), logger: silentLogger });
+    try {
+      session.start();
+      await waitFor("login", () => session.state === "online");
+      const natType = async () => ((await api(server, "/api/v1/nodes", server.token)).body.nodes as { name: string; natType: string | null }[]).find((n) => n.name === "late-nat")?.natType;
+      expect(await natType()).toBeNull();
+      session.setNat({ natType: "symmetric", mapping: "address-and-port-dependent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.20:4242", portPreserved: false, tcp: true });
+      await waitFor("the reported NAT type", async () => (await natType()) === "symmetric");
+    } finally {
+      session.stop();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
