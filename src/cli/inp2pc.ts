@@ -2,7 +2,7 @@
 import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";
-import { startClient } from "../client/index.ts";
+import { formatStatus, startClient, type ClientStatus } from "../client/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
 import { formatDoctorReport, runDoctor } from "../sdwan/index.ts";
@@ -22,13 +22,14 @@ const CLIENT_FLAGS: readonly FlagSpec[] = [
   { flag: "super", key: "super", kind: "boolean" },
   { flag: "relay-port", key: "relay_port", kind: "number" },
   { flag: "bw", key: "bw", kind: "number" },
+  { flag: "status-port", key: "status_port", kind: "number" },
   ...STUN_FLAGS,
 ];
 
 const args = normalizeArgv(process.argv.slice(2));
 const cli = cac(PROGRAM);
 
-function run(parsed: Record<string, unknown>) {
+async function run(parsed: Record<string, unknown>) {
   const loaded = loadConfig({
     role: "client",
     configPath: rawFlagValue(args, "config"),
@@ -41,7 +42,7 @@ function run(parsed: Record<string, unknown>) {
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
   if (settings.relay || settings.super) logger.warn("relay service is not implemented yet; --relay/--super are recorded but have no effect");
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
-  const client = startClient(settings, logger, VERSION);
+  const client = await startClient(settings, logger, VERSION);
   onShutdown(logger, () => client.stop());
 }
 
@@ -56,15 +57,36 @@ cli
   .option("--relay", "offer this node as a private relay (not implemented yet)")
   .option("--super", "offer this node as a super relay (not implemented yet)")
   .option("--relay-port <port>", "relay listen port (default: 27185)")
-  .option("--bw <mbps>", "relay bandwidth cap in Mbit/s (default: 10)");
+  .option("--bw <mbps>", "relay bandwidth cap in Mbit/s (default: 10)")
+  .option("--status-port <port>", "local status API port on 127.0.0.1 (default: 27186)");
 
-cli.command("", "connect to the server and stay online").action((parsed) => {
-  try {
-    run(parsed);
-  } catch (err) {
-    exitWithError(PROGRAM, err);
-  }
-});
+cli.command("", "connect to the server and stay online").action((parsed) => run(parsed).catch((err) => exitWithError(PROGRAM, err)));
+
+cli
+  .command("status", "show the running inp2pc's server connection, NAT type, peer links and apps")
+  .option("--json", "print JSON")
+  .action(async (parsed) => {
+    try {
+      const { config } = loadConfig({
+        role: "client",
+        configPath: rawFlagValue(args, "config"),
+        flags: { ...flagsToSettings(CLIENT_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
+        requireAll: false,
+      });
+      const port = config.client!.status_port;
+      let response: Response;
+      try {
+        response = await fetch(`http://127.0.0.1:${port}/api/v1/status`);
+      } catch {
+        throw new Error(`no inp2pc is running with its status API on 127.0.0.1:${port} (status_port in [client])`);
+      }
+      const status = (await response.json()) as ClientStatus;
+      writeSync(1, (parsed.json ? JSON.stringify(status, null, 2) : formatStatus(status)) + "\n");
+      process.exit(0);
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
 
 cli
   .command("nat", "detect this host's NAT type against the server's STUN ports, then exit")

@@ -1,12 +1,19 @@
 import { join } from "node:path";
+import type { AppConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
-import { IDENTITY_FILE, KNOWN_SERVERS_FILE } from "./constants.ts";
+import { App, AppService } from "./apps.ts";
+import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS } from "./constants.ts";
+import { PeerManager } from "./peers.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
+import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
 
+export { App, AppService, type AppStatus } from "./apps.ts";
+export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
+export { formatStatus, type ClientStatus } from "./status.ts";
 export { KnownServers, decideTrust } from "./trust.ts";
 export { IDENTITY_FILE, KNOWN_SERVERS_FILE } from "./constants.ts";
 
@@ -22,19 +29,41 @@ export interface ClientInit {
   stun_udp2: number;
   stun_tcp1: number;
   stun_tcp2: number;
+  status_port: number;
+  peer_bind: string;
+  peer_udp_port: number;
+  peer_tcp_port: number;
+  apps: AppConfig[];
 }
 
 export interface RunningClient {
   session: ServerSession;
+  peers: PeerManager;
+  statusPort: number;
+  status(): ClientStatus;
   stop(): void;
 }
 
-/** Starts an inp2pc: identity key (created on first run), then the server session. */
-export function startClient(init: ClientInit, logger: Logger, version: string, events: SessionEvents = {}): RunningClient {
+/** Starts an inp2pc: identity, server session, NAT detection, peer links, apps and the status API. */
+export async function startClient(init: ClientInit, logger: Logger, version: string, events: SessionEvents = {}): Promise<RunningClient> {
   const identityPath = join(init.data_dir, IDENTITY_FILE);
   const { identity, created } = loadOrCreateIdentity(identityPath);
   if (created) logger.info("created this node's identity key", { file: identityPath });
   if (init.insecure) logger.warn("--insecure: talking to the server over plain ws://, without TLS");
+
+  // The session's events use these, and they need the session: assigned right after it.
+  let peers: PeerManager;
+  let apps: App[] = [];
+  const appPeers = new Set(init.apps.filter((app) => app.enabled).map((app) => app.peer));
+  let appsStarted = false;
+  let stopped = false;
+
+  /** Keeps a link to every peer an app needs, while that peer is online. */
+  const ensureLink = (peer: string) => {
+    if (stopped || !appPeers.has(peer) || !session.peers.has(peer)) return;
+    peers.connect(peer).catch((err: Error) => logger.warn(`no link to ${peer} yet: ${err.message}`));
+  };
+
   const session = new ServerSession(
     {
       host: init.server_host,
@@ -48,18 +77,108 @@ export function startClient(init: ClientInit, logger: Logger, version: string, e
       knownServers: new KnownServers(join(init.data_dir, KNOWN_SERVERS_FILE)),
       logger,
     },
-    events,
+    {
+      ...events,
+      online: (result) => {
+        peers.onLoggedIn();
+        if (!appsStarted) {
+          appsStarted = true;
+          void Promise.all(apps.map((app) => app.start()));
+        }
+        for (const peer of appPeers) {
+          if (!result.peers.some((p) => p.name === peer)) logger.warn(`app peer ${peer} is not online (yet)`);
+          else setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS);
+        }
+        events.online?.(result);
+      },
+      connectPlan: (plan) => peers.acceptPlan(plan),
+      peerOnline: (peer) => {
+        setTimeout(() => ensureLink(peer.name), LINK_RETRY_DELAY_MS);
+        events.peerOnline?.(peer);
+      },
+    },
   );
+  peers = new PeerManager({
+    session,
+    identity,
+    logger,
+    stunHost: init.server_host,
+    stunPort: init.stun_udp1,
+    bind: init.peer_bind,
+    udpPort: init.peer_udp_port,
+    tcpPort: init.peer_tcp_port,
+  });
+  apps = init.apps.map((app) => new App(app, peers, logger));
+  await peers.start();
+  const service = new AppService(apps, logger);
+  peers.onLink((peer, link) => {
+    service.attach(peer, link);
+    link.onClose(() => setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS));
+  });
   session.start();
+
   const natWatcher = watchNat(
     () => detectNat({ serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] }),
-    (report) => session.setNat(natInfoOf(report)),
+    (report) => {
+      session.setNat(natInfoOf(report));
+      peers.setNatType(report.natType);
+    },
     logger,
   );
+
+  const status = (): ClientStatus => {
+    const names = new Set([...session.peers.keys(), ...peers.allLinks().map(([name]) => name)]);
+    return {
+      node: init.node,
+      version,
+      server: {
+        address: `${init.server_host}:${init.server_port}`,
+        state: session.state,
+        user: session.login?.user ?? null,
+        rttMs: session.rttMs ?? null,
+        clockOffsetMs: Math.round(session.clockOffsetMs),
+      },
+      nat: session.nat ?? null,
+      peers: Object.fromEntries(
+        [...names].sort().map((name) => {
+          const link = peers.link(name);
+          const stats = link?.stats();
+          return [
+            name,
+            {
+              online: session.peers.has(name),
+              link: stats?.kind ?? null,
+              remote: stats?.remote ?? null,
+              rttMs: stats?.rttMs ?? null,
+              bytesIn: stats?.bytesIn ?? 0,
+              bytesOut: stats?.bytesOut ?? 0,
+              since: stats ? new Date(stats.since).toISOString() : null,
+            },
+          ];
+        }),
+      ),
+      apps: apps.map((app) => app.status()),
+    };
+  };
+  let statusServer: { port: number; stop(): void } | undefined;
+  try {
+    statusServer = startStatusServer(init.status_port, status);
+  } catch (err) {
+    logger.warn(`status API not available on 127.0.0.1:${init.status_port}: ${(err as Error).message}`);
+  }
+
   return {
     session,
+    peers,
+    statusPort: statusServer?.port ?? 0,
+    status,
     stop: () => {
+      stopped = true;
       natWatcher.stop();
+      statusServer?.stop();
+      for (const app of apps) app.stop();
+      service.stop();
+      peers.stop();
       session.stop();
     },
   };

@@ -2,7 +2,7 @@ import type { TLSSocket } from "node:tls";
 import type WsWebSocket from "ws";
 import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import { CloseCode, type ConnectPlan, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
   CONNECT_TIMEOUT_MS,
@@ -39,6 +39,7 @@ export interface ServerSessionInit {
 
 export interface SessionEvents {
   online?(result: LoginResult): void;
+  connectPlan?(plan: ConnectPlan): void;
   offline?(reason: string): void;
   peerOnline?(peer: PeerInfo): void;
   peerOffline?(name: string): void;
@@ -214,6 +215,9 @@ export class ServerSession {
         this.settle(message);
         return;
       }
+      case "connect":
+        this.events.connectPlan?.(message.plan);
+        return;
       case "node-online":
         this.peers.set(message.node.name, message.node);
         this.log.info("peer online", { peer: message.node.name });

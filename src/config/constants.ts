@@ -17,6 +17,8 @@ export const DEFAULT_MAX_CONNS_PER_IP = 32;
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;
 export const DEFAULT_STATUS_PORT = 27186;
+/** Address the peer UDP socket and TCP listener bind; a specific address is also the only LAN candidate. */
+export const DEFAULT_PEER_BIND = "0.0.0.0";
 export const DEFAULT_BW_MBPS = 10;
 export const DEFAULT_INSECURE = false;
 export const DEFAULT_RELAY = false;

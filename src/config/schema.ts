@@ -159,6 +159,9 @@ export const clientShape = {
   stun_tcp2: port(C.DEFAULT_STUN_TCP2_PORT),
   data_dir: pathValue.default(""),
   status_port: port(C.DEFAULT_STATUS_PORT),
+  peer_bind: hostValue(false).default(C.DEFAULT_PEER_BIND),
+  peer_udp_port: intInRange(0, C.MAX_PORT).default(0),
+  peer_tcp_port: intInRange(0, C.MAX_PORT).default(0),
   apps: z.array(appSchema).default([]),
 };
 

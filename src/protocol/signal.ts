@@ -40,7 +40,23 @@ export const loginRequest = z.strictObject({
   nat: natInfo.optional(),
 });
 
-export const reportRequest = z.strictObject({ type: z.literal("report"), id: requestId, nat: natInfo });
+const endpoint = z.string().max(64).regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, "an ip:port endpoint");
+
+/** Where a node can be reached for a peer link: its peer UDP socket and TCP listener, locally and publicly. */
+export const candidates = z.strictObject({
+  udpLan: z.array(endpoint).max(16),
+  tcpLan: z.array(endpoint).max(16),
+  udpPublic: endpoint.nullable(),
+  tcpPublic: endpoint.nullable(),
+});
+export type Candidates = z.infer<typeof candidates>;
+
+export const reportRequest = z
+  .strictObject({ type: z.literal("report"), id: requestId, nat: natInfo.optional(), candidates: candidates.optional() })
+  .refine((r) => r.nat || r.candidates, "a report needs nat or candidates");
+
+/** Ask the server to coordinate a peer link. */
+export const connectRequest = z.strictObject({ type: z.literal("connect"), id: requestId, peer: nodeName });
 
 export const heartbeatRequest = z.strictObject({
   type: z.literal("heartbeat"),
@@ -50,7 +66,13 @@ export const heartbeatRequest = z.strictObject({
 
 export const peersRequest = z.strictObject({ type: z.literal("peers"), id: requestId });
 
-export const clientRequests = { login: loginRequest, heartbeat: heartbeatRequest, peers: peersRequest, report: reportRequest } as const;
+export const clientRequests = {
+  login: loginRequest,
+  heartbeat: heartbeatRequest,
+  peers: peersRequest,
+  report: reportRequest,
+  connect: connectRequest,
+} as const;
 export type ClientRequestType = keyof typeof clientRequests;
 export type LoginRequest = z.infer<typeof loginRequest>;
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
@@ -80,6 +102,14 @@ export interface LoginResult {
   peers: PeerInfo[];
 }
 
+/** What each side of a coordinated link learns about the other, and when to start, in server time. */
+export interface ConnectPlan {
+  sessionId: string; // 16 bytes, base64url; the same on both sides
+  startAt: number;
+  role: "initiator" | "responder";
+  peer: { name: string; publicKey: string; nat: NatInfo | null; candidates: Candidates | null };
+}
+
 export interface HeartbeatResult {
   clientTime: number;
   serverTime: number;
@@ -95,7 +125,9 @@ export type ErrorCode =
   | "BAD_TOKEN"
   | "BAD_SIGNATURE"
   | "KEY_MISMATCH"
-  | "RATE_LIMITED";
+  | "RATE_LIMITED"
+  | "PEER_OFFLINE"
+  | "PEER_UNREACHABLE";
 
 export interface ResponseMessage {
   type: "response";
@@ -106,6 +138,7 @@ export interface ResponseMessage {
 }
 
 export type ServerEvent =
+  | { type: "connect"; plan: ConnectPlan }
   | { type: "node-online"; node: PeerInfo }
   | { type: "node-offline"; node: { name: string } };
 

@@ -14,3 +14,5 @@ export const WS_HARD_MAX_FRAME_BYTES = 1024 * 1024;
 export const WS_BACKPRESSURE_LIMIT_BYTES = 1024 * 1024;
 /** How often the registry looks for nodes whose heartbeats stopped. */
 export const HEARTBEAT_SWEEP_INTERVAL_MS = 250;
+/** How far ahead a coordinated link's start time is set, so both sides hear of it before it comes. */
+export const COORDINATION_LEAD_MS = 250;

@@ -1,4 +1,4 @@
-import type { NatInfo, PeerInfo, ServerMessage } from "../protocol/index.ts";
+import type { Candidates, NatInfo, PeerInfo, ServerMessage } from "../protocol/index.ts";
 
 export interface NodeSession {
   readonly user: string;
@@ -7,6 +7,7 @@ export interface NodeSession {
   readonly address: string;
   readonly version: string;
   nat?: NatInfo;
+  candidates?: Candidates;
   readonly onlineSince: number;
   lastHeartbeat: number;
   /** Sends one serialized ServerMessage. */

@@ -6,12 +6,13 @@ import {
   parseClientMessage,
   ProtocolError,
   type ClientRequest,
+  type ConnectPlan,
   type LoginRequest,
   type LoginResult,
   type ResponseMessage,
   type ServerMessage,
 } from "../protocol/index.ts";
-import { LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -118,11 +119,30 @@ export class SignalHub {
       case "peers":
         return { peers: this.init.registry.peers(session).map(peerInfo) };
       case "report":
-        if (session.nat?.natType !== request.nat.natType)
+        if (request.nat && session.nat?.natType !== request.nat.natType)
           this.init.logger.info("node reports its NAT", { node: session.name, user: session.user, nat: request.nat.natType });
-        session.nat = request.nat;
+        if (request.nat) session.nat = request.nat;
+        if (request.candidates) session.candidates = request.candidates;
         return {};
+      case "connect":
+        return this.coordinate(session, request.peer);
     }
+  }
+
+  /**
+   * Answers at once with the peer's candidates and a start time, and sends the peer the same about
+   * this node, so both begin probing together. Only nodes of the same user can reach each other.
+   */
+  private coordinate(session: NodeSession, peerName: string): ConnectPlan {
+    const peer = this.init.registry.get(session.user, peerName);
+    if (!peer || peer === session)
+      throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
+    const sessionId = randomBytes(16).toString("base64url");
+    const startAt = Date.now() + COORDINATION_LEAD_MS;
+    const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, nat: node.nat ?? null, candidates: node.candidates ?? null });
+    peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: "responder", peer: describe(session) } }));
+    this.init.logger.debug("coordinating a peer link", { from: session.name, to: peer.name, user: session.user });
+    return { sessionId, startAt, role: "initiator", peer: describe(peer) };
   }
 
   private login(connection: Connection, request: LoginRequest): LoginResult {

@@ -100,6 +100,8 @@ export async function runToEnd(program: string, args: string[], options: { cwd?:
 
 export interface ServerHandle {
   proc: Proc;
+  /** The STUN ports the helper chose (unless the test set its own in extraToml). */
+  stunPorts: Record<"stun_udp1" | "stun_udp2" | "stun_tcp1" | "stun_tcp2", number>;
   dir: string;
   port: number;
   token: string;
@@ -129,9 +131,10 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const configPath = join(dir, "inp2ps.toml");
   // Each server gets its own STUN ports so that servers can run side by side, unless the test sets them.
   const [udp1, udp2] = await freeUdpPorts();
+  const stunPorts = { stun_udp1: udp1, stun_udp2: udp2, stun_tcp1: await freePort(), stun_tcp2: await freePort() };
   const stunToml = /\bstun_(udp|tcp)[12]\b/.test(options.extraToml ?? "")
     ? ""
-    : `stun_udp1 = ${udp1}\nstun_udp2 = ${udp2}\nstun_tcp1 = ${await freePort()}\nstun_tcp2 = ${await freePort()}`;
+    : Object.entries(stunPorts).map(([key, port]) => `${key} = ${port}`).join("\n");
   writeFileSync(
     configPath,
     [
@@ -159,6 +162,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)?.[1];
   return {
     proc,
+    stunPorts,
     dir,
     port,
     token,

@@ -1,0 +1,161 @@
+import type { Identity } from "../crypto/index.ts";
+import type { Logger } from "../log/index.ts";
+import type { Candidates, ConnectPlan, NatType } from "../protocol/index.ts";
+import { Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
+import type { ServerSession } from "./session.ts";
+
+export class PeerError extends Error {
+  constructor(
+    readonly code: "PEER_OFFLINE" | "NO_PATH" | "NOT_CONNECTED",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface PeerManagerInit {
+  session: ServerSession;
+  identity: Identity;
+  logger: Logger;
+  stunHost: string;
+  stunPort: number;
+  bind?: string;
+  udpPort?: number;
+  tcpPort?: number;
+}
+
+/**
+ * One link per peer: set up through the server's coordination when something needs it (or when the
+ * peer asks), replaced when it dies. Publishes this node's candidates to the server as they change.
+ */
+export class PeerManager {
+  readonly endpoint: PeerEndpoint;
+  private readonly connector: Connector;
+  private readonly links = new Map<string, Link>();
+  private readonly connecting = new Map<string, Promise<Link>>();
+  private readonly linkListeners: ((peer: string, link: Link) => void)[] = [];
+  private refreshTimer?: ReturnType<typeof setInterval>;
+  private lastReported = "";
+  private stopped = false;
+
+  constructor(private readonly init: PeerManagerInit) {
+    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, udpPort: init.udpPort, tcpPort: init.tcpPort });
+    this.connector = new Connector({
+      endpoint: this.endpoint,
+      identity: init.identity,
+      logger: init.logger,
+      localTimeOf: (serverTime) => serverTime - init.session.clockOffsetMs,
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.endpoint.start();
+    this.init.logger.debug("peer sockets ready", { udp: this.endpoint.udpPort, tcp: this.endpoint.tcpPort });
+    void this.refreshCandidates();
+    this.refreshTimer = setInterval(() => void this.refreshCandidates(), MAPPING_REFRESH_MS);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.refreshTimer);
+    for (const link of this.links.values()) link.close("stopping");
+    this.endpoint.close();
+  }
+
+  /** Call when logged in (again): the server needs our candidates before anyone can reach us. */
+  onLoggedIn(): void {
+    this.lastReported = "";
+    void this.refreshCandidates();
+  }
+
+  setNatType(natType: NatType): void {
+    this.endpoint.natType = natType;
+    void this.reportCandidates();
+  }
+
+  onLink(listener: (peer: string, link: Link) => void): void {
+    this.linkListeners.push(listener);
+  }
+
+  link(peer: string): Link | undefined {
+    const link = this.links.get(peer);
+    return link && !link.closed ? link : undefined;
+  }
+
+  allLinks(): [string, Link][] {
+    return [...this.links].filter(([, link]) => !link.closed);
+  }
+
+  /** The link to `peer`, connecting through the server's coordination when there is none. */
+  async connect(peer: string): Promise<Link> {
+    const existing = this.link(peer);
+    if (existing) return existing;
+    const pending = this.connecting.get(peer);
+    if (pending) return pending;
+    const attempt = (async () => {
+      if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
+      let plan: ConnectPlan;
+      try {
+        plan = await this.init.session.request<ConnectPlan>("connect", { peer });
+      } catch (err) {
+        const code = (err as { code?: string }).code === "PEER_OFFLINE" ? "PEER_OFFLINE" : "NO_PATH";
+        throw new PeerError(code, (err as Error).message);
+      }
+      return this.runPlan(plan);
+    })().finally(() => this.connecting.delete(peer));
+    this.connecting.set(peer, attempt);
+    return attempt;
+  }
+
+  /** A plan the server pushed: the peer wants a link (we may be either role). */
+  acceptPlan(plan: ConnectPlan): void {
+    if (this.stopped) return;
+    const attempt = this.runPlan(plan);
+    if (!this.connecting.has(plan.peer.name)) {
+      this.connecting.set(plan.peer.name, attempt);
+      void attempt.catch(() => {}).finally(() => this.connecting.get(plan.peer.name) === attempt && this.connecting.delete(plan.peer.name));
+    }
+    attempt.catch((err: Error) => this.init.logger.warn(`could not link with ${plan.peer.name}: ${err.message}`));
+  }
+
+  private async runPlan(plan: ConnectPlan): Promise<Link> {
+    const link = await this.connector.run(plan);
+    const peer = plan.peer.name;
+    const existing = this.link(peer);
+    // Both sides may have asked at once; both keep the link with the smaller session id.
+    if (existing && existing !== link) {
+      if (existing.sessionKey < link.sessionKey) {
+        link.close("a parallel link to the same peer won");
+        return existing;
+      }
+      existing.close("replaced by a parallel link");
+    }
+    this.links.set(peer, link);
+    link.onClose(() => this.links.get(peer) === link && this.links.delete(peer));
+    for (const listener of this.linkListeners) listener(peer, link);
+    return link;
+  }
+
+  private async refreshCandidates(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.endpoint.refreshMapping(this.init.stunHost, this.init.stunPort);
+    } catch (err) {
+      this.init.logger.debug("cannot learn the peer socket's public mapping", { error: (err as Error).message });
+    }
+    await this.reportCandidates();
+  }
+
+  private async reportCandidates(): Promise<void> {
+    if (this.stopped || this.init.session.state !== "online") return;
+    const candidates: Candidates = this.endpoint.candidates();
+    const text = JSON.stringify(candidates);
+    if (text === this.lastReported) return;
+    try {
+      await this.init.session.request("report", { candidates });
+      this.lastReported = text;
+    } catch (err) {
+      this.init.logger.debug("could not report candidates", { error: (err as Error).message });
+    }
+  }
+}

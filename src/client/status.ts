@@ -1,0 +1,53 @@
+import { Hono } from "hono";
+import type { NatInfo } from "../protocol/index.ts";
+import type { AppStatus } from "./apps.ts";
+
+export interface ClientStatus {
+  node: string;
+  version: string;
+  server: { address: string; state: string; user: string | null; rttMs: number | null; clockOffsetMs: number };
+  nat: NatInfo | null;
+  peers: Record<string, { online: boolean; link: string | null; remote: string | null; rttMs: number | null; bytesIn: number; bytesOut: number; since: string | null }>;
+  apps: AppStatus[];
+}
+
+/** The local status API (127.0.0.1 only): GET /api/v1/status. */
+export function startStatusServer(port: number, status: () => ClientStatus): { port: number; stop(): void } {
+  const app = new Hono();
+  app.get("/api/v1/status", (c) => c.json(status()));
+  app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
+  const server = Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch });
+  return { port: server.port ?? port, stop: () => void server.stop(true) };
+}
+
+/** The human view `inp2pc status` prints. */
+export function formatStatus(s: ClientStatus): string {
+  const lines = [
+    `node ${s.node} (inp2pc ${s.version})`,
+    `server   ${s.server.address}  ${s.server.state}${s.server.user ? ` as user ${s.server.user}` : ""}${s.server.rttMs !== null ? `  rtt ${s.server.rttMs} ms` : ""}`,
+    `NAT      ${s.nat ? `${s.nat.natType}${s.nat.publicAddress ? ` (${s.nat.publicAddress})` : ""}` : "not detected yet"}`,
+    "",
+    "PEER".padEnd(20) + "LINK".padEnd(14) + "RTT".padEnd(9) + "IN".padEnd(12) + "OUT".padEnd(12) + "SINCE",
+  ];
+  for (const [name, p] of Object.entries(s.peers))
+    lines.push(
+      name.padEnd(20) +
+        (p.link ?? (p.online ? "none" : "offline")).padEnd(14) +
+        (p.rttMs !== null ? `${p.rttMs} ms` : "-").padEnd(9) +
+        formatBytes(p.bytesIn).padEnd(12) +
+        formatBytes(p.bytesOut).padEnd(12) +
+        (p.since ?? "-"),
+    );
+  if (Object.keys(s.peers).length === 0) lines.push("(no peers online)");
+  lines.push("", "APP".padEnd(16) + "PROTO".padEnd(7) + "LISTEN".padEnd(24) + "PEER".padEnd(16) + "STATE".padEnd(12) + "CONNS");
+  for (const a of s.apps) lines.push(a.name.padEnd(16) + a.protocol.padEnd(7) + a.listen.padEnd(24) + a.peer.padEnd(16) + a.state.padEnd(12) + String(a.connections) + (a.error ? `  ${a.error}` : ""));
+  if (s.apps.length === 0) lines.push("(no apps configured)");
+  return lines.join("\n");
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}

@@ -1,0 +1,310 @@
+import { connect as tcpConnect, type Socket } from "node:net";
+import { Handshake, type Identity } from "../crypto/index.ts";
+import type { Logger } from "../log/index.ts";
+import type { ConnectPlan } from "../protocol/index.ts";
+import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
+import { endpointText, type PeerEndpoint } from "./endpoint.ts";
+import { FramedSocket } from "./framing.ts";
+import { Link } from "./link.ts";
+import { pathRank, tcpPath, udpPath, type PathKind } from "./path.ts";
+
+/** UDP handshake packets are resent this often until answered (they may be lost). */
+const HANDSHAKE_RESEND_MS = 250;
+/** Remote addresses one coordinated session may try at once (bounds what a stranger can make us hold). */
+const MAX_PATHS_PER_SESSION = 16;
+/** A responder with a public address gets pokes at these offsets, opening its NAT toward the initiator. */
+const POKE_AT_MS = [0, 100, 300];
+
+export class ConnectError extends Error {
+  readonly code = "NO_PATH";
+}
+
+export interface ConnectorInit {
+  endpoint: PeerEndpoint;
+  identity: Identity;
+  logger: Logger;
+  /** Local time of a server timestamp. */
+  localTimeOf(serverTime: number): number;
+}
+
+interface Candidate {
+  kind: PathKind;
+  transport: "udp" | "tcp";
+  remote: string;
+}
+
+function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([Envelope.handshake]), sessionId, message]);
+}
+
+const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
+
+/** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */
+export function candidatePaths(plan: ConnectPlan): Candidate[] {
+  const c = plan.peer.candidates;
+  if (!c) return [];
+  const list: Candidate[] = c.udpLan.map((remote) => ({ kind: "lan" as const, transport: "udp" as const, remote }));
+  if (c.udpPublic && !c.udpLan.includes(c.udpPublic)) list.push({ kind: "udp-direct", transport: "udp", remote: c.udpPublic });
+  for (const remote of [...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])]) list.push({ kind: "tcp-direct", transport: "tcp", remote });
+  return list;
+}
+
+/** Runs both sides of link set-up for one coordinated plan. */
+export class Connector {
+  private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer) => void>();
+
+  constructor(private readonly init: ConnectorInit) {
+    init.endpoint.onTcp((socket) => this.acceptTcp(socket));
+  }
+
+  async run(plan: ConnectPlan): Promise<Link> {
+    return plan.role === "initiator" ? this.initiate(plan) : this.respond(plan);
+  }
+
+  private handshake(plan: ConnectPlan, sessionId: Buffer): Handshake {
+    return new Handshake({ identity: this.init.identity, peerPublicKey: plan.peer.publicKey, sessionId, role: plan.role });
+  }
+
+  private async initiate(plan: ConnectPlan): Promise<Link> {
+    const { endpoint, logger } = this.init;
+    const sessionId = Buffer.from(plan.sessionId, "base64url");
+    const candidates = candidatePaths(plan);
+    if (candidates.length === 0) throw new ConnectError(`peer ${plan.peer.name} has published no addresses yet`);
+    await sleep(this.init.localTimeOf(plan.startAt) - Date.now());
+
+    type Success = { candidate: Candidate; finish: () => Link };
+    const cleanups: (() => void)[] = [];
+    const udpAttempts = new Map<string, (body: Buffer) => void>();
+    cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
+      const body = handshakeBody(packet);
+      if (body) udpAttempts.get(endpointText(from.address, from.port))?.(body);
+    }));
+
+    return new Promise<Link>((resolve, reject) => {
+      let best: Success | undefined;
+      let decided = false;
+      let graceTimer: ReturnType<typeof setTimeout> | undefined;
+      const failures: string[] = [];
+      const decide = () => {
+        if (decided || !best) return;
+        decided = true;
+        clearTimeout(graceTimer);
+        clearTimeout(giveUp);
+        cleanups.forEach((cleanup) => cleanup());
+        try {
+          resolve(best.finish());
+        } catch (err) {
+          reject(err);
+        }
+      };
+      const succeed = (success: Success) => {
+        if (decided) return;
+        if (!best || pathRank(success.candidate.kind) < pathRank(best.candidate.kind)) best = success;
+        if (pathRank(best.candidate.kind) === 0) return decide();
+        graceTimer ??= setTimeout(decide, PATH_GRACE_MS);
+      };
+      const giveUp = setTimeout(() => {
+        if (decided) return;
+        decided = true;
+        cleanups.forEach((cleanup) => cleanup());
+        reject(new ConnectError(`no path to ${plan.peer.name} within ${CONNECT_ATTEMPT_TIMEOUT_MS / 1000} s (tried ${candidates.map((c) => `${c.kind} ${c.remote}`).join(", ")}${failures.length ? `; ${failures.join("; ")}` : ""})`));
+      }, CONNECT_ATTEMPT_TIMEOUT_MS);
+
+      candidates.forEach((candidate, index) => {
+        const startTimer = setTimeout(() => {
+          if (decided) return;
+          if (candidate.transport === "udp") this.tryUdp(plan, sessionId, candidate, udpAttempts, cleanups, succeed);
+          else this.tryTcp(plan, sessionId, candidate, cleanups, succeed, (why) => failures.push(`${candidate.remote}: ${why}`));
+        }, pathRank(candidate.kind) * PATH_STAGGER_MS + index);
+        cleanups.push(() => clearTimeout(startTimer));
+      });
+      logger.debug("racing paths", { peer: plan.peer.name, candidates: candidates.map((c) => `${c.kind}:${c.remote}`).join(" ") });
+    });
+  }
+
+  private tryUdp(
+    plan: ConnectPlan,
+    sessionId: Buffer,
+    candidate: Candidate,
+    attempts: Map<string, (body: Buffer) => void>,
+    cleanups: (() => void)[],
+    succeed: (s: { candidate: Candidate; finish: () => Link }) => void,
+  ): void {
+    const { endpoint } = this.init;
+    const handshake = this.handshake(plan, sessionId);
+    const first = envelope(sessionId, handshake.start());
+    const resend = setInterval(() => endpoint.sendUdp(first, candidate.remote), HANDSHAKE_RESEND_MS);
+    cleanups.push(() => clearInterval(resend));
+    endpoint.sendUdp(first, candidate.remote);
+    attempts.set(candidate.remote, (body) => {
+      if (handshake.complete) return;
+      try {
+        handshake.receive(body);
+      } catch (err) {
+        this.init.logger.debug("handshake reply refused", { peer: plan.peer.name, from: candidate.remote, error: (err as Error).message });
+        return;
+      }
+      clearInterval(resend);
+      if (!handshake.complete) return;
+      succeed({ candidate, finish: () => this.link(plan, sessionId, udpPath(endpoint, candidate.remote, candidate.kind), handshake) });
+    });
+  }
+
+  private tryTcp(
+    plan: ConnectPlan,
+    sessionId: Buffer,
+    candidate: Candidate,
+    cleanups: (() => void)[],
+    succeed: (s: { candidate: Candidate; finish: () => Link }) => void,
+    fail: (why: string) => void,
+  ): void {
+    const colon = candidate.remote.lastIndexOf(":");
+    const socket = tcpConnect({ host: candidate.remote.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(candidate.remote.slice(colon + 1)), noDelay: true });
+    let chosen = false;
+    cleanups.push(() => !chosen && socket.destroy());
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy(new Error("timed out")));
+    socket.on("error", (err) => fail(err.message));
+    const framed = new FramedSocket(socket);
+    const handshake = this.handshake(plan, sessionId);
+    socket.on("connect", () => framed.send(envelope(sessionId, handshake.start())));
+    framed.onFrame = (frame) => {
+      const body = handshakeBody(frame);
+      if (!body || handshake.complete) return;
+      try {
+        handshake.receive(body);
+      } catch (err) {
+        socket.destroy();
+        return fail((err as Error).message);
+      }
+      if (!handshake.complete) return;
+      succeed({
+        candidate,
+        finish: () => {
+          chosen = true;
+          socket.setTimeout(0);
+          return this.link(plan, sessionId, tcpPath(framed, candidate.kind), handshake);
+        },
+      });
+    };
+  }
+
+  private respond(plan: ConnectPlan): Promise<Link> {
+    const { endpoint, logger } = this.init;
+    const sessionId = Buffer.from(plan.sessionId, "base64url");
+    const peerLan = new Set(plan.peer.candidates?.udpLan ?? []);
+    const cleanups: (() => void)[] = [];
+
+    // Open our own NAT toward the initiator's addresses, so its first packets get in.
+    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])];
+    const poke = Buffer.from([Envelope.poke]);
+    const pokeStart = this.init.localTimeOf(plan.startAt) - Date.now();
+    for (const at of POKE_AT_MS) {
+      const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
+      cleanups.push(() => clearTimeout(timer));
+    }
+
+    return new Promise<Link>((resolve, reject) => {
+      let done = false;
+      const finish = (make: () => Link) => {
+        if (done) return;
+        done = true;
+        clearTimeout(giveUp);
+        cleanups.forEach((cleanup) => cleanup());
+        try {
+          resolve(make());
+        } catch (err) {
+          reject(err);
+        }
+      };
+      const giveUp = setTimeout(() => {
+        if (done) return;
+        done = true;
+        cleanups.forEach((cleanup) => cleanup());
+        reject(new ConnectError(`${plan.peer.name} did not complete a handshake within ${CONNECT_ATTEMPT_TIMEOUT_MS / 1000} s`));
+      }, CONNECT_ATTEMPT_TIMEOUT_MS);
+
+      // UDP: one handshake per remote address the initiator tries. Each completes on its first message;
+      // the path the initiator chose is the one its first authenticated record arrives on.
+      const udpHandshakes = new Map<string, Handshake>();
+      const answer = (remote: string, body: Buffer) => {
+        let handshake = udpHandshakes.get(remote);
+        if (!handshake) {
+          if (udpHandshakes.size >= MAX_PATHS_PER_SESSION) return; // bound what one session can make us hold
+          handshake = this.handshake(plan, sessionId);
+          udpHandshakes.set(remote, handshake);
+        }
+        let reply: Uint8Array | undefined;
+        try {
+          reply = handshake.receive(body); // a resent first message gets the same answer again
+        } catch (err) {
+          logger.debug("handshake refused", { peer: plan.peer.name, from: remote, error: (err as Error).message });
+          return;
+        }
+        if (reply) endpoint.sendUdp(envelope(sessionId, reply), remote);
+        if (handshake.complete && !cleanupByRemote.has(remote)) {
+          const done = handshake;
+          // Until a path is chosen, this remote's records come here; the first authentic one chooses it.
+          cleanupByRemote.set(remote, endpoint.routeAddress(remote, (packet) => {
+            if (packet[0] !== Envelope.sealed || !done.session().open(packet.subarray(1))) return;
+            const kind: PathKind = peerLan.has(remote) ? "lan" : "udp-direct";
+            finish(() => this.link(plan, sessionId, udpPath(endpoint, remote, kind), done));
+          }));
+        }
+      };
+      const cleanupByRemote = new Map<string, () => void>();
+      cleanups.push(() => cleanupByRemote.forEach((cleanup) => cleanup()));
+      cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
+        const body = handshakeBody(packet);
+        if (body) answer(endpointText(from.address, from.port), body);
+      }));
+
+      // TCP: connections the initiator dialed, handed over by acceptTcp with their first frame.
+      this.responders.set(plan.sessionId, (framed, first) => {
+        const handshake = this.handshake(plan, sessionId);
+        const onFrame = (frame: Buffer) => {
+          if (handshake.complete) {
+            // The initiator's first authenticated record says it chose this connection.
+            if (frame[0] !== Envelope.sealed || !handshake.session().open(frame.subarray(1))) return framed.socket.destroy();
+            framed.socket.setTimeout(0);
+            return finish(() => this.link(plan, sessionId, tcpPath(framed, "tcp-direct"), handshake));
+          }
+          const body = handshakeBody(frame);
+          if (!body) return framed.socket.destroy();
+          try {
+            const reply = handshake.receive(body);
+            if (reply) framed.send(envelope(sessionId, reply));
+          } catch (err) {
+            logger.debug("TCP handshake refused", { peer: plan.peer.name, error: (err as Error).message });
+            return framed.socket.destroy();
+          }
+        };
+        framed.onFrame = onFrame;
+        onFrame(first);
+      });
+      cleanups.push(() => this.responders.delete(plan.sessionId));
+    });
+  }
+
+  /** A dialed TCP connection: its first frame names the session it belongs to. */
+  private acceptTcp(socket: Socket): void {
+    socket.setNoDelay(true);
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
+    socket.on("error", () => socket.destroy());
+    const framed = new FramedSocket(socket);
+    framed.onFrame = (frame) => {
+      const sessionId = frame[0] === Envelope.handshake && frame.length > 1 + SESSION_ID_BYTES ? frame.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url") : undefined;
+      const responder = sessionId ? this.responders.get(sessionId) : undefined;
+      if (!responder) return socket.destroy(); // not a session we expect: a stranger
+      responder(framed, frame);
+    };
+  }
+
+  private link(plan: ConnectPlan, sessionId: Buffer, path: ReturnType<typeof udpPath>, handshake: Handshake): Link {
+    const link = new Link({ peer: plan.peer.name, path, session: handshake.session(), role: plan.role, sessionId, logger: this.init.logger });
+    // The initiator's first record tells the responder which path it chose; send one at once.
+    if (plan.role === "initiator") link.probe();
+    this.init.logger.info("peer link up", { peer: plan.peer.name, path: path.kind, remote: path.remote });
+    return link;
+  }
+}

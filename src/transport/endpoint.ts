@@ -1,0 +1,148 @@
+import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
+import { lookup } from "node:dns/promises";
+import { createServer, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
+import type { Logger } from "../log/index.ts";
+import type { Candidates, NatType } from "../protocol/index.ts";
+import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
+import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
+
+export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
+export const STUN_MAPPING_TIMEOUT_MS = 1_500;
+
+export interface EndpointInit {
+  logger: Logger;
+  udpPort?: number; // default: any
+  tcpPort?: number; // default: any
+  host?: string; // bind address, default 0.0.0.0
+}
+
+type UdpHandler = (packet: Buffer, from: RemoteInfo) => void;
+
+/**
+ * A node's peer-facing sockets: one UDP socket (its public mapping is learned by STUN from this very
+ * socket, so peers can reach it) and one TCP listener. Incoming UDP is routed by remote address to an
+ * established path, else handshake packets by session id; accepted TCP connections go to `onTcp`.
+ */
+export class PeerEndpoint {
+  readonly udp: UdpSocket;
+  readonly tcp: Server;
+  udpPublic: string | null = null;
+  natType: NatType | undefined;
+  private readonly byAddress = new Map<string, UdpHandler>();
+  private readonly bySession = new Map<string, UdpHandler>();
+  private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
+  private tcpHandler: (socket: Socket) => void = (socket) => socket.destroy();
+
+  constructor(private readonly init: EndpointInit) {
+    this.udp = createSocket({ type: "udp4" });
+    this.udp.on("error", (err) => init.logger.debug("peer UDP socket error", { error: err.message })); // ICMP errors: no answer
+    this.udp.on("message", (packet, from) => this.route(packet, from));
+    this.tcp = createServer({ noDelay: true }, (socket) => this.tcpHandler(socket));
+    this.tcp.on("error", (err) => init.logger.warn("peer TCP listener error", { error: err.message }));
+  }
+
+  async start(): Promise<void> {
+    const host = this.init.host ?? "0.0.0.0";
+    await new Promise<void>((done) => this.udp.bind(this.init.udpPort ?? 0, host, done));
+    await new Promise<void>((done, fail) => {
+      this.tcp.once("error", fail);
+      this.tcp.listen(this.init.tcpPort ?? 0, host, () => done());
+    });
+  }
+
+  get udpPort(): number {
+    return this.udp.address().port;
+  }
+
+  get tcpPort(): number {
+    return (this.tcp.address() as { port: number }).port;
+  }
+
+  candidates(): Candidates {
+    const bound = this.init.host ?? "0.0.0.0";
+    const lan =
+      bound !== "0.0.0.0"
+        ? [bound]
+        : Object.values(networkInterfaces())
+            .flat()
+            .filter((a) => a && a.family === "IPv4" && !a.internal)
+            .map((a) => a!.address);
+    const publicIp = this.udpPublic?.split(":")[0];
+    return {
+      udpLan: lan.map((ip) => endpointText(ip, this.udpPort)),
+      tcpLan: lan.map((ip) => endpointText(ip, this.tcpPort)),
+      udpPublic: this.udpPublic,
+      // A listener behind a NAT is not reachable from outside; only a public host offers it.
+      tcpPublic: this.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
+    };
+  }
+
+  /** Learns (and refreshes) this socket's public mapping from the server's STUN port. */
+  async refreshMapping(stunHost: string, stunPort: number): Promise<string | null> {
+    const server = (await lookup(stunHost, { family: 4 })).address;
+    const transactionId = newTransactionId();
+    const key = transactionId.toString("hex");
+    const mapped = await new Promise<string | null>((done) => {
+      const timer = setTimeout(() => finish(null), STUN_MAPPING_TIMEOUT_MS);
+      const finish = (value: string | null) => {
+        clearTimeout(timer);
+        this.stunWaiters.delete(key);
+        done(value);
+      };
+      this.stunWaiters.set(key, finish);
+      const request = bindingRequest({ transactionId });
+      for (const delay of [0, 300, 800]) setTimeout(() => this.stunWaiters.has(key) && this.udp.send(request, stunPort, server), delay);
+    });
+    if (mapped) this.udpPublic = mapped;
+    return mapped;
+  }
+
+  onTcp(handler: (socket: Socket) => void): void {
+    this.tcpHandler = handler;
+  }
+
+  /** Packets from this remote go to `handler` (an established UDP path). */
+  routeAddress(remote: string, handler: UdpHandler): () => void {
+    this.byAddress.set(remote, handler);
+    return () => this.byAddress.get(remote) === handler && this.byAddress.delete(remote);
+  }
+
+  /** Handshake packets carrying this session id go to `handler` while it is registered. */
+  routeSession(sessionId: string, handler: UdpHandler): () => void {
+    this.bySession.set(sessionId, handler);
+    return () => this.bySession.get(sessionId) === handler && this.bySession.delete(sessionId);
+  }
+
+  sendUdp(packet: Uint8Array, remote: string): void {
+    const colon = remote.lastIndexOf(":");
+    const host = remote.slice(0, colon).replace(/^\[|\]$/g, "");
+    this.udp.send(packet, Number(remote.slice(colon + 1)), host);
+  }
+
+  close(): void {
+    this.udp.close();
+    this.tcp.close();
+  }
+
+  private route(packet: Buffer, from: RemoteInfo): void {
+    if (looksLikeStun(packet)) {
+      try {
+        const message = decodeStun(packet);
+        const address = mappedAddress(message);
+        this.stunWaiters.get(message.transactionId.toString("hex"))?.(address ? endpointText(address.address, address.port) : null);
+      } catch {
+        // malformed STUN: ignore
+      }
+      return;
+    }
+    // Handshakes go by the session they name (a new session may come from an address already in use);
+    // everything else by the remote address of an established path. The rest is dropped.
+    if (packet[0] === Envelope.handshake) {
+      if (packet.length <= 1 + SESSION_ID_BYTES || packet.length > MAX_TCP_FRAME_BYTES) return;
+      this.bySession.get(packet.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url"))?.(packet, from);
+      return;
+    }
+    this.byAddress.get(endpointText(from.address, from.port))?.(packet, from);
+  }
+}

@@ -1,0 +1,226 @@
+import type { SecureSession } from "../crypto/index.ts";
+import type { Logger } from "../log/index.ts";
+import { Mux, type MuxChannel } from "../mux/index.ts";
+import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
+import { Kcp, KCP_FAST } from "./kcp.ts";
+import type { Path, PathKind } from "./path.ts";
+
+/** KCP's send queue counts as the channel's buffered bytes at this many bytes a segment. */
+const KCP_SEGMENT_ESTIMATE_BYTES = KCP_FAST.mtu;
+const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
+
+export interface LinkInit {
+  peer: string;
+  path: Path;
+  session: SecureSession;
+  role: "initiator" | "responder";
+  sessionId: Buffer;
+  logger: Logger;
+}
+
+export interface LinkStats {
+  kind: PathKind;
+  remote: string;
+  since: number;
+  bytesIn: number;
+  bytesOut: number;
+  rttMs: number | null;
+}
+
+/**
+ * An authenticated, encrypted link to one peer over one path: a stream multiplexer (over KCP on UDP
+ * paths, directly on TCP paths), datagrams beside it, keepalives, and dead-path detection.
+ */
+export class Link {
+  readonly mux: Mux;
+  readonly since = Date.now();
+  rttMs: number | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  closed = false;
+  private lastSentAt = Date.now();
+  /** When the oldest send still without any answer went out; undefined when everything was answered. */
+  private awaitingSince: number | undefined;
+  private keepaliveAfterMs = jitteredKeepalive();
+  private readonly timer: ReturnType<typeof setInterval>;
+  private readonly kcp?: Kcp;
+  private kcpTimer?: ReturnType<typeof setTimeout>;
+  private deliverToMux: (message: Uint8Array) => void = () => {};
+  private drainMux: () => void = () => {};
+  private closeMux: (reason: string) => void = () => {};
+  private datagramHandler: (data: Buffer) => void = () => {};
+  private closeHandlers: ((reason: string) => void)[] = [];
+  private pingSentAt = new Map<number, number>();
+  private nextPing = 1;
+
+  constructor(readonly init: LinkInit) {
+    const { path } = init;
+    path.onPacket((packet) => this.receive(packet));
+    path.onClose((reason) => this.close(`path closed: ${reason}`));
+    let channel: MuxChannel;
+    if (path.reliable) {
+      path.onDrain(() => this.drainMux());
+      channel = this.channel((message) => this.sendRecord(RecordKind.mux, message), () => path.bufferedBytes());
+    } else {
+      const kcp = new Kcp(init.sessionId.readUInt32BE(0), (segments) => this.sendRecord(RecordKind.kcp, segments));
+      kcp.setNoDelay(KCP_FAST.nodelay, KCP_FAST.intervalMs, KCP_FAST.fastResend, KCP_FAST.noCongestionControl);
+      kcp.setWindowSize(KCP_FAST.sendWindow, KCP_FAST.receiveWindow);
+      kcp.setMtu(KCP_FAST.mtu);
+      this.kcp = kcp;
+      channel = this.channel(
+        (message) => {
+          kcp.send(message);
+          this.scheduleKcp(0);
+        },
+        () => kcp.waitSnd() * KCP_SEGMENT_ESTIMATE_BYTES,
+      );
+      this.scheduleKcp(0);
+    }
+    this.mux = new Mux(channel, { side: init.role });
+    this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
+  }
+
+  get kind(): PathKind {
+    return this.init.path.kind;
+  }
+
+  get sessionKey(): string {
+    return this.init.sessionId.toString("base64url");
+  }
+
+  stats(): LinkStats {
+    return { kind: this.kind, remote: this.init.path.remote, since: this.since, bytesIn: this.bytesIn, bytesOut: this.bytesOut, rttMs: this.rttMs };
+  }
+
+  sendDatagram(data: Uint8Array): void {
+    this.sendRecord(RecordKind.datagram, data);
+  }
+
+  onDatagram(handler: (data: Buffer) => void): void {
+    this.datagramHandler = handler;
+  }
+
+  onClose(handler: (reason: string) => void): void {
+    if (this.closed) handler("already closed");
+    else this.closeHandlers.push(handler);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    clearTimeout(this.kcpTimer);
+    this.closeMux(reason);
+    this.mux.close(reason);
+    this.init.path.close(reason);
+    this.init.logger.info("peer link closed", { peer: this.init.peer, path: this.kind, reason });
+    for (const handler of this.closeHandlers) handler(reason);
+  }
+
+  private channel(send: (message: Uint8Array) => void, buffered: () => number): MuxChannel {
+    return {
+      send,
+      bufferedBytes: buffered,
+      onMessage: (handler) => (this.deliverToMux = handler),
+      onDrain: (handler) => (this.drainMux = handler),
+      onClose: (handler) => (this.closeMux = handler),
+      close: (reason) => this.close(reason),
+    };
+  }
+
+  private sendRecord(kind: number, plaintext: Uint8Array): void {
+    if (this.closed) return;
+    const sealed = this.init.session.seal(plaintext, kind);
+    const packet = Buffer.allocUnsafe(1 + sealed.length);
+    packet[0] = Envelope.sealed;
+    packet.set(sealed, 1);
+    this.init.path.send(packet);
+    this.bytesOut += plaintext.length;
+    this.lastSentAt = Date.now();
+    this.awaitingSince ??= this.lastSentAt;
+  }
+
+  private receive(packet: Buffer): void {
+    if (this.closed || packet[0] !== Envelope.sealed) return; // late handshake copies and the like
+    const opened = this.init.session.open(packet.subarray(1));
+    if (!opened) return; // forged, corrupted or replayed: counted by the session
+    this.awaitingSince = undefined;
+    this.bytesIn += opened.plaintext.length;
+    const data = Buffer.from(opened.plaintext.buffer, opened.plaintext.byteOffset, opened.plaintext.byteLength);
+    switch (opened.kind) {
+      case RecordKind.kcp:
+        this.receiveKcp(data);
+        return;
+      case RecordKind.mux:
+        this.deliverToMux(data);
+        return;
+      case RecordKind.datagram:
+        this.datagramHandler(data);
+        return;
+      case RecordKind.ping:
+        this.sendRecord(RecordKind.pong, data);
+        return;
+      case RecordKind.pong: {
+        const sentAt = data.length >= 4 ? this.pingSentAt.get(data.readUInt32BE(0)) : undefined;
+        if (sentAt !== undefined) {
+          this.rttMs = Date.now() - sentAt;
+          this.pingSentAt.clear();
+        }
+        return;
+      }
+    }
+  }
+
+  private receiveKcp(segments: Buffer): void {
+    const kcp = this.kcp;
+    if (!kcp) return;
+    kcp.input(segments);
+    for (let message = kcp.recv(); message; message = kcp.recv()) this.deliverToMux(message);
+    if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
+    this.scheduleKcp(0);
+  }
+
+  private scheduleKcp(delayMs: number): void {
+    if (this.closed || !this.kcp) return;
+    clearTimeout(this.kcpTimer);
+    this.kcpTimer = setTimeout(() => {
+      const kcp = this.kcp!;
+      const now = Date.now();
+      kcp.update(now);
+      if (kcp.state === "dead") return this.close("KCP gave up retransmitting");
+      if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
+      this.scheduleKcp(Math.max(0, kcp.check(Date.now()) - Date.now()));
+    }, delayMs);
+  }
+
+  /** Sends a ping now (its pong measures the RTT). */
+  probe(): void {
+    this.ping();
+  }
+
+  private ping(): void {
+    const id = this.nextPing++ >>> 0;
+    this.pingSentAt.set(id, Date.now());
+    const body = Buffer.allocUnsafe(4);
+    body.writeUInt32BE(id);
+    this.sendRecord(RecordKind.ping, body);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (this.awaitingSince !== undefined && now - this.awaitingSince >= DEAD_AFTER_MS) {
+      this.close(`no answer from the peer for ${Math.round((now - this.awaitingSince) / 1000)} s`);
+      return;
+    }
+    // Something went unanswered for a while: probe, so an idle link is tested as well as a busy one.
+    if (this.awaitingSince !== undefined && now - this.awaitingSince >= PROBE_INTERVAL_MS) this.ping();
+    else if (now - this.lastSentAt >= this.keepaliveAfterMs) {
+      this.keepaliveAfterMs = jitteredKeepalive();
+      this.ping();
+    }
+  }
+}
+
+function jitteredKeepalive(): number {
+  return KEEPALIVE_MIN_MS + Math.random() * (KEEPALIVE_MAX_MS - KEEPALIVE_MIN_MS);
+}

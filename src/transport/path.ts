@@ -1,0 +1,73 @@
+import type { PeerEndpoint } from "./endpoint.ts";
+import type { FramedSocket } from "./framing.ts";
+
+/** How two peers are connected; the order is preference, best first. Later issues add punch and relay kinds. */
+export const PATH_KINDS = ["lan", "udp-direct", "udp-punch", "tcp-direct", "tcp-punch", "relay-private", "relay-super", "relay-server"] as const;
+export type PathKind = (typeof PATH_KINDS)[number];
+export const pathRank = (kind: PathKind) => PATH_KINDS.indexOf(kind);
+
+/**
+ * One way of moving packets between two peers. A reliable path (TCP) delivers packets in order and
+ * the mux runs on it directly; an unreliable one (UDP) gets KCP in between.
+ */
+export interface Path {
+  readonly kind: PathKind;
+  readonly remote: string;
+  readonly reliable: boolean;
+  send(packet: Uint8Array): void;
+  /** Bytes accepted by send() but not yet handed to the network. */
+  bufferedBytes(): number;
+  onPacket(handler: (packet: Buffer) => void): void;
+  onDrain(handler: () => void): void;
+  onClose(handler: (reason: string) => void): void;
+  close(reason: string): void;
+}
+
+export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind): Path {
+  let onPacket: (packet: Buffer) => void = () => {};
+  let onClose: (reason: string) => void = () => {};
+  let closed = false;
+  const unroute = endpoint.routeAddress(remote, (packet) => onPacket(packet));
+  return {
+    kind,
+    remote,
+    reliable: false,
+    send: (packet) => !closed && endpoint.sendUdp(packet, remote),
+    bufferedBytes: () => 0,
+    onPacket: (handler) => (onPacket = handler),
+    onDrain: () => {},
+    onClose: (handler) => (onClose = handler),
+    close(reason) {
+      if (closed) return;
+      closed = true;
+      unroute();
+      onClose(reason);
+    },
+  };
+}
+
+/** A TCP connection (already framed, its handshake done) as a path. */
+export function tcpPath(framed: FramedSocket, kind: PathKind): Path {
+  const { socket } = framed;
+  let onClose: (reason: string) => void = () => {};
+  let closed = false;
+  const path: Path = {
+    kind,
+    remote: `${socket.remoteAddress}:${socket.remotePort}`,
+    reliable: true,
+    send: (packet) => !closed && framed.send(packet),
+    bufferedBytes: () => socket.writableLength,
+    onPacket: (handler) => (framed.onFrame = handler),
+    onDrain: (handler) => socket.on("drain", handler),
+    onClose: (handler) => (onClose = handler),
+    close(reason) {
+      if (closed) return;
+      closed = true;
+      socket.destroy();
+      onClose(reason);
+    },
+  };
+  socket.on("close", () => path.close("connection closed"));
+  socket.on("error", (err) => path.close(err.message));
+  return path;
+}
