@@ -153,6 +153,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
               bytesIn: stats?.bytesIn ?? 0,
               bytesOut: stats?.bytesOut ?? 0,
               since: stats ? new Date(stats.since).toISOString() : null,
+              rejected: { auth: stats?.rejectedAuth ?? 0, replay: stats?.rejectedReplay ?? 0, malformed: stats?.rejectedMalformed ?? 0 },
             },
           ];
         }),

@@ -7,7 +7,20 @@ export interface ClientStatus {
   version: string;
   server: { address: string; state: string; user: string | null; rttMs: number | null; clockOffsetMs: number };
   nat: NatInfo | null;
-  peers: Record<string, { online: boolean; link: string | null; remote: string | null; rttMs: number | null; bytesIn: number; bytesOut: number; since: string | null }>;
+  peers: Record<
+    string,
+    {
+      online: boolean;
+      link: string | null;
+      remote: string | null;
+      rttMs: number | null;
+      bytesIn: number;
+      bytesOut: number;
+      since: string | null;
+      /** Packets refused on this link: forged or corrupted, replayed, malformed. */
+      rejected: { auth: number; replay: number; malformed: number };
+    }
+  >;
   apps: AppStatus[];
 }
 

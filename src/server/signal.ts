@@ -140,9 +140,13 @@ export class SignalHub {
     const sessionId = randomBytes(16).toString("base64url");
     const startAt = Date.now() + COORDINATION_LEAD_MS;
     const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, nat: node.nat ?? null, candidates: node.candidates ?? null });
-    peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: "responder", peer: describe(session) } }));
-    this.init.logger.debug("coordinating a peer link", { from: session.name, to: peer.name, user: session.user });
-    return { sessionId, startAt, role: "initiator", peer: describe(peer) };
+    // The side behind a NAT initiates when only the other is public: its packets open its own NAT.
+    const isPublic = (node: NodeSession) => node.nat?.natType === "public";
+    const requesterInitiates = !(isPublic(session) && !isPublic(peer));
+    const roles = requesterInitiates ? (["initiator", "responder"] as const) : (["responder", "initiator"] as const);
+    peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: roles[1], peer: describe(session) } }));
+    this.init.logger.debug("coordinating a peer link", { from: session.name, to: peer.name, user: session.user, initiator: requesterInitiates ? session.name : peer.name });
+    return { sessionId, startAt, role: roles[0], peer: describe(peer) };
   }
 
   private login(connection: Connection, request: LoginRequest): LoginResult {

@@ -25,6 +25,11 @@ export interface LinkStats {
   bytesIn: number;
   bytesOut: number;
   rttMs: number | null;
+  /** Packets that failed authentication (forged or corrupted), replays, and malformed ones. */
+  rejectedAuth: number;
+  rejectedReplay: number;
+  rejectedMalformed: number;
+  rekeys: number;
 }
 
 /**
@@ -89,7 +94,19 @@ export class Link {
   }
 
   stats(): LinkStats {
-    return { kind: this.kind, remote: this.init.path.remote, since: this.since, bytesIn: this.bytesIn, bytesOut: this.bytesOut, rttMs: this.rttMs };
+    const { rejectedAuth, rejectedReplay, rejectedMalformed, rekeys } = this.init.session.stats;
+    return {
+      kind: this.kind,
+      remote: this.init.path.remote,
+      since: this.since,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      rttMs: this.rttMs,
+      rejectedAuth,
+      rejectedReplay,
+      rejectedMalformed,
+      rekeys,
+    };
   }
 
   sendDatagram(data: Uint8Array): void {
