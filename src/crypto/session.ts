@@ -254,7 +254,7 @@ export class SecureSession {
     out.copy(this.sendNonce, 4, 2, RECORD_HEADER_BYTES);
 
     // No { authTagLength } option: GCM's default tag is 16 bytes, open always passes exactly 16, and
-    // the option object costs ~15% per packet in Bun 1.4.
+    // passing the options object measured slower per packet in Bun 1.4.
     const cipher = createCipheriv(AEAD_ALGORITHM, send.key, this.sendNonce);
     cipher.setAAD(out.subarray(0, RECORD_HEADER_BYTES));
     cipher.update(plaintext).copy(out, RECORD_HEADER_BYTES);

@@ -91,11 +91,12 @@ export class Connector {
         decided = true;
         clearTimeout(graceTimer);
         clearTimeout(giveUp);
-        cleanups.forEach((cleanup) => cleanup());
         try {
-          resolve(best.finish());
+          resolve(best.finish()); // first: it marks its connection chosen, so the clean-up below keeps it
         } catch (err) {
           reject(err);
+        } finally {
+          cleanups.forEach((cleanup) => cleanup());
         }
       };
       const succeed = (success: Success) => {

@@ -9,6 +9,7 @@ import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts"
 
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 export const STUN_MAPPING_TIMEOUT_MS = 1_500;
+const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export interface EndpointInit {
   logger: Logger;
@@ -45,6 +46,14 @@ export class PeerEndpoint {
   async start(): Promise<void> {
     const host = this.init.host ?? "0.0.0.0";
     await new Promise<void>((done) => this.udp.bind(this.init.udpPort ?? 0, host, done));
+    // KCP sends a window's worth of segments in a burst; the default buffers drop part of it.
+    for (const set of [(n: number) => this.udp.setRecvBufferSize(n), (n: number) => this.udp.setSendBufferSize(n)]) {
+      try {
+        set(UDP_SOCKET_BUFFER_BYTES);
+      } catch {
+        // capped by net.core.rmem_max / wmem_max; the default still works, only slower
+      }
+    }
     await new Promise<void>((done, fail) => {
       this.tcp.once("error", fail);
       this.tcp.listen(this.init.tcpPort ?? 0, host, () => done());

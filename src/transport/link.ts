@@ -50,6 +50,7 @@ export class Link {
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly kcp?: Kcp;
   private kcpTimer?: ReturnType<typeof setTimeout>;
+  private kcpFlushQueued = false;
   private deliverToMux: (message: Uint8Array) => void = () => {};
   private drainMux: () => void = () => {};
   private closeMux: (reason: string) => void = () => {};
@@ -75,7 +76,7 @@ export class Link {
       channel = this.channel(
         (message) => {
           kcp.send(message);
-          this.scheduleKcp(0);
+          this.flushKcpSoon();
         },
         () => kcp.waitSnd() * KCP_SEGMENT_ESTIMATE_BYTES,
       );
@@ -194,7 +195,22 @@ export class Link {
     kcp.input(segments);
     for (let message = kcp.recv(); message; message = kcp.recv()) this.deliverToMux(message);
     if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
-    this.scheduleKcp(0);
+    this.flushKcpSoon();
+  }
+
+  /**
+   * ikcp's update() flushes once per interval, so new data and ACKs would wait up to 10 ms each way,
+   * and the round trip would cap a stream at one window per ~40 ms. Flush once per tick instead.
+   */
+  private flushKcpSoon(): void {
+    if (this.kcpFlushQueued) return;
+    this.kcpFlushQueued = true;
+    queueMicrotask(() => {
+      this.kcpFlushQueued = false;
+      if (this.closed || !this.kcp) return;
+      this.kcp.flush();
+      this.scheduleKcp(Math.max(0, this.kcp.check(Date.now()) - Date.now()));
+    });
   }
 
   private scheduleKcp(delayMs: number): void {
