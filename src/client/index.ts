@@ -33,6 +33,7 @@ export interface ClientInit {
   peer_bind: string;
   peer_udp_port: number;
   peer_tcp_port: number;
+  peer_paths: ("udp" | "tcp")[];
   apps: AppConfig[];
 }
 
@@ -105,6 +106,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     stunHost: init.server_host,
     stunPort: init.stun_udp1,
     bind: init.peer_bind,
+    transports: init.peer_paths,
     udpPort: init.peer_udp_port,
     tcpPort: init.peer_tcp_port,
   });

@@ -20,6 +20,7 @@ export interface PeerManagerInit {
   stunHost: string;
   stunPort: number;
   bind?: string;
+  transports?: readonly ("udp" | "tcp")[];
   udpPort?: number;
   tcpPort?: number;
 }
@@ -39,7 +40,7 @@ export class PeerManager {
   private stopped = false;
 
   constructor(private readonly init: PeerManagerInit) {
-    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, udpPort: init.udpPort, tcpPort: init.tcpPort });
+    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, transports: init.transports, udpPort: init.udpPort, tcpPort: init.tcpPort });
     this.connector = new Connector({
       endpoint: this.endpoint,
       identity: init.identity,

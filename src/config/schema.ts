@@ -23,6 +23,8 @@ import {
 export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
+/** Transports a node offers and tries for peer links. */
+export const PEER_TRANSPORTS = ["udp", "tcp"] as const;
 
 export type Role = (typeof ROLES)[number];
 
@@ -162,6 +164,7 @@ export const clientShape = {
   peer_bind: hostValue(false).default(C.DEFAULT_PEER_BIND),
   peer_udp_port: intInRange(0, C.MAX_PORT).default(0),
   peer_tcp_port: intInRange(0, C.MAX_PORT).default(0),
+  peer_paths: z.array(enumValue(PEER_TRANSPORTS)).min(1).default([...PEER_TRANSPORTS]),
   apps: z.array(appSchema).default([]),
 };
 

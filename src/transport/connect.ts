@@ -69,7 +69,7 @@ export class Connector {
   private async initiate(plan: ConnectPlan): Promise<Link> {
     const { endpoint, logger } = this.init;
     const sessionId = Buffer.from(plan.sessionId, "base64url");
-    const candidates = candidatePaths(plan);
+    const candidates = candidatePaths(plan).filter((c) => endpoint.offers(c.transport));
     if (candidates.length === 0) throw new ConnectError(`peer ${plan.peer.name} has published no addresses yet`);
     await sleep(this.init.localTimeOf(plan.startAt) - Date.now());
 

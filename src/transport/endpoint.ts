@@ -13,6 +13,8 @@ const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export interface EndpointInit {
   logger: Logger;
+  /** Transports offered to peers; default both. */
+  transports?: readonly ("udp" | "tcp")[];
   udpPort?: number; // default: any
   tcpPort?: number; // default: any
   host?: string; // bind address, default 0.0.0.0
@@ -78,13 +80,19 @@ export class PeerEndpoint {
             .filter((a) => a && a.family === "IPv4" && !a.internal)
             .map((a) => a!.address);
     const publicIp = this.udpPublic?.split(":")[0];
+    const udp = this.offers("udp");
+    const tcp = this.offers("tcp");
     return {
-      udpLan: lan.map((ip) => endpointText(ip, this.udpPort)),
-      tcpLan: lan.map((ip) => endpointText(ip, this.tcpPort)),
-      udpPublic: this.udpPublic,
+      udpLan: udp ? lan.map((ip) => endpointText(ip, this.udpPort)) : [],
+      tcpLan: tcp ? lan.map((ip) => endpointText(ip, this.tcpPort)) : [],
+      udpPublic: udp ? this.udpPublic : null,
       // A listener behind a NAT is not reachable from outside; only a public host offers it.
-      tcpPublic: this.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
+      tcpPublic: tcp && this.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
     };
+  }
+
+  offers(transport: "udp" | "tcp"): boolean {
+    return (this.init.transports ?? ["udp", "tcp"]).includes(transport);
   }
 
   /** Learns (and refreshes) this socket's public mapping from the server's STUN port. */
