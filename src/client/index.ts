@@ -60,9 +60,9 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   let stopped = false;
 
   /** Keeps a link to every peer an app needs, while that peer is online. */
-  const ensureLink = (peer: string) => {
+  const ensureLink = (peer: string, verify = false) => {
     if (stopped || !appPeers.has(peer) || !session.peers.has(peer)) return;
-    peers.connect(peer).catch((err: Error) => logger.warn(`no link to ${peer} yet: ${err.message}`));
+    peers.connect(peer, { verify }).catch((err: Error) => logger.warn(`no link to ${peer} yet: ${err.message}`));
   };
 
   const session = new ServerSession(
@@ -94,7 +94,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       },
       connectPlan: (plan) => peers.acceptPlan(plan),
       peerOnline: (peer) => {
-        setTimeout(() => ensureLink(peer.name), LINK_RETRY_DELAY_MS);
+        // A peer that logged in again may have restarted: its old link must prove itself.
+        setTimeout(() => ensureLink(peer.name, true), LINK_RETRY_DELAY_MS);
         events.peerOnline?.(peer);
       },
     },

@@ -4,6 +4,9 @@ import type { Candidates, ConnectPlan, NatType } from "../protocol/index.ts";
 import { Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
 import type { ServerSession } from "./session.ts";
 
+/** A peer that logged in again must answer on its old link within this, or the link is rebuilt. */
+export const LINK_CHECK_TIMEOUT_MS = 2_000;
+
 export class PeerError extends Error {
   constructor(
     readonly code: "PEER_OFFLINE" | "NO_PATH" | "NOT_CONNECTED",
@@ -87,10 +90,13 @@ export class PeerManager {
     return [...this.links].filter(([, link]) => !link.closed);
   }
 
-  /** The link to `peer`, connecting through the server's coordination when there is none. */
-  async connect(peer: string): Promise<Link> {
+  /**
+   * The link to `peer`, connecting through the server's coordination when there is none. With
+   * `verify`, an existing link must answer a ping first (the peer may have restarted behind it).
+   */
+  async connect(peer: string, options: { verify?: boolean } = {}): Promise<Link> {
     const existing = this.link(peer);
-    if (existing) return existing;
+    if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
     const pending = this.connecting.get(peer);
     if (pending) return pending;
     const attempt = (async () => {

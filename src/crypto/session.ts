@@ -107,6 +107,9 @@ export interface SessionInit {
 export interface OpenedRecord {
   kind: number;
   plaintext: Buffer;
+  /** Key phase and counter, for callers on ordered transports that must see every record in turn. */
+  phase: number;
+  counter: number;
 }
 
 /** HKDF-SHA256(ikm = X25519 secret, salt = sessionId, info = label | transcript hash). */
@@ -343,7 +346,7 @@ export class SecureSession {
     this.confirmedByPeer = true;
     stats.opened++;
     stats.bytesIn += plaintext.length;
-    return { kind: packet[0]!, plaintext };
+    return { kind: packet[0]!, plaintext, phase: keys.phase, counter };
   }
 
   /** Keys for a record's phase byte: current, previous (in grace), or a derived later phase. */

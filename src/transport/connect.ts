@@ -266,9 +266,10 @@ export class Connector {
         const onFrame = (frame: Buffer) => {
           if (handshake.complete) {
             // The initiator's first authenticated record says it chose this connection.
-            if (frame[0] !== Envelope.sealed || !handshake.session().open(frame.subarray(1))) return framed.socket.destroy();
+            const chosen = frame[0] === Envelope.sealed ? handshake.session().open(frame.subarray(1)) : null;
+            if (!chosen) return framed.socket.destroy();
             framed.socket.setTimeout(0);
-            return finish(() => this.link(plan, sessionId, tcpPath(framed, "tcp-direct"), handshake));
+            return finish(() => this.link(plan, sessionId, tcpPath(framed, "tcp-direct"), handshake, chosen.counter + 1));
           }
           const body = handshakeBody(frame);
           if (!body) return framed.socket.destroy();
@@ -301,8 +302,8 @@ export class Connector {
     };
   }
 
-  private link(plan: ConnectPlan, sessionId: Buffer, path: ReturnType<typeof udpPath>, handshake: Handshake): Link {
-    const link = new Link({ peer: plan.peer.name, path, session: handshake.session(), role: plan.role, sessionId, logger: this.init.logger });
+  private link(plan: ConnectPlan, sessionId: Buffer, path: ReturnType<typeof udpPath>, handshake: Handshake, firstCounter = 0): Link {
+    const link = new Link({ peer: plan.peer.name, path, session: handshake.session(), role: plan.role, sessionId, logger: this.init.logger, firstCounter });
     // The initiator's first record tells the responder which path it chose; send one at once.
     if (plan.role === "initiator") link.probe();
     this.init.logger.info("peer link up", { peer: plan.peer.name, path: path.kind, remote: path.remote });

@@ -16,6 +16,8 @@ export interface LinkInit {
   role: "initiator" | "responder";
   sessionId: Buffer;
   logger: Logger;
+  /** On a reliable path, the counter of the first record this link will see (an earlier one may have chosen the path). */
+  firstCounter?: number;
 }
 
 export interface LinkStats {
@@ -57,10 +59,13 @@ export class Link {
   private datagramHandler: (data: Buffer) => void = () => {};
   private closeHandlers: ((reason: string) => void)[] = [];
   private pingSentAt = new Map<number, number>();
+  private expected: { phase: number; counter: number };
+  private receivedCount = 0;
   private nextPing = 1;
 
   constructor(readonly init: LinkInit) {
     const { path } = init;
+    this.expected = { phase: 0, counter: init.firstCounter ?? 0 };
     path.onPacket((packet) => this.receive(packet));
     path.onClose((reason) => this.close(`path closed: ${reason}`));
     let channel: MuxChannel;
@@ -161,8 +166,19 @@ export class Link {
   private receive(packet: Buffer): void {
     if (this.closed || packet[0] !== Envelope.sealed) return; // late handshake copies and the like
     const opened = this.init.session.open(packet.subarray(1));
-    if (!opened) return; // forged, corrupted or replayed: counted by the session
+    if (this.init.path.reliable) {
+      // TCP never loses or reorders: a refused record or a gap means someone tampered with the
+      // stream, and the data it carried would otherwise go missing without a trace.
+      const inTurn =
+        opened &&
+        ((opened.phase === this.expected.phase && opened.counter === this.expected.counter) ||
+          (opened.phase === this.expected.phase + 1 && opened.counter === 0));
+      if (!inTurn) return this.close(opened ? "a record is missing from the TCP path" : "a record on the TCP path failed authentication");
+      this.expected = { phase: opened.phase, counter: opened.counter + 1 };
+    }
+    if (!opened) return; // forged, corrupted or replayed on a datagram path: counted by the session, resent by KCP
     this.awaitingSince = undefined;
+    this.receivedCount++;
     this.bytesIn += opened.plaintext.length;
     const data = Buffer.from(opened.plaintext.buffer, opened.plaintext.byteOffset, opened.plaintext.byteLength);
     switch (opened.kind) {
@@ -229,6 +245,17 @@ export class Link {
   /** Sends a ping now (its pong measures the RTT). */
   probe(): void {
     this.ping();
+  }
+
+  /** Whether the peer answers anything within `timeoutMs` of a ping; closes the link if not. */
+  async check(timeoutMs: number): Promise<boolean> {
+    const before = this.receivedCount;
+    this.ping();
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed && this.receivedCount === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (this.receivedCount !== before) return true;
+    this.close(`no answer to a check within ${timeoutMs} ms`);
+    return false;
   }
 
   private ping(): void {

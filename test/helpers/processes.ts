@@ -217,3 +217,84 @@ export async function onlineNodes(server: ServerHandle): Promise<string[]> {
   const { body } = await api(server, "/api/v1/nodes", server.token);
   return (body.nodes as { name: string }[]).map((n) => n.name).sort();
 }
+
+// ---------- linked inp2pc processes (peer links, apps) ----------
+// (An import declaration may sit anywhere at the top level; this one stays with the helpers that use it.)
+import { readFileSync as readProcFile } from "node:fs";
+
+export interface LinkedClient {
+  proc: Proc;
+  node: string;
+  dir: string;
+  config: string;
+  statusPort: number;
+}
+
+/**
+ * Starts an inp2pc from a TOML config in its own directory, on loopback only (peer_bind 127.0.0.1),
+ * and waits until it is logged in. `toml` goes inside [client] after the connection keys: more keys,
+ * then [[client.apps]] tables.
+ */
+export async function startLinkedClient(server: ServerHandle, node: string, toml = "", options: { dir?: string; logLevel?: string } = {}): Promise<LinkedClient> {
+  const dir = options.dir ?? tempDir(`inp2pc-${node}-`);
+  const statusPort = await freePort();
+  const config = join(dir, "inp2pc.toml");
+  writeFileSync(
+    config,
+    [
+      'role = "client"',
+      `log_level = "${options.logLevel ?? "debug"}"`,
+      "[client]",
+      'server_host = "127.0.0.1"',
+      `server_port = ${server.port}`,
+      `node = "${node}"`,
+      `token = "${server.token}"`,
+      `status_port = ${statusPort}`,
+      'peer_bind = "127.0.0.1"',
+      ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
+      toml,
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  const proc = run(INP2PC, ["--config", config], { cwd: dir });
+  await proc.waitForOutput(/logged in/).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
+  return { proc, node, dir, config, statusPort };
+}
+
+/** Runs a stopped (or killed) linked client again from the same directory: same config, same identity key. */
+export async function restartLinkedClient(client: LinkedClient): Promise<LinkedClient> {
+  await client.proc.stop();
+  const proc = run(INP2PC, ["--config", client.config], { cwd: client.dir });
+  await proc.waitForOutput(/logged in/).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
+  return { ...client, proc };
+}
+
+/** Stops a linked client and removes its directory. */
+export async function stopLinkedClient(client: LinkedClient | undefined): Promise<void> {
+  if (!client) return;
+  await client.proc.stop();
+  rmSync(client.dir, { recursive: true, force: true });
+}
+
+/** GET the client's local status API (the JSON `inp2pc status --json` prints). */
+export async function linkedClientStatus(client: LinkedClient): Promise<any> {
+  const response = await fetch(`http://127.0.0.1:${client.statusPort}/api/v1/status`, { signal: AbortSignal.timeout(3_000) });
+  return response.json();
+}
+
+/** Resident memory of a process in MiB (Linux /proc), or undefined when it is gone. */
+export function rssMiB(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = readProcFile(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)\s+kB/m);
+    return match ? Number(match[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -2,11 +2,9 @@
 // carry data to targets on the far side, and `inp2pc status` shows the link.
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
-import { rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server } from "node:net";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, freeUdpPorts, INP2PC, run, runToEnd, startServer, tempDir, waitFor, type Proc, type ServerHandle } from "../helpers/processes.ts";
+import { freePort, freeUdpPorts, INP2PC, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const TRANSFER_BYTES = 16 * 1024 * 1024;
 
@@ -27,44 +25,12 @@ function startUdpEcho(): Promise<{ socket: UdpSocket; port: number }> {
   return new Promise((done) => socket.bind(0, "127.0.0.1", () => done({ socket, port: socket.address().port })));
 }
 
-interface ClientHandle {
-  proc: Proc;
-  dir: string;
-  statusPort: number;
-}
-
-async function startLinkedClient(server: ServerHandle, node: string, toml: string): Promise<ClientHandle> {
-  const dir = tempDir(`inp2pc-${node}-`);
-  const statusPort = await freePort();
-  const config = join(dir, "inp2pc.toml");
-  writeFileSync(
-    config,
-    [
-      'role = "client"',
-      'log_level = "debug"',
-      "[client]",
-      'server_host = "127.0.0.1"',
-      `server_port = ${server.port}`,
-      `node = "${node}"`,
-      `token = "${server.token}"`,
-      `status_port = ${statusPort}`,
-      'peer_bind = "127.0.0.1"',
-      ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
-      toml,
-    ].join("\n"),
-    { mode: 0o600 },
-  );
-  const proc = run(INP2PC, ["--config", config], { cwd: dir });
-  await proc.waitForOutput(/logged in/);
-  return { proc, dir, statusPort };
-}
-
 describe("peer links on loopback", () => {
   let server: ServerHandle;
   let sink: { server: Server; port: number };
   let echo: { socket: UdpSocket; port: number };
-  let a: ClientHandle;
-  let b: ClientHandle;
+  let a: LinkedClient;
+  let b: LinkedClient;
   let tcpAppPort: number;
   let udpAppPort: number;
 
@@ -96,10 +62,7 @@ describe("peer links on loopback", () => {
   }, 30_000);
 
   afterAll(async () => {
-    for (const client of [a, b]) {
-      await client?.proc.stop();
-      if (client) rmSync(client.dir, { recursive: true, force: true });
-    }
+    for (const client of [a, b]) await stopLinkedClient(client);
     await server?.stop();
     sink?.server.close();
     echo?.socket.close();
