@@ -1,5 +1,6 @@
 // NAT lab for humans: a thin wrapper over lab.ts.
 //   npm run natlab -- up --sites full-cone,symmetric [--id dev] [--loss full-cone=20] [--block-udp symmetric]
+//                        [--share-lan symmetric=full-cone]   (symmetric's host joins full-cone's LAN, own router)
 //   npm run natlab -- status
 //   npm run natlab -- down [--id dev | --all]
 //   npm run natlab -- cleanup          (labs whose owner process died; labs made here are never stale)
@@ -7,7 +8,7 @@
 import { cleanupStaleLabs, labSupport, labUp, listLabStates, listNamespaces, LAB_PREFIX, NAT_KINDS, type NatKind, type SiteSpec } from "./lab.ts";
 
 const DEFAULT_ID = "dev";
-const USAGE = `usage: natlab up --sites KIND[,KIND...] [--id ID] [--loss SITE=PERCENT] [--block-udp SITE]
+const USAGE = `usage: natlab up --sites KIND[,KIND...] [--id ID] [--loss SITE=PERCENT] [--block-udp SITE] [--share-lan SITE=OWNER]
        natlab status | down [--id ID | --all] | cleanup
 kinds: ${NAT_KINDS.join(", ")} (a site is named after its kind; repeats get -2, -3, ...)`;
 
@@ -40,13 +41,21 @@ async function up(args: string[]): Promise<void> {
     site.lossPercent = Number(percent);
   }
   for (const name of option(args, "--block-udp")) (sites.find((s) => s.name === name) ?? fail(`--block-udp: no site ${name}`)).blockUdp = true;
+  // SITE=OWNER: SITE's host joins OWNER's LAN (both keep their own routers and public IPs). OWNER must come first.
+  for (const pair of option(args, "--share-lan")) {
+    const [name, owner] = pair.split("=");
+    const site = sites.find((s) => s.name === name) ?? fail(`--share-lan: no site ${name}`);
+    if (!sites.some((s) => s.name === owner)) fail(`--share-lan: no site ${owner}`);
+    site.shareLanWith = owner;
+  }
 
   const startedMs = Date.now();
   const lab = await labUp({ id: option(args, "--id")[0] ?? DEFAULT_ID, sites, ownerPid: 0 });
   console.log(`lab ${lab.id} up in ${Date.now() - startedMs} ms`);
   console.log(`server  ${lab.server.ns}  ${lab.server.ip}${lab.server.altIp ? ` + ${lab.server.altIp}` : ""}`);
   for (const [name, site] of Object.entries(lab.sites)) {
-    console.log(`${name.padEnd(22)} host ${site.hostNs} ${site.hostIp}  router ${site.routerNs} ${site.publicIp}`);
+    const lan = site.sharedLan ? `  shared LAN ${site.sharedLan.subnet} (switch ${site.sharedLan.ns})` : "";
+    console.log(`${name.padEnd(22)} host ${site.hostNs} ${site.hostIp}  router ${site.routerNs} ${site.publicIp}${lan}`);
   }
 }
 
@@ -56,7 +65,7 @@ async function status(): Promise<void> {
   if (namespaces.length === 0 && states.length === 0) return console.log("no labs");
   for (const state of states) {
     const owner = state.ownerPid === 0 ? "manual" : `pid ${state.ownerPid}`;
-    console.log(`lab ${state.id} (${owner}): ${state.spec.sites.map((s) => `${s.name}=${s.nat}`).join(" ")}`);
+    console.log(`lab ${state.id} (${owner}): ${state.spec.sites.map((s) => `${s.name}=${s.nat}${s.shareLanWith ? `(LAN of ${s.shareLanWith})` : ""}`).join(" ")}`);
   }
   console.log(namespaces.join("\n"));
 }

@@ -13,6 +13,7 @@ declare -A PACKAGE_OF=(
   [stund]=stun-server
   [iperf3]=iperf3
   [socat]=socat
+  [tcpdump]=tcpdump
 )
 APT_TIMEOUT_SECONDS=300
 

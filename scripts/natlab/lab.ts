@@ -8,6 +8,15 @@
 //   <prefix><id>-h<i>  host behind it, eth0 = 192.168.(10+i).2, default route via the router
 // A "none" site has no router: its host sits on the bridge with 198.51.100.(20+i) (a public node),
 // and routerNs === hostNs; its loss/blockUdp rules then live in the host's own input/output hooks.
+//
+// Shared LAN (SiteSpec.shareLanWith): two or more hosts on one LAN, each behind its OWN router (own NAT
+// kind, own public IP). Site j with `shareLanWith: "A"` (A = an earlier NAT site i) gets no LAN of its
+// own: its host and router join A's LAN 192.168.(10+i).0/24 through a switch namespace
+//   <prefix><id>-l<i>  bridge br0, ports to every member's router "lan" and host "eth0"
+// A's router stays .1 and A's host .2; the k-th site sharing A's LAN (k = 1, 2, ...) has its router at
+// 192.168.(10+i).(200+k) and its host at 192.168.(10+i).(2+k), with that router as default gateway.
+// So the hosts reach each other directly on the LAN, while their STUN-mapped public addresses differ.
+// Loss/blockUdp of such a site act in its router only: LAN traffic between the hosts is not impaired.
 // No namespace has a route outside the lab, and IPv6 is disabled everywhere.
 import { spawn as spawnChild, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -23,6 +32,12 @@ export interface SiteSpec {
   lossPercent?: number;
   /** The router drops all forwarded UDP (both ways); TCP still works. */
   blockUdp?: boolean;
+  /**
+   * Name of an earlier NAT site whose LAN this site's host joins (see "Shared LAN" above). This site
+   * keeps its own router, NAT kind and public IP. Neither site may be "none", and the named site may
+   * not itself share another's LAN.
+   */
+  shareLanWith?: string;
 }
 export interface LabSpec {
   id?: string;
@@ -38,6 +53,8 @@ export interface LabSite {
   publicIp: string;
   hostIp: string;
   nat: NatKind;
+  /** Set on every member of a shared LAN (the owner too): the switch namespace and the LAN's subnet. */
+  sharedLan?: { ns: string; subnet: string };
 }
 export interface ExecResult {
   code: number;
@@ -68,6 +85,8 @@ export const SERVER_IP = "198.51.100.2";
 export const SERVER_ALT_IP = "198.51.100.3";
 const STATE_DIR = "/run/inp2plab";
 const MAX_SITES = 100;
+/** Sites that may share one site's LAN (routers at .201 and up). */
+const MAX_LAN_SHARERS = 50;
 const COMMAND_TIMEOUT_MS = 10_000;
 const KILL_GRACE_MS = 1_000;
 // How long a cone NAT keeps a UDP mapping open to new sources after the host last sent through it.
@@ -348,6 +367,13 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
   for (const site of spec.sites) {
     if (!NAT_KINDS.includes(site.nat)) throw new Error(`natlab: unknown NAT kind ${JSON.stringify(site.nat)}`);
     if (names.has(site.name)) throw new Error(`natlab: duplicate site name ${JSON.stringify(site.name)}`);
+    if (site.shareLanWith !== undefined) {
+      const owner = spec.sites.find((s) => s.name === site.shareLanWith);
+      if (!owner || !names.has(owner.name)) throw new Error(`natlab: site ${JSON.stringify(site.name)}: shareLanWith must name an earlier site, got ${JSON.stringify(site.shareLanWith)}`);
+      if (site.nat === "none" || owner.nat === "none") throw new Error(`natlab: site ${JSON.stringify(site.name)}: a shared LAN needs NAT sites on both ends (not "none")`);
+      if (owner.shareLanWith !== undefined) throw new Error(`natlab: site ${JSON.stringify(site.name)}: ${JSON.stringify(owner.name)} itself shares another site's LAN; name the LAN's owner`);
+      if (spec.sites.filter((s) => s.shareLanWith === owner.name).length > MAX_LAN_SHARERS) throw new Error(`natlab: at most ${MAX_LAN_SHARERS} sites may share one LAN`);
+    }
     names.add(site.name);
   }
   await removeLab(id);
@@ -357,12 +383,34 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
   const srv = ns("srv");
   const serverAltIp = spec.serverAltIp ?? true;
   const sites: Record<string, LabSite> = {};
+  // Per site: its LAN's router address (the host's gateway), and the switch namespace when the LAN is shared.
+  const lanOf = new Map<string, { gateway: string; switchNs?: string }>();
+  const indexOf = new Map(spec.sites.map((site, i) => [site.name, i]));
+  const hasSharers = (name: string) => spec.sites.some((s) => s.shareLanWith === name);
   spec.sites.forEach((site, i) => {
     const publicIp = `198.51.100.${20 + i}`;
-    if (site.nat === "none") sites[site.name] = { routerNs: ns(`h${i}`), hostNs: ns(`h${i}`), publicIp, hostIp: publicIp, nat: "none" };
-    else sites[site.name] = { routerNs: ns(`r${i}`), hostNs: ns(`h${i}`), publicIp, hostIp: `192.168.${10 + i}.2`, nat: site.nat };
+    if (site.nat === "none") {
+      sites[site.name] = { routerNs: ns(`h${i}`), hostNs: ns(`h${i}`), publicIp, hostIp: publicIp, nat: "none" };
+      return;
+    }
+    const ownerIndex = site.shareLanWith !== undefined ? indexOf.get(site.shareLanWith)! : i;
+    const net = `192.168.${10 + ownerIndex}`;
+    // k = 0 for a LAN's owner, 1, 2, ... for the sites sharing it, in spec order.
+    const k = site.shareLanWith === undefined ? 0 : spec.sites.slice(0, i + 1).filter((s) => s.shareLanWith === site.shareLanWith).length;
+    const shared = k > 0 || hasSharers(site.name);
+    const switchNs = shared ? ns(`l${ownerIndex}`) : undefined;
+    lanOf.set(site.name, { gateway: k === 0 ? `${net}.1` : `${net}.${200 + k}`, switchNs });
+    sites[site.name] = {
+      routerNs: ns(`r${i}`),
+      hostNs: ns(`h${i}`),
+      publicIp,
+      hostIp: `${net}.${2 + k}`,
+      nat: site.nat,
+      ...(switchNs ? { sharedLan: { ns: switchNs, subnet: `${net}.0/24` } } : {}),
+    };
   });
-  const namespaces = [pub, srv, ...Object.values(sites).flatMap((s) => (s.nat === "none" ? [s.hostNs] : [s.routerNs, s.hostNs]))];
+  const switches = [...new Set([...lanOf.values()].flatMap((l) => (l.switchNs ? [l.switchNs] : [])))];
+  const namespaces = [pub, srv, ...Object.values(sites).flatMap((s) => (s.nat === "none" ? [s.hostNs] : [s.routerNs, s.hostNs])), ...switches];
 
   const ownerPid = spec.ownerPid ?? process.pid;
   mkdirSync(STATE_DIR, { recursive: true });
@@ -386,8 +434,10 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
       await ip(name, "link", "set", "lo", "up");
       await inNs(name, ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
     }
-    await ip(pub, "link", "add", "name", "br0", "type", "bridge");
-    await ip(pub, "link", "set", "br0", "up");
+    for (const name of [pub, ...switches]) {
+      await ip(name, "link", "add", "name", "br0", "type", "bridge");
+      await ip(name, "link", "set", "br0", "up");
+    }
 
     // Attaches `peerNs` to the public bridge through a veth named `peerIf` there.
     const attach = async (port: string, peerNs: string, peerIf: string, addresses: string[]) => {
@@ -404,9 +454,17 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
         await attach(`v${i}`, s.hostNs, "eth0", [s.publicIp]);
         await inNs(s.hostNs, ["nft", "-f", "-"], PUBLIC_HOST_RULESET);
       } else {
-        const lanIp = `192.168.${10 + i}.1`;
+        const { gateway: lanIp, switchNs } = lanOf.get(site.name)!;
         await attach(`v${i}`, s.routerNs, "wan", [s.publicIp]);
-        await ip(s.routerNs, "link", "add", "name", "lan", "type", "veth", "peer", "name", "eth0", "netns", s.hostNs);
+        if (switchNs) {
+          // A shared LAN: router and host each get a veth into the LAN's switch.
+          for (const [memberNs, memberIf, port] of [[s.routerNs, "lan", `r${i}`], [s.hostNs, "eth0", `h${i}`]] as const) {
+            await ip(switchNs, "link", "add", "name", port, "type", "veth", "peer", "name", memberIf, "netns", memberNs);
+            await ip(switchNs, "link", "set", port, "master", "br0", "up");
+          }
+        } else {
+          await ip(s.routerNs, "link", "add", "name", "lan", "type", "veth", "peer", "name", "eth0", "netns", s.hostNs);
+        }
         await ip(s.routerNs, "addr", "add", `${lanIp}/24`, "dev", "lan");
         await ip(s.routerNs, "link", "set", "lan", "up");
         await ip(s.hostNs, "addr", "add", `${s.hostIp}/24`, "dev", "eth0");

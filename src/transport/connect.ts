@@ -44,9 +44,10 @@ const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0,
 export function candidatePaths(plan: ConnectPlan): Candidate[] {
   const c = plan.peer.candidates;
   if (!c) return [];
-  const list: Candidate[] = c.udpLan.map((remote) => ({ kind: "lan" as const, transport: "udp" as const, remote }));
-  if (c.udpPublic && !c.udpLan.includes(c.udpPublic)) list.push({ kind: "udp-direct", transport: "udp", remote: c.udpPublic });
-  for (const remote of [...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])]) list.push({ kind: "tcp-direct", transport: "tcp", remote });
+  // A public peer's LAN address is its public one: that is UDP direct, not LAN.
+  const list: Candidate[] = c.udpLan.filter((remote) => remote !== c.udpPublic).map((remote) => ({ kind: "lan" as const, transport: "udp" as const, remote }));
+  if (c.udpPublic) list.push({ kind: "udp-direct", transport: "udp", remote: c.udpPublic });
+  for (const remote of new Set([...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])])) list.push({ kind: "tcp-direct", transport: "tcp", remote });
   return list;
 }
 
@@ -193,7 +194,7 @@ export class Connector {
   private respond(plan: ConnectPlan): Promise<Link> {
     const { endpoint, logger } = this.init;
     const sessionId = Buffer.from(plan.sessionId, "base64url");
-    const peerLan = new Set(plan.peer.candidates?.udpLan ?? []);
+    const peerLan = new Set((plan.peer.candidates?.udpLan ?? []).filter((remote) => remote !== plan.peer.candidates?.udpPublic));
     const cleanups: (() => void)[] = [];
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.

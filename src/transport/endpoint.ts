@@ -10,6 +10,10 @@ import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts"
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 export const STUN_MAPPING_TIMEOUT_MS = 1_500;
 const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Received UDP packets waiting to be handled; about a KCP window and a half. */
+const UDP_QUEUE_MAX_PACKETS = 4096;
+/** Longest stretch spent handling queued UDP before other I/O gets a turn. */
+const UDP_SLICE_MS = 5;
 
 export interface EndpointInit {
   logger: Logger;
@@ -36,11 +40,16 @@ export class PeerEndpoint {
   private readonly bySession = new Map<string, UdpHandler>();
   private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
   private tcpHandler: (socket: Socket) => void = (socket) => socket.destroy();
+  private queue: { packet: Buffer; from: RemoteInfo }[] = [];
+  private queueHead = 0;
+  private draining = false;
+  /** Packets dropped because the receive queue was full. */
+  droppedPackets = 0;
 
   constructor(private readonly init: EndpointInit) {
     this.udp = createSocket({ type: "udp4" });
     this.udp.on("error", (err) => init.logger.debug("peer UDP socket error", { error: err.message })); // ICMP errors: no answer
-    this.udp.on("message", (packet, from) => this.route(packet, from));
+    this.udp.on("message", (packet, from) => this.enqueue(packet, from));
     this.tcp = createServer({ noDelay: true }, (socket) => this.tcpHandler(socket));
     this.tcp.on("error", (err) => init.logger.warn("peer TCP listener error", { error: err.message }));
   }
@@ -140,6 +149,43 @@ export class PeerEndpoint {
   close(): void {
     this.udp.close();
     this.tcp.close();
+  }
+
+  /**
+   * Under a UDP flood Bun keeps draining the socket and TCP reads and timers starve for seconds (a
+   * Bun 1.4 behaviour; Node does not). So the socket handler only queues, and the queue is worked
+   * in short slices between other I/O. A full queue drops; KCP resends.
+   */
+  private enqueue(packet: Buffer, from: RemoteInfo): void {
+    if (this.queue.length - this.queueHead >= UDP_QUEUE_MAX_PACKETS) {
+      this.droppedPackets++;
+      return;
+    }
+    this.queue.push({ packet, from });
+    if (!this.draining) {
+      this.draining = true;
+      setImmediate(() => this.drainQueue());
+    }
+  }
+
+  private drainQueue(): void {
+    const sliceEnd = performance.now() + UDP_SLICE_MS;
+    while (this.queueHead < this.queue.length && performance.now() < sliceEnd) {
+      const { packet, from } = this.queue[this.queueHead]!;
+      this.queue[this.queueHead++] = undefined!;
+      this.route(packet, from);
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+      this.draining = false;
+      return;
+    }
+    if (this.queueHead > UDP_QUEUE_MAX_PACKETS) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    setImmediate(() => this.drainQueue());
   }
 
   private route(packet: Buffer, from: RemoteInfo): void {

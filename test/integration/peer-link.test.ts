@@ -106,13 +106,14 @@ describe("peer links on loopback", () => {
       return parsed.peers?.far?.link ? parsed : undefined;
     });
     expect(status.server.state).toBe("online");
-    expect(status.peers.far).toMatchObject({ online: true, link: "lan" });
+    // On loopback a node's STUN-mapped address is its bound address: a public node, reached UDP direct.
+    expect(status.peers.far).toMatchObject({ online: true, link: "udp-direct" });
     expect(status.peers.far.bytesOut).toBeGreaterThan(TRANSFER_BYTES);
     expect(status.apps.map((app: { name: string; state: string }) => [app.name, app.state])).toEqual([
       ["hash", "listening"],
       ["echo", "listening"],
     ]);
     const human = await runToEnd(INP2PC, ["status", "--status-port", String(a.statusPort)]);
-    expect(human.output).toMatch(/^far\s+lan\s+/m);
+    expect(human.output).toMatch(/^far\s+udp-direct\s+/m);
   });
 });
