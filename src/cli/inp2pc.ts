@@ -29,13 +29,18 @@ const CLIENT_FLAGS: readonly FlagSpec[] = [
 const args = normalizeArgv(process.argv.slice(2));
 const cli = cac(PROGRAM);
 
-async function run(parsed: Record<string, unknown>) {
-  const loaded = loadConfig({
+/** The client config from file, environment and flags; commands that need only part of it pass requireAll false. */
+function load(parsed: Record<string, unknown>, options: { newconfig?: boolean; requireAll?: boolean } = {}) {
+  return loadConfig({
     role: "client",
     configPath: rawFlagValue(args, "config"),
-    newconfig: Boolean(parsed.newconfig),
     flags: { ...flagsToSettings(CLIENT_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
+    ...options,
   });
+}
+
+async function run(parsed: Record<string, unknown>) {
+  const loaded = load(parsed, { newconfig: Boolean(parsed.newconfig) });
   const { config } = loaded;
   const settings = config.client!;
   const logger = makeLogger(config);
@@ -67,12 +72,7 @@ cli
   .option("--json", "print JSON")
   .action(async (parsed) => {
     try {
-      const { config } = loadConfig({
-        role: "client",
-        configPath: rawFlagValue(args, "config"),
-        flags: { ...flagsToSettings(CLIENT_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
-        requireAll: false,
-      });
+      const { config } = load(parsed, { requireAll: false });
       const port = config.client!.status_port;
       let response: Response;
       try {
@@ -93,12 +93,7 @@ cli
   .option("--json", "print JSON")
   .action(async (parsed) => {
     try {
-      const { config } = loadConfig({
-        role: "client",
-        configPath: rawFlagValue(args, "config"),
-        flags: { ...flagsToSettings(CLIENT_FLAGS, parsed, args), ...flagsToSettings(LOG_FLAGS, parsed, args) },
-        requireAll: false,
-      });
+      const { config } = load(parsed, { requireAll: false });
       const settings = config.client!;
       if (!settings.server_host) throw new Error("give --serverhost (or server_host in the config, or INP2P_SERVER)");
       const report = await detectNat({

@@ -1,17 +1,13 @@
 // inp2p's NAT detection across the lab's real NATs: inp2ps runs in the lab's server namespace with an
 // alternate IP; from each site `inp2pc nat --json` must report the NAT the lab built, and Debian's
 // independent `stun` client, pointed at inp2ps, must agree. Needs root and the lab's packages.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab, type NatKind } from "../../scripts/natlab/lab.ts";
-import { BUN, INP2PC, INP2PS, waitFor } from "../helpers/processes.ts";
-
-const STUN_UDP1 = 27182;
-const WS_PORT = 27183;
-const TOKEN = "1234567890123456789";
-const COMMAND_TIMEOUT_MS = 20_000;
+import { cleanupStaleLabs, labUp, type Lab, type NatKind } from "../../scripts/natlab/lab.ts";
+import { BUN, INP2PC, waitFor } from "../helpers/processes.ts";
+import { inNamespace as inNamespaceAt, labSkipReason, startLabServer, STUN_UDP1, TOKEN, WS_PORT } from "./helpers.ts";
 
 const EXPECTED_NAT_TYPE: Record<NatKind, string> = {
   none: "public",
@@ -30,13 +26,7 @@ const STUN_CLIENT_VERDICT: Record<NatKind, RegExp> = {
 };
 const KINDS = Object.keys(EXPECTED_NAT_TYPE) as NatKind[];
 
-function skipReason(): string | undefined {
-  const support = labSupport();
-  if (!support.ok) return support.reason;
-  if (!hasCommand("stun")) return "`stun` missing (apt package stun-client; run scripts/natlab/deps.sh)";
-  return undefined;
-}
-const reason = skipReason();
+const reason = labSkipReason([["stun", "stun-client"]]);
 if (reason) console.warn(`NAT detection e2e tests skipped: ${reason}`);
 
 describe.skipIf(reason)("NAT detection in the NAT lab", () => {
@@ -44,9 +34,7 @@ describe.skipIf(reason)("NAT detection in the NAT lab", () => {
   let workDir: string;
   const detectionMs: Record<string, number> = {};
 
-  /** Runs a command inside a namespace from an empty working directory (no stray ./inp2pc.toml). */
-  const inNamespace = (ns: string, argv: string[], timeoutMs = COMMAND_TIMEOUT_MS) =>
-    lab.exec(ns, ["sh", "-c", `cd "${workDir}" && exec "$@"`, "sh", ...argv], { timeoutMs });
+  const inNamespace = (ns: string, argv: string[]) => inNamespaceAt(lab, ns, workDir, argv);
 
   async function natJson(site: string) {
     const result = await inNamespace(lab.sites[site]!.hostNs, [BUN, INP2PC, "nat", "--json", "-serverhost", lab.server.ip]);
@@ -60,27 +48,7 @@ describe.skipIf(reason)("NAT detection in the NAT lab", () => {
     lab = await labUp({
       sites: [...KINDS.map((nat) => ({ name: nat, nat })), { name: "blocked", nat: "port-restricted-cone", blockUdp: true }],
     });
-    const serverDir = join(workDir, "server");
-    const config = join(workDir, "inp2ps.toml");
-    writeFileSync(
-      config,
-      [
-        'role = "server"',
-        "[server]",
-        `token = "${TOKEN}"`,
-        `listen = "${lab.server.ip}"`,
-        `stun_alt_ip = "${lab.server.altIp}"`,
-        'tls = "off"',
-        `data_dir = "${serverDir}"`,
-      ].join("\n"),
-      { mode: 0o600 },
-    );
-    lab.spawn(lab.server.ns, [BUN, INP2PS, "--config", config]);
-    await waitFor(
-      "inp2ps STUN on the alternate IP",
-      async () => (await lab.exec(lab.server.ns, ["ss", "-Hlnu"])).stdout.includes(`${lab.server.altIp}:${STUN_UDP1}`),
-      15_000,
-    );
+    await startLabServer(lab, join(workDir, "server"));
   }, 60_000);
 
   afterAll(async () => {
