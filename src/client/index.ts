@@ -150,7 +150,9 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
             name,
             {
               online: session.peers.has(name),
+              state: peers.info(name)?.state ?? null,
               link: stats?.kind ?? null,
+              punchMs: peers.info(name)?.punchMs ?? null,
               remote: stats?.remote ?? null,
               rttMs: stats?.rttMs ?? null,
               bytesIn: stats?.bytesIn ?? 0,

@@ -7,6 +7,15 @@ import type { ServerSession } from "./session.ts";
 /** A peer that logged in again must answer on its old link within this, or the link is rebuilt. */
 export const LINK_CHECK_TIMEOUT_MS = 2_000;
 
+/** Where a peer stands: linking, linked, or with no direct path left (a relay is needed). */
+export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed";
+export interface PeerLinkInfo {
+  state: PeerLinkState;
+  /** Request (or the peer's plan) to the first authenticated record, for the last link made. */
+  punchMs?: number;
+  error?: string;
+}
+
 export class PeerError extends Error {
   constructor(
     readonly code: "PEER_OFFLINE" | "NO_PATH" | "NOT_CONNECTED",
@@ -38,6 +47,7 @@ export class PeerManager {
   private readonly links = new Map<string, Link>();
   private readonly connecting = new Map<string, Promise<Link>>();
   private readonly linkListeners: ((peer: string, link: Link) => void)[] = [];
+  private readonly states = new Map<string, PeerLinkInfo>();
   private refreshTimer?: ReturnType<typeof setInterval>;
   private lastReported = "";
   private stopped = false;
@@ -99,6 +109,7 @@ export class PeerManager {
     if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
     const pending = this.connecting.get(peer);
     if (pending) return pending;
+    const startedAt = Date.now();
     const attempt = (async () => {
       if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
       let plan: ConnectPlan;
@@ -106,10 +117,12 @@ export class PeerManager {
         plan = await this.init.session.request<ConnectPlan>("connect", { peer });
       } catch (err) {
         const code = (err as { code?: string }).code === "PEER_OFFLINE" ? "PEER_OFFLINE" : "NO_PATH";
+        this.states.set(peer, { state: "failed", error: (err as Error).message });
         throw new PeerError(code, (err as Error).message);
       }
-      return this.runPlan(plan);
+      return this.runPlan(plan, startedAt);
     })().finally(() => this.connecting.delete(peer));
+    this.states.set(peer, { ...this.states.get(peer), state: "connecting" });
     this.connecting.set(peer, attempt);
     return attempt;
   }
@@ -117,7 +130,7 @@ export class PeerManager {
   /** A plan the server pushed: the peer wants a link (we may be either role). */
   acceptPlan(plan: ConnectPlan): void {
     if (this.stopped) return;
-    const attempt = this.runPlan(plan);
+    const attempt = this.runPlan(plan, Date.now());
     if (!this.connecting.has(plan.peer.name)) {
       this.connecting.set(plan.peer.name, attempt);
       void attempt.catch(() => {}).finally(() => this.connecting.get(plan.peer.name) === attempt && this.connecting.delete(plan.peer.name));
@@ -125,9 +138,27 @@ export class PeerManager {
     attempt.catch((err: Error) => this.init.logger.warn(`could not link with ${plan.peer.name}: ${err.message}`));
   }
 
-  private async runPlan(plan: ConnectPlan): Promise<Link> {
-    const link = await this.connector.run(plan);
+  info(peer: string): PeerLinkInfo | undefined {
+    return this.states.get(peer);
+  }
+
+  private async runPlan(plan: ConnectPlan, startedAt: number): Promise<Link> {
     const peer = plan.peer.name;
+    let link: Link;
+    try {
+      link = await this.connector.run(plan);
+    } catch (err) {
+      if (this.link(peer)) throw err; // a parallel attempt won meanwhile
+      const bothSymmetric = plan.peer.nat?.natType === "symmetric" && this.endpoint.natType === "symmetric";
+      const state: PeerLinkState = (err as { code?: string }).code === "NO_PATH" ? "needs-relay" : "failed";
+      this.states.set(peer, { state, error: (err as Error).message });
+      if (state === "needs-relay")
+        this.init.logger.warn(`no direct path to ${peer}${bothSymmetric ? " (both sides are behind symmetric NATs)" : ""}: it needs a relay`, { ms: Date.now() - startedAt });
+      throw err;
+    }
+    const punchMs = Date.now() - startedAt;
+    this.states.set(peer, { state: "linked", punchMs });
+    this.init.logger.info("peer linked", { peer, path: link.kind, ms: punchMs });
     const existing = this.link(peer);
     // Both sides may have asked at once; both keep the link with the smaller session id.
     if (existing && existing !== link) {

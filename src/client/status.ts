@@ -11,7 +11,11 @@ export interface ClientStatus {
     string,
     {
       online: boolean;
+      /** connecting | linked | needs-relay | failed; null before anything was tried. */
+      state: string | null;
       link: string | null;
+      /** Request to first authenticated packet, for the last link made. */
+      punchMs: number | null;
       remote: string | null;
       rttMs: number | null;
       bytesIn: number;
@@ -45,7 +49,7 @@ export function formatStatus(s: ClientStatus): string {
   for (const [name, p] of Object.entries(s.peers))
     lines.push(
       name.padEnd(20) +
-        (p.link ?? (p.online ? "none" : "offline")).padEnd(14) +
+        (p.link ?? p.state ?? (p.online ? "none" : "offline")).padEnd(14) +
         (p.rttMs !== null ? `${p.rttMs} ms` : "-").padEnd(9) +
         formatBytes(p.bytesIn).padEnd(12) +
         formatBytes(p.bytesOut).padEnd(12) +

@@ -17,6 +17,10 @@ import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
 
+const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
+/** Unknown NATs count as port-restricted: the most common kind. */
+const natHardness = (node: NodeSession) => NAT_HARDNESS.indexOf(node.nat?.natType ?? "port-restricted-cone");
+
 export interface User {
   name: string;
   token: string;
@@ -140,9 +144,9 @@ export class SignalHub {
     const sessionId = randomBytes(16).toString("base64url");
     const startAt = Date.now() + COORDINATION_LEAD_MS;
     const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, nat: node.nat ?? null, candidates: node.candidates ?? null });
-    // The side behind a NAT initiates when only the other is public: its packets open its own NAT.
-    const isPublic = (node: NodeSession) => node.nat?.natType === "public";
-    const requesterInitiates = !(isPublic(session) && !isPublic(peer));
+    // The harder NAT initiates: its first packets open its own NAT (a symmetric one maps them anew,
+    // which only the easier side, answering the source, can follow). Ties: the requester.
+    const requesterInitiates = natHardness(session) >= natHardness(peer);
     const roles = requesterInitiates ? (["initiator", "responder"] as const) : (["responder", "initiator"] as const);
     peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: roles[1], peer: describe(session) } }));
     this.init.logger.debug("coordinating a peer link", { from: session.name, to: peer.name, user: session.user, initiator: requesterInitiates ? session.name : peer.name });

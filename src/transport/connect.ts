@@ -12,8 +12,12 @@ import { pathRank, tcpPath, udpPath, type PathKind } from "./path.ts";
 const HANDSHAKE_RESEND_MS = 250;
 /** Remote addresses one coordinated session may try at once (bounds what a stranger can make us hold). */
 const MAX_PATHS_PER_SESSION = 16;
-/** A responder with a public address gets pokes at these offsets, opening its NAT toward the initiator. */
-const POKE_AT_MS = [0, 100, 300];
+/**
+ * The responder pokes the initiator's addresses at these offsets (from the start time): each poke
+ * opens the responder's own NAT toward the initiator, so the initiator's next resent first message
+ * gets in. Spread out so that a few lost packets do not lose the punch.
+ */
+const POKE_AT_MS = [0, 50, 150, 300, 500, 800, 1200, 1700, 2300, 3000, 4000];
 
 export class ConnectError extends Error {
   readonly code = "NO_PATH";
@@ -44,9 +48,11 @@ const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0,
 export function candidatePaths(plan: ConnectPlan): Candidate[] {
   const c = plan.peer.candidates;
   if (!c) return [];
-  // A public peer's LAN address is its public one: that is UDP direct, not LAN.
+  // A public peer's LAN address is its public one: that is UDP direct, not LAN. A peer behind a NAT
+  // is reached at its mapped address only because both sides send at once: a punched path.
   const list: Candidate[] = c.udpLan.filter((remote) => remote !== c.udpPublic).map((remote) => ({ kind: "lan" as const, transport: "udp" as const, remote }));
-  if (c.udpPublic) list.push({ kind: "udp-direct", transport: "udp", remote: c.udpPublic });
+  const peerBehindNat = plan.peer.nat ? plan.peer.nat.natType !== "public" : !c.udpLan.includes(c.udpPublic ?? "");
+  if (c.udpPublic) list.push({ kind: peerBehindNat ? "udp-punch" : "udp-direct", transport: "udp", remote: c.udpPublic });
   for (const remote of new Set([...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])])) list.push({ kind: "tcp-direct", transport: "tcp", remote });
   return list;
 }
@@ -249,7 +255,9 @@ export class Connector {
           // Until a path is chosen, this remote's records come here; the first authentic one chooses it.
           cleanupByRemote.set(remote, endpoint.routeAddress(remote, (packet) => {
             if (packet[0] !== Envelope.sealed || !done.session().open(packet.subarray(1))) return;
-            const kind: PathKind = peerLan.has(remote) ? "lan" : "udp-direct";
+            // Punched only when both sides are behind NATs; a public side is reached directly.
+            const bothBehindNat = plan.peer.nat?.natType !== "public" && endpoint.natType !== undefined && endpoint.natType !== "public";
+            const kind: PathKind = peerLan.has(remote) ? "lan" : bothBehindNat ? "udp-punch" : "udp-direct";
             finish(() => this.link(plan, sessionId, udpPath(endpoint, remote, kind), done));
           }));
         }
