@@ -124,7 +124,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     () => detectNat({ serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] }),
     (report) => {
       session.setNat(natInfoOf(report));
-      peers.setNatType(report.natType);
+      peers.setNat(natInfoOf(report));
     },
     logger,
   );

@@ -1,11 +1,13 @@
 import type { Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { Candidates, ConnectPlan, NatType } from "../protocol/index.ts";
+import type { Candidates, ConnectPlan, NatInfo } from "../protocol/index.ts";
 import { Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
 import type { ServerSession } from "./session.ts";
 
 /** A peer that logged in again must answer on its old link within this, or the link is rebuilt. */
 export const LINK_CHECK_TIMEOUT_MS = 2_000;
+/** How long a first link request waits for this node's NAT detection (it finishes in about 2 s). */
+const NAT_WAIT_MS = 3_000;
 
 /** Where a peer stands: linking, linked, or with no direct path left (a relay is needed). */
 export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed";
@@ -48,6 +50,9 @@ export class PeerManager {
   private readonly connecting = new Map<string, Promise<Link>>();
   private readonly linkListeners: ((peer: string, link: Link) => void)[] = [];
   private readonly states = new Map<string, PeerLinkInfo>();
+  private natKnown: () => void = () => {};
+  /** Resolves once NAT detection has reported: the server's plan uses both sides' NAT types. */
+  private readonly natReady = new Promise<void>((resolve) => (this.natKnown = resolve));
   private refreshTimer?: ReturnType<typeof setInterval>;
   private lastReported = "";
   private stopped = false;
@@ -82,8 +87,9 @@ export class PeerManager {
     void this.refreshCandidates();
   }
 
-  setNatType(natType: NatType): void {
-    this.endpoint.natType = natType;
+  setNat(nat: NatInfo): void {
+    this.endpoint.nat = nat;
+    this.natKnown();
     void this.reportCandidates();
   }
 
@@ -111,6 +117,7 @@ export class PeerManager {
     if (pending) return pending;
     const startedAt = Date.now();
     const attempt = (async () => {
+      await Promise.race([this.natReady, new Promise((r) => setTimeout(r, NAT_WAIT_MS))]);
       if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
       let plan: ConnectPlan;
       try {
@@ -149,7 +156,7 @@ export class PeerManager {
       link = await this.connector.run(plan);
     } catch (err) {
       if (this.link(peer)) throw err; // a parallel attempt won meanwhile
-      const bothSymmetric = plan.peer.nat?.natType === "symmetric" && this.endpoint.natType === "symmetric";
+      const bothSymmetric = plan.peer.nat?.natType === "symmetric" && this.endpoint.nat?.natType === "symmetric";
       const state: PeerLinkState = (err as { code?: string }).code === "NO_PATH" ? "needs-relay" : "failed";
       this.states.set(peer, { state, error: (err as Error).message });
       if (state === "needs-relay")

@@ -1,11 +1,13 @@
-import { connect as tcpConnect, type Socket } from "node:net";
+import type { RemoteInfo, Socket } from "node:dgram";
+import { connect as tcpConnect, type Socket as TcpSocket } from "node:net";
 import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { ConnectPlan } from "../protocol/index.ts";
+import type { ConnectPlan, NatInfo } from "../protocol/index.ts";
 import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
 import { endpointText, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
+import { openHardSide, ownSocketPath, sprayEasySide } from "./birthday.ts";
 import { pathRank, tcpPath, udpPath, type PathKind } from "./path.ts";
 
 /** UDP handshake packets are resent this often until answered (they may be lost). */
@@ -43,6 +45,14 @@ function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
 
 const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
+
+/**
+ * Whether the birthday technique is needed: a symmetric NAT (ports unpredictable here) on the hard
+ * side, facing a NAT that only lets in the exact address it has sent to.
+ */
+export function needsBirthday(hard: NatInfo | undefined, easy: NatInfo | null | undefined): boolean {
+  return hard?.natType === "symmetric" && !!easy && easy.natType !== "public" && easy.filtering === "address-and-port-dependent";
+}
 
 /** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */
 export function candidatePaths(plan: ConnectPlan): Candidate[] {
@@ -128,7 +138,65 @@ export class Connector {
         cleanups.push(() => clearTimeout(startTimer));
       });
       logger.debug("racing paths", { peer: plan.peer.name, candidates: candidates.map((c) => `${c.kind}:${c.remote}`).join(" ") });
+
+      const target = plan.peer.candidates?.udpPublic;
+      if (target && endpoint.offers("udp") && needsBirthday(endpoint.nat, plan.peer.nat)) {
+        const stats = { packetsSent: 0 };
+        const hard = openHardSide(target, sessionId, endpoint.bindHost, stats);
+        cleanups.push(() => {
+          hard.stop();
+          logger.debug("birthday punch: packets sent from the hard side", { peer: plan.peer.name, packets: stats.packetsSent });
+        });
+        void hard.punched.then(({ socket, remote }) => {
+          if (decided) return socket.close();
+          logger.debug("birthday punch hit", { peer: plan.peer.name, remote, packets: stats.packetsSent });
+          this.tryOwnSocket(plan, sessionId, socket, remote, cleanups, succeed);
+        });
+      }
     });
+  }
+
+  /** A handshake over a birthday-punched socket of its own. */
+  private tryOwnSocket(
+    plan: ConnectPlan,
+    sessionId: Buffer,
+    socket: Socket,
+    remote: string,
+    cleanups: (() => void)[],
+    succeed: (s: { candidate: Candidate; finish: () => Link }) => void,
+  ): void {
+    const colon = remote.lastIndexOf(":");
+    const [host, port] = [remote.slice(0, colon), Number(remote.slice(colon + 1))];
+    const handshake = this.handshake(plan, sessionId);
+    const first = envelope(sessionId, handshake.start());
+    const resend = setInterval(() => socket.send(first, port, host), HANDSHAKE_RESEND_MS);
+    let chosen = false;
+    cleanups.push(() => {
+      clearInterval(resend);
+      if (!chosen) socket.close();
+    });
+    socket.send(first, port, host);
+    const onMessage = (packet: Buffer, from: RemoteInfo) => {
+      const body = handshakeBody(packet);
+      if (!body || handshake.complete || endpointText(from.address, from.port) !== remote) return;
+      try {
+        handshake.receive(body);
+      } catch {
+        return;
+      }
+      if (!handshake.complete) return;
+      clearInterval(resend);
+      const candidate: Candidate = { kind: "udp-punch", transport: "udp", remote };
+      succeed({
+        candidate,
+        finish: () => {
+          chosen = true;
+          socket.off("message", onMessage);
+          return this.link(plan, sessionId, ownSocketPath(socket, remote, "udp-punch"), handshake);
+        },
+      });
+    };
+    socket.on("message", onMessage);
   }
 
   private tryUdp(
@@ -211,6 +279,18 @@ export class Connector {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
       cleanups.push(() => clearTimeout(timer));
     }
+    // A symmetric initiator facing our port-restricting NAT: spray its IP (the birthday technique).
+    const hardIp = plan.peer.candidates?.udpPublic?.replace(/:\d+$/, "");
+    if (hardIp && endpoint.offers("udp") && needsBirthday(plan.peer.nat ?? undefined, endpoint.nat)) {
+      const stats = { packetsSent: 0 };
+      let spray: { stop(): void } | undefined;
+      const timer = setTimeout(() => (spray = sprayEasySide(endpoint, hardIp, sessionId, stats)), Math.max(0, pokeStart));
+      cleanups.push(() => {
+        clearTimeout(timer);
+        spray?.stop();
+        logger.debug("birthday punch: probes sent from the easy side", { peer: plan.peer.name, packets: stats.packetsSent });
+      });
+    }
 
     return new Promise<Link>((resolve, reject) => {
       let done = false;
@@ -256,7 +336,7 @@ export class Connector {
           cleanupByRemote.set(remote, endpoint.routeAddress(remote, (packet) => {
             if (packet[0] !== Envelope.sealed || !done.session().open(packet.subarray(1))) return;
             // Punched only when both sides are behind NATs; a public side is reached directly.
-            const bothBehindNat = plan.peer.nat?.natType !== "public" && endpoint.natType !== undefined && endpoint.natType !== "public";
+            const bothBehindNat = plan.peer.nat?.natType !== "public" && endpoint.nat !== undefined && endpoint.nat.natType !== "public";
             const kind: PathKind = peerLan.has(remote) ? "lan" : bothBehindNat ? "udp-punch" : "udp-direct";
             finish(() => this.link(plan, sessionId, udpPath(endpoint, remote, kind), done));
           }));
@@ -298,7 +378,7 @@ export class Connector {
   }
 
   /** A dialed TCP connection: its first frame names the session it belongs to. */
-  private acceptTcp(socket: Socket): void {
+  private acceptTcp(socket: TcpSocket): void {
     socket.setNoDelay(true);
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
     socket.on("error", () => socket.destroy());

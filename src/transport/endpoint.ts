@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
-import type { Candidates, NatType } from "../protocol/index.ts";
+import type { Candidates, NatInfo } from "../protocol/index.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 
@@ -35,7 +35,8 @@ export class PeerEndpoint {
   readonly udp: UdpSocket;
   readonly tcp: Server;
   udpPublic: string | null = null;
-  natType: NatType | undefined;
+  /** What NAT detection found; set by the owner. */
+  nat: NatInfo | undefined;
   private readonly byAddress = new Map<string, UdpHandler>();
   private readonly bySession = new Map<string, UdpHandler>();
   private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
@@ -71,6 +72,10 @@ export class PeerEndpoint {
     });
   }
 
+  get bindHost(): string {
+    return this.init.host ?? "0.0.0.0";
+  }
+
   get udpPort(): number {
     return this.udp.address().port;
   }
@@ -96,7 +101,7 @@ export class PeerEndpoint {
       tcpLan: tcp ? lan.map((ip) => endpointText(ip, this.tcpPort)) : [],
       udpPublic: udp ? this.udpPublic : null,
       // A listener behind a NAT is not reachable from outside; only a public host offers it.
-      tcpPublic: tcp && this.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
+      tcpPublic: tcp && this.nat?.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
     };
   }
 
