@@ -106,6 +106,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     logger,
     stunHost: init.server_host,
     stunPort: init.stun_udp1,
+    stunTcpPort: init.stun_tcp1,
     bind: init.peer_bind,
     transports: init.peer_paths,
     udpPort: init.peer_udp_port,

@@ -33,6 +33,7 @@ export interface PeerManagerInit {
   logger: Logger;
   stunHost: string;
   stunPort: number;
+  stunTcpPort: number;
   bind?: string;
   transports?: readonly ("udp" | "tcp")[];
   udpPort?: number;
@@ -184,7 +185,10 @@ export class PeerManager {
   private async refreshCandidates(): Promise<void> {
     if (this.stopped) return;
     try {
-      await this.endpoint.refreshMapping(this.init.stunHost, this.init.stunPort);
+      await Promise.all([
+        this.endpoint.refreshMapping(this.init.stunHost, this.init.stunPort),
+        this.endpoint.offers("tcp") ? this.endpoint.refreshTcpMapping(this.init.stunHost, this.init.stunTcpPort) : undefined,
+      ]);
     } catch (err) {
       this.init.logger.debug("cannot learn the peer socket's public mapping", { error: (err as Error).message });
     }

@@ -105,17 +105,24 @@ class Prober {
   }
 }
 
-/** STUN binding over TCP: the server answers once and closes first, so our local port is free again. */
-export async function tcpBinding(server: { address: string; port: number }, timeoutMs = TCP_CHECK_TIMEOUT_MS): Promise<StunAddress | undefined> {
+/**
+ * STUN binding over TCP. The server answers once and closes first; we close only after its FIN, so
+ * the TIME_WAIT is the server's and our local port is free at once (a TCP punch reuses it).
+ */
+export async function tcpBinding(
+  server: { address: string; port: number },
+  timeoutMs = TCP_CHECK_TIMEOUT_MS,
+): Promise<{ mapped: StunAddress; localPort: number } | undefined> {
   return new Promise((done) => {
     const socket = connect({ host: server.address, port: server.port });
     let received = Buffer.alloc(0);
-    const finish = (result?: StunAddress) => {
+    let answer: { mapped: StunAddress; localPort: number } | undefined;
+    const finish = () => {
       clearTimeout(timer);
       socket.destroy();
-      done(result);
+      done(answer);
     };
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    const timer = setTimeout(finish, timeoutMs);
     socket.on("connect", () => socket.write(bindingRequest()));
     socket.on("data", (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
@@ -123,13 +130,15 @@ export async function tcpBinding(server: { address: string; port: number }, time
       const total = 20 + received.readUInt16BE(2);
       if (received.length < total) return;
       try {
-        finish(mappedAddress(decodeStun(received.subarray(0, total))));
+        const mapped = mappedAddress(decodeStun(received.subarray(0, total)));
+        if (mapped) answer = { mapped, localPort: socket.localPort! };
       } catch {
-        finish(undefined);
+        finish();
       }
     });
-    socket.on("error", () => finish(undefined));
-    socket.on("close", () => finish(undefined));
+    socket.on("end", finish); // the server's FIN: now closing leaves no TIME_WAIT here
+    socket.on("error", finish);
+    socket.on("close", finish);
   });
 }
 
@@ -178,7 +187,7 @@ export async function detectNat(options: DetectNatOptions): Promise<NatReport> {
   const prober = new Prober(socket);
   const finish = async (fields: Omit<NatReport, "tcp" | "tcpPublicAddress" | "durationMs" | "localAddress" | "notes">): Promise<NatReport> => {
     socket.close();
-    const tcpMapped = await tcpCheck;
+    const tcpMapped = (await tcpCheck)?.mapped;
     return {
       ...fields,
       tcp: tcpMapped !== undefined,

@@ -48,6 +48,8 @@ export const candidates = z.strictObject({
   tcpLan: z.array(endpoint).max(16),
   udpPublic: endpoint.nullable(),
   tcpPublic: endpoint.nullable(),
+  /** The public address a STUN TCP probe saw from `tcpPunchPort`, for a simultaneous-open TCP punch. */
+  tcpPunch: endpoint.nullable().optional(),
 });
 export type Candidates = z.infer<typeof candidates>;
 

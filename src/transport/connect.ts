@@ -12,6 +12,10 @@ import { pathRank, tcpPath, udpPath, type PathKind } from "./path.ts";
 
 /** UDP handshake packets are resent this often until answered (they may be lost). */
 const HANDSHAKE_RESEND_MS = 250;
+/** A TCP punch keeps trying this long, each attempt this long, this far apart. */
+const TCP_PUNCH_WINDOW_MS = 4_000;
+const TCP_PUNCH_ATTEMPT_MS = 700;
+const TCP_PUNCH_RETRY_MS = 100;
 /** Remote addresses one coordinated session may try at once (bounds what a stranger can make us hold). */
 const MAX_PATHS_PER_SESSION = 16;
 /**
@@ -46,6 +50,40 @@ function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
 const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
 
+const splitEndpoint = (remote: string) => {
+  const colon = remote.lastIndexOf(":");
+  return { host: remote.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(remote.slice(colon + 1)) };
+};
+
+/** TCP simultaneous open: connect again and again from `localPort` until the peer's SYN meets ours. */
+async function punchTcp(remote: string, localPort: number, signal: AbortSignal): Promise<TcpSocket | undefined> {
+  const { host, port } = splitEndpoint(remote);
+  const deadline = Date.now() + TCP_PUNCH_WINDOW_MS;
+  while (!signal.aborted && Date.now() < deadline) {
+    const socket = await new Promise<TcpSocket | undefined>((done) => {
+      const attempt = tcpConnect({ host, port, localPort, noDelay: true });
+      let settled = false;
+      const give = (value?: TcpSocket) => {
+        if (settled) return; // a connected socket now belongs to the caller, aborts and all
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        attempt.removeAllListeners("error");
+        if (!value) attempt.destroy();
+        done(value);
+      };
+      const onAbort = () => give();
+      const timer = setTimeout(onAbort, TCP_PUNCH_ATTEMPT_MS);
+      attempt.once("connect", () => give(attempt));
+      attempt.once("error", onAbort);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    if (socket) return signal.aborted ? (socket.destroy(), undefined) : socket;
+    await new Promise((r) => setTimeout(r, TCP_PUNCH_RETRY_MS));
+  }
+  return undefined;
+}
+
 /**
  * Whether the birthday technique is needed: a symmetric NAT (ports unpredictable here) on the hard
  * side, facing a NAT that only lets in the exact address it has sent to.
@@ -69,7 +107,7 @@ export function candidatePaths(plan: ConnectPlan): Candidate[] {
 
 /** Runs both sides of link set-up for one coordinated plan. */
 export class Connector {
-  private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer) => void>();
+  private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer, kind: PathKind) => void>();
 
   constructor(private readonly init: ConnectorInit) {
     init.endpoint.onTcp((socket) => this.acceptTcp(socket));
@@ -138,6 +176,18 @@ export class Connector {
         cleanups.push(() => clearTimeout(startTimer));
       });
       logger.debug("racing paths", { peer: plan.peer.name, candidates: candidates.map((c) => `${c.kind}:${c.remote}`).join(" ") });
+
+      const punchTarget = plan.peer.candidates?.tcpPunch;
+      if (punchTarget && endpoint.tcpPunch && endpoint.offers("tcp")) {
+        const candidate: Candidate = { kind: "tcp-punch", transport: "tcp", remote: punchTarget };
+        const abort = new AbortController();
+        cleanups.push(() => abort.abort());
+        void punchTcp(punchTarget, endpoint.tcpPunch.localPort, abort.signal).then((socket) => {
+          if (!socket) return;
+          if (decided) return socket.destroy();
+          this.tryTcp(plan, sessionId, candidate, cleanups, succeed, (why) => failures.push(`tcp-punch ${punchTarget}: ${why}`), socket);
+        });
+      }
 
       const target = plan.peer.candidates?.udpPublic;
       if (target && endpoint.offers("udp") && needsBirthday(endpoint.nat, plan.peer.nat)) {
@@ -234,16 +284,18 @@ export class Connector {
     cleanups: (() => void)[],
     succeed: (s: { candidate: Candidate; finish: () => Link }) => void,
     fail: (why: string) => void,
+    connected?: TcpSocket,
   ): void {
-    const colon = candidate.remote.lastIndexOf(":");
-    const socket = tcpConnect({ host: candidate.remote.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(candidate.remote.slice(colon + 1)), noDelay: true });
+    const { host, port } = splitEndpoint(candidate.remote);
+    const socket = connected ?? tcpConnect({ host, port, noDelay: true });
     let chosen = false;
     cleanups.push(() => !chosen && socket.destroy());
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy(new Error("timed out")));
     socket.on("error", (err) => fail(err.message));
     const framed = new FramedSocket(socket);
     const handshake = this.handshake(plan, sessionId);
-    socket.on("connect", () => framed.send(envelope(sessionId, handshake.start())));
+    if (connected) framed.send(envelope(sessionId, handshake.start()));
+    else socket.on("connect", () => framed.send(envelope(sessionId, handshake.start())));
     framed.onFrame = (frame) => {
       const body = handshakeBody(frame);
       if (!body || handshake.complete) return;
@@ -277,6 +329,15 @@ export class Connector {
     const pokeStart = this.init.localTimeOf(plan.startAt) - Date.now();
     for (const at of POKE_AT_MS) {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
+      cleanups.push(() => clearTimeout(timer));
+    }
+    // Both sides open a TCP connection at once from their probed ports: the SYNs cross in the NATs.
+    const punchTarget = plan.peer.candidates?.tcpPunch;
+    if (punchTarget && endpoint.tcpPunch && endpoint.offers("tcp")) {
+      const abort = new AbortController();
+      cleanups.push(() => abort.abort());
+      const localPort = endpoint.tcpPunch.localPort;
+      const timer = setTimeout(() => void punchTcp(punchTarget, localPort, abort.signal).then((socket) => socket && this.adoptTcp(socket, "tcp-punch")), Math.max(0, pokeStart));
       cleanups.push(() => clearTimeout(timer));
     }
     // A symmetric initiator facing our port-restricting NAT: spray its IP (the birthday technique).
@@ -350,7 +411,7 @@ export class Connector {
       }));
 
       // TCP: connections the initiator dialed, handed over by acceptTcp with their first frame.
-      this.responders.set(plan.sessionId, (framed, first) => {
+      this.responders.set(plan.sessionId, (framed, first, kind) => {
         const handshake = this.handshake(plan, sessionId);
         const onFrame = (frame: Buffer) => {
           if (handshake.complete) {
@@ -358,7 +419,7 @@ export class Connector {
             const chosen = frame[0] === Envelope.sealed ? handshake.session().open(frame.subarray(1)) : null;
             if (!chosen) return framed.socket.destroy();
             framed.socket.setTimeout(0);
-            return finish(() => this.link(plan, sessionId, tcpPath(framed, "tcp-direct"), handshake, chosen.counter + 1));
+            return finish(() => this.link(plan, sessionId, tcpPath(framed, kind), handshake, chosen.counter + 1));
           }
           const body = handshakeBody(frame);
           if (!body) return framed.socket.destroy();
@@ -379,6 +440,11 @@ export class Connector {
 
   /** A dialed TCP connection: its first frame names the session it belongs to. */
   private acceptTcp(socket: TcpSocket): void {
+    this.adoptTcp(socket, "tcp-direct");
+  }
+
+  /** A TCP connection the peer started (accepted, or punched): its first frame names the session. */
+  private adoptTcp(socket: TcpSocket, kind: PathKind): void {
     socket.setNoDelay(true);
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
     socket.on("error", () => socket.destroy());
@@ -387,7 +453,7 @@ export class Connector {
       const sessionId = frame[0] === Envelope.handshake && frame.length > 1 + SESSION_ID_BYTES ? frame.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url") : undefined;
       const responder = sessionId ? this.responders.get(sessionId) : undefined;
       if (!responder) return socket.destroy(); // not a session we expect: a stranger
-      responder(framed, frame);
+      responder(framed, frame, kind);
     };
   }
 

@@ -4,6 +4,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
 import type { Candidates, NatInfo } from "../protocol/index.ts";
+import { tcpBinding } from "../nat/detect.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 
@@ -35,6 +36,8 @@ export class PeerEndpoint {
   readonly udp: UdpSocket;
   readonly tcp: Server;
   udpPublic: string | null = null;
+  /** Local port of the last STUN TCP probe and the public address it was seen from (TCP punch). */
+  tcpPunch: { localPort: number; mapped: string } | null = null;
   /** What NAT detection found; set by the owner. */
   nat: NatInfo | undefined;
   private readonly byAddress = new Map<string, UdpHandler>();
@@ -102,11 +105,20 @@ export class PeerEndpoint {
       udpPublic: udp ? this.udpPublic : null,
       // A listener behind a NAT is not reachable from outside; only a public host offers it.
       tcpPublic: tcp && this.nat?.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
+      // A symmetric NAT maps each destination anew, so its probe's address says nothing about the peer.
+      tcpPunch: tcp && this.tcpPunch && this.nat?.natType !== "symmetric" ? this.tcpPunch.mapped : null,
     };
   }
 
   offers(transport: "udp" | "tcp"): boolean {
     return (this.init.transports ?? ["udp", "tcp"]).includes(transport);
+  }
+
+  /** Learns the public address of a fresh local TCP port, keeping that port for a TCP punch. */
+  async refreshTcpMapping(stunHost: string, stunTcpPort: number): Promise<void> {
+    const server = (await lookup(stunHost, { family: 4 })).address;
+    const result = await tcpBinding({ address: server, port: stunTcpPort });
+    this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
   }
 
   /** Learns (and refreshes) this socket's public mapping from the server's STUN port. */
