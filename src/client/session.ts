@@ -265,7 +265,7 @@ export class ServerSession {
     this.login = result;
     this.failedAttempts = 0;
     this.clockSamples = [];
-    this.peers.clear();
+    // Not cleared here: a node-online that came with the login answer is already in (teardown clears).
     for (const peer of result.peers) this.peers.set(peer.name, peer);
     this.log.info("logged in", { server: `${this.init.host}:${this.init.port}`, node: result.node, user: result.user, peers: result.peers.length });
     this.heartbeatOutstanding = false;
@@ -325,6 +325,7 @@ export class ServerSession {
   }
 
   private teardown(reason: string): void {
+    this.peers.clear();
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
     for (const pending of this.pending.values()) pending.reject(new RequestError("DISCONNECTED", reason));

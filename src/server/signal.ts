@@ -17,6 +17,9 @@ import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
 
+/** How long a link request waits for both nodes' NAT detection, and how often it looks. */
+const NAT_WAIT_MS = 2_500;
+const NAT_POLL_MS = 50;
 const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
 /** Unknown NATs count as port-restricted: the most common kind. */
 const natHardness = (node: NodeSession) => NAT_HARDNESS.indexOf(node.nat?.natType ?? "port-restricted-cone");
@@ -85,7 +88,13 @@ export class SignalHub {
       if (!this.takeRateToken(connection)) throw new ProtocolError("RATE_LIMITED", `more than ${MESSAGES_PER_SECOND_LIMIT} messages per second`);
       if (typeof data !== "string") throw new ProtocolError("BAD_MESSAGE", "binary frames are not accepted; send JSON text");
       request = parseClientMessage(data);
-      this.reply(connection, request.id, this.handle(connection, request));
+      const result = this.handle(connection, request);
+      if (!(result instanceof Promise)) return this.reply(connection, request.id, result);
+      const id = request.id;
+      result.then(
+        (value) => this.reply(connection, id, value),
+        (err) => (err instanceof ProtocolError ? this.refuse(connection, id, err) : this.init.logger.error("request failed", { error: err })),
+      );
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.refuse(connection, request?.id ?? err.id, err);
@@ -112,7 +121,7 @@ export class SignalHub {
     }
   }
 
-  private handle(connection: Connection, request: ClientRequest): unknown {
+  private handle(connection: Connection, request: ClientRequest): unknown | Promise<unknown> {
     if (request.type === "login") return this.login(connection, request);
     const session = connection.session;
     if (!session) throw new ProtocolError("NOT_LOGGED_IN", `${request.type} needs a login first`);
@@ -137,10 +146,15 @@ export class SignalHub {
    * Answers at once with the peer's candidates and a start time, and sends the peer the same about
    * this node, so both begin probing together. Only nodes of the same user can reach each other.
    */
-  private coordinate(session: NodeSession, peerName: string): ConnectPlan {
-    const peer = this.init.registry.get(session.user, peerName);
+  private async coordinate(session: NodeSession, peerName: string): Promise<ConnectPlan> {
+    let peer = this.init.registry.get(session.user, peerName);
     if (!peer || peer === session)
       throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
+    // A node that just logged in is still detecting its NAT; the plan (roles, birthday) needs both.
+    for (const deadline = Date.now() + NAT_WAIT_MS; (!session.nat || !peer.nat) && Date.now() < deadline; )
+      await new Promise((r) => setTimeout(r, NAT_POLL_MS));
+    peer = this.init.registry.get(session.user, peerName);
+    if (!peer) throw new ProtocolError("PEER_OFFLINE", `peer "${peerName}" is not online`);
     const sessionId = randomBytes(16).toString("base64url");
     const startAt = Date.now() + COORDINATION_LEAD_MS;
     const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, nat: node.nat ?? null, candidates: node.candidates ?? null });

@@ -182,11 +182,17 @@ export class Connector {
         const candidate: Candidate = { kind: "tcp-punch", transport: "tcp", remote: punchTarget };
         const abort = new AbortController();
         cleanups.push(() => abort.abort());
-        void punchTcp(punchTarget, endpoint.tcpPunch.localPort, abort.signal).then((socket) => {
-          if (!socket) return;
-          if (decided) return socket.destroy();
-          this.tryTcp(plan, sessionId, candidate, cleanups, succeed, (why) => failures.push(`tcp-punch ${punchTarget}: ${why}`), socket);
-        });
+        const localPort = endpoint.tcpPunch.localPort;
+        const start = setTimeout(
+          () =>
+            void punchTcp(punchTarget, localPort, abort.signal).then((socket) => {
+              if (!socket) return;
+              if (decided) return socket.destroy();
+              this.tryTcp(plan, sessionId, candidate, cleanups, succeed, (why) => failures.push(`tcp-punch ${punchTarget}: ${why}`), socket);
+            }),
+          pathRank("tcp-punch") * PATH_STAGGER_MS,
+        );
+        cleanups.push(() => clearTimeout(start));
       }
 
       const target = plan.peer.candidates?.udpPublic;

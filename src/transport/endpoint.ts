@@ -105,8 +105,9 @@ export class PeerEndpoint {
       udpPublic: udp ? this.udpPublic : null,
       // A listener behind a NAT is not reachable from outside; only a public host offers it.
       tcpPublic: tcp && this.nat?.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
-      // A symmetric NAT maps each destination anew, so its probe's address says nothing about the peer.
-      tcpPunch: tcp && this.tcpPunch && this.nat?.natType !== "symmetric" ? this.tcpPunch.mapped : null,
+      // A symmetric NAT maps each destination anew, so its probe's address says nothing about the
+      // peer; a public node needs no punch (tcpPublic).
+      tcpPunch: tcp && this.tcpPunch && this.nat && this.nat.natType !== "symmetric" && this.nat.natType !== "public" ? this.tcpPunch.mapped : null,
     };
   }
 

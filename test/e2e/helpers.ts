@@ -2,7 +2,7 @@
 // inp2pc processes with TOML configs inside site hosts, and commands run from an empty directory.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { hasCommand, labSupport, type ExecResult, type Lab } from "../../scripts/natlab/lab.ts";
+import { hasCommand, labSupport, type ExecResult, type Lab, type NatKind, type SiteSpec } from "../../scripts/natlab/lab.ts";
 import { BUN, INP2PC, INP2PS, Proc, waitFor } from "../helpers/processes.ts";
 
 export const STUN_UDP1 = 27182;
@@ -98,4 +98,228 @@ export async function startLabClient(lab: Lab, ns: string, configPath: string, c
   const proc = spawnIn(lab, ns, cwd, [BUN, INP2PC, "--config", configPath]);
   await proc.waitForOutput(/logged in/, 15_000);
   return proc;
+}
+
+// ---------- hole punching: shared by test/e2e/punch.test.ts and scripts/bench/punch-matrix.ts ----------
+
+/** Link kinds that are direct paths (no relay). */
+export const DIRECT_LINK_KINDS = ["lan", "udp-direct", "udp-punch", "tcp-direct", "tcp-punch"] as const;
+
+/** The site types of the punching matrix, easiest first. */
+export const PUNCH_TYPES = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric"] as const;
+export type PunchType = (typeof PUNCH_TYPES)[number];
+/** The NAT site whose router drops all UDP (TCP punch / TCP direct only). */
+export const UDP_BLOCKED_SITE = "udp-blocked";
+
+export interface PunchPair {
+  /** The requester: it holds the app toward `to`. */
+  from: string;
+  to: string;
+  /** "tcp": only tcp-punch or tcp-direct can work. */
+  expect: "direct" | "tcp" | "needs-relay";
+}
+
+/**
+ * The lab sites of the punching matrix: one of each type plus a second one ("<type>-2"), so that
+ * same-type pairs are real pairs, and the UDP-blocked site (a port-restricted cone dropping UDP).
+ */
+export function punchSites(): SiteSpec[] {
+  const nat = (t: PunchType): NatKind => (t === "public" ? "none" : t);
+  return [
+    ...PUNCH_TYPES.flatMap((t) => [
+      { name: t, nat: nat(t) },
+      { name: `${t}-2`, nat: nat(t) },
+    ]),
+    { name: UDP_BLOCKED_SITE, nat: "port-restricted-cone", blockUdp: true },
+  ];
+}
+
+/**
+ * Every unordered pair of site types (distinct types: the easier side requests the harder one; a
+ * public requester makes the server turn the roles round, so both directions get exercised; same
+ * type: X requests X-2), then the UDP-blocked site toward a public and a full-cone peer.
+ * symmetric <-> symmetric-2 is expected to end in "needs-relay".
+ */
+export function punchPairs(): PunchPair[] {
+  return [
+    ...PUNCH_TYPES.flatMap((a, i) => PUNCH_TYPES.slice(i + 1).map((b): PunchPair => ({ from: a, to: b, expect: "direct" }))),
+    ...PUNCH_TYPES.map((t): PunchPair => ({ from: t, to: `${t}-2`, expect: t === "symmetric" ? "needs-relay" : "direct" })),
+    { from: UDP_BLOCKED_SITE, to: "public", expect: "tcp" },
+    { from: UDP_BLOCKED_SITE, to: "full-cone", expect: "tcp" },
+  ];
+}
+
+/**
+ * Small programs run inside lab namespaces (bun, so they need nothing else):
+ * - sink.ts HOST:PORT: sha256 of everything a connection sends; answers "<hex> <bytes>" once the sender half-closes.
+ * - send.ts HOST:PORT BYTES TIMEOUT_MS: sends random bytes, hashing them, half-closes, prints JSON
+ *   { sha, sent, reply, ms, error? } (ms from connect to the sink's answer).
+ * - statuswatch.ts STATUS_PORT PEER UNTIL DURATION_MS: polls the local status API every 100 ms until
+ *   UNTIL holds for PEER ("link": a link is up; "needs-relay": peers.PEER.state is "needs-relay";
+ *   "settled": either, or state "failed") or DURATION_MS passes; prints JSON { linkAt, kind,
+ *   needsRelayAt, failedAt, last, polls }
+ *   (epoch ms, comparable across namespaces).
+ */
+export const LAB_SCRIPTS: Record<string, string> = {
+  "sink.ts": `import { createServer } from "node:net"; import { createHash } from "node:crypto";
+    const [host, port] = process.argv[2].split(":");
+    createServer({ allowHalfOpen: true }, (s) => {
+      const hash = createHash("sha256"); let n = 0;
+      s.on("data", (d) => { hash.update(d); n += d.length; });
+      s.on("end", () => s.end(hash.digest("hex") + " " + n + "\\n"));
+      s.on("error", () => s.destroy());
+    }).listen(Number(port), host);`,
+  "send.ts": `import { connect } from "node:net"; import { createHash, randomBytes } from "node:crypto";
+    const [address, bytesText, timeoutText] = process.argv.slice(2);
+    const [host, port] = address.split(":"); const total = Number(bytesText);
+    const hash = createHash("sha256"); let sent = 0; let reply = ""; let started = 0; let finished = false;
+    const finish = (error) => { if (finished) return; finished = true;
+      console.log(JSON.stringify({ sha: hash.digest("hex"), sent, reply: reply.trim(), ms: started ? Math.round(performance.now() - started) : 0, error })); process.exit(0); };
+    setTimeout(() => finish("timed out after " + timeoutText + " ms"), Number(timeoutText));
+    const socket = connect({ host, port: Number(port), allowHalfOpen: true });
+    socket.on("data", (d) => (reply += d));
+    socket.on("error", (e) => finish(e.message));
+    socket.on("end", () => finish(reply ? undefined : "closed without an answer"));
+    socket.on("close", () => finish("closed before the answer"));
+    const block = randomBytes(1 << 20);
+    const pump = () => { while (sent < total) {
+      const n = Math.min(block.length, total - sent);
+      const chunk = Buffer.from(block.subarray(0, n)); chunk.writeUInt32BE(sent >>> 0, 0); // every MiB differs
+      hash.update(chunk); sent += n;
+      if (!socket.write(chunk)) return socket.once("drain", pump);
+    } socket.end(); };
+    socket.on("connect", () => { started = performance.now(); pump(); });`,
+  "statuswatch.ts": `const [port, peer, until, durationText] = process.argv.slice(2); const end = Date.now() + Number(durationText);
+    let linkAt = null, kind = null, needsRelayAt = null, failedAt = null, last = null, polls = 0;
+    while (Date.now() < end) {
+      try {
+        const s = await (await fetch("http://127.0.0.1:" + port + "/api/v1/status", { signal: AbortSignal.timeout(2000) })).json();
+        const now = Date.now(); polls++; last = s.peers?.[peer] ?? null;
+        if (last?.link && linkAt === null) { linkAt = now; kind = last.link; }
+        if (last?.state === "needs-relay" && needsRelayAt === null) needsRelayAt = now;
+        if (last?.state === "failed" && failedAt === null) failedAt = now;
+        if ((until === "link" || until === "settled") && linkAt !== null) break;
+        if ((until === "needs-relay" || until === "settled") && needsRelayAt !== null) break;
+        if (until === "settled" && failedAt !== null) break;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(JSON.stringify({ linkAt, kind, needsRelayAt, failedAt, last, polls }));`,
+};
+
+/** Writes LAB_SCRIPTS into `dir`; returns the path of one by name. */
+export function writeLabScripts(dir: string): (name: keyof typeof LAB_SCRIPTS) => string {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, text] of Object.entries(LAB_SCRIPTS)) writeFileSync(join(dir, name), text);
+  return (name) => join(dir, name);
+}
+
+export interface SendResult {
+  sha: string;
+  sent: number;
+  reply: string;
+  ms: number;
+  error?: string;
+}
+
+/** Sends `bytes` through a TCP app listening at `address` in `ns` (send.ts) and returns what the sink answered. */
+export async function sendThrough(lab: Lab, ns: string, cwd: string, sendScript: string, address: string, bytes: number, timeoutMs: number): Promise<SendResult> {
+  const result = await inNamespace(lab, ns, cwd, [BUN, sendScript, address, String(bytes), String(timeoutMs)], { timeoutMs: timeoutMs + 10_000 });
+  try {
+    return JSON.parse(result.stdout) as SendResult;
+  } catch {
+    return { sha: "", sent: 0, reply: "", ms: 0, error: `send.ts failed (${result.code}): ${result.stderr.trim().slice(-500)}` };
+  }
+}
+
+/** The sink's answer is the sender's own sha256 and byte count, and nothing went wrong. */
+export const isIntact = (result: SendResult, bytes: number) => !result.error && result.sent === bytes && result.reply === `${result.sha} ${bytes}`;
+
+/** `inp2pc status --json` inside `ns` (the status API of the client there). */
+export async function labClientStatus(lab: Lab, ns: string, cwd: string, statusPort: number): Promise<any> {
+  const result = await inNamespace(lab, ns, cwd, [BUN, INP2PC, "status", "--json", "--status-port", String(statusPort)]);
+  if (result.code !== 0) throw new Error(`inp2pc status in ${ns} failed (${result.code}): ${result.stderr.trim()}`);
+  return JSON.parse(result.stdout);
+}
+
+export interface WatchResult {
+  linkAt: number | null;
+  kind: string | null;
+  needsRelayAt: number | null;
+  failedAt: number | null;
+  last: any;
+  polls: number;
+}
+
+/** Starts statuswatch.ts in `ns`; resolves with its verdict (see LAB_SCRIPTS). */
+export async function watchPeerStatus(lab: Lab, ns: string, cwd: string, watchScript: string, statusPort: number, peer: string, until: "link" | "needs-relay" | "settled", durationMs: number): Promise<WatchResult> {
+  const result = await inNamespace(lab, ns, cwd, [BUN, watchScript, String(statusPort), peer, until, String(durationMs)], { timeoutMs: durationMs + 10_000 });
+  try {
+    return JSON.parse(result.stdout) as WatchResult;
+  } catch {
+    throw new Error(`statuswatch.ts in ${ns} failed (${result.code}): ${result.stderr.trim().slice(-500)}`);
+  }
+}
+
+/** Epoch ms of the first log line (text format) matching `pattern`, or undefined. */
+export function logTime(output: string, pattern: RegExp): number | undefined {
+  for (const line of output.split("\n")) {
+    if (!pattern.test(line)) continue;
+    const t = Date.parse(line.slice(0, line.indexOf(" ")));
+    if (!Number.isNaN(t)) return t;
+  }
+  return undefined;
+}
+
+/**
+ * The punch time the client reports for `peer`: status peers.PEER.punchMs when it has one, else a
+ * "peer linked" / "peer link up" log line's "in N ms" (or punchMs=N / ms=N). Undefined when neither says.
+ */
+export function reportedPunchMs(peerStatus: any, output: string, peer: string): number | undefined {
+  if (typeof peerStatus?.punchMs === "number") return peerStatus.punchMs;
+  for (const line of output.split("\n")) {
+    if (!/peer link(ed| up)/.test(line) || !new RegExp(`peer=${peer}(\\s|$)`).test(line)) continue;
+    const m = line.match(/\bin (\d+(?:\.\d+)?) ?ms\b/) ?? line.match(/\b(?:punchMs|punch_ms|ms)=(\d+(?:\.\d+)?)/);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+/**
+ * Counts the peer-to-peer UDP packets through a NAT router (both ways, dropped ones included: the
+ * counters sit in prerouting before NAT and filtering), leaving out traffic with the server's
+ * addresses. Its own table, so the lab's rules are untouched; remove() deletes it.
+ */
+export async function countPeerUdp(lab: Lab, site: string): Promise<{ read(): Promise<{ out: number; in: number }>; reset(): Promise<void>; remove(): Promise<void> }> {
+  const s = lab.sites[site];
+  if (!s) throw new Error(`no site ${site}`);
+  if (s.nat === "none") throw new Error(`site ${site} has no router to count at`);
+  const server = [lab.server.ip, ...(lab.server.altIp ? [lab.server.altIp] : [])].join(", ");
+  const nft = async (script: string) => {
+    const result = await lab.exec(s.routerNs, ["nft", "-f", "-"], { input: script });
+    if (result.code !== 0) throw new Error(`nft in ${s.routerNs} failed: ${result.stderr.trim()}`);
+  };
+  await lab.exec(s.routerNs, ["nft", "delete", "table", "ip", "punchcount"]);
+  await nft(`
+table ip punchcount {
+  counter peer_out { }
+  counter peer_in { }
+  chain pre {
+    type filter hook prerouting priority -350; policy accept
+    iifname "lan" meta l4proto udp ip daddr != { ${server} } counter name peer_out
+    iifname "wan" meta l4proto udp ip saddr != { ${server} } counter name peer_in
+  }
+}
+`);
+  const read = async () => {
+    const result = await lab.exec(s.routerNs, ["nft", "-j", "list", "counters", "table", "ip", "punchcount"]);
+    const counts: Record<string, number> = {};
+    for (const item of (JSON.parse(result.stdout).nftables ?? []) as any[]) if (item.counter) counts[item.counter.name] = item.counter.packets;
+    return { out: counts.peer_out ?? 0, in: counts.peer_in ?? 0 };
+  };
+  return {
+    read,
+    reset: async () => void (await lab.exec(s.routerNs, ["nft", "reset", "counters", "table", "ip", "punchcount"])),
+    remove: async () => void (await lab.exec(s.routerNs, ["nft", "delete", "table", "ip", "punchcount"])),
+  };
 }
