@@ -2,7 +2,7 @@ import { createSocket, type Socket } from "node:dgram";
 import { randomInt } from "node:crypto";
 import { Envelope } from "./constants.ts";
 import { endpointText, type PeerEndpoint } from "./endpoint.ts";
-import type { Path, PathKind } from "./path.ts";
+import { datagramPath, type Path, type PathKind } from "./path.ts";
 
 // The birthday technique for a symmetric NAT (random ports) facing a port-restricted one. The hard
 // side opens many sockets, each sending to the easy side's mapped address: each gets a fresh random
@@ -98,28 +98,13 @@ export function sprayEasySide(endpoint: PeerEndpoint, hardIp: string, sessionId:
 
 /** A path over a socket of its own (a punched birthday socket). */
 export function ownSocketPath(socket: Socket, remote: string, kind: PathKind): Path {
-  let onPacket: (packet: Buffer) => void = () => {};
-  let onClose: (reason: string) => void = () => {};
-  let closed = false;
   const colon = remote.lastIndexOf(":");
   const [host, port] = [remote.slice(0, colon), Number(remote.slice(colon + 1))];
-  socket.on("message", (packet, from) => {
-    if (endpointText(from.address, from.port) === remote) onPacket(packet);
-  });
-  return {
-    kind,
+  return datagramPath(
     remote,
-    reliable: false,
-    send: (packet) => !closed && socket.send(packet, port, host),
-    bufferedBytes: () => 0,
-    onPacket: (handler) => (onPacket = handler),
-    onDrain: () => {},
-    onClose: (handler) => (onClose = handler),
-    close(reason) {
-      if (closed) return;
-      closed = true;
-      socket.close();
-      onClose(reason);
-    },
-  };
+    kind,
+    (packet) => socket.send(packet, port, host),
+    (deliver) => socket.on("message", (packet, from) => endpointText(from.address, from.port) === remote && deliver(packet)),
+    () => socket.close(),
+  );
 }

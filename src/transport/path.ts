@@ -23,16 +23,23 @@ export interface Path {
   close(reason: string): void;
 }
 
-export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind): Path {
+/** A datagram path: packets from `remote` arrive through `subscribe`; `release` runs on close. */
+export function datagramPath(
+  remote: string,
+  kind: PathKind,
+  send: (packet: Uint8Array) => void,
+  subscribe: (deliver: (packet: Buffer) => void) => void,
+  release: () => void,
+): Path {
   let onPacket: (packet: Buffer) => void = () => {};
   let onClose: (reason: string) => void = () => {};
   let closed = false;
-  const unroute = endpoint.routeAddress(remote, (packet) => onPacket(packet));
+  subscribe((packet) => onPacket(packet));
   return {
     kind,
     remote,
     reliable: false,
-    send: (packet) => !closed && endpoint.sendUdp(packet, remote),
+    send: (packet) => !closed && send(packet),
     bufferedBytes: () => 0,
     onPacket: (handler) => (onPacket = handler),
     onDrain: () => {},
@@ -40,10 +47,22 @@ export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind):
     close(reason) {
       if (closed) return;
       closed = true;
-      unroute();
+      release();
       onClose(reason);
     },
   };
+}
+
+/** A UDP path over the endpoint's shared peer socket. */
+export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind): Path {
+  let unroute = () => {};
+  return datagramPath(
+    remote,
+    kind,
+    (packet) => endpoint.sendUdp(packet, remote),
+    (deliver) => (unroute = endpoint.routeAddress(remote, deliver)),
+    () => unroute(),
+  );
 }
 
 /** A TCP connection (already framed, its handshake done) as a path. */

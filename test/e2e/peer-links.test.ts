@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ClientStatus } from "../../src/client/status.ts";
 import { cleanupStaleLabs, labUp, type Lab, type NatKind } from "../../scripts/natlab/lab.ts";
 import { BUN, INP2PC, waitFor, type Proc } from "../helpers/processes.ts";
-import { inNamespace, labSkipReason, listening, spawnIn, startLabClient, startLabServer, writeClientConfig } from "./helpers.ts";
+import { inNamespace, labSkipReason, listening, spawnIn, startLabClient, startLabServer, writeClientConfig, LAB_SCRIPTS } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 const BIG_BYTES = 64 * MiB;
@@ -37,14 +37,7 @@ const LOSSY = "full-cone";
 // Small programs run inside the namespaces (bun, so they need nothing else).
 const SCRIPTS: Record<string, string> = {
   // sha256 of everything a connection sends; answers "<hex> <bytes>" once the sender half-closes.
-  "sink.ts": `import { createServer } from "node:net"; import { createHash } from "node:crypto";
-    const [host, port] = process.argv[2].split(":");
-    createServer({ allowHalfOpen: true }, (s) => {
-      const hash = createHash("sha256"); let n = 0;
-      s.on("data", (d) => { hash.update(d); n += d.length; });
-      s.on("end", () => s.end(hash.digest("hex") + " " + n + "\\n"));
-      s.on("error", () => s.destroy());
-    }).listen(Number(port), host);`,
+  "sink.ts": LAB_SCRIPTS["sink.ts"]!,
   "echo.ts": `import { createSocket } from "node:dgram";
     const [host, port] = process.argv[2].split(":");
     const s = createSocket("udp4"); s.on("message", (m, from) => s.send(m, from.port, from.address)); s.bind(Number(port), host);`,
