@@ -3,7 +3,7 @@ import { BlockList, connect as tcpConnect, createServer, isIPv6, type Server, ty
 import type { Duplex } from "node:stream";
 import type { AppConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { Link } from "../transport/index.ts";
+import { splitEndpoint, type Link } from "../transport/index.ts";
 import type { PeerManager } from "./peers.ts";
 
 // Port forwarding. A TCP connection to an app's listener becomes one mux stream whose first bytes
@@ -36,11 +36,6 @@ export interface AppStatus {
   error?: string;
   connections: number;
   totalConnections: number;
-}
-
-function splitHostPort(text: string): { host: string; port: number } {
-  const colon = text.lastIndexOf(":");
-  return { host: text.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(text.slice(colon + 1)) };
 }
 
 function allowList(cidrs: string[] | undefined): BlockList | undefined {
@@ -83,7 +78,7 @@ export class App {
       this.state = "disabled";
       return;
     }
-    const { host, port } = splitHostPort(this.config.listen);
+    const { host, port } = splitEndpoint(this.config.listen);
     try {
       if (this.config.protocol === "tcp") await this.listenTcp(host, port);
       else await this.listenUdp(host, port);
@@ -284,7 +279,7 @@ export class AppService {
         return stream.destroy();
       }
       const rest = header.subarray(2 + length);
-      const { host, port } = splitHostPort(target);
+      const { host, port } = splitEndpoint(target);
       const socket = tcpConnect({ host, port, noDelay: true, allowHalfOpen: true });
       socket.once("connect", () => {
         if (rest.length) socket.write(rest);
@@ -315,7 +310,7 @@ export class AppService {
     let flow = this.udpFlows.get(key);
     if (!flow) {
       if (this.udpFlows.size >= MAX_UDP_FLOWS || !/^.+:\d{1,5}$/.test(target)) return;
-      const { host, port } = splitHostPort(target);
+      const { host, port } = splitEndpoint(target);
       const socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
       socket.on("error", (err) => this.logger.debug(`UDP flow to ${target} for ${peer}`, { error: err.message }));
       socket.on("message", (reply) => {

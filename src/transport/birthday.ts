@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from "node:dgram";
 import { randomInt } from "node:crypto";
 import { Envelope } from "./constants.ts";
-import { endpointText, type PeerEndpoint } from "./endpoint.ts";
+import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { datagramPath, type Path, type PathKind } from "./path.ts";
 
 // The birthday technique for a symmetric NAT (random ports) facing a port-restricted one. The hard
@@ -41,8 +41,7 @@ export function openHardSide(
 ): { punched: Promise<{ socket: Socket; remote: string }>; stop(): void } {
   const sockets: Socket[] = [];
   const opener = pokePacket(sessionId);
-  const colon = target.lastIndexOf(":");
-  const [targetHost, targetPort] = [target.slice(0, colon), Number(target.slice(colon + 1))];
+  const { host: targetHost, port: targetPort } = splitEndpoint(target);
   let resolveWith: (value: { socket: Socket; remote: string }) => void = () => {};
   const punched = new Promise<{ socket: Socket; remote: string }>((resolve) => (resolveWith = resolve));
   let done = false;
@@ -98,8 +97,7 @@ export function sprayEasySide(endpoint: PeerEndpoint, hardIp: string, sessionId:
 
 /** A path over a socket of its own (a punched birthday socket). */
 export function ownSocketPath(socket: Socket, remote: string, kind: PathKind): Path {
-  const colon = remote.lastIndexOf(":");
-  const [host, port] = [remote.slice(0, colon), Number(remote.slice(colon + 1))];
+  const { host, port } = splitEndpoint(remote);
   return datagramPath(
     remote,
     kind,

@@ -4,7 +4,7 @@ import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { ConnectPlan, NatInfo } from "../protocol/index.ts";
 import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
-import { endpointText, type PeerEndpoint } from "./endpoint.ts";
+import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
 import { openHardSide, ownSocketPath, sprayEasySide } from "./birthday.ts";
@@ -49,11 +49,6 @@ function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
 
 const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
-
-const splitEndpoint = (remote: string) => {
-  const colon = remote.lastIndexOf(":");
-  return { host: remote.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(remote.slice(colon + 1)) };
-};
 
 /** TCP simultaneous open: connect again and again from `localPort` until the peer's SYN meets ours. */
 async function punchTcp(remote: string, localPort: number, signal: AbortSignal): Promise<TcpSocket | undefined> {
@@ -221,8 +216,7 @@ export class Connector {
     cleanups: (() => void)[],
     succeed: (s: { candidate: Candidate; finish: () => Link }) => void,
   ): void {
-    const colon = remote.lastIndexOf(":");
-    const [host, port] = [remote.slice(0, colon), Number(remote.slice(colon + 1))];
+    const { host, port } = splitEndpoint(remote);
     const handshake = this.handshake(plan, sessionId);
     const first = envelope(sessionId, handshake.start());
     const resend = setInterval(() => socket.send(first, port, host), HANDSHAKE_RESEND_MS);

@@ -9,6 +9,12 @@ import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactio
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
+
+/** "host:port" or "[v6]:port" into its parts. */
+export function splitEndpoint(remote: string): { host: string; port: number } {
+  const colon = remote.lastIndexOf(":");
+  return { host: remote.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(remote.slice(colon + 1)) };
+}
 export const STUN_MAPPING_TIMEOUT_MS = 1_500;
 const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Received UDP packets waiting to be handled; about a KCP window and a half. */
@@ -159,9 +165,8 @@ export class PeerEndpoint {
   }
 
   sendUdp(packet: Uint8Array, remote: string): void {
-    const colon = remote.lastIndexOf(":");
-    const host = remote.slice(0, colon).replace(/^\[|\]$/g, "");
-    this.udp.send(packet, Number(remote.slice(colon + 1)), host);
+    const { host, port } = splitEndpoint(remote);
+    this.udp.send(packet, port, host);
   }
 
   close(): void {

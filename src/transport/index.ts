@@ -1,6 +1,6 @@
 export * from "./constants.ts";
 export { candidatePaths, ConnectError, Connector, type ConnectorInit } from "./connect.ts";
-export { endpointText, PeerEndpoint, type EndpointInit } from "./endpoint.ts";
+export { endpointText, PeerEndpoint, splitEndpoint, type EndpointInit } from "./endpoint.ts";
 export { FramedSocket, FramingError, readFrames, writeFrame } from "./framing.ts";
 export { Link, type LinkInit, type LinkStats } from "./link.ts";
 export { PATH_KINDS, pathRank, tcpPath, udpPath, type Path, type PathKind } from "./path.ts";
