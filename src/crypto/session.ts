@@ -228,7 +228,11 @@ export class SecureSession {
     return this.receiving.phase;
   }
 
-  seal(plaintext: Uint8Array, kind: number = RECORD_KIND_DATA): Uint8Array {
+  /**
+   * Seals one record. With `headroomBytes`, the returned buffer starts with that many bytes left for
+   * the caller's own header (the record follows), so a transport prefix costs no second copy.
+   */
+  seal(plaintext: Uint8Array, kind: number = RECORD_KIND_DATA, headroomBytes = 0): Uint8Array {
     if (this.closed) throw new SessionError("CLOSED", "session is closed");
     if (!Number.isInteger(kind) || kind < RECORD_KIND_MIN || kind > 0xff) {
       throw new SessionError("BAD_KIND", `record kind must be ${RECORD_KIND_MIN}..255, got ${kind}`);
@@ -249,7 +253,8 @@ export class SecureSession {
     send.bytes += plaintext.length;
 
     const length = RECORD_OVERHEAD_BYTES + plaintext.length;
-    const out = Buffer.allocUnsafe(length);
+    const packet = Buffer.allocUnsafe(headroomBytes + length);
+    const out = packet.subarray(headroomBytes);
     out[0] = kind;
     out[1] = send.phase & 0xff;
     out.writeUInt32BE(Math.floor(counter / 2 ** 32), 2);
@@ -266,7 +271,7 @@ export class SecureSession {
 
     this.stats.sealed++;
     this.stats.bytesOut += plaintext.length;
-    return out;
+    return packet;
   }
 
   /** The record's kind and plaintext, or null (counted in stats) for anything that is not a fresh authentic record. */

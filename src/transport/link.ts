@@ -153,10 +153,8 @@ export class Link {
 
   private sendRecord(kind: number, plaintext: Uint8Array): void {
     if (this.closed) return;
-    const sealed = this.init.session.seal(plaintext, kind);
-    const packet = Buffer.allocUnsafe(1 + sealed.length);
+    const packet = this.init.session.seal(plaintext, kind, 1); // one byte of headroom for the envelope
     packet[0] = Envelope.sealed;
-    packet.set(sealed, 1);
     this.init.path.send(packet);
     this.bytesOut += plaintext.length;
     this.lastSentAt = Date.now();
