@@ -6,6 +6,7 @@ import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
 import { App, AppService } from "./apps.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS } from "./constants.ts";
 import { PeerManager } from "./peers.ts";
+import { RelayNode } from "./relay-node.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
@@ -33,7 +34,12 @@ export interface ClientInit {
   peer_bind: string;
   peer_udp_port: number;
   peer_tcp_port: number;
-  peer_paths: ("udp" | "tcp")[];
+  peer_paths: ("udp" | "tcp" | "relay")[];
+  /** Offer this node as a relay: private (own user's nodes) or super (every user's). */
+  relay: boolean;
+  super: boolean;
+  relay_port: number;
+  bw: number;
   apps: AppConfig[];
 }
 
@@ -82,6 +88,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       ...events,
       online: (result) => {
         peers.onLoggedIn();
+        void relayNode?.onLoggedIn(result.user);
         if (!appsStarted) {
           appsStarted = true;
           void Promise.all(apps.map((app) => app.start()));
@@ -93,6 +100,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         events.online?.(result);
       },
       connectPlan: (plan) => peers.acceptPlan(plan),
+      relayPlan: (plan) => peers.acceptRelayPlan(plan),
       peerOnline: (peer) => {
         // A peer that logged in again may have restarted: its old link must prove itself.
         setTimeout(() => ensureLink(peer.name, true), LINK_RETRY_DELAY_MS);
@@ -108,10 +116,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     stunPort: init.stun_udp1,
     stunTcpPort: init.stun_tcp1,
     bind: init.peer_bind,
-    transports: init.peer_paths,
+    transports: init.peer_paths.filter((path) => path !== "relay"),
+    relays: init.peer_paths.includes("relay"),
     udpPort: init.peer_udp_port,
     tcpPort: init.peer_tcp_port,
   });
+  const relayNode =
+    init.relay || init.super
+      ? new RelayNode({ session, node: init.node, token: init.token, host: init.peer_bind, port: init.relay_port, bwMbps: init.bw, super: init.super, logger })
+      : undefined;
   apps = init.apps.map((app) => new App(app, peers, logger));
   await peers.start();
   const service = new AppService(apps, logger);
@@ -153,6 +166,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
               online: session.peers.has(name),
               state: peers.info(name)?.state ?? null,
               link: stats?.kind ?? null,
+              relay: stats?.via ?? null,
               punchMs: peers.info(name)?.punchMs ?? null,
               remote: stats?.remote ?? null,
               rttMs: stats?.rttMs ?? null,
@@ -184,6 +198,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       natWatcher.stop();
       statusServer?.stop();
       for (const app of apps) app.stop();
+      relayNode?.stop();
       service.stop();
       peers.stop();
       session.stop();

@@ -14,6 +14,8 @@ export interface ClientStatus {
       /** connecting | linked | needs-relay | failed; null before anything was tried. */
       state: string | null;
       link: string | null;
+      /** The relay's name ("user/node", or "server") on a relayed link. */
+      relay: string | null;
       /** Request to first authenticated packet, for the last link made. */
       punchMs: number | null;
       remote: string | null;
@@ -49,7 +51,7 @@ export function formatStatus(s: ClientStatus): string {
   for (const [name, p] of Object.entries(s.peers))
     lines.push(
       name.padEnd(20) +
-        (p.link ?? p.state ?? (p.online ? "none" : "offline")).padEnd(14) +
+        ((p.link ?? p.state ?? (p.online ? "none" : "offline")) + (p.relay ? ` via ${p.relay}` : "")).padEnd(14) +
         (p.rttMs !== null ? `${p.rttMs} ms` : "-").padEnd(9) +
         formatBytes(p.bytesIn).padEnd(12) +
         formatBytes(p.bytesOut).padEnd(12) +

@@ -24,7 +24,8 @@ export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
 /** Transports a node offers and tries for peer links. */
-export const PEER_TRANSPORTS = ["udp", "tcp"] as const;
+/** Kinds of peer path a node may use: direct (or punched) UDP and TCP, and relays. */
+export const PEER_TRANSPORTS = ["udp", "tcp", "relay"] as const;
 
 export type Role = (typeof ROLES)[number];
 
@@ -67,6 +68,9 @@ export const serverShape = {
   heartbeat_timeout_ms: intInRange(1, C.MAX_HEARTBEAT_TIMEOUT_MS).default(C.DEFAULT_HEARTBEAT_TIMEOUT_MS),
   max_conns_per_ip: intInRange(1, C.MAX_CONNS_PER_IP_LIMIT).default(C.DEFAULT_MAX_CONNS_PER_IP),
   users: z.array(userSchema).default([]),
+  relay: booleanValue.default(C.DEFAULT_SERVER_RELAY),
+  relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),
+  relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
 };
 
 type Issue = { path: (string | number)[]; message: string };
@@ -97,7 +101,7 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     });
   }
   distinctPorts(
-    [["ws_port", s.ws_port], ["stun_tcp1", s.stun_tcp1], ["stun_tcp2", s.stun_tcp2]],
+    [["ws_port", s.ws_port], ["stun_tcp1", s.stun_tcp1], ["stun_tcp2", s.stun_tcp2], ...(s.relay ? [["relay_port", s.relay_port] as [string, number]] : [])],
     "TCP",
     issues,
   );

@@ -13,6 +13,7 @@ import {
   type ServerMessage,
 } from "../protocol/index.ts";
 import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import type { RelayBroker } from "./broker.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -50,6 +51,7 @@ export interface Connection {
 export interface SignalHubInit {
   users: User[];
   registry: Registry;
+  broker: RelayBroker;
   pins: KeyPins;
   guard: AddressGuard;
   logger: Logger;
@@ -128,6 +130,7 @@ export class SignalHub {
     switch (request.type) {
       case "heartbeat":
         session.lastHeartbeat = Date.now();
+        if (request.rttMs !== undefined) session.rttMs = request.rttMs;
         return { clientTime: request.clientTime, serverTime: Date.now() };
       case "peers":
         return { peers: this.init.registry.peers(session).map(peerInfo) };
@@ -136,9 +139,15 @@ export class SignalHub {
           this.init.logger.info("node reports its NAT", { node: session.name, user: session.user, nat: request.nat.natType });
         if (request.nat) session.nat = request.nat;
         if (request.candidates) session.candidates = request.candidates;
+        if (request.relay) {
+          if (!session.relay) this.init.logger.info("node offers to relay", { node: session.name, user: session.user, super: request.relay.super, bwMbps: request.relay.bwMbps });
+          session.relay = request.relay;
+        }
         return {};
       case "connect":
         return this.coordinate(session, request.peer);
+      case "relay":
+        return this.relay(session, request.peer, request.exclude ?? []);
     }
   }
 
@@ -167,6 +176,17 @@ export class SignalHub {
     return { sessionId, startAt, role: roles[0], peer: describe(peer) };
   }
 
+  /** Picks a relay for a link to `peerName` and gives each side its ticket; the peer hears of it at once. */
+  private relay(session: NodeSession, peerName: string, exclude: string[]) {
+    const peer = this.init.registry.get(session.user, peerName);
+    if (!peer || peer === session)
+      throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
+    const { mine, theirs } = this.init.broker.plan(session, peer, exclude);
+    peer.send(JSON.stringify({ type: "relay", plan: theirs }));
+    this.init.logger.info("relaying a peer link", { from: session.name, to: peer.name, user: session.user, relay: mine.relay.name, tier: mine.relay.tier });
+    return mine;
+  }
+
   private login(connection: Connection, request: LoginRequest): LoginResult {
     if (connection.session) throw new ProtocolError("ALREADY_LOGGED_IN", `already logged in as ${connection.session.name}`);
     const { node, publicKey } = request;
@@ -191,6 +211,7 @@ export class SignalHub {
       name: node,
       publicKey,
       address: connection.remote,
+      host: connection.address,
       version: request.version,
       nat: request.nat,
       onlineSince: now,

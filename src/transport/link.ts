@@ -23,6 +23,8 @@ export interface LinkInit {
 export interface LinkStats {
   kind: PathKind;
   remote: string;
+  /** The relay's name, on a relayed path. */
+  via: string | null;
   since: number;
   bytesIn: number;
   bytesOut: number;
@@ -104,6 +106,7 @@ export class Link {
     return {
       kind: this.kind,
       remote: this.init.path.remote,
+      via: this.init.path.via ?? null,
       since: this.since,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
