@@ -250,7 +250,7 @@ export class PeerManager {
       }
     }
     const message = `no direct path to ${peer}, and no relay worked: ${errors.join("; ")}`;
-    this.states.set(peer, { state: "failed", error: message });
+    this.states.set(peer, { state: "needs-relay", error: message });
     throw new PeerError("NO_PATH", message);
   }
 
