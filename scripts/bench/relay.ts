@@ -14,8 +14,7 @@
 // The cap counts every byte the relay forwards (both directions, framing and encryption included), so
 // app payload sits slightly under it; the ratio printed is payload rate / cap.
 
-import { randomBytes } from "node:crypto";
-import { connect, createServer, type Server } from "node:net";
+import type { Server } from "node:net";
 import {
   freePort,
   linkedClientStatus,
@@ -26,9 +25,9 @@ import {
   type LinkedClient,
   type ServerHandle,
 } from "../../test/helpers/processes.ts";
+import { startSink, transfer } from "./transfer.ts";
 
 const MiB = 1024 * 1024;
-const TRANSFER_TIMEOUT_MS = 300_000;
 /** The default heartbeat, not the tests' fast one: a relay at full speed keeps the machine busy. */
 const HEARTBEAT = { heartbeatIntervalMs: 10_000, heartbeatTimeoutMs: 30_000 };
 
@@ -46,46 +45,9 @@ function option(name: string, fallback: number): number {
 const MIB = option("--mib", 256);
 const CAP_MBPS = option("--cap-mbps", 80);
 const CAP_SECONDS = option("--cap-seconds", 8);
-const block = randomBytes(MiB);
 
-function startSink(): Promise<{ server: Server; port: number }> {
-  const server = createServer({ allowHalfOpen: true }, (socket) => {
-    let count = 0;
-    socket.on("data", (chunk) => (count += chunk.length));
-    socket.on("end", () => socket.end(`${count}\n`));
-    socket.on("error", () => socket.destroy());
-  });
-  return new Promise((done) => server.listen(0, "127.0.0.1", () => done({ server, port: (server.address() as { port: number }).port })));
-}
-
-/** Sends `bytes` through 127.0.0.1:port; resolves with the payload rate in Mbit/s (10^6 bits a second). */
-function transfer(port: number, bytes: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let started = 0;
-    let sent = 0;
-    let answer = "";
-    const socket = connect({ host: "127.0.0.1", port, noDelay: true }, () => {
-      started = performance.now();
-      const writeOn = () => {
-        while (sent < bytes) {
-          const size = Math.min(block.length, bytes - sent);
-          sent += size;
-          if (!socket.write(size === block.length ? block : block.subarray(0, size))) return void socket.once("drain", writeOn);
-        }
-        socket.end();
-      };
-      writeOn();
-    });
-    const timer = setTimeout(() => (socket.destroy(), reject(new Error(`not done within ${TRANSFER_TIMEOUT_MS / 1000} s`))), TRANSFER_TIMEOUT_MS);
-    socket.on("data", (chunk) => (answer += chunk));
-    socket.on("end", () => {
-      clearTimeout(timer);
-      if (Number(answer.trim()) !== bytes) return reject(new Error(`the target got ${answer.trim() || "nothing"}, not ${bytes} bytes`));
-      resolve((bytes * 8) / 1e6 / ((performance.now() - started) / 1000));
-    });
-    socket.on("error", (err) => (clearTimeout(timer), reject(err)));
-  });
-}
+/** Payload rate of one transfer of `bytes`, in Mbit/s (10^6 bits a second). */
+const mbps = async (port: number, bytes: number) => (bytes * 8) / 1e6 / (await transfer(port, bytes));
 
 const servers: ServerHandle[] = [];
 const clients: LinkedClient[] = [];
@@ -126,10 +88,10 @@ async function main(): Promise<void> {
   console.log(`relay bench on 127.0.0.1: ${MIB} MiB uncapped; cap ${CAP_MBPS} Mbit/s for ${CAP_SECONDS} s`);
 
   const direct = await pair(open, "direct", '["tcp"]', '["tcp"]');
-  const directMbps = await transfer(direct.port, MIB * MiB);
+  const directMbps = await mbps(direct.port, MIB * MiB);
   console.log(`  1. direct (${direct.link}):           ${directMbps.toFixed(0)} Mbit/s`);
   const relayed = await pair(open, "relayed", '["tcp", "relay"]', '["relay"]');
-  const relayedMbps = await transfer(relayed.port, MIB * MiB);
+  const relayedMbps = await mbps(relayed.port, MIB * MiB);
   console.log(`  2. server relay, no cap (${relayed.link}): ${relayedMbps.toFixed(0)} Mbit/s = ${((relayedMbps / directMbps) * 100).toFixed(0)} % of direct`);
 
   const capBytes = Math.round(((CAP_MBPS * 1e6) / 8) * CAP_SECONDS);
@@ -137,13 +99,13 @@ async function main(): Promise<void> {
   await relayNode.proc.waitForOutput(/relaying for/);
   await waitFor("the relay offer", () => open.proc.output.includes("node offers to relay node=relay1") || undefined, 10_000);
   const viaNode = await pair(open, "vianode", '["tcp", "relay"]', '["relay"]');
-  const nodeMbps = await transfer(viaNode.port, capBytes);
+  const nodeMbps = await mbps(viaNode.port, capBytes);
   console.log(`  3. relay node, bw ${CAP_MBPS} (${viaNode.link}): ${nodeMbps.toFixed(1)} Mbit/s = ${((nodeMbps / CAP_MBPS) * 100).toFixed(1)} % of the cap`);
 
   const capped = await startServer({ ...HEARTBEAT, extraToml: `relay_bw = ${CAP_MBPS}` });
   servers.push(capped);
   const viaServer = await pair(capped, "viaserver", '["tcp", "relay"]', '["relay"]');
-  const serverMbps = await transfer(viaServer.port, capBytes);
+  const serverMbps = await mbps(viaServer.port, capBytes);
   console.log(`  4. server relay, relay_bw ${CAP_MBPS} (${viaServer.link}): ${serverMbps.toFixed(1)} Mbit/s = ${((serverMbps / CAP_MBPS) * 100).toFixed(1)} % of the cap`);
 }
 
