@@ -2,7 +2,7 @@ import type { TLSSocket } from "node:tls";
 import type WsWebSocket from "ws";
 import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, type ConnectPlan, type RelayPlan, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import { CloseCode, type ConnectPlan, type RelayPlan, type SdwanMap, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
   CONNECT_TIMEOUT_MS,
@@ -41,6 +41,7 @@ export interface SessionEvents {
   online?(result: LoginResult): void;
   connectPlan?(plan: ConnectPlan): void;
   relayPlan?(plan: RelayPlan): void;
+  sdwanMap?(map: SdwanMap): void;
   offline?(reason: string): void;
   peerOnline?(peer: PeerInfo): void;
   peerOffline?(name: string): void;
@@ -221,6 +222,9 @@ export class ServerSession {
         return;
       case "relay":
         this.events.relayPlan?.(message.plan);
+        return;
+      case "sdwan":
+        this.events.sdwanMap?.(message.map);
         return;
       case "node-online":
         this.peers.set(message.node.name, message.node);

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { NatInfo } from "../protocol/index.ts";
+import type { OverlayStatus } from "../sdwan/index.ts";
 import type { AppStatus } from "./apps.ts";
 
 export interface ClientStatus {
@@ -28,6 +29,8 @@ export interface ClientStatus {
     }
   >;
   apps: AppStatus[];
+  /** The virtual network on this node; null when [client.sdwan] is not enabled. */
+  sdwan: OverlayStatus | null;
 }
 
 /** The local status API (127.0.0.1 only): GET /api/v1/status. */
@@ -61,6 +64,10 @@ export function formatStatus(s: ClientStatus): string {
   lines.push("", "APP".padEnd(16) + "PROTO".padEnd(7) + "LISTEN".padEnd(24) + "PEER".padEnd(16) + "STATE".padEnd(12) + "CONNS");
   for (const a of s.apps) lines.push(a.name.padEnd(16) + a.protocol.padEnd(7) + a.listen.padEnd(24) + a.peer.padEnd(16) + a.state.padEnd(12) + String(a.connections) + (a.error ? `  ${a.error}` : ""));
   if (s.apps.length === 0) lines.push("(no apps configured)");
+  if (s.sdwan) {
+    const v = s.sdwan;
+    lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}` + (v.error ? `\n         ${v.error}` : ""));
+  }
   return lines.join("\n");
 }
 

@@ -29,6 +29,12 @@ export const DEFAULT_RELAY = false;
 export const DEFAULT_SUPER = false;
 export const DEFAULT_APP_ENABLED = true;
 
+/** SDWAN: the TUN interface's name and MTU (room for IP+UDP, the envelope and the record's overhead). */
+export const DEFAULT_SDWAN_INTERFACE = "inp2p0";
+export const DEFAULT_SDWAN_MTU = 1400;
+/** A node's SDWAN address stays reserved for it this long after it was last online. */
+export const DEFAULT_SDWAN_RESERVE_HOURS = 720;
+
 // Ranges enforced by the schema.
 export const MIN_PORT = 1;
 export const MAX_PORT = 65_535;
@@ -37,6 +43,10 @@ export const MAX_HEARTBEAT_INTERVAL_MS = 600_000;
 export const MAX_HEARTBEAT_TIMEOUT_MS = 3_600_000;
 export const MAX_CONNS_PER_IP_LIMIT = 100_000;
 export const MAX_BW_MBPS = 1_000_000;
+export const MIN_SDWAN_MTU = 576;
+export const MAX_SDWAN_MTU = 9000;
+export const MAX_SDWAN_ROUTES = 64;
+export const MAX_SDWAN_RESERVE_HOURS = 87_600;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;
 
 export const DEFAULT_USER_NAME = "default";

@@ -63,9 +63,20 @@ export const relayOffer = z.strictObject({
 });
 export type RelayOffer = z.infer<typeof relayOffer>;
 
+const ipv4Cidr = z.string().max(18).regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "an IPv4 CIDR block");
+/** A node joining the virtual network, with the LAN subnets it routes for the others. */
+export const sdwanJoin = z.strictObject({ routes: z.array(ipv4Cidr).max(64) });
+
 export const reportRequest = z
-  .strictObject({ type: z.literal("report"), id: requestId, nat: natInfo.optional(), candidates: candidates.optional(), relay: relayOffer.optional() })
-  .refine((r) => r.nat || r.candidates || r.relay, "a report needs nat, candidates or relay");
+  .strictObject({
+    type: z.literal("report"),
+    id: requestId,
+    nat: natInfo.optional(),
+    candidates: candidates.optional(),
+    relay: relayOffer.optional(),
+    sdwan: sdwanJoin.optional(),
+  })
+  .refine((r) => r.nat || r.candidates || r.relay || r.sdwan, "a report needs nat, candidates, relay or sdwan");
 
 /** Ask the server to coordinate a peer link. */
 export const connectRequest = z.strictObject({ type: z.literal("connect"), id: requestId, peer: nodeName });
@@ -147,6 +158,13 @@ export interface RelayPlan {
   };
 }
 
+/** The virtual network as one node sees it: its own address, and every other member online. */
+export interface SdwanMap {
+  subnet: string;
+  self: { name: string; ip: string };
+  nodes: { name: string; ip: string; routes: string[] }[];
+}
+
 export interface HeartbeatResult {
   clientTime: number;
   serverTime: number;
@@ -165,7 +183,9 @@ export type ErrorCode =
   | "RATE_LIMITED"
   | "PEER_OFFLINE"
   | "PEER_UNREACHABLE"
-  | "NO_RELAY";
+  | "NO_RELAY"
+  | "SDWAN_OFF"
+  | "SDWAN_FULL";
 
 export interface ResponseMessage {
   type: "response";
@@ -178,6 +198,7 @@ export interface ResponseMessage {
 export type ServerEvent =
   | { type: "connect"; plan: ConnectPlan }
   | { type: "relay"; plan: RelayPlan }
+  | { type: "sdwan"; map: SdwanMap }
   | { type: "node-online"; node: PeerInfo }
   | { type: "node-offline"; node: { name: string } };
 

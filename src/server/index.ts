@@ -9,6 +9,7 @@ import { startStunServer } from "../nat/stun-server.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
 import { RelayBroker } from "./broker.ts";
+import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
 import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
 import { AddressGuard } from "./guard.ts";
@@ -47,6 +48,8 @@ export interface ServerInit {
   relay: boolean;
   relay_port: number;
   relay_bw: number;
+  /** The virtual network, when configured. */
+  sdwan?: SdwanInit;
 }
 
 export interface RunningServer {
@@ -89,11 +92,13 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     serverRelay: relay ? { port: relay.port, key: relayKey } : undefined,
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
+  const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
   const hub = new SignalHub({
     users,
     registry,
     broker,
+    sdwan: addressBook ? new SdwanHub(addressBook, registry) : undefined,
     pins,
     guard,
     logger,
@@ -137,6 +142,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
       await server.stop(true);
       await stun.stop();
       await relay?.stop();
+      addressBook?.close();
       pins.flush();
     },
   };

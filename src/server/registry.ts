@@ -12,6 +12,8 @@ export interface NodeSession {
   candidates?: Candidates;
   /** Set while the node offers to relay. */
   relay?: RelayOffer;
+  /** Set while the node is on the virtual network. */
+  sdwan?: { ip: string; routes: string[] };
   /** The node's last measured heartbeat round trip. */
   rttMs?: number;
   readonly onlineSince: number;

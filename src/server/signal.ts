@@ -14,6 +14,7 @@ import {
 } from "../protocol/index.ts";
 import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
 import type { RelayBroker } from "./broker.ts";
+import type { SdwanHub } from "./sdwan.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -52,6 +53,8 @@ export interface SignalHubInit {
   users: User[];
   registry: Registry;
   broker: RelayBroker;
+  /** Set when the server runs a virtual network ([server.sdwan]). */
+  sdwan?: SdwanHub;
   pins: KeyPins;
   guard: AddressGuard;
   logger: Logger;
@@ -109,8 +112,10 @@ export class SignalHub {
     clearTimeout(connection.loginTimer);
     this.init.guard.release(connection.address);
     const session = connection.session;
-    if (session && this.init.registry.remove(session))
+    if (session && this.init.registry.remove(session)) {
       this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "connection closed" });
+      this.init.sdwan?.leave(session);
+    }
   }
 
   /** Marks nodes whose heartbeats stopped as offline and closes their connections. */
@@ -119,6 +124,7 @@ export class SignalHub {
       if (now - session.lastHeartbeat <= this.init.heartbeatTimeoutMs) continue;
       this.init.registry.remove(session);
       this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "heartbeat timeout" });
+      this.init.sdwan?.leave(session);
       session.close(CloseCode.heartbeatTimeout, "no heartbeat within the timeout");
     }
   }
@@ -142,6 +148,12 @@ export class SignalHub {
         if (request.relay) {
           if (!session.relay) this.init.logger.info("node offers to relay", { node: session.name, user: session.user, super: request.relay.super, bwMbps: request.relay.bwMbps });
           session.relay = request.relay;
+        }
+        if (request.sdwan) {
+          if (!this.init.sdwan) throw new ProtocolError("SDWAN_OFF", "this server runs no virtual network (no [server.sdwan] subnet in its config)");
+          const map = this.init.sdwan.join(session, request.sdwan.routes);
+          this.init.logger.info("node on the virtual network", { node: session.name, user: session.user, ip: map.self.ip });
+          return { sdwan: map };
         }
         return {};
       case "connect":

@@ -58,7 +58,7 @@ export class Link {
   private deliverToMux: (message: Uint8Array) => void = () => {};
   private drainMux: () => void = () => {};
   private closeMux: (reason: string) => void = () => {};
-  private datagramHandler: (data: Buffer) => void = () => {};
+  private readonly datagramHandlers: ((data: Buffer) => void)[] = [];
   private closeHandlers: ((reason: string) => void)[] = [];
   private pingSentAt = new Map<number, number>();
   private expected: { phase: number; counter: number };
@@ -123,7 +123,7 @@ export class Link {
   }
 
   onDatagram(handler: (data: Buffer) => void): void {
-    this.datagramHandler = handler;
+    this.datagramHandlers.push(handler);
   }
 
   onClose(handler: (reason: string) => void): void {
@@ -190,7 +190,7 @@ export class Link {
         this.deliverToMux(data);
         return;
       case RecordKind.datagram:
-        this.datagramHandler(data);
+        for (const handler of this.datagramHandlers) handler(data);
         return;
       case RecordKind.ping:
         this.sendRecord(RecordKind.pong, data);
