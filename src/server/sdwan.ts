@@ -43,12 +43,15 @@ export class AddressBook {
     return this.init.subnet;
   }
 
-  /** The node's address: its static one, else the one it had, else the lowest free one. */
-  assign(user: string, node: string, now = Date.now()): string {
+  /**
+   * The node's address: its static one, else the one it had, else the lowest free one (neither
+   * reserved nor `inUse` by a node online now, however long ago that node joined).
+   */
+  assign(user: string, node: string, now = Date.now(), inUse: ReadonlySet<string> = new Set()): string {
     const fixed = this.statics.get(node);
     const row = this.db.query<{ ip: string }, [string, string]>("SELECT ip FROM addresses WHERE user = ? AND node = ?").get(user, node);
     let ip = fixed ?? (row && cidrContains(this.subnet, ipToNumber(row.ip)) ? row.ip : undefined);
-    if (!ip) ip = this.free(user, now);
+    if (!ip) ip = this.free(user, now, inUse);
     // Whoever held this address before (its reservation ran out, or it is now someone's static one) loses it.
     this.db.run("DELETE FROM addresses WHERE user = ? AND ip = ? AND node != ?", [user, ip, node]);
     this.db.run("INSERT INTO addresses (user, node, ip, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (user, node) DO UPDATE SET ip = excluded.ip, last_seen = excluded.last_seen", [user, node, ip, now]);
@@ -64,8 +67,8 @@ export class AddressBook {
     this.db.close();
   }
 
-  private free(user: string, now: number): string {
-    const taken = new Set<string>(this.statics.values());
+  private free(user: string, now: number, inUse: ReadonlySet<string>): string {
+    const taken = new Set<string>([...this.statics.values(), ...inUse]);
     for (const row of this.db.query<{ ip: string }, [string, number]>("SELECT ip FROM addresses WHERE user = ? AND last_seen > ?").all(user, now - this.reserveMs)) taken.add(row.ip);
     const size = 2 ** (32 - this.subnet.prefix);
     // The network and broadcast addresses are not hosts (except in /31 and /32).
@@ -87,7 +90,8 @@ export class SdwanHub {
 
   /** A node joins (or updates its routes): it gets its address and the map; the others hear of it. */
   join(session: NodeSession, routes: string[]): SdwanMap {
-    session.sdwan = { ip: this.book.assign(session.user, session.name), routes };
+    const inUse = new Set(this.members(session.user).filter((node) => node !== session).map((node) => node.sdwan!.ip));
+    session.sdwan = { ip: this.book.assign(session.user, session.name, Date.now(), inUse), routes };
     this.broadcast(session.user, session);
     return this.mapFor(session);
   }

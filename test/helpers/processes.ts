@@ -237,7 +237,12 @@ export interface LinkedClient {
  * and waits until it is logged in. `toml` goes inside [client] after the connection keys: more keys,
  * then [[client.apps]] tables.
  */
-export async function startLinkedClient(server: ServerHandle, node: string, toml = "", options: { dir?: string; logLevel?: string; token?: string } = {}): Promise<LinkedClient> {
+export async function startLinkedClient(
+  server: ServerHandle,
+  node: string,
+  toml = "",
+  options: { dir?: string; logLevel?: string; token?: string; /** A command to run it under, e.g. setpriv. */ wrap?: string[] } = {},
+): Promise<LinkedClient> {
   const dir = options.dir ?? tempDir(`inp2pc-${node}-`);
   const statusPort = await freePort();
   const config = join(dir, "inp2pc.toml");
@@ -258,7 +263,7 @@ export async function startLinkedClient(server: ServerHandle, node: string, toml
     ].join("\n"),
     { mode: 0o600 },
   );
-  const proc = run(INP2PC, ["--config", config], { cwd: dir });
+  const proc = options.wrap ? run(options.wrap[0]!, [...options.wrap.slice(1), BUN, INP2PC, "--config", config], { cwd: dir }) : run(INP2PC, ["--config", config], { cwd: dir });
   await proc.waitForOutput(/logged in/).catch(async (err) => {
     await proc.stop();
     throw err;
