@@ -1,6 +1,6 @@
 import { createSocket } from "node:dgram";
 import { bindingRequest, decodeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
-import type { NatAllocation } from "../protocol/index.ts";
+import type { NatAllocation, NatInfo } from "../protocol/index.ts";
 
 // How a NAT picks the public port of each new mapping, learned from the mapped ports STUN saw for
 // mappings made one after another (several destinations from one socket, then fresh sockets):
@@ -38,6 +38,9 @@ export function classifyAllocation(observations: MappingObservation[]): NatAlloc
   if (delta !== 0 && Math.abs(delta) <= SEQUENTIAL_MAX_DELTA && count >= 2 && steps.every(explained)) return { kind: "sequential", delta };
   return { kind: "random" };
 }
+
+/** Whether a NAT's next mappings can be predicted: symmetric, allocating sequentially. */
+export const isPredictable = (nat: NatInfo | null | undefined): boolean => nat?.natType === "symmetric" && nat.allocation?.kind === "sequential" && !!nat.allocation.delta;
 
 /**
  * The public port a new mapping gets now: one STUN binding from a fresh socket (so a new mapping).
