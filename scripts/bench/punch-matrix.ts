@@ -88,7 +88,7 @@ interface Attempt {
   error?: string;
 }
 
-const isSymmetric = (site: string) => site === "symmetric" || site === "symmetric-2";
+const isSymmetric = (site: string) => site.startsWith("symmetric");
 /** The symmetric side whose router counts packets (the requester when both are). */
 const countingSite = (pair: PunchPair) => (isSymmetric(pair.from) ? pair.from : isSymmetric(pair.to) ? pair.to : undefined);
 

@@ -22,8 +22,8 @@ import { spawn as spawnChild, spawnSync, type ChildProcess, type SpawnOptions } 
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-export type NatKind = "none" | "full-cone" | "restricted-cone" | "port-restricted-cone" | "symmetric";
-export const NAT_KINDS: readonly NatKind[] = ["none", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric"];
+export type NatKind = "none" | "full-cone" | "restricted-cone" | "port-restricted-cone" | "symmetric" | "symmetric-sequential";
+export const NAT_KINDS: readonly NatKind[] = ["none", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "symmetric-sequential"];
 
 export interface SiteSpec {
   name: string;
@@ -91,6 +91,9 @@ const COMMAND_TIMEOUT_MS = 10_000;
 const KILL_GRACE_MS = 1_000;
 // How long a cone NAT keeps a UDP mapping open to new sources after the host last sent through it.
 const MAPPING_TIMEOUT_SECONDS = 120;
+/** A symmetric-sequential router gives new mappings ports from this one up, one after another (then wraps). */
+const SEQUENTIAL_FIRST_PORT = 30_000;
+const SEQUENTIAL_PORTS = 10_000;
 
 // ---------- commands ----------
 
@@ -278,8 +281,23 @@ export async function cleanupStaleLabs(prefix = LAB_PREFIX, opts: { all?: boolea
 
 // ---------- nftables ----------
 
-function routerRuleset(nat: NatKind, hostIp: string): string {
-  const mapping = nat === "symmetric" ? "masquerade random,fully-random" : "masquerade persistent";
+/**
+ * How the router maps: cone NATs keep ports; "symmetric" picks a random port per mapping;
+ * "symmetric-sequential" takes the next port of one counter shared by TCP and UDP. NAT rules run only
+ * on a flow's first packet, so `numgen inc` counts new mappings. numgen yields a host-order integer
+ * that snat would read as a network-order port (+256 per step), hence the map to real port numbers.
+ */
+function mappingRules(nat: NatKind, publicIp: string): string {
+  if (nat === "symmetric") return `oifname "wan" masquerade random,fully-random`;
+  if (nat !== "symmetric-sequential") return `oifname "wan" masquerade persistent`;
+  const ports = Array.from({ length: SEQUENTIAL_PORTS }, (_, i) => `${i} : ${SEQUENTIAL_FIRST_PORT + i}`).join(", ");
+  return [
+    `oifname "wan" meta l4proto { tcp, udp } snat to ${publicIp} : numgen inc mod ${SEQUENTIAL_PORTS} map { ${ports} }`,
+    `oifname "wan" masquerade random,fully-random`,
+  ].join("\n    ");
+}
+
+function routerRuleset(nat: NatKind, hostIp: string, publicIp: string): string {
   // The cone NATs keep ports (only one host behind each router), so a mapping's public port equals the
   // host's source port. Sets record the mappings on the way out, per mapping as a real NAT does:
   // full-cone lets any source reach a mapped port; restricted-cone only sources that mapping sent to.
@@ -288,6 +306,7 @@ function routerRuleset(nat: NatKind, hostIp: string): string {
     "restricted-cone": { remember: "update @contacted { ip daddr . udp sport }", dnat: `ip saddr . udp dport @contacted dnat to ${hostIp}` },
     "port-restricted-cone": { remember: "", dnat: "" },
     symmetric: { remember: "", dnat: "" },
+    "symmetric-sequential": { remember: "", dnat: "" },
     none: { remember: "", dnat: "" },
   };
   const { remember, dnat } = rules[nat];
@@ -308,7 +327,7 @@ table ip natlab {
   }
   chain nat_post {
     type nat hook postrouting priority srcnat; policy accept
-    oifname "wan" ${mapping}
+    ${mappingRules(nat, publicIp)}
   }
   chain filter_fwd {
     type filter hook forward priority filter; policy drop
@@ -471,7 +490,7 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
         await ip(s.hostNs, "link", "set", "eth0", "up");
         await ip(s.hostNs, "route", "add", "default", "via", lanIp);
         await inNs(s.routerNs, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        await inNs(s.routerNs, ["nft", "-f", "-"], routerRuleset(s.nat, s.hostIp));
+        await inNs(s.routerNs, ["nft", "-f", "-"], routerRuleset(s.nat, s.hostIp, s.publicIp));
       }
       const { lossPercent, blockUdp } = impairment.get(site.name)!;
       if (lossPercent > 0 || blockUdp) await inNs(s.routerNs, ["nft", "-f", "-"], impairRules(lossPercent, blockUdp));

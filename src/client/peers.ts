@@ -1,4 +1,5 @@
 import type { Identity } from "../crypto/index.ts";
+import { isPredictable } from "../nat/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { Candidates, ConnectPlan, NatInfo, RelayPlan } from "../protocol/index.ts";
 import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
@@ -113,7 +114,9 @@ export class PeerManager {
   setNat(nat: NatInfo): void {
     this.endpoint.nat = nat;
     this.natKnown();
+    // At once: a link request waiting for the NAT goes out next, and the server plans with what it has.
     void this.reportCandidates();
+    if (isPredictable(nat)) void this.refreshPrediction().then(() => this.reportCandidates());
   }
 
   onLink(listener: (peer: string, link: Link) => void): void {
@@ -195,6 +198,8 @@ export class PeerManager {
   }
 
   private async requestPlan(peer: string): Promise<ConnectPlan> {
+    // Behind a sequential symmetric NAT the peer predicts our next port: give it a fresh base.
+    if (isPredictable(this.endpoint.nat)) await this.refreshPrediction().then(() => this.reportCandidates());
     try {
       return await this.init.session.request<ConnectPlan>("connect", { peer });
     } catch (err) {
@@ -321,7 +326,17 @@ export class PeerManager {
     } catch (err) {
       this.init.logger.debug("cannot learn the peer socket's public mapping", { error: (err as Error).message });
     }
+    await this.refreshPrediction();
     await this.reportCandidates();
+  }
+
+  /** Where this NAT's allocation counter stands now, when peers can predict it (else nothing). */
+  private async refreshPrediction(): Promise<void> {
+    try {
+      await this.endpoint.refreshPrediction(this.init.stunHost, this.init.stunPort);
+    } catch (err) {
+      this.init.logger.debug("cannot learn where the NAT's port allocation stands", { error: (err as Error).message });
+    }
   }
 
   private async reportCandidates(): Promise<void> {

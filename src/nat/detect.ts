@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import { connect } from "node:net";
-import type { NatBehaviour, NatInfo, NatType } from "../protocol/index.ts";
+import type { NatAllocation, NatBehaviour, NatInfo, NatType } from "../protocol/index.ts";
 import {
   bindingRequest,
   decodeStun,
@@ -11,6 +11,7 @@ import {
   StunAttr,
   type StunAddress,
 } from "../protocol/stun.ts";
+import { ALLOCATION_FRESH_PROBES, classifyAllocation, freshMapping, type MappingObservation } from "./allocation.ts";
 
 // NAT classification per RFC 5780 from one UDP socket, plus a STUN-over-TCP reachability check.
 // Order matters: the filtering tests run before any packet goes to the server's alternate address,
@@ -23,6 +24,8 @@ export const PROBE_SCHEDULE_MS = [0, 200, 450];
 export const PROBE_GIVE_UP_MS = 700;
 export const TCP_CHECK_TIMEOUT_MS = 1500;
 export const HAIRPIN_WAIT_MS = 400;
+/** Fresh-socket probes (and then the hairpin probe) start this far apart, so their mappings are made in order. */
+export const ALLOCATION_PROBE_STAGGER_MS = 20;
 
 export interface NatReport extends NatInfo {
   localAddress: string;
@@ -202,7 +205,7 @@ export async function detectNat(options: DetectNatOptions): Promise<NatReport> {
     const first = await prober.transact({ address: serverIp, port: udp1 }, FIRST_BINDING_SCHEDULE_MS, FIRST_BINDING_GIVE_UP_MS);
     if (!first?.mapped) {
       notes.push(`no UDP answer from ${serverIp}:${udp1} within ${FIRST_BINDING_GIVE_UP_MS} ms`);
-      return await finish({ natType: "udp-blocked", mapping: "unknown", filtering: "unknown", publicAddress: null, portPreserved: false, hairpinning: null });
+      return await finish({ natType: "udp-blocked", mapping: "unknown", filtering: "unknown", publicAddress: null, portPreserved: false, hairpinning: null, allocation: { kind: "unknown" } });
     }
     const mapped = first.mapped;
     const behindNat = !(mapped.address === localIp && mapped.port === localPort);
@@ -220,10 +223,14 @@ export async function detectNat(options: DetectNatOptions): Promise<NatReport> {
     else filtering = "address-and-port-dependent";
 
     // Mapping: is our public endpoint the same toward another server IP, and toward another port?
-    const [towardAltIp, towardAltIpAndPort, hairpinning] = await Promise.all([
+    // Meanwhile fresh sockets make new mappings one after another, to learn how ports are allocated;
+    // the hairpin probe (which may make a mapping too) goes last.
+    const stagger = (i: number) => sleep(ALLOCATION_PROBE_STAGGER_MS * (i + 1));
+    const [towardAltIp, towardAltIpAndPort, fresh, hairpinning] = await Promise.all([
       altIp ? prober.transact({ address: altIp, port: udp1 }, PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS) : undefined,
       prober.transact({ address: altIp ?? serverIp, port: udp2 }, PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS),
-      behindNat ? prober.hairpin(mapped) : Promise.resolve(null),
+      Promise.all(Array.from({ length: ALLOCATION_FRESH_PROBES }, (_, i) => stagger(i).then(() => freshMapping({ address: serverIp, port: udp1 }, "0.0.0.0", PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS)))),
+      behindNat ? stagger(ALLOCATION_FRESH_PROBES).then(() => prober.hairpin(mapped)) : Promise.resolve(null),
     ]);
     let mapping: NatBehaviour;
     if (!towardAltIpAndPort?.mapped) {
@@ -237,8 +244,14 @@ export async function detectNat(options: DetectNatOptions): Promise<NatReport> {
       mapping = sameEndpoint(towardAltIpAndPort.mapped, mapped) ? "endpoint-independent" : "address-and-port-dependent";
     }
 
+    // Distinct mappings in the order they were made: the main socket's, then the fresh sockets'.
+    const observations: MappingObservation[] = [];
+    for (const port of new Set([mapped.port, towardAltIp?.mapped?.port, towardAltIpAndPort?.mapped?.port])) if (port !== undefined) observations.push({ localPort, mappedPort: port });
+    for (const observation of fresh) if (observation) observations.push(observation);
+
     return await finish({
       natType: classify(mapping, filtering, behindNat),
+      allocation: classifyAllocation(observations),
       mapping: behindNat ? mapping : "endpoint-independent",
       filtering,
       publicAddress: hostPort(mapped),
@@ -251,6 +264,12 @@ export async function detectNat(options: DetectNatOptions): Promise<NatReport> {
   }
 }
 
+export function formatAllocation(allocation: NatAllocation | undefined): string {
+  if (!allocation) return "unknown";
+  if (allocation.kind !== "sequential") return allocation.kind;
+  return `sequential (delta ${allocation.delta! > 0 ? "+" : ""}${allocation.delta})`;
+}
+
 /** The human table `inp2pc nat` prints. */
 export function formatNatReport(report: NatReport): string {
   const rows: [string, string][] = [
@@ -260,6 +279,7 @@ export function formatNatReport(report: NatReport): string {
     ["public address", report.publicAddress ?? "-"],
     ["local address", report.localAddress],
     ["port preserved", report.portPreserved ? "yes" : "no"],
+    ["port allocation", formatAllocation(report.allocation)],
     ["hairpinning", report.hairpinning === null ? "not tested" : report.hairpinning ? "yes" : "no"],
     ["STUN over TCP", report.tcp ? `yes (${report.tcpPublicAddress})` : "no"],
     ["detected in", `${(report.durationMs / 1000).toFixed(1)} s`],

@@ -1,7 +1,7 @@
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
 import type { NatInfo } from "../protocol/index.ts";
-import type { NatReport } from "./detect.ts";
+import { formatAllocation, type NatReport } from "./detect.ts";
 
 /** How often the local addresses are compared with the last ones seen. */
 export const ADDRESS_CHECK_INTERVAL_MS = 10_000;
@@ -17,8 +17,8 @@ export function localAddressFingerprint(): string {
 }
 
 export function natInfoOf(report: NatReport): NatInfo {
-  const { natType, mapping, filtering, publicAddress, portPreserved, tcp } = report;
-  return { natType, mapping, filtering, publicAddress, portPreserved, tcp };
+  const { natType, mapping, filtering, publicAddress, portPreserved, tcp, allocation } = report;
+  return { natType, mapping, filtering, publicAddress, portPreserved, tcp, ...(allocation ? { allocation } : {}) };
 }
 
 export interface NatWatcher {
@@ -36,7 +36,7 @@ export function watchNat(detect: () => Promise<NatReport>, onResult: (report: Na
     try {
       const report = await detect();
       if (stopped) return;
-      logger.info(`NAT type: ${report.natType}`, { why, public: report.publicAddress, mapping: report.mapping, filtering: report.filtering, tcp: report.tcp, ms: report.durationMs });
+      logger.info(`NAT type: ${report.natType}`, { why, public: report.publicAddress, mapping: report.mapping, filtering: report.filtering, allocation: formatAllocation(report.allocation), tcp: report.tcp, ms: report.durationMs });
       onResult(report);
     } catch (err) {
       logger.warn("NAT detection failed", { why, error: (err as Error).message });

@@ -17,6 +17,14 @@ export const NAT_TYPES = ["public", "full-cone", "restricted-cone", "port-restri
 export const NAT_BEHAVIOURS = ["endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"] as const;
 export type NatType = (typeof NAT_TYPES)[number];
 export type NatBehaviour = (typeof NAT_BEHAVIOURS)[number];
+export const ALLOCATION_KINDS = ["preserving", "sequential", "random", "unknown"] as const;
+
+/** How the NAT picks the public port of a new mapping (nat/allocation.ts); delta only when sequential. */
+export const natAllocation = z.strictObject({
+  kind: z.enum(ALLOCATION_KINDS),
+  delta: z.number().int().min(-1024).max(1024).optional(),
+});
+export type NatAllocation = z.infer<typeof natAllocation>;
 
 /** What a node learned about its NAT; sent with the login and again whenever it changes. */
 export const natInfo = z.strictObject({
@@ -26,6 +34,8 @@ export const natInfo = z.strictObject({
   publicAddress: z.string().max(64).nullable(),
   portPreserved: z.boolean(),
   tcp: z.boolean(),
+  /** Optional: nodes older than port prediction do not send it. */
+  allocation: natAllocation.optional(),
 });
 export type NatInfo = z.infer<typeof natInfo>;
 
@@ -40,6 +50,7 @@ export const loginRequest = z.strictObject({
   nat: natInfo.optional(),
 });
 
+const port = z.number().int().min(1).max(65535);
 const endpoint = z.string().max(64).regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, "an ip:port endpoint");
 
 /** Where a node can be reached for a peer link: its peer UDP socket and TCP listener, locally and publicly. */
@@ -50,6 +61,11 @@ export const candidates = z.strictObject({
   tcpPublic: endpoint.nullable(),
   /** The public address a STUN TCP probe saw from `tcpPunchPort`, for a simultaneous-open TCP punch. */
   tcpPunch: endpoint.nullable().optional(),
+  /**
+   * Behind a symmetric NAT that allocates sequentially: the public port a new mapping got last (a
+   * fresh STUN binding) and the step. A peer predicts this node's next mapping from it.
+   */
+  udpPredict: z.strictObject({ base: port, delta: z.number().int().min(-1024).max(1024).refine((d) => d !== 0, "not 0") }).optional(),
 });
 export type Candidates = z.infer<typeof candidates>;
 

@@ -2,12 +2,14 @@ import type { RemoteInfo, Socket } from "node:dgram";
 import { connect as tcpConnect, type Socket as TcpSocket } from "node:net";
 import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
+import { isPredictable } from "../nat/allocation.ts";
 import type { ConnectPlan, NatInfo } from "../protocol/index.ts";
 import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
 import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
-import { openHardSide, ownSocketPath, sprayEasySide } from "./birthday.ts";
+import { openHardSide, ownSocketPath, pokePacket, sprayEasySide } from "./birthday.ts";
+import { startPrediction, type RunningPrediction } from "./predict.ts";
 import { pathRank, tcpPath, udpPath, type PathKind } from "./path.ts";
 
 /** UDP handshake packets are resent this often until answered (they may be lost). */
@@ -80,11 +82,12 @@ async function punchTcp(remote: string, localPort: number, signal: AbortSignal):
 }
 
 /**
- * Whether the birthday technique is needed: a symmetric NAT (ports unpredictable here) on the hard
- * side, facing a NAT that only lets in the exact address it has sent to.
+ * Whether the birthday technique is needed: a symmetric NAT whose ports cannot be predicted (not
+ * sequential: else predict.ts) on the hard side, facing a NAT that only lets in the exact address it
+ * has sent to.
  */
 export function needsBirthday(hard: NatInfo | undefined, easy: NatInfo | null | undefined): boolean {
-  return hard?.natType === "symmetric" && !!easy && easy.natType !== "public" && easy.filtering === "address-and-port-dependent";
+  return hard?.natType === "symmetric" && !isPredictable(hard) && !!easy && easy.natType !== "public" && easy.filtering === "address-and-port-dependent";
 }
 
 /** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */
@@ -126,10 +129,16 @@ export class Connector {
     type Success = { candidate: Candidate; finish: () => Link };
     const cleanups: (() => void)[] = [];
     const udpAttempts = new Map<string, (body: Buffer) => void>();
+    let heardPoke: (remote: string) => void = () => {};
     cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
+      const remote = endpointText(from.address, from.port);
       const body = handshakeBody(packet);
-      if (body) udpAttempts.get(endpointText(from.address, from.port))?.(body);
+      if (body) udpAttempts.get(remote)?.(body);
+      else heardPoke(remote);
     }));
+    // First, so that its pokes make this side's new mappings before anything else does.
+    const prediction = startPrediction(endpoint, plan, sessionId, logger);
+    if (prediction) cleanups.push(() => prediction.stop());
 
     return new Promise<Link>((resolve, reject) => {
       let best: Success | undefined;
@@ -161,6 +170,15 @@ export class Connector {
         cleanups.forEach((cleanup) => cleanup());
         reject(new ConnectError(`no path to ${plan.peer.name} within ${CONNECT_ATTEMPT_TIMEOUT_MS / 1000} s (tried ${candidates.map((c) => `${c.kind} ${c.remote}`).join(", ")}${failures.length ? `; ${failures.join("; ")}` : ""})`));
       }, CONNECT_ATTEMPT_TIMEOUT_MS);
+
+      // A poke naming this session came from where the peer listens (a predicted port): try there.
+      let pokedAttempts = 0;
+      heardPoke = (remote) => {
+        prediction?.heard(remote);
+        if (decided || udpAttempts.has(remote) || pokedAttempts >= MAX_PATHS_PER_SESSION) return;
+        pokedAttempts++;
+        this.tryUdp(plan, sessionId, { kind: "udp-punch", transport: "udp", remote }, udpAttempts, cleanups, succeed);
+      };
 
       candidates.forEach((candidate, index) => {
         const startTimer = setTimeout(() => {
@@ -322,11 +340,19 @@ export class Connector {
     const sessionId = Buffer.from(plan.sessionId, "base64url");
     const peerLan = new Set((plan.peer.candidates?.udpLan ?? []).filter((remote) => remote !== plan.peer.candidates?.udpPublic));
     const cleanups: (() => void)[] = [];
+    const pokeStart = this.init.localTimeOf(plan.startAt) - Date.now();
+
+    // Port prediction first (its timer before the pokes'), so its pokes make our new mappings first.
+    let prediction: RunningPrediction | undefined;
+    const predictTimer = setTimeout(() => (prediction = startPrediction(endpoint, plan, sessionId, logger)), Math.max(0, pokeStart));
+    cleanups.push(() => {
+      clearTimeout(predictTimer);
+      prediction?.stop();
+    });
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.
     const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])];
     const poke = Buffer.from([Envelope.poke]);
-    const pokeStart = this.init.localTimeOf(plan.startAt) - Date.now();
     for (const at of POKE_AT_MS) {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
       cleanups.push(() => clearTimeout(timer));
@@ -405,9 +431,18 @@ export class Connector {
       };
       const cleanupByRemote = new Map<string, () => void>();
       cleanups.push(() => cleanupByRemote.forEach((cleanup) => cleanup()));
+      // A poke naming this session reached us through the initiator's NAT: poke back the way it came,
+      // once, so the initiator hears where we are and starts a handshake there.
+      const echoed = new Set<string>();
       cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
+        const remote = endpointText(from.address, from.port);
+        prediction?.heard(remote);
         const body = handshakeBody(packet);
-        if (body) answer(endpointText(from.address, from.port), body);
+        if (body) answer(remote, body);
+        else if (!echoed.has(remote) && echoed.size < MAX_PATHS_PER_SESSION) {
+          echoed.add(remote);
+          endpoint.sendUdp(pokePacket(sessionId), remote);
+        }
       }));
 
       // TCP: connections the initiator dialed, handed over by acceptTcp with their first frame.

@@ -4,6 +4,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
 import type { Candidates, NatInfo } from "../protocol/index.ts";
+import { freshMapping, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
@@ -46,6 +47,8 @@ export class PeerEndpoint {
   tcpPunch: { localPort: number; mapped: string } | null = null;
   /** What NAT detection found; set by the owner. */
   nat: NatInfo | undefined;
+  /** Behind a sequentially allocating symmetric NAT: the public port of the latest fresh mapping. */
+  predictBase: number | null = null;
   private readonly byAddress = new Map<string, UdpHandler>();
   private readonly bySession = new Map<string, UdpHandler>();
   private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
@@ -114,6 +117,7 @@ export class PeerEndpoint {
       // A symmetric NAT maps each destination anew, so its probe's address says nothing about the
       // peer; a public node needs no punch (tcpPublic).
       tcpPunch: tcp && this.tcpPunch && this.nat && this.nat.natType !== "symmetric" && this.nat.natType !== "public" ? this.tcpPunch.mapped : null,
+      ...(udp && this.predictBase !== null && isPredictable(this.nat) ? { udpPredict: { base: this.predictBase, delta: this.nat!.allocation!.delta! } } : {}),
     };
   }
 
@@ -126,6 +130,17 @@ export class PeerEndpoint {
     const server = (await lookup(stunHost, { family: 4 })).address;
     const result = await tcpBinding({ address: server, port: stunTcpPort });
     this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
+  }
+
+  /**
+   * Behind a sequentially allocating symmetric NAT, learns where its allocation counter stands now
+   * (a fresh socket's mapping), so peers can predict this socket's next mappings. Otherwise nothing.
+   */
+  async refreshPrediction(stunHost: string, stunPort: number): Promise<void> {
+    if (!isPredictable(this.nat) || !this.offers("udp")) return;
+    const server = (await lookup(stunHost, { family: 4 })).address;
+    const observed = await freshMapping({ address: server, port: stunPort }, this.bindHost);
+    if (observed) this.predictBase = observed.mappedPort;
   }
 
   /** Learns (and refreshes) this socket's public mapping from the server's STUN port. */
@@ -227,6 +242,11 @@ export class PeerEndpoint {
     if (packet[0] === Envelope.handshake) {
       if (packet.length <= 1 + SESSION_ID_BYTES || packet.length > MAX_TCP_FRAME_BYTES) return;
       this.bySession.get(packet.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url"))?.(packet, from);
+      return;
+    }
+    // A poke naming a session: a peer probing predicted (or random) ports reached this socket.
+    if (packet[0] === Envelope.poke && packet.length === 1 + SESSION_ID_BYTES) {
+      this.bySession.get(packet.subarray(1).toString("base64url"))?.(packet, from);
       return;
     }
     this.byAddress.get(endpointText(from.address, from.port))?.(packet, from);

@@ -111,6 +111,8 @@ export const PUNCH_TYPES = ["public", "full-cone", "restricted-cone", "port-rest
 export type PunchType = (typeof PUNCH_TYPES)[number];
 /** The NAT site whose router drops all UDP (TCP punch / TCP direct only). */
 export const UDP_BLOCKED_SITE = "udp-blocked";
+/** Symmetric NATs that allocate ports sequentially (port prediction), not in the full matrix. */
+export const SEQUENTIAL_SITES = ["symmetric-sequential", "symmetric-sequential-2"] as const;
 
 export interface PunchPair {
   /** The requester: it holds the app toward `to`. */
@@ -118,6 +120,8 @@ export interface PunchPair {
   to: string;
   /** "tcp": only tcp-punch or tcp-direct can work. */
   expect: "direct" | "tcp" | "needs-relay";
+  /** The requester must link through a predicted port of the (sequential symmetric) target. */
+  predicted?: boolean;
 }
 
 /**
@@ -132,6 +136,7 @@ export function punchSites(): SiteSpec[] {
       { name: `${t}-2`, nat: nat(t) },
     ]),
     { name: UDP_BLOCKED_SITE, nat: "port-restricted-cone", blockUdp: true },
+    ...SEQUENTIAL_SITES.map((name): SiteSpec => ({ name, nat: "symmetric-sequential" })),
   ];
 }
 
@@ -139,7 +144,8 @@ export function punchSites(): SiteSpec[] {
  * Every unordered pair of site types (distinct types: the easier side requests the harder one; a
  * public requester makes the server turn the roles round, so both directions get exercised; same
  * type: X requests X-2), then the UDP-blocked site toward a public and a full-cone peer.
- * symmetric <-> symmetric-2 is expected to end in "needs-relay".
+ * symmetric <-> symmetric-2 is expected to end in "needs-relay". Then port prediction: a
+ * port-restricted cone toward a sequential symmetric NAT, and two sequential symmetric NATs.
  */
 export function punchPairs(): PunchPair[] {
   return [
@@ -147,6 +153,8 @@ export function punchPairs(): PunchPair[] {
     ...PUNCH_TYPES.map((t): PunchPair => ({ from: t, to: `${t}-2`, expect: t === "symmetric" ? "needs-relay" : "direct" })),
     { from: UDP_BLOCKED_SITE, to: "public", expect: "tcp" },
     { from: UDP_BLOCKED_SITE, to: "full-cone", expect: "tcp" },
+    { from: "port-restricted-cone", to: SEQUENTIAL_SITES[0], expect: "direct", predicted: true },
+    { from: SEQUENTIAL_SITES[0], to: SEQUENTIAL_SITES[1], expect: "direct", predicted: true },
   ];
 }
 

@@ -15,6 +15,17 @@ const EXPECTED_NAT_TYPE: Record<NatKind, string> = {
   "restricted-cone": "restricted-cone",
   "port-restricted-cone": "port-restricted-cone",
   symmetric: "symmetric",
+  "symmetric-sequential": "symmetric",
+};
+// How each router picks ports for new mappings: cone NATs keep the host's port (one host each),
+// "symmetric" picks at random, "symmetric-sequential" counts up by one.
+const EXPECTED_ALLOCATION: Record<NatKind, { kind: string; delta?: number }> = {
+  none: { kind: "preserving" },
+  "full-cone": { kind: "preserving" },
+  "restricted-cone": { kind: "preserving" },
+  "port-restricted-cone": { kind: "preserving" },
+  symmetric: { kind: "random" },
+  "symmetric-sequential": { kind: "sequential", delta: 1 },
 };
 // What Debian's stun client (0.97) prints for each NAT (see natlab.test.ts, where it runs against stund).
 const STUN_CLIENT_VERDICT: Record<NatKind, RegExp> = {
@@ -23,6 +34,7 @@ const STUN_CLIENT_VERDICT: Record<NatKind, RegExp> = {
   "restricted-cone": /^Primary: Independent Mapping, Address Dependent Filter/m,
   "port-restricted-cone": /^Primary: Independent Mapping, Port Dependent Filter/m,
   symmetric: /^Primary: Dependent Mapping/m,
+  "symmetric-sequential": /^Primary: Dependent Mapping/m,
 };
 const KINDS = Object.keys(EXPECTED_NAT_TYPE) as NatKind[];
 
@@ -39,7 +51,7 @@ describe.skipIf(reason)("NAT detection in the NAT lab", () => {
   async function natJson(site: string) {
     const result = await inNamespace(lab.sites[site]!.hostNs, [BUN, INP2PC, "nat", "--json", "-serverhost", lab.server.ip]);
     expect(result.code, result.stderr).toBe(0);
-    return JSON.parse(result.stdout) as { natType: string; mapping: string; filtering: string; publicAddress: string | null; tcp: boolean; durationMs: number };
+    return JSON.parse(result.stdout) as { natType: string; mapping: string; filtering: string; publicAddress: string | null; tcp: boolean; durationMs: number; allocation?: { kind: string; delta?: number } };
   }
 
   beforeAll(async () => {
@@ -57,10 +69,11 @@ describe.skipIf(reason)("NAT detection in the NAT lab", () => {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it.each(KINDS)("site %s: inp2pc nat reports the NAT the lab built, with its public address", async (kind) => {
+  it.each(KINDS)("site %s: inp2pc nat reports the NAT the lab built, with its public address and port allocation", async (kind) => {
     const report = await natJson(kind);
     detectionMs[kind] = report.durationMs;
     expect(report.natType).toBe(EXPECTED_NAT_TYPE[kind]);
+    expect(report.allocation).toEqual(EXPECTED_ALLOCATION[kind]);
     expect(report.publicAddress?.split(":")[0]).toBe(lab.sites[kind]!.publicIp);
     expect(report.tcp).toBe(true);
     expect(report.durationMs).toBeLessThan(3_500);

@@ -23,6 +23,8 @@ const STUN_VERDICTS: Record<NatKind | "blocked", { line: string; code: number }>
   "restricted-cone": { line: "Independent Mapping, Address Dependent Filter, preserves ports, no hairpin", code: 0x15 },
   "port-restricted-cone": { line: "Independent Mapping, Port Dependent Filter, preserves ports, no hairpin", code: 0x17 },
   symmetric: { line: "Dependent Mapping, random port, no hairpin", code: 0x18 },
+  // The stun client's own port-prediction check does not see the counter (it says "random port" too).
+  "symmetric-sequential": { line: "Dependent Mapping, random port, no hairpin", code: 0x18 },
   blocked: { line: "Blocked or could not reach STUN server", code: 0x1c },
 };
 const KINDS: NatKind[] = ["none", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric"];

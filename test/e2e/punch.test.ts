@@ -11,7 +11,10 @@
 // - symmetric <-> symmetric-2 does NOT link directly, and within 10 s of the first connection attempt
 //   the requester's status shows the peer as "needs-relay" (peers.<name>.state) and its log says so;
 //   an app connection meanwhile is closed rather than left hanging;
-// - the UDP-blocked site reaches a public and a full-cone peer by tcp-punch or tcp-direct, 64 MiB intact.
+// - the UDP-blocked site reaches a public and a full-cone peer by tcp-punch or tcp-direct, 64 MiB intact;
+// - port prediction: a port-restricted cone reaches a symmetric NAT that allocates ports sequentially,
+//   and two such NATs reach each other, by udp-punch through a predicted port (the requester logs the
+//   hit), for far fewer probes than the birthday technique spends.
 // Transfers run concurrently where they share no client (bounded by PUNCH_E2E_CONCURRENCY, default 3).
 // Needs root, iproute2 and nftables. PUNCH_E2E_LOG_LEVEL (default info), PUNCH_E2E_LOG_DIR (keep logs).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -19,6 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { LINK_RETRY_DELAY_MS } from "../../src/client/constants.ts";
+import { BIRTHDAY_PROBES } from "../../src/transport/birthday.ts";
 import { cleanupStaleLabs, labUp, type Lab } from "../../scripts/natlab/lab.ts";
 import { BUN, type Proc } from "../helpers/processes.ts";
 import {
@@ -246,6 +250,14 @@ describe.skipIf(reason)("hole punching in the NAT lab", () => {
         theirs: expect.toBeOneOf(wanted),
       });
       if (first?.kind) expect(first.kind, "the first link's kind").toBeOneOf(wanted);
+      if (pair.predicted) {
+        expect({ mine: outcome.kindAfter, theirs: outcome.theirs }, "a path through a predicted port is a UDP punch").toEqual({ mine: "udp-punch", theirs: "udp-punch" });
+        const hit = clients.get(pair.from)!.proc.output.match(new RegExp(`port prediction hit peer=${pair.to} .*\\bpackets=(\\d+)`));
+        expect(hit?.[0], `${pair.from}'s log says ${pair.to} answered from a predicted port`).toBeDefined();
+        const probes = Number(hit![1]);
+        figures.push(`${key(pair)}: linked through a predicted port after ${probes} probes (the birthday technique sends up to ${BIRTHDAY_PROBES})`);
+        expect(probes, "probes to predicted ports").toBeLessThanOrEqual(BIRTHDAY_PROBES / 4);
+      }
     }, TRANSFER_TIMEOUT_MS + 60_000);
   }
 

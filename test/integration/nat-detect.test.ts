@@ -47,7 +47,7 @@ describe("detectNat against a STUN server on loopback", () => {
 
   it("finds no NAT: public, endpoint-independent both ways, port preserved, TCP reachable", async () => {
     const report = await detectNat({ serverHost: "127.0.0.1", udpPorts: withAlt.udpPorts, tcpPorts: withAlt.tcpPorts });
-    expect(report).toMatchObject({ natType: "public", mapping: "endpoint-independent", filtering: "endpoint-independent", portPreserved: true, tcp: true, hairpinning: null });
+    expect(report).toMatchObject({ natType: "public", mapping: "endpoint-independent", filtering: "endpoint-independent", portPreserved: true, tcp: true, hairpinning: null, allocation: { kind: "preserving" } });
     expect(report.publicAddress).toBe(report.localAddress);
     expect(report.notes).toEqual([]);
   });
@@ -62,6 +62,7 @@ describe("detectNat against a STUN server on loopback", () => {
     const started = Date.now();
     const report = await detectNat({ serverHost: "127.0.0.1", udpPorts: [await freeUdpPort(), await freeUdpPort()], tcpPorts: withAlt.tcpPorts });
     expect(report.natType).toBe("udp-blocked");
+    expect(report.allocation).toEqual({ kind: "unknown" });
     expect(report.tcp).toBe(true);
     expect(Date.now() - started).toBeLessThan(3_000);
   });

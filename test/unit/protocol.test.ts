@@ -47,4 +47,16 @@ describe("signalling message validation", () => {
     expect(err.code).toBe("BAD_MESSAGE");
     expect(err.message).toMatch(/nat\.natType/);
   });
+
+  it("accepts a NAT report with or without the port allocation, and candidates with or without a prediction", () => {
+    const nat = { natType: "symmetric", mapping: "address-and-port-dependent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.20:4000", portPreserved: false, tcp: true };
+    const withAllocation = { ...nat, allocation: { kind: "sequential", delta: 1 } };
+    expect(parseClientMessage(JSON.stringify({ type: "report", id: 5, nat: withAllocation }))).toEqual({ type: "report", id: 5, nat: withAllocation });
+    expect(refusal(JSON.stringify({ type: "report", id: 6, nat: { ...nat, allocation: { kind: "clockwise" } } })).message).toMatch(/nat\.allocation\.kind/);
+    const candidates = { udpLan: [], tcpLan: [], udpPublic: "198.51.100.20:30004", tcpPublic: null };
+    const predicted = { ...candidates, udpPredict: { base: 30004, delta: 1 } };
+    expect(parseClientMessage(JSON.stringify({ type: "report", id: 7, candidates }))).toEqual({ type: "report", id: 7, candidates });
+    expect(parseClientMessage(JSON.stringify({ type: "report", id: 8, candidates: predicted }))).toEqual({ type: "report", id: 8, candidates: predicted });
+    expect(refusal(JSON.stringify({ type: "report", id: 9, candidates: { ...candidates, udpPredict: { base: 70000, delta: 1 } } })).message).toMatch(/candidates\.udpPredict\.base/);
+  });
 });
