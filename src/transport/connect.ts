@@ -87,7 +87,9 @@ async function punchTcp(remote: string, localPort: number, signal: AbortSignal):
  * has sent to.
  */
 export function needsBirthday(hard: NatInfo | undefined, easy: NatInfo | null | undefined): boolean {
-  return hard?.natType === "symmetric" && !isPredictable(hard) && !!easy && easy.natType !== "public" && easy.filtering === "address-and-port-dependent";
+  // An easy side that is itself symmetric maps each spray probe anew, so no probe can match what the
+  // hard side's sockets opened (they opened toward its STUN-mapped address): spraying would be waste.
+  return hard?.natType === "symmetric" && !isPredictable(hard) && !!easy && easy.natType !== "public" && easy.natType !== "symmetric" && easy.filtering === "address-and-port-dependent";
 }
 
 /** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ConnectPlan, NatInfo } from "../../src/protocol/index.ts";
+import { needsBirthday } from "../../src/transport/connect.ts";
 import { needsPrediction, peerPrediction, predictedPorts, PREDICT_LOCKSTEP_PORTS, type Prediction } from "../../src/transport/predict.ts";
 
 const nat = (natType: NatInfo["natType"], allocation?: NatInfo["allocation"], filtering: NatInfo["filtering"] = "address-and-port-dependent"): NatInfo => ({
@@ -58,5 +59,16 @@ describe("port prediction", () => {
     const b = { ip: "198.51.100.22", base: 41000, delta: 2 };
     for (let driftA = 0; driftA <= 30; driftA++) for (let driftB = 0; driftB <= 16; driftB++) expect(lockstepMeets(a, driftA, b, driftB), `drift ${driftA} + ${driftB}`).toBe(true);
     expect(lockstepMeets(a, 40, b, 30)).toBe(false); // too far: a relay's job
+  });
+});
+
+describe("the birthday technique", () => {
+  const random = { kind: "random" } as const;
+  it("runs for a random symmetric NAT facing a port-restricted cone, and for nothing else", () => {
+    expect(needsBirthday(nat("symmetric", random), nat("port-restricted-cone"))).toBe(true);
+    expect(needsBirthday(nat("symmetric", { kind: "sequential", delta: 1 }), nat("port-restricted-cone")), "predictable ports: prediction instead").toBe(false);
+    expect(needsBirthday(nat("symmetric", random), nat("full-cone", undefined, "endpoint-independent"))).toBe(false);
+    // Two symmetric NATs: the spraying side maps every probe anew, so no probe can ever match.
+    expect(needsBirthday(nat("symmetric", random), nat("symmetric", random))).toBe(false);
   });
 });
