@@ -21,8 +21,7 @@
 // Everything is removed at the end, on error and on Ctrl-C: processes, temp dirs, the namespace.
 
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { connect, createServer, type Server } from "node:net";
+import { connect, type Server } from "node:net";
 import {
   freePort,
   freeUdpPorts,
@@ -34,9 +33,9 @@ import {
   type LinkedClient,
   type ServerHandle,
 } from "../../test/helpers/processes.ts";
+import { startSink, transfer } from "./transfer.ts";
 
 const MiB = 1024 * 1024;
-const TRANSFER_TIMEOUT_MS = 300_000;
 const PATH_ENV = `${process.env.PATH ?? ""}:/usr/sbin:/sbin`;
 
 function option(name: string, fallback: number): number {
@@ -90,49 +89,10 @@ if (!INSIDE && !NO_NETNS && process.getuid?.() === 0 && have("ip") && have("nft"
 
 // ---------- the measurements ----------
 
-const block = randomBytes(MiB);
 const totalBytes = MIB * MiB;
 
-/** The target: counts what it receives and, on the sender's half-close, answers the count. */
-function startSink(): Promise<{ server: Server; port: number }> {
-  const server = createServer({ allowHalfOpen: true }, (socket) => {
-    let count = 0;
-    socket.on("data", (chunk) => (count += chunk.length));
-    socket.on("end", () => socket.end(`${count}\n`));
-    socket.on("error", () => socket.destroy());
-  });
-  return new Promise((done) => server.listen(0, "127.0.0.1", () => done({ server, port: (server.address() as { port: number }).port })));
-}
-
-/** Sends totalBytes to 127.0.0.1:port; resolves with MB/s (10^6 bytes a second), from connect to the target's answer. */
-function transfer(port: number, bytes = totalBytes): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let started = 0;
-    let sent = 0;
-    let answer = "";
-    const socket = connect({ host: "127.0.0.1", port, noDelay: true }, () => {
-      started = performance.now();
-      const writeOn = () => {
-        while (sent < bytes) {
-          const size = Math.min(block.length, bytes - sent);
-          sent += size;
-          if (!socket.write(size === block.length ? block : block.subarray(0, size))) return void socket.once("drain", writeOn);
-        }
-        socket.end();
-      };
-      writeOn();
-    });
-    const timer = setTimeout(() => (socket.destroy(), reject(new Error(`not done within ${TRANSFER_TIMEOUT_MS / 1000} s`))), TRANSFER_TIMEOUT_MS);
-    socket.on("data", (chunk) => (answer += chunk));
-    socket.on("end", () => {
-      clearTimeout(timer);
-      const seconds = (performance.now() - started) / 1000;
-      if (Number(answer.trim()) !== bytes) return reject(new Error(`the target got ${answer.trim() || "nothing"}, not ${bytes} bytes`));
-      resolve(bytes / 1e6 / seconds);
-    });
-    socket.on("error", (err) => (clearTimeout(timer), reject(err)));
-  });
-}
+/** MB/s (10^6 bytes a second) of one transfer of totalBytes. */
+const megabytesPerSecond = async (port: number) => totalBytes / 1e6 / (await transfer(port, totalBytes));
 
 async function listening(port: number, what: string): Promise<void> {
   await waitFor(
@@ -190,7 +150,7 @@ async function main(): Promise<void> {
   sink = await startSink();
   const measure = async (row: Row, port: number) => {
     try {
-      row.mbps = await transfer(port);
+      row.mbps = await megabytesPerSecond(port);
     } catch (err) {
       row.note = (err as Error).message;
     }

@@ -196,7 +196,7 @@ async function main(): Promise<void> {
   const script = writeLabScripts(join(workDir, "scripts"));
   const startedAt = Date.now();
   lab = await labUp({ sites: punchSites() });
-  const server = await startLabServer(lab, join(workDir, "server"));
+  const server = await startLabServer(lab, join(workDir, "server"), ["relay = false"]); // direct paths only
   running.add(server);
   console.log(`punch-matrix: ${PAIRS.length} pair types x ${REPEAT} attempts, fresh clients each time (lab ${lab.id})`);
 

@@ -14,6 +14,7 @@ declare -A PACKAGE_OF=(
   [iperf3]=iperf3
   [socat]=socat
   [tcpdump]=tcpdump
+  [ping]=iputils-ping
 )
 APT_TIMEOUT_SECONDS=300
 

@@ -45,7 +45,6 @@ async function run(parsed: Record<string, unknown>) {
   const settings = config.client!;
   const logger = makeLogger(config);
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
-  if (settings.relay || settings.super) logger.warn("relay service is not implemented yet; --relay/--super are recorded but have no effect");
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
   const client = await startClient(settings, logger, VERSION);
   onShutdown(logger, () => client.stop());
@@ -59,9 +58,9 @@ cli
   .option("--token <token>", "the user's token, a uint64 (required)")
   .option("--insecure", "plain ws:// to the server, no TLS")
   .option("--tls-fingerprint <sha256>", "pin the server certificate's SHA-256 fingerprint")
-  .option("--relay", "offer this node as a private relay (not implemented yet)")
-  .option("--super", "offer this node as a super relay (not implemented yet)")
-  .option("--relay-port <port>", "relay listen port (default: 27185)")
+  .option("--relay", "offer this node as a private relay, for its own user's nodes")
+  .option("--super", "offer this node as a super relay, for every user's nodes")
+  .option("--relay-port <port>", "relay listen port, TCP (default: 27185)")
   .option("--bw <mbps>", "relay bandwidth cap in Mbit/s (default: 10)")
   .option("--status-port <port>", "local status API port on 127.0.0.1 (default: 27186)");
 

@@ -14,6 +14,8 @@ const PROGRAM = "inp2ps";
 const SERVER_FLAGS: readonly FlagSpec[] = [
   { flag: "token", key: "token", kind: "string" },
   { flag: "ws-port", key: "ws_port", kind: "number" },
+  { flag: "relay-port", key: "relay_port", kind: "number" },
+  { flag: "relay-bw", key: "relay_bw", kind: "number" },
   ...STUN_FLAGS,
 ];
 
@@ -66,6 +68,7 @@ async function serve(parsed: Record<string, unknown>) {
       `  token:    ${settings.token}`,
       running.tls ? `  TLS:      ${running.tls.source} certificate ${running.tls.certPath}` : undefined,
       running.tls ? `  SHA-256:  ${running.tls.fingerprint256}` : undefined,
+      `  relay:    ${running.relayPort ? `TCP port ${running.relayPort}, up to ${settings.relay_bw} Mbit/s (the last resort for peers without a direct path)` : "off"}`,
       `  join a node with:`,
       `    inp2pc -serverhost ${host} -serverport ${running.port} -node NODE_NAME -token ${settings.token}${pin}${insecure}`,
       "",
@@ -79,7 +82,9 @@ async function serve(parsed: Record<string, unknown>) {
 addCommonOptions(cli, "server");
 cli
   .option("--token <token>", "the default user's token, a uint64 (generated and saved on first start when none is set)")
-  .option("--ws-port <port>", "WebSocket signalling and REST API port (default: 27183)");
+  .option("--ws-port <port>", "WebSocket signalling and REST API port (default: 27183)")
+  .option("--relay-port <port>", "TCP port of the server's own relay, the last resort for peers (default: 27184)")
+  .option("--relay-bw <mbps>", "bandwidth cap of the server's relay in Mbit/s (default: 100)");
 
 cli.command("", "start the server").action((parsed) => serve(parsed).catch((err) => exitWithError(PROGRAM, err)));
 

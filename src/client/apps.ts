@@ -3,7 +3,7 @@ import { BlockList, connect as tcpConnect, createServer, isIPv6, type Server, ty
 import type { Duplex } from "node:stream";
 import type { AppConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import { splitEndpoint, type Link } from "../transport/index.ts";
+import { DatagramType, splitEndpoint, type Link } from "../transport/index.ts";
 import type { PeerManager } from "./peers.ts";
 
 // Port forwarding. A TCP connection to an app's listener becomes one mux stream whose first bytes
@@ -21,8 +21,6 @@ const MAX_UDP_FLOWS = 1024;
 const MAX_QUEUED_BEFORE_CONNECT = 64;
 /** How long a new connection waits for a link to its peer. */
 const LINK_WAIT_MS = 8_000;
-
-export const DatagramType = { udpApp: 1, udpReply: 2 } as const;
 
 export type AppState = "starting" | "listening" | "disabled" | "failed";
 

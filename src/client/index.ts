@@ -1,11 +1,14 @@
 import { join } from "node:path";
-import type { AppConfig } from "../config/index.ts";
+import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
+import type { SdwanMap } from "../protocol/index.ts";
+import { Overlay } from "../sdwan/index.ts";
 import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
 import { App, AppService } from "./apps.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS } from "./constants.ts";
 import { PeerManager } from "./peers.ts";
+import { RelayNode } from "./relay-node.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
@@ -33,7 +36,13 @@ export interface ClientInit {
   peer_bind: string;
   peer_udp_port: number;
   peer_tcp_port: number;
-  peer_paths: ("udp" | "tcp")[];
+  peer_paths: ("udp" | "tcp" | "relay")[];
+  /** Offer this node as a relay: private (own user's nodes) or super (every user's). */
+  relay: boolean;
+  super: boolean;
+  relay_port: number;
+  bw: number;
+  sdwan?: ClientConfig["sdwan"];
   apps: AppConfig[];
 }
 
@@ -82,6 +91,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       ...events,
       online: (result) => {
         peers.onLoggedIn();
+        void relayNode?.onLoggedIn(result.user);
+        if (overlay?.ready) void joinOverlay();
         if (!appsStarted) {
           appsStarted = true;
           void Promise.all(apps.map((app) => app.start()));
@@ -93,6 +104,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         events.online?.(result);
       },
       connectPlan: (plan) => peers.acceptPlan(plan),
+      relayPlan: (plan) => peers.acceptRelayPlan(plan),
+      sdwanMap: (map) => void overlay?.applyMap(map),
       peerOnline: (peer) => {
         // A peer that logged in again may have restarted: its old link must prove itself.
         setTimeout(() => ensureLink(peer.name, true), LINK_RETRY_DELAY_MS);
@@ -108,15 +121,34 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     stunPort: init.stun_udp1,
     stunTcpPort: init.stun_tcp1,
     bind: init.peer_bind,
-    transports: init.peer_paths,
+    transports: init.peer_paths.filter((path) => path !== "relay"),
+    relays: init.peer_paths.includes("relay"),
     udpPort: init.peer_udp_port,
     tcpPort: init.peer_tcp_port,
   });
+  const relayNode =
+    init.relay || init.super
+      ? new RelayNode({ session, node: init.node, token: init.token, host: init.peer_bind, port: init.relay_port, bwMbps: init.bw, super: init.super, logger })
+      : undefined;
+  const overlay = init.sdwan?.enabled
+    ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })
+    : undefined;
+  overlay?.start();
+  /** Joins the server's virtual network (after each login): the answer is this node's address and the map. */
+  const joinOverlay = async () => {
+    try {
+      const result = await session.request<{ sdwan: SdwanMap }>("report", { sdwan: { routes: init.sdwan!.routes } });
+      await overlay!.applyMap(result.sdwan);
+    } catch (err) {
+      logger.error(`SDWAN: could not join the virtual network: ${(err as Error).message}`);
+    }
+  };
   apps = init.apps.map((app) => new App(app, peers, logger));
   await peers.start();
   const service = new AppService(apps, logger);
   peers.onLink((peer, link) => {
     service.attach(peer, link);
+    overlay?.attach(peer, link);
     link.onClose(() => setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS));
   });
   session.start();
@@ -153,6 +185,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
               online: session.peers.has(name),
               state: peers.info(name)?.state ?? null,
               link: stats?.kind ?? null,
+              relay: stats?.via ?? null,
               punchMs: peers.info(name)?.punchMs ?? null,
               remote: stats?.remote ?? null,
               rttMs: stats?.rttMs ?? null,
@@ -165,6 +198,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         }),
       ),
       apps: apps.map((app) => app.status()),
+      sdwan: overlay ? overlay.status() : null,
     };
   };
   let statusServer: { port: number; stop(): void } | undefined;
@@ -184,6 +218,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       natWatcher.stop();
       statusServer?.stop();
       for (const app of apps) app.stop();
+      relayNode?.stop();
+      overlay?.stop();
       service.stop();
       peers.stop();
       session.stop();

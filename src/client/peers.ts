@@ -1,14 +1,28 @@
 import type { Identity } from "../crypto/index.ts";
 import { isPredictable } from "../nat/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { Candidates, ConnectPlan, NatInfo } from "../protocol/index.ts";
-import { Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
+import type { Candidates, ConnectPlan, NatInfo, RelayPlan } from "../protocol/index.ts";
+import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
 import type { ServerSession } from "./session.ts";
 
 /** A peer that logged in again must answer on its old link within this, or the link is rebuilt. */
 export const LINK_CHECK_TIMEOUT_MS = 2_000;
 /** How long a first link request waits for this node's NAT detection (it finishes in about 2 s). */
 const NAT_WAIT_MS = 3_000;
+/** Relays tried in turn for one link (each failure excludes that relay from the next request). */
+const MAX_RELAYS_PER_ATTEMPT = 3;
+/** A relayed link retries a direct path after this, doubling up to the maximum. */
+const DIRECT_RETRY_FIRST_MS = 15_000;
+const DIRECT_RETRY_MAX_MS = 300_000;
+/** A relay that failed us is not asked for again for this long. */
+const FAILED_RELAY_MEMORY_MS = 60_000;
+/** A relayed link replaced by a direct one is closed once its streams are done, or after this. */
+const RETIRED_LINK_MAX_MS = 600_000;
+const RETIRED_LINK_POLL_MS = 1_000;
+
+const isRelayed = (link: Link) => link.kind.startsWith("relay-");
+/** Relayed links closed on purpose (a direct path took over): their relay did not fail. */
+const retiredLinks = new WeakSet<Link>();
 
 /** Where a peer stands: linking, linked, or with no direct path left (a relay is needed). */
 export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed";
@@ -36,7 +50,10 @@ export interface PeerManagerInit {
   stunPort: number;
   stunTcpPort: number;
   bind?: string;
+  /** Direct transports offered and tried (default both). */
   transports?: readonly ("udp" | "tcp")[];
+  /** Whether links may go through relays (default true). */
+  relays?: boolean;
   udpPort?: number;
   tcpPort?: number;
 }
@@ -56,6 +73,10 @@ export class PeerManager {
   /** Resolves once NAT detection has reported: the server's plan uses both sides' NAT types. */
   private readonly natReady = new Promise<void>((resolve) => (this.natKnown = resolve));
   private refreshTimer?: ReturnType<typeof setInterval>;
+  /** Peers with no direct path last time: the next link goes to a relay at once. */
+  private readonly needsRelay = new Set<string>();
+  private readonly failedRelays = new Map<string, { name: string; until: number }[]>();
+  private readonly directRetries = new Map<string, ReturnType<typeof setTimeout>>();
   private lastReported = "";
   private stopped = false;
 
@@ -79,6 +100,7 @@ export class PeerManager {
   stop(): void {
     this.stopped = true;
     clearInterval(this.refreshTimer);
+    for (const timer of this.directRetries.values()) clearTimeout(timer);
     for (const link of this.links.values()) link.close("stopping");
     this.endpoint.close();
   }
@@ -123,17 +145,15 @@ export class PeerManager {
     const attempt = (async () => {
       await Promise.race([this.natReady, new Promise((r) => setTimeout(r, NAT_WAIT_MS))]);
       if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
-      // Behind a sequential symmetric NAT the peer predicts our next port: give it a fresh base.
-      if (isPredictable(this.endpoint.nat)) await this.refreshPrediction().then(() => this.reportCandidates());
-      let plan: ConnectPlan;
+      const direct = this.endpoint.offers("udp") || this.endpoint.offers("tcp");
+      if (this.relays && (!direct || this.needsRelay.has(peer))) return this.viaRelay(peer, startedAt);
+      const plan = await this.requestPlan(peer);
       try {
-        plan = await this.init.session.request<ConnectPlan>("connect", { peer });
+        return await this.runPlan(plan, startedAt);
       } catch (err) {
-        const code = (err as { code?: string }).code === "PEER_OFFLINE" ? "PEER_OFFLINE" : "NO_PATH";
-        this.states.set(peer, { state: "failed", error: (err as Error).message });
-        throw new PeerError(code, (err as Error).message);
+        if (!this.relays || (err as { code?: string }).code !== "NO_PATH" || this.link(peer)) throw err;
+        return this.viaRelay(peer, startedAt);
       }
-      return this.runPlan(plan, startedAt);
     })().finally(() => this.connecting.delete(peer));
     this.states.set(peer, { ...this.states.get(peer), state: "connecting" });
     this.connecting.set(peer, attempt);
@@ -151,40 +171,149 @@ export class PeerManager {
     attempt.catch((err: Error) => this.init.logger.warn(`could not link with ${plan.peer.name}: ${err.message}`));
   }
 
+  /** A relay plan the server pushed: the peer asked for a relayed link (we answer it). */
+  acceptRelayPlan(plan: RelayPlan): void {
+    if (this.stopped) return;
+    const peer = plan.peer.name;
+    if (!this.relays) return this.init.logger.warn(`${peer} asked for a link through a relay, but peer_paths leaves out "relay"`);
+    const startedAt = Date.now();
+    const attempt = connectViaRelay(plan, this.relayInit()).then((link) => this.adopt(peer, link, startedAt));
+    if (!this.connecting.has(peer)) {
+      this.connecting.set(peer, attempt);
+      void attempt.catch(() => {}).finally(() => this.connecting.get(peer) === attempt && this.connecting.delete(peer));
+    }
+    attempt.catch((err: Error) => this.init.logger.warn(`could not link with ${peer} through a relay: ${err.message}`));
+  }
+
   info(peer: string): PeerLinkInfo | undefined {
     return this.states.get(peer);
   }
 
-  private async runPlan(plan: ConnectPlan, startedAt: number): Promise<Link> {
+  private get relays(): boolean {
+    return this.init.relays ?? true;
+  }
+
+  private relayInit() {
+    return { identity: this.init.identity, logger: this.init.logger, serverHost: this.init.stunHost };
+  }
+
+  private async requestPlan(peer: string): Promise<ConnectPlan> {
+    // Behind a sequential symmetric NAT the peer predicts our next port: give it a fresh base.
+    if (isPredictable(this.endpoint.nat)) await this.refreshPrediction().then(() => this.reportCandidates());
+    try {
+      return await this.init.session.request<ConnectPlan>("connect", { peer });
+    } catch (err) {
+      const code = (err as { code?: string }).code === "PEER_OFFLINE" ? "PEER_OFFLINE" : "NO_PATH";
+      this.states.set(peer, { state: "failed", error: (err as Error).message });
+      throw new PeerError(code, (err as Error).message);
+    }
+  }
+
+  /** `upgrade`: a background try for a direct path beside a relayed link (failure changes nothing). */
+  private async runPlan(plan: ConnectPlan, startedAt: number, options: { upgrade?: boolean } = {}): Promise<Link> {
     const peer = plan.peer.name;
     let link: Link;
     try {
       link = await this.connector.run(plan);
     } catch (err) {
-      if (this.link(peer)) throw err; // a parallel attempt won meanwhile
+      if (this.link(peer) || options.upgrade) throw err; // a parallel attempt won meanwhile, or a relayed link stays
       const bothSymmetric = plan.peer.nat?.natType === "symmetric" && this.endpoint.nat?.natType === "symmetric";
       const state: PeerLinkState = (err as { code?: string }).code === "NO_PATH" ? "needs-relay" : "failed";
       this.states.set(peer, { state, error: (err as Error).message });
-      if (state === "needs-relay")
+      if (state === "needs-relay") {
+        this.needsRelay.add(peer);
         this.init.logger.warn(`no direct path to ${peer}${bothSymmetric ? " (both sides are behind symmetric NATs)" : ""}: it needs a relay`, { ms: Date.now() - startedAt });
+      }
       throw err;
     }
+    this.needsRelay.delete(peer);
+    return this.adopt(peer, link, startedAt);
+  }
+
+  /** Links through a relay, trying the next one the server offers when one fails. */
+  private async viaRelay(peer: string, startedAt: number): Promise<Link> {
+    const now = Date.now();
+    const failed = (this.failedRelays.get(peer) ?? []).filter((f) => f.until > now);
+    this.failedRelays.set(peer, failed);
+    const errors: string[] = [];
+    for (let i = 0; i < MAX_RELAYS_PER_ATTEMPT; i++) {
+      let plan: RelayPlan;
+      try {
+        plan = await this.init.session.request<RelayPlan>("relay", { peer, exclude: failed.map((f) => f.name) });
+      } catch (err) {
+        errors.push((err as Error).message);
+        break;
+      }
+      try {
+        const link = await connectViaRelay(plan, this.relayInit());
+        this.scheduleDirectRetry(peer, DIRECT_RETRY_FIRST_MS);
+        return this.adopt(peer, link, startedAt);
+      } catch (err) {
+        if (this.link(peer)) return this.link(peer)!; // the peer's own attempt got there first
+        errors.push((err as Error).message);
+        failed.push({ name: plan.relay.name, until: Date.now() + FAILED_RELAY_MEMORY_MS });
+      }
+    }
+    const message = `no direct path to ${peer}, and no relay worked: ${errors.join("; ")}`;
+    this.states.set(peer, { state: "needs-relay", error: message });
+    throw new PeerError("NO_PATH", message);
+  }
+
+  /** While the link to `peer` is relayed, try a direct one now and then; the first that works takes over. */
+  private scheduleDirectRetry(peer: string, delayMs: number): void {
+    if (this.directRetries.has(peer) || !(this.endpoint.offers("udp") || this.endpoint.offers("tcp"))) return;
+    const timer = setTimeout(async () => {
+      this.directRetries.delete(peer);
+      const link = this.link(peer);
+      if (this.stopped || !link || !isRelayed(link) || !this.init.session.peers.has(peer)) return;
+      try {
+        await this.runPlan(await this.requestPlan(peer), Date.now(), { upgrade: true });
+        this.init.logger.info(`moved the link to ${peer} from a relay to a direct path`);
+      } catch (err) {
+        this.init.logger.debug("still no direct path; staying on the relay", { peer, error: (err as Error).message });
+        this.scheduleDirectRetry(peer, Math.min(delayMs * 2, DIRECT_RETRY_MAX_MS));
+      }
+    }, delayMs);
+    this.directRetries.set(peer, timer);
+  }
+
+  /** Makes `link` the link to `peer` (or keeps the one it races with), telling the listeners. */
+  private adopt(peer: string, link: Link, startedAt: number): Link {
     const punchMs = Date.now() - startedAt;
     this.states.set(peer, { state: "linked", punchMs });
-    this.init.logger.info("peer linked", { peer, path: link.kind, ms: punchMs });
+    this.init.logger.info("peer linked", { peer, path: link.kind, ...(link.stats().via ? { relay: link.stats().via } : {}), ms: punchMs });
     const existing = this.link(peer);
-    // Both sides may have asked at once; both keep the link with the smaller session id.
     if (existing && existing !== link) {
-      if (existing.sessionKey < link.sessionKey) {
+      // A direct link beats a relayed one; between equals (both sides asked at once) both sides keep
+      // the one with the smaller session id.
+      const keepExisting = isRelayed(existing) !== isRelayed(link) ? isRelayed(link) : existing.sessionKey < link.sessionKey;
+      if (keepExisting) {
         link.close("a parallel link to the same peer won");
         return existing;
       }
-      existing.close("replaced by a parallel link");
+      if (isRelayed(existing) && !isRelayed(link)) this.retire(existing);
+      else existing.close("replaced by a parallel link");
     }
     this.links.set(peer, link);
-    link.onClose(() => this.links.get(peer) === link && this.links.delete(peer));
+    link.onClose(() => {
+      if (this.links.get(peer) === link) this.links.delete(peer);
+      const via = link.stats().via;
+      if (via && !retiredLinks.has(link)) this.failedRelays.set(peer, [...(this.failedRelays.get(peer) ?? []), { name: via, until: Date.now() + FAILED_RELAY_MEMORY_MS }]);
+    });
     for (const listener of this.linkListeners) listener(peer, link);
     return link;
+  }
+
+  /** A relayed link a direct one replaced: new streams go direct; this one closes when its streams are done. */
+  private retire(link: Link): void {
+    retiredLinks.add(link);
+    const until = Date.now() + RETIRED_LINK_MAX_MS;
+    const timer = setInterval(() => {
+      if (link.closed) return clearInterval(timer);
+      if (link.mux.stats.streamsOpen > 0 && Date.now() < until) return;
+      clearInterval(timer);
+      link.close("moved to a direct path");
+    }, RETIRED_LINK_POLL_MS);
   }
 
   private async refreshCandidates(): Promise<void> {

@@ -2,7 +2,7 @@ import type { TLSSocket } from "node:tls";
 import type WsWebSocket from "ws";
 import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, type ConnectPlan, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import { CloseCode, type ConnectPlan, type RelayPlan, type SdwanMap, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
   CONNECT_TIMEOUT_MS,
@@ -40,6 +40,8 @@ export interface ServerSessionInit {
 export interface SessionEvents {
   online?(result: LoginResult): void;
   connectPlan?(plan: ConnectPlan): void;
+  relayPlan?(plan: RelayPlan): void;
+  sdwanMap?(map: SdwanMap): void;
   offline?(reason: string): void;
   peerOnline?(peer: PeerInfo): void;
   peerOffline?(name: string): void;
@@ -218,6 +220,12 @@ export class ServerSession {
       case "connect":
         this.events.connectPlan?.(message.plan);
         return;
+      case "relay":
+        this.events.relayPlan?.(message.plan);
+        return;
+      case "sdwan":
+        this.events.sdwanMap?.(message.map);
+        return;
       case "node-online":
         this.peers.set(message.node.name, message.node);
         this.log.info("peer online", { peer: message.node.name });
@@ -287,7 +295,7 @@ export class ServerSession {
     if (this.heartbeatOutstanding) return;
     this.heartbeatOutstanding = true;
     const sentAt = Date.now();
-    this.request<HeartbeatResult>("heartbeat", { clientTime: sentAt })
+    this.request<HeartbeatResult>("heartbeat", { clientTime: sentAt, ...(this.rttMs !== undefined ? { rttMs: this.rttMs } : {}) })
       .then((result) => {
         this.heartbeatOutstanding = false;
         this.lastHeartbeatAnswerAt = Date.now();

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { NatInfo } from "../protocol/index.ts";
+import type { OverlayStatus } from "../sdwan/index.ts";
 import type { AppStatus } from "./apps.ts";
 
 export interface ClientStatus {
@@ -14,6 +15,8 @@ export interface ClientStatus {
       /** connecting | linked | needs-relay | failed; null before anything was tried. */
       state: string | null;
       link: string | null;
+      /** The relay's name ("user/node", or "server") on a relayed link. */
+      relay: string | null;
       /** Request to first authenticated packet, for the last link made. */
       punchMs: number | null;
       remote: string | null;
@@ -26,6 +29,8 @@ export interface ClientStatus {
     }
   >;
   apps: AppStatus[];
+  /** The virtual network on this node; null when [client.sdwan] is not enabled. */
+  sdwan: OverlayStatus | null;
 }
 
 /** The local status API (127.0.0.1 only): GET /api/v1/status. */
@@ -49,7 +54,7 @@ export function formatStatus(s: ClientStatus): string {
   for (const [name, p] of Object.entries(s.peers))
     lines.push(
       name.padEnd(20) +
-        (p.link ?? p.state ?? (p.online ? "none" : "offline")).padEnd(14) +
+        ((p.link ?? p.state ?? (p.online ? "none" : "offline")) + (p.relay ? ` via ${p.relay}` : "")).padEnd(14) +
         (p.rttMs !== null ? `${p.rttMs} ms` : "-").padEnd(9) +
         formatBytes(p.bytesIn).padEnd(12) +
         formatBytes(p.bytesOut).padEnd(12) +
@@ -59,6 +64,10 @@ export function formatStatus(s: ClientStatus): string {
   lines.push("", "APP".padEnd(16) + "PROTO".padEnd(7) + "LISTEN".padEnd(24) + "PEER".padEnd(16) + "STATE".padEnd(12) + "CONNS");
   for (const a of s.apps) lines.push(a.name.padEnd(16) + a.protocol.padEnd(7) + a.listen.padEnd(24) + a.peer.padEnd(16) + a.state.padEnd(12) + String(a.connections) + (a.error ? `  ${a.error}` : ""));
   if (s.apps.length === 0) lines.push("(no apps configured)");
+  if (s.sdwan) {
+    const v = s.sdwan;
+    lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}` + (v.error ? `\n         ${v.error}` : ""));
+  }
   return lines.join("\n");
 }
 

@@ -13,6 +13,10 @@ export const DEFAULT_TLS_MODE = "auto";
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_CONNS_PER_IP = 32;
+/** The server relays as the last resort, on its own TCP port, within its own cap. */
+export const DEFAULT_SERVER_RELAY = true;
+export const DEFAULT_SERVER_RELAY_PORT = 27184;
+export const DEFAULT_SERVER_RELAY_BW_MBPS = 100;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;
@@ -25,6 +29,12 @@ export const DEFAULT_RELAY = false;
 export const DEFAULT_SUPER = false;
 export const DEFAULT_APP_ENABLED = true;
 
+/** SDWAN: the TUN interface's name and MTU (room for IP+UDP, the envelope and the record's overhead). */
+export const DEFAULT_SDWAN_INTERFACE = "inp2p0";
+export const DEFAULT_SDWAN_MTU = 1400;
+/** A node's SDWAN address stays reserved for it this long after it was last online. */
+export const DEFAULT_SDWAN_RESERVE_HOURS = 720;
+
 // Ranges enforced by the schema.
 export const MIN_PORT = 1;
 export const MAX_PORT = 65_535;
@@ -33,6 +43,10 @@ export const MAX_HEARTBEAT_INTERVAL_MS = 600_000;
 export const MAX_HEARTBEAT_TIMEOUT_MS = 3_600_000;
 export const MAX_CONNS_PER_IP_LIMIT = 100_000;
 export const MAX_BW_MBPS = 1_000_000;
+export const MIN_SDWAN_MTU = 576;
+export const MAX_SDWAN_MTU = 9000;
+export const MAX_SDWAN_ROUTES = 64;
+export const MAX_SDWAN_RESERVE_HOURS = 87_600;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;
 
 export const DEFAULT_USER_NAME = "default";

@@ -1,6 +1,8 @@
 import { isIP } from "node:net";
 import * as z from "zod";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/index.ts";
+import { NODE_NAME_PATTERN } from "../protocol/index.ts";
+import { cidrContains, ipToNumber, parseCidr } from "../sdwan/packet.ts";
 import * as C from "./constants";
 import {
   booleanValue,
@@ -10,7 +12,10 @@ import {
   fingerprintValue,
   hostPortValue,
   hostValue,
+  interfaceNameValue,
   intInRange,
+  ipv4CidrValue,
+  ipv4Value,
   nameValue,
   optionalNameValue,
   optionalTokenValue,
@@ -24,7 +29,8 @@ export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
 /** Transports a node offers and tries for peer links. */
-export const PEER_TRANSPORTS = ["udp", "tcp"] as const;
+/** Kinds of peer path a node may use: direct (or punched) UDP and TCP, and relays. */
+export const PEER_TRANSPORTS = ["udp", "tcp", "relay"] as const;
 
 export type Role = (typeof ROLES)[number];
 
@@ -43,6 +49,22 @@ const WILDCARD_ADDRESSES = ["0.0.0.0", "::"];
 export const userSchema = z.strictObject({
   name: nameValue,
   token: tokenValue,
+});
+
+/** `[server.sdwan]`: the virtual network's subnet, fixed addresses by node name, and how long addresses stay reserved. */
+export const serverSdwanSchema = z.strictObject({
+  subnet: ipv4CidrValue,
+  static: z.record(z.string(), ipv4Value).default({}),
+  reserve_hours: intInRange(0, C.MAX_SDWAN_RESERVE_HOURS).default(C.DEFAULT_SDWAN_RESERVE_HOURS),
+});
+
+/** `[client.sdwan]`: the TUN interface and the LAN subnets this node routes for the others. */
+export const clientSdwanSchema = z.strictObject({
+  enabled: booleanValue.default(false),
+  name: interfaceNameValue.default(C.DEFAULT_SDWAN_INTERFACE),
+  mtu: intInRange(C.MIN_SDWAN_MTU, C.MAX_SDWAN_MTU).default(C.DEFAULT_SDWAN_MTU),
+  routes: z.array(ipv4CidrValue).max(C.MAX_SDWAN_ROUTES).default([]),
+  eager: booleanValue.default(false),
 });
 
 // Empty strings in optional string fields mean "not set"; loading turns them into absent keys.
@@ -67,6 +89,10 @@ export const serverShape = {
   heartbeat_timeout_ms: intInRange(1, C.MAX_HEARTBEAT_TIMEOUT_MS).default(C.DEFAULT_HEARTBEAT_TIMEOUT_MS),
   max_conns_per_ip: intInRange(1, C.MAX_CONNS_PER_IP_LIMIT).default(C.DEFAULT_MAX_CONNS_PER_IP),
   users: z.array(userSchema).default([]),
+  relay: booleanValue.default(C.DEFAULT_SERVER_RELAY),
+  relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),
+  relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
+  sdwan: serverSdwanSchema.optional(),
 };
 
 type Issue = { path: (string | number)[]; message: string };
@@ -97,7 +123,7 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     });
   }
   distinctPorts(
-    [["ws_port", s.ws_port], ["stun_tcp1", s.stun_tcp1], ["stun_tcp2", s.stun_tcp2]],
+    [["ws_port", s.ws_port], ["stun_tcp1", s.stun_tcp1], ["stun_tcp2", s.stun_tcp2], ...(s.relay ? [["relay_port", s.relay_port] as [string, number]] : [])],
     "TCP",
     issues,
   );
@@ -112,6 +138,7 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     else if (isIP(primary) !== isIP(s.stun_alt_ip)) problem = `must be the same IP version as the STUN address ${primary}${from}`;
     if (problem) issues.push({ path: ["stun_alt_ip"], message: problem });
   }
+  if (s.sdwan) checkSdwanStatic(s.sdwan, issues);
   const names = new Map<string, number>();
   const tokens = new Map<string, number>();
   s.users.forEach((user, i) => {
@@ -132,6 +159,22 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
   });
   for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
 });
+
+function checkSdwanStatic(sdwan: z.output<typeof serverSdwanSchema>, issues: Issue[]): void {
+  const subnet = parseCidr(sdwan.subnet);
+  const broadcast = subnet.network + 2 ** (32 - subnet.prefix) - 1;
+  const taken = new Map<string, string>();
+  for (const [node, ip] of Object.entries(sdwan.static)) {
+    const path = ["sdwan", "static", node];
+    if (!NODE_NAME_PATTERN.test(node)) issues.push({ path, message: `"${node}" is not a node name` });
+    const value = ipToNumber(ip);
+    if (!cidrContains(subnet, value)) issues.push({ path, message: `${ip} is outside the subnet ${sdwan.subnet}` });
+    else if (subnet.prefix < 31 && (value === subnet.network || value === broadcast)) issues.push({ path, message: `${ip} is the subnet's ${value === subnet.network ? "network" : "broadcast"} address` });
+    const other = taken.get(ip);
+    if (other) issues.push({ path, message: `${ip} is also given to ${other}` });
+    taken.set(ip, node);
+  }
+}
 
 export const appSchema = z.strictObject({
   name: nameValue,
@@ -166,6 +209,7 @@ export const clientShape = {
   peer_tcp_port: intInRange(0, C.MAX_PORT).default(0),
   peer_paths: z.array(enumValue(PEER_TRANSPORTS)).min(1).default([...PEER_TRANSPORTS]),
   apps: z.array(appSchema).default([]),
+  sdwan: clientSdwanSchema.optional(),
 };
 
 export const clientSchema = z.strictObject(clientShape).superRefine((c, ctx) => {
@@ -212,6 +256,8 @@ export const KNOWN_KEYS: Record<string, readonly string[]> = {
   "": Object.keys(topShape),
   server: Object.keys(serverShape),
   "server.users": Object.keys(userSchema.shape),
+  "server.sdwan": Object.keys(serverSdwanSchema.shape),
   client: Object.keys(clientShape),
   "client.apps": Object.keys(appSchema.shape),
+  "client.sdwan": Object.keys(clientSdwanSchema.shape),
 };

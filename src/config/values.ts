@@ -5,6 +5,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import * as z from "zod";
 import { MAX_NODE_NAME_LENGTH, NODE_NAME_PATTERN } from "../protocol/index.ts";
 import { MAX_UINT64 } from "./constants";
+import { parseCidr } from "../sdwan/packet.ts";
 
 /** How a value is shown after "got": strings quoted, TOML tables and arrays named. */
 export function describeValue(value: unknown): string {
@@ -181,3 +182,20 @@ export function enumValue<const T extends readonly string[]>(values: T) {
     typeof value === "string" && values.includes(value) ? { ok: value as T[number] } : { error: expected(what, value) },
   );
 }
+
+/** An IPv4 CIDR block with its host bits clear, such as "10.10.0.0/24" (SDWAN subnets and routes). */
+export const ipv4CidrValue = leaf<string>((value) => {
+  if (typeof value !== "string") return { error: expected('an IPv4 CIDR block like "10.10.0.0/24"', value) };
+  try {
+    return { ok: parseCidr(value).text };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+});
+
+export const ipv4Value = leaf<string>((value) => (typeof value === "string" && isIPv4(value) ? { ok: value } : { error: expected("an IPv4 address", value) }));
+
+/** A network interface name: 1..15 characters from A-Z a-z 0-9 . _ - */
+export const interfaceNameValue = leaf<string>((value) =>
+  typeof value === "string" && /^[A-Za-z0-9._-]{1,15}$/.test(value) ? { ok: value } : { error: expected("an interface name of 1..15 characters from A-Z a-z 0-9 . _ -", value) },
+);

@@ -69,17 +69,43 @@ export const candidates = z.strictObject({
 });
 export type Candidates = z.infer<typeof candidates>;
 
+/** A relay node's offer: where it listens (on the address the server sees it from), its cap and its load. */
+export const relayOffer = z.strictObject({
+  port: z.number().int().min(1).max(65_535),
+  super: z.boolean(),
+  bwMbps: z.number().positive().max(1_000_000),
+  loadMbps: z.number().nonnegative().max(1_000_000),
+  sessions: z.number().int().nonnegative().max(1_000_000),
+});
+export type RelayOffer = z.infer<typeof relayOffer>;
+
+const ipv4Cidr = z.string().max(18).regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "an IPv4 CIDR block");
+/** A node joining the virtual network, with the LAN subnets it routes for the others. */
+export const sdwanJoin = z.strictObject({ routes: z.array(ipv4Cidr).max(64) });
+
 export const reportRequest = z
-  .strictObject({ type: z.literal("report"), id: requestId, nat: natInfo.optional(), candidates: candidates.optional() })
-  .refine((r) => r.nat || r.candidates, "a report needs nat or candidates");
+  .strictObject({
+    type: z.literal("report"),
+    id: requestId,
+    nat: natInfo.optional(),
+    candidates: candidates.optional(),
+    relay: relayOffer.optional(),
+    sdwan: sdwanJoin.optional(),
+  })
+  .refine((r) => r.nat || r.candidates || r.relay || r.sdwan, "a report needs nat, candidates, relay or sdwan");
 
 /** Ask the server to coordinate a peer link. */
 export const connectRequest = z.strictObject({ type: z.literal("connect"), id: requestId, peer: nodeName });
+
+/** Ask the server for a relay to a peer; `exclude` names relays that just failed this node. */
+export const relayRequest = z.strictObject({ type: z.literal("relay"), id: requestId, peer: nodeName, exclude: z.array(z.string().max(130)).max(8).optional() });
 
 export const heartbeatRequest = z.strictObject({
   type: z.literal("heartbeat"),
   id: requestId,
   clientTime: z.number().finite(),
+  /** The round trip of the previous heartbeat: the broker prefers relays close to the server. */
+  rttMs: z.number().nonnegative().max(600_000).optional(),
 });
 
 export const peersRequest = z.strictObject({ type: z.literal("peers"), id: requestId });
@@ -90,6 +116,7 @@ export const clientRequests = {
   peers: peersRequest,
   report: reportRequest,
   connect: connectRequest,
+  relay: relayRequest,
 } as const;
 export type ClientRequestType = keyof typeof clientRequests;
 export type LoginRequest = z.infer<typeof loginRequest>;
@@ -128,6 +155,32 @@ export interface ConnectPlan {
   peer: { name: string; publicKey: string; nat: NatInfo | null; candidates: Candidates | null };
 }
 
+export const RELAY_TIERS = ["private", "super", "server"] as const;
+export type RelayTier = (typeof RELAY_TIERS)[number];
+
+/** A relayed link: both sides connect to the relay with their own one-time ticket. */
+export interface RelayPlan {
+  sessionId: string;
+  role: "initiator" | "responder";
+  peer: { name: string; publicKey: string };
+  relay: {
+    /** "user/node", or "server". */
+    name: string;
+    tier: RelayTier;
+    /** null: the server itself, at the host this node reaches the server by. */
+    host: string | null;
+    port: number;
+    ticket: string;
+  };
+}
+
+/** The virtual network as one node sees it: its own address, and every other member online. */
+export interface SdwanMap {
+  subnet: string;
+  self: { name: string; ip: string };
+  nodes: { name: string; ip: string; routes: string[] }[];
+}
+
 export interface HeartbeatResult {
   clientTime: number;
   serverTime: number;
@@ -145,7 +198,10 @@ export type ErrorCode =
   | "KEY_MISMATCH"
   | "RATE_LIMITED"
   | "PEER_OFFLINE"
-  | "PEER_UNREACHABLE";
+  | "PEER_UNREACHABLE"
+  | "NO_RELAY"
+  | "SDWAN_OFF"
+  | "SDWAN_FULL";
 
 export interface ResponseMessage {
   type: "response";
@@ -157,6 +213,8 @@ export interface ResponseMessage {
 
 export type ServerEvent =
   | { type: "connect"; plan: ConnectPlan }
+  | { type: "relay"; plan: RelayPlan }
+  | { type: "sdwan"; map: SdwanMap }
   | { type: "node-online"; node: PeerInfo }
   | { type: "node-offline"; node: { name: string } };
 

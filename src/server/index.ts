@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
@@ -6,6 +7,9 @@ import { DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
 import { CloseCode } from "../protocol/index.ts";
+import { startRelay, type RunningRelay } from "../relay/index.ts";
+import { RelayBroker } from "./broker.ts";
+import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
 import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
 import { AddressGuard } from "./guard.ts";
@@ -40,6 +44,12 @@ export interface ServerInit {
   stun_ip?: string;
   /** Second public IP for change-IP; needs a specific stun_ip. */
   stun_alt_ip?: string;
+  /** The server's own relay (the last tier): on, its TCP port (0 picks a free one) and cap in Mbit/s. */
+  relay: boolean;
+  relay_port: number;
+  relay_bw: number;
+  /** The virtual network, when configured. */
+  sdwan?: SdwanInit;
 }
 
 export interface RunningServer {
@@ -49,6 +59,8 @@ export interface RunningServer {
   tls: TlsMaterial | null;
   /** The STUN ports really bound (a 0 in the config picks free ones). */
   stun: { udpPorts: [number, number]; tcpPorts: [number, number]; altIp?: string };
+  /** The server relay's port, when it runs one. */
+  relayPort?: number;
   stop(): Promise<void>;
 }
 
@@ -63,11 +75,30 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     logger: logger.child("stun"),
   });
   const registry = new Registry();
+  const users = [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users];
+  let relay: RunningRelay | undefined;
+  const relayKey = randomBytes(32);
+  if (init.relay) {
+    try {
+      relay = await startRelay({ host: init.listen, port: init.relay_port, name: "server", key: relayKey, serverNow: Date.now, bwMbps: init.relay_bw, logger: logger.child("relay") });
+    } catch (err) {
+      await stun.stop();
+      throw new Error(`cannot start the server relay on TCP port ${init.relay_port}: ${(err as Error).message} (set relay_port, or relay = false, in [server])`);
+    }
+  }
+  const broker = new RelayBroker({
+    registry,
+    tokenOf: (user) => users.find((u) => u.name === user)?.token,
+    serverRelay: relay ? { port: relay.port, key: relayKey } : undefined,
+  });
   const guard = new AddressGuard(init.max_conns_per_ip);
+  const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
   const hub = new SignalHub({
-    users: [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users],
+    users,
     registry,
+    broker,
+    sdwan: addressBook ? new SdwanHub(addressBook, registry) : undefined,
     pins,
     guard,
     logger,
@@ -93,6 +124,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     });
   } catch (err) {
     await stun.stop();
+    await relay?.stop();
     throw err;
   }
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
@@ -103,11 +135,14 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     wsUrl: `${tls ? "wss" : "ws"}://${host.includes(":") ? `[${host}]` : host}:${port}${WS_PATH}`,
     tls,
     stun: { udpPorts: stun.udpPorts, tcpPorts: stun.tcpPorts, altIp: stun.altIp },
+    relayPort: relay?.port,
     async stop() {
       clearInterval(sweeper);
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
       await stun.stop();
+      await relay?.stop();
+      addressBook?.close();
       pins.flush();
     },
   };

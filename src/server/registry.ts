@@ -1,13 +1,21 @@
-import type { Candidates, NatInfo, PeerInfo, ServerMessage } from "../protocol/index.ts";
+import type { Candidates, NatInfo, PeerInfo, RelayOffer, ServerMessage } from "../protocol/index.ts";
 
 export interface NodeSession {
   readonly user: string;
   readonly name: string;
   readonly publicKey: string;
   readonly address: string;
+  /** The IP the server sees this node connect from (where its relay, if any, is reached). */
+  readonly host: string;
   readonly version: string;
   nat?: NatInfo;
   candidates?: Candidates;
+  /** Set while the node offers to relay. */
+  relay?: RelayOffer;
+  /** Set while the node is on the virtual network. */
+  sdwan?: { ip: string; routes: string[] };
+  /** The node's last measured heartbeat round trip. */
+  rttMs?: number;
   readonly onlineSince: number;
   lastHeartbeat: number;
   /** Sends one serialized ServerMessage. */

@@ -13,6 +13,8 @@ import {
   type ServerMessage,
 } from "../protocol/index.ts";
 import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import type { RelayBroker } from "./broker.ts";
+import type { SdwanHub } from "./sdwan.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -50,6 +52,9 @@ export interface Connection {
 export interface SignalHubInit {
   users: User[];
   registry: Registry;
+  broker: RelayBroker;
+  /** Set when the server runs a virtual network ([server.sdwan]). */
+  sdwan?: SdwanHub;
   pins: KeyPins;
   guard: AddressGuard;
   logger: Logger;
@@ -107,8 +112,10 @@ export class SignalHub {
     clearTimeout(connection.loginTimer);
     this.init.guard.release(connection.address);
     const session = connection.session;
-    if (session && this.init.registry.remove(session))
+    if (session && this.init.registry.remove(session)) {
       this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "connection closed" });
+      this.init.sdwan?.leave(session);
+    }
   }
 
   /** Marks nodes whose heartbeats stopped as offline and closes their connections. */
@@ -117,6 +124,7 @@ export class SignalHub {
       if (now - session.lastHeartbeat <= this.init.heartbeatTimeoutMs) continue;
       this.init.registry.remove(session);
       this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "heartbeat timeout" });
+      this.init.sdwan?.leave(session);
       session.close(CloseCode.heartbeatTimeout, "no heartbeat within the timeout");
     }
   }
@@ -128,6 +136,7 @@ export class SignalHub {
     switch (request.type) {
       case "heartbeat":
         session.lastHeartbeat = Date.now();
+        if (request.rttMs !== undefined) session.rttMs = request.rttMs;
         return { clientTime: request.clientTime, serverTime: Date.now() };
       case "peers":
         return { peers: this.init.registry.peers(session).map(peerInfo) };
@@ -136,9 +145,21 @@ export class SignalHub {
           this.init.logger.info("node reports its NAT", { node: session.name, user: session.user, nat: request.nat.natType });
         if (request.nat) session.nat = request.nat;
         if (request.candidates) session.candidates = request.candidates;
+        if (request.relay) {
+          if (!session.relay) this.init.logger.info("node offers to relay", { node: session.name, user: session.user, super: request.relay.super, bwMbps: request.relay.bwMbps });
+          session.relay = request.relay;
+        }
+        if (request.sdwan) {
+          if (!this.init.sdwan) throw new ProtocolError("SDWAN_OFF", "this server runs no virtual network (no [server.sdwan] subnet in its config)");
+          const map = this.init.sdwan.join(session, request.sdwan.routes);
+          this.init.logger.info("node on the virtual network", { node: session.name, user: session.user, ip: map.self.ip });
+          return { sdwan: map };
+        }
         return {};
       case "connect":
         return this.coordinate(session, request.peer);
+      case "relay":
+        return this.relay(session, request.peer, request.exclude ?? []);
     }
   }
 
@@ -167,6 +188,17 @@ export class SignalHub {
     return { sessionId, startAt, role: roles[0], peer: describe(peer) };
   }
 
+  /** Picks a relay for a link to `peerName` and gives each side its ticket; the peer hears of it at once. */
+  private relay(session: NodeSession, peerName: string, exclude: string[]) {
+    const peer = this.init.registry.get(session.user, peerName);
+    if (!peer || peer === session)
+      throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
+    const { mine, theirs } = this.init.broker.plan(session, peer, exclude);
+    peer.send(JSON.stringify({ type: "relay", plan: theirs }));
+    this.init.logger.info("relaying a peer link", { from: session.name, to: peer.name, user: session.user, relay: mine.relay.name, tier: mine.relay.tier });
+    return mine;
+  }
+
   private login(connection: Connection, request: LoginRequest): LoginResult {
     if (connection.session) throw new ProtocolError("ALREADY_LOGGED_IN", `already logged in as ${connection.session.name}`);
     const { node, publicKey } = request;
@@ -191,6 +223,7 @@ export class SignalHub {
       name: node,
       publicKey,
       address: connection.remote,
+      host: connection.address,
       version: request.version,
       nat: request.nat,
       onlineSince: now,

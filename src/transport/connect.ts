@@ -45,11 +45,11 @@ interface Candidate {
   remote: string;
 }
 
-function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
+export function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from([Envelope.handshake]), sessionId, message]);
 }
 
-const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
+export const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
 
 /** TCP simultaneous open: connect again and again from `localPort` until the peer's SYN meets ours. */

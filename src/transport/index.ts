@@ -3,4 +3,5 @@ export { candidatePaths, ConnectError, Connector, type ConnectorInit } from "./c
 export { endpointText, PeerEndpoint, splitEndpoint, type EndpointInit } from "./endpoint.ts";
 export { FramedSocket, FramingError, readFrames, writeFrame } from "./framing.ts";
 export { Link, type LinkInit, type LinkStats } from "./link.ts";
+export { connectViaRelay, RelayError, RELAY_CONNECT_TIMEOUT_MS, type RelayConnectInit } from "./relayed.ts";
 export { PATH_KINDS, pathRank, tcpPath, udpPath, type Path, type PathKind } from "./path.ts";

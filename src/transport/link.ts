@@ -23,6 +23,8 @@ export interface LinkInit {
 export interface LinkStats {
   kind: PathKind;
   remote: string;
+  /** The relay's name, on a relayed path. */
+  via: string | null;
   since: number;
   bytesIn: number;
   bytesOut: number;
@@ -56,7 +58,7 @@ export class Link {
   private deliverToMux: (message: Uint8Array) => void = () => {};
   private drainMux: () => void = () => {};
   private closeMux: (reason: string) => void = () => {};
-  private datagramHandler: (data: Buffer) => void = () => {};
+  private readonly datagramHandlers: ((data: Buffer) => void)[] = [];
   private closeHandlers: ((reason: string) => void)[] = [];
   private pingSentAt = new Map<number, number>();
   private expected: { phase: number; counter: number };
@@ -104,6 +106,7 @@ export class Link {
     return {
       kind: this.kind,
       remote: this.init.path.remote,
+      via: this.init.path.via ?? null,
       since: this.since,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
@@ -120,7 +123,7 @@ export class Link {
   }
 
   onDatagram(handler: (data: Buffer) => void): void {
-    this.datagramHandler = handler;
+    this.datagramHandlers.push(handler);
   }
 
   onClose(handler: (reason: string) => void): void {
@@ -187,7 +190,7 @@ export class Link {
         this.deliverToMux(data);
         return;
       case RecordKind.datagram:
-        this.datagramHandler(data);
+        for (const handler of this.datagramHandlers) handler(data);
         return;
       case RecordKind.ping:
         this.sendRecord(RecordKind.pong, data);

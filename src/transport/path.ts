@@ -1,7 +1,7 @@
 import type { PeerEndpoint } from "./endpoint.ts";
 import type { FramedSocket } from "./framing.ts";
 
-/** How two peers are connected; the order is preference, best first. Later issues add punch and relay kinds. */
+/** How two peers are connected; the order is preference, best first. */
 export const PATH_KINDS = ["lan", "udp-direct", "udp-punch", "tcp-direct", "tcp-punch", "relay-private", "relay-super", "relay-server"] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 export const pathRank = (kind: PathKind) => PATH_KINDS.indexOf(kind);
@@ -14,6 +14,8 @@ export interface Path {
   readonly kind: PathKind;
   readonly remote: string;
   readonly reliable: boolean;
+  /** The relay's name, on a relayed path. */
+  readonly via?: string;
   send(packet: Uint8Array): void;
   /** Bytes accepted by send() but not yet handed to the network. */
   bufferedBytes(): number;
@@ -66,7 +68,7 @@ export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind):
 }
 
 /** A TCP connection (already framed, its handshake done) as a path. */
-export function tcpPath(framed: FramedSocket, kind: PathKind): Path {
+export function tcpPath(framed: FramedSocket, kind: PathKind, via?: string): Path {
   const { socket } = framed;
   let onClose: (reason: string) => void = () => {};
   let closed = false;
@@ -74,6 +76,7 @@ export function tcpPath(framed: FramedSocket, kind: PathKind): Path {
     kind,
     remote: `${socket.remoteAddress}:${socket.remotePort}`,
     reliable: true,
+    via,
     send: (packet) => !closed && framed.send(packet),
     bufferedBytes: () => socket.writableLength,
     onPacket: (handler) => (framed.onFrame = handler),

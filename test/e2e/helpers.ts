@@ -71,7 +71,7 @@ export interface LabApp {
 }
 
 /** Writes `dir/inp2pc.toml` for a client of the lab's server (insecure: the server runs tls = "off"). */
-export function writeClientConfig(lab: Lab, dir: string, client: { node: string; statusPort: number; apps?: LabApp[]; logLevel?: string }): string {
+export function writeClientConfig(lab: Lab, dir: string, client: { node: string; statusPort: number; apps?: LabApp[]; logLevel?: string; extra?: string[] }): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, "inp2pc.toml");
   const lines = [
@@ -84,6 +84,7 @@ export function writeClientConfig(lab: Lab, dir: string, client: { node: string;
     `token = "${TOKEN}"`,
     "insecure = true",
     `status_port = ${client.statusPort}`,
+    ...(client.extra ?? []),
   ];
   for (const app of client.apps ?? []) {
     lines.push("", "[[client.apps]]");
@@ -160,8 +161,8 @@ export function punchPairs(): PunchPair[] {
 /**
  * Small programs run inside lab namespaces (bun, so they need nothing else):
  * - sink.ts HOST:PORT: sha256 of everything a connection sends; answers "<hex> <bytes>" once the sender half-closes.
- * - send.ts HOST:PORT BYTES TIMEOUT_MS: sends random bytes, hashing them, half-closes, prints JSON
- *   { sha, sent, reply, ms, error? } (ms from connect to the sink's answer).
+ * - send.ts HOST:PORT BYTES TIMEOUT_MS [MARKER]: sends random bytes (or MARKER over and over), hashing
+ *   them, half-closes, prints JSON { sha, sent, reply, ms, error? } (ms from connect to the sink's answer).
  * - statuswatch.ts STATUS_PORT PEER UNTIL DURATION_MS: polls the local status API every 100 ms until
  *   UNTIL holds for PEER ("link": a link is up; "needs-relay": peers.PEER.state is "needs-relay";
  *   "settled": either, or state "failed") or DURATION_MS passes; prints JSON { linkAt, kind,
@@ -178,7 +179,7 @@ export const LAB_SCRIPTS: Record<string, string> = {
       s.on("error", () => s.destroy());
     }).listen(Number(port), host);`,
   "send.ts": `import { connect } from "node:net"; import { createHash, randomBytes } from "node:crypto";
-    const [address, bytesText, timeoutText] = process.argv.slice(2);
+    const [address, bytesText, timeoutText, marker] = process.argv.slice(2);
     const [host, port] = address.split(":"); const total = Number(bytesText);
     const hash = createHash("sha256"); let sent = 0; let reply = ""; let started = 0; let finished = false;
     const finish = (error) => { if (finished) return; finished = true;
@@ -189,7 +190,7 @@ export const LAB_SCRIPTS: Record<string, string> = {
     socket.on("error", (e) => finish(e.message));
     socket.on("end", () => finish(reply ? undefined : "closed without an answer"));
     socket.on("close", () => finish("closed before the answer"));
-    const block = randomBytes(1 << 20);
+    const block = marker ? Buffer.alloc(1 << 20, marker) : randomBytes(1 << 20);
     const pump = () => { while (sent < total) {
       const n = Math.min(block.length, total - sent);
       const chunk = Buffer.from(block.subarray(0, n)); chunk.writeUInt32BE(sent >>> 0, 0); // every MiB differs
@@ -231,8 +232,9 @@ export interface SendResult {
 }
 
 /** Sends `bytes` through a TCP app listening at `address` in `ns` (send.ts) and returns what the sink answered. */
-export async function sendThrough(lab: Lab, ns: string, cwd: string, sendScript: string, address: string, bytes: number, timeoutMs: number): Promise<SendResult> {
-  const result = await inNamespace(lab, ns, cwd, [BUN, sendScript, address, String(bytes), String(timeoutMs)], { timeoutMs: timeoutMs + 10_000 });
+export async function sendThrough(lab: Lab, ns: string, cwd: string, sendScript: string, address: string, bytes: number, timeoutMs: number, marker?: string): Promise<SendResult> {
+  const argv = [BUN, sendScript, address, String(bytes), String(timeoutMs), ...(marker ? [marker] : [])];
+  const result = await inNamespace(lab, ns, cwd, argv, { timeoutMs: timeoutMs + 10_000 });
   try {
     return JSON.parse(result.stdout) as SendResult;
   } catch {

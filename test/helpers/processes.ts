@@ -135,6 +135,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const stunToml = /\bstun_(udp|tcp)[12]\b/.test(options.extraToml ?? "")
     ? ""
     : Object.entries(stunPorts).map(([key, port]) => `${key} = ${port}`).join("\n");
+  const relayToml = /\brelay_port\b/.test(options.extraToml ?? "") ? "" : `relay_port = ${await freePort()}`;
   writeFileSync(
     configPath,
     [
@@ -149,6 +150,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       `heartbeat_timeout_ms = ${options.heartbeatTimeoutMs ?? 2000}`,
       `max_conns_per_ip = ${options.maxConnsPerIp ?? 64}`,
       stunToml,
+      relayToml,
       options.extraToml ?? "",
       options.tail ?? "",
     ].join("\n"),
@@ -235,7 +237,12 @@ export interface LinkedClient {
  * and waits until it is logged in. `toml` goes inside [client] after the connection keys: more keys,
  * then [[client.apps]] tables.
  */
-export async function startLinkedClient(server: ServerHandle, node: string, toml = "", options: { dir?: string; logLevel?: string } = {}): Promise<LinkedClient> {
+export async function startLinkedClient(
+  server: ServerHandle,
+  node: string,
+  toml = "",
+  options: { dir?: string; logLevel?: string; token?: string; /** A command to run it under, e.g. setpriv. */ wrap?: string[] } = {},
+): Promise<LinkedClient> {
   const dir = options.dir ?? tempDir(`inp2pc-${node}-`);
   const statusPort = await freePort();
   const config = join(dir, "inp2pc.toml");
@@ -248,7 +255,7 @@ export async function startLinkedClient(server: ServerHandle, node: string, toml
       'server_host = "127.0.0.1"',
       `server_port = ${server.port}`,
       `node = "${node}"`,
-      `token = "${server.token}"`,
+      `token = "${options.token ?? server.token}"`,
       `status_port = ${statusPort}`,
       'peer_bind = "127.0.0.1"',
       ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
@@ -256,7 +263,7 @@ export async function startLinkedClient(server: ServerHandle, node: string, toml
     ].join("\n"),
     { mode: 0o600 },
   );
-  const proc = run(INP2PC, ["--config", config], { cwd: dir });
+  const proc = options.wrap ? run(options.wrap[0]!, [...options.wrap.slice(1), BUN, INP2PC, "--config", config], { cwd: dir }) : run(INP2PC, ["--config", config], { cwd: dir });
   await proc.waitForOutput(/logged in/).catch(async (err) => {
     await proc.stop();
     throw err;

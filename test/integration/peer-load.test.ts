@@ -1,7 +1,7 @@
 // Load and failure behaviour of peer links with real processes on 127.0.0.1: one inp2ps, a "far"
 // inp2pc next to an echo target, and a "near" inp2pc whose TCP app forwards to it.
 import { randomBytes } from "node:crypto";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { connect, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   freePort,
@@ -15,57 +15,13 @@ import {
   type LinkedClient,
   type ServerHandle,
 } from "../helpers/processes.ts";
+import { appComesBack, echoOnce, startEcho } from "../helpers/echo.ts";
 
 const CONNECTIONS = 200;
 const BYTES_PER_CONNECTION = 256 * 1024;
 /** The connection that never reads keeps writing until it is held back, or this much has gone. */
 const STALLED_WRITE_LIMIT_BYTES = 256 * 1024 * 1024;
 const RSS_LIMIT_MIB = 400;
-
-/** A TCP echo target (backpressure included: pipe() stops reading while the write side is full). */
-function startEcho(): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
-  const sockets = new Set<Socket>();
-  const server = createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
-    socket.pipe(socket);
-  });
-  return new Promise((done) => server.listen(0, "127.0.0.1", () => done({ server, port: (server.address() as { port: number }).port, sockets })));
-}
-
-/** Sends `data` through the app, half-closes, and resolves with what came back. */
-function echoOnce(port: number, data: Buffer, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = connect({ host: "127.0.0.1", port }, () => socket.end(data));
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no full echo within ${timeoutMs} ms (got ${Buffer.concat(chunks).length} of ${data.length} bytes)`));
-    }, timeoutMs);
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-    socket.on("end", () => (clearTimeout(timer), resolve(Buffer.concat(chunks))));
-    socket.on("error", (err) => (clearTimeout(timer), reject(err)));
-  });
-}
-
-/** Retries a small echo through the app until one comes back whole; resolves with the ms it took. */
-async function appComesBack(port: number, withinMs: number): Promise<number> {
-  const started = Date.now();
-  const probe = randomBytes(1024);
-  let last = "";
-  while (Date.now() - started < withinMs) {
-    try {
-      const echoed = await echoOnce(port, probe, Math.min(3_000, withinMs - (Date.now() - started)));
-      if (echoed.equals(probe)) return Date.now() - started;
-      last = `echo of ${echoed.length} bytes`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`the app did not come back within ${withinMs} ms (last attempt: ${last})`);
-}
 
 describe("peer links under load and failure (real processes)", () => {
   let server: ServerHandle;

@@ -1,0 +1,225 @@
+import { createServer, type Server, type Socket } from "node:net";
+import { TicketError, verifyTicket, type TicketFields } from "../crypto/ticket.ts";
+import type { Logger } from "../log/index.ts";
+import { writeFrame } from "../transport/index.ts";
+import { RELAY_HELLO_TIMEOUT_MS, RELAY_MAX_HELLO_BYTES, RELAY_MAX_PENDING, RELAY_MAX_SESSIONS, RELAY_PAIR_WAIT_MS } from "./constants.ts";
+import { TokenBucket } from "./limiter.ts";
+
+// A relay bridges two TCP connections that present the two halves of one server-issued ticket. It
+// never holds a key of the peer session: after its one-frame answer it copies bytes, nothing more.
+//
+//   client → relay   u32 length | JSON {"ticket": "..."}
+//   relay → client   u32 length | JSON {"ok": true} once both sides are there,
+//                    or {"ok": false, "code": "...", "error": "..."} and the connection closes
+//   then             raw bytes both ways (the peers' framed, encrypted session)
+
+export interface RelayInit {
+  host: string;
+  port: number;
+  /** This relay's name in tickets: "user/node", or "server". */
+  name: string;
+  key: Uint8Array;
+  /** The current time on the server's clock (tickets expire in server time). */
+  serverNow(): number;
+  bwMbps: number;
+  /** Why these endpoints may not use this relay, if they may not (a private relay serves its own user). */
+  refuse?(ticket: TicketFields): string | undefined;
+  logger: Logger;
+}
+
+export interface RelayLoad {
+  sessions: number;
+  bwMbps: number;
+  /** Relayed traffic since the previous call, both directions together. */
+  loadMbps: number;
+  bytesRelayed: number;
+}
+
+export interface RunningRelay {
+  port: number;
+  load(): RelayLoad;
+  stop(): Promise<void>;
+}
+
+export interface RelayAnswer {
+  ok: boolean;
+  code?: string;
+  error?: string;
+}
+
+interface Waiting {
+  side: "a" | "b";
+  socket: Socket;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export async function startRelay(init: RelayInit): Promise<RunningRelay> {
+  const log = init.logger;
+  const bucket = TokenBucket.mbps(init.bwMbps);
+  /** Tickets already presented, until they expire: a second use is a replay. */
+  const used = new Map<string, number>();
+  const waiting = new Map<string, Waiting>();
+  const bridged = new Set<Socket>();
+  let pending = 0;
+  let bytesRelayed = 0;
+  let measured = { at: performance.now(), bytes: 0 };
+
+  const answer = (socket: Socket, reply: RelayAnswer) => {
+    writeFrame(socket, Buffer.from(JSON.stringify(reply)));
+    if (!reply.ok) socket.end();
+  };
+  const refuse = (socket: Socket, code: string, error: string) => {
+    log.info("relay refused a connection", { from: `${socket.remoteAddress}:${socket.remotePort}`, code, error });
+    answer(socket, { ok: false, code, error });
+  };
+
+  const accept = (socket: Socket, ticket: string) => {
+    const now = init.serverNow();
+    for (const [id, expiresAt] of used) if (expiresAt <= now) used.delete(id);
+    let fields: TicketFields;
+    try {
+      fields = verifyTicket(init.key, ticket, { relay: init.name, serverNow: now });
+      const id = `${fields.session}/${fields.side}`;
+      if (used.has(id)) throw new TicketError("TICKET_REPLAYED", "this ticket was already used");
+      used.set(id, fields.expiresAt);
+    } catch (err) {
+      if (!(err instanceof TicketError)) throw err;
+      return refuse(socket, err.code, err.message);
+    }
+    const refusal = init.refuse?.(fields);
+    if (refusal) return refuse(socket, "RELAY_NOT_ALLOWED", refusal);
+    if (bridged.size / 2 >= RELAY_MAX_SESSIONS) return refuse(socket, "RELAY_FULL", `this relay already bridges ${RELAY_MAX_SESSIONS} sessions`);
+    const other = waiting.get(fields.session);
+    if (!other) {
+      const timer = setTimeout(() => {
+        waiting.delete(fields.session);
+        refuse(socket, "RELAY_PEER_MISSING", `the other side did not arrive within ${RELAY_PAIR_WAIT_MS / 1000} s`);
+      }, RELAY_PAIR_WAIT_MS);
+      waiting.set(fields.session, { side: fields.side, socket, timer });
+      socket.once("close", () => {
+        if (waiting.get(fields.session)?.socket !== socket) return;
+        clearTimeout(timer);
+        waiting.delete(fields.session);
+      });
+      return;
+    }
+    waiting.delete(fields.session);
+    clearTimeout(other.timer);
+    if (other.side === fields.side) return refuse(socket, "TICKET_REPLAYED", "this side of the session is already connected");
+    log.debug("relaying a session", { a: fields.a, b: fields.b });
+    bridge(other.socket, socket);
+  };
+
+  const bridge = (one: Socket, two: Socket) => {
+    for (const socket of [one, two]) {
+      bridged.add(socket);
+      answer(socket, { ok: true });
+    }
+    copy(one, two);
+    copy(two, one);
+    one.resume();
+    two.resume();
+  };
+
+  /** Copies `from` to `to` within the bandwidth cap, pausing `from` while `to` is full or the bucket is empty. */
+  const copy = (from: Socket, to: Socket) => {
+    let waitingForDrain = false;
+    let waitingForTokens = false;
+    const resumeIfFree = () => !waitingForDrain && !waitingForTokens && !from.destroyed && from.resume();
+    from.on("data", (chunk: Buffer) => {
+      bytesRelayed += chunk.length;
+      if (!to.write(chunk)) {
+        waitingForDrain = true;
+        from.pause();
+        to.once("drain", () => {
+          waitingForDrain = false;
+          resumeIfFree();
+        });
+      }
+      const waitMs = bucket.take(chunk.length);
+      if (waitMs > 0) {
+        waitingForTokens = true;
+        from.pause();
+        setTimeout(() => {
+          waitingForTokens = false;
+          resumeIfFree();
+        }, waitMs);
+      }
+    });
+    from.on("end", () => to.end());
+    from.on("close", () => {
+      bridged.delete(from);
+      to.destroy();
+    });
+  };
+
+  const onConnection = (socket: Socket) => {
+    socket.on("error", () => socket.destroy());
+    if (pending >= RELAY_MAX_PENDING) return socket.destroy();
+    pending++;
+    let counted = true;
+    const settle = () => {
+      if (!counted) return;
+      counted = false;
+      pending--;
+    };
+    socket.once("close", settle);
+    socket.setNoDelay(true);
+    socket.setTimeout(RELAY_HELLO_TIMEOUT_MS, () => refuse(socket, "RELAY_HELLO_TIMEOUT", `no ticket within ${RELAY_HELLO_TIMEOUT_MS / 1000} s`));
+    let buffered = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length < 4) return;
+      const length = buffered.readUInt32BE(0);
+      if (length > RELAY_MAX_HELLO_BYTES) return done(() => refuse(socket, "RELAY_BAD_HELLO", `a ${length}-byte hello; the limit is ${RELAY_MAX_HELLO_BYTES}`));
+      if (buffered.length < 4 + length) return;
+      if (buffered.length > 4 + length) return done(() => refuse(socket, "RELAY_BAD_HELLO", "data before the relay's answer"));
+      let ticket: unknown;
+      try {
+        ticket = (JSON.parse(buffered.subarray(4).toString("utf8")) as { ticket?: unknown }).ticket;
+      } catch {
+        return done(() => refuse(socket, "RELAY_BAD_HELLO", "the hello is not JSON"));
+      }
+      if (typeof ticket !== "string") return done(() => refuse(socket, "RELAY_BAD_HELLO", 'the hello has no "ticket" string'));
+      done(() => accept(socket, ticket));
+    };
+    const done = (next: () => void) => {
+      socket.off("data", onData);
+      socket.setTimeout(0);
+      socket.pause();
+      settle();
+      next();
+    };
+    socket.on("data", onData);
+  };
+
+  const server: Server = createServer({ pauseOnConnect: false }, onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(init.port, init.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : init.port;
+  log.info("relay listening", { port, bwMbps: init.bwMbps });
+
+  return {
+    port,
+    load() {
+      const now = performance.now();
+      const loadMbps = ((bytesRelayed - measured.bytes) * 8) / 1_000_000 / Math.max(0.001, (now - measured.at) / 1000);
+      measured = { at: now, bytes: bytesRelayed };
+      return { sessions: bridged.size / 2, bwMbps: init.bwMbps, loadMbps: Math.round(loadMbps * 100) / 100, bytesRelayed };
+    },
+    async stop() {
+      for (const { socket, timer } of waiting.values()) {
+        clearTimeout(timer);
+        socket.destroy();
+      }
+      for (const socket of bridged) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

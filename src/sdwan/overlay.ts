@@ -1,0 +1,223 @@
+import type { Logger } from "../log/index.ts";
+import type { SdwanMap } from "../protocol/index.ts";
+import { DatagramType, type Link } from "../transport/index.ts";
+import { addRoute, configureInterface, removeRoute } from "./netconf.ts";
+import { cidrContains, ipToNumber, ipv4Addresses, parseCidr, type Cidr } from "./packet.ts";
+import { openTun, type TunDevice } from "./tun.ts";
+
+/** IP packets held per peer while its link comes up. */
+const MAX_PENDING_PACKETS = 64;
+/** A peer whose link attempt failed is not tried again for this long (packets to it are dropped). */
+const CONNECT_RETRY_MS = 2_000;
+
+/** What the overlay needs of the peer manager. */
+export interface OverlayPeers {
+  link(peer: string): Link | undefined;
+  connect(peer: string): Promise<Link>;
+}
+
+export interface OverlayInit {
+  device: string;
+  mtu: number;
+  /** LAN subnets this node routes for the others. */
+  routes: string[];
+  /** Link to every member as soon as the map names it, rather than at the first packet. */
+  eager: boolean;
+  peers: OverlayPeers;
+  logger: Logger;
+}
+
+export interface OverlayStatus {
+  state: "off" | "waiting for the map" | "up";
+  error: string | null;
+  interface: string | null;
+  address: string | null;
+  subnet: string | null;
+  members: number;
+  packetsOut: number;
+  packetsIn: number;
+  /** Packets dropped: no member owns the destination, a peer sent one it may not, or no link came up. */
+  dropped: { noRoute: number; refused: number; noLink: number };
+}
+
+interface Member {
+  name: string;
+  /** Its virtual address (/32) and the subnets it routes. */
+  owns: Cidr[];
+}
+
+/**
+ * The virtual network on this node: IP packets from the TUN device go to the member owning their
+ * destination as link datagrams (never in a reliable stream), and datagrams from members go back to
+ * the device when their addresses are ones that member may use.
+ */
+export class Overlay {
+  private tun?: TunDevice;
+  private error: string | null = null;
+  private map?: SdwanMap;
+  private ownNets: Cidr[] = [];
+  /** Members by the ranges they own, longest prefix first. */
+  private table: { cidr: Cidr; member: Member }[] = [];
+  private readonly members = new Map<string, Member>();
+  /**
+   * Members missing from the latest map whose link is still up: kept routable until that link closes,
+   * so that a server restart (when the map fills up again node by node) does not cut established traffic.
+   */
+  private readonly lingering = new Map<string, Member>();
+  private readonly installedRoutes = new Set<string>();
+  private readonly pending = new Map<string, Buffer[]>();
+  private readonly failedAt = new Map<string, number>();
+  private readonly linking = new Set<string>();
+  private configured = "";
+  private readonly stats = { packetsOut: 0, packetsIn: 0, dropped: { noRoute: 0, refused: 0, noLink: 0 } };
+
+  constructor(private readonly init: OverlayInit) {}
+
+  /** Opens the TUN device; on failure says exactly why and leaves everything else running. */
+  start(): boolean {
+    try {
+      this.tun = openTun(this.init.device);
+    } catch (err) {
+      this.error = (err as Error).message;
+      this.init.logger.error(`SDWAN is off: ${this.error}; everything else keeps running`);
+      return false;
+    }
+    this.tun.start((packet) => this.fromDevice(packet));
+    this.init.logger.info("SDWAN interface created", { device: this.tun.name });
+    return true;
+  }
+
+  get ready(): boolean {
+    return this.tun !== undefined;
+  }
+
+  stop(): void {
+    this.tun?.close();
+    this.tun = undefined;
+  }
+
+  /** The server's current map: sets this node's address, routes to the members' subnets, and the table. */
+  async applyMap(map: SdwanMap): Promise<void> {
+    if (!this.tun) return;
+    this.map = map;
+    const subnet = parseCidr(map.subnet);
+    const wanted = `${map.self.ip}/${subnet.prefix}`;
+    try {
+      if (this.configured !== wanted) {
+        await configureInterface(this.tun.name, map.self.ip, subnet.prefix, this.init.mtu);
+        this.configured = wanted;
+        this.init.logger.info("SDWAN address set", { device: this.tun.name, address: wanted, mtu: this.init.mtu });
+      }
+      const routes = new Set(map.nodes.flatMap((node) => node.routes).filter((route) => !this.init.routes.includes(route)));
+      for (const route of routes) if (!this.installedRoutes.has(route)) await addRoute(this.tun.name, route);
+      for (const route of this.installedRoutes) if (!routes.has(route)) await removeRoute(this.tun.name, route);
+      this.installedRoutes.clear();
+      routes.forEach((route) => this.installedRoutes.add(route));
+    } catch (err) {
+      this.error = (err as Error).message;
+      this.init.logger.error(`SDWAN interface set-up failed: ${this.error}`);
+    }
+    this.ownNets = [parseCidr(`${map.self.ip}/32`), ...this.init.routes.map(parseCidr)];
+    const previous = new Map(this.members);
+    this.members.clear();
+    for (const node of map.nodes) {
+      this.members.set(node.name, { name: node.name, owns: [parseCidr(`${node.ip}/32`), ...node.routes.map(parseCidr)] });
+      this.lingering.delete(node.name);
+    }
+    for (const [name, member] of previous) {
+      const link = this.init.peers.link(name);
+      if (this.members.has(name) || !link) continue;
+      this.lingering.set(name, member);
+      link.onClose(() => {
+        if (this.lingering.get(name) !== member) return;
+        this.lingering.delete(name);
+        this.rebuildTable();
+      });
+    }
+    this.rebuildTable();
+    for (const name of this.pending.keys()) if (!this.members.has(name)) this.pending.delete(name);
+    this.init.logger.debug("SDWAN map", { self: map.self.ip, members: map.nodes.map((n) => `${n.name}=${n.ip}`).join(" ") });
+    if (this.init.eager) for (const member of this.members.values()) this.linkTo(member.name);
+  }
+
+  private rebuildTable(): void {
+    this.table = [...this.members.values(), ...this.lingering.values()]
+      .flatMap((member) => member.owns.map((cidr) => ({ cidr, member })))
+      .sort((a, b) => b.cidr.prefix - a.cidr.prefix);
+  }
+
+  /** A link to a peer came up: its datagrams may carry IP packets for us. */
+  attach(peer: string, link: Link): void {
+    link.onDatagram((datagram) => {
+      if (datagram[0] !== DatagramType.ipPacket || !this.tun) return;
+      const packet = datagram.subarray(1);
+      const addresses = ipv4Addresses(packet);
+      const member = this.members.get(peer) ?? this.lingering.get(peer);
+      if (!addresses || !member || !member.owns.some((cidr) => cidrContains(cidr, addresses.source)) || !this.ownNets.some((cidr) => cidrContains(cidr, addresses.destination))) {
+        this.stats.dropped.refused++;
+        return;
+      }
+      this.stats.packetsIn++;
+      this.tun.write(packet);
+    });
+    const queued = this.pending.get(peer);
+    if (queued) {
+      this.pending.delete(peer);
+      for (const datagram of queued) link.sendDatagram(datagram);
+    }
+  }
+
+  status(): OverlayStatus {
+    return {
+      state: !this.tun ? "off" : this.map ? "up" : "waiting for the map",
+      error: this.error,
+      interface: this.tun?.name ?? null,
+      address: this.map?.self.ip ?? null,
+      subnet: this.map?.subnet ?? null,
+      members: this.members.size,
+      packetsOut: this.stats.packetsOut,
+      packetsIn: this.stats.packetsIn,
+      dropped: { ...this.stats.dropped },
+    };
+  }
+
+  private fromDevice(packet: Buffer): void {
+    const addresses = ipv4Addresses(packet);
+    const member = addresses && this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member;
+    if (!member) {
+      this.stats.dropped.noRoute++;
+      return;
+    }
+    const datagram = Buffer.allocUnsafe(packet.length + 1);
+    datagram[0] = DatagramType.ipPacket;
+    packet.copy(datagram, 1);
+    const link = this.init.peers.link(member.name);
+    if (link) {
+      this.stats.packetsOut++;
+      link.sendDatagram(datagram);
+      return;
+    }
+    const queue = this.pending.get(member.name) ?? [];
+    if (queue.length >= MAX_PENDING_PACKETS) {
+      this.stats.dropped.noLink++;
+      return;
+    }
+    queue.push(datagram);
+    this.pending.set(member.name, queue);
+    this.linkTo(member.name);
+  }
+
+  private linkTo(peer: string): void {
+    if (this.linking.has(peer) || this.init.peers.link(peer) || Date.now() - (this.failedAt.get(peer) ?? 0) < CONNECT_RETRY_MS) return;
+    this.linking.add(peer);
+    this.init.peers
+      .connect(peer)
+      .catch((err: Error) => {
+        this.failedAt.set(peer, Date.now());
+        this.stats.dropped.noLink += this.pending.get(peer)?.length ?? 0;
+        this.pending.delete(peer);
+        this.init.logger.warn(`SDWAN: no link to ${peer}: ${err.message}`);
+      })
+      .finally(() => this.linking.delete(peer));
+  }
+}

@@ -1,0 +1,137 @@
+import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
+import { FfiUnavailableError, loadKoffi } from "./ffi.ts";
+import { TUN_DEVICE_PATH } from "./doctor.ts";
+
+// A Linux TUN device through koffi: open /dev/net/tun (non-blocking), ioctl(TUNSETIFF) with IFF_TUN |
+// IFF_NO_PI (bare IP packets, no 4-byte header). Reading: poll() runs on koffi's worker thread, and
+// when the device is readable the loop drains every queued packet with plain non-blocking reads, so
+// one thread hop serves a whole burst. (An asynchronous fs.read per packet managed ~3k packets/s;
+// this, ~160k: scripts/bench/tun-loop.ts.) Writes are synchronous and never block; a full queue drops.
+
+const TUNSETIFF = 0x400454ca;
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+const IFNAMSIZ = 16;
+const IFREQ_BYTES = 40;
+const EPERM = 1;
+const EBUSY = 16;
+/** Largest packet read from the device: the interface MTU is far below this. */
+const READ_BUFFER_BYTES = 65_536;
+const POLLIN = 0x0001;
+const POLLFD_BYTES = 8;
+/** poll() wakes up this often with nothing to read, so that close() is noticed. */
+const POLL_TIMEOUT_MS = 250;
+
+export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
+
+export class TunError extends Error {
+  constructor(
+    readonly code: TunErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface TunDevice {
+  readonly name: string;
+  /** Starts the read loop: `onPacket` gets each IP packet (its buffer is reused: copy to keep it). */
+  start(onPacket: (packet: Buffer) => void): void;
+  write(packet: Uint8Array): void;
+  close(): void;
+}
+
+interface TunCalls {
+  ioctl(fd: number, request: number, type: string, arg: Buffer): number;
+  /** poll() on a worker thread; calls back with its result. */
+  pollAsync(fds: Buffer, count: number, timeoutMs: number, done: (err: unknown, result: number) => void): void;
+}
+let calls: TunCalls | undefined;
+
+function tunCalls(): TunCalls {
+  if (calls) return calls;
+  const libc = loadKoffi().load("libc.so.6");
+  const ioctl = libc.func("int ioctl(int fd, unsigned long request, ...)");
+  const poll = libc.func("int poll(uint8_t *fds, unsigned long nfds, int timeout)");
+  calls = {
+    ioctl: (fd, request, type, arg) => ioctl(fd, request, type, arg) as number,
+    pollAsync: (fds, count, timeoutMs, done) => poll.async(fds, count, timeoutMs, done),
+  };
+  return calls;
+}
+
+/** Creates (or attaches to) the TUN interface `name`; throws TunError saying exactly what is missing. */
+export function openTun(name: string): TunDevice {
+  if (Buffer.byteLength(name) >= IFNAMSIZ) throw new TunError("TUN_FAILED", `interface name "${name}" is longer than ${IFNAMSIZ - 1} bytes`);
+  let fd: number;
+  try {
+    fd = openSync(TUN_DEVICE_PATH, constants.O_RDWR | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new TunError("TUN_UNAVAILABLE", `${TUN_DEVICE_PATH} does not exist (load the tun kernel module, or give the container the device)`);
+    if (code === "EACCES" || code === "EPERM") throw new TunError("TUN_NOT_PERMITTED", `cannot open ${TUN_DEVICE_PATH}: permission denied (run as root, or with CAP_NET_ADMIN)`);
+    throw new TunError("TUN_UNAVAILABLE", `cannot open ${TUN_DEVICE_PATH}: ${(err as Error).message}`);
+  }
+  const request = Buffer.alloc(IFREQ_BYTES);
+  request.write(name);
+  request.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFNAMSIZ);
+  let result: number;
+  try {
+    result = tunCalls().ioctl(fd, TUNSETIFF, "uint8_t *", request);
+  } catch (err) {
+    closeSync(fd);
+    if (err instanceof FfiUnavailableError) throw new TunError("TUN_UNAVAILABLE", err.message);
+    throw err;
+  }
+  if (result < 0) {
+    const errno = loadKoffi().errno();
+    closeSync(fd);
+    if (errno === EPERM) throw new TunError("TUN_NOT_PERMITTED", `creating TUN interface ${name} needs CAP_NET_ADMIN (run as root, or grant the capability)`);
+    if (errno === EBUSY) throw new TunError("TUN_FAILED", `TUN interface ${name} is in use by another process`);
+    throw new TunError("TUN_FAILED", `ioctl(TUNSETIFF) for ${name} failed with errno ${errno}`);
+  }
+  const actualName = request.subarray(0, IFNAMSIZ).toString("utf8").replace(/\0.*$/s, "");
+  let closed = false;
+  return {
+    name: actualName,
+    start(onPacket) {
+      const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      const pollFd = Buffer.alloc(POLLFD_BYTES);
+      pollFd.writeInt32LE(fd, 0);
+      pollFd.writeInt16LE(POLLIN, 4);
+      const drain = () => {
+        for (;;) {
+          let bytes: number;
+          try {
+            bytes = readSync(fd, buffer, 0, buffer.length, null);
+          } catch {
+            return; // EAGAIN: the queue is empty
+          }
+          if (bytes <= 0) return;
+          onPacket(buffer.subarray(0, bytes));
+          if (closed) return;
+        }
+      };
+      const wait = () =>
+        tunCalls().pollAsync(pollFd, 1, POLL_TIMEOUT_MS, () => {
+          if (closed) return;
+          drain();
+          if (!closed) wait();
+        });
+      wait();
+    },
+    write(packet) {
+      if (closed) return;
+      try {
+        writeSync(fd, packet);
+      } catch {
+        // the interface is down or the packet was refused: IP is best-effort, drop it
+      }
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      closeSync(fd);
+    },
+  };
+}
