@@ -43,41 +43,50 @@ export function classifyAllocation(observations: MappingObservation[]): NatAlloc
 export const isPredictable = (nat: NatInfo | null | undefined): boolean => nat?.natType === "symmetric" && nat.allocation?.kind === "sequential" && !!nat.allocation.delta;
 
 /**
- * The public port a new mapping gets now: one STUN binding from a fresh socket (so a new mapping).
- * For a sequential NAT that is its allocation counter. Undefined when no answer came.
+ * The public ports `count` new mappings get now, in the order they were made: one STUN binding from
+ * each of `count` fresh sockets, all bound first and then sent in one go, in order (so the order holds
+ * however late the event loop runs). For a sequential NAT the last is where its counter stands.
+ * An entry is undefined when its socket got no answer.
  */
-export async function freshMapping(
+export async function freshMappings(
   server: { address: string; port: number },
+  count: number,
   bindHost = "0.0.0.0",
   schedule: number[] = [0, 200, 450],
   giveUpMs = 700,
-): Promise<MappingObservation | undefined> {
-  const socket = createSocket("udp4");
-  socket.on("error", () => {}); // an ICMP error is just no answer
+): Promise<(MappingObservation | undefined)[]> {
+  const sockets = Array.from({ length: count }, () => createSocket("udp4"));
+  const results: (MappingObservation | undefined)[] = new Array(count).fill(undefined);
   try {
-    await new Promise<void>((done) => socket.bind(0, bindHost, done));
-    const localPort = socket.address().port;
-    const transactionId = newTransactionId();
-    const request = bindingRequest({ transactionId });
-    return await new Promise<MappingObservation | undefined>((done) => {
-      const timers = schedule.map((at) => setTimeout(() => socket.send(request, server.port, server.address), at));
-      const finish = (value?: MappingObservation) => {
+    await Promise.all(sockets.map((socket) => new Promise<void>((done) => socket.bind(0, bindHost, done))));
+    const transactionIds = sockets.map(() => newTransactionId());
+    await new Promise<void>((done) => {
+      const send = () => sockets.forEach((socket, i) => results[i] === undefined && socket.send(bindingRequest({ transactionId: transactionIds[i] }), server.port, server.address));
+      const timers = schedule.map((at) => setTimeout(send, at));
+      const finish = () => {
         timers.forEach(clearTimeout);
         clearTimeout(giveUp);
-        done(value);
+        done();
       };
-      const giveUp = setTimeout(() => finish(undefined), giveUpMs);
-      socket.on("message", (packet) => {
-        try {
-          const message = decodeStun(packet);
-          const mapped = message.cls === "success" && message.transactionId.equals(transactionId) ? mappedAddress(message) : undefined;
-          if (mapped) finish({ localPort, mappedPort: mapped.port });
-        } catch {
-          // not STUN: ignore
-        }
+      const giveUp = setTimeout(finish, giveUpMs);
+      sockets.forEach((socket, i) => {
+        socket.on("error", () => {}); // an ICMP error is just no answer
+        const localPort = socket.address().port;
+        socket.on("message", (packet) => {
+          try {
+            const message = decodeStun(packet);
+            const mapped = message.cls === "success" && message.transactionId.equals(transactionIds[i]!) ? mappedAddress(message) : undefined;
+            if (!mapped || results[i]) return;
+            results[i] = { localPort, mappedPort: mapped.port };
+            if (results.every(Boolean)) finish();
+          } catch {
+            // not STUN: ignore
+          }
+        });
       });
     });
+    return results;
   } finally {
-    socket.close();
+    sockets.forEach((socket) => socket.close());
   }
 }

@@ -11,7 +11,7 @@ import {
   StunAttr,
   type StunAddress,
 } from "../protocol/stun.ts";
-import { ALLOCATION_FRESH_PROBES, classifyAllocation, freshMapping, type MappingObservation } from "./allocation.ts";
+import { ALLOCATION_FRESH_PROBES, classifyAllocation, freshMappings, type MappingObservation } from "./allocation.ts";
 
 // NAT classification per RFC 5780 from one UDP socket, plus a STUN-over-TCP reachability check.
 // Order matters: the filtering tests run before any packet goes to the server's alternate address,
@@ -24,7 +24,7 @@ export const PROBE_SCHEDULE_MS = [0, 200, 450];
 export const PROBE_GIVE_UP_MS = 700;
 export const TCP_CHECK_TIMEOUT_MS = 1500;
 export const HAIRPIN_WAIT_MS = 400;
-/** Fresh-socket probes (and then the hairpin probe) start this far apart, so their mappings are made in order. */
+/** The fresh-socket probes start this long after the mapping tests, and the hairpin probe as long after them, so the mappings are made in that order. */
 export const ALLOCATION_PROBE_STAGGER_MS = 20;
 
 export interface NatReport extends NatInfo {
@@ -223,14 +223,14 @@ export async function detectNat(options: DetectNatOptions): Promise<NatReport> {
     else filtering = "address-and-port-dependent";
 
     // Mapping: is our public endpoint the same toward another server IP, and toward another port?
-    // Meanwhile fresh sockets make new mappings one after another, to learn how ports are allocated;
-    // the hairpin probe (which may make a mapping too) goes last.
+    // Then fresh sockets make new mappings one after another, to learn how ports are allocated; the
+    // hairpin probe (which may make a mapping too) goes last.
     const stagger = (i: number) => sleep(ALLOCATION_PROBE_STAGGER_MS * (i + 1));
     const [towardAltIp, towardAltIpAndPort, fresh, hairpinning] = await Promise.all([
       altIp ? prober.transact({ address: altIp, port: udp1 }, PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS) : undefined,
       prober.transact({ address: altIp ?? serverIp, port: udp2 }, PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS),
-      Promise.all(Array.from({ length: ALLOCATION_FRESH_PROBES }, (_, i) => stagger(i).then(() => freshMapping({ address: serverIp, port: udp1 }, "0.0.0.0", PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS)))),
-      behindNat ? stagger(ALLOCATION_FRESH_PROBES).then(() => prober.hairpin(mapped)) : Promise.resolve(null),
+      stagger(0).then(() => freshMappings({ address: serverIp, port: udp1 }, ALLOCATION_FRESH_PROBES, "0.0.0.0", PROBE_SCHEDULE_MS, PROBE_GIVE_UP_MS)),
+      behindNat ? stagger(1).then(() => prober.hairpin(mapped)) : Promise.resolve(null),
     ]);
     let mapping: NatBehaviour;
     if (!towardAltIpAndPort?.mapped) {

@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
 import type { Candidates, NatInfo } from "../protocol/index.ts";
-import { freshMapping, isPredictable } from "../nat/allocation.ts";
+import { freshMappings, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
@@ -139,7 +139,7 @@ export class PeerEndpoint {
   async refreshPrediction(stunHost: string, stunPort: number): Promise<void> {
     if (!isPredictable(this.nat) || !this.offers("udp")) return;
     const server = (await lookup(stunHost, { family: 4 })).address;
-    const observed = await freshMapping({ address: server, port: stunPort }, this.bindHost);
+    const [observed] = await freshMappings({ address: server, port: stunPort }, 1, this.bindHost);
     if (observed) this.predictBase = observed.mappedPort;
   }
 

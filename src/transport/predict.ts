@@ -25,7 +25,7 @@ import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 export const PREDICT_WINDOW_PORTS = 128;
 export const PREDICT_LOCKSTEP_PORTS = 64;
 /** The window is poked again at these offsets from the start time, until a path confirms. */
-export const PREDICT_ROUNDS_AT_MS = [0, 150, 400, 800, 1300, 2000, 3000, 4200];
+export const PREDICT_ROUNDS_AT_MS = [0, 400, 900, 1500, 2200, 3000, 4000];
 
 export interface Prediction {
   ip: string;
