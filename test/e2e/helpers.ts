@@ -71,7 +71,11 @@ export interface LabApp {
 }
 
 /** Writes `dir/inp2pc.toml` for a client of the lab's server (insecure: the server runs tls = "off"). */
-export function writeClientConfig(lab: Lab, dir: string, client: { node: string; statusPort: number; apps?: LabApp[]; logLevel?: string; extra?: string[] }): string {
+export function writeClientConfig(
+  lab: Lab,
+  dir: string,
+  client: { node: string; statusPort: number; apps?: LabApp[]; logLevel?: string; extra?: string[]; token?: string },
+): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, "inp2pc.toml");
   const lines = [
@@ -81,7 +85,7 @@ export function writeClientConfig(lab: Lab, dir: string, client: { node: string;
     `server_host = "${lab.server.ip}"`,
     `server_port = ${WS_PORT}`,
     `node = "${client.node}"`,
-    `token = "${TOKEN}"`,
+    `token = "${client.token ?? TOKEN}"`,
     "insecure = true",
     `status_port = ${client.statusPort}`,
     ...(client.extra ?? []),

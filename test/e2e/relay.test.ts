@@ -1,11 +1,13 @@
 // Relays across the NAT lab's real NATs (issue 6), with real inp2ps and inp2pc processes. A public
-// site hosts a private relay node ("relay1", relay = true); inp2ps relays too (the last tier).
+// site hosts a private relay node ("relay1", relay = true), another a super relay of another user
+// ("bob/super1", super = true); inp2ps relays too (the last tier).
 // - symmetric -> symmetric-2 (no direct path) links through relay1 and carries 64 MiB of a marker
 //   text intact; a capture of everything through the relay's port holds the traffic but no marker;
 // - the UDP-blocked site -> symmetric (TCP punch cannot pass a symmetric NAT) links through relay1, 64 MiB intact;
 // - cone-a -> cone-b, with a rule on cone-a's router dropping all traffic between the two, links
 //   through a relay; once the rule is lifted the link moves to a direct path by itself;
-// - killing relay1 while the apps stay up: new connections work through the server within 10 s.
+// - killing relay1 while the apps stay up: new connections work through the super relay within 10 s;
+//   killing that too: through the server within 10 s.
 // Needs root, iproute2, nftables and tcpdump.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,6 +37,7 @@ const MiB = 1024 * 1024;
 const BIG_BYTES = 64 * MiB;
 const STATUS_PORT = 27190;
 const RELAY_PORT = 27185;
+const BOB_TOKEN = "987654321987654321";
 const SINK = "127.0.0.1:9000";
 const MARKER = "PLAINTEXT-MARKER-7f3a";
 const TRANSFER_TIMEOUT_MS = 90_000;
@@ -48,6 +51,7 @@ const CAPTURE_SNAPLEN = 256;
 
 const SITES: SiteSpec[] = [
   { name: "relayhost", nat: "none" },
+  { name: "superhost", nat: "none" },
   { name: "symmetric", nat: "symmetric" },
   { name: "symmetric-2", nat: "symmetric" },
   { name: UDP_BLOCKED_SITE, nat: "port-restricted-cone", blockUdp: true },
@@ -85,9 +89,10 @@ describe.skipIf(reason)("relays in the NAT lab", () => {
     return lab.exec(lab.sites["cone-a"]!.routerNs, ["nft", "-f", "-"], { input: script });
   };
 
-  async function startClient(site: string, extra: string[] = []): Promise<void> {
+  async function startClient(site: string, extra: string[] = [], token?: string): Promise<void> {
     const apps: LabApp[] = PAIRS.filter((p) => p.from === site).map((p) => ({ name: `to-${p.to}`, protocol: "tcp", listen: p.app, peer: p.to, target: SINK }));
-    const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site === "relayhost" ? "relay1" : site, statusPort: STATUS_PORT, apps, extra });
+    const node = site === "relayhost" ? "relay1" : site === "superhost" ? "super1" : site;
+    const config = writeClientConfig(lab, join(workDir, "clients", site), { node, statusPort: STATUS_PORT, apps, extra, token });
     procs.set(site, await startLabClient(lab, hostOf(site), config, emptyDir));
   }
 
@@ -99,12 +104,15 @@ describe.skipIf(reason)("relays in the NAT lab", () => {
     script = writeLabScripts(join(workDir, "scripts"));
     lab = await labUp({ sites: SITES });
     expect((await blockRule("add")).code, "blocking rule on cone-a's router").toBe(0);
-    procs.set("server", await startLabServer(lab, join(workDir, "server"), ["relay_bw = 2000"]));
+    procs.set("server", await startLabServer(lab, join(workDir, "server"), ["relay_bw = 2000", "[[server.users]]", 'name = "bob"', `token = "${BOB_TOKEN}"`]));
     for (const site of new Set(PAIRS.map((p) => p.to))) lab.spawn(hostOf(site), [BUN, script("sink.ts"), SINK]);
     for (const site of new Set(PAIRS.map((p) => p.to))) await listening(lab, hostOf(site), "-t", SINK);
     await startClient("relayhost", ["relay = true", `relay_port = ${RELAY_PORT}`, "bw = 2000"]);
-    await procs.get("relayhost")!.waitForOutput(/relaying for/, 10_000);
-    await Promise.all(SITES.filter((s) => s.name !== "relayhost").map((s) => startClient(s.name)));
+    await startClient("superhost", ["super = true", `relay_port = ${RELAY_PORT}`, "bw = 2000"], BOB_TOKEN);
+    for (const host of ["relayhost", "superhost"]) await procs.get(host)!.waitForOutput(/relaying for/, 10_000);
+    const server = procs.get("server")!;
+    await waitFor("both relay offers at the server", () => (/offers to relay node=relay1/.test(server.output) && /offers to relay node=super1/.test(server.output)) || undefined, 10_000);
+    await Promise.all(SITES.filter((s) => !["relayhost", "superhost"].includes(s.name)).map((s) => startClient(s.name)));
   }, 120_000);
 
   afterAll(async () => {
@@ -159,20 +167,25 @@ describe.skipIf(reason)("relays in the NAT lab", () => {
     expect(isIntact(t, 8 * MiB), `8 MiB over the direct link: ${JSON.stringify(t)}`).toBe(true);
   }, 90_000);
 
-  it("killing the relay: new connections work through the next tier (the server) within 10 s", async () => {
+  it("killing the relay: new connections work through the next tier within 10 s, the super relay, then the server", async () => {
     const pair = pairOf("symmetric");
-    procs.get("relayhost")!.child.kill("SIGKILL");
-    const killedAt = Date.now();
-    let last: unknown;
-    let ok = false;
-    while (!ok && Date.now() - killedAt < FAILOVER_WITHIN_MS) {
-      const t = await sendThrough(lab, hostOf(pair.from), emptyDir, script("send.ts"), pair.app, MiB, 4_000);
-      ok = isIntact(t, MiB);
-      last = t;
+    for (const [host, next] of [
+      ["relayhost", { link: "relay-super", relay: "bob/super1" }],
+      ["superhost", { link: "relay-server", relay: "server" }],
+    ] as const) {
+      procs.get(host)!.child.kill("SIGKILL");
+      const killedAt = Date.now();
+      let last: unknown;
+      let ok = false;
+      while (!ok && Date.now() - killedAt < FAILOVER_WITHIN_MS) {
+        const t = await sendThrough(lab, hostOf(pair.from), emptyDir, script("send.ts"), pair.app, MiB, 4_000);
+        ok = isIntact(t, MiB);
+        last = t;
+      }
+      const tookMs = Date.now() - killedAt;
+      expect(ok, `a new connection through the app within ${FAILOVER_WITHIN_MS / 1000} s of killing ${host} (last: ${JSON.stringify(last)})`).toBe(true);
+      expect(await peerStatus(pair.from, pair.to)).toMatchObject(next);
+      figures.push(`${host} killed: symmetric -> symmetric-2 works again through ${next.link} after ${tookMs} ms`);
     }
-    const tookMs = Date.now() - killedAt;
-    expect(ok, `a new connection through the app within ${FAILOVER_WITHIN_MS / 1000} s of the kill (last: ${JSON.stringify(last)})`).toBe(true);
-    expect(await peerStatus(pair.from, pair.to)).toMatchObject({ link: "relay-server", relay: "server" });
-    figures.push(`relay1 killed: symmetric -> symmetric-2 works again through the server relay after ${tookMs} ms`);
   }, 60_000);
 });
