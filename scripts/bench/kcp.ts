@@ -9,6 +9,7 @@
 // a link with that RTT and no bandwidth limit: what the windows and loss recovery allow), retransmitted segments
 // per segment sent (RTO and fast resends), and simulated seconds. CPU MB/s is the best of three runs.
 
+import { prng } from "../../test/helpers/prng.ts";
 import { Kcp, KCP_FAST } from "../../src/transport/kcp.ts";
 
 interface Options {
@@ -30,16 +31,6 @@ function parseArgs(argv: string[]): Options {
   return options;
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One direction of the link: fixed latency, so deliveries leave in the order they entered. */
 class Pipe {

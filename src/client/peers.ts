@@ -281,7 +281,7 @@ export class PeerManager {
   private adopt(peer: string, link: Link, startedAt: number): Link {
     const punchMs = Date.now() - startedAt;
     this.states.set(peer, { state: "linked", punchMs });
-    this.init.logger.info("peer linked", { peer, path: link.kind, ...(link.stats().via ? { relay: link.stats().via } : {}), ms: punchMs });
+    this.init.logger.info("peer linked", { peer, path: link.kind, ...(link.via ? { relay: link.via } : {}), ms: punchMs });
     const existing = this.link(peer);
     if (existing && existing !== link) {
       // A direct link beats a relayed one; between equals (both sides asked at once) both sides keep
@@ -297,8 +297,7 @@ export class PeerManager {
     this.links.set(peer, link);
     link.onClose(() => {
       if (this.links.get(peer) === link) this.links.delete(peer);
-      const via = link.stats().via;
-      if (via && !retiredLinks.has(link)) this.failedRelays.set(peer, [...(this.failedRelays.get(peer) ?? []), { name: via, until: Date.now() + FAILED_RELAY_MEMORY_MS }]);
+      if (link.via && !retiredLinks.has(link)) this.failedRelays.set(peer, [...(this.failedRelays.get(peer) ?? []), { name: link.via, until: Date.now() + FAILED_RELAY_MEMORY_MS }]);
     });
     for (const listener of this.linkListeners) listener(peer, link);
     return link;

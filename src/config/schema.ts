@@ -28,7 +28,6 @@ import {
 export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
-/** Transports a node offers and tries for peer links. */
 /** Kinds of peer path a node may use: direct (or punched) UDP and TCP, and relays. */
 export const PEER_TRANSPORTS = ["udp", "tcp", "relay"] as const;
 

@@ -125,6 +125,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   } catch (err) {
     await stun.stop();
     await relay?.stop();
+    addressBook?.close();
     throw err;
   }
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);

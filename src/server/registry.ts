@@ -64,8 +64,13 @@ export class Registry {
     return true;
   }
 
+  /** The nodes of one user online now. */
+  ofUser(user: string): NodeSession[] {
+    return [...(this.byUser.get(user)?.values() ?? [])];
+  }
+
   peers(session: NodeSession): NodeSession[] {
-    return [...(this.byUser.get(session.user)?.values() ?? [])].filter((other) => other !== session);
+    return this.ofUser(session.user).filter((other) => other !== session);
   }
 
   all(): NodeSession[] {

@@ -104,20 +104,19 @@ export class SdwanHub {
   }
 
   private members(user: string): NodeSession[] {
-    return this.registry.all().filter((node) => node.user === user && node.sdwan);
+    return this.registry.ofUser(user).filter((node) => node.sdwan);
   }
 
-  private mapFor(session: NodeSession): SdwanMap {
+  private mapFor(session: NodeSession, members = this.members(session.user)): SdwanMap {
     return {
       subnet: this.book.subnetText,
       self: { name: session.name, ip: session.sdwan!.ip },
-      nodes: this.members(session.user)
-        .filter((node) => node !== session)
-        .map((node) => ({ name: node.name, ip: node.sdwan!.ip, routes: node.sdwan!.routes })),
+      nodes: members.filter((node) => node !== session).map((node) => ({ name: node.name, ip: node.sdwan!.ip, routes: node.sdwan!.routes })),
     };
   }
 
   private broadcast(user: string, except: NodeSession): void {
-    for (const node of this.members(user)) if (node !== except) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node) }));
+    const members = this.members(user);
+    for (const node of members) if (node !== except) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node, members) }));
   }
 }

@@ -97,6 +97,11 @@ export class Link {
     return this.init.path.kind;
   }
 
+  /** The relay's name, on a relayed path. */
+  get via(): string | null {
+    return this.init.path.via ?? null;
+  }
+
   get sessionKey(): string {
     return this.init.sessionId.toString("base64url");
   }
@@ -106,7 +111,7 @@ export class Link {
     return {
       kind: this.kind,
       remote: this.init.path.remote,
-      via: this.init.path.via ?? null,
+      via: this.via,
       since: this.since,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,

@@ -1,5 +1,6 @@
 // KCP: the ikcp wire layout byte by byte, and two instances over a simulated lossy link on a simulated clock.
 import { describe, expect, it } from "vitest";
+import { prng } from "../helpers/prng.ts";
 import {
   Kcp,
   KCP_CMD_ACK,
@@ -15,17 +16,6 @@ import {
 
 const CONV = 0x11223344;
 
-/** mulberry32: a small seeded PRNG, so every lossy run is the same run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(random: () => number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
