@@ -37,6 +37,8 @@ export interface ClientInit {
   peer_udp_port: number;
   peer_tcp_port: number;
   peer_paths: ("udp" | "tcp" | "relay")[];
+  reconnect_base_delay_ms?: number;
+  reconnect_max_delay_ms?: number;
   /** Offer this node as a relay: private (own user's nodes) or super (every user's). */
   relay: boolean;
   super: boolean;
@@ -86,10 +88,13 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       tlsFingerprint: init.tls_fingerprint,
       knownServers: new KnownServers(join(init.data_dir, KNOWN_SERVERS_FILE)),
       logger,
+      reconnectBaseDelayMs: init.reconnect_base_delay_ms,
+      reconnectMaxDelayMs: init.reconnect_max_delay_ms,
     },
     {
       ...events,
       online: (result) => {
+        natWatcher.serverReachable(); // a result from while the server was away may be stale
         peers.onLoggedIn();
         void relayNode?.onLoggedIn(result.user);
         if (overlay?.ready) void joinOverlay();
@@ -151,16 +156,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     overlay?.attach(peer, link);
     link.onClose(() => setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS));
   });
-  session.start();
-
-  const natWatcher = watchNat(
-    () => detectNat({ serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] }),
-    (report) => {
+  const natWatcher = watchNat({
+    detect: () => detectNat({ serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] }),
+    onResult: (report) => {
       session.setNat(natInfoOf(report));
       peers.setNat(natInfoOf(report));
     },
     logger,
-  );
+  });
+  session.start();
 
   const status = (): ClientStatus => {
     const names = new Set([...session.peers.keys(), ...peers.allLinks().map(([name]) => name)]);

@@ -48,12 +48,42 @@ export interface SessionEvents {
 }
 
 const closeReasons: Record<number, string> = {
-  [CloseCode.replaced]: "another inp2pc logged in with this node's name and key; this session was replaced",
+  [CloseCode.replaced]:
+    "another machine runs as this node: it logged in with this node's name and identity key, and the server dropped this session for it; " +
+    "stop one of them, or give each its own `node` name and its own data_dir (identity key)",
   [CloseCode.loginTimeout]: "the server closed the connection: no login in time",
   [CloseCode.heartbeatTimeout]: "the server stopped hearing our heartbeats",
   [CloseCode.abuse]: "the server dropped us for sending bad messages",
   [CloseCode.shutdown]: "the server is shutting down",
 };
+
+/** A refused login in words: what is wrong and what to do, by the server's refusal code. */
+function explainRefusal(code: string, serverMessage: string, node: string): string {
+  switch (code) {
+    case "BAD_TOKEN":
+      return (
+        "login refused (BAD_TOKEN): the server does not accept this node's token; check `token` in [client] of the config " +
+        '(or --token, INP2P_TOKEN): it must be the token of this node\'s user on the server ("inp2ps token --user U --password P" prints it)'
+      );
+    case "BAD_SIGNATURE":
+      return (
+        "login refused (BAD_SIGNATURE): the server could not verify this node's identity signature; the identity key file " +
+        `(inp2pc.key in data_dir) may be damaged: restore it, or delete it to make a new key and run "inp2ps forget ${node}" on the server`
+      );
+    case "KEY_MISMATCH":
+      return (
+        `login refused (KEY_MISMATCH): the server knows node "${node}" by a different identity key: another machine already uses this name, ` +
+        `or this node's identity key (inp2pc.key in data_dir) was made anew; give this node another \`node\` name, or, if it replaces the old machine, ` +
+        `run "inp2ps forget ${node}" on the server`
+      );
+    default:
+      return `login refused (${code}): ${serverMessage}`;
+  }
+}
+
+/** A login resets the reconnect backoff only once it stayed up this many longest retry delays: a twin that
+ * keeps replacing this node (or a server that drops it at once) must not bring the retries back to the fastest pace. */
+const STABLE_LOGIN_MAX_DELAYS = 2;
 
 /** Adds what to do to the errors a misconfigured TLS setting produces. */
 function explainConnectError(message: string, insecure: boolean): string {
@@ -97,7 +127,11 @@ export class ServerSession {
   private heartbeatOutstanding = false;
   private lastHeartbeatAnswerAt = 0;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
+  private stableLoginTimer?: ReturnType<typeof setTimeout>;
+  /** Attempts since the last login that stayed up (see STABLE_LOGIN_MAX_DELAYS): the backoff exponent. */
   private failedAttempts = 0;
+  /** Why the server refused the last login, in words; used when it closes the connection. */
+  private refusal?: string;
   private readonly log: Logger;
 
   constructor(
@@ -200,9 +234,12 @@ export class ServerSession {
 
     socket.on("close", (code, reasonBuffer) => {
       if (this.socket !== socket) return;
-      const reason = closeReasons[code] ?? (reasonBuffer.length ? reasonBuffer.toString() : this.lastError ?? `connection closed (code ${code})`);
+      const reason =
+        (code === CloseCode.loginRefused ? this.refusal : closeReasons[code]) ??
+        (reasonBuffer.length ? reasonBuffer.toString() : this.lastError ?? `connection closed (code ${code})`);
       this.lastError = undefined;
-      this.onDisconnected(reason);
+      this.refusal = undefined;
+      this.onDisconnected(reason, code === CloseCode.loginRefused);
     });
   }
 
@@ -263,15 +300,16 @@ export class ServerSession {
       });
       this.onLoggedIn(result);
     } catch (err) {
-      const message = (err as Error).message;
-      this.log.error(message.startsWith("login refused") ? message : `login failed: ${message}`);
+      // A refusal is told when the server closes the connection, which follows it.
+      if (err instanceof RequestError && /^login refused/.test(err.message)) this.refusal = explainRefusal(err.code, err.message, node);
+      else this.log.error(`login failed: ${(err as Error).message}`);
     }
   }
 
   private onLoggedIn(result: LoginResult): void {
     this.state = "online";
     this.login = result;
-    this.failedAttempts = 0;
+    this.stableLoginTimer = setTimeout(() => (this.failedAttempts = 0), STABLE_LOGIN_MAX_DELAYS * this.maxDelayMs);
     this.clockSamples = [];
     // Not cleared here: a node-online that came with the login answer is already in (teardown clears).
     for (const peer of result.peers) this.peers.set(peer.name, peer);
@@ -313,7 +351,7 @@ export class ServerSession {
     this.rttMs = rttMs;
   }
 
-  private onDisconnected(reason: string): void {
+  private onDisconnected(reason: string, refused: boolean): void {
     const wasOnline = this.state === "online";
     this.teardown(reason);
     if (this.state === "stopped") return;
@@ -321,19 +359,25 @@ export class ServerSession {
     if (wasOnline) this.events.offline?.(reason);
     const delayMs = this.reconnectDelayMs();
     this.failedAttempts++;
-    this.log.warn(`${wasOnline ? "lost the server" : "cannot reach the server"}: ${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s`);
+    const retry = `retrying in ${(delayMs / 1000).toFixed(1)} s`;
+    if (refused) this.log.error(`${reason}; ${retry}`);
+    else this.log.warn(`${wasOnline ? "lost the server" : "cannot reach the server"}: ${reason}; ${retry}`);
     this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  private get maxDelayMs(): number {
+    return this.init.reconnectMaxDelayMs ?? RECONNECT_MAX_DELAY_MS;
   }
 
   private reconnectDelayMs(): number {
     const base = this.init.reconnectBaseDelayMs ?? RECONNECT_BASE_DELAY_MS;
-    const max = this.init.reconnectMaxDelayMs ?? RECONNECT_MAX_DELAY_MS;
     const jitter = 1 + (Math.random() * 2 - 1) * RECONNECT_JITTER_FRACTION;
-    return Math.min(max, base * RECONNECT_BACKOFF_FACTOR ** Math.min(this.failedAttempts, 16) * jitter);
+    return Math.min(this.maxDelayMs, base * RECONNECT_BACKOFF_FACTOR ** Math.min(this.failedAttempts, 16) * jitter);
   }
 
   private teardown(reason: string): void {
     this.peers.clear();
+    clearTimeout(this.stableLoginTimer);
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
     for (const pending of this.pending.values()) pending.reject(new RequestError("DISCONNECTED", reason));

@@ -47,6 +47,8 @@ export const MIN_SDWAN_MTU = 576;
 export const MAX_SDWAN_MTU = 9000;
 export const MAX_SDWAN_ROUTES = 64;
 export const MAX_SDWAN_RESERVE_HOURS = 87_600;
+export const MIN_RECONNECT_DELAY_MS = 100;
+export const MAX_RECONNECT_DELAY_MS = 3_600_000;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;
 
 export const DEFAULT_USER_NAME = "default";

@@ -207,11 +207,20 @@ export const clientShape = {
   peer_udp_port: intInRange(0, C.MAX_PORT).default(0),
   peer_tcp_port: intInRange(0, C.MAX_PORT).default(0),
   peer_paths: z.array(enumValue(PEER_TRANSPORTS)).min(1).default([...PEER_TRANSPORTS]),
+  // Unset: the client's own defaults (RECONNECT_BASE_DELAY_MS, RECONNECT_MAX_DELAY_MS in client/constants.ts).
+  reconnect_base_delay_ms: intInRange(C.MIN_RECONNECT_DELAY_MS, C.MAX_RECONNECT_DELAY_MS).optional(),
+  reconnect_max_delay_ms: intInRange(C.MIN_RECONNECT_DELAY_MS, C.MAX_RECONNECT_DELAY_MS).optional(),
   apps: z.array(appSchema).default([]),
   sdwan: clientSdwanSchema.optional(),
 };
 
 export const clientSchema = z.strictObject(clientShape).superRefine((c, ctx) => {
+  if (c.reconnect_base_delay_ms !== undefined && c.reconnect_max_delay_ms !== undefined && c.reconnect_base_delay_ms > c.reconnect_max_delay_ms)
+    ctx.addIssue({
+      code: "custom",
+      path: ["reconnect_base_delay_ms"],
+      message: `must not exceed reconnect_max_delay_ms (${c.reconnect_max_delay_ms}), got ${c.reconnect_base_delay_ms}`,
+    });
   const names = new Map<string, number>();
   const listens = new Map<string, number>();
   c.apps.forEach((app, i) => {

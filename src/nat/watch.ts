@@ -21,40 +21,105 @@ export function natInfoOf(report: NatReport): NatInfo {
   return { natType, mapping, filtering, publicAddress, portPreserved, tcp, ...(allocation ? { allocation } : {}) };
 }
 
+/** How often a settled NAT type is detected again though nothing seemed to change (NATs get reconfigured, routers replaced). */
+export const NAT_RECHECK_INTERVAL_MS = 5 * 60_000;
+/** First retry after a failed or inconclusive detection; each further one waits twice as long, up to the recheck interval. */
+export const NAT_RETRY_BASE_DELAY_MS = 5_000;
+
+/** A result worth keeping: a failed detection, UDP blocked or an unknown mapping may mean the server was away. */
+function isSettled(report: NatReport | undefined): boolean {
+  return report !== undefined && report.natType !== "udp-blocked" && report.mapping !== "unknown";
+}
+
+export interface NatWatcherInit {
+  detect: () => Promise<NatReport>;
+  /** Called with the first result and with each one that differs from the last. */
+  onResult: (report: NatReport) => void;
+  logger: Logger;
+  /** @default NAT_RECHECK_INTERVAL_MS */
+  recheckIntervalMs?: number;
+  /** @default NAT_RETRY_BASE_DELAY_MS */
+  retryBaseDelayMs?: number;
+}
+
 export interface NatWatcher {
+  /** The server answered (a login): detect again now if the last result was failed or inconclusive. */
+  serverReachable(): void;
   stop(): void;
 }
 
-/** Detects the NAT now and again whenever the local addresses change; hands each result on. */
-export function watchNat(detect: () => Promise<NatReport>, onResult: (report: NatReport) => void, logger: Logger): NatWatcher {
+/**
+ * Detects the NAT now, again whenever the local addresses change, every recheck interval, soon (backing
+ * off) while the result is failed or inconclusive, and at once when the server answers after such a result.
+ */
+export function watchNat(init: NatWatcherInit): NatWatcher {
+  const { detect, onResult, logger } = init;
+  const recheckIntervalMs = init.recheckIntervalMs ?? NAT_RECHECK_INTERVAL_MS;
+  const retryBaseDelayMs = init.retryBaseDelayMs ?? NAT_RETRY_BASE_DELAY_MS;
   let lastAddresses = localAddressFingerprint();
+  let lastInfo = "";
+  let settled = false;
+  let unsettledRuns = 0;
   let running = false;
+  /** A run asked for while one was under way: always, or only if that one ends unsettled. */
+  let rerun: { why: string; onlyIfUnsettled: boolean } | undefined;
   let stopped = false;
-  const run = async (why: string) => {
-    if (running || stopped) return;
+  let next: ReturnType<typeof setTimeout> | undefined;
+
+  const schedule = () => {
+    clearTimeout(next);
+    if (stopped) return;
+    const delayMs = settled ? recheckIntervalMs : Math.min(recheckIntervalMs, retryBaseDelayMs * 2 ** Math.min(unsettledRuns - 1, 20));
+    next = setTimeout(() => void run(settled ? "periodic re-check" : "retry after a failed or inconclusive result"), delayMs);
+  };
+
+  const run = async (why: string, onlyIfUnsettled = false) => {
+    if (stopped) return;
+    if (running) {
+      if (!rerun || rerun.onlyIfUnsettled) rerun = { why, onlyIfUnsettled };
+      return;
+    }
     running = true;
     try {
       const report = await detect();
       if (stopped) return;
-      logger.info(`NAT type: ${report.natType}`, { why, public: report.publicAddress, mapping: report.mapping, filtering: report.filtering, allocation: formatAllocation(report.allocation), tcp: report.tcp, ms: report.durationMs });
-      onResult(report);
+      settled = isSettled(report);
+      const info = JSON.stringify(natInfoOf(report));
+      const changed = info !== lastInfo;
+      const fields = { why, public: report.publicAddress, mapping: report.mapping, filtering: report.filtering, allocation: formatAllocation(report.allocation), tcp: report.tcp, ms: report.durationMs };
+      logger[changed ? "info" : "debug"](`NAT type: ${report.natType}`, fields);
+      lastInfo = info;
+      if (changed) onResult(report);
     } catch (err) {
+      settled = false;
       logger.warn("NAT detection failed", { why, error: (err as Error).message });
     } finally {
       running = false;
     }
+    if (stopped) return;
+    unsettledRuns = settled ? 0 : unsettledRuns + 1;
+    const again = rerun;
+    rerun = undefined;
+    if (again && !(again.onlyIfUnsettled && settled)) void run(again.why);
+    else schedule();
   };
+
   void run("start-up");
-  const timer = setInterval(() => {
+  const addressTimer = setInterval(() => {
     const now = localAddressFingerprint();
     if (now === lastAddresses) return;
     lastAddresses = now;
     void run("local addresses changed");
   }, ADDRESS_CHECK_INTERVAL_MS);
   return {
+    serverReachable() {
+      if (stopped || settled) return;
+      void run("the server answered", true);
+    },
     stop() {
       stopped = true;
-      clearInterval(timer);
+      clearTimeout(next);
+      clearInterval(addressTimer);
     },
   };
 }

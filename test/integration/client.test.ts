@@ -1,10 +1,12 @@
 // inp2pc against a real inp2ps: TLS trust (pin, first use, changed certificate), plain ws, reconnects,
 // refused logins, heartbeats. Every test has its own server and port, so they run concurrently.
-import { readFileSync, rmSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type ExpectStatic } from "vitest";
 import {
+  api,
   freePort,
+  freeUdpPorts,
   onlineNodes,
   startClient,
   startServer,
@@ -69,6 +71,23 @@ async function neverListed(expect: ExpectStatic, s: ServerHandle, name: string, 
     expect(await nodes(s), `${name} must not be listed`).not.toContain(name);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The waits a client announced before each reconnect ("retrying in 1.5 s"), in seconds. */
+const retryDelays = (output: string) => [...output.matchAll(/retrying in ([\d.]+) s/g)].map((m) => Number(m[1]));
+
+/** Writes an inp2pc.toml with short reconnect delays into `dir` and returns the flags that load it. */
+function shortBackoff(dir: string, baseMs: number, maxMs: number): string[] {
+  writeFileSync(join(dir, "inp2pc.toml"), `role = "client"\n[client]\nreconnect_base_delay_ms = ${baseMs}\nreconnect_max_delay_ms = ${maxMs}\n`, { mode: 0o600 });
+  return ["--config", join(dir, "inp2pc.toml")];
+}
+
+/** Each delay at least the one before (the jitter cannot undo a 1.5x step), from about `base` to `max`. */
+function expectGrowingDelays(expect: ExpectStatic, delays: number[], baseS: number, maxS: number): void {
+  for (let i = 1; i < delays.length; i++) expect(delays[i], `delays ${delays.join(", ")}`).toBeGreaterThanOrEqual(delays[i - 1]!);
+  expect(delays[0]).toBeLessThanOrEqual(baseS * 1.25);
+  expect(delays.at(-1), `delays ${delays.join(", ")}`).toBeGreaterThanOrEqual(Math.min(maxS, delays[0]! * 3));
+  expect(Math.max(...delays)).toBeLessThanOrEqual(maxS);
 }
 
 const count = (text: string, pattern: RegExp) => text.match(new RegExp(pattern.source, "g"))?.length ?? 0;
@@ -208,7 +227,7 @@ describe.concurrent("sessions", () => {
     const { server, client, dir } = scope(onTestFinished);
     const s = await server();
     const c = client({ node: "badtoken", port: s.port, token: "42" });
-    await c.waitForOutput(/login refused: bad token/);
+    await c.waitForOutput(/login refused \(BAD_TOKEN\)/);
     await s.proc.waitForOutput(/login refused: bad token node=badtoken/);
     await c.waitForOutput(/retrying in \d/);
     expect(c.exitCode).toBeNull();
@@ -231,4 +250,73 @@ describe.concurrent("sessions", () => {
     await listed(s, "hb");
     expect(c.output).toMatch(/lost the server: .*retrying in/);
   }, 25_000);
+});
+
+describe.concurrent("churn and refusals", () => {
+  it("started while the server is down: once it is up, the client and the server show the real NAT type (public on loopback)", async ({ expect, onTestFinished }) => {
+    const { server, client } = scope(onTestFinished);
+    const token = "1234567890123456789";
+    const port = await freePort();
+    const [udp1, udp2] = await freeUdpPorts();
+    const stun = { stun_udp1: udp1, stun_udp2: udp2, stun_tcp1: await freePort(), stun_tcp2: await freePort() };
+    const statusPort = await freePort();
+    const stunFlags = Object.entries(stun).flatMap(([key, value]) => [`--${key.replace("_", "-")}`, String(value)]);
+    const c = client({ node: "early", port, token, extraArgs: [...stunFlags, "--status-port", String(statusPort)] });
+    await c.waitForOutput(/NAT type: udp-blocked|NAT detection failed/, 15_000);
+    const status = async () => (await fetch(`http://127.0.0.1:${statusPort}/api/v1/status`, { signal: AbortSignal.timeout(3_000) })).json() as Promise<any>;
+    expect((await status()).nat?.natType ?? "none").not.toBe("public");
+
+    const s = await server({ port, token, extraToml: Object.entries(stun).map(([key, value]) => `${key} = ${value}`).join("\n") });
+    const upAt = Date.now();
+    await c.waitForOutput(/logged in/, 20_000);
+    await waitFor("the client's status to show NAT type public", async () => (await status()).nat?.natType === "public", 20_000, 200);
+    await waitFor(
+      "the server to list early with NAT type public",
+      async () => ((await api(s, "/api/v1/nodes", s.token)).body.nodes as { name: string; natType: string | null }[]).some((n) => n.name === "early" && n.natType === "public"),
+      10_000,
+      200,
+    );
+    console.log(`NAT type public on both sides ${Date.now() - upAt} ms after the server listened`);
+  }, 60_000);
+
+  it("wrong token: says in words that the token is wrong and where to fix it, and backs off to the cap", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    const clientDir = dir("inp2pc-badtoken-");
+    const c = client({ node: "badtoken", port: s.port, token: "42", dir: clientDir, extraArgs: shortBackoff(clientDir, 300, 2_400) });
+    await waitFor("8 retries", () => retryDelays(c.output).length >= 8, 30_000, 100);
+    expect(c.output).toMatch(/the server does not accept this node's token/);
+    expect(c.output).toMatch(/check `token`/);
+    expectGrowingDelays(expect, retryDelays(c.output), 0.3, 2.4);
+    expect(retryDelays(c.output).at(-1)).toBe(2.4);
+    expect(c.output).not.toMatch(/logged in/);
+  }, 45_000);
+
+  it("a name pinned to another key: says so in words, with what to do (another name, or inp2ps forget)", async ({ expect, onTestFinished }) => {
+    const { server, client } = scope(onTestFinished);
+    const s = await server();
+    const first = client({ node: "taken", port: s.port, token: s.token });
+    await first.waitForOutput(/logged in/);
+    await first.stop();
+    const second = client({ node: "taken", port: s.port, token: s.token }); // its own directory: a new identity key
+    await second.waitForOutput(/retrying in/);
+    expect(second.output).toMatch(/the server knows node "taken" by a different identity key/);
+    expect(second.output).toMatch(/give this node another `node` name, or, if it replaces the old machine, run "inp2ps forget taken" on the server/);
+  });
+
+  it("two machines with one name and key: each says another machine runs as this node, and their retries slow down", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const s = await server();
+    const [dirA, dirB] = [dir("inp2pc-twin-a-"), dir("inp2pc-twin-b-")];
+    const a = client({ node: "twin", port: s.port, token: s.token, dir: dirA, extraArgs: shortBackoff(dirA, 300, 2_400) });
+    await a.waitForOutput(/logged in/);
+    copyFileSync(join(dirA, "inp2pc.key"), join(dirB, "inp2pc.key"));
+    copyFileSync(join(dirA, "inp2pc.known_servers.json"), join(dirB, "inp2pc.known_servers.json"));
+    const b = client({ node: "twin", port: s.port, token: s.token, dir: dirB, extraArgs: shortBackoff(dirB, 300, 2_400) });
+    await waitFor("5 retries on each side", () => retryDelays(a.output).length >= 5 && retryDelays(b.output).length >= 5, 40_000, 100);
+    for (const [name, c] of [["a", a], ["b", b]] as const) {
+      expect(c.output, name).toMatch(/another machine runs as this node/);
+      expectGrowingDelays(expect, retryDelays(c.output).slice(0, 5), 0.3, 2.4);
+    }
+  }, 60_000);
 });
