@@ -89,6 +89,8 @@ const STABLE_LOGIN_MAX_DELAYS = 2;
 function explainConnectError(message: string, insecure: boolean): string {
   if (/WRONG_VERSION_NUMBER|wrong version number/i.test(message))
     return `${message} (the server does not speak TLS on this port; if it runs with tls = "off", use --insecure)`;
+  if (insecure && /socket hang up|ECONNRESET/i.test(message))
+    return `${message} (the server hung up on plain ws://; if it speaks TLS on this port, as it does unless tls = "off", drop --insecure)`;
   if (insecure && /Unexpected server response: 400/.test(message))
     return `${message} (the server may expect TLS; drop --insecure)`;
   return message;

@@ -169,6 +169,19 @@ describe.concurrent("TLS trust", () => {
   });
 });
 
+describe.concurrent("TLS mismatch, in words", () => {
+  it("--insecure against a TLS server: says the server speaks TLS and to drop --insecure; TLS against tls = \"off\": says to use --insecure", async ({ expect, onTestFinished }) => {
+    const { server, client } = scope(onTestFinished);
+    const [tls, plain] = await Promise.all([server(), server({ tls: "off" })]);
+    const insecure = client({ node: "insecure", port: tls.port, token: tls.token, insecure: true });
+    const wantsTls = client({ node: "wants-tls", port: plain.port, token: plain.token });
+    const [insecureLine] = await insecure.waitForOutput(/cannot reach the server: .*retrying in/);
+    expect(insecureLine).toMatch(/if it speaks TLS on this port, as it does unless tls = "off", drop --insecure/);
+    const [tlsLine] = await wantsTls.waitForOutput(/cannot reach the server: .*retrying in/);
+    expect(tlsLine).toMatch(/the server does not speak TLS on this port; if it runs with tls = "off", use --insecure/);
+  });
+});
+
 describe.concurrent("sessions", () => {
   it("server SIGKILLed and restarted on the same port and data dir: 3 clients back online within 15 s", async ({ expect, onTestFinished }) => {
     const { server, client, dir } = scope(onTestFinished);
