@@ -21,6 +21,13 @@ export function addCommonOptions(cli: CAC, role: "server" | "client"): void {
   );
   cli.help();
   cli.version(VERSION);
+  // cac names the runtime by process.version, which under Bun is the Node version it mimics.
+  cli.outputVersion = () => writeSync(1, `${versionLine(cli.name)}\n`);
+}
+
+/** What --version prints: the product's version, and the Bun it runs on (compiled in, for a built binary). */
+export function versionLine(program: string): string {
+  return `${program}/${VERSION} (bun ${Bun.version}, ${process.platform}-${process.arch})`;
 }
 
 export function makeLogger(config: { log_level: LogLevel; log_format: LogFormat }): Logger {

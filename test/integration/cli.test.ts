@@ -1,5 +1,5 @@
 // The two CLIs as users run them: real `bun src/cli/inp2ps.ts` / `inp2pc.ts` processes, loopback only.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -66,6 +66,15 @@ describe.concurrent("version and help", () => {
         expect(r.code, flag).toBe(0);
         expect(r.stdout, flag).toContain(`${name}/${VERSION}`);
       }
+    });
+
+    it(`${name} --version names the Bun it runs on by Bun's own version, not the Node-compat one`, async ({ expect }) => {
+      const bun = spawnSync(BUN, ["--version"], { encoding: "utf8" });
+      const bunVersion = bun.stdout.trim();
+      expect(bunVersion, "bun --version").toMatch(/^\d+\.\d+\.\d+/);
+      const r = await cli(program, ["--version"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(`${name}/${VERSION} (bun ${bunVersion}, ${process.platform}-${process.arch})`);
     });
   }
 
