@@ -4,6 +4,7 @@ import cac from "cac";
 import { ConfigError, DEFAULT_USER_NAME, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { VERSION } from "../protocol/index.ts";
+import { formatTable } from "../log/index.ts";
 import { startServer } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
@@ -118,8 +119,7 @@ cli
       }
       const rows = [["NAME", "USER", "ADDRESS", "NAT", "ONLINE SINCE", "LAST HEARTBEAT", "VERSION"]];
       for (const n of body.nodes) rows.push([n.name, n.user, n.address, n.natType ?? "-", n.onlineSince, n.lastHeartbeat, n.version]);
-      const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
-      process.stdout.write(rows.map((r) => r.map((cell, col) => cell.padEnd(widths[col]!)).join("  ").trimEnd()).join("\n") + "\n");
+      process.stdout.write(formatTable(rows).join("\n") + "\n");
       if (body.nodes.length === 0) process.stdout.write("(no nodes online)\n");
     } catch (err) {
       exitWithError(PROGRAM, err);

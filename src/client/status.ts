@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { formatTable } from "../log/index.ts";
 import type { NatInfo } from "../protocol/index.ts";
 import type { OverlayStatus } from "../sdwan/index.ts";
 import type { AppStatus } from "./apps.ts";
@@ -49,21 +50,20 @@ export function formatStatus(s: ClientStatus): string {
     `server   ${s.server.address}  ${s.server.state}${s.server.user ? ` as user ${s.server.user}` : ""}${s.server.rttMs !== null ? `  rtt ${s.server.rttMs} ms` : ""}`,
     `NAT      ${s.nat ? `${s.nat.natType}${s.nat.publicAddress ? ` (${s.nat.publicAddress})` : ""}` : "not detected yet"}`,
     "",
-    "PEER".padEnd(20) + "LINK".padEnd(14) + "RTT".padEnd(9) + "IN".padEnd(12) + "OUT".padEnd(12) + "SINCE",
   ];
-  for (const [name, p] of Object.entries(s.peers))
-    lines.push(
-      name.padEnd(20) +
-        ((p.link ?? p.state ?? (p.online ? "none" : "offline")) + (p.relay ? ` via ${p.relay}` : "")).padEnd(14) +
-        (p.rttMs !== null ? `${p.rttMs} ms` : "-").padEnd(9) +
-        formatBytes(p.bytesIn).padEnd(12) +
-        formatBytes(p.bytesOut).padEnd(12) +
-        (p.since ?? "-"),
-    );
-  if (Object.keys(s.peers).length === 0) lines.push("(no peers online)");
-  lines.push("", "APP".padEnd(16) + "PROTO".padEnd(7) + "LISTEN".padEnd(24) + "PEER".padEnd(16) + "STATE".padEnd(12) + "CONNS");
-  for (const a of s.apps) lines.push(a.name.padEnd(16) + a.protocol.padEnd(7) + a.listen.padEnd(24) + a.peer.padEnd(16) + a.state.padEnd(12) + String(a.connections) + (a.error ? `  ${a.error}` : ""));
-  if (s.apps.length === 0) lines.push("(no apps configured)");
+  const peerRows = Object.entries(s.peers).map(([name, p]) => [
+    name,
+    (p.link ?? p.state ?? (p.online ? "none" : "offline")) + (p.relay ? ` via ${p.relay}` : ""),
+    p.rttMs !== null ? `${p.rttMs} ms` : "-",
+    formatBytes(p.bytesIn),
+    formatBytes(p.bytesOut),
+    p.since ?? "-",
+  ]);
+  lines.push(...formatTable([["PEER", "LINK", "RTT", "IN", "OUT", "SINCE"], ...peerRows]));
+  if (peerRows.length === 0) lines.push("(no peers online)");
+  const appRows = s.apps.map((a) => [a.name, a.protocol, a.listen, a.peer, a.state, String(a.connections) + (a.error ? `  ${a.error}` : "")]);
+  lines.push("", ...formatTable([["APP", "PROTO", "LISTEN", "PEER", "STATE", "CONNS"], ...appRows]));
+  if (appRows.length === 0) lines.push("(no apps configured)");
   if (s.sdwan) {
     const v = s.sdwan;
     lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}` + (v.error ? `\n         ${v.error}` : ""));

@@ -65,3 +65,5 @@ export function createLogger(init: LoggerInit = {}): Logger {
 
 /** A logger that drops everything; for library code run without one. */
 export const silentLogger: Logger = createLogger({ write: () => {} });
+
+export { formatTable, TABLE_COLUMN_GAP } from "./table.ts";

@@ -1,6 +1,7 @@
 import { createSocket, type Socket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import { connect } from "node:net";
+import { formatTable } from "../log/index.ts";
 import type { NatAllocation, NatBehaviour, NatInfo, NatType } from "../protocol/index.ts";
 import {
   bindingRequest,
@@ -284,6 +285,5 @@ export function formatNatReport(report: NatReport): string {
     ["STUN over TCP", report.tcp ? `yes (${report.tcpPublicAddress})` : "no"],
     ["detected in", `${(report.durationMs / 1000).toFixed(1)} s`],
   ];
-  const width = Math.max(...rows.map(([k]) => k.length));
-  return [...rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`), ...report.notes.map((n) => `note: ${n}`)].join("\n");
+  return [...formatTable(rows), ...report.notes.map((n) => `note: ${n}`)].join("\n");
 }
