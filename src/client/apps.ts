@@ -71,7 +71,8 @@ const allowed = (list: BlockList | undefined, address: string) =>
  */
 export class UdpFlowIds {
   private readonly flows = new Map<number, { peer: string; deliver: (payload: Buffer) => void }>();
-  private nextId = 1;
+
+  constructor(private nextId = 1) {}
 
   open(peer: string, deliver: (payload: Buffer) => void): number {
     // Ids wrap at 2^32; skip one still in use (at most MAX_UDP_FLOWS per app are).
