@@ -15,6 +15,8 @@ declare -A PACKAGE_OF=(
   [socat]=socat
   [tcpdump]=tcpdump
   [ping]=iputils-ping
+  [dig]=bind9-dnsutils
+  [dnsmasq]=dnsmasq-base
 )
 APT_TIMEOUT_SECONDS=300
 

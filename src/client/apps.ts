@@ -3,24 +3,40 @@ import { BlockList, connect as tcpConnect, createServer, isIPv6, type Server, ty
 import type { Duplex } from "node:stream";
 import type { AppConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import { DatagramType, splitEndpoint, type Link } from "../transport/index.ts";
+import { AppProtocolError, decodeStreamHeader, decodeUdpAppDatagram, encodeStreamHeader, encodeUdpAppDatagram, encodeUdpReplyDatagram, MAX_UDP_TARGET_BYTES } from "../protocol/index.ts";
+import { splitEndpoint, type Link } from "../transport/index.ts";
 import type { PeerManager } from "./peers.ts";
 
 // Port forwarding. A TCP connection to an app's listener becomes one mux stream whose first bytes
 // name the target; the peer connects there and pipes. UDP datagrams travel as link datagrams, each
 // carrying its flow id and target, so a lost one costs nothing but itself.
 
-/** Longest stream header accepted from a peer. */
-const MAX_STREAM_HEADER_BYTES = 1024;
 /** A UDP flow with no traffic for this long is forgotten, on both sides. */
 export const UDP_FLOW_IDLE_MS = 60_000;
+/** Overrides UDP_FLOW_IDLE_MS, in milliseconds (tests shorten it). */
+export const ENV_UDP_FLOW_IDLE_MS = "INP2P_UDP_FLOW_IDLE_MS";
 const UDP_FLOW_SWEEP_MS = 5_000;
+
+/** The UDP flow idle time from the environment, or the default; anything but a positive integer is an error. */
+export function udpFlowIdleMsFrom(env: Record<string, string | undefined>): number {
+  const text = env[ENV_UDP_FLOW_IDLE_MS];
+  if (text === undefined || text === "") return UDP_FLOW_IDLE_MS;
+  const ms = Number(text);
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new Error(`${ENV_UDP_FLOW_IDLE_MS} must be a positive number of milliseconds, not "${text}"`);
+  return ms;
+}
+
 /** Flows one app (or one link) may hold at once. */
 const MAX_UDP_FLOWS = 1024;
 /** Datagrams held for a UDP flow while its socket connects (resolves its target). */
 const MAX_QUEUED_BEFORE_CONNECT = 64;
 /** How long a new connection waits for a link to its peer. */
 const LINK_WAIT_MS = 8_000;
+/**
+ * When one end of a forwarded connection fails (the target or the local client closed under our
+ * writes), what it sent before still goes to the other end, and the stream is reset after this long.
+ */
+const STREAM_LINGER_MS = 2_000;
 
 export type AppState = "starting" | "listening" | "disabled" | "failed";
 
@@ -49,6 +65,34 @@ function allowList(cidrs: string[] | undefined): BlockList | undefined {
 const allowed = (list: BlockList | undefined, address: string) =>
   !list || list.check(address.replace(/^::ffff:/, ""), isIPv6(address) && !address.startsWith("::ffff:") ? "ipv6" : "ipv4");
 
+/**
+ * This node's UDP app flows by id. Ids are unique across all apps, so a reply reaches only the flow
+ * it answers, and only from the peer that flow was sent to.
+ */
+export class UdpFlowIds {
+  private readonly flows = new Map<number, { peer: string; deliver: (payload: Buffer) => void }>();
+
+  constructor(private nextId = 1) {}
+
+  open(peer: string, deliver: (payload: Buffer) => void): number {
+    // Ids wrap at 2^32; skip one still in use (at most MAX_UDP_FLOWS per app are).
+    while (this.flows.has(this.nextId)) this.nextId = (this.nextId + 1) >>> 0;
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) >>> 0;
+    this.flows.set(id, { peer, deliver });
+    return id;
+  }
+
+  close(id: number): void {
+    this.flows.delete(id);
+  }
+
+  deliver(peer: string, id: number, payload: Buffer): void {
+    const flow = this.flows.get(id);
+    if (flow?.peer === peer) flow.deliver(payload);
+  }
+}
+
 /** One [[client.apps]] entry: a local listener whose traffic goes to `target` as seen from `peer`. */
 export class App {
   state: AppState = "starting";
@@ -58,15 +102,16 @@ export class App {
   private server?: Server;
   private udp?: UdpSocket;
   private readonly allow: BlockList | undefined;
+  /** Local UDP clients by "address:port". */
   private readonly flows = new Map<string, { id: number; lastUsed: number }>();
-  private readonly flowAddresses = new Map<number, { address: string; port: number }>();
-  private nextFlowId = 1;
   private sweepTimer?: ReturnType<typeof setInterval>;
 
   constructor(
     readonly config: AppConfig,
     private readonly peers: PeerManager,
+    private readonly flowIds: UdpFlowIds,
     private readonly logger: Logger,
+    private readonly udpFlowIdleMs = UDP_FLOW_IDLE_MS,
   ) {
     this.allow = allowList(config.allow);
   }
@@ -91,23 +136,17 @@ export class App {
 
   stop(): void {
     this.server?.close();
+    this.server = undefined;
     this.udp?.close();
+    this.udp = undefined;
     clearInterval(this.sweepTimer);
+    for (const flow of this.flows.values()) this.flowIds.close(flow.id);
+    this.flows.clear();
   }
 
   status(): AppStatus {
     const { name, protocol, listen, peer, target } = this.config;
     return { name, protocol, listen, peer, target, state: this.state, error: this.error, connections: this.connections, totalConnections: this.totalConnections };
-  }
-
-  /** Replies from the peer for this app's UDP flows. */
-  deliverUdpReply(flowId: number, payload: Buffer): void {
-    const client = this.flowAddresses.get(flowId);
-    if (client && this.udp) this.udp.send(payload, client.port, client.address);
-  }
-
-  owns(flowId: number): boolean {
-    return this.flowAddresses.has(flowId);
   }
 
   private listenTcp(host: string, port: number): Promise<void> {
@@ -131,7 +170,8 @@ export class App {
       socket.destroy();
       return;
     }
-    socket.on("error", () => socket.destroy());
+    const beforeLink = () => socket.destroy();
+    socket.on("error", beforeLink);
     socket.pause();
     this.connections++;
     this.totalConnections++;
@@ -141,7 +181,8 @@ export class App {
         if (socket.destroyed) return;
         const stream = link.mux.openStream();
         stream.write(encodeStreamHeader({ target: this.config.target }));
-        pipeBothWays(socket, stream);
+        socket.off("error", beforeLink);
+        pipeBothWays(socket, stream, (err) => this.logger.debug("app connection ended with an error", { app: this.config.name, error: err.message }));
         socket.resume();
       })
       .catch((err: Error) => {
@@ -151,10 +192,11 @@ export class App {
   }
 
   private listenUdp(host: string, port: number): Promise<void> {
+    if (Buffer.byteLength(this.config.target) > MAX_UDP_TARGET_BYTES) return Promise.reject(new Error(`a UDP app's target may be at most ${MAX_UDP_TARGET_BYTES} bytes long`));
     const udp = createSocket(isIPv6(host) ? "udp6" : "udp4");
     this.udp = udp;
     udp.on("message", (payload, from) => this.forwardUdp(payload, from));
-    this.sweepTimer = setInterval(() => this.sweepFlows(), UDP_FLOW_SWEEP_MS);
+    this.sweepTimer = setInterval(() => this.sweepFlows(), Math.min(UDP_FLOW_SWEEP_MS, this.udpFlowIdleMs));
     return new Promise((done, fail) => {
       udp.once("error", fail);
       udp.bind(port, host, () => {
@@ -171,60 +213,49 @@ export class App {
     let flow = this.flows.get(key);
     if (!flow) {
       if (this.flows.size >= MAX_UDP_FLOWS) return;
-      flow = { id: this.nextFlowId++ >>> 0, lastUsed: 0 };
+      const client = { address: from.address, port: from.port };
+      flow = { id: this.flowIds.open(this.config.peer, (reply) => this.udp?.send(reply, client.port, client.address)), lastUsed: 0 };
       this.flows.set(key, flow);
-      this.flowAddresses.set(flow.id, { address: from.address, port: from.port });
       this.totalConnections++;
       this.connections = this.flows.size;
     }
     flow.lastUsed = Date.now();
     const link = this.peers.link(this.config.peer);
-    if (link) link.sendDatagram(encodeUdpApp(flow.id, this.config.target, payload));
+    if (link) link.sendDatagram(encodeUdpAppDatagram(flow.id, this.config.target, payload));
     else void this.peers.connect(this.config.peer).catch((err: Error) => this.logger.debug(`app ${this.config.name}: no link`, { error: err.message }));
   }
 
   private sweepFlows(): void {
-    const cutoff = Date.now() - UDP_FLOW_IDLE_MS;
+    const cutoff = Date.now() - this.udpFlowIdleMs;
     for (const [key, flow] of this.flows)
       if (flow.lastUsed < cutoff) {
         this.flows.delete(key);
-        this.flowAddresses.delete(flow.id);
+        this.flowIds.close(flow.id);
       }
     this.connections = this.flows.size;
   }
 }
 
-export function encodeStreamHeader(header: { target: string }): Buffer {
-  const json = Buffer.from(JSON.stringify(header));
-  const out = Buffer.allocUnsafe(2 + json.length);
-  out.writeUInt16BE(json.length);
-  json.copy(out, 2);
-  return out;
-}
-
-function encodeUdpApp(flowId: number, target: string, payload: Buffer): Buffer {
-  const targetBytes = Buffer.from(target);
-  const out = Buffer.allocUnsafe(6 + targetBytes.length + payload.length);
-  out[0] = DatagramType.udpApp;
-  out.writeUInt32BE(flowId, 1);
-  out[5] = targetBytes.length;
-  targetBytes.copy(out, 6);
-  payload.copy(out, 6 + targetBytes.length);
-  return out;
-}
-
-function pipeBothWays(socket: Socket, stream: Duplex): void {
+/**
+ * Pipes a local TCP socket and a mux stream into each other. A clean close on either side ends the
+ * other through pipe(), its queued data still going out. When the local socket fails (a target or a
+ * client that closed under our writes, which is how many end a conversation), what it sent before
+ * still goes out, the other end gets a FIN, and the stream is reset after STREAM_LINGER_MS in case
+ * that end keeps sending. When the stream fails (reset, or its link is gone), the socket is destroyed.
+ */
+function pipeBothWays(socket: Socket, stream: Duplex, onSocketError: (err: Error) => void): void {
   socket.pipe(stream);
   stream.pipe(socket);
-  const destroyBoth = () => {
-    socket.destroy();
-    stream.destroy();
-  };
-  socket.on("error", destroyBoth);
-  stream.on("error", destroyBoth);
-  // A clean close has already ended the stream through pipe(), and its queued data must still go out;
-  // only an abnormal close resets it.
-  socket.on("close", (hadError) => hadError && stream.destroy());
+  stream.on("error", () => socket.destroy());
+  socket.on("error", (err) => {
+    onSocketError(err);
+    stream.unpipe(socket);
+    if (stream.destroyed) return;
+    stream.end();
+    stream.resume(); // nowhere to deliver what still comes
+    const linger = setTimeout(() => stream.destroy(), STREAM_LINGER_MS);
+    stream.once("close", () => clearTimeout(linger));
+  });
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -237,110 +268,140 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
   });
 }
 
-/** The receiving side: streams and datagrams a peer sends to reach targets from here. */
-export class AppService {
-  private readonly udpFlows = new Map<string, { socket: UdpSocket; lastUsed: number; ready: boolean; queued: Buffer[] }>();
-  private readonly sweepTimer = setInterval(() => this.sweep(), UDP_FLOW_SWEEP_MS);
+/** A UDP flow on the serving side: a socket connected to the target, for one flow id of one link session. */
+class ServedUdpFlow {
+  readonly socket: UdpSocket;
+  lastUsed = Date.now();
+  private ready = false;
+  private closed = false;
+  private readonly queued: Buffer[] = [];
 
   constructor(
-    private readonly apps: App[],
+    readonly link: Link,
+    flowId: number,
+    target: string,
+    onError: (err: Error) => void,
+  ) {
+    const { host, port } = splitEndpoint(target);
+    this.socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
+    this.socket.on("error", onError);
+    this.socket.on("message", (reply) => link.sendDatagram(encodeUdpReplyDatagram(flowId, reply)));
+    this.socket.connect(port, host, () => {
+      if (this.closed) return;
+      this.ready = true;
+      for (const queued of this.queued.splice(0)) this.socket.send(queued);
+    });
+  }
+
+  send(payload: Buffer): void {
+    if (this.closed) return;
+    this.lastUsed = Date.now();
+    if (this.ready) this.socket.send(payload);
+    else if (this.queued.length < MAX_QUEUED_BEFORE_CONNECT) this.queued.push(Buffer.from(payload));
+  }
+
+  /** Idempotent: the idle sweep, the link's close and stop() may all get here. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queued.length = 0;
+    this.socket.close();
+  }
+}
+
+/** The receiving side: streams and datagrams a peer sends to reach targets from here, and replies to our own UDP flows. */
+export class AppService {
+  /** By link session, flow id and target. */
+  private readonly udpFlows = new Map<string, ServedUdpFlow>();
+  private readonly sweepTimer: ReturnType<typeof setInterval>;
+
+  constructor(
+    private readonly flowIds: UdpFlowIds,
     private readonly logger: Logger,
-  ) {}
+    private readonly udpFlowIdleMs = UDP_FLOW_IDLE_MS,
+  ) {
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(UDP_FLOW_SWEEP_MS, udpFlowIdleMs));
+  }
 
   attach(peer: string, link: Link): void {
     link.mux.onStream((stream) => this.acceptStream(peer, stream));
     link.onDatagram((datagram) => this.receiveDatagram(peer, link, datagram));
+    link.onClose(() => {
+      for (const [key, flow] of this.udpFlows) if (flow.link === link) this.closeFlow(key, flow);
+    });
   }
 
   stop(): void {
     clearInterval(this.sweepTimer);
-    for (const flow of this.udpFlows.values()) flow.socket.close();
+    for (const [key, flow] of this.udpFlows) this.closeFlow(key, flow);
   }
 
   private acceptStream(peer: string, stream: Duplex): void {
-    let header = Buffer.alloc(0);
+    let buffered = Buffer.alloc(0);
     stream.on("error", () => stream.destroy());
     const onData = (chunk: Buffer) => {
-      header = Buffer.concat([header, chunk]);
-      if (header.length < 2) return;
-      const length = header.readUInt16BE(0);
-      if (length > MAX_STREAM_HEADER_BYTES) return stream.destroy(new Error("stream header too large"));
-      if (header.length < 2 + length) return;
-      stream.off("data", onData);
-      stream.pause();
-      let target: string;
+      buffered = Buffer.concat([buffered, chunk]);
+      let decoded: ReturnType<typeof decodeStreamHeader>;
       try {
-        target = (JSON.parse(header.subarray(2, 2 + length).toString()) as { target: string }).target;
-        if (typeof target !== "string" || !/^.+:\d{1,5}$/.test(target)) throw new Error("bad target");
-      } catch {
-        this.logger.warn(`peer ${peer} opened a stream with a malformed header`);
+        decoded = decodeStreamHeader(buffered);
+      } catch (err) {
+        this.logger.warn(`peer ${peer} opened a stream with a malformed header: ${(err as Error).message}`);
         return stream.destroy();
       }
-      const rest = header.subarray(2 + length);
-      const { host, port } = splitEndpoint(target);
+      if (!decoded) return;
+      stream.off("data", onData);
+      stream.pause();
+      const { header, rest } = decoded;
+      const { host, port } = splitEndpoint(header.target);
       const socket = tcpConnect({ host, port, noDelay: true, allowHalfOpen: true });
-      socket.once("connect", () => {
-        if (rest.length) socket.write(rest);
-        pipeBothWays(socket, stream);
-        stream.resume();
-      });
-      socket.once("error", (err) => {
-        this.logger.warn(`cannot reach ${target} for peer ${peer}: ${err.message}`);
+      const cannotConnect = (err: Error) => {
+        this.logger.warn(`cannot reach ${header.target} for peer ${peer}: ${err.message}`);
         stream.destroy();
+      };
+      socket.once("error", cannotConnect);
+      socket.once("connect", () => {
+        socket.off("error", cannotConnect);
+        if (rest.length) socket.write(rest);
+        pipeBothWays(socket, stream, (err) => this.logger.debug("target connection ended with an error", { peer, target: header.target, error: err.message }));
+        stream.resume();
       });
     };
     stream.on("data", onData);
   }
 
   private receiveDatagram(peer: string, link: Link, datagram: Buffer): void {
-    if (datagram.length < 5) return;
-    const flowId = datagram.readUInt32BE(1);
-    if (datagram[0] === DatagramType.udpReply) {
-      this.apps.find((app) => app.owns(flowId))?.deliverUdpReply(flowId, datagram.subarray(5));
+    let decoded: ReturnType<typeof decodeUdpAppDatagram>;
+    try {
+      decoded = decodeUdpAppDatagram(datagram);
+    } catch (err) {
+      if (!(err instanceof AppProtocolError)) throw err;
+      this.logger.debug(`peer ${peer} sent a malformed UDP app datagram: ${err.message}`);
       return;
     }
-    if (datagram[0] !== DatagramType.udpApp || datagram.length < 6) return;
-    const targetLength = datagram[5]!;
-    if (datagram.length < 6 + targetLength) return;
-    const target = datagram.subarray(6, 6 + targetLength).toString();
-    const payload = datagram.subarray(6 + targetLength);
-    const key = `${link.sessionKey}/${flowId}`;
+    if (!decoded) return; // another datagram type (SDWAN)
+    if (decoded.type === "reply") return this.flowIds.deliver(peer, decoded.flowId, decoded.payload);
+    const { flowId, target, payload } = decoded;
+    const key = `${link.sessionKey}/${flowId}/${target}`;
     let flow = this.udpFlows.get(key);
     if (!flow) {
-      if (this.udpFlows.size >= MAX_UDP_FLOWS || !/^.+:\d{1,5}$/.test(target)) return;
-      const { host, port } = splitEndpoint(target);
-      const socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
-      socket.on("error", (err) => this.logger.debug(`UDP flow to ${target} for ${peer}`, { error: err.message }));
-      socket.on("message", (reply) => {
-        const out = Buffer.allocUnsafe(5 + reply.length);
-        out[0] = DatagramType.udpReply;
-        out.writeUInt32BE(flowId, 1);
-        reply.copy(out, 5);
-        link.sendDatagram(out);
-      });
-      const created = { socket, lastUsed: 0, ready: false, queued: [] as Buffer[] };
-      socket.connect(port, host, () => {
-        created.ready = true;
-        for (const queued of created.queued.splice(0)) socket.send(queued);
-      });
-      flow = created;
+      if (this.udpFlows.size >= MAX_UDP_FLOWS || link.closed) return;
+      flow = new ServedUdpFlow(link, flowId, target, (err) => this.logger.debug(`UDP flow to ${target} for ${peer}`, { error: err.message }));
       this.udpFlows.set(key, flow);
-      link.onClose(() => {
-        this.udpFlows.delete(key);
-        socket.close();
-      });
     }
-    flow.lastUsed = Date.now();
-    if (flow.ready) flow.socket.send(payload);
-    else if (flow.queued.length < MAX_QUEUED_BEFORE_CONNECT) flow.queued.push(Buffer.from(payload));
+    flow.send(payload);
+  }
+
+  private closeFlow(key: string, flow: ServedUdpFlow): void {
+    this.udpFlows.delete(key);
+    flow.close();
   }
 
   private sweep(): void {
-    const cutoff = Date.now() - UDP_FLOW_IDLE_MS;
+    const cutoff = Date.now() - this.udpFlowIdleMs;
     for (const [key, flow] of this.udpFlows)
       if (flow.lastUsed < cutoff) {
-        this.udpFlows.delete(key);
-        flow.socket.close();
+        this.logger.debug("UDP flow closed after idling", { flow: key });
+        this.closeFlow(key, flow);
       }
   }
 }

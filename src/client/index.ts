@@ -5,7 +5,7 @@ import type { Logger } from "../log/index.ts";
 import type { SdwanMap } from "../protocol/index.ts";
 import { Overlay } from "../sdwan/index.ts";
 import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
-import { App, AppService } from "./apps.ts";
+import { App, AppService, UdpFlowIds } from "./apps.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS } from "./constants.ts";
 import { PeerManager } from "./peers.ts";
 import { RelayNode } from "./relay-node.ts";
@@ -13,7 +13,7 @@ import { ServerSession, type SessionEvents } from "./session.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
 
-export { App, AppService, type AppStatus } from "./apps.ts";
+export { App, AppService, udpFlowIdleMsFrom, type AppStatus } from "./apps.ts";
 export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
 export { formatStatus, type ClientStatus } from "./status.ts";
@@ -46,6 +46,8 @@ export interface ClientInit {
   bw: number;
   sdwan?: ClientConfig["sdwan"];
   apps: AppConfig[];
+  /** How long a UDP app flow lives without traffic. @default UDP_FLOW_IDLE_MS */
+  udpFlowIdleMs?: number;
 }
 
 export interface RunningClient {
@@ -148,9 +150,10 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       logger.error(`SDWAN: could not join the virtual network: ${(err as Error).message}`);
     }
   };
-  apps = init.apps.map((app) => new App(app, peers, logger));
+  const flowIds = new UdpFlowIds();
+  apps = init.apps.map((app) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs));
   await peers.start();
-  const service = new AppService(apps, logger);
+  const service = new AppService(flowIds, logger, init.udpFlowIdleMs);
   peers.onLink((peer, link) => {
     service.attach(peer, link);
     overlay?.attach(peer, link);

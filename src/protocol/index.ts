@@ -1,3 +1,4 @@
+export * from "./apps.ts";
 export * from "./signal.ts";
 export * from "./stun.ts";
 export { VERSION } from "./version.ts";

@@ -1,6 +1,6 @@
 import type { Logger } from "../log/index.ts";
-import type { SdwanMap } from "../protocol/index.ts";
-import { DatagramType, type Link } from "../transport/index.ts";
+import { DatagramType, type SdwanMap } from "../protocol/index.ts";
+import type { Link } from "../transport/index.ts";
 import { addRoute, configureInterface, removeRoute } from "./netconf.ts";
 import { cidrContains, ipToNumber, ipv4Addresses, parseCidr, type Cidr } from "./packet.ts";
 import { openTun, type TunDevice } from "./tun.ts";

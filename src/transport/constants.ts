@@ -2,8 +2,6 @@
 export const Envelope = { handshake: 0xc1, sealed: 0xc2, poke: 0xc3 } as const;
 /** Record kinds inside a sealed packet (the session reserves kinds below 16 for handshake types). */
 export const RecordKind = { kcp: 0x10, mux: 0x11, datagram: 0x12, ping: 0x13, pong: 0x14 } as const;
-/** First byte of a link datagram: who it is for (UDP apps, or SDWAN's IP packets). */
-export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3 } as const;
 
 export const SESSION_ID_BYTES = 16;
 /** Largest TCP frame accepted from a peer; bounds what a stranger's connection can make us buffer. */

@@ -145,7 +145,14 @@ export class Link {
     this.mux.close(reason);
     this.init.path.close(reason);
     this.init.logger.info("peer link closed", { peer: this.init.peer, path: this.kind, reason });
-    for (const handler of this.closeHandlers) handler(reason);
+    // One failing handler must neither skip the others nor throw out of the timer or event that closed us.
+    for (const handler of this.closeHandlers) {
+      try {
+        handler(reason);
+      } catch (err) {
+        this.init.logger.error("a handler of a closing peer link failed", { peer: this.init.peer, error: (err as Error).message });
+      }
+    }
   }
 
   private channel(send: (message: Uint8Array) => void, buffered: () => number): MuxChannel {

@@ -230,6 +230,8 @@ export interface LinkedClient {
   dir: string;
   config: string;
   statusPort: number;
+  /** Extra environment variables it runs with (kept on restart). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -241,7 +243,7 @@ export async function startLinkedClient(
   server: ServerHandle,
   node: string,
   toml = "",
-  options: { dir?: string; logLevel?: string; token?: string; /** A command to run it under, e.g. setpriv. */ wrap?: string[] } = {},
+  options: { dir?: string; logLevel?: string; token?: string; /** A command to run it under, e.g. setpriv. */ wrap?: string[]; env?: Record<string, string> } = {},
 ): Promise<LinkedClient> {
   const dir = options.dir ?? tempDir(`inp2pc-${node}-`);
   const statusPort = await freePort();
@@ -263,18 +265,19 @@ export async function startLinkedClient(
     ].join("\n"),
     { mode: 0o600 },
   );
-  const proc = options.wrap ? run(options.wrap[0]!, [...options.wrap.slice(1), BUN, INP2PC, "--config", config], { cwd: dir }) : run(INP2PC, ["--config", config], { cwd: dir });
+  const env = options.env;
+  const proc = options.wrap ? run(options.wrap[0]!, [...options.wrap.slice(1), BUN, INP2PC, "--config", config], { cwd: dir, env }) : run(INP2PC, ["--config", config], { cwd: dir, env });
   await proc.waitForOutput(/logged in/).catch(async (err) => {
     await proc.stop();
     throw err;
   });
-  return { proc, node, dir, config, statusPort };
+  return { proc, node, dir, config, statusPort, env };
 }
 
 /** Runs a stopped (or killed) linked client again from the same directory: same config, same identity key. */
 export async function restartLinkedClient(client: LinkedClient): Promise<LinkedClient> {
   await client.proc.stop();
-  const proc = run(INP2PC, ["--config", client.config], { cwd: client.dir });
+  const proc = run(INP2PC, ["--config", client.config], { cwd: client.dir, env: client.env });
   await proc.waitForOutput(/logged in/).catch(async (err) => {
     await proc.stop();
     throw err;

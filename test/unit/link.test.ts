@@ -1,0 +1,45 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { SecureSession } from "../../src/crypto/index.ts";
+import { createLogger } from "../../src/log/index.ts";
+import { Link, type Path } from "../../src/transport/index.ts";
+
+/** A TCP-like path that goes nowhere: enough to build a Link and close it. */
+function quietPath(): Path {
+  return {
+    kind: "tcp-direct",
+    remote: "127.0.0.1:1",
+    reliable: true,
+    send: () => {},
+    bufferedBytes: () => 0,
+    onPacket: () => {},
+    onDrain: () => {},
+    onClose: () => {},
+    close: () => {},
+  };
+}
+
+describe("Link.close", () => {
+  it("runs every close handler once, logs one that throws, and throws nothing itself", () => {
+    const lines: string[] = [];
+    const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
+    const link = new Link({
+      peer: "far",
+      path: quietPath(),
+      session: new SecureSession({ role: "initiator", secrets }),
+      role: "initiator",
+      sessionId: randomBytes(16),
+      logger: createLogger({ level: "debug", write: (line) => lines.push(line) }),
+    });
+    const ran: string[] = [];
+    link.onClose(() => ran.push("first"));
+    link.onClose(() => {
+      throw new Error("Not running");
+    });
+    link.onClose((reason) => ran.push(`third: ${reason}`));
+    expect(() => link.close("test over")).not.toThrow();
+    link.close("again");
+    expect(ran).toEqual(["first", "third: test over"]);
+    expect(lines.filter((line) => /\sERROR\s/.test(line))).toEqual([expect.stringMatching(/a handler of a closing peer link failed peer=far error="Not running"/)]);
+  });
+});
