@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { BlockList, connect as tcpConnect, createServer, isIPv6, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -72,7 +73,8 @@ const allowed = (list: BlockList | undefined, address: string) =>
 export class UdpFlowIds {
   private readonly flows = new Map<number, { peer: string; deliver: (payload: Buffer) => void }>();
 
-  constructor(private nextId = 1) {}
+  /** Starts at random, so a restarted node's flows do not continue its previous run's flows at a peer. */
+  constructor(private nextId = randomInt(0, 2 ** 32)) {}
 
   open(peer: string, deliver: (payload: Buffer) => void): number {
     // Ids wrap at 2^32; skip one still in use (at most MAX_UDP_FLOWS per app are).
@@ -268,7 +270,11 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
   });
 }
 
-/** A UDP flow on the serving side: a socket connected to the target, for one flow id of one link session. */
+/**
+ * A UDP flow on the serving side: a socket connected to the target, for one flow id of one peer.
+ * Replies go back on the link the flow's latest datagram came on, so a flow that moves from a relay
+ * to a direct path keeps its socket (the target sees one client, not a new one at every switch).
+ */
 class ServedUdpFlow {
   readonly socket: UdpSocket;
   lastUsed = Date.now();
@@ -277,7 +283,7 @@ class ServedUdpFlow {
   private readonly queued: Buffer[] = [];
 
   constructor(
-    readonly link: Link,
+    public link: Link,
     flowId: number,
     target: string,
     onError: (err: Error) => void,
@@ -285,7 +291,7 @@ class ServedUdpFlow {
     const { host, port } = splitEndpoint(target);
     this.socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
     this.socket.on("error", onError);
-    this.socket.on("message", (reply) => link.sendDatagram(encodeUdpReplyDatagram(flowId, reply)));
+    this.socket.on("message", (reply) => this.link.sendDatagram(encodeUdpReplyDatagram(flowId, reply)));
     this.socket.connect(port, host, () => {
       if (this.closed) return;
       this.ready = true;
@@ -311,7 +317,7 @@ class ServedUdpFlow {
 
 /** The receiving side: streams and datagrams a peer sends to reach targets from here, and replies to our own UDP flows. */
 export class AppService {
-  /** By link session, flow id and target. */
+  /** By peer, flow id and target (a requester's flow ids are unique across its apps and start at random). */
   private readonly udpFlows = new Map<string, ServedUdpFlow>();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
 
@@ -381,13 +387,15 @@ export class AppService {
     if (!decoded) return; // another datagram type (SDWAN)
     if (decoded.type === "reply") return this.flowIds.deliver(peer, decoded.flowId, decoded.payload);
     const { flowId, target, payload } = decoded;
-    const key = `${link.sessionKey}/${flowId}/${target}`;
+    if (link.closed) return;
+    const key = `${peer}/${flowId}/${target}`;
     let flow = this.udpFlows.get(key);
     if (!flow) {
-      if (this.udpFlows.size >= MAX_UDP_FLOWS || link.closed) return;
+      if (this.udpFlows.size >= MAX_UDP_FLOWS) return;
       flow = new ServedUdpFlow(link, flowId, target, (err) => this.logger.debug(`UDP flow to ${target} for ${peer}`, { error: err.message }));
       this.udpFlows.set(key, flow);
     }
+    flow.link = link;
     flow.send(payload);
   }
 
