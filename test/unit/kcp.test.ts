@@ -1,6 +1,6 @@
 // KCP: the ikcp wire layout byte by byte, and two instances over a simulated lossy link on a simulated clock.
 import { describe, expect, it } from "vitest";
-import { prng } from "../helpers/prng.ts";
+import { prng, randomBytes } from "../helpers/prng.ts";
 import {
   Kcp,
   KCP_CMD_ACK,
@@ -15,13 +15,6 @@ import {
 } from "../../src/transport/kcp.ts";
 
 const CONV = 0x11223344;
-
-
-function randomBytes(random: () => number, length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (random() * 256) | 0;
-  return bytes;
-}
 
 const hex = (text: string) => new Uint8Array(Buffer.from(text.replace(/\s+/g, ""), "hex"));
 
