@@ -19,7 +19,7 @@ import {
   StunAttr,
   type StunMessage,
 } from "../../src/protocol/stun.ts";
-import { freePort, runToEnd, startServer } from "../helpers/processes.ts";
+import { freePort, runToEnd, startServer, waitFor } from "../helpers/processes.ts";
 
 const PRIMARY = "127.0.0.1";
 const ALT = "127.0.0.2";
@@ -93,16 +93,6 @@ for (const reason of [SS_MISSING, STUN_CLIENT_MISSING]) if (reason) console.warn
 function timeWaitSockets(): string[] {
   const text = execFileSync("ss", ["-tanH", "state", "time-wait"], { encoding: "utf8" });
   return text.split("\n").map((line) => line.trim().split(/\s+/).slice(-2).join(" "));
-}
-
-/** Retries `attempt` until it returns a value or `timeoutMs` passes (then returns undefined). */
-async function eventually<T>(attempt: () => Promise<T | undefined> | T | undefined, timeoutMs: number, pollMs = 20): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await attempt();
-    if (value !== undefined || Date.now() >= deadline) return value;
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
 }
 
 const base = (over: Partial<StunServerInit> = {}): StunServerInit => ({
@@ -254,11 +244,10 @@ describe("STUN server with an alternate IP", () => {
     expect(serverClosedFirst).toBe(true);
     // The server's socket enters TIME_WAIT once our FIN reaches it: wait for that.
     const serverSide = `${PRIMARY}:${t1} ${PRIMARY}:${localPort}`;
-    const timeWait = await eventually(() => {
+    const timeWait = await waitFor(`${serverSide} in TIME_WAIT`, () => {
       const sockets = timeWaitSockets();
-      return sockets.includes(serverSide) ? sockets : undefined;
+      return sockets.includes(serverSide) && sockets;
     }, 5_000);
-    expect(timeWait, `no ${serverSide} in TIME_WAIT within 5 s`).toBeDefined();
     expect(timeWait).not.toContain(`${PRIMARY}:${localPort} ${PRIMARY}:${t1}`);
   });
 
@@ -280,11 +269,11 @@ describe("STUN server with an alternate IP", () => {
     expect(fifth).toMatchObject({ serverClosedFirst: true, received: Buffer.alloc(0) });
     for (const socket of held) socket.destroy();
     // The server frees the slots as it sees the closes: a Binding is answered again within 5 s.
-    const answered = await eventually(async () => {
+    const answered = await waitFor("a Binding answered over TCP again", async () => {
       const { received } = await tcpExchange(t1, [bindingRequest()]);
-      return received.length > 0 ? decodeStun(received) : undefined;
+      return received.length > 0 && decodeStun(received);
     }, 5_000);
-    expect(answered?.cls).toBe("success");
+    expect(answered.cls).toBe("success");
   });
 
   it.skipIf(STUN_CLIENT_MISSING)("Debian's stun client (package stun-client) classifies loopback as Open against it", async () => {
