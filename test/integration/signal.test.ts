@@ -382,9 +382,12 @@ describe("a node key pin", () => {
 });
 
 describe("heartbeat timeout", () => {
+  const HEARTBEAT_INTERVAL_MS = 300;
+  // Ten intervals: the steady node would have to miss ten heartbeats in a row to be dropped.
+  const HEARTBEAT_TIMEOUT_MS = 3_000;
   let server: ServerHandle;
   beforeAll(async () => {
-    server = await startServer({ tls: "off", heartbeatIntervalMs: 300, heartbeatTimeoutMs: 1_000 });
+    server = await startServer({ tls: "off", heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS });
   });
   afterAll(async () => {
     await closeAllClients();
@@ -394,12 +397,12 @@ describe("heartbeat timeout", () => {
   it("takes a silent node offline, closes it, and tells its peers", async () => {
     const url = wsUrl(server);
     const steady = await RawClient.online(url, "steady");
-    steady.keepHeartbeating(300);
+    steady.keepHeartbeating(HEARTBEAT_INTERVAL_MS);
+    const beforeLogin = Date.now();
     const silent = await RawClient.online(url, "silent");
-    const loggedInAt = Date.now();
-    await waitFor("silent to drop off the node list", async () => !(await onlineNodes(server)).includes("silent"), 3_000, 50);
-    expect(Date.now() - loggedInAt).toBeLessThan(2_000);
-    expect(await silent.closedWith()).toMatchObject({ code: CloseCode.heartbeatTimeout });
+    // Closed for its silence, and not before the timeout ran out (a loaded machine only makes it later).
+    expect(await silent.closedWith(HEARTBEAT_TIMEOUT_MS + 15_000)).toMatchObject({ code: CloseCode.heartbeatTimeout });
+    expect(Date.now() - beforeLogin).toBeGreaterThan(HEARTBEAT_TIMEOUT_MS);
     const offline = await steady.waitMessage("node-offline silent", (m) => m.type === "node-offline");
     expect(offline.node).toEqual({ name: "silent" });
     expect(await onlineNodes(server)).toEqual(["steady"]);
