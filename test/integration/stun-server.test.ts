@@ -19,7 +19,7 @@ import {
   StunAttr,
   type StunMessage,
 } from "../../src/protocol/stun.ts";
-import { freePort, runToEnd, startServer, waitFor } from "../helpers/processes.ts";
+import { freePort, freeUdpPorts, runToEnd, startServer, waitFor } from "../helpers/processes.ts";
 
 const PRIMARY = "127.0.0.1";
 const ALT = "127.0.0.2";
@@ -51,15 +51,6 @@ async function exchange(client: UdpSocket & { replies: Reply[] }, packet: Buffer
     await new Promise((r) => setTimeout(r, 5));
   }
   return undefined;
-}
-
-/** Two UDP ports that were free a moment ago on 127.0.0.1 (held together, so they differ). */
-async function freeUdpPorts(): Promise<[number, number]> {
-  const sockets = [createSocket("udp4"), createSocket("udp4")];
-  await Promise.all(sockets.map((s) => new Promise<void>((done) => s.bind(0, PRIMARY, done))));
-  const ports = sockets.map((s) => s.address().port) as [number, number];
-  await Promise.all(sockets.map((s) => new Promise<void>((done) => s.close(done))));
-  return ports;
 }
 
 /** A STUN exchange over TCP: the whole stream until the server closes it. */
