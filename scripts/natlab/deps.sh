@@ -8,6 +8,7 @@ PATH="$PATH:/usr/sbin:/sbin" # stund, nft and ip live in sbin
 # command -> Debian package
 declare -A PACKAGE_OF=(
   [ip]=iproute2
+  [ss]=iproute2
   [nft]=nftables
   [stun]=stun-client
   [stund]=stun-server

@@ -9,3 +9,15 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** `length` bytes drawn from `random`. */
+export function randomBytes(random: () => number, length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) bytes[i] = (random() * 256) | 0;
+  return bytes;
+}
+
+/** An integer in [0, bound) drawn from `random`. */
+export function randomInt(random: () => number, bound: number): number {
+  return Math.floor(random() * bound);
+}

@@ -15,16 +15,26 @@ export function tempDir(prefix = "inp2p-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
+/** TCP ports freePort has handed out in this test process: never twice, so servers started side by side cannot collide. */
+const handedOutPorts = new Set<number>();
+const FREE_PORT_TRIES = 100;
+
+/** A TCP port that was free a moment ago on 127.0.0.1, and that this process has not handed out before. */
 export async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.on("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => done(port));
+  for (let tries = 0; tries < FREE_PORT_TRIES; tries++) {
+    const port = await new Promise<number>((done, fail) => {
+      const server = createServer();
+      server.on("error", fail);
+      server.listen(0, "127.0.0.1", () => {
+        const bound = (server.address() as { port: number }).port;
+        server.close(() => done(bound));
+      });
     });
-  });
+    if (handedOutPorts.has(port)) continue;
+    handedOutPorts.add(port);
+    return port;
+  }
+  throw new Error(`no TCP port that was not handed out already after ${FREE_PORT_TRIES} tries`);
 }
 
 /** Two UDP ports that were free a moment ago on 127.0.0.1 (held together, so they differ). */

@@ -83,6 +83,7 @@ describe("scripts/build.ts", () => {
   // Proves koffi's native module is embedded, not loaded from this checkout's node_modules:
   // hide node_modules in a private mount namespace (needs root and unshare).
   const canHideNodeModules = process.getuid?.() === 0 && Bun.which("unshare") !== null;
+  if (!canHideNodeModules) console.warn("build test skipped: hiding node_modules needs root and unshare(1)");
   test.skipIf(!canHideNodeModules)("inp2pc doctor works with node_modules hidden", () => {
     const script = `mount --bind "$1" "$2" && exec "$3" doctor --json`;
     const result = run(

@@ -18,6 +18,8 @@ import {
   type ServerOptions,
 } from "../helpers/processes.ts";
 
+const HEARTBEAT_INTERVAL_MS = 500;
+
 type OnFinished = (fn: () => Promise<void>) => void;
 
 /** Servers, clients and temp dirs of one test: processes stopped, then dirs removed, when it ends, pass or fail. */
@@ -162,8 +164,9 @@ describe.concurrent("TLS trust", () => {
     expect(plain.output).toMatch(/--insecure/);
     await listed(s, "plain");
     await tls.waitForOutput(/cannot reach the server: .*; retrying in \d/);
-    await new Promise((r) => setTimeout(r, 500));
-    expect(tls.exitCode).toBeNull(); // no crash
+    // It keeps retrying: a second attempt (after the ~5 s first backoff) fails the same way, no crash.
+    await waitFor("a second failed attempt", () => count(tls.output, /cannot reach the server: .*; retrying in \d/) >= 2, 20_000, 100);
+    expect(tls.exitCode).toBeNull();
     expect(tls.output).not.toMatch(/logged in/);
     expect(await nodes(s)).toEqual(["plain"]);
   });
@@ -217,7 +220,7 @@ describe.concurrent("sessions", () => {
 
   it("client SIGKILLed and restarted with the same identity dir: back online, listed once", async ({ expect, onTestFinished }) => {
     const { server, client, dir } = scope(onTestFinished);
-    const s = await server();
+    const s = await server({ heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS });
     const clientDir = dir("inp2pc-restart-");
     const first = client({ node: "phoenix", port: s.port, token: s.token, dir: clientDir });
     await first.waitForOutput(/logged in/);
@@ -228,8 +231,17 @@ describe.concurrent("sessions", () => {
     await second.waitForOutput(/logged in/);
     expect(second.output).not.toMatch(/created this node's identity key/);
     await listed(s, "phoenix");
-    // A few heartbeats later the node is still there, exactly once, and nothing was refused.
-    await new Promise((r) => setTimeout(r, 1_200));
+    // Two heartbeats later (in the server's view) the node is still there, exactly once, and nothing was refused.
+    await waitFor(
+      "two heartbeats from the restarted phoenix",
+      async () => {
+        const { body } = await api(s, "/api/v1/nodes", s.token);
+        const entry = (body.nodes as { name: string; onlineSince: string; lastHeartbeat: string }[]).find((n) => n.name === "phoenix");
+        return entry && Date.parse(entry.lastHeartbeat) - Date.parse(entry.onlineSince) >= 2 * HEARTBEAT_INTERVAL_MS;
+      },
+      10_000,
+      100,
+    );
     expect(await nodes(s)).toEqual(["phoenix"]);
     expect(s.proc.output).not.toMatch(/KEY_MISMATCH|registered to a different identity key/);
     expect(count(s.proc.output, /node online node=phoenix/)).toBe(2);

@@ -515,6 +515,7 @@ print("sent", flush=True)
 `;
 
 const canSpoof = process.getuid?.() === 0 && spawnSync("python3", ["-c", "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)"]).status === 0;
+if (!canSpoof) console.warn("peer-security test skipped: replaying packets off the wire needs root and python3 with raw sockets");
 
 describe.skipIf(!canSpoof)("rejected packets in a real inp2pc's status (root: raw sockets on lo)", () => {
   let server: ServerHandle | undefined;

@@ -3,12 +3,12 @@
 // the relay's own refusal of other users' nodes.
 import { randomBytes } from "node:crypto";
 import type { Server, Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { appComesBack, echoOnce, startEcho } from "../helpers/echo.ts";
 import {
   freePort,
   linkedClientStatus,
-  restartLinkedClient,
+  onlineNodes,
   startLinkedClient,
   startServer,
   stopLinkedClient,
@@ -24,28 +24,27 @@ const FAILOVER_LIMIT_MS = 10_000;
 describe("relays (real processes)", () => {
   let server: ServerHandle;
   let echo: { server: Server; port: number; sockets: Set<Socket> };
-  let near: LinkedClient;
+  let near: LinkedClient | undefined;
   let far: LinkedClient;
   let appPort: number;
-  const relays: LinkedClient[] = [];
+  let relays: LinkedClient[] = [];
+  // The server pins a node name to its first identity key, so each test's nodes get names of their own.
+  let round = 0;
+  const named = (node: string) => `${node}${round}`;
 
   const relayNode = async (node: string, kind: "relay" | "super", token?: string) => {
-    const client = await startLinkedClient(server, node, `${kind} = true\nrelay_port = ${await freePort()}`, { logLevel: "info", token });
+    const client = await startLinkedClient(server, named(node), `${kind} = true\nrelay_port = ${await freePort()}`, { logLevel: "info", token });
     relays.push(client);
     await client.proc.waitForOutput(/relaying for/);
-    await waitFor(`the server to hear ${node}'s relay offer`, () => server.proc.output.includes(`node offers to relay node=${node}`) || undefined, 10_000);
+    await waitFor(`the server to hear ${client.node}'s relay offer`, () => server.proc.output.includes(`node offers to relay node=${client.node}`) || undefined, 10_000);
     return client;
   };
-  const nearLink = async () => (await linkedClientStatus(near)).peers.far;
-
-  beforeAll(async () => {
-    server = await startServer({ tail: `[[server.users]]\nname = "bob"\ntoken = "${BOB_TOKEN}"` });
-    echo = await startEcho();
+  /** A fresh "near", started after the relays of the test, so it links through the best one on offer. */
+  const startNear = async () => {
     appPort = await freePort();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
     near = await startLinkedClient(
       server,
-      "near",
+      named("near"),
       [
         'peer_paths = ["relay"]',
         "[[client.apps]]",
@@ -57,40 +56,70 @@ describe("relays (real processes)", () => {
       ].join("\n"),
       { logLevel: "info" },
     );
+    return near;
+  };
+  const nearLink = async () => (await linkedClientStatus(near!)).peers.far;
+
+  beforeAll(async () => {
+    server = await startServer({ tail: `[[server.users]]\nname = "bob"\ntoken = "${BOB_TOKEN}"` });
+    echo = await startEcho();
+    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+  }, 30_000);
+
+  beforeEach(() => {
+    round++;
+  });
+
+  // Each test starts its own relays and its own "near"; none is left for the next test, and the
+  // server has seen every one of them go, so it offers no relay from an earlier test.
+  afterEach(async () => {
+    const gone = [near, ...relays].filter((client) => client !== undefined);
+    for (const client of gone) await stopLinkedClient(client);
+    near = undefined;
+    relays = [];
+    await waitFor("the server to see the test's nodes go", async () => {
+      const online = await onlineNodes(server);
+      return gone.every((client) => !online.includes(client.node)) || undefined;
+    }, 15_000);
   }, 30_000);
 
   afterAll(async () => {
-    for (const client of [near, far, ...relays]) await stopLinkedClient(client);
+    await stopLinkedClient(far);
     echo?.server.close();
     await server?.stop();
   });
 
   it("without relay nodes, the server relays: 8 MiB through the app arrive intact", async () => {
+    await startNear();
     const link = await waitFor("a link to far", async () => ((await nearLink())?.link ? await nearLink() : undefined), 15_000);
     expect({ link: link.link, relay: link.relay }).toEqual({ link: "relay-server", relay: "server" });
     const data = randomBytes(8 * 1024 * 1024);
     expect((await echoOnce(appPort, data, 30_000)).equals(data)).toBe(true);
-    const farView = (await linkedClientStatus(far)).peers.near;
+    const farView = (await linkedClientStatus(far)).peers[near!.node];
     expect({ link: farView.link, relay: farView.relay }).toEqual({ link: "relay-server", relay: "server" });
   }, 40_000);
 
   it("a private relay of the same user is chosen over a super relay of another user", async () => {
     await relayNode("sup", "super", BOB_TOKEN);
     await relayNode("priv", "relay");
-    near = await restartLinkedClient(near);
+    await startNear();
     await appComesBack(appPort, 15_000);
     const link = await nearLink();
-    expect({ link: link.link, relay: link.relay }).toEqual({ link: "relay-private", relay: "default/priv" });
+    expect({ link: link.link, relay: link.relay }).toEqual({ link: "relay-private", relay: `default/${named("priv")}` });
   }, 60_000);
 
   it("killing the relay moves new connections to the next tier within 10 s: super, then the server", async () => {
-    const [sup, priv] = relays;
-    priv!.proc.child.kill("SIGKILL");
+    const sup = await relayNode("sup", "super", BOB_TOKEN);
+    const priv = await relayNode("priv", "relay");
+    await startNear();
+    await appComesBack(appPort, 15_000);
+    expect(await nearLink()).toMatchObject({ link: "relay-private", relay: `default/${named("priv")}` });
+    priv.proc.child.kill("SIGKILL");
     const toSuper = await appComesBack(appPort, FAILOVER_LIMIT_MS);
-    expect(await nearLink()).toMatchObject({ link: "relay-super", relay: "bob/sup" });
-    sup!.proc.child.kill("SIGKILL");
+    expect(await nearLink()).toMatchObject({ link: "relay-super", relay: `bob/${named("sup")}` });
+    sup.proc.child.kill("SIGKILL");
     const toServer = await appComesBack(appPort, FAILOVER_LIMIT_MS);
     expect(await nearLink()).toMatchObject({ link: "relay-server", relay: "server" });
     console.log(`failover: private -> super ${toSuper} ms, super -> server ${toServer} ms`);
-  }, 40_000);
+  }, 60_000);
 });

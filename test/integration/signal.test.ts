@@ -286,8 +286,8 @@ describe("signalling on one server", () => {
   });
 
   it("answers requests before login with NOT_LOGGED_IN and closes a connection that never logs in", async () => {
+    const beforeConnect = Date.now(); // the server's login timer starts after this
     const client = await RawClient.connect(url);
-    const openedAt = Date.now();
     await client.hello();
     client.send({ type: "heartbeat", id: 5, clientTime: Date.now() });
     client.send({ type: "peers", id: 6 });
@@ -295,7 +295,7 @@ describe("signalling on one server", () => {
     expect((await client.response(6)).error.message).toMatch(/login/);
     const closed = await client.closedWith(LOGIN_TIMEOUT_MS + 3_000);
     expect(closed.code).toBe(CloseCode.loginTimeout);
-    expect(Date.now() - openedAt).toBeGreaterThanOrEqual(LOGIN_TIMEOUT_MS - 500);
+    expect(Date.now() - beforeConnect).toBeGreaterThanOrEqual(LOGIN_TIMEOUT_MS);
   }, 20_000);
 
   it("heartbeat echoes clientTime and carries the server's time", async () => {
@@ -382,9 +382,12 @@ describe("a node key pin", () => {
 });
 
 describe("heartbeat timeout", () => {
+  const HEARTBEAT_INTERVAL_MS = 300;
+  // Ten intervals: the steady node would have to miss ten heartbeats in a row to be dropped.
+  const HEARTBEAT_TIMEOUT_MS = 3_000;
   let server: ServerHandle;
   beforeAll(async () => {
-    server = await startServer({ tls: "off", heartbeatIntervalMs: 300, heartbeatTimeoutMs: 1_000 });
+    server = await startServer({ tls: "off", heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS });
   });
   afterAll(async () => {
     await closeAllClients();
@@ -394,12 +397,12 @@ describe("heartbeat timeout", () => {
   it("takes a silent node offline, closes it, and tells its peers", async () => {
     const url = wsUrl(server);
     const steady = await RawClient.online(url, "steady");
-    steady.keepHeartbeating(300);
+    steady.keepHeartbeating(HEARTBEAT_INTERVAL_MS);
+    const beforeLogin = Date.now();
     const silent = await RawClient.online(url, "silent");
-    const loggedInAt = Date.now();
-    await waitFor("silent to drop off the node list", async () => !(await onlineNodes(server)).includes("silent"), 3_000, 50);
-    expect(Date.now() - loggedInAt).toBeLessThan(2_000);
-    expect(await silent.closedWith()).toMatchObject({ code: CloseCode.heartbeatTimeout });
+    // Closed for its silence, and not before the timeout ran out (a loaded machine only makes it later).
+    expect(await silent.closedWith(HEARTBEAT_TIMEOUT_MS + 15_000)).toMatchObject({ code: CloseCode.heartbeatTimeout });
+    expect(Date.now() - beforeLogin).toBeGreaterThan(HEARTBEAT_TIMEOUT_MS);
     const offline = await steady.waitMessage("node-offline silent", (m) => m.type === "node-offline");
     expect(offline.node).toEqual({ name: "silent" });
     expect(await onlineNodes(server)).toEqual(["steady"]);

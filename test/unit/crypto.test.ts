@@ -44,12 +44,19 @@ describe("CRC64-ISO tokens", () => {
 describe("login proof", () => {
   it("depends on the token, the nonce, the node and the key", () => {
     const { publicKey } = generateIdentity();
-    const proof = loginProof("42", "nonce-1", "edge", publicKey);
-    expect(loginProof("42", "nonce-1", "edge", publicKey)).toBe(proof);
-    expect(loginProof("43", "nonce-1", "edge", publicKey)).not.toBe(proof);
-    expect(loginProof("42", "nonce-2", "edge", publicKey)).not.toBe(proof);
-    expect(loginProof("42", "nonce-1", "edgf", publicKey)).not.toBe(proof);
-    expect(proof).not.toContain("42");
+    const otherKey = generateIdentity().publicKey;
+    const token = tokenFromCredentials("alice", "a password"); // 20 decimal digits, as users have
+    const otherToken = tokenFromCredentials("alice", "another password");
+    const proof = loginProof(token, "nonce-1", "edge", publicKey);
+    expect(proof).toMatch(/^[A-Za-z0-9_-]{43}$/); // an HMAC-SHA256 in base64url, whatever the token's length
+    expect(loginProof(token, "nonce-1", "edge", publicKey)).toBe(proof);
+    expect(loginProof(otherToken, "nonce-1", "edge", publicKey)).not.toBe(proof);
+    expect(loginProof(token, "nonce-2", "edge", publicKey)).not.toBe(proof);
+    expect(loginProof(token, "nonce-1", "edgf", publicKey)).not.toBe(proof);
+    expect(loginProof(token, "nonce-1", "edge", otherKey)).not.toBe(proof);
+    // The token is not sent: a random 43-character proof holds these 20 digits with odds below 1e-34.
+    expect(token).toMatch(/^\d{20}$/);
+    expect(proof).not.toContain(token);
   });
 
   it("identity signatures verify only with the signer's key and transcript", () => {

@@ -1,6 +1,6 @@
 // KCP: the ikcp wire layout byte by byte, and two instances over a simulated lossy link on a simulated clock.
 import { describe, expect, it } from "vitest";
-import { prng } from "../helpers/prng.ts";
+import { prng, randomBytes } from "../helpers/prng.ts";
 import {
   Kcp,
   KCP_CMD_ACK,
@@ -15,13 +15,6 @@ import {
 } from "../../src/transport/kcp.ts";
 
 const CONV = 0x11223344;
-
-
-function randomBytes(random: () => number, length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (random() * 256) | 0;
-  return bytes;
-}
 
 const hex = (text: string) => new Uint8Array(Buffer.from(text.replace(/\s+/g, ""), "hex"));
 
@@ -372,7 +365,8 @@ describe("KCP over a simulated link", () => {
     expect(result.done).toBe(true);
     expect(sameBytes(result.received, result.data)).toBe(true);
     // Small writes coalesce: chunks are full segments except possibly the last.
-    expect(result.messages.slice(0, -1).every((m) => m.length === result.link.a.mss)).toBe(true);
+    expect(result.messages.length).toBeGreaterThan(100);
+    expect(result.messages.slice(0, -1).filter((m) => m.length !== result.link.a.mss)).toEqual([]);
   });
 
   it("ikcp default settings (congestion control on) also complete at 5% loss", () => {
@@ -484,7 +478,10 @@ describe("KCP over a simulated link", () => {
     const stalled = link.tap.slice(stallStart).flatMap((t) => segments(t.packet).map((s) => ({ from: t.from, ...s })));
     expect(stalled.filter((s) => s.cmd === KCP_CMD_PUSH)).toHaveLength(0);
     expect(stalled.filter((s) => s.from === "a" && s.cmd === KCP_CMD_WASK).length).toBeGreaterThanOrEqual(2);
-    expect(stalled.filter((s) => s.from === "b" && s.cmd !== KCP_CMD_ACK).every((s) => s.wnd === 0)).toBe(true);
+    // b answers each window probe, and every answer still says its window is shut.
+    const fromB = stalled.filter((s) => s.from === "b" && s.cmd !== KCP_CMD_ACK);
+    expect(fromB.length).toBeGreaterThanOrEqual(2);
+    expect(fromB.map((s) => s.wnd)).toEqual(fromB.map(() => 0));
 
     const received: number[] = [];
     const done = link.runUntil(() => {

@@ -341,9 +341,14 @@ describe("mux resets", () => {
     send(7, Flag.RST);
     send(7, Flag.WINDOW, u32(100));
     send(7, Flag.DATA, new Uint8Array([1, 2, 3]));
-    await waitFor(() => received.length > 0, "a reply");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(received).toEqual([{ streamId: 7, flags: Flag.RST, payload: new Uint8Array(0) }]);
+    // Frames are handled in order: once the reply to a later DATA on stream 9 is in, every reply to
+    // the frames for stream 7 would be in as well.
+    send(9, Flag.DATA, new Uint8Array([4]));
+    await waitFor(() => received.some((f) => f.streamId === 9), "the reply for stream 9");
+    expect(received).toEqual([
+      { streamId: 7, flags: Flag.RST, payload: new Uint8Array(0) },
+      { streamId: 9, flags: Flag.RST, payload: new Uint8Array(0) },
+    ]);
     expect(mux.closed).toBe(false);
   });
 

@@ -1,6 +1,8 @@
 // STUN codec: the RFC 5769 test vectors, malformed input, and encode/decode round trips.
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { randomBytes as seededBytes, randomInt } from "../helpers/prng.ts";
+import { testRandom } from "../helpers/seed.ts";
 import {
   addressAttribute,
   bindingRequest,
@@ -198,7 +200,9 @@ describe("malformed input", () => {
   });
 
   it("random garbage either decodes or throws StunDecodeError, never anything else", () => {
+    const random = testRandom(1);
     let decoded = 0;
+    let refused = 0;
     const attempt = (packet: Buffer) => {
       try {
         const message = decodeStun(packet);
@@ -210,19 +214,22 @@ describe("malformed input", () => {
         verifyMessageIntegrity(packet, SHORT_TERM_KEY);
       } catch (err) {
         if (!(err instanceof StunDecodeError)) throw err;
+        refused++;
       }
       expect(typeof looksLikeStun(packet)).toBe("boolean");
     };
-    for (let i = 0; i < 300; i++) attempt(randomBytes(Math.floor(Math.random() * 200)));
+    for (let i = 0; i < 300; i++) attempt(seededBytes(random, randomInt(random, 200)));
     // Garbage behind a valid header, so the attribute walk itself is exercised.
-    for (let i = 0; i < 300; i++) attempt(withBody(randomBytes(4 * Math.floor(Math.random() * 50)), 0x0101));
+    for (let i = 0; i < 300; i++) attempt(withBody(seededBytes(random, 4 * randomInt(random, 50)), 0x0101));
     // Single-byte corruptions of a real message.
     for (let i = 0; i < SAMPLE_IPV6_RESPONSE.length; i++) {
       const packet = Buffer.from(SAMPLE_IPV6_RESPONSE);
-      packet[i] ^= 1 + Math.floor(Math.random() * 255);
+      packet[i] ^= 1 + randomInt(random, 255);
       attempt(packet);
     }
+    // Both outcomes were reached, so the walk through each was exercised.
     expect(decoded).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0);
   });
 });
 
