@@ -7,6 +7,7 @@ import {
   ProtocolError,
   type ClientRequest,
   type ConnectPlan,
+  type ErrorCode,
   type LoginRequest,
   type LoginResult,
   type ResponseMessage,
@@ -18,6 +19,13 @@ import type { SdwanHub } from "./sdwan.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
+
+/**
+ * Refusals that mean the client sent something it should not have; only these count towards dropping
+ * it. The others (a peer offline, no relay free) are ordinary answers: during churn an app asks again
+ * and again while its peer restarts.
+ */
+const CLIENT_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["BAD_JSON", "BAD_MESSAGE", "UNKNOWN_TYPE", "TOO_LARGE", "NOT_LOGGED_IN", "ALREADY_LOGGED_IN", "RATE_LIMITED"]);
 
 /** How long a link request waits for both nodes' NAT detection, and how often it looks. */
 const NAT_WAIT_MS = 2_500;
@@ -262,6 +270,7 @@ export class SignalHub {
 
   private refuse(connection: Connection, id: number | null, err: ProtocolError): void {
     this.reply(connection, id, undefined, err);
+    if (!CLIENT_FAULTS.has(err.code)) return;
     connection.badMessages++;
     if (connection.badMessages < MAX_BAD_MESSAGES_PER_CONNECTION) return;
     this.init.logger.warn("dropping connection after repeated bad messages; slowing its address down", {

@@ -443,6 +443,32 @@ describe("abuse", () => {
   });
 });
 
+describe("refusals that are not abuse", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({ tls: "off" });
+  });
+  afterAll(async () => {
+    await closeAllClients();
+    await server?.stop();
+  });
+
+  it("answers a request the server cannot serve now (peer offline, no relay) without counting it as abuse", async () => {
+    const url = wsUrl(server);
+    const node = await RawClient.online(url, "churner");
+    // An app whose peer is restarting asks again and again; each answer is a refusal, none is a bad message.
+    for (let i = 0; i < MAX_BAD_MESSAGES_PER_CONNECTION * 2; i++) {
+      const type = i % 2 ? "relay" : "connect";
+      const answer = await node.request(type, { peer: "restarting" });
+      expect(answer, `${type} #${i}`).toMatchObject({ ok: false, error: { code: "PEER_OFFLINE" } });
+    }
+    expect(node.closed).toBeUndefined();
+    expect((await node.heartbeat()).ok).toBe(true);
+    expect(await onlineNodes(server)).toContain("churner");
+    await node.close();
+  });
+});
+
 describe("per-address connection limit", () => {
   let server: ServerHandle;
   beforeAll(async () => {
