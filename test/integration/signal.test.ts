@@ -116,8 +116,8 @@ class RawClient {
     return this.request("heartbeat", { clientTime: Date.now() });
   }
 
-  /** Logs in the way inp2pc does; `signer` signs the transcript (a different key forges it). */
-  async login(node: string, token: string, identity: Identity, signer: Identity = identity): Promise<Json> {
+  /** Logs in the way inp2pc does; `signer` signs the transcript (a different key forges it); `fields` go along. */
+  async login(node: string, token: string, identity: Identity, signer: Identity = identity, fields: Json = {}): Promise<Json> {
     const { nonce } = await this.hello();
     return this.request("login", {
       node,
@@ -125,6 +125,7 @@ class RawClient {
       proof: loginProof(token, nonce, node, identity.publicKey),
       signature: signWithIdentity(signer, loginTranscript(nonce, node, identity.publicKey)),
       version: "test-0",
+      ...fields,
     });
   }
 
@@ -330,6 +331,40 @@ describe("signalling on one server", () => {
     expect((await alice2.request("peers")).result.peers.map((p: Json) => p.name)).toEqual(["alice-1"]);
     expect(alice.events().map((e) => e.node.name)).toEqual(["alice-2"]);
     expect(a.events().map((e) => `${e.type} ${e.node.name}`)).toEqual(["node-online ev-b", "node-offline ev-b"]);
+  });
+
+  it("passes each node's instance id (its run of inp2pc) to its peers: node-online, peers, connect and relay plans", async () => {
+    const instances = { a: "AAAAAAAAAAAAAAAA", b: "bbbbbbbbbbbbbbbb" };
+    const a = await RawClient.connect(url);
+    expect(await a.login("inst-a", USER_TOKEN, generateIdentity(), undefined, { instance: instances.a })).toMatchObject({ ok: true });
+    const bIdentity = generateIdentity();
+    const b = await RawClient.connect(url);
+    const bLogin = await b.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: instances.b });
+    expect(bLogin.result.peers.find((p: Json) => p.name === "inst-a")).toMatchObject({ instance: instances.a });
+    const online = await a.waitMessage("node-online inst-b", (m) => m.type === "node-online" && m.node.name === "inst-b");
+    expect(online.node.instance).toBe(instances.b);
+    expect((await a.request("peers")).result.peers.find((p: Json) => p.name === "inst-b")).toMatchObject({ instance: instances.b });
+
+    const nat = { natType: "public", mapping: "endpoint-independent", filtering: "endpoint-independent", publicAddress: "127.0.0.1", portPreserved: true, tcp: true };
+    const candidates = { udpLan: ["127.0.0.1:1"], tcpLan: [], udpPublic: "127.0.0.1:1", tcpPublic: null };
+    for (const client of [a, b]) expect(await client.request("report", { nat, candidates })).toMatchObject({ ok: true });
+    const connect = await a.request("connect", { peer: "inst-b" });
+    expect(connect.result.peer).toMatchObject({ name: "inst-b", instance: instances.b });
+    expect((await b.waitMessage("connect plan", (m) => m.type === "connect")).plan.peer).toMatchObject({ name: "inst-a", instance: instances.a });
+    const relay = await a.request("relay", { peer: "inst-b" });
+    expect(relay.result.peer).toMatchObject({ name: "inst-b", instance: instances.b });
+    expect((await b.waitMessage("relay plan", (m) => m.type === "relay")).plan.peer).toMatchObject({ name: "inst-a", instance: instances.a });
+
+    // A new run of inst-b logs in: its peers hear the new instance.
+    await RawClient.connect(url).then((c) => c.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: "cccccccccccccccc" }));
+    await a.waitMessage("node-online of inst-b's new run", (m) => m.type === "node-online" && m.node.instance === "cccccccccccccccc");
+  });
+
+  it("refuses a malformed instance id, naming the field", async () => {
+    const client = await RawClient.connect(url);
+    const response = await client.login("inst-bad", USER_TOKEN, generateIdentity(), undefined, { instance: "short" });
+    expect(response).toMatchObject({ ok: false, error: { code: "BAD_MESSAGE" } });
+    expect(response.error.message).toMatch(/instance/);
   });
 
   it("peers lists the same user's online nodes only", async () => {
