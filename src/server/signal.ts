@@ -7,6 +7,7 @@ import {
   ProtocolError,
   type ClientRequest,
   type ConnectPlan,
+  type ErrorCode,
   type LoginRequest,
   type LoginResult,
   type ResponseMessage,
@@ -23,6 +24,11 @@ import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
 const NAT_WAIT_MS = 2_500;
 const NAT_POLL_MS = 50;
 const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
+/**
+ * Refusals of well-formed requests that depend on the state of the world (a peer offline, no relay):
+ * a node asks them in good faith, as often as its apps are used, so they never count as bad messages.
+ */
+const FAIR_REFUSALS: ReadonlySet<ErrorCode> = new Set(["PEER_OFFLINE", "PEER_UNREACHABLE", "NO_RELAY", "SDWAN_FULL"]);
 /** Unknown NATs count as port-restricted: the most common kind. */
 const natHardness = (node: NodeSession) => NAT_HARDNESS.indexOf(node.nat?.natType ?? "port-restricted-cone");
 
@@ -268,6 +274,7 @@ export class SignalHub {
 
   private refuse(connection: Connection, id: number | null, err: ProtocolError): void {
     this.reply(connection, id, undefined, err);
+    if (FAIR_REFUSALS.has(err.code)) return; // a well-formed request the world said no to: not abuse
     connection.badMessages++;
     if (connection.badMessages < MAX_BAD_MESSAGES_PER_CONNECTION) return;
     this.init.logger.warn("dropping connection after repeated bad messages; slowing its address down", {

@@ -367,6 +367,15 @@ describe("signalling on one server", () => {
     expect(response.error.message).toMatch(/instance/);
   });
 
+  it("refusals that answer a fair request (peer offline, no relay) never count as bad messages", async () => {
+    const client = await RawClient.online(url, "asker");
+    for (let i = 0; i < MAX_BAD_MESSAGES_PER_CONNECTION + 5; i++) {
+      expect(await client.request(i % 2 ? "connect" : "relay", { peer: "nobody-here" })).toMatchObject({ ok: false, error: { code: "PEER_OFFLINE" } });
+    }
+    expect(client.closed).toBeUndefined();
+    expect(await client.heartbeat()).toMatchObject({ ok: true });
+  });
+
   it("peers lists the same user's online nodes only", async () => {
     const a = await RawClient.online(url, "peer-a");
     await RawClient.online(url, "peer-b");
