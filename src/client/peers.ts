@@ -2,13 +2,19 @@ import type { Identity } from "../crypto/index.ts";
 import { isPredictable } from "../nat/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { Candidates, ConnectPlan, NatInfo, PeerInfo, RelayPlan } from "../protocol/index.ts";
-import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
+import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, type Link } from "../transport/index.ts";
 import { RequestError, type ServerSession } from "./session.ts";
 
 /** A link to a peer the server reports offline (or that cannot tell its runs apart) must answer within this, or it closes. */
 export const LINK_CHECK_TIMEOUT_MS = 2_000;
 /** How long a first link request waits for this node's NAT detection (it finishes in about 2 s). */
 const NAT_WAIT_MS = 3_000;
+/**
+ * A plan that takes longer than this means the server waits for a NAT detection (a peer that just
+ * started): the NATs are unknown, so a relay starts meanwhile. (Without waiting, when the peer is
+ * known to have logged in just now without a NAT type.)
+ */
+const PLAN_PROMPT_MS = 500;
 /** Relays tried in turn for one link (each failure excludes that relay from the next request). */
 const MAX_RELAYS_PER_ATTEMPT = 3;
 /** Relays named as failed in one relay request, at most (the newest; the server takes up to 8). */
@@ -174,11 +180,18 @@ export class PeerManager {
       if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
       const direct = this.endpoint.offers("udp") || this.endpoint.offers("tcp");
       if (this.relays && (!direct || this.needsRelay.has(peer))) return this.viaRelay(peer, startedAt);
-      const plan = await this.requestPlan(peer);
+      if (!this.relays) return this.runPlan(await this.requestPlan(peer), startedAt);
+      const planned = this.requestPlan(peer);
+      // A peer that logged in just now without a NAT type is still detecting it: no plan soon. (Not
+      // online as far as we know: it is logging in right now, or both requests fail at once.)
+      const info = this.init.session.peers.get(peer);
+      const detecting = !info || (!info.natType && this.init.session.serverNow() - info.onlineSince < NAT_WAIT_MS);
+      const plan = detecting ? undefined : await Promise.race([planned, new Promise<undefined>((r) => setTimeout(r, PLAN_PROMPT_MS))]);
+      if (!plan || punchIsUncertain(this.endpoint.nat, plan.peer.nat)) return this.relayBeside(peer, planned, startedAt);
       try {
         return await this.runPlan(plan, startedAt);
       } catch (err) {
-        if (!this.relays || (err as { code?: string }).code !== "NO_PATH" || this.link(peer)) throw err;
+        if ((err as { code?: string }).code !== "NO_PATH" || this.link(peer)) throw err;
         return this.viaRelay(peer, startedAt);
       }
     })().finally(() => this.connecting.delete(peer));
@@ -243,12 +256,15 @@ export class PeerManager {
     try {
       link = await this.connector.run(plan);
     } catch (err) {
-      if (this.link(peer) || options.upgrade) throw err; // a parallel attempt won meanwhile, or a relayed link stays
+      const noPath = (err as { code?: string }).code === "NO_PATH";
+      const current = this.link(peer);
+      // No direct path this time: the next link goes to a relay at once (direct is retried beside it).
+      if (noPath && !(current && !isRelayed(current))) this.needsRelay.add(peer);
+      if (current || options.upgrade) throw err; // a parallel attempt won meanwhile, or a relayed link stays
       const bothSymmetric = plan.peer.nat?.natType === "symmetric" && this.endpoint.nat?.natType === "symmetric";
-      const state: PeerLinkState = (err as { code?: string }).code === "NO_PATH" ? "needs-relay" : "failed";
+      const state: PeerLinkState = noPath ? "needs-relay" : "failed";
       this.states.set(peer, { state, error: (err as Error).message });
       if (state === "needs-relay") {
-        this.needsRelay.add(peer);
         this.init.logger.warn(`no direct path to ${peer}${bothSymmetric ? " (both sides are behind symmetric NATs)" : ""}: it needs a relay`, { ms: Date.now() - startedAt });
       }
       throw err;
@@ -257,8 +273,32 @@ export class PeerManager {
     return this.adopt(peer, link, startedAt, plan.peer.instance);
   }
 
-  /** Links through a relay, trying the next one the server offers when one fails. */
-  private async viaRelay(peer: string, startedAt: number): Promise<Link> {
+  /**
+   * A punch that may fail or take seconds: a relayed link at once, the punch beside it. The first link
+   * up serves; a direct one that confirms later takes over in adopt (datagrams and new streams move at
+   * once, streams already on the relay finish there).
+   */
+  private async relayBeside(peer: string, plan: Promise<ConnectPlan>, startedAt: number): Promise<Link> {
+    this.init.logger.debug("the punch is uncertain: linking through a relay beside it", { peer });
+    const relayed = this.viaRelay(peer, startedAt, { beside: true });
+    const direct = plan.then((p) => this.runPlan(p, startedAt));
+    direct.catch((err: Error) => this.init.logger.debug("no direct path beside the relay (yet)", { peer, error: err.message }));
+    try {
+      return await Promise.any([relayed, direct]);
+    } catch {
+      const [relayError, directError] = await Promise.all([relayed.catch((e: Error) => e), direct.catch((e: Error) => e)]);
+      // The peer is gone (or we are): say that. Otherwise the relay's error says both failed.
+      if (directError instanceof PeerError && directError.code !== "NO_PATH") throw directError;
+      this.states.set(peer, { state: "needs-relay", error: (relayError as Error).message });
+      throw relayError;
+    }
+  }
+
+  /**
+   * Links through a relay, trying the next one the server offers when one fails. `beside`: a punch
+   * runs beside it, and tells the state itself.
+   */
+  private async viaRelay(peer: string, startedAt: number, options: { beside?: boolean } = {}): Promise<Link> {
     const now = Date.now();
     const failed = this.failedRelays.get(peer) ?? new Map<string, number>();
     for (const [name, until] of failed) if (until <= now) failed.delete(name);
@@ -289,7 +329,7 @@ export class PeerManager {
       }
     }
     const message = `no direct path to ${peer}, and no relay worked: ${errors.join("; ")}`;
-    this.states.set(peer, { state: "needs-relay", error: message });
+    if (!options.beside) this.states.set(peer, { state: "needs-relay", error: message });
     throw new PeerError("NO_PATH", message);
   }
 
@@ -333,7 +373,12 @@ export class PeerManager {
       const existingStale = !!current && !!existingInstance && existingInstance !== current;
       const keepExisting = existingStale ? false : isRelayed(existing) !== isRelayed(link) ? isRelayed(link) : existing.sessionKey < link.sessionKey;
       if (keepExisting) {
-        link.close("a parallel link to the same peer won");
+        if (isRelayed(link) && !isRelayed(existing)) {
+          // Made beside a punch that confirmed first: the peer may open streams on it before it sees
+          // the direct link too. Serve those, then let it go.
+          for (const listener of this.linkListeners) listener(peer, link);
+          this.retire(link);
+        } else link.close("a parallel link to the same peer won");
         return existing;
       }
       if (existingStale) this.closeStale(peer, existing);
@@ -342,7 +387,8 @@ export class PeerManager {
     }
     this.links.set(peer, link);
     link.onClose(() => {
-      if (this.links.get(peer) === link) this.links.delete(peer);
+      if (this.links.get(peer) !== link) return; // replaced meanwhile: not a failure of its relay
+      this.links.delete(peer);
       // A relayed link that closed while its peer stayed online (the same run): its relay failed.
       const stillThere = this.init.session.peers.get(peer);
       if (link.via && !retiredLinks.has(link) && stillThere && stillThere.instance === linkInstances.get(link)) {

@@ -92,6 +92,18 @@ export function needsBirthday(hard: NatInfo | undefined, easy: NatInfo | null | 
   return hard?.natType === "symmetric" && !isPredictable(hard) && !!easy && easy.natType !== "public" && easy.natType !== "symmetric" && easy.filtering === "address-and-port-dependent";
 }
 
+/**
+ * Whether a punch between these NATs may fail or take seconds, so a relayed link should carry the
+ * first bytes while it runs: an unknown or UDP-blocked NAT on either side, or a symmetric NAT facing
+ * a port-restricted or symmetric one (port prediction, the birthday technique, or no path at all).
+ * A public or cone side facing anything else is reached by a plain punch within a few round trips.
+ */
+export function punchIsUncertain(mine: NatInfo | null | undefined, theirs: NatInfo | null | undefined): boolean {
+  if (!mine || !theirs || mine.natType === "udp-blocked" || theirs.natType === "udp-blocked") return true;
+  const hard = ["port-restricted-cone", "symmetric"];
+  return (mine.natType === "symmetric" && hard.includes(theirs.natType)) || (theirs.natType === "symmetric" && hard.includes(mine.natType));
+}
+
 /** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */
 export function candidatePaths(plan: ConnectPlan): Candidate[] {
   const c = plan.peer.candidates;
