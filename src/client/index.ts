@@ -135,6 +135,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     relays: init.peer_paths.includes("relay"),
     udpPort: init.peer_udp_port,
     tcpPort: init.peer_tcp_port,
+    tunnelled: (ip) => overlay?.carries(ip) ?? false,
   });
   const relayNode =
     init.relay || init.super

@@ -66,6 +66,8 @@ export interface PeerManagerInit {
   relays?: boolean;
   udpPort?: number;
   tcpPort?: number;
+  /** Addresses reached through this node's SDWAN overlay (EndpointInit.tunnelled). */
+  tunnelled?(ip: string): boolean;
 }
 
 /**
@@ -92,7 +94,7 @@ export class PeerManager {
   private stopped = false;
 
   constructor(private readonly init: PeerManagerInit) {
-    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, transports: init.transports, udpPort: init.udpPort, tcpPort: init.tcpPort });
+    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, transports: init.transports, udpPort: init.udpPort, tcpPort: init.tcpPort, tunnelled: init.tunnelled });
     this.connector = new Connector({
       endpoint: this.endpoint,
       identity: init.identity,

@@ -129,6 +129,11 @@ export class Connector {
     return plan.role === "initiator" ? this.initiate(plan) : this.respond(plan);
   }
 
+  /** A remote reached through our own SDWAN overlay: a link there would run over itself. */
+  private tunnelled(remote: string): boolean {
+    return this.init.endpoint.tunnelled(splitEndpoint(remote).host);
+  }
+
   private handshake(plan: ConnectPlan, sessionId: Buffer): Handshake {
     return new Handshake({ identity: this.init.identity, peerPublicKey: plan.peer.publicKey, sessionId, role: plan.role });
   }
@@ -136,7 +141,7 @@ export class Connector {
   private async initiate(plan: ConnectPlan): Promise<Link> {
     const { endpoint, logger } = this.init;
     const sessionId = Buffer.from(plan.sessionId, "base64url");
-    const candidates = candidatePaths(plan).filter((c) => endpoint.offers(c.transport));
+    const candidates = candidatePaths(plan).filter((c) => endpoint.offers(c.transport) && !this.tunnelled(c.remote));
     if (candidates.length === 0) throw new ConnectError(`peer ${plan.peer.name} has published no addresses yet`);
     await sleep(this.init.localTimeOf(plan.startAt) - Date.now());
 
@@ -146,6 +151,7 @@ export class Connector {
     let heardPoke: (remote: string) => void = () => {};
     cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
       const remote = endpointText(from.address, from.port);
+      if (this.tunnelled(remote)) return;
       const body = handshakeBody(packet);
       if (body) udpAttempts.get(remote)?.(body);
       else heardPoke(remote);
@@ -365,7 +371,7 @@ export class Connector {
     });
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.
-    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])];
+    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])].filter((target) => !this.tunnelled(target));
     const poke = Buffer.from([Envelope.poke]);
     for (const at of POKE_AT_MS) {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
@@ -450,6 +456,7 @@ export class Connector {
       const echoed = new Set<string>();
       cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
         const remote = endpointText(from.address, from.port);
+        if (this.tunnelled(remote)) return;
         prediction?.heard(remote);
         const body = handshakeBody(packet);
         if (body) answer(remote, body);
