@@ -1,8 +1,9 @@
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { SdwanMap } from "../protocol/index.ts";
+import { INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { Overlay } from "../sdwan/index.ts";
 import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
@@ -87,6 +88,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       token: init.token,
       identity,
       version,
+      // New each run: peers see a restart as a new instance and drop their links to the old one at once.
+      instance: randomBytes(INSTANCE_ID_BYTES).toString("base64url"),
       tlsFingerprint: init.tls_fingerprint,
       knownServers: new KnownServers(join(init.data_dir, KNOWN_SERVERS_FILE)),
       logger,
@@ -98,6 +101,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       online: (result) => {
         natWatcher.serverReachable(); // a result from while the server was away may be stale
         peers.onLoggedIn();
+        for (const peer of result.peers) peers.peerOnline(peer); // some may have restarted while we were away
         void relayNode?.onLoggedIn(result.user);
         if (overlay?.ready) void joinOverlay();
         if (!appsStarted) {
@@ -114,9 +118,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       relayPlan: (plan) => peers.acceptRelayPlan(plan),
       sdwanMap: (map) => void overlay?.applyMap(map),
       peerOnline: (peer) => {
-        // A peer that logged in again may have restarted: its old link must prove itself.
-        setTimeout(() => ensureLink(peer.name, true), LINK_RETRY_DELAY_MS);
+        // A link to an earlier run of the peer closes now, and a new one is made at once; a peer that
+        // cannot tell its runs apart (an older node) may have restarted: its link must prove itself.
+        if (peers.peerOnline(peer)) ensureLink(peer.name);
+        else setTimeout(() => ensureLink(peer.name, true), LINK_RETRY_DELAY_MS);
         events.peerOnline?.(peer);
+      },
+      peerOffline: (name) => {
+        peers.peerOffline(name);
+        events.peerOffline?.(name);
       },
     },
   );
@@ -132,6 +142,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     relays: init.peer_paths.includes("relay"),
     udpPort: init.peer_udp_port,
     tcpPort: init.peer_tcp_port,
+    tunnelled: (ip) => overlay?.carries(ip) ?? false,
   });
   const relayNode =
     init.relay || init.super

@@ -1,16 +1,24 @@
 import type { Identity } from "../crypto/index.ts";
 import { isPredictable } from "../nat/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { Candidates, ConnectPlan, NatInfo, RelayPlan } from "../protocol/index.ts";
-import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, type Link } from "../transport/index.ts";
-import type { ServerSession } from "./session.ts";
+import type { Candidates, ConnectPlan, NatInfo, PeerInfo, RelayPlan } from "../protocol/index.ts";
+import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, type Link } from "../transport/index.ts";
+import { RequestError, type ServerSession } from "./session.ts";
 
-/** A peer that logged in again must answer on its old link within this, or the link is rebuilt. */
+/** A link to a peer the server reports offline (or that cannot tell its runs apart) must answer within this, or it closes. */
 export const LINK_CHECK_TIMEOUT_MS = 2_000;
 /** How long a first link request waits for this node's NAT detection (it finishes in about 2 s). */
 const NAT_WAIT_MS = 3_000;
+/**
+ * A plan that takes longer than this means the server waits for a NAT detection (a peer that just
+ * started): the NATs are unknown, so a relay starts meanwhile. (Without waiting, when the peer is
+ * known to have logged in just now without a NAT type.)
+ */
+const PLAN_PROMPT_MS = 500;
 /** Relays tried in turn for one link (each failure excludes that relay from the next request). */
 const MAX_RELAYS_PER_ATTEMPT = 3;
+/** Relays named as failed in one relay request, at most (the newest; the server takes up to 8). */
+const MAX_RELAYS_EXCLUDED = 8;
 /** A relayed link retries a direct path after this, doubling up to the maximum. */
 const DIRECT_RETRY_FIRST_MS = 15_000;
 const DIRECT_RETRY_MAX_MS = 300_000;
@@ -21,8 +29,10 @@ const RETIRED_LINK_MAX_MS = 600_000;
 const RETIRED_LINK_POLL_MS = 1_000;
 
 const isRelayed = (link: Link) => link.kind.startsWith("relay-");
-/** Relayed links closed on purpose (a direct path took over): their relay did not fail. */
+/** Relayed links closed on purpose (a direct path took over, or the peer restarted): their relay did not fail. */
 const retiredLinks = new WeakSet<Link>();
+/** The run of the peer (PeerInfo.instance) each link was made with, when the server named one. */
+const linkInstances = new WeakMap<Link, string>();
 
 /** Where a peer stands: linking, linked, or with no direct path left (a relay is needed). */
 export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed";
@@ -35,7 +45,7 @@ export interface PeerLinkInfo {
 
 export class PeerError extends Error {
   constructor(
-    readonly code: "PEER_OFFLINE" | "NO_PATH" | "NOT_CONNECTED",
+    readonly code: "PEER_OFFLINE" | "PEER_RESTARTED" | "NO_PATH" | "NOT_CONNECTED",
     message: string,
   ) {
     super(message);
@@ -56,6 +66,8 @@ export interface PeerManagerInit {
   relays?: boolean;
   udpPort?: number;
   tcpPort?: number;
+  /** Addresses reached through this node's SDWAN overlay (EndpointInit.tunnelled). */
+  tunnelled?(ip: string): boolean;
 }
 
 /**
@@ -75,13 +87,14 @@ export class PeerManager {
   private refreshTimer?: ReturnType<typeof setInterval>;
   /** Peers with no direct path last time: the next link goes to a relay at once. */
   private readonly needsRelay = new Set<string>();
-  private readonly failedRelays = new Map<string, { name: string; until: number }[]>();
+  /** Per peer: relays that failed a link to it, and until when they are avoided. */
+  private readonly failedRelays = new Map<string, Map<string, number>>();
   private readonly directRetries = new Map<string, ReturnType<typeof setTimeout>>();
   private lastReported = "";
   private stopped = false;
 
   constructor(private readonly init: PeerManagerInit) {
-    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, transports: init.transports, udpPort: init.udpPort, tcpPort: init.tcpPort });
+    this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, transports: init.transports, udpPort: init.udpPort, tcpPort: init.tcpPort, tunnelled: init.tunnelled });
     this.connector = new Connector({
       endpoint: this.endpoint,
       identity: init.identity,
@@ -119,6 +132,28 @@ export class PeerManager {
     if (isPredictable(nat)) void this.refreshPrediction().then(() => this.reportCandidates());
   }
 
+  /**
+   * The server says `peer` logged in (or was online when we logged in). A link to an earlier run of
+   * it is dead: it closes now. Returns false when that cannot be told (the peer or the link predates
+   * instance ids): such a link must answer a check instead.
+   */
+  peerOnline(peer: PeerInfo): boolean {
+    if (!peer.instance) return false;
+    const link = this.link(peer.name);
+    if (!link) return true;
+    const instance = linkInstances.get(link);
+    if (!instance) return false;
+    if (instance !== peer.instance) this.closeStale(peer.name, link);
+    return true;
+  }
+
+  /** The server says `peer` went offline: its link must answer at once (the peer may only have lost the server), or it closes. */
+  peerOffline(peer: string): void {
+    // The peer going away explains why a relayed link to it closed: its relay did not fail.
+    this.failedRelays.delete(peer);
+    void this.link(peer)?.check(LINK_CHECK_TIMEOUT_MS);
+  }
+
   onLink(listener: (peer: string, link: Link) => void): void {
     this.linkListeners.push(listener);
   }
@@ -147,11 +182,18 @@ export class PeerManager {
       if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
       const direct = this.endpoint.offers("udp") || this.endpoint.offers("tcp");
       if (this.relays && (!direct || this.needsRelay.has(peer))) return this.viaRelay(peer, startedAt);
-      const plan = await this.requestPlan(peer);
+      if (!this.relays) return this.runPlan(await this.requestPlan(peer), startedAt);
+      const planned = this.requestPlan(peer);
+      // A peer that logged in just now without a NAT type is still detecting it: no plan soon. (Not
+      // online as far as we know: it is logging in right now, or both requests fail at once.)
+      const info = this.init.session.peers.get(peer);
+      const detecting = !info || (!info.natType && this.init.session.serverNow() - info.onlineSince < NAT_WAIT_MS);
+      const plan = detecting ? undefined : await Promise.race([planned, new Promise<undefined>((r) => setTimeout(r, PLAN_PROMPT_MS))]);
+      if (!plan || punchIsUncertain(this.endpoint.nat, plan.peer.nat)) return this.relayBeside(peer, planned, startedAt);
       try {
         return await this.runPlan(plan, startedAt);
       } catch (err) {
-        if (!this.relays || (err as { code?: string }).code !== "NO_PATH" || this.link(peer)) throw err;
+        if ((err as { code?: string }).code !== "NO_PATH" || this.link(peer)) throw err;
         return this.viaRelay(peer, startedAt);
       }
     })().finally(() => this.connecting.delete(peer));
@@ -177,7 +219,7 @@ export class PeerManager {
     const peer = plan.peer.name;
     if (!this.relays) return this.init.logger.warn(`${peer} asked for a link through a relay, but peer_paths leaves out "relay"`);
     const startedAt = Date.now();
-    const attempt = connectViaRelay(plan, this.relayInit()).then((link) => this.adopt(peer, link, startedAt));
+    const attempt = connectViaRelay(plan, this.relayInit()).then((link) => this.adopt(peer, link, startedAt, plan.peer.instance));
     if (!this.connecting.has(peer)) {
       this.connecting.set(peer, attempt);
       void attempt.catch(() => {}).finally(() => this.connecting.get(peer) === attempt && this.connecting.delete(peer));
@@ -216,46 +258,80 @@ export class PeerManager {
     try {
       link = await this.connector.run(plan);
     } catch (err) {
-      if (this.link(peer) || options.upgrade) throw err; // a parallel attempt won meanwhile, or a relayed link stays
+      const noPath = (err as { code?: string }).code === "NO_PATH";
+      const current = this.link(peer);
+      // No direct path this time: the next link goes to a relay at once (direct is retried beside it).
+      if (noPath && !(current && !isRelayed(current))) this.needsRelay.add(peer);
+      if (current || options.upgrade) throw err; // a parallel attempt won meanwhile, or a relayed link stays
       const bothSymmetric = plan.peer.nat?.natType === "symmetric" && this.endpoint.nat?.natType === "symmetric";
-      const state: PeerLinkState = (err as { code?: string }).code === "NO_PATH" ? "needs-relay" : "failed";
+      const state: PeerLinkState = noPath ? "needs-relay" : "failed";
       this.states.set(peer, { state, error: (err as Error).message });
       if (state === "needs-relay") {
-        this.needsRelay.add(peer);
         this.init.logger.warn(`no direct path to ${peer}${bothSymmetric ? " (both sides are behind symmetric NATs)" : ""}: it needs a relay`, { ms: Date.now() - startedAt });
       }
       throw err;
     }
     this.needsRelay.delete(peer);
-    return this.adopt(peer, link, startedAt);
+    return this.adopt(peer, link, startedAt, plan.peer.instance);
   }
 
-  /** Links through a relay, trying the next one the server offers when one fails. */
-  private async viaRelay(peer: string, startedAt: number): Promise<Link> {
+  /**
+   * A punch that may fail or take seconds: a relayed link at once, the punch beside it. The first link
+   * up serves; a direct one that confirms later takes over in adopt (datagrams and new streams move at
+   * once, streams already on the relay finish there).
+   */
+  private async relayBeside(peer: string, plan: Promise<ConnectPlan>, startedAt: number): Promise<Link> {
+    this.init.logger.debug("the punch is uncertain: linking through a relay beside it", { peer });
+    const relayed = this.viaRelay(peer, startedAt, { beside: true });
+    const direct = plan.then((p) => this.runPlan(p, startedAt));
+    direct.catch((err: Error) => this.init.logger.debug("no direct path beside the relay (yet)", { peer, error: err.message }));
+    try {
+      return await Promise.any([relayed, direct]);
+    } catch {
+      const [relayError, directError] = await Promise.all([relayed.catch((e: Error) => e), direct.catch((e: Error) => e)]);
+      // The peer is gone (or we are): say that. Otherwise the relay's error says both failed.
+      if (directError instanceof PeerError && directError.code !== "NO_PATH") throw directError;
+      this.states.set(peer, { state: "needs-relay", error: (relayError as Error).message });
+      throw relayError;
+    }
+  }
+
+  /**
+   * Links through a relay, trying the next one the server offers when one fails. `beside`: a punch
+   * runs beside it, and tells the state itself.
+   */
+  private async viaRelay(peer: string, startedAt: number, options: { beside?: boolean } = {}): Promise<Link> {
     const now = Date.now();
-    const failed = (this.failedRelays.get(peer) ?? []).filter((f) => f.until > now);
+    const failed = this.failedRelays.get(peer) ?? new Map<string, number>();
+    for (const [name, until] of failed) if (until <= now) failed.delete(name);
     this.failedRelays.set(peer, failed);
     const errors: string[] = [];
     for (let i = 0; i < MAX_RELAYS_PER_ATTEMPT; i++) {
       let plan: RelayPlan;
       try {
-        plan = await this.init.session.request<RelayPlan>("relay", { peer, exclude: failed.map((f) => f.name) });
+        plan = await this.init.session.request<RelayPlan>("relay", { peer, exclude: [...failed.keys()].slice(-MAX_RELAYS_EXCLUDED) });
       } catch (err) {
+        // Every relay left failed us lately: one of those may work again, which beats having none.
+        if (err instanceof RequestError && err.code === "NO_RELAY" && failed.size > 0) {
+          this.init.logger.debug("no relay left but ones that failed lately; trying those again", { peer, failed: [...failed.keys()].join(",") });
+          failed.clear();
+          continue;
+        }
         errors.push((err as Error).message);
         break;
       }
       try {
         const link = await connectViaRelay(plan, this.relayInit());
         this.scheduleDirectRetry(peer, DIRECT_RETRY_FIRST_MS);
-        return this.adopt(peer, link, startedAt);
+        return this.adopt(peer, link, startedAt, plan.peer.instance);
       } catch (err) {
         if (this.link(peer)) return this.link(peer)!; // the peer's own attempt got there first
         errors.push((err as Error).message);
-        failed.push({ name: plan.relay.name, until: Date.now() + FAILED_RELAY_MEMORY_MS });
+        failed.set(plan.relay.name, Date.now() + FAILED_RELAY_MEMORY_MS);
       }
     }
     const message = `no direct path to ${peer}, and no relay worked: ${errors.join("; ")}`;
-    this.states.set(peer, { state: "needs-relay", error: message });
+    if (!options.beside) this.states.set(peer, { state: "needs-relay", error: message });
     throw new PeerError("NO_PATH", message);
   }
 
@@ -277,30 +353,62 @@ export class PeerManager {
     this.directRetries.set(peer, timer);
   }
 
-  /** Makes `link` the link to `peer` (or keeps the one it races with), telling the listeners. */
-  private adopt(peer: string, link: Link, startedAt: number): Link {
+  /**
+   * Makes `link` the link to `peer` (or keeps the one it races with), telling the listeners.
+   * `instance`: the run of the peer the plan named; a link to an earlier run never wins.
+   */
+  private adopt(peer: string, link: Link, startedAt: number, instance: string | undefined): Link {
+    const current = this.init.session.peers.get(peer)?.instance;
+    if (instance && current && instance !== current) {
+      link.close("made with an earlier run of the peer");
+      throw new PeerError("PEER_RESTARTED", `${peer} restarted while the link was being made`);
+    }
+    if (instance) linkInstances.set(link, instance);
     const punchMs = Date.now() - startedAt;
     this.states.set(peer, { state: "linked", punchMs });
     this.init.logger.info("peer linked", { peer, path: link.kind, ...(link.via ? { relay: link.via } : {}), ms: punchMs });
     const existing = this.link(peer);
     if (existing && existing !== link) {
-      // A direct link beats a relayed one; between equals (both sides asked at once) both sides keep
-      // the one with the smaller session id.
-      const keepExisting = isRelayed(existing) !== isRelayed(link) ? isRelayed(link) : existing.sessionKey < link.sessionKey;
+      const existingInstance = linkInstances.get(existing);
+      // A link to the current run beats one to an earlier run; a direct link beats a relayed one;
+      // between equals (both sides asked at once) both sides keep the one with the smaller session id.
+      const existingStale = !!current && !!existingInstance && existingInstance !== current;
+      const keepExisting = existingStale ? false : isRelayed(existing) !== isRelayed(link) ? isRelayed(link) : existing.sessionKey < link.sessionKey;
       if (keepExisting) {
-        link.close("a parallel link to the same peer won");
+        if (isRelayed(link) && !isRelayed(existing)) {
+          // Made beside a punch that confirmed first: the peer may open streams on it before it sees
+          // the direct link too. Serve those, then let it go.
+          for (const listener of this.linkListeners) listener(peer, link);
+          this.retire(link);
+        } else link.close("a parallel link to the same peer won");
         return existing;
       }
-      if (isRelayed(existing) && !isRelayed(link)) this.retire(existing);
+      if (existingStale) this.closeStale(peer, existing);
+      else if (isRelayed(existing) && !isRelayed(link)) this.retire(existing);
       else existing.close("replaced by a parallel link");
     }
     this.links.set(peer, link);
     link.onClose(() => {
-      if (this.links.get(peer) === link) this.links.delete(peer);
-      if (link.via && !retiredLinks.has(link)) this.failedRelays.set(peer, [...(this.failedRelays.get(peer) ?? []), { name: link.via, until: Date.now() + FAILED_RELAY_MEMORY_MS }]);
+      if (this.links.get(peer) !== link) return; // replaced meanwhile: not a failure of its relay
+      this.links.delete(peer);
+      // A relayed link that closed while its peer stayed online (the same run): its relay failed.
+      const stillThere = this.init.session.peers.get(peer);
+      if (link.via && !retiredLinks.has(link) && stillThere && stillThere.instance === linkInstances.get(link)) {
+        const failed = this.failedRelays.get(peer) ?? new Map<string, number>();
+        failed.delete(link.via); // re-inserted last: the newest failures are the ones sent
+        failed.set(link.via, Date.now() + FAILED_RELAY_MEMORY_MS);
+        this.failedRelays.set(peer, failed);
+      }
     });
     for (const listener of this.linkListeners) listener(peer, link);
     return link;
+  }
+
+  /** A link to an earlier run of the peer: dead, closed now (its relay, if any, did not fail). */
+  private closeStale(peer: string, link: Link): void {
+    retiredLinks.add(link);
+    this.failedRelays.delete(peer);
+    link.close("the peer restarted");
   }
 
   /** A relayed link a direct one replaced: new streams go direct; this one closes when its streams are done. */

@@ -30,6 +30,8 @@ export interface ServerSessionInit {
   token: string;
   identity: Identity;
   version: string;
+  /** This run of inp2pc (PeerInfo.instance), sent with every login. */
+  instance?: string;
   tlsFingerprint?: string;
   knownServers: KnownServers;
   logger: Logger;
@@ -299,6 +301,7 @@ export class ServerSession {
         signature: signWithIdentity(identity, loginTranscript(nonce, node, identity.publicKey)),
         version,
         ...(this.nat ? { nat: this.nat } : {}),
+        ...(this.init.instance ? { instance: this.init.instance } : {}),
       });
       this.onLoggedIn(result);
     } catch (err) {

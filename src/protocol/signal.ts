@@ -39,6 +39,10 @@ export const natInfo = z.strictObject({
 });
 export type NatInfo = z.infer<typeof natInfo>;
 
+/** Bytes of a node's instance id: random per run of inp2pc, so peers tell a restart from a re-login. */
+export const INSTANCE_ID_BYTES = 12;
+const instanceId = base64url(INSTANCE_ID_BYTES);
+
 export const loginRequest = z.strictObject({
   type: z.literal("login"),
   id: requestId,
@@ -48,6 +52,8 @@ export const loginRequest = z.strictObject({
   signature: base64url(64),
   version: z.string().max(64),
   nat: natInfo.optional(),
+  /** Optional: nodes older than instance ids do not send it. */
+  instance: instanceId.optional(),
 });
 
 const port = z.number().int().min(1).max(65535);
@@ -125,6 +131,12 @@ export type ClientRequest = z.infer<(typeof clientRequests)[ClientRequestType]>;
 
 export interface PeerInfo {
   name: string;
+  /**
+   * Which run of the peer's inp2pc this is (random per process, not secret; absent from old nodes). A
+   * new one means the peer restarted: links to the old one are dead. The same one after a re-login
+   * (the server restarted, or the peer's connection to it dropped) keeps its links.
+   */
+  instance?: string;
   version: string;
   natType?: NatType;
   onlineSince: number;
@@ -152,7 +164,8 @@ export interface ConnectPlan {
   sessionId: string; // 16 bytes, base64url; the same on both sides
   startAt: number;
   role: "initiator" | "responder";
-  peer: { name: string; publicKey: string; nat: NatInfo | null; candidates: Candidates | null };
+  /** `instance`: the run of the peer this plan was made with (PeerInfo.instance). */
+  peer: { name: string; publicKey: string; instance?: string; nat: NatInfo | null; candidates: Candidates | null };
 }
 
 export const RELAY_TIERS = ["private", "super", "server"] as const;
@@ -162,7 +175,7 @@ export type RelayTier = (typeof RELAY_TIERS)[number];
 export interface RelayPlan {
   sessionId: string;
   role: "initiator" | "responder";
-  peer: { name: string; publicKey: string };
+  peer: { name: string; publicKey: string; instance?: string };
   relay: {
     /** "user/node", or "server". */
     name: string;

@@ -96,6 +96,13 @@ export class Overlay {
     this.tun = undefined;
   }
 
+  /** Whether packets to `ip` go through the overlay (its subnet, or a member's routes). */
+  carries(ip: string): boolean {
+    if (!this.map || !/^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) return false;
+    const address = ipToNumber(ip);
+    return cidrContains(parseCidr(this.map.subnet), address) || this.table.some(({ cidr }) => cidrContains(cidr, address));
+  }
+
   /** The server's current map: sets this node's address, routes to the members' subnets, and the table. */
   async applyMap(map: SdwanMap): Promise<void> {
     if (!this.tun) return;

@@ -49,8 +49,8 @@ export class RelayBroker {
     };
     const relay = (side: "a" | "b") => ({ name: choice.name, tier: choice.tier, host: choice.host, port: choice.port, ticket: ticket(side) });
     return {
-      mine: { sessionId, role: "initiator", peer: { name: to.name, publicKey: to.publicKey }, relay: relay("a") },
-      theirs: { sessionId, role: "responder", peer: { name: from.name, publicKey: from.publicKey }, relay: relay("b") },
+      mine: { sessionId, role: "initiator", peer: { name: to.name, publicKey: to.publicKey, instance: to.instance }, relay: relay("a") },
+      theirs: { sessionId, role: "responder", peer: { name: from.name, publicKey: from.publicKey, instance: from.instance }, relay: relay("b") },
     };
   }
 
@@ -71,6 +71,7 @@ export class RelayBroker {
       return { name: relayName(best.node), tier: best.tier, host: best.node.host, port: best.node.relay!.port, key: relayTicketKey(this.init.tokenOf(best.node.user)!, best.node.name) };
     const server = this.init.serverRelay;
     if (server && !exclude.includes("server")) return { name: "server", tier: "server", host: null, port: server.port, key: server.key };
-    throw new ProtocolError("NO_RELAY", `no relay is available for ${from.name} and ${to.name}${exclude.length ? ` (not counting ${exclude.join(", ")})` : ""}, and the server does not relay`);
+    const skipped = exclude.length ? `, not counting ${exclude.join(", ")} (${exclude.length === 1 ? "it" : "they"} failed ${from.name} just now)` : "";
+    throw new ProtocolError("NO_RELAY", `no relay is available for ${from.name} and ${to.name}${skipped}${server ? "" : ", and the server does not relay"}`);
   }
 }

@@ -4,6 +4,8 @@ export interface NodeSession {
   readonly user: string;
   readonly name: string;
   readonly publicKey: string;
+  /** The run of inp2pc logged in (PeerInfo.instance), when the node sends one. */
+  readonly instance?: string;
   readonly address: string;
   /** The IP the server sees this node connect from (where its relay, if any, is reached). */
   readonly host: string;
@@ -25,6 +27,7 @@ export interface NodeSession {
 
 export const peerInfo = (session: NodeSession): PeerInfo => ({
   name: session.name,
+  ...(session.instance ? { instance: session.instance } : {}),
   version: session.version,
   natType: session.nat?.natType,
   onlineSince: session.onlineSince,

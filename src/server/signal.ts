@@ -27,7 +27,7 @@ import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
  */
 const CLIENT_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["BAD_JSON", "BAD_MESSAGE", "UNKNOWN_TYPE", "TOO_LARGE", "NOT_LOGGED_IN", "ALREADY_LOGGED_IN", "RATE_LIMITED"]);
 
-/** How long a link request waits for both nodes' NAT detection, and how often it looks. */
+/** How long a link request waits for both nodes' NAT detection and candidates, and how often it looks. */
 const NAT_WAIT_MS = 2_500;
 const NAT_POLL_MS = 50;
 const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
@@ -171,22 +171,29 @@ export class SignalHub {
     }
   }
 
+  /** The node `peerName` of this node's user, online now (its current login). */
+  private peerOf(session: NodeSession, peerName: string): NodeSession {
+    const peer = this.init.registry.get(session.user, peerName);
+    if (!peer || peer === session)
+      throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
+    return peer;
+  }
+
   /**
    * Answers at once with the peer's candidates and a start time, and sends the peer the same about
    * this node, so both begin probing together. Only nodes of the same user can reach each other.
    */
   private async coordinate(session: NodeSession, peerName: string): Promise<ConnectPlan> {
-    let peer = this.init.registry.get(session.user, peerName);
-    if (!peer || peer === session)
-      throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
-    // A node that just logged in is still detecting its NAT; the plan (roles, birthday) needs both.
-    for (const deadline = Date.now() + NAT_WAIT_MS; (!session.nat || !peer.nat) && Date.now() < deadline; )
+    const current = () => this.peerOf(session, peerName);
+    // A node that just logged in is still detecting its NAT and learning its addresses; the plan
+    // (roles, birthday, where to send) needs both sides' of each. (The peer may log in anew meanwhile.)
+    const ready = (node: NodeSession) => node.nat && node.candidates;
+    let peer = current();
+    for (const deadline = Date.now() + NAT_WAIT_MS; !(ready(session) && ready(peer)) && Date.now() < deadline; peer = current())
       await new Promise((r) => setTimeout(r, NAT_POLL_MS));
-    peer = this.init.registry.get(session.user, peerName);
-    if (!peer) throw new ProtocolError("PEER_OFFLINE", `peer "${peerName}" is not online`);
     const sessionId = randomBytes(16).toString("base64url");
     const startAt = Date.now() + COORDINATION_LEAD_MS;
-    const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, nat: node.nat ?? null, candidates: node.candidates ?? null });
+    const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, instance: node.instance, nat: node.nat ?? null, candidates: node.candidates ?? null });
     // The harder NAT initiates: its first packets open its own NAT (a symmetric one maps them anew,
     // which only the easier side, answering the source, can follow). Ties: the requester.
     const requesterInitiates = natHardness(session) >= natHardness(peer);
@@ -198,9 +205,7 @@ export class SignalHub {
 
   /** Picks a relay for a link to `peerName` and gives each side its ticket; the peer hears of it at once. */
   private relay(session: NodeSession, peerName: string, exclude: string[]) {
-    const peer = this.init.registry.get(session.user, peerName);
-    if (!peer || peer === session)
-      throw new ProtocolError("PEER_OFFLINE", peer ? "a node cannot connect to itself" : `peer "${peerName}" is not online`);
+    const peer = this.peerOf(session, peerName);
     const { mine, theirs } = this.init.broker.plan(session, peer, exclude);
     peer.send(JSON.stringify({ type: "relay", plan: theirs }));
     this.init.logger.info("relaying a peer link", { from: session.name, to: peer.name, user: session.user, relay: mine.relay.name, tier: mine.relay.tier });
@@ -230,6 +235,7 @@ export class SignalHub {
       user: user.name,
       name: node,
       publicKey,
+      instance: request.instance,
       address: connection.remote,
       host: connection.address,
       version: request.version,

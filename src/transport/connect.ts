@@ -92,6 +92,18 @@ export function needsBirthday(hard: NatInfo | undefined, easy: NatInfo | null | 
   return hard?.natType === "symmetric" && !isPredictable(hard) && !!easy && easy.natType !== "public" && easy.natType !== "symmetric" && easy.filtering === "address-and-port-dependent";
 }
 
+/**
+ * Whether a punch between these NATs may fail or take seconds, so a relayed link should carry the
+ * first bytes while it runs: an unknown or UDP-blocked NAT on either side, or a symmetric NAT facing
+ * a port-restricted or symmetric one (port prediction, the birthday technique, or no path at all).
+ * A public or cone side facing anything else is reached by a plain punch within a few round trips.
+ */
+export function punchIsUncertain(mine: NatInfo | null | undefined, theirs: NatInfo | null | undefined): boolean {
+  if (!mine || !theirs || mine.natType === "udp-blocked" || theirs.natType === "udp-blocked") return true;
+  const hard = ["port-restricted-cone", "symmetric"];
+  return (mine.natType === "symmetric" && hard.includes(theirs.natType)) || (theirs.natType === "symmetric" && hard.includes(mine.natType));
+}
+
 /** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */
 export function candidatePaths(plan: ConnectPlan): Candidate[] {
   const c = plan.peer.candidates;
@@ -117,6 +129,11 @@ export class Connector {
     return plan.role === "initiator" ? this.initiate(plan) : this.respond(plan);
   }
 
+  /** A remote reached through our own SDWAN overlay: a link there would run over itself. */
+  private tunnelled(remote: string): boolean {
+    return this.init.endpoint.tunnelled(splitEndpoint(remote).host);
+  }
+
   private handshake(plan: ConnectPlan, sessionId: Buffer): Handshake {
     return new Handshake({ identity: this.init.identity, peerPublicKey: plan.peer.publicKey, sessionId, role: plan.role });
   }
@@ -124,7 +141,7 @@ export class Connector {
   private async initiate(plan: ConnectPlan): Promise<Link> {
     const { endpoint, logger } = this.init;
     const sessionId = Buffer.from(plan.sessionId, "base64url");
-    const candidates = candidatePaths(plan).filter((c) => endpoint.offers(c.transport));
+    const candidates = candidatePaths(plan).filter((c) => endpoint.offers(c.transport) && !this.tunnelled(c.remote));
     if (candidates.length === 0) throw new ConnectError(`peer ${plan.peer.name} has published no addresses yet`);
     await sleep(this.init.localTimeOf(plan.startAt) - Date.now());
 
@@ -134,6 +151,7 @@ export class Connector {
     let heardPoke: (remote: string) => void = () => {};
     cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
       const remote = endpointText(from.address, from.port);
+      if (this.tunnelled(remote)) return;
       const body = handshakeBody(packet);
       if (body) udpAttempts.get(remote)?.(body);
       else heardPoke(remote);
@@ -353,7 +371,7 @@ export class Connector {
     });
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.
-    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])];
+    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])].filter((target) => !this.tunnelled(target));
     const poke = Buffer.from([Envelope.poke]);
     for (const at of POKE_AT_MS) {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
@@ -438,6 +456,7 @@ export class Connector {
       const echoed = new Set<string>();
       cleanups.push(endpoint.routeSession(plan.sessionId, (packet, from) => {
         const remote = endpointText(from.address, from.port);
+        if (this.tunnelled(remote)) return;
         prediction?.heard(remote);
         const body = handshakeBody(packet);
         if (body) answer(remote, body);

@@ -30,6 +30,11 @@ export interface EndpointInit {
   udpPort?: number; // default: any
   tcpPort?: number; // default: any
   host?: string; // bind address, default 0.0.0.0
+  /**
+   * Addresses reached through this node's SDWAN overlay: never a path for a peer link (the link would
+   * run over itself), so neither offered nor tried.
+   */
+  tunnelled?(ip: string): boolean;
 }
 
 type UdpHandler = (packet: Buffer, from: RemoteInfo) => void;
@@ -96,6 +101,11 @@ export class PeerEndpoint {
     return (this.tcp.address() as { port: number }).port;
   }
 
+  /** Whether `ip` is reached through the SDWAN overlay (EndpointInit.tunnelled). */
+  tunnelled(ip: string): boolean {
+    return this.init.tunnelled?.(ip) ?? false;
+  }
+
   candidates(): Candidates {
     const bound = this.init.host ?? "0.0.0.0";
     const lan =
@@ -103,7 +113,7 @@ export class PeerEndpoint {
         ? [bound]
         : Object.values(networkInterfaces())
             .flat()
-            .filter((a) => a && a.family === "IPv4" && !a.internal)
+            .filter((a) => a && a.family === "IPv4" && !a.internal && !this.tunnelled(a.address))
             .map((a) => a!.address);
     const publicIp = this.udpPublic?.split(":")[0];
     const udp = this.offers("udp");

@@ -1,5 +1,5 @@
 export * from "./constants.ts";
-export { candidatePaths, ConnectError, Connector, type ConnectorInit } from "./connect.ts";
+export { candidatePaths, ConnectError, Connector, punchIsUncertain, type ConnectorInit } from "./connect.ts";
 export { endpointText, PeerEndpoint, splitEndpoint, type EndpointInit } from "./endpoint.ts";
 export { FramedSocket, FramingError, readFrames, writeFrame } from "./framing.ts";
 export { Link, type LinkInit, type LinkStats } from "./link.ts";

@@ -46,3 +46,33 @@ export async function appComesBack(port: number, withinMs: number): Promise<numb
   }
   throw new Error(`the app did not come back within ${withinMs} ms (last attempt: ${last})`);
 }
+
+/**
+ * Starts a small echo through the app every `everyMs` (so one request stuck on a dead link does not
+ * hide a working one) until one comes back whole; resolves with the wall-clock time it did.
+ */
+export async function firstEchoAt(port: number, withinMs: number, everyMs = 100): Promise<number> {
+  const probe = randomBytes(1024);
+  const deadline = Date.now() + withinMs;
+  const sockets = new Set<Socket>();
+  const errors: string[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const start = () => {
+        if (Date.now() >= deadline) return reject(new Error(`no echo through the app within ${withinMs} ms (${errors.length} failed; last: ${errors.slice(-3).join("; ")})`));
+        const chunks: Buffer[] = [];
+        const socket = connect({ host: "127.0.0.1", port }, () => socket.end(probe));
+        sockets.add(socket);
+        socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+        socket.on("end", () => (Buffer.concat(chunks).equals(probe) ? resolve(Date.now()) : errors.push(`echo of ${Buffer.concat(chunks).length} bytes`)));
+        socket.on("error", (err) => errors.push(err.message));
+        timer = setTimeout(start, everyMs);
+      };
+      start();
+    });
+  } finally {
+    clearTimeout(timer);
+    for (const socket of sockets) socket.destroy();
+  }
+}

@@ -116,8 +116,8 @@ class RawClient {
     return this.request("heartbeat", { clientTime: Date.now() });
   }
 
-  /** Logs in the way inp2pc does; `signer` signs the transcript (a different key forges it). */
-  async login(node: string, token: string, identity: Identity, signer: Identity = identity): Promise<Json> {
+  /** Logs in the way inp2pc does; `signer` signs the transcript (a different key forges it); `fields` go along. */
+  async login(node: string, token: string, identity: Identity, signer: Identity = identity, fields: Json = {}): Promise<Json> {
     const { nonce } = await this.hello();
     return this.request("login", {
       node,
@@ -125,6 +125,7 @@ class RawClient {
       proof: loginProof(token, nonce, node, identity.publicKey),
       signature: signWithIdentity(signer, loginTranscript(nonce, node, identity.publicKey)),
       version: "test-0",
+      ...fields,
     });
   }
 
@@ -332,6 +333,49 @@ describe("signalling on one server", () => {
     expect(a.events().map((e) => `${e.type} ${e.node.name}`)).toEqual(["node-online ev-b", "node-offline ev-b"]);
   });
 
+  it("passes each node's instance id (its run of inp2pc) to its peers: node-online, peers, connect and relay plans", async () => {
+    const instances = { a: "AAAAAAAAAAAAAAAA", b: "bbbbbbbbbbbbbbbb" };
+    const a = await RawClient.connect(url);
+    expect(await a.login("inst-a", USER_TOKEN, generateIdentity(), undefined, { instance: instances.a })).toMatchObject({ ok: true });
+    const bIdentity = generateIdentity();
+    const b = await RawClient.connect(url);
+    const bLogin = await b.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: instances.b });
+    expect(bLogin.result.peers.find((p: Json) => p.name === "inst-a")).toMatchObject({ instance: instances.a });
+    const online = await a.waitMessage("node-online inst-b", (m) => m.type === "node-online" && m.node.name === "inst-b");
+    expect(online.node.instance).toBe(instances.b);
+    expect((await a.request("peers")).result.peers.find((p: Json) => p.name === "inst-b")).toMatchObject({ instance: instances.b });
+
+    const nat = { natType: "public", mapping: "endpoint-independent", filtering: "endpoint-independent", publicAddress: "127.0.0.1", portPreserved: true, tcp: true };
+    const candidates = { udpLan: ["127.0.0.1:1"], tcpLan: [], udpPublic: "127.0.0.1:1", tcpPublic: null };
+    for (const client of [a, b]) expect(await client.request("report", { nat, candidates })).toMatchObject({ ok: true });
+    const connect = await a.request("connect", { peer: "inst-b" });
+    expect(connect.result.peer).toMatchObject({ name: "inst-b", instance: instances.b });
+    expect((await b.waitMessage("connect plan", (m) => m.type === "connect")).plan.peer).toMatchObject({ name: "inst-a", instance: instances.a });
+    const relay = await a.request("relay", { peer: "inst-b" });
+    expect(relay.result.peer).toMatchObject({ name: "inst-b", instance: instances.b });
+    expect((await b.waitMessage("relay plan", (m) => m.type === "relay")).plan.peer).toMatchObject({ name: "inst-a", instance: instances.a });
+
+    // A new run of inst-b logs in: its peers hear the new instance.
+    await RawClient.connect(url).then((c) => c.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: "cccccccccccccccc" }));
+    await a.waitMessage("node-online of inst-b's new run", (m) => m.type === "node-online" && m.node.instance === "cccccccccccccccc");
+  });
+
+  it("refuses a malformed instance id, naming the field", async () => {
+    const client = await RawClient.connect(url);
+    const response = await client.login("inst-bad", USER_TOKEN, generateIdentity(), undefined, { instance: "short" });
+    expect(response).toMatchObject({ ok: false, error: { code: "BAD_MESSAGE" } });
+    expect(response.error.message).toMatch(/instance/);
+  });
+
+  it("refusals that answer a fair request (peer offline, no relay) never count as bad messages", async () => {
+    const client = await RawClient.online(url, "asker");
+    for (let i = 0; i < MAX_BAD_MESSAGES_PER_CONNECTION + 5; i++) {
+      expect(await client.request(i % 2 ? "connect" : "relay", { peer: "nobody-here" })).toMatchObject({ ok: false, error: { code: "PEER_OFFLINE" } });
+    }
+    expect(client.closed).toBeUndefined();
+    expect(await client.heartbeat()).toMatchObject({ ok: true });
+  });
+
   it("peers lists the same user's online nodes only", async () => {
     const a = await RawClient.online(url, "peer-a");
     await RawClient.online(url, "peer-b");
@@ -440,32 +484,6 @@ describe("abuse", () => {
     expect(innocent.closed).toBeUndefined();
     expect((await innocent.heartbeat()).ok).toBe(true);
     expect(await onlineNodes(server)).toEqual(["innocent"]);
-  });
-});
-
-describe("refusals that are not abuse", () => {
-  let server: ServerHandle;
-  beforeAll(async () => {
-    server = await startServer({ tls: "off" });
-  });
-  afterAll(async () => {
-    await closeAllClients();
-    await server?.stop();
-  });
-
-  it("answers a request the server cannot serve now (peer offline, no relay) without counting it as abuse", async () => {
-    const url = wsUrl(server);
-    const node = await RawClient.online(url, "churner");
-    // An app whose peer is restarting asks again and again; each answer is a refusal, none is a bad message.
-    for (let i = 0; i < MAX_BAD_MESSAGES_PER_CONNECTION * 2; i++) {
-      const type = i % 2 ? "relay" : "connect";
-      const answer = await node.request(type, { peer: "restarting" });
-      expect(answer, `${type} #${i}`).toMatchObject({ ok: false, error: { code: "PEER_OFFLINE" } });
-    }
-    expect(node.closed).toBeUndefined();
-    expect((await node.heartbeat()).ok).toBe(true);
-    expect(await onlineNodes(server)).toContain("churner");
-    await node.close();
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ConnectPlan, NatInfo } from "../../src/protocol/index.ts";
-import { needsBirthday } from "../../src/transport/connect.ts";
+import { needsBirthday, punchIsUncertain } from "../../src/transport/connect.ts";
 import { needsPrediction, peerPrediction, predictedPorts, PREDICT_LOCKSTEP_PORTS, type Prediction } from "../../src/transport/predict.ts";
 
 const nat = (natType: NatInfo["natType"], allocation?: NatInfo["allocation"], filtering: NatInfo["filtering"] = "address-and-port-dependent"): NatInfo => ({
@@ -70,5 +70,28 @@ describe("the birthday technique", () => {
     expect(needsBirthday(nat("symmetric", random), nat("full-cone", undefined, "endpoint-independent"))).toBe(false);
     // Two symmetric NATs: the spraying side maps every probe anew, so no probe can ever match.
     expect(needsBirthday(nat("symmetric", random), nat("symmetric", random))).toBe(false);
+  });
+});
+
+describe("an uncertain punch (a relay starts beside it)", () => {
+  const random = { kind: "random" } as const;
+  it("is uncertain for unknown or UDP-blocked NATs, and a symmetric NAT facing a port-restricted or symmetric one; certain otherwise", () => {
+    const uncertain: [NatInfo | null, NatInfo | null][] = [
+      [null, nat("public")],
+      [nat("full-cone"), null],
+      [nat("udp-blocked"), nat("public")],
+      [nat("symmetric", random), nat("port-restricted-cone")], // the birthday technique
+      [nat("port-restricted-cone"), nat("symmetric", { kind: "sequential", delta: 1 })], // port prediction
+      [nat("symmetric", random), nat("symmetric", random)],
+    ];
+    const certain: [NatInfo, NatInfo][] = [
+      [nat("public"), nat("symmetric", random)],
+      [nat("full-cone"), nat("symmetric", random)],
+      [nat("restricted-cone"), nat("symmetric", random)],
+      [nat("port-restricted-cone"), nat("port-restricted-cone")],
+      [nat("full-cone"), nat("port-restricted-cone")],
+    ];
+    for (const [a, b] of uncertain) for (const [x, y] of [[a, b], [b, a]]) expect(punchIsUncertain(x, y), `${x?.natType} <-> ${y?.natType}`).toBe(true);
+    for (const [a, b] of certain) for (const [x, y] of [[a, b], [b, a]]) expect(punchIsUncertain(x, y), `${x.natType} <-> ${y.natType}`).toBe(false);
   });
 });
