@@ -83,9 +83,12 @@ function explainRefusal(code: string, serverMessage: string, node: string): stri
   }
 }
 
-/** A login resets the reconnect backoff only once it stayed up this many longest retry delays: a twin that
- * keeps replacing this node (or a server that drops it at once) must not bring the retries back to the fastest pace. */
-const STABLE_LOGIN_MAX_DELAYS = 2;
+/**
+ * Ends of a session after which the reconnect backoff keeps growing: a twin that keeps replacing this
+ * node, or a server that drops it for bad messages, must not bring the retries back to the fastest pace.
+ * Any other end after a login that worked is a new outage (a server restart): retry from the first delay.
+ */
+const BACKOFF_KEEPING_CLOSES: ReadonlySet<number> = new Set([CloseCode.replaced, CloseCode.abuse]);
 
 /** Adds what to do to the errors a misconfigured TLS setting produces. */
 function explainConnectError(message: string, insecure: boolean): string {
@@ -131,8 +134,7 @@ export class ServerSession {
   private heartbeatOutstanding = false;
   private lastHeartbeatAnswerAt = 0;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
-  private stableLoginTimer?: ReturnType<typeof setTimeout>;
-  /** Attempts since the last login that stayed up (see STABLE_LOGIN_MAX_DELAYS): the backoff exponent. */
+  /** Failed attempts in this outage (see BACKOFF_KEEPING_CLOSES): the backoff exponent. */
   private failedAttempts = 0;
   /** Why the server refused the last login, in words; used when it closes the connection. */
   private refusal?: string;
@@ -243,7 +245,7 @@ export class ServerSession {
         (reasonBuffer.length ? reasonBuffer.toString() : this.lastError ?? `connection closed (code ${code})`);
       this.lastError = undefined;
       this.refusal = undefined;
-      this.onDisconnected(reason, code === CloseCode.loginRefused);
+      this.onDisconnected(reason, code);
     });
   }
 
@@ -314,7 +316,6 @@ export class ServerSession {
   private onLoggedIn(result: LoginResult): void {
     this.state = "online";
     this.login = result;
-    this.stableLoginTimer = setTimeout(() => (this.failedAttempts = 0), STABLE_LOGIN_MAX_DELAYS * this.maxDelayMs);
     this.clockSamples = [];
     // Not cleared here: a node-online that came with the login answer is already in (teardown clears).
     for (const peer of result.peers) this.peers.set(peer.name, peer);
@@ -356,12 +357,14 @@ export class ServerSession {
     this.rttMs = rttMs;
   }
 
-  private onDisconnected(reason: string, refused: boolean): void {
+  private onDisconnected(reason: string, closeCode: number): void {
     const wasOnline = this.state === "online";
+    const refused = closeCode === CloseCode.loginRefused;
     this.teardown(reason);
     if (this.state === "stopped") return;
     this.state = "waiting";
     if (wasOnline) this.events.offline?.(reason);
+    if (wasOnline && !BACKOFF_KEEPING_CLOSES.has(closeCode)) this.failedAttempts = 0;
     const delayMs = this.reconnectDelayMs();
     this.failedAttempts++;
     const retry = `retrying in ${(delayMs / 1000).toFixed(1)} s`;
@@ -382,7 +385,6 @@ export class ServerSession {
 
   private teardown(reason: string): void {
     this.peers.clear();
-    clearTimeout(this.stableLoginTimer);
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
     for (const pending of this.pending.values()) pending.reject(new RequestError("DISCONNECTED", reason));

@@ -3,6 +3,7 @@
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type ExpectStatic } from "vitest";
+import { RECONNECT_JITTER_FRACTION } from "../../src/client/constants.ts";
 import {
   api,
   freePort,
@@ -87,10 +88,13 @@ function shortBackoff(dir: string, baseMs: number, maxMs: number): string[] {
 /** Each delay at least the one before (the jitter cannot undo a 1.5x step), from about `base` to `max`. */
 function expectGrowingDelays(expect: ExpectStatic, delays: number[], baseS: number, maxS: number): void {
   for (let i = 1; i < delays.length; i++) expect(delays[i], `delays ${delays.join(", ")}`).toBeGreaterThanOrEqual(delays[i - 1]!);
-  expect(delays[0]).toBeLessThanOrEqual(baseS * 1.25);
+  expect(delays[0]).toBeLessThanOrEqual(firstDelayAtMostS(baseS));
   expect(delays.at(-1), `delays ${delays.join(", ")}`).toBeGreaterThanOrEqual(Math.min(maxS, delays[0]! * 3));
   expect(Math.max(...delays)).toBeLessThanOrEqual(maxS);
 }
+
+/** The longest first wait a client may announce: the base with the most jitter, as printed (to 0.1 s). */
+const firstDelayAtMostS = (baseS: number) => baseS * (1 + RECONNECT_JITTER_FRACTION) + 0.05;
 
 const count = (text: string, pattern: RegExp) => text.match(new RegExp(pattern.source, "g"))?.length ?? 0;
 const lowerNoColons = (fp: string) => fp.replace(/:/g, "").toLowerCase();
@@ -217,6 +221,27 @@ describe.concurrent("sessions", () => {
     for (const c of clients) expect(c.output).not.toMatch(/SERVER CERTIFICATE CHANGED/);
     for (const c of clients) expect(count(c.output, /logged in/)).toBe(2);
   }, 40_000);
+
+  it("a server that restarts again and again: each time the client comes back after the first delay, not a growing one", async ({ expect, onTestFinished }) => {
+    const { server, client, dir } = scope(onTestFinished);
+    const port = await freePort();
+    const dataDir = dir("inp2ps-restarts-");
+    const clientDir = dir("inp2pc-restarts-");
+    let s = await server({ port, dir: dataDir });
+    const c = client({ node: "steady", port, token: s.token, dir: clientDir, extraArgs: shortBackoff(clientDir, 300, 2_400) });
+    const restarts = 4;
+    for (let i = 1; i <= restarts; i++) {
+      await waitFor(`login #${i}`, () => count(c.output, /logged in/) >= i, 10_000, 50);
+      await s.stop();
+      s = await server({ port, dir: dataDir });
+    }
+    await waitFor(`login #${restarts + 1}`, () => count(c.output, /logged in/) > restarts, 10_000, 50);
+    const delays = retryDelays(c.output);
+    expect(delays.length, `delays ${delays.join(", ")}`).toBeGreaterThanOrEqual(restarts);
+    // Each outage after a login that worked is a new one: its first wait is the base delay (with jitter).
+    const firsts = c.output.split(/logged in/).slice(1, -1).map((afterLogin) => retryDelays(afterLogin)[0]);
+    for (const first of firsts) expect(first, `first waits after each restart: ${firsts.join(", ")}`).toBeLessThanOrEqual(firstDelayAtMostS(0.3));
+  }, 60_000);
 
   it("client SIGKILLed and restarted with the same identity dir: back online, listed once", async ({ expect, onTestFinished }) => {
     const { server, client, dir } = scope(onTestFinished);
