@@ -3,7 +3,7 @@ import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { BlockList, connect as tcpConnect, createServer, isIPv6, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { AppConfig } from "../config/index.ts";
-import type { Logger } from "../log/index.ts";
+import { RepeatedWarnings, type Logger } from "../log/index.ts";
 import { AppProtocolError, decodeStreamHeader, decodeUdpAppDatagram, encodeStreamHeader, encodeUdpAppDatagram, encodeUdpReplyDatagram, MAX_UDP_TARGET_BYTES } from "../protocol/index.ts";
 import { splitEndpoint, type Link } from "../transport/index.ts";
 import type { PeerManager } from "./peers.ts";
@@ -33,6 +33,8 @@ const MAX_UDP_FLOWS = 1024;
 const MAX_QUEUED_BEFORE_CONNECT = 64;
 /** How long a new connection waits for a link to its peer. */
 const LINK_WAIT_MS = 8_000;
+/** The same warning about one app (its peer away, a stranger refused) goes out at most once in this long. */
+const APP_WARNING_WINDOW_MS = 10_000;
 /**
  * When one end of a forwarded connection fails (the target or the local client closed under our
  * writes), what it sent before still goes to the other end, and the stream is reset after this long.
@@ -104,6 +106,7 @@ export class App {
   private server?: Server;
   private udp?: UdpSocket;
   private readonly allow: BlockList | undefined;
+  private readonly warnings: RepeatedWarnings;
   /** Local UDP clients by "address:port". */
   private readonly flows = new Map<string, { id: number; lastUsed: number }>();
   private sweepTimer?: ReturnType<typeof setInterval>;
@@ -116,6 +119,7 @@ export class App {
     private readonly udpFlowIdleMs = UDP_FLOW_IDLE_MS,
   ) {
     this.allow = allowList(config.allow);
+    this.warnings = new RepeatedWarnings(logger, APP_WARNING_WINDOW_MS);
   }
 
   async start(): Promise<void> {
@@ -168,7 +172,7 @@ export class App {
   private acceptTcp(socket: Socket): void {
     const from = socket.remoteAddress ?? "";
     if (!allowed(this.allow, from)) {
-      this.logger.warn(`app ${this.config.name}: refused a connection from ${from} (not in allow)`);
+      this.warnings.warn(`allow:${from}`, `app ${this.config.name}: refused a connection from ${from} (not in allow)`);
       socket.destroy();
       return;
     }
@@ -188,7 +192,7 @@ export class App {
         socket.resume();
       })
       .catch((err: Error) => {
-        this.logger.warn(`app ${this.config.name}: cannot reach peer ${this.config.peer}: ${err.message}`);
+        this.warnings.warn(`peer:${err.message}`, `app ${this.config.name}: cannot reach peer ${this.config.peer}: ${err.message}`);
         socket.destroy();
       });
   }

@@ -67,3 +67,4 @@ export function createLogger(init: LoggerInit = {}): Logger {
 export const silentLogger: Logger = createLogger({ write: () => {} });
 
 export { formatTable, TABLE_COLUMN_GAP } from "./table.ts";
+export { RepeatedWarnings } from "./repeats.ts";

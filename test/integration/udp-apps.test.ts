@@ -355,3 +355,34 @@ describe("TCP connections that end normally", () => {
     expect(warningsSince(near.proc, logFrom.near)).toEqual([]);
   }, 30_000);
 });
+
+describe("an app whose peer is away", () => {
+  let server: ServerHandle;
+  let near: LinkedClient;
+  let appPort: number;
+  const CONNECTIONS = 30;
+
+  beforeAll(async () => {
+    server = await startServer();
+    appPort = await freePort();
+    near = await startLinkedClient(server, "lonely", `[[client.apps]]\nname = "to-ghost"\nprotocol = "tcp"\nlisten = "127.0.0.1:${appPort}"\npeer = "ghost"\ntarget = "127.0.0.1:9"\n`);
+  });
+  afterAll(async () => {
+    await stopLinkedClient(near);
+    await server?.stop();
+  });
+
+  it("says so once in a while, not once a connection", async () => {
+    const refused = async () =>
+      new Promise<void>((done) => {
+        const socket = connect(appPort, "127.0.0.1");
+        socket.on("error", () => done());
+        socket.on("close", () => done());
+      });
+    for (let i = 0; i < CONNECTIONS; i++) await refused();
+    const warnings = () => near.proc.output.split("\n").filter((line) => /WARN .*to-ghost.*ghost/.test(line));
+    await waitFor("the app's warning", () => warnings().length > 0, 5_000);
+    expect(warnings().length, warnings().join("\n")).toBeLessThanOrEqual(2);
+    expect(warnings()[0]).toMatch(/peer "ghost" is not online/);
+  });
+});
