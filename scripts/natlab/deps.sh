@@ -18,6 +18,7 @@ declare -A PACKAGE_OF=(
   [ping]=iputils-ping
   [dig]=bind9-dnsutils
   [dnsmasq]=dnsmasq-base
+  [conntrack]=conntrack
 )
 APT_TIMEOUT_SECONDS=300
 

@@ -274,12 +274,17 @@ export class SecureSession {
     return packet;
   }
 
-  /** The record's kind and plaintext, or null (counted in stats) for anything that is not a fresh authentic record. */
-  open(packet: Uint8Array): OpenedRecord | null {
+  /**
+   * The record's kind and plaintext, or null (counted in stats) for anything that is not a fresh
+   * authentic record. A `trial` asks whether a record from elsewhere belongs to this session at all
+   * (a peer whose address changed): its refusal is not counted, as the record was never ours.
+   */
+  open(packet: Uint8Array, options: { trial?: boolean } = {}): OpenedRecord | null {
+    const rejects = options.trial ? { rejectedAuth: 0, rejectedReplay: 0, rejectedMalformed: 0 } : this.stats;
     try {
-      return this.openRecord(packet);
+      return this.openRecord(packet, rejects);
     } catch {
-      this.stats.rejectedMalformed++; // nothing above should throw; this keeps the promise anyway
+      rejects.rejectedMalformed++; // nothing above should throw; this keeps the promise anyway
       return null;
     }
   }
@@ -304,17 +309,17 @@ export class SecureSession {
     this.ahead = [];
   }
 
-  private openRecord(packet: Uint8Array): OpenedRecord | null {
+  private openRecord(packet: Uint8Array, rejects: Pick<SessionStats, "rejectedAuth" | "rejectedReplay" | "rejectedMalformed">): OpenedRecord | null {
     const stats = this.stats;
     const length = packet.length;
     if (this.closed || length < RECORD_OVERHEAD_BYTES || length > MAX_RECORD_BYTES || packet[0]! < RECORD_KIND_MIN) {
-      stats.rejectedMalformed++;
+      rejects.rejectedMalformed++;
       return null;
     }
     const high = ((packet[2]! << 24) | (packet[3]! << 16) | (packet[4]! << 8) | packet[5]!) >>> 0;
     const low = ((packet[6]! << 24) | (packet[7]! << 16) | (packet[8]! << 8) | packet[9]!) >>> 0;
     if (high >= COUNTER_HIGH_LIMIT) {
-      stats.rejectedMalformed++;
+      rejects.rejectedMalformed++;
       return null;
     }
     const counter = high * 2 ** 32 + low;
@@ -323,11 +328,11 @@ export class SecureSession {
     if (this.previous && now >= this.previousExpiresAt) this.previous = null;
     const keys = this.keysForPhase(packet[1]!);
     if (keys === "old" || (keys && !keys.window.check(counter))) {
-      stats.rejectedReplay++;
+      rejects.rejectedReplay++;
       return null;
     }
     if (!keys) {
-      stats.rejectedMalformed++;
+      rejects.rejectedMalformed++;
       return null;
     }
 
@@ -342,7 +347,7 @@ export class SecureSession {
     try {
       decipher.final();
     } catch {
-      stats.rejectedAuth++;
+      rejects.rejectedAuth++;
       return null;
     }
 

@@ -8,6 +8,7 @@ import { freshMappings, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
+import type { PathReceiver } from "./path.ts";
 
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 
@@ -22,6 +23,11 @@ const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const UDP_QUEUE_MAX_PACKETS = 4096;
 /** Longest stretch spent handling queued UDP before other I/O gets a turn. */
 const UDP_SLICE_MS = 5;
+/**
+ * A sealed packet from an address with no path is tried against at most this many paths to the same
+ * IP (one AES-GCM open each): the most a stranger's packet can cost, however many links there are.
+ */
+export const ROAM_TRIALS_MAX = 8;
 
 export interface EndpointInit {
   logger: Logger;
@@ -39,10 +45,23 @@ export interface EndpointInit {
 
 type UdpHandler = (packet: Buffer, from: RemoteInfo) => void;
 
+interface AddressRoute {
+  handler: UdpHandler;
+  /** An established path's: it may follow its peer to a new port of the same IP. */
+  roaming?: { ip: string; trial: (packet: Buffer, from: string) => boolean };
+}
+
+/** An established path's route: `move` re-keys it to the peer's new address. */
+export interface PathRoute {
+  move(remote: string): void;
+  unroute(): void;
+}
+
 /**
  * A node's peer-facing sockets: one UDP socket (its public mapping is learned by STUN from this very
  * socket, so peers can reach it) and one TCP listener. Incoming UDP is routed by remote address to an
- * established path, else handshake packets by session id; accepted TCP connections go to `onTcp`.
+ * established path, else handshake packets by session id; a sealed packet from a new port of a path's
+ * IP may move that path (roam()). Accepted TCP connections go to `onTcp`.
  */
 export class PeerEndpoint {
   readonly udp: UdpSocket;
@@ -54,7 +73,7 @@ export class PeerEndpoint {
   nat: NatInfo | undefined;
   /** Behind a sequentially allocating symmetric NAT: the public port of the latest fresh mapping. */
   predictBase: number | null = null;
-  private readonly byAddress = new Map<string, UdpHandler>();
+  private readonly byAddress = new Map<string, AddressRoute>();
   private readonly bySession = new Map<string, UdpHandler>();
   private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
   private tcpHandler: (socket: Socket) => void = (socket) => socket.destroy();
@@ -177,10 +196,32 @@ export class PeerEndpoint {
     this.tcpHandler = handler;
   }
 
-  /** Packets from this remote go to `handler` (an established UDP path). */
+  /** Packets from this remote go to `handler` (a handshake's, until the path is chosen). */
   routeAddress(remote: string, handler: UdpHandler): () => void {
-    this.byAddress.set(remote, handler);
-    return () => this.byAddress.get(remote) === handler && this.byAddress.delete(remote);
+    const route: AddressRoute = { handler };
+    this.byAddress.set(remote, route);
+    return () => this.byAddress.get(remote) === route && this.byAddress.delete(remote);
+  }
+
+  /**
+   * Packets from this remote go to an established path's `receive`, which also gets the roaming
+   * trials for its IP (see roam()) and may then move the route to the address they came from.
+   */
+  routePath(remote: string, receive: PathReceiver): PathRoute {
+    let current = remote;
+    const roaming = { ip: splitEndpoint(remote).host, trial: (packet: Buffer, from: string) => receive(packet, from) === true };
+    const route: AddressRoute = { handler: (packet) => void receive(packet), roaming };
+    this.byAddress.set(remote, route);
+    const unroute = () => void (this.byAddress.get(current) === route && this.byAddress.delete(current));
+    return {
+      move: (to) => {
+        unroute();
+        current = to;
+        roaming.ip = splitEndpoint(to).host;
+        this.byAddress.set(to, route);
+      },
+      unroute,
+    };
   }
 
   /** Handshake packets carrying this session id go to `handler` while it is registered. */
@@ -259,6 +300,25 @@ export class PeerEndpoint {
       this.bySession.get(packet.subarray(1).toString("base64url"))?.(packet, from);
       return;
     }
-    this.byAddress.get(endpointText(from.address, from.port))?.(packet, from);
+    const remote = endpointText(from.address, from.port);
+    const route = this.byAddress.get(remote);
+    if (route) route.handler(packet, from);
+    else if (packet[0] === Envelope.sealed) this.roam(packet, from.address, remote);
+  }
+
+  /**
+   * A sealed packet from an address with no path: perhaps a peer whose NAT gave its flow a new public
+   * port (a rebinding: conntrack flushed, a home router rebooted, a CGNAT mapping timed out). Paths to
+   * that same IP try to open it, at most ROAM_TRIALS_MAX of them; the one whose session it
+   * authenticates under (fresh, not a replay) may move here. A packet from any other IP costs nothing
+   * but this walk over the routes, and a new IP never moves a path: roaming across IPs would let any
+   * host make us trial-decrypt its every packet, and a peer whose IP changed relinks anyway.
+   */
+  private roam(packet: Buffer, ip: string, from: string): void {
+    let trials = 0;
+    for (const route of this.byAddress.values()) {
+      if (route.roaming?.ip !== ip) continue;
+      if (route.roaming.trial(packet, from) || ++trials >= ROAM_TRIALS_MAX) return;
+    }
   }
 }

@@ -62,13 +62,15 @@ export class Link {
   private closeHandlers: ((reason: string) => void)[] = [];
   private pingSentAt = new Map<number, number>();
   private expected: { phase: number; counter: number };
+  /** The newest record received so far; only a newer one may move a UDP path (a delayed one must not). */
+  private newest = { phase: 0, counter: -1 };
   private receivedCount = 0;
   private nextPing = 1;
 
   constructor(readonly init: LinkInit) {
     const { path } = init;
     this.expected = { phase: 0, counter: init.firstCounter ?? 0 };
-    path.onPacket((packet) => this.receive(packet));
+    path.onPacket((packet, from) => this.receive(packet, from));
     path.onClose((reason) => this.close(`path closed: ${reason}`));
     let channel: MuxChannel;
     if (path.reliable) {
@@ -176,9 +178,10 @@ export class Link {
     this.awaitingSince ??= this.lastSentAt;
   }
 
-  private receive(packet: Buffer): void {
-    if (this.closed || packet[0] !== Envelope.sealed) return; // late handshake copies and the like
-    const opened = this.init.session.open(packet.subarray(1));
+  /** Whether `packet` was a fresh authentic record; `from`: it came from another address (a roaming trial). */
+  private receive(packet: Buffer, from?: string): boolean {
+    if (this.closed || packet[0] !== Envelope.sealed) return false; // late handshake copies and the like
+    const opened = this.init.session.open(packet.subarray(1), { trial: from !== undefined });
     if (this.init.path.reliable) {
       // TCP never loses or reorders: a refused record or a gap means someone tampered with the
       // stream, and the data it carried would otherwise go missing without a trace.
@@ -186,10 +189,18 @@ export class Link {
         opened &&
         ((opened.phase === this.expected.phase && opened.counter === this.expected.counter) ||
           (opened.phase === this.expected.phase + 1 && opened.counter === 0));
-      if (!inTurn) return this.close(opened ? "a record is missing from the TCP path" : "a record on the TCP path failed authentication");
+      if (!inTurn) {
+        this.close(opened ? "a record is missing from the TCP path" : "a record on the TCP path failed authentication");
+        return false;
+      }
       this.expected = { phase: opened.phase, counter: opened.counter + 1 };
     }
-    if (!opened) return; // forged, corrupted or replayed on a datagram path: counted by the session, resent by KCP
+    if (!opened) return false; // forged, corrupted or replayed on a datagram path: counted by the session, resent by KCP
+    const newest = opened.phase > this.newest.phase || (opened.phase === this.newest.phase && opened.counter > this.newest.counter);
+    if (newest) this.newest = { phase: opened.phase, counter: opened.counter };
+    // Authentic, fresh and the newest yet, from a new port of the peer's IP: its NAT rebound. Follow
+    // it before answering, so the answer goes there too.
+    if (from !== undefined && newest) this.moveTo(from);
     this.awaitingSince = undefined;
     this.receivedCount++;
     this.bytesIn += opened.plaintext.length;
@@ -197,25 +208,34 @@ export class Link {
     switch (opened.kind) {
       case RecordKind.kcp:
         this.receiveKcp(data);
-        return;
+        break;
       case RecordKind.mux:
         this.deliverToMux(data);
-        return;
+        break;
       case RecordKind.datagram:
         for (const handler of this.datagramHandlers) handler(data);
-        return;
+        break;
       case RecordKind.ping:
         this.sendRecord(RecordKind.pong, data);
-        return;
+        break;
       case RecordKind.pong: {
         const sentAt = data.length >= 4 ? this.pingSentAt.get(data.readUInt32BE(0)) : undefined;
         if (sentAt !== undefined) {
           this.rttMs = Date.now() - sentAt;
           this.pingSentAt.clear();
         }
-        return;
+        break;
       }
     }
+    return true;
+  }
+
+  private moveTo(remote: string): void {
+    const { path } = this.init;
+    const was = path.remote;
+    if (!path.moveTo || remote === was) return;
+    path.moveTo(remote);
+    this.init.logger.info("peer link moved", { peer: this.init.peer, path: this.kind, remote, was });
   }
 
   private receiveKcp(segments: Buffer): void {

@@ -1,10 +1,18 @@
-import type { PeerEndpoint } from "./endpoint.ts";
+import type { PathRoute, PeerEndpoint } from "./endpoint.ts";
 import type { FramedSocket } from "./framing.ts";
 
 /** How two peers are connected; the order is preference, best first. */
 export const PATH_KINDS = ["lan", "udp-direct", "udp-punch", "tcp-direct", "tcp-punch", "relay-private", "relay-super", "relay-server"] as const;
 export type PathKind = (typeof PATH_KINDS)[number];
 export const pathRank = (kind: PathKind) => PATH_KINDS.indexOf(kind);
+
+/**
+ * Takes a path's packets. `from` is set only for a roaming trial: a sealed packet from an address
+ * with no path but the same IP as this one's remote (the peer's NAT may have given its flow a new
+ * port). The receiver then answers whether it was a fresh authentic record of its session, and
+ * moves the path there (moveTo) if it should follow.
+ */
+export type PathReceiver = (packet: Buffer, from?: string) => boolean | void;
 
 /**
  * One way of moving packets between two peers. A reliable path (TCP) delivers packets in order and
@@ -19,29 +27,38 @@ export interface Path {
   send(packet: Uint8Array): void;
   /** Bytes accepted by send() but not yet handed to the network. */
   bufferedBytes(): number;
-  onPacket(handler: (packet: Buffer) => void): void;
+  onPacket(handler: PathReceiver): void;
+  /** UDP paths over the shared socket: from now on sends to, and takes packets from, `remote` (see PathReceiver). */
+  moveTo?(remote: string): void;
   onDrain(handler: () => void): void;
   onClose(handler: (reason: string) => void): void;
   close(reason: string): void;
 }
 
-/** A datagram path: packets from `remote` arrive through `subscribe`; `release` runs on close. */
+/**
+ * A datagram path: packets from `remote` arrive through `subscribe`; `release` runs on close. With
+ * `move`, the path can follow its peer to a new address.
+ */
 export function datagramPath(
   remote: string,
   kind: PathKind,
-  send: (packet: Uint8Array) => void,
-  subscribe: (deliver: (packet: Buffer) => void) => void,
+  send: (packet: Uint8Array, remote: string) => void,
+  subscribe: (deliver: PathReceiver) => void,
   release: () => void,
+  move?: (remote: string) => void,
 ): Path {
-  let onPacket: (packet: Buffer) => void = () => {};
+  let current = remote;
+  let onPacket: PathReceiver = () => false;
   let onClose: (reason: string) => void = () => {};
   let closed = false;
-  subscribe((packet) => onPacket(packet));
+  subscribe((packet, from) => onPacket(packet, from));
   return {
     kind,
-    remote,
+    get remote() {
+      return current;
+    },
     reliable: false,
-    send: (packet) => !closed && send(packet),
+    send: (packet) => !closed && send(packet, current),
     bufferedBytes: () => 0,
     onPacket: (handler) => (onPacket = handler),
     onDrain: () => {},
@@ -52,18 +69,26 @@ export function datagramPath(
       release();
       onClose(reason);
     },
+    ...(move && {
+      moveTo(to: string) {
+        if (closed) return;
+        move(to);
+        current = to;
+      },
+    }),
   };
 }
 
-/** A UDP path over the endpoint's shared peer socket. */
+/** A UDP path over the endpoint's shared peer socket; it follows its peer to a new port. */
 export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind): Path {
-  let unroute = () => {};
+  let route: PathRoute | undefined;
   return datagramPath(
     remote,
     kind,
-    (packet) => endpoint.sendUdp(packet, remote),
-    (deliver) => (unroute = endpoint.routeAddress(remote, deliver)),
-    () => unroute(),
+    (packet, to) => endpoint.sendUdp(packet, to),
+    (deliver) => (route = endpoint.routePath(remote, deliver)),
+    () => route?.unroute(),
+    (to) => route?.move(to),
   );
 }
 

@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { generateIdentity, Handshake, type Identity } from "../../src/crypto/index.ts";
 import { createLogger, silentLogger, type Logger } from "../../src/log/index.ts";
 import type { Candidates, ConnectPlan } from "../../src/protocol/index.ts";
-import { ConnectError, Connector, Envelope, FramedSocket, PeerEndpoint, type Link } from "../../src/transport/index.ts";
+import { ConnectError, Connector, Envelope, FramedSocket, PeerEndpoint, ROAM_TRIALS_MAX, type Link } from "../../src/transport/index.ts";
 import {
   freePort,
   INP2PC,
@@ -43,11 +43,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startNode(name: string, identity: Identity = generateIdentity()): Promise<Node> {
-  const endpoint = new PeerEndpoint({ logger: logger.child(name), host: "127.0.0.1" });
+async function startNode(name: string, identity: Identity = generateIdentity(), nodeLogger: Logger = logger.child(name)): Promise<Node> {
+  const endpoint = new PeerEndpoint({ logger: nodeLogger, host: "127.0.0.1" });
   await endpoint.start();
   cleanups.push(() => endpoint.close());
-  const connector = new Connector({ endpoint, identity, logger: logger.child(name), localTimeOf: (serverTime) => serverTime });
+  const connector = new Connector({ endpoint, identity, logger: nodeLogger, localTimeOf: (serverTime) => serverTime });
   return { name, identity, endpoint, connector };
 }
 
@@ -120,10 +120,13 @@ function flipBit(packet: Buffer, offset: number, bit = 0): Buffer {
   return copy;
 }
 
-/** A one-flow UDP man in the middle: the initiator talks to `front`, `back` talks to the responder. */
+/**
+ * A one-flow UDP man in the middle: the initiator talks to `front`, `back` talks to the responder.
+ * Like a NAT, it can lose its mapping and make a new one: `rebind()` moves `back` to a new port.
+ */
 class UdpProxy {
   readonly front: UdpSocket = createSocket("udp4");
-  readonly back: UdpSocket = createSocket("udp4");
+  back: UdpSocket = this.backSocket();
   readonly wire: { direction: Direction; packet: Buffer }[] = [];
   private client?: RemoteInfo;
   private tampers: Tamper[] = [];
@@ -133,13 +136,26 @@ class UdpProxy {
       this.client = from;
       this.pass("i2r", packet, (out) => this.back.send(out, this.targetPort, "127.0.0.1"));
     });
-    this.back.on("message", (packet) => this.pass("r2i", packet, (out) => this.client && this.front.send(out, this.client.port, this.client.address)));
   }
 
   async start(): Promise<this> {
     await Promise.all([this.front, this.back].map((s) => new Promise<void>((done) => s.bind(0, "127.0.0.1", done))));
     cleanups.push(() => this.close());
     return this;
+  }
+
+  /** Closes `back` and forwards through a new socket on a new port from now on. */
+  async rebind(): Promise<void> {
+    const fresh = this.backSocket();
+    await new Promise<void>((done) => fresh.bind(0, "127.0.0.1", done));
+    this.back.close();
+    this.back = fresh;
+  }
+
+  private backSocket(): UdpSocket {
+    const socket = createSocket("udp4");
+    socket.on("message", (packet) => this.pass("r2i", packet, (out) => this.client && this.front.send(out, this.client.port, this.client.address)));
+    return socket;
   }
 
   get frontAddress(): string {
@@ -482,6 +498,136 @@ describe("peer link security (in-process endpoints, a proxy in the middle)", () 
     await new Promise((r) => setTimeout(r, 300));
     expect(udpAnswers.length).toBe(answersBefore);
     expect(lb.stats().rejectedAuth + lb.stats().rejectedMalformed).toBe(0); // garbage from a stranger never reaches the link
+  }, 30_000);
+});
+
+describe("a UDP peer link follows its peer to a new port (NAT rebinding)", () => {
+  /** a -> proxy -> b over UDP; b echoes every stream and its log is kept. */
+  async function rebindable() {
+    const lines: string[] = [];
+    const a = await startNode("a");
+    const b = await startNode("b", generateIdentity(), createLogger({ level: "info", write: (line) => lines.push(line) }));
+    const proxy = await new UdpProxy(b.endpoint.udpPort).start();
+    const [la, lb] = await linkPair(a, b, only({ udpLan: [proxy.frontAddress] }));
+    expect(lb.stats().remote).toBe(proxy.backAddress);
+    echoStreams(lb);
+    return { b, lines, proxy, la, lb, moves: () => lines.filter((line) => / INFO +peer link moved /.test(line)) };
+  }
+
+  /** Datagrams a -> b and b -> a, each back within `withinMs`. */
+  async function datagramsBothWays(la: Link, lb: Link, withinMs: number): Promise<void> {
+    const atA: string[] = [];
+    const atB: string[] = [];
+    la.onDatagram((d) => atA.push(d.toString()));
+    lb.onDatagram((d) => atB.push(d.toString()));
+    la.sendDatagram(Buffer.from("a to b"));
+    await waitFor("a's datagram at b", () => atB.includes("a to b"), withinMs);
+    lb.sendDatagram(Buffer.from("b to a"));
+    await waitFor("b's datagram at a", () => atA.includes("b to a"), withinMs);
+  }
+
+  it("a running stream and datagrams both ways go on, on the same link, with no new handshake", async () => {
+    const { proxy, la, lb, moves } = await rebindable();
+    const before = proxy.backAddress;
+    const stream = la.mux.openStream();
+    const echoed: Buffer[] = [];
+    let echoedBytes = 0;
+    let ended = false;
+    stream.on("data", (chunk: Buffer) => (echoed.push(chunk), (echoedBytes += chunk.length)));
+    stream.on("end", () => (ended = true));
+    stream.on("error", () => {});
+    const first = randomBytes(512 * 1024);
+    const second = randomBytes(512 * 1024);
+    stream.write(first);
+    await waitFor("the stream running", () => echoedBytes >= 64 * 1024, 5_000);
+    // The NAT in front of a loses its mapping mid-stream: a's packets now come from a new port.
+    const wireAtRebind = proxy.wire.length;
+    await proxy.rebind();
+    stream.end(second);
+    await waitFor(`the whole stream echoed (${echoedBytes} of ${first.length + second.length} bytes so far)`, () => ended, 5_000);
+    expect(Buffer.concat(echoed).equals(Buffer.concat([first, second])), "every byte back, in order").toBe(true);
+    await datagramsBothWays(la, lb, 2_000);
+
+    expect(proxy.backAddress).not.toBe(before);
+    expect(lb.stats().remote, "b's view of the link (the status API's remote)").toBe(proxy.backAddress);
+    expect([la.closed, lb.closed]).toEqual([false, false]);
+    expect(proxy.wire.slice(wireAtRebind).filter((w) => w.packet[0] === Envelope.handshake), "handshakes after the rebinding").toEqual([]);
+    expect(moves()).toEqual([expect.stringMatching(new RegExp(`peer link moved peer=a path=${lb.kind} remote=${proxy.backAddress} was=${before}$`))]);
+    expect(lb.stats()).toMatchObject({ rejectedAuth: 0, rejectedReplay: 0, rejectedMalformed: 0 });
+  }, 30_000);
+
+  it("garbage, a forged, a replayed or a delayed record from another port moves nothing; a real rebinding still does", async () => {
+    const { b, proxy, la, lb, moves } = await rebindable();
+    // One record a -> b is held back on the way (KCP sends its data again): authentic and never seen,
+    // but older than what b has seen since.
+    let held: Buffer | undefined;
+    const heldBack = proxy.tamperNext("i2r", (packet) => ((held = Buffer.from(packet)), null));
+    const warmup = randomBytes(64 * 1024);
+    expect((await echoThrough(la, warmup)).equals(warmup)).toBe(true);
+    await heldBack;
+    const delivered = proxy.sealed("i2r").filter((packet) => !packet.equals(held!));
+
+    const stranger = createSocket("udp4");
+    await new Promise<void>((done) => stranger.bind(0, "127.0.0.1", done));
+    cleanups.push(() => void stranger.close());
+    const answers: Buffer[] = [];
+    stranger.on("message", (m) => answers.push(m));
+    const toB = (packet: Buffer) => new Promise<void>((done) => stranger.send(packet, b.endpoint.udpPort, "127.0.0.1", () => done()));
+    const bytesInBefore = lb.stats().bytesIn;
+    await toB(Buffer.concat([Buffer.from([Envelope.sealed]), randomBytes(200)]));
+    await toB(flipBit(delivered.at(-1)!, RECORD + 12)); // forged ciphertext
+    await toB(flipBit(delivered.at(-1)!, RECORD + 5)); // forged: a counter far ahead of b's
+    await toB(delivered[0]!); // replays: the oldest and the newest
+    await toB(delivered.at(-1)!);
+    await toB(held!);
+    const heldPlaintextBytes = held!.length - RECORD - 10 - 16;
+    await waitFor("b to take the delayed record", () => lb.stats().bytesIn - bytesInBefore >= heldPlaintextBytes, 3_000);
+
+    const after = randomBytes(64 * 1024);
+    expect((await echoThrough(la, after)).equals(after)).toBe(true);
+    expect(lb.stats().remote).toBe(proxy.backAddress);
+    expect(answers, "b sent nothing to the stranger's port").toEqual([]);
+    expect(moves()).toEqual([]);
+    // Refused trials are not this link's rejects: the records were never on its path.
+    expect(lb.stats()).toMatchObject({ rejectedAuth: 0, rejectedReplay: 0, rejectedMalformed: 0 });
+
+    await proxy.rebind();
+    const last = randomBytes(64 * 1024);
+    expect((await echoThrough(la, last, 5_000)).equals(last)).toBe(true);
+    expect(lb.stats().remote).toBe(proxy.backAddress);
+    expect(moves()).toHaveLength(1);
+  }, 30_000);
+
+  it(`a sealed packet from a new address is tried by at most ${ROAM_TRIALS_MAX} paths, only paths to its IP`, async () => {
+    const b = await startNode("b");
+    const tried: string[] = [];
+    const route = (remote: string, receive: (packet: Buffer, from?: string) => boolean) => cleanups.push(b.endpoint.routePath(remote, receive).unroute);
+    // More paths to 127.0.0.1 than the bound, one to another IP, and a handshake's route (not a path).
+    for (let i = 0; i < ROAM_TRIALS_MAX + 4; i++) route(`127.0.0.1:${20_000 + i}`, (_packet, from) => (from !== undefined && tried.push(`path ${i}`), false));
+    route("127.0.0.2:20000", (_packet, from) => (from !== undefined && tried.push("127.0.0.2"), false));
+    const handshake = b.endpoint.routeAddress("127.0.0.1:19999", () => tried.push("handshake"));
+    cleanups.push(handshake);
+
+    const sockets = await Promise.all(
+      [0, 1].map(async () => {
+        const socket = createSocket("udp4");
+        await new Promise<void>((done) => socket.bind(0, "127.0.0.1", done));
+        cleanups.push(() => void socket.close());
+        return socket;
+      }),
+    );
+    const [stranger, peer] = sockets as [UdpSocket, UdpSocket];
+    // The peer's own path: its packet, sent last, arrives after the stranger's (one socket, one queue).
+    let peerPackets = 0;
+    route(`127.0.0.1:${peer.address().port}`, (_packet, from) => (from === undefined && peerPackets++, false));
+    const send = (socket: UdpSocket, packet: Buffer) => new Promise<void>((done) => socket.send(packet, b.endpoint.udpPort, "127.0.0.1", () => done()));
+    const sealedGarbage = Buffer.concat([Buffer.from([Envelope.sealed, 0x10, 0]), randomBytes(100)]);
+    for (let i = 0; i < 3; i++) await send(stranger, sealedGarbage);
+    await send(stranger, Buffer.concat([Buffer.from([0x42]), randomBytes(100)])); // not sealed: never tried
+    await send(peer, sealedGarbage);
+    await waitFor("the peer's packet", () => peerPackets === 1, 3_000);
+    expect(tried).toHaveLength(3 * ROAM_TRIALS_MAX);
+    expect(tried.filter((t) => !t.startsWith("path "))).toEqual([]);
   }, 30_000);
 });
 
