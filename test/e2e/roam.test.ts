@@ -140,7 +140,9 @@ describe.skipIf(reason)("a UDP peer link survives a NAT rebinding (NAT lab)", ()
     expect([after.sym.since, after.pub.since], "the same link (since)").toEqual([before.sym.since, before.pub.since]);
     expect([logLines("sym", "pub", / INFO +peer link(ed| up) /).length, logLines("pub", "sym", / INFO +peer link(ed| up) /).length], "no new link").toEqual(linkedBefore);
     expect([...logLines("sym", "pub", / INFO +peer link closed /), ...logLines("pub", "sym", / INFO +peer link closed /)]).toEqual([]);
-    expect(after.pub.remote, "pub's view of sym: its new public port").not.toBe(before.pub.remote);
-    expect(logLines("pub", "sym", / INFO +peer link moved /)).toEqual([expect.stringContaining(`remote=${after.pub.remote} was=${before.pub.remote}`)]);
+    // The NAT picks the new port at random: about once in 28,000 flushes it is the old one, and nothing moves.
+    const moved = logLines("pub", "sym", / INFO +peer link moved /);
+    if (after.pub.remote === before.pub.remote) expect(moved, "the NAT kept sym's port: nothing to move").toEqual([]);
+    else expect(moved).toEqual([expect.stringContaining(`remote=${after.pub.remote} was=${before.pub.remote}`)]);
   }, 60_000);
 });
