@@ -1,22 +1,29 @@
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
 import type { NatInfo } from "../protocol/index.ts";
+import { describesNat, type NatCache } from "./cache.ts";
 import { formatAllocation, type NatReport } from "./detect.ts";
 
 /** How often the local addresses are compared with the last ones seen. */
 export const ADDRESS_CHECK_INTERVAL_MS = 10_000;
 
-/** The host's non-loopback addresses, as one comparable string. */
-export function localAddressFingerprint(): string {
+/** The host's non-loopback addresses. */
+export function hostAddresses(): string[] {
   return Object.values(networkInterfaces())
     .flat()
     .filter((a) => a && !a.internal)
-    .map((a) => a!.address)
+    .map((a) => a!.address);
+}
+
+/** The host's non-loopback addresses, as one comparable string; without those `tunnelled` says the overlay carries. */
+export function localAddressFingerprint(addresses = hostAddresses(), tunnelled: (ip: string) => boolean = () => false): string {
+  return addresses
+    .filter((address) => !tunnelled(address))
     .sort()
     .join(",");
 }
 
-export function natInfoOf(report: NatReport): NatInfo {
+export function natInfoOf(report: NatInfo): NatInfo {
   const { natType, mapping, filtering, publicAddress, portPreserved, tcp, allocation } = report;
   return { natType, mapping, filtering, publicAddress, portPreserved, tcp, ...(allocation ? { allocation } : {}) };
 }
@@ -26,16 +33,27 @@ export const NAT_RECHECK_INTERVAL_MS = 5 * 60_000;
 /** First retry after a failed or inconclusive detection; each further one waits twice as long, up to the recheck interval. */
 export const NAT_RETRY_BASE_DELAY_MS = 5_000;
 
-/** A result worth keeping: a failed detection, UDP blocked or an unknown mapping may mean the server was away. */
+/**
+ * A result worth keeping: a failed detection, UDP blocked, an unknown mapping or a TCP probe without an
+ * answer may mean the server was away (or restarting), so such a result is detected again soon.
+ */
 function isSettled(report: NatReport | undefined): boolean {
-  return report !== undefined && report.natType !== "udp-blocked" && report.mapping !== "unknown";
+  return report !== undefined && describesNat(report) && report.tcp;
 }
 
 export interface NatWatcherInit {
   detect: () => Promise<NatReport>;
-  /** Called with the first result and with each one that differs from the last. */
-  onResult: (report: NatReport) => void;
+  /** Called with the first result (the cached one, if used) and with each one that differs from the last. */
+  onResult: (nat: NatInfo) => void;
   logger: Logger;
+  /** The result of the last run: used at once if it holds for these local addresses, and kept up to date. */
+  cache?: NatCache;
+  /** Whether the overlay carries `ip`: the TUN device's own address is no reason to detect again. */
+  tunnelled?: (ip: string) => boolean;
+  /** @default hostAddresses */
+  addresses?: () => string[];
+  /** @default ADDRESS_CHECK_INTERVAL_MS */
+  addressCheckIntervalMs?: number;
   /** @default NAT_RECHECK_INTERVAL_MS */
   recheckIntervalMs?: number;
   /** @default NAT_RETRY_BASE_DELAY_MS */
@@ -53,10 +71,11 @@ export interface NatWatcher {
  * off) while the result is failed or inconclusive, and at once when the server answers after such a result.
  */
 export function watchNat(init: NatWatcherInit): NatWatcher {
-  const { detect, onResult, logger } = init;
+  const { detect, onResult, logger, cache } = init;
   const recheckIntervalMs = init.recheckIntervalMs ?? NAT_RECHECK_INTERVAL_MS;
   const retryBaseDelayMs = init.retryBaseDelayMs ?? NAT_RETRY_BASE_DELAY_MS;
-  let lastAddresses = localAddressFingerprint();
+  const addresses = () => localAddressFingerprint((init.addresses ?? hostAddresses)(), init.tunnelled);
+  let lastAddresses = addresses();
   let lastInfo = "";
   let settled = false;
   let unsettledRuns = 0;
@@ -89,7 +108,8 @@ export function watchNat(init: NatWatcherInit): NatWatcher {
       const fields = { why, public: report.publicAddress, mapping: report.mapping, filtering: report.filtering, allocation: formatAllocation(report.allocation), tcp: report.tcp, ms: report.durationMs };
       logger[changed ? "info" : "debug"](`NAT type: ${report.natType}`, fields);
       lastInfo = info;
-      if (changed) onResult(report);
+      cache?.save(lastAddresses, natInfoOf(report));
+      if (changed) onResult(natInfoOf(report));
     } catch (err) {
       settled = false;
       logger.warn("NAT detection failed", { why, error: (err as Error).message });
@@ -104,13 +124,19 @@ export function watchNat(init: NatWatcherInit): NatWatcher {
     else schedule();
   };
 
+  const cached = cache?.load(lastAddresses);
+  if (cached) {
+    logger.info(`NAT type: ${cached.natType} (from the last run; checking again)`, { public: cached.publicAddress, mapping: cached.mapping, filtering: cached.filtering, allocation: formatAllocation(cached.allocation), tcp: cached.tcp });
+    lastInfo = JSON.stringify(natInfoOf(cached));
+    onResult(cached);
+  }
   void run("start-up");
   const addressTimer = setInterval(() => {
-    const now = localAddressFingerprint();
+    const now = addresses();
     if (now === lastAddresses) return;
     lastAddresses = now;
     void run("local addresses changed");
-  }, ADDRESS_CHECK_INTERVAL_MS);
+  }, init.addressCheckIntervalMs ?? ADDRESS_CHECK_INTERVAL_MS);
   return {
     serverReachable() {
       if (stopped || settled) return;
