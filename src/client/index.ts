@@ -178,7 +178,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       peers.setNat(nat);
     },
     cache: new NatCache(join(init.data_dir, NAT_CACHE_FILE), stun, logger),
-    tunnelled: (ip) => overlay?.carries(ip) ?? false,
+    tunnelled: ({ device, address }) => overlay !== undefined && (device === overlay.device || overlay.carries(address)),
     logger,
   });
   session.start();

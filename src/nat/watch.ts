@@ -7,18 +7,23 @@ import { formatAllocation, type NatReport } from "./detect.ts";
 /** How often the local addresses are compared with the last ones seen. */
 export const ADDRESS_CHECK_INTERVAL_MS = 10_000;
 
-/** The host's non-loopback addresses. */
-export function hostAddresses(): string[] {
-  return Object.values(networkInterfaces())
-    .flat()
-    .filter((a) => a && !a.internal)
-    .map((a) => a!.address);
+export interface HostAddress {
+  device: string;
+  address: string;
 }
 
-/** The host's non-loopback addresses, as one comparable string; without those `tunnelled` says the overlay carries. */
-export function localAddressFingerprint(addresses = hostAddresses(), tunnelled: (ip: string) => boolean = () => false): string {
+/** The host's non-loopback addresses, with the device each is on. */
+export function hostAddresses(): HostAddress[] {
+  return Object.entries(networkInterfaces()).flatMap(([device, addresses]) =>
+    (addresses ?? []).filter((a) => !a.internal).map((a) => ({ device, address: a.address })),
+  );
+}
+
+/** The host's non-loopback addresses, as one comparable string; without those the overlay owns (`tunnelled`). */
+export function localAddressFingerprint(addresses = hostAddresses(), tunnelled: (address: HostAddress) => boolean = () => false): string {
   return addresses
     .filter((address) => !tunnelled(address))
+    .map((a) => a.address)
     .sort()
     .join(",");
 }
@@ -48,10 +53,10 @@ export interface NatWatcherInit {
   logger: Logger;
   /** The result of the last run: used at once if it holds for these local addresses, and kept up to date. */
   cache?: NatCache;
-  /** Whether the overlay carries `ip`: the TUN device's own address is no reason to detect again. */
-  tunnelled?: (ip: string) => boolean;
+  /** Whether an address is the overlay's (on its TUN device, or in what it carries): no reason to detect again. */
+  tunnelled?: (address: HostAddress) => boolean;
   /** @default hostAddresses */
-  addresses?: () => string[];
+  addresses?: () => HostAddress[];
   /** @default ADDRESS_CHECK_INTERVAL_MS */
   addressCheckIntervalMs?: number;
   /** @default NAT_RECHECK_INTERVAL_MS */

@@ -122,8 +122,9 @@ describe("watchNat", () => {
     await waitFor("a detection when the server answers", () => t.calls.length === 2, 10_000, 10);
   });
 
-  it("a local address the overlay carries (the TUN device's) appearing is no reason to detect again; another address is", async ({ expect, onTestFinished }) => {
-    let addresses = ["192.168.1.5"];
+  it("addresses of the overlay (on its TUN device, or in its subnet) appearing are no reason to detect again; another address is", async ({ expect, onTestFinished }) => {
+    const lan = { device: "eth0", address: "192.168.1.5" };
+    let addresses = [lan];
     const s = scripted([report("public")]);
     const watcher = watchNat({
       detect: s.detect,
@@ -133,14 +134,14 @@ describe("watchNat", () => {
       retryBaseDelayMs: LONG_MS,
       addressCheckIntervalMs: 10,
       addresses: () => addresses,
-      tunnelled: (ip) => ip.startsWith("10.9."),
+      tunnelled: ({ device, address }) => device === "sdwan0" || address.startsWith("10.9."),
     });
     onTestFinished(() => watcher.stop());
     await waitFor("the start-up detection", () => s.calls.length === 1, 10_000, 10);
-    addresses = ["10.9.0.2", "192.168.1.5"];
+    addresses = [{ device: "sdwan0", address: "10.9.0.2" }, { device: "sdwan0", address: "fe80::5" }, lan];
     await new Promise((r) => setTimeout(r, 200)); // many address checks: none may detect again
     expect(s.calls).toHaveLength(1);
-    addresses = ["10.9.0.2", "192.168.1.6"];
+    addresses = [{ device: "sdwan0", address: "10.9.0.2" }, { ...lan, address: "192.168.1.6" }];
     await waitFor("a detection after a real address change", () => s.calls.length === 2, 10_000, 10);
   });
 });
@@ -173,7 +174,7 @@ describe("the NAT result of the last run (NatCache)", () => {
     const gate = new Promise<void>((r) => (release = r));
     const s = scripted([report("full-cone")]);
     const detect = async () => (await gate, s.detect());
-    const watcher = watchNat({ detect, onResult: s.onResult, logger: log.logger, recheckIntervalMs: LONG_MS, retryBaseDelayMs: LONG_MS, addresses: () => ["192.168.1.5"], cache: new NatCache(file, server, log.logger) });
+    const watcher = watchNat({ detect, onResult: s.onResult, logger: log.logger, recheckIntervalMs: LONG_MS, retryBaseDelayMs: LONG_MS, addresses: () => [{ device: "eth0", address: "192.168.1.5" }], cache: new NatCache(file, server, log.logger) });
     onTestFinished(() => watcher.stop());
     expect(s.results).toEqual(["symmetric"]); // before any detection finished
     expect(log.lines.join("\n")).toMatch(/INFO +NAT type: symmetric \(from the last run; checking again\)/);
@@ -189,7 +190,7 @@ describe("the NAT result of the last run (NatCache)", () => {
     const detected = { ...report("symmetric", "address-and-port-dependent"), allocation: { kind: "sequential" as const, delta: 2 } };
     new NatCache(file, server, silentLogger).save("192.168.1.5", natInfoOf(detected));
     const s = scripted([detected]);
-    const watcher = watchNat({ detect: s.detect, onResult: s.onResult, logger: silentLogger, recheckIntervalMs: LONG_MS, retryBaseDelayMs: LONG_MS, addresses: () => ["192.168.1.5"], cache: new NatCache(file, server, silentLogger) });
+    const watcher = watchNat({ detect: s.detect, onResult: s.onResult, logger: silentLogger, recheckIntervalMs: LONG_MS, retryBaseDelayMs: LONG_MS, addresses: () => [{ device: "eth0", address: "192.168.1.5" }], cache: new NatCache(file, server, silentLogger) });
     onTestFinished(() => watcher.stop());
     await waitFor("the start-up detection", () => s.calls.length === 1, 10_000, 10);
     await new Promise((r) => setTimeout(r, 50));
