@@ -24,9 +24,10 @@ export class NatCache {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private key(addresses: string): string {
+  /** What the result depends on: the STUN server and this host's local addresses (a fingerprint). */
+  private key(addresses: string) {
     const { serverHost, udpPorts, tcpPorts } = this.server;
-    return JSON.stringify({ serverHost, udpPorts, tcpPorts, addresses });
+    return { serverHost, udpPorts, tcpPorts, addresses };
   }
 
   /** The cached result for these local addresses (a fingerprint), if there is one that still holds. */
@@ -50,7 +51,7 @@ export class NatCache {
     if (saved.version !== NAT_CACHE_VERSION || typeof saved.savedAt !== "number") return ignore("unknown format");
     const nat = natInfo.safeParse(saved.nat);
     if (!nat.success) return ignore(`bad nat: ${nat.error.issues[0]?.path.join(".")} ${nat.error.issues[0]?.message}`);
-    if (saved.key !== this.key(addresses)) {
+    if (JSON.stringify(saved.key) !== JSON.stringify(this.key(addresses))) {
       this.logger.debug("not using the NAT result of the last run: it was for another server or other local addresses", { file: this.file });
       return undefined;
     }
@@ -66,7 +67,7 @@ export class NatCache {
     if (!describesNat(nat)) return;
     const temporary = `${this.file}.tmp`;
     try {
-      writeFileSync(temporary, JSON.stringify({ version: NAT_CACHE_VERSION, key: this.key(addresses), savedAt: this.now(), nat }) + "\n");
+      writeFileSync(temporary, JSON.stringify({ version: NAT_CACHE_VERSION, key: this.key(addresses), savedAt: this.now(), nat }, null, 2) + "\n");
       renameSync(temporary, this.file);
     } catch (err) {
       this.logger.warn("could not keep the NAT result for the next run", { file: this.file, error: (err as Error).message });
