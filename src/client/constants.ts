@@ -14,5 +14,7 @@ export const MAX_SERVER_MESSAGE_BYTES = 1024 * 1024;
 
 export const IDENTITY_FILE = "inp2pc.key";
 export const KNOWN_SERVERS_FILE = "inp2pc.known_servers.json";
+/** The last NAT detection result, used at once by the next run while it detects again. */
+export const NAT_CACHE_FILE = "inp2pc.nat.json";
 /** After a peer comes online or a link drops, wait this long before (re)connecting. */
 export const LINK_RETRY_DELAY_MS = 1_000;

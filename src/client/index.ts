@@ -5,9 +5,9 @@ import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { Overlay } from "../sdwan/index.ts";
-import { detectNat, natInfoOf, watchNat } from "../nat/index.ts";
+import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
-import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS } from "./constants.ts";
+import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE } from "./constants.ts";
 import { PeerManager } from "./peers.ts";
 import { RelayNode } from "./relay-node.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
@@ -19,7 +19,7 @@ export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
 export { formatStatus, type ClientStatus } from "./status.ts";
 export { KnownServers, decideTrust } from "./trust.ts";
-export { IDENTITY_FILE, KNOWN_SERVERS_FILE } from "./constants.ts";
+export { IDENTITY_FILE, KNOWN_SERVERS_FILE, NAT_CACHE_FILE } from "./constants.ts";
 
 export interface ClientInit {
   server_host: string;
@@ -170,12 +170,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     overlay?.attach(peer, link);
     link.onClose(() => setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS));
   });
+  const stun: DetectNatOptions = { serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] };
   const natWatcher = watchNat({
-    detect: () => detectNat({ serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] }),
-    onResult: (report) => {
-      session.setNat(natInfoOf(report));
-      peers.setNat(natInfoOf(report));
+    detect: () => detectNat(stun),
+    onResult: (nat) => {
+      session.setNat(nat);
+      peers.setNat(nat);
     },
+    cache: new NatCache(join(init.data_dir, NAT_CACHE_FILE), stun, logger),
+    tunnelled: ({ device, address }) => overlay !== undefined && (device === overlay.device || overlay.carries(address)),
     logger,
   });
   session.start();

@@ -87,6 +87,11 @@ export class Overlay {
     return true;
   }
 
+  /** The TUN device's name, while it is open. */
+  get device(): string | undefined {
+    return this.tun?.name;
+  }
+
   get ready(): boolean {
     return this.tun !== undefined;
   }

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanupStaleLabs, labUp, type Lab, type SiteSpec } from "../../scripts/natlab/lab.ts";
+import { ADDRESS_CHECK_INTERVAL_MS } from "../../src/nat/index.ts";
 import { waitFor, type Proc } from "../helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, labSkipReason, startLabClient, startLabServer, writeClientConfig } from "./helpers.ts";
 
@@ -141,8 +142,9 @@ describe.skipIf(reason)("SDWAN in the NAT lab", () => {
     for (const [what, bps] of [["direct", direct], ["relayed", relayed], ["routed", routed]] as const) expect(bps, `${what} iperf3 bits per second`).toBeGreaterThan(1e6);
   }, 90_000);
 
-  it("a server restart: established overlay traffic keeps flowing, and every node keeps its address", async () => {
+  it("a server restart: established overlay traffic keeps flowing, every node keeps its address, and no node takes its own SDWAN address for a new local address", async () => {
     const before = await addressOf("full-cone");
+    const logFrom = new Map([...clients].map(([site, proc]) => [site, proc.output.length]));
     const target = await addressOf("public");
     const pings = ping("full-cone", target, 40, 0.25);
     await new Promise((r) => setTimeout(r, 2_000));
@@ -154,7 +156,11 @@ describe.skipIf(reason)("SDWAN in the NAT lab", () => {
     expect(received, "pings answered out of 40 while the server restarted").toBeGreaterThanOrEqual(36);
     await waitFor("full-cone back on the virtual network", async () => ((await status("full-cone")).server.state === "online" ? true : undefined), 30_000, 500);
     await waitFor("the same address after the server restart", async () => ((await addressOf("full-cone")) === before ? true : undefined), 15_000, 500);
-  }, 90_000);
+    for (const site of SITES) await waitFor(`${site.name} back on the virtual network`, async () => ((await status(site.name)).server.state === "online" ? true : undefined), 30_000, 500);
+    // The nodes joined the virtual network again (their devices' addresses set again): wait past their next local address checks.
+    await new Promise((r) => setTimeout(r, ADDRESS_CHECK_INTERVAL_MS + 2_000));
+    for (const [site, proc] of clients) expect(proc.output.slice(logFrom.get(site)), `${site}'s log since the server restart`).not.toMatch(/local addresses changed/);
+  }, 120_000);
 
   it("a node restart gets the same address back; a node that leaves drops from every map and its address is not reused", async () => {
     const before = await addressOf("symmetric-2");

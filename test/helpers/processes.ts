@@ -253,7 +253,16 @@ export async function startLinkedClient(
   server: ServerHandle,
   node: string,
   toml = "",
-  options: { dir?: string; logLevel?: string; token?: string; /** A command to run it under, e.g. setpriv. */ wrap?: string[]; env?: Record<string, string> } = {},
+  options: {
+    dir?: string;
+    logLevel?: string;
+    token?: string;
+    /** A command to run it under, e.g. setpriv. */
+    wrap?: string[];
+    env?: Record<string, string>;
+    /** STUN ports other than the server's. */
+    stunPorts?: Partial<ServerHandle["stunPorts"]>;
+  } = {},
 ): Promise<LinkedClient> {
   const dir = options.dir ?? tempDir(`inp2pc-${node}-`);
   const statusPort = await freePort();
@@ -270,7 +279,7 @@ export async function startLinkedClient(
       `token = "${options.token ?? server.token}"`,
       `status_port = ${statusPort}`,
       'peer_bind = "127.0.0.1"',
-      ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
+      ...Object.entries({ ...server.stunPorts, ...options.stunPorts }).map(([key, port]) => `${key} = ${port}`),
       toml,
     ].join("\n"),
     { mode: 0o600 },
@@ -293,6 +302,13 @@ export async function restartLinkedClient(client: LinkedClient): Promise<LinkedC
     throw err;
   });
   return { ...client, proc };
+}
+
+/** When a linked client logged in, from its own log line (more exact than when the test saw it). */
+export function loginTime(output: string): number {
+  const match = output.match(/^(\S+) INFO +logged in/m);
+  if (!match) throw new Error(`no "logged in" line in:\n${output.slice(-2000)}`);
+  return Date.parse(match[1]!);
 }
 
 /** Stops a linked client and removes its directory. */

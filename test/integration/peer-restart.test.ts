@@ -6,6 +6,7 @@ import { firstEchoAt, startEcho } from "../helpers/echo.ts";
 import {
   freePort,
   linkedClientStatus,
+  loginTime,
   restartLinkedClient,
   startLinkedClient,
   startServer,
@@ -17,13 +18,6 @@ import {
 const RESTARTS = 6;
 /** Each restart waits this long at most for a working request (a failure still prints the figure). */
 const PROBE_WINDOW_MS = 30_000;
-
-/** When the process logged in, from its own log line (more exact than when the test saw it). */
-function loginTime(output: string): number {
-  const match = output.match(/^(\S+) INFO +logged in/m);
-  if (!match) throw new Error(`no "logged in" line in:\n${output.slice(-2000)}`);
-  return Date.parse(match[1]!);
-}
 
 describe("a restarted peer (real processes)", () => {
   let server: ServerHandle | undefined;
