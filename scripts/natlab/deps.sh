@@ -15,6 +15,7 @@ declare -A PACKAGE_OF=(
   [socat]=socat
   [tcpdump]=tcpdump
   [ping]=iputils-ping
+  [conntrack]=conntrack
 )
 APT_TIMEOUT_SECONDS=300
 

@@ -76,6 +76,11 @@ export interface Lab {
   spawn(ns: string, argv: string[], opts?: { env?: Record<string, string>; stdio?: SpawnOptions["stdio"] }): ChildProcess;
   setBlockUdp(site: string, blocked: boolean): Promise<void>;
   setLoss(site: string, percent: number): Promise<void>;
+  /**
+   * A router that loses its NAT state, as on a reboot: every conntrack entry (NAT mappings included)
+   * and the cone sets of remembered mappings are flushed. Needs `conntrack` (apt package conntrack).
+   */
+  flushNat(site: string): Promise<void>;
   down(): Promise<void>;
 }
 
@@ -530,6 +535,12 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
     },
     setBlockUdp: (name, blocked) => impair(name, { blockUdp: blocked }),
     setLoss: (name, percent) => impair(name, { lossPercent: percent }),
+    async flushNat(name) {
+      const site = siteOf(name);
+      // conntrack -F exits 0 even when the table was already empty; the sets exist only on NAT routers.
+      await inNs(site.routerNs, ["conntrack", "-F"]);
+      if (site.nat !== "none") await inNs(site.routerNs, ["nft", "-f", "-"], "flush set ip natlab mapped\nflush set ip natlab contacted\n");
+    },
     down,
   };
 }
