@@ -166,11 +166,12 @@ export function punchPairs(): PunchPair[] {
  * Small programs run inside lab namespaces (bun, so they need nothing else):
  * - sink.ts HOST:PORT: sha256 of everything a connection sends; answers "<hex> <bytes>" once the sender half-closes.
  * - send.ts HOST:PORT BYTES TIMEOUT_MS [MARKER]: sends random bytes (or MARKER over and over), hashing
- *   them, half-closes, prints JSON { sha, sent, reply, ms, error? } (ms from connect to the sink's answer).
+ *   them, half-closes, prints JSON { sha, sent, reply, ms, at, error? } (ms from connect to the sink's
+ *   answer, `at` when that answer ended or the attempt failed).
  * - statuswatch.ts STATUS_PORT PEER UNTIL DURATION_MS: polls the local status API every 100 ms until
  *   UNTIL holds for PEER ("link": a link is up; "needs-relay": peers.PEER.state is "needs-relay";
- *   "settled": either, or state "failed") or DURATION_MS passes; prints JSON { linkAt, kind,
- *   needsRelayAt, failedAt, last, polls }
+ *   "settled": either, or state "failed"; "direct": a link of a DIRECT_LINK_KINDS kind) or DURATION_MS
+ *   passes; prints JSON { linkAt, kind, needsRelayAt, failedAt, directAt, directKind, last, polls }
  *   (epoch ms, comparable across namespaces).
  * - udptag.ts HOST:PORT TAG: a UDP service answering each datagram with "TAG|" and the datagram.
  * - churnload.ts JSON: continuous traffic until SIGTERM (see ChurnLoad below); one JSON line per TCP
@@ -195,7 +196,7 @@ export const LAB_SCRIPTS: Record<string, string> = {
     const [host, port] = address.split(":"); const total = Number(bytesText);
     const hash = createHash("sha256"); let sent = 0; let reply = ""; let started = 0; let finished = false;
     const finish = (error) => { if (finished) return; finished = true;
-      console.log(JSON.stringify({ sha: hash.digest("hex"), sent, reply: reply.trim(), ms: started ? Math.round(performance.now() - started) : 0, error })); process.exit(0); };
+      console.log(JSON.stringify({ sha: hash.digest("hex"), sent, reply: reply.trim(), ms: started ? Math.round(performance.now() - started) : 0, at: Date.now(), error })); process.exit(0); };
     setTimeout(() => finish("timed out after " + timeoutText + " ms"), Number(timeoutText));
     const socket = connect({ host, port: Number(port), allowHalfOpen: true });
     socket.on("data", (d) => (reply += d));
@@ -211,7 +212,8 @@ export const LAB_SCRIPTS: Record<string, string> = {
     } socket.end(); };
     socket.on("connect", () => { started = performance.now(); pump(); });`,
   "statuswatch.ts": `const [port, peer, until, durationText] = process.argv.slice(2); const end = Date.now() + Number(durationText);
-    let linkAt = null, kind = null, needsRelayAt = null, failedAt = null, last = null, polls = 0;
+    let linkAt = null, kind = null, needsRelayAt = null, failedAt = null, directAt = null, directKind = null, last = null, polls = 0;
+    const direct = ${JSON.stringify(DIRECT_LINK_KINDS)};
     while (Date.now() < end) {
       try {
         const s = await (await fetch("http://127.0.0.1:" + port + "/api/v1/status", { signal: AbortSignal.timeout(2000) })).json();
@@ -219,13 +221,15 @@ export const LAB_SCRIPTS: Record<string, string> = {
         if (last?.link && linkAt === null) { linkAt = now; kind = last.link; }
         if (last?.state === "needs-relay" && needsRelayAt === null) needsRelayAt = now;
         if (last?.state === "failed" && failedAt === null) failedAt = now;
+        if (direct.includes(last?.link) && directAt === null) { directAt = now; directKind = last.link; }
+        if (until === "direct" && directAt !== null) break;
         if ((until === "link" || until === "settled") && linkAt !== null) break;
         if ((until === "needs-relay" || until === "settled") && needsRelayAt !== null) break;
         if (until === "settled" && failedAt !== null) break;
       } catch {}
       await new Promise((r) => setTimeout(r, 100));
     }
-    console.log(JSON.stringify({ linkAt, kind, needsRelayAt, failedAt, last, polls }));`,
+    console.log(JSON.stringify({ linkAt, kind, needsRelayAt, failedAt, directAt, directKind, last, polls }));`,
   "udptag.ts": `import { createSocket } from "node:dgram";
     const [address, tag] = process.argv.slice(2); const [host, port] = address.split(":");
     const s = createSocket("udp4"); const prefix = Buffer.from(tag + "|");
@@ -304,6 +308,8 @@ export interface SendResult {
   sent: number;
   reply: string;
   ms: number;
+  /** Epoch ms when the answer ended or the attempt failed. */
+  at?: number;
   error?: string;
 }
 
@@ -333,12 +339,14 @@ export interface WatchResult {
   kind: string | null;
   needsRelayAt: number | null;
   failedAt: number | null;
+  directAt: number | null;
+  directKind: string | null;
   last: any;
   polls: number;
 }
 
 /** Starts statuswatch.ts in `ns`; resolves with its verdict (see LAB_SCRIPTS). */
-export async function watchPeerStatus(lab: Lab, ns: string, cwd: string, watchScript: string, statusPort: number, peer: string, until: "link" | "needs-relay" | "settled", durationMs: number): Promise<WatchResult> {
+export async function watchPeerStatus(lab: Lab, ns: string, cwd: string, watchScript: string, statusPort: number, peer: string, until: "link" | "needs-relay" | "settled" | "direct", durationMs: number): Promise<WatchResult> {
   const result = await inNamespace(lab, ns, cwd, [BUN, watchScript, String(statusPort), peer, until, String(durationMs)], { timeoutMs: durationMs + 10_000 });
   try {
     return JSON.parse(result.stdout) as WatchResult;
