@@ -228,18 +228,18 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
       return seen.transfers;
     });
 
+  /** Per app, the end of its first intact transfer that started at or after `sinceMs` (Infinity: none yet). */
+  const firstsSince = (apps: string[], sinceMs: number) => apps.map((app) => transfers().find((t) => t.app === app && t.intact && t.start >= sinceMs)?.end ?? Infinity);
+  /** "cone>pub 1.2 s, sym>cone never (cap)": each app's first success after `sinceMs`, counted from `fromMs`. */
+  const perApp = (apps: string[], sinceMs: number, fromMs: number) => firstsSince(apps, sinceMs).map((end, i) => `${apps[i]} ${fmt(Math.max(0, end - fromMs))}`).join(", ");
+
   /**
    * Waits until every app in `apps` has carried a transfer intact that started at or after `sinceMs`;
    * resolves with the latest of those first successes (epoch ms), or Infinity after `capMs` from `fromMs`.
    */
   async function firstSuccess(apps: string[], sinceMs: number, fromMs: number, capMs: number): Promise<number> {
-    const firsts = () => apps.map((app) => transfers().find((t) => t.app === app && t.intact && t.start >= sinceMs)?.end);
-    try {
-      await waitFor(`a transfer through ${apps.join(", ")}`, () => firsts().every((t) => t !== undefined), capMs - (Date.now() - fromMs), 100);
-    } catch {
-      return Infinity;
-    }
-    return Math.max(...(firsts() as number[]));
+    await waitFor(`a transfer through ${apps.join(", ")}`, () => firstsSince(apps, sinceMs).every((t) => t < Infinity), capMs - (Date.now() - fromMs), 100).catch(() => undefined);
+    return Math.max(...firstsSince(apps, sinceMs));
   }
 
   beforeAll(async () => {
@@ -316,7 +316,7 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
         }
         const ok = await firstSuccess(appsOf(event.node), stoppedAt, loggedIn, PEER_RECOVERY_CAP_MS);
         peerRecoveries.push(ok - loggedIn);
-        figures.push(`${at} ${event.node} restarted (${event.signal}${wasRunning ? "" : ", it had died by itself"}, logged in ${loggedIn - stoppedAt} ms after the stop): ${appsOf(event.node).join(", ")} working ${fmt(Math.max(0, ok - loggedIn))} after its login`);
+        figures.push(`${at} ${event.node} restarted (${event.signal}${wasRunning ? "" : ", it had died by itself"}, logged in ${loggedIn - stoppedAt} ms after the stop): apps working ${fmt(Math.max(0, ok - loggedIn))} after its login (${perApp(appsOf(event.node), stoppedAt, loggedIn)})`);
       } else if (event.kind === "server") {
         await stop(server, "SIGTERM");
         const downAt = Date.now();
@@ -335,7 +335,8 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
           // not back within the cap: recorded as Infinity
         }
         serverRecoveries.push(back - upAt);
-        figures.push(`${at} server restarted (down ${upAt - downAt} ms): every node back and every app working ${fmt(back - upAt)} after it listened again`);
+        const relogins = [...clients].map(([node, c]) => `${node} ${fmt((logTime(c.proc.output, /logged in/, downAt) ?? Infinity) - upAt)}`).join(", ");
+        figures.push(`${at} server restarted (down ${upAt - downAt} ms): every node back and every app working ${fmt(back - upAt)} after it listened again (logins: ${relogins}; apps: ${perApp(TCP_APPS.map((a) => a.name), upAt, upAt)})`);
       } else if (event.kind === "idle-flows") {
         const sweptBy = loadStart + LOAD.rotateMs + UDP_FLOW_IDLE_MS + UDP_SWEEP_MARGIN_MS;
         figures.push(`${at} waiting ${Math.max(0, Math.round((sweptBy - Date.now()) / 1000))} s until the first abandoned UDP flows are swept at pub`);
@@ -355,7 +356,7 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
         const flushedAt = Date.now();
         await lab.flushNat(event.site);
         const ok = await firstSuccess(appsOf(event.site), flushedAt, flushedAt, NAT_FLUSH_RECOVERY_CAP_MS);
-        figures.push(`${at} ${event.site}'s router flushed its NAT state: ${appsOf(event.site).join(", ")} working ${fmt(ok - flushedAt)} later`);
+        figures.push(`${at} ${event.site}'s router flushed its NAT state: apps working ${fmt(ok - flushedAt)} later (${perApp(appsOf(event.site), flushedAt, flushedAt)})`);
         expect.soft(ok - flushedAt, `${appsOf(event.site).join(", ")} working again within ${NAT_FLUSH_RECOVERY_CAP_MS / 1000} s of the NAT flush`).toBeLessThan(NAT_FLUSH_RECOVERY_CAP_MS);
       }
     }
@@ -391,6 +392,8 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
     const serverP = [50, 95].map((p) => percentile(finite(serverRecoveries), p));
     figures.push(`peer restarts (${peerRecoveries.length}): login -> apps working p50 ${fmt(peerP[0]!)}, p95 ${fmt(peerP[1]!)} (goal p95 <= ${PEER_RECOVERY_GOAL_P95_MS / 1000} s; cap ${PEER_RECOVERY_CAP_MS / 1000} s)`);
     figures.push(`server restarts (${serverRecoveries.length}): listening -> all back p50 ${fmt(serverP[0]!)}, p95 ${fmt(serverP[1]!)} (goal p95 <= ${SERVER_RECOVERY_GOAL_P95_MS / 1000} s; cap ${SERVER_RECOVERY_CAP_MS / 1000} s)`);
+    const dropped = processes.filter((p) => p.name === "inp2ps").flatMap((p) => p.proc.output.match(/dropping connection after repeated bad messages.*$/gm) ?? []);
+    if (dropped.length) figures.push(`the server dropped a node for "bad messages" ${dropped.length} times, e.g. ${dropped[0]}`);
     figures.push(`soak: ${Math.round((Date.now() - soakStart) / 1000)} s`);
 
     // No crash: every process is still running or exited because the test stopped it (cleanly on SIGTERM).
