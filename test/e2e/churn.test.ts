@@ -103,10 +103,10 @@ type Event =
  * the sweep is closed again when its link goes.
  */
 const SCHEDULE: Event[] = [
+  { kind: "relay" }, // first, while sym -> cone surely runs through relay1
   { kind: "peer", node: "cone", signal: "SIGTERM" },
   { kind: "peer", node: "cone", signal: "SIGKILL" },
   { kind: "server" },
-  { kind: "relay" },
   { kind: "peer", node: "cone", signal: "SIGTERM" },
   { kind: "idle-flows" },
   { kind: "nat-flush", site: "sym" },
