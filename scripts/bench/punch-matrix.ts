@@ -20,32 +20,15 @@
 // Prints one table: pair, direct rate, median and worst punch time, link kinds seen, packets/punch.
 // The lab, every process in it and the temp dirs are removed at the end, on error and on Ctrl-C.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LINK_RETRY_DELAY_MS } from "../../src/client/constants.ts";
-import { cleanupStaleLabs, labSupport, labUp, type Lab } from "../natlab/lab.ts";
-import { BUN, INP2PC, type Proc } from "../../test/helpers/processes.ts";
-import {
-  countPeerUdp,
-  DIRECT_LINK_KINDS,
-  logTime,
-  punchPairs,
-  punchSites,
-  reportedPunchMs,
-  spawnIn,
-  startLabServer,
-  watchPeerStatus,
-  writeClientConfig,
-  writeLabScripts,
-  type PunchPair,
-  type WatchResult,
-} from "../../test/e2e/helpers.ts";
+import type { Proc } from "../../test/helpers/processes.ts";
+import { countPeerUdp, DIRECT_LINK_KINDS, logTime, punchPairs, reportedPunchMs, watchPeerStatus, type PunchPair, type WatchResult } from "../../test/e2e/helpers.ts";
+import { startPairLab, STATUS_PORT, type PairLab } from "./pair-lab.ts";
 
-const STATUS_PORT = 27190;
 const APP_LISTEN = "127.0.0.1:10000";
-const START_TIMEOUT_MS = 15_000;
 const NAT_DETECT_TIMEOUT_MS = 5_000;
 
 const { values: args } = parseArgs({
@@ -72,12 +55,6 @@ const wantedPairs = args.pairs?.split(",").map((p) => p.trim());
 const PAIRS = punchPairs().filter((p) => !wantedPairs || wantedPairs.includes(`${p.from}->${p.to}`));
 if (PAIRS.length === 0) throw new Error(`--pairs matched nothing; pairs are: ${punchPairs().map((p) => `${p.from}->${p.to}`).join(", ")}`);
 
-const support = labSupport();
-if (!support.ok) {
-  console.error(`punch-matrix: ${support.reason}`);
-  process.exit(2);
-}
-
 interface Attempt {
   outcome: "direct" | "needs-relay" | "failed" | "relayed" | "timeout" | "error";
   kind: string | null;
@@ -92,48 +69,19 @@ const isSymmetric = (site: string) => site.startsWith("symmetric");
 /** The symmetric side whose router counts packets (the requester when both are). */
 const countingSite = (pair: PunchPair) => (isSymmetric(pair.from) ? pair.from : isSymmetric(pair.to) ? pair.to : undefined);
 
-let lab: Lab | undefined;
-let workDir: string | undefined;
-const running = new Set<Proc>();
-let stopping = false;
+let pairLab: PairLab | undefined;
 
-async function stopProc(proc: Proc): Promise<void> {
-  running.delete(proc);
-  await proc.stop("SIGTERM");
+function startClient(site: string, node: string, dir: string, peer?: string): Promise<{ proc: Proc; loggedInAt: number }> {
+  return pairLab!.startClient(site, node, dir, peer ? [{ name: "bench", protocol: "tcp", listen: APP_LISTEN, peer, target: "127.0.0.1:9" }] : []);
 }
 
-async function cleanup(): Promise<void> {
-  await Promise.all([...running].map((proc) => proc.stop("SIGKILL").catch(() => {})));
-  await lab?.down();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const)
-  process.on(signal, () => {
-    stopping = true;
-    console.error(`\npunch-matrix: ${signal}, cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-
-async function startClient(site: string, node: string, dir: string, peer?: string): Promise<{ proc: Proc; loggedInAt: number }> {
-  const config = writeClientConfig(lab!, dir, {
-    node,
-    statusPort: STATUS_PORT,
-    logLevel: "info",
-    apps: peer ? [{ name: "bench", protocol: "tcp", listen: APP_LISTEN, peer, target: "127.0.0.1:9" }] : [],
-  });
-  const proc = spawnIn(lab!, lab!.sites[site]!.hostNs, dir, [BUN, INP2PC, "--config", config]);
-  running.add(proc);
-  await proc.waitForOutput(/logged in/, START_TIMEOUT_MS);
-  return { proc, loggedInAt: logTime(proc.output, /logged in/) ?? Date.now() };
-}
-
-async function attempt(pair: PunchPair, pairIndex: number, i: number, script: (name: string) => string, emptyDir: string): Promise<Attempt> {
+async function attempt(pair: PunchPair, pairIndex: number, i: number): Promise<Attempt> {
+  const { lab, workDir, emptyDir, script } = pairLab!;
   const tag = `p${pairIndex}a${i}`;
   const fromNode = `${pair.from}.${tag}`;
   const toNode = `${pair.to}.${tag}`;
-  const dir = join(workDir!, "attempts", tag);
-  const counter = countingSite(pair) ? await countPeerUdp(lab!, countingSite(pair)!) : undefined;
+  const dir = join(workDir, "attempts", tag);
+  const counter = countingSite(pair) ? await countPeerUdp(lab, countingSite(pair)!) : undefined;
   let target: Proc | undefined;
   let requester: Proc | undefined;
   try {
@@ -141,7 +89,7 @@ async function attempt(pair: PunchPair, pairIndex: number, i: number, script: (n
     target = t.proc;
     await t.proc.waitForOutput(/NAT type:/, NAT_DETECT_TIMEOUT_MS).catch(() => {}); // its NAT known before anyone asks
     await counter?.reset();
-    const watch: Promise<WatchResult> = watchPeerStatus(lab!, lab!.sites[pair.from]!.hostNs, emptyDir, script("statuswatch.ts"), STATUS_PORT, toNode, "settled", SETTLE_MS + 5_000);
+    const watch: Promise<WatchResult> = watchPeerStatus(lab, lab.sites[pair.from]!.hostNs, emptyDir, script("statuswatch.ts"), STATUS_PORT, toNode, "settled", SETTLE_MS + 5_000);
     const r = await startClient(pair.from, fromNode, join(dir, "from"), toNode);
     requester = r.proc;
     const requestedAt = r.loggedInAt + LINK_RETRY_DELAY_MS;
@@ -176,7 +124,7 @@ async function attempt(pair: PunchPair, pairIndex: number, i: number, script: (n
   } catch (err) {
     return { outcome: "error", kind: null, error: (err as Error).message.split("\n")[0] };
   } finally {
-    await Promise.all([requester, target].flatMap((p) => (p ? [stopProc(p)] : [])));
+    await Promise.all([requester, target].flatMap((p) => (p ? [pairLab!.stopClient(p)] : [])));
     await counter?.remove();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -189,24 +137,18 @@ const median = (xs: number[]) => {
 };
 
 async function main(): Promise<void> {
-  await cleanupStaleLabs();
-  workDir = mkdtempSync(join(tmpdir(), "inp2p-bench-punch-"));
-  const emptyDir = join(workDir, "cwd");
-  mkdirSync(emptyDir);
-  const script = writeLabScripts(join(workDir, "scripts"));
   const startedAt = Date.now();
-  lab = await labUp({ sites: punchSites() });
-  const server = await startLabServer(lab, join(workDir, "server"), ["relay = false"]); // direct paths only
-  running.add(server);
-  console.log(`punch-matrix: ${PAIRS.length} pair types x ${REPEAT} attempts, fresh clients each time (lab ${lab.id})`);
+  pairLab = await startPairLab("punch-matrix", ["relay = false"]); // direct paths only
+  const stopping = () => pairLab!.stopping;
+  console.log(`punch-matrix: ${PAIRS.length} pair types x ${REPEAT} attempts, fresh clients each time (lab ${pairLab.lab.id})`);
 
   const rows: { pair: PunchPair; attempts: Attempt[] }[] = [];
   for (const [pairIndex, pair] of PAIRS.entries()) {
-    if (stopping) return;
+    if (stopping()) return;
     const attempts: Attempt[] = [];
-    for (let i = 1; i <= REPEAT && !stopping; i++) {
-      const a = await attempt(pair, pairIndex, i, script, emptyDir);
-      if (stopping) return;
+    for (let i = 1; i <= REPEAT && !stopping(); i++) {
+      const a = await attempt(pair, pairIndex, i);
+      if (stopping()) return;
       attempts.push(a);
       const packets = a.packets ? ` ${a.packets.out + a.packets.in} pkts (${a.packets.out} out, ${a.packets.in} in)` : "";
       console.log(`  ${`${pair.from} -> ${pair.to}`.padEnd(46)} #${String(i).padEnd(3)} ${a.outcome.padEnd(11)} ${String(a.kind ?? "").padEnd(10)} ${a.ms !== undefined ? `${a.estimated ? "~" : ""}${a.ms} ms` : ""}${packets}${a.error ? `  ${a.error.slice(0, 200)}` : ""}`);
@@ -254,5 +196,5 @@ try {
   console.error(`punch-matrix: ${(err as Error).stack ?? err}`);
   process.exitCode = 1;
 } finally {
-  await cleanup();
+  await pairLab?.cleanup();
 }

@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasCommand, labSupport, type ExecResult, type Lab, type NatKind, type SiteSpec } from "../../scripts/natlab/lab.ts";
-import { BUN, INP2PC, INP2PS, Proc, waitFor } from "../helpers/processes.ts";
+import { BUN, INP2PC, INP2PS, Proc, REPO_ROOT, waitFor } from "../helpers/processes.ts";
 
 export const STUN_UDP1 = 27182;
 export const WS_PORT = 27183;
@@ -166,12 +166,21 @@ export function punchPairs(): PunchPair[] {
  * Small programs run inside lab namespaces (bun, so they need nothing else):
  * - sink.ts HOST:PORT: sha256 of everything a connection sends; answers "<hex> <bytes>" once the sender half-closes.
  * - send.ts HOST:PORT BYTES TIMEOUT_MS [MARKER]: sends random bytes (or MARKER over and over), hashing
- *   them, half-closes, prints JSON { sha, sent, reply, ms, error? } (ms from connect to the sink's answer).
+ *   them, half-closes, prints JSON { sha, sent, reply, ms, at, error? } (ms from connect to the sink's
+ *   answer, `at` when that answer ended or the attempt failed).
  * - statuswatch.ts STATUS_PORT PEER UNTIL DURATION_MS: polls the local status API every 100 ms until
  *   UNTIL holds for PEER ("link": a link is up; "needs-relay": peers.PEER.state is "needs-relay";
- *   "settled": either, or state "failed") or DURATION_MS passes; prints JSON { linkAt, kind,
- *   needsRelayAt, failedAt, last, polls }
+ *   "settled": either, or state "failed"; "direct": a link of a DIRECT_LINK_KINDS kind) or DURATION_MS
+ *   passes; prints JSON { linkAt, kind, needsRelayAt, failedAt, directAt, directKind, last, polls }
  *   (epoch ms, comparable across namespaces).
+ * - udptag.ts HOST:PORT TAG: a UDP service answering each datagram with "TAG|" and the datagram.
+ * - churnload.ts JSON: continuous traffic until SIGTERM (see ChurnLoad below); one JSON line per TCP
+ *   transfer ({ k: "tcp", app, start, end, bytes, acked, intact, error? }: acked = the sink answered
+ *   with a hash and a count; intact = that answer is the sender's own sha256 and count), per UDP
+ *   datagram answered by the wrong service or for the wrong app ({ k: "udp-wrong", app, t, got }),
+ *   and a per-app UDP tally every second and on SIGTERM ({ k: "udp", app, t, sent, ok, wrong }).
+ *   Transfer sizes and contents come from the seeded PRNG (test/helpers/prng.ts). Each UDP app's
+ *   datagrams leave from a new socket every `rotateMs`, so the serving side also holds flows that go idle.
  */
 export const LAB_SCRIPTS: Record<string, string> = {
   "sink.ts": `import { createServer } from "node:net"; import { createHash } from "node:crypto";
@@ -187,7 +196,7 @@ export const LAB_SCRIPTS: Record<string, string> = {
     const [host, port] = address.split(":"); const total = Number(bytesText);
     const hash = createHash("sha256"); let sent = 0; let reply = ""; let started = 0; let finished = false;
     const finish = (error) => { if (finished) return; finished = true;
-      console.log(JSON.stringify({ sha: hash.digest("hex"), sent, reply: reply.trim(), ms: started ? Math.round(performance.now() - started) : 0, error })); process.exit(0); };
+      console.log(JSON.stringify({ sha: hash.digest("hex"), sent, reply: reply.trim(), ms: started ? Math.round(performance.now() - started) : 0, at: Date.now(), error })); process.exit(0); };
     setTimeout(() => finish("timed out after " + timeoutText + " ms"), Number(timeoutText));
     const socket = connect({ host, port: Number(port), allowHalfOpen: true });
     socket.on("data", (d) => (reply += d));
@@ -203,7 +212,8 @@ export const LAB_SCRIPTS: Record<string, string> = {
     } socket.end(); };
     socket.on("connect", () => { started = performance.now(); pump(); });`,
   "statuswatch.ts": `const [port, peer, until, durationText] = process.argv.slice(2); const end = Date.now() + Number(durationText);
-    let linkAt = null, kind = null, needsRelayAt = null, failedAt = null, last = null, polls = 0;
+    let linkAt = null, kind = null, needsRelayAt = null, failedAt = null, directAt = null, directKind = null, last = null, polls = 0;
+    const direct = ${JSON.stringify(DIRECT_LINK_KINDS)};
     while (Date.now() < end) {
       try {
         const s = await (await fetch("http://127.0.0.1:" + port + "/api/v1/status", { signal: AbortSignal.timeout(2000) })).json();
@@ -211,14 +221,80 @@ export const LAB_SCRIPTS: Record<string, string> = {
         if (last?.link && linkAt === null) { linkAt = now; kind = last.link; }
         if (last?.state === "needs-relay" && needsRelayAt === null) needsRelayAt = now;
         if (last?.state === "failed" && failedAt === null) failedAt = now;
+        if (direct.includes(last?.link) && directAt === null) { directAt = now; directKind = last.link; }
+        if (until === "direct" && directAt !== null) break;
         if ((until === "link" || until === "settled") && linkAt !== null) break;
         if ((until === "needs-relay" || until === "settled") && needsRelayAt !== null) break;
         if (until === "settled" && failedAt !== null) break;
       } catch {}
       await new Promise((r) => setTimeout(r, 100));
     }
-    console.log(JSON.stringify({ linkAt, kind, needsRelayAt, failedAt, last, polls }));`,
+    console.log(JSON.stringify({ linkAt, kind, needsRelayAt, failedAt, directAt, directKind, last, polls }));`,
+  "udptag.ts": `import { createSocket } from "node:dgram";
+    const [address, tag] = process.argv.slice(2); const [host, port] = address.split(":");
+    const s = createSocket("udp4"); const prefix = Buffer.from(tag + "|");
+    s.on("message", (m, from) => s.send(Buffer.concat([prefix, m]), from.port, from.address)); s.bind(Number(port), host);`,
+  "churnload.ts": `import { connect } from "node:net"; import { createSocket } from "node:dgram"; import { createHash } from "node:crypto";
+    import { prng } from ${JSON.stringify(join(REPO_ROOT, "test/helpers/prng.ts"))};
+    const load = JSON.parse(process.argv[2]); const random = prng(load.seed);
+    const out = (line) => process.stdout.write(JSON.stringify(line) + "\\n");
+    let stopping = false;
+    const content = (bytes) => { const b = Buffer.allocUnsafe(bytes + 3); for (let i = 0; i < bytes; i += 4) b.writeUInt32BE((random() * 4294967296) >>> 0, i); return b.subarray(0, bytes); };
+    const transfer = (app) => new Promise((done) => {
+      const bytes = load.minBytes + Math.floor(random() * (load.maxBytes - load.minBytes + 1));
+      const data = content(bytes); const sha = createHash("sha256").update(data).digest("hex");
+      const [host, port] = app.address.split(":"); const start = Date.now(); let reply = ""; let finished = false;
+      const socket = connect({ host, port: Number(port), allowHalfOpen: true });
+      const finish = (error) => { if (finished) return; finished = true; clearTimeout(timer); socket.destroy(); reply = reply.trim();
+        const acked = /^[0-9a-f]{64} [0-9]+$/.test(reply);
+        out({ k: "tcp", app: app.name, start, end: Date.now(), bytes, acked, intact: acked && reply === sha + " " + bytes, ...(acked ? {} : { error: error ?? "no answer" }), ...(acked && reply !== sha + " " + bytes ? { reply, sha } : {}) });
+        done(); };
+      const timer = setTimeout(() => finish("timed out after " + load.timeoutMs + " ms"), load.timeoutMs);
+      socket.on("data", (d) => (reply += d));
+      socket.on("error", (e) => finish(e.message));
+      socket.on("end", () => finish());
+      socket.on("close", () => finish("closed before the answer"));
+      socket.on("connect", () => socket.end(data));
+    });
+    const tcpLoop = async (app, delayMs) => {
+      await new Promise((r) => setTimeout(r, delayMs));
+      while (!stopping) { await transfer(app); await new Promise((r) => setTimeout(r, load.pauseMs)); }
+    };
+    const tallies = [];
+    const udpLoop = (app) => {
+      const tally = { k: "udp", app: app.name, t: 0, sent: 0, ok: 0, wrong: 0 }; tallies.push(tally);
+      const [host, port] = app.address.split(":"); let socket; let seq = 0;
+      const open = () => { socket?.close(); socket = createSocket("udp4"); socket.bind(0, "127.0.0.1");
+        socket.on("message", (m) => { const text = m.toString(); const bar = text.indexOf("|");
+          if (text.slice(0, bar) === app.service && text.slice(bar + 1).startsWith(app.name + ":")) tally.ok++;
+          else { tally.wrong++; out({ k: "udp-wrong", app: app.name, t: Date.now(), got: text.slice(0, 80) }); } }); };
+      open(); setInterval(open, load.rotateMs);
+      setInterval(() => { socket.send(app.name + ":" + seq++, Number(port), host); tally.sent++; }, load.udpIntervalMs);
+    };
+    const report = () => { for (const tally of tallies) out({ ...tally, t: Date.now() }); };
+    setInterval(report, 1000);
+    process.on("SIGTERM", () => { stopping = true; report(); process.exit(0); });
+    for (const app of load.udp) udpLoop(app);
+    for (const app of load.tcp) for (let i = 0; i < load.loops; i++) tcpLoop(app, Math.round((i * load.pauseMs) / load.loops) + i * 150);`,
 };
+
+/** What churnload.ts sends (see LAB_SCRIPTS). */
+export interface ChurnLoad {
+  seed: number;
+  /** TCP apps (to a sink.ts); `loops` transfers in flight on each, one after another. */
+  tcp: { name: string; address: string }[];
+  /** UDP apps, each to a udptag.ts answering with `service` as its tag. */
+  udp: { name: string; address: string; service: string }[];
+  loops: number;
+  minBytes: number;
+  maxBytes: number;
+  /** A transfer not answered within this counts as failed (not acknowledged). */
+  timeoutMs: number;
+  /** Between two transfers of one loop. */
+  pauseMs: number;
+  udpIntervalMs: number;
+  rotateMs: number;
+}
 
 /** Writes LAB_SCRIPTS into `dir`; returns the path of one by name. */
 export function writeLabScripts(dir: string): (name: keyof typeof LAB_SCRIPTS) => string {
@@ -232,6 +308,8 @@ export interface SendResult {
   sent: number;
   reply: string;
   ms: number;
+  /** Epoch ms when the answer ended or the attempt failed. */
+  at?: number;
   error?: string;
 }
 
@@ -261,12 +339,14 @@ export interface WatchResult {
   kind: string | null;
   needsRelayAt: number | null;
   failedAt: number | null;
+  directAt: number | null;
+  directKind: string | null;
   last: any;
   polls: number;
 }
 
 /** Starts statuswatch.ts in `ns`; resolves with its verdict (see LAB_SCRIPTS). */
-export async function watchPeerStatus(lab: Lab, ns: string, cwd: string, watchScript: string, statusPort: number, peer: string, until: "link" | "needs-relay" | "settled", durationMs: number): Promise<WatchResult> {
+export async function watchPeerStatus(lab: Lab, ns: string, cwd: string, watchScript: string, statusPort: number, peer: string, until: "link" | "needs-relay" | "settled" | "direct", durationMs: number): Promise<WatchResult> {
   const result = await inNamespace(lab, ns, cwd, [BUN, watchScript, String(statusPort), peer, until, String(durationMs)], { timeoutMs: durationMs + 10_000 });
   try {
     return JSON.parse(result.stdout) as WatchResult;
@@ -275,12 +355,12 @@ export async function watchPeerStatus(lab: Lab, ns: string, cwd: string, watchSc
   }
 }
 
-/** Epoch ms of the first log line (text format) matching `pattern`, or undefined. */
-export function logTime(output: string, pattern: RegExp): number | undefined {
+/** Epoch ms of the first log line (text format) matching `pattern`, at or after `sinceMs` when given, or undefined. */
+export function logTime(output: string, pattern: RegExp, sinceMs = 0): number | undefined {
   for (const line of output.split("\n")) {
     if (!pattern.test(line)) continue;
     const t = Date.parse(line.slice(0, line.indexOf(" ")));
-    if (!Number.isNaN(t)) return t;
+    if (!Number.isNaN(t) && t >= sinceMs) return t;
   }
   return undefined;
 }
