@@ -426,8 +426,10 @@ export class PeerManager {
   private async refreshCandidates(): Promise<void> {
     if (this.stopped) return;
     try {
+      // The UDP mapping is reported as soon as it is known: peers waiting to plan a link need it, not the
+      // TCP probe (behind a predictable NAT the report waits for the prediction base, which plans need).
       await Promise.all([
-        this.endpoint.refreshMapping(this.init.stunHost, this.init.stunPort),
+        this.endpoint.refreshMapping(this.init.stunHost, this.init.stunPort).then(() => (isPredictable(this.endpoint.nat) ? undefined : this.reportCandidates())),
         this.endpoint.offers("tcp") ? this.endpoint.refreshTcpMapping(this.init.stunHost, this.init.stunTcpPort) : undefined,
       ]);
     } catch (err) {
