@@ -144,10 +144,18 @@ interface UdpTally {
   wrong: number;
 }
 
-/** Nearest-rank percentile; Infinity (not recovered within the cap) sorts last. */
+/**
+ * Percentile by linear interpolation between the two nearest ranks (numpy's default, Excel's
+ * PERCENTILE.INC): with 10 samples the nearest-rank p95 would be the maximum, one slow restart out of
+ * ten. Infinity (not recovered within the cap) sorts last and makes any percentile that touches it Infinity.
+ */
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+  const rank = (p / 100) * (sorted.length - 1);
+  const below = sorted[Math.floor(rank)]!;
+  const above = sorted[Math.ceil(rank)]!;
+  if (!Number.isFinite(below) || !Number.isFinite(above)) return Infinity;
+  return below + (above - below) * (rank - Math.floor(rank));
 }
 const fmt = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never (cap)");
 
@@ -390,8 +398,8 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
     const finite = (xs: number[]) => xs.map((x) => Math.max(0, x));
     const peerP = [50, 95].map((p) => percentile(finite(peerRecoveries), p));
     const serverP = [50, 95].map((p) => percentile(finite(serverRecoveries), p));
-    figures.push(`peer restarts (${peerRecoveries.length}): login -> apps working p50 ${fmt(peerP[0]!)}, p95 ${fmt(peerP[1]!)} (goal p95 <= ${PEER_RECOVERY_GOAL_P95_MS / 1000} s; cap ${PEER_RECOVERY_CAP_MS / 1000} s)`);
-    figures.push(`server restarts (${serverRecoveries.length}): listening -> all back p50 ${fmt(serverP[0]!)}, p95 ${fmt(serverP[1]!)} (goal p95 <= ${SERVER_RECOVERY_GOAL_P95_MS / 1000} s; cap ${SERVER_RECOVERY_CAP_MS / 1000} s)`);
+    figures.push(`peer restarts (${peerRecoveries.length}): login -> apps working p50 ${fmt(peerP[0]!)}, p95 ${fmt(peerP[1]!)}, worst ${fmt(Math.max(...finite(peerRecoveries)))} (goal p95 <= ${PEER_RECOVERY_GOAL_P95_MS / 1000} s; cap ${PEER_RECOVERY_CAP_MS / 1000} s)`);
+    figures.push(`server restarts (${serverRecoveries.length}): listening -> all back p50 ${fmt(serverP[0]!)}, p95 ${fmt(serverP[1]!)}, worst ${fmt(Math.max(...finite(serverRecoveries)))} (goal p95 <= ${SERVER_RECOVERY_GOAL_P95_MS / 1000} s; cap ${SERVER_RECOVERY_CAP_MS / 1000} s)`);
     const dropped = processes.filter((p) => p.name === "inp2ps").flatMap((p) => p.proc.output.match(/dropping connection after repeated bad messages.*$/gm) ?? []);
     if (dropped.length) figures.push(`the server dropped a node for "bad messages" ${dropped.length} times, e.g. ${dropped[0]}`);
     figures.push(`soak: ${Math.round((Date.now() - soakStart) / 1000)} s`);
