@@ -108,13 +108,14 @@ export function watchNat(init: NatWatcherInit): NatWatcher {
       const report = await detect();
       if (stopped) return;
       settled = isSettled(report);
-      const info = JSON.stringify(natInfoOf(report));
+      const nat = natInfoOf(report);
+      const info = JSON.stringify(nat);
       const changed = info !== lastInfo;
       const fields = { why, public: report.publicAddress, mapping: report.mapping, filtering: report.filtering, allocation: formatAllocation(report.allocation), tcp: report.tcp, ms: report.durationMs };
       logger[changed ? "info" : "debug"](`NAT type: ${report.natType}`, fields);
       lastInfo = info;
-      cache?.save(lastAddresses, natInfoOf(report));
-      if (changed) onResult(natInfoOf(report));
+      cache?.save(lastAddresses, nat);
+      if (changed) onResult(nat);
     } catch (err) {
       settled = false;
       logger.warn("NAT detection failed", { why, error: (err as Error).message });

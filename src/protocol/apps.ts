@@ -9,7 +9,7 @@
 //   udpApp    u8 1 | u32 BE flow id | u8 target length | target "host:port" | payload
 //   udpReply  u8 2 | u32 BE flow id | payload
 // A flow id is unique among the sending node's flows, so a reply reaches only the flow it answers;
-// the serving node keys a flow by link session, flow id and target. SDWAN's ipPacket (3) is the type
+// the serving node keys a flow by peer, flow id and target. SDWAN's ipPacket (3) is the type
 // byte followed by one IP packet (src/sdwan/overlay.ts).
 
 /** First byte of a link datagram: who it is for. */

@@ -1,3 +1,4 @@
+import { isIPv4 } from "node:net";
 import type { Logger } from "../log/index.ts";
 import { DatagramType, type SdwanMap } from "../protocol/index.ts";
 import type { Link } from "../transport/index.ts";
@@ -103,7 +104,7 @@ export class Overlay {
 
   /** Whether packets to `ip` go through the overlay (its subnet, or a member's routes). */
   carries(ip: string): boolean {
-    if (!this.map || !/^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) return false;
+    if (!this.map || !isIPv4(ip)) return false;
     const address = ipToNumber(ip);
     return cidrContains(parseCidr(this.map.subnet), address) || this.table.some(({ cidr }) => cidrContains(cidr, address));
   }
