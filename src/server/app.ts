@@ -3,6 +3,7 @@ import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
+import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import type { Registry } from "./registry.ts";
@@ -13,6 +14,7 @@ export interface AppInit {
   registry: Registry;
   pins: KeyPins;
   guard: AddressGuard;
+  audit: AuditLog;
   version: string;
   adminToken: string;
 }

@@ -12,6 +12,7 @@ import { RelayBroker } from "./broker.ts";
 import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
 import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
+import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { KeyPins } from "./keys.ts";
 import { Registry } from "./registry.ts";
@@ -94,6 +95,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const guard = new AddressGuard(init.max_conns_per_ip);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
+  const audit = new AuditLog(logger.child("audit"));
   const hub = new SignalHub({
     users,
     registry,
@@ -101,12 +103,13 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     sdwan: addressBook ? new SdwanHub(addressBook, registry) : undefined,
     pins,
     guard,
+    audit,
     logger,
     version,
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, pins, guard, version, adminToken: init.admin_token || init.token });
+  const app = createApp({ hub, registry, pins, guard, audit, version, adminToken: init.admin_token || init.token });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({

@@ -16,6 +16,7 @@ import {
 import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
 import type { RelayBroker } from "./broker.ts";
 import type { SdwanHub } from "./sdwan.ts";
+import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -65,6 +66,7 @@ export interface SignalHubInit {
   sdwan?: SdwanHub;
   pins: KeyPins;
   guard: AddressGuard;
+  audit: AuditLog;
   logger: Logger;
   version: string;
   heartbeatIntervalMs: number;
