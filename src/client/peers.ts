@@ -28,7 +28,26 @@ const FAILED_RELAY_MEMORY_MS = 60_000;
 const RETIRED_LINK_MAX_MS = 600_000;
 const RETIRED_LINK_POLL_MS = 1_000;
 
-const isRelayed = (link: Link) => link.kind.startsWith("relay-");
+/**
+ * Links to one peer made within this long of each other raced: both sides asked at once. A link made
+ * later than that replaces the one held: its peer asked anew, so it had lost the older one (its side
+ * died, say in a NAT flush, while ours looked alive).
+ */
+export const LINK_RACE_WINDOW_MS = 1_000;
+
+const isRelayed = (link: Pick<Link, "kind">) => link.kind.startsWith("relay-");
+
+/**
+ * Whether a node keeps the link it holds to a peer over a new one; both sides decide alike. A link to
+ * an earlier run of the peer (`existingStale`) never stays; a direct link beats a relayed one; a link
+ * made after the race window wins; links that raced are decided by the smaller session id.
+ */
+export function keepsExistingLink(existing: Pick<Link, "kind" | "since" | "sessionKey">, candidate: Pick<Link, "kind" | "since" | "sessionKey">, existingStale: boolean): boolean {
+  if (existingStale) return false;
+  if (isRelayed(existing) !== isRelayed(candidate)) return isRelayed(candidate);
+  if (Math.abs(candidate.since - existing.since) >= LINK_RACE_WINDOW_MS) return candidate.since < existing.since;
+  return existing.sessionKey < candidate.sessionKey;
+}
 /** Relayed links closed on purpose (a direct path took over, or the peer restarted): their relay did not fail. */
 const retiredLinks = new WeakSet<Link>();
 /** The run of the peer (PeerInfo.instance) each link was made with, when the server named one. */
@@ -370,10 +389,8 @@ export class PeerManager {
     const existing = this.link(peer);
     if (existing && existing !== link) {
       const existingInstance = linkInstances.get(existing);
-      // A link to the current run beats one to an earlier run; a direct link beats a relayed one;
-      // between equals (both sides asked at once) both sides keep the one with the smaller session id.
       const existingStale = !!current && !!existingInstance && existingInstance !== current;
-      const keepExisting = existingStale ? false : isRelayed(existing) !== isRelayed(link) ? isRelayed(link) : existing.sessionKey < link.sessionKey;
+      const keepExisting = keepsExistingLink(existing, link, existingStale);
       if (keepExisting) {
         if (isRelayed(link) && !isRelayed(existing)) {
           // Made beside a punch that confirmed first: the peer may open streams on it before it sees
