@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { SELF_SIGNED_CERT_FILE } from "../server/index.ts";
+import { adminCredentialFile, readAdminCredential, SELF_SIGNED_CERT_FILE } from "../server/index.ts";
 
 export interface ServerApiSettings {
   ws_port: number;
@@ -12,12 +12,17 @@ export interface ServerApiSettings {
 }
 
 /**
- * Calls the REST API of the inp2ps this config belongs to, with its admin token. The server's own
- * certificate (from its data dir, or tls_cert) is the only one trusted, so the token goes nowhere else.
+ * Calls the REST API of the inp2ps this config belongs to, with its admin credential (admin_token, or
+ * the file inp2ps keeps in its data dir; never a user token). The server's own certificate (from its
+ * data dir, or tls_cert) is the only one trusted, so the credential goes nowhere else.
  */
 export async function fetchServerApi(settings: ServerApiSettings, method: string, path: string, host = "127.0.0.1"): Promise<unknown> {
-  const adminToken = settings.admin_token || settings.token;
-  if (!adminToken) throw new Error("no admin token: set token or admin_token in [server], or pass --token");
+  const admin = readAdminCredential(settings);
+  if (!admin)
+    throw new Error(
+      `no admin credential: admin_token is not set in [server] and ${adminCredentialFile(settings.data_dir)} does not exist: has this inp2ps started once with this config?`,
+    );
+  const adminToken = admin.secret;
   const tls = settings.tls !== "off";
   const certFile = settings.tls_cert || join(settings.data_dir, SELF_SIGNED_CERT_FILE);
   let ca: string | undefined;

@@ -260,7 +260,7 @@ describe.concurrent("sessions", () => {
     await waitFor(
       "two heartbeats from the restarted phoenix",
       async () => {
-        const { body } = await api(s, "/api/v1/nodes", s.token);
+        const { body } = await api(s, "/api/v1/nodes", s.adminToken);
         const entry = (body.nodes as { name: string; onlineSince: string; lastHeartbeat: string }[]).find((n) => n.name === "phoenix");
         return entry && Date.parse(entry.lastHeartbeat) - Date.parse(entry.onlineSince) >= 2 * HEARTBEAT_INTERVAL_MS;
       },
@@ -322,7 +322,7 @@ describe.concurrent("churn and refusals", () => {
     await waitFor("the client's status to show NAT type public", async () => (await status()).nat?.natType === "public", 20_000, 200);
     await waitFor(
       "the server to list early with NAT type public",
-      async () => ((await api(s, "/api/v1/nodes", s.token)).body.nodes as { name: string; natType: string | null }[]).some((n) => n.name === "early" && n.natType === "public"),
+      async () => ((await api(s, "/api/v1/nodes", s.adminToken)).body.nodes as { name: string; natType: string | null }[]).some((n) => n.name === "early" && n.natType === "public"),
       10_000,
       200,
     );
