@@ -22,9 +22,9 @@ export const PROGRAM_NAMES: Record<Role, string> = { server: "inp2ps", client: "
 
 /** How each required client setting can be given; used in CONFIG_MISSING messages. */
 export const REQUIRED_CLIENT_SETTINGS = [
-  { key: "server_host", flag: "--serverhost", env: C.ENV_SERVER },
-  { key: "node", flag: "--node", env: C.ENV_NODE },
-  { key: "token", flag: "--token", env: C.ENV_TOKEN },
+  { key: "server_host", flag: "--serverhost", env: C.ENV_SERVER, fileKeys: "server_host" },
+  { key: "node", flag: "--node", env: C.ENV_NODE, fileKeys: "node" },
+  { key: "token", flag: "--token", env: C.ENV_TOKEN, fileKeys: "token (or token_file)" },
 ] as const;
 
 const TABLE_SCHEMAS = { server: serverSchema, client: clientSchema } as const;
@@ -286,7 +286,7 @@ export function checkRequired(config: Config, file?: string): void {
   const client = config.client;
   const missing = REQUIRED_CLIENT_SETTINGS.filter((s) => client[s.key] === "");
   if (missing.length === 0) return;
-  const lines = missing.map((s) => `missing client.${s.key}: give ${s.flag}, set ${s.env}, or add ${s.key} to [client] in ${where}`);
+  const lines = missing.map((s) => `missing client.${s.key}: give ${s.flag}, set ${s.env}, or add ${s.fileKeys} to [client] in ${where}`);
   throw new ConfigError("CONFIG_MISSING", lines.join("\n"), { file, keyPath: `client.${missing[0]!.key}` });
 }
 

@@ -4,7 +4,23 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log/index.ts";
 import { ADMIN_CREDENTIAL_FILE, HEALTH_PATH, startServer as startInProcess, WS_PATH, type RunningServer } from "../../src/server/index.ts";
-import { api, freePort, freeUdpPorts, INP2PS, runToEnd, startClient, startServer, tempDir, waitFor, type Proc, type ServerHandle } from "../helpers/processes.ts";
+import {
+  api,
+  freePort,
+  freeUdpPorts,
+  INP2PC,
+  INP2PS,
+  onlineNodes,
+  REPO_ROOT,
+  run,
+  runToEnd,
+  startClient,
+  startServer,
+  tempDir,
+  waitFor,
+  type Proc,
+  type ServerHandle,
+} from "../helpers/processes.ts";
 
 const WAIT_MS = 10_000;
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -208,6 +224,48 @@ describe("inp2ps audit and the CLI's admin credential", () => {
       const result = await runToEnd(INP2PS, ["nodes", "--config", config]);
       expect(result.code).toBe(1);
       expect(result.output).toContain(`no admin credential: admin_token is not set in [server] and ${join(dir, ADMIN_CREDENTIAL_FILE)} does not exist: has this inp2ps started once with this config?`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("token_file", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(async () => server?.stop());
+
+  it("a client logs in with its token read from token_file, and the token is not on its command line", async () => {
+    const dir = tempDir("inp2pc-tokenfile-");
+    try {
+      writeFileSync(join(dir, "token"), `${server.token}\n`, { mode: 0o600 });
+      const config = join(dir, "inp2pc.toml");
+      writeFileSync(
+        config,
+        [
+          'role = "client"',
+          "[client]",
+          'server_host = "127.0.0.1"',
+          `server_port = ${server.port}`,
+          'node = "from-file"',
+          'token_file = "token"',
+          `status_port = ${await freePort()}`,
+          'peer_bind = "127.0.0.1"',
+          ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
+        ].join("\n"),
+        { mode: 0o600 },
+      );
+      // From another directory: token_file is relative to the config file, not to the working directory.
+      const client = run(INP2PC, ["--config", config], { cwd: REPO_ROOT });
+      clients.push(Object.assign(client, { dir }));
+      await client.waitForOutput(/logged in/, WAIT_MS);
+      expect(await onlineNodes(server)).toEqual(["from-file"]);
+      // What `ps` shows any local user.
+      const cmdline = readFileSync(`/proc/${client.child.pid}/cmdline`, "utf8").split("\0").join(" ");
+      expect(cmdline).toContain(config);
+      expect(cmdline).not.toContain(server.token);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

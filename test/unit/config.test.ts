@@ -366,12 +366,12 @@ target = "h:1"
     expect(error.keyPath).toBe("client.server_host");
     expect(error.message.split("\n")).toEqual([
       `missing client.server_host: give --serverhost, set INP2P_SERVER, or add server_host to [client] in ${path}`,
-      `missing client.token: give --token, set INP2P_TOKEN, or add token to [client] in ${path}`,
+      `missing client.token: give --token, set INP2P_TOKEN, or add token (or token_file) to [client] in ${path}`,
     ]);
     const config = parseConfig(CLIENT_MINIMAL, "/x.toml");
     expect(() => checkRequired(config)).not.toThrow();
     const noToken: Config = { ...config, client: { ...config.client!, token: "" } };
-    expect(() => checkRequired(noToken)).toThrow("missing client.token: give --token, set INP2P_TOKEN, or add token to [client] in the config file");
+    expect(() => checkRequired(noToken)).toThrow("missing client.token: give --token, set INP2P_TOKEN, or add token (or token_file) to [client] in the config file");
   });
 });
 
