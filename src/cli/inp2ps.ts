@@ -110,7 +110,7 @@ cli
   });
 
 cli
-  .command("nodes", "list the nodes online on the running server (uses this config's token and port)")
+  .command("nodes", "list the nodes online on the running server (uses this config's admin credential and port)")
   .option("--json", "print JSON")
   .option("--host <host>", "server host to ask (default: 127.0.0.1)")
   .action(async (parsed) => {

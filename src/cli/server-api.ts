@@ -4,7 +4,6 @@ import { adminCredentialFile, readAdminCredential, SELF_SIGNED_CERT_FILE } from 
 
 export interface ServerApiSettings {
   ws_port: number;
-  token?: string;
   admin_token?: string;
   tls: "auto" | "off";
   tls_cert?: string;
@@ -22,7 +21,6 @@ export async function fetchServerApi(settings: ServerApiSettings, method: string
     throw new Error(
       `no admin credential: admin_token is not set in [server] and ${adminCredentialFile(settings.data_dir)} does not exist: has this inp2ps started once with this config?`,
     );
-  const adminToken = admin.secret;
   const tls = settings.tls !== "off";
   const certFile = settings.tls_cert || join(settings.data_dir, SELF_SIGNED_CERT_FILE);
   let ca: string | undefined;
@@ -36,7 +34,7 @@ export async function fetchServerApi(settings: ServerApiSettings, method: string
   const url = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${settings.ws_port}${path}`;
   let response: Response;
   try {
-    response = await fetch(url, { method, headers: { authorization: `Bearer ${adminToken}` }, ...(ca ? { tls: { ca } } : {}) });
+    response = await fetch(url, { method, headers: { authorization: `Bearer ${admin.secret}` }, ...(ca ? { tls: { ca } } : {}) });
   } catch (err) {
     throw new Error(`cannot reach inp2ps at ${url}: ${(err as Error).message}`);
   }

@@ -219,6 +219,8 @@ describe.concurrent("sessions", () => {
     for (const name of names) expect(back[name], name).toBeLessThan(15_000);
     // Same data dir => same certificate: the clients' first-use records still match.
     for (const c of clients) expect(c.output).not.toMatch(/SERVER CERTIFICATE CHANGED/);
+    // The server lists a node when it answers the login; the client logs "logged in" a moment later.
+    for (const c of clients) await waitFor("the client's second login line", () => count(c.output, /logged in/) >= 2, 5_000);
     for (const c of clients) expect(count(c.output, /logged in/)).toBe(2);
   }, 40_000);
 
