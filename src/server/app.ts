@@ -34,10 +34,10 @@ export function createApp(init: AppInit): Hono<Env> {
     const given = c.req.header("authorization")?.match(/^Bearer (.+)$/i)?.[1];
     if (!given) return c.json({ error: "admin credential required: send 'Authorization: Bearer <admin credential>'" }, 401);
     if (!safeEqualText(given, init.admin.secret)) {
-      const where = adminCredentialSource(init.admin);
+      // Only a holder of a user token learns where the credential is kept; a stranger learns nothing.
       if (init.userTokens.some((token) => safeEqualText(given, token)))
-        return c.json({ error: `that is a user token, which grants nothing on this API but health; send the admin credential (in ${where})` }, 403);
-      return c.json({ error: `admin credential is not valid (it is in ${where})` }, 403);
+        return c.json({ error: `that is a user token, which grants nothing on this API but health; send the admin credential (in ${adminCredentialSource(init.admin)})` }, 403);
+      return c.json({ error: "admin credential is not valid" }, 403);
     }
     await next();
   };
