@@ -55,7 +55,7 @@ cli
   .option("--serverhost <host>", "inp2ps host name or address (required)")
   .option("--serverport <port>", "inp2ps WebSocket port (default: 27183)")
   .option("--node <name>", "this node's name, unique per user (required)")
-  .option("--token <token>", "the user's token, a uint64 (required)")
+  .option("--token <token>", "the user's token, a uint64 (required; ps shows it to every local user: prefer INP2P_TOKEN or token_file)")
   .option("--insecure", "plain ws:// to the server, no TLS")
   .option("--tls-fingerprint <sha256>", "pin the server certificate's SHA-256 fingerprint")
   .option("--relay", "offer this node as a private relay, for its own user's nodes")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bun
 import { networkInterfaces } from "node:os";
 import cac from "cac";
-import { ConfigError, DEFAULT_USER_NAME, loadConfig, writeConfig, type Config } from "../config/index.ts";
+import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { startServer } from "../server/index.ts";
+import { startServer, type AuditEntry } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
@@ -62,16 +62,22 @@ async function serve(parsed: Record<string, unknown>) {
   const host = reachableAddress(settings.listen);
   const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";
   const insecure = running.tls ? "" : " -insecure";
+  const admin = running.admin.file
+    ? running.admin.created
+      ? `${running.admin.secret} (new; saved in ${running.admin.file}, shown only this once)`
+      : `in ${running.admin.file}`
+    : `admin_token in ${loaded.path}`;
   process.stdout.write(
     [
       `inp2ps ${VERSION} listening on ${settings.listen}:${running.port} (${running.tls ? "TLS" : "plain ws, no TLS"})`,
       `  config:   ${wrote ? `${loaded.path} (written)` : loaded.fromFile ? loaded.path : "none (defaults and flags)"}`,
       `  token:    ${settings.token}`,
+      `  admin:    ${admin}`,
       running.tls ? `  TLS:      ${running.tls.source} certificate ${running.tls.certPath}` : undefined,
       running.tls ? `  SHA-256:  ${running.tls.fingerprint256}` : undefined,
       `  relay:    ${running.relayPort ? `TCP port ${running.relayPort}, up to ${settings.relay_bw} Mbit/s (the last resort for peers without a direct path)` : "off"}`,
       `  join a node with:`,
-      `    inp2pc -serverhost ${host} -serverport ${running.port} -node NODE_NAME -token ${settings.token}${pin}${insecure}`,
+      `    ${ENV_TOKEN}=${settings.token} inp2pc -serverhost ${host} -serverport ${running.port} -node NODE_NAME${pin}${insecure}`,
       "",
     ]
       .filter((line) => line !== undefined)
@@ -104,7 +110,7 @@ cli
   });
 
 cli
-  .command("nodes", "list the nodes online on the running server (uses this config's token and port)")
+  .command("nodes", "list the nodes online on the running server (uses this config's admin credential and port)")
   .option("--json", "print JSON")
   .option("--host <host>", "server host to ask (default: 127.0.0.1)")
   .action(async (parsed) => {
@@ -136,6 +142,30 @@ cli
       const user = rawFlagValue(args, "user") ?? DEFAULT_USER_NAME;
       await fetchServerApi(config.server!, "DELETE", `/api/v1/nodes/${encodeURIComponent(node)}/key?user=${encodeURIComponent(user)}`, rawFlagValue(args, "host"));
       process.stdout.write(`forgot the identity key of node ${node} (user ${user}); the next node to log in under that name pins its key\n`);
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
+
+cli
+  .command("audit", "list the server's recent admission and authority decisions (uses this config's admin credential)")
+  .option("--json", "print JSON")
+  .option("--host <host>", "server host to ask (default: 127.0.0.1)")
+  .action(async (parsed) => {
+    try {
+      const { config } = load(parsed);
+      const body = (await fetchServerApi(config.server!, "GET", "/api/v1/audit", rawFlagValue(args, "host"))) as { entries: AuditEntry[] };
+      if (parsed.json) {
+        process.stdout.write(JSON.stringify(body.entries, null, 2) + "\n");
+        return;
+      }
+      const rows = [["TIME", "EVENT", "DETAILS"]];
+      for (const { time, event, ...fields } of body.entries) {
+        const details = Object.entries(fields).map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+        rows.push([time, event, details.join(" ")]);
+      }
+      process.stdout.write(formatTable(rows).join("\n") + "\n");
+      if (body.entries.length === 0) process.stdout.write("(no entries)\n");
     } catch (err) {
       exitWithError(PROGRAM, err);
     }

@@ -1,10 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { SELF_SIGNED_CERT_FILE } from "../server/index.ts";
+import { adminCredentialFile, readAdminCredential, SELF_SIGNED_CERT_FILE } from "../server/index.ts";
 
 export interface ServerApiSettings {
   ws_port: number;
-  token?: string;
   admin_token?: string;
   tls: "auto" | "off";
   tls_cert?: string;
@@ -12,12 +11,16 @@ export interface ServerApiSettings {
 }
 
 /**
- * Calls the REST API of the inp2ps this config belongs to, with its admin token. The server's own
- * certificate (from its data dir, or tls_cert) is the only one trusted, so the token goes nowhere else.
+ * Calls the REST API of the inp2ps this config belongs to, with its admin credential (admin_token, or
+ * the file inp2ps keeps in its data dir; never a user token). The server's own certificate (from its
+ * data dir, or tls_cert) is the only one trusted, so the credential goes nowhere else.
  */
 export async function fetchServerApi(settings: ServerApiSettings, method: string, path: string, host = "127.0.0.1"): Promise<unknown> {
-  const adminToken = settings.admin_token || settings.token;
-  if (!adminToken) throw new Error("no admin token: set token or admin_token in [server], or pass --token");
+  const admin = readAdminCredential(settings);
+  if (!admin)
+    throw new Error(
+      `no admin credential: admin_token is not set in [server] and ${adminCredentialFile(settings.data_dir)} does not exist: has this inp2ps started once with this config?`,
+    );
   const tls = settings.tls !== "off";
   const certFile = settings.tls_cert || join(settings.data_dir, SELF_SIGNED_CERT_FILE);
   let ca: string | undefined;
@@ -31,7 +34,7 @@ export async function fetchServerApi(settings: ServerApiSettings, method: string
   const url = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${settings.ws_port}${path}`;
   let response: Response;
   try {
-    response = await fetch(url, { method, headers: { authorization: `Bearer ${adminToken}` }, ...(ca ? { tls: { ca } } : {}) });
+    response = await fetch(url, { method, headers: { authorization: `Bearer ${admin.secret}` }, ...(ca ? { tls: { ca } } : {}) });
   } catch (err) {
     throw new Error(`cannot reach inp2ps at ${url}: ${(err as Error).message}`);
   }

@@ -6,6 +6,7 @@ import type * as z from "zod";
 import * as C from "./constants";
 import { ConfigError } from "./errors";
 import { fileWhere, formatKeyPath, issuesToError, knownKeysAt, suggestKey, type KeyPath } from "./format";
+import { tokenValue } from "./values";
 import {
   clientSchema,
   fileSchema,
@@ -21,18 +22,20 @@ export const PROGRAM_NAMES: Record<Role, string> = { server: "inp2ps", client: "
 
 /** How each required client setting can be given; used in CONFIG_MISSING messages. */
 export const REQUIRED_CLIENT_SETTINGS = [
-  { key: "server_host", flag: "--serverhost", env: C.ENV_SERVER },
-  { key: "node", flag: "--node", env: C.ENV_NODE },
-  { key: "token", flag: "--token", env: C.ENV_TOKEN },
+  { key: "server_host", flag: "--serverhost", env: C.ENV_SERVER, fileKeys: "server_host" },
+  { key: "node", flag: "--node", env: C.ENV_NODE, fileKeys: "node" },
+  { key: "token", flag: "--token", env: C.ENV_TOKEN, fileKeys: "token (or token_file)" },
 ] as const;
 
 const TABLE_SCHEMAS = { server: serverSchema, client: clientSchema } as const;
 // Optional string settings where "" means "not set"; they become absent keys.
 const EMPTY_MEANS_UNSET: Record<Role, readonly string[]> = {
-  server: ["token", "admin_token", "tls_cert", "tls_key"],
-  client: ["tls_fingerprint"],
+  server: ["token", "token_file", "admin_token", "tls_cert", "tls_key"],
+  client: ["token_file", "tls_fingerprint"],
 };
-const PATH_KEYS = ["data_dir", "tls_cert", "tls_key"];
+const PATH_KEYS = ["data_dir", "token_file", "tls_cert", "tls_key"];
+// A token from a flag or the environment replaces the file's token_file, and the other way round.
+const TOKEN_SOURCES: Record<string, string> = { token: "token_file", token_file: "token" };
 const TOP_LEVEL_SETTINGS = ["log_level", "log_format"] as const;
 
 export interface LoadConfigOptions {
@@ -171,6 +174,8 @@ function applyOverlay(config: Config, overlay: Overlay): void {
   const table: Record<string, unknown> = { ...config[role] };
   if (value === "" && EMPTY_MEANS_UNSET[role].includes(overlay.key)) delete table[overlay.key];
   else table[overlay.key] = value;
+  const replaced = TOKEN_SOURCES[overlay.key];
+  if (replaced !== undefined && value !== "") delete table[replaced];
   Object.assign(config, { [role]: table });
 }
 
@@ -242,6 +247,7 @@ export function loadConfig(opts: LoadConfigOptions): LoadedConfig {
   }
   const table = config[role]!;
   if (table.data_dir === "") table.data_dir = dirname(path);
+  if (table.token_file) table.token = readTokenFile(role, table.token_file, fromFile ? path : "flags/environment");
 
   if (opts.requireAll !== false || opts.newconfig) checkRequired(config, path);
   let wrote = false;
@@ -250,6 +256,23 @@ export function loadConfig(opts: LoadConfigOptions): LoadedConfig {
     wrote = true;
   }
   return { config, path, fromFile, wrote };
+}
+
+/** The token in a token_file: trimmed, and a valid token, or an error naming the key and the file (never its content). */
+function readTokenFile(role: Role, file: string, where: string): string {
+  const keyPath = `${role}.token_file`;
+  const fail = (problem: string) => new ConfigError("CONFIG_SCHEMA", `${where}: ${keyPath}: ${problem}`, { file: where, keyPath });
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw fail(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  const token = text.trim();
+  if (token === "") throw fail(`${file} is empty: put this node's user token in it`);
+  const result = tokenValue.safeParse(token);
+  if (!result.success) throw fail(`${file} does not hold a token: expected a token: an integer 1..${C.MAX_UINT64}`);
+  return result.data;
 }
 
 /** The role's table must exist; a client needs server_host, node and token. All missing ones are named. */
@@ -263,7 +286,7 @@ export function checkRequired(config: Config, file?: string): void {
   const client = config.client;
   const missing = REQUIRED_CLIENT_SETTINGS.filter((s) => client[s.key] === "");
   if (missing.length === 0) return;
-  const lines = missing.map((s) => `missing client.${s.key}: give ${s.flag}, set ${s.env}, or add ${s.key} to [client] in ${where}`);
+  const lines = missing.map((s) => `missing client.${s.key}: give ${s.flag}, set ${s.env}, or add ${s.fileKeys} to [client] in ${where}`);
   throw new ConfigError("CONFIG_MISSING", lines.join("\n"), { file, keyPath: `client.${missing[0]!.key}` });
 }
 
@@ -279,6 +302,8 @@ export function writeConfig(path: string, config: Config): void {
   const file = resolve(path);
   const dir = dirname(file);
   const table = withoutEmpty(config[config.role] ?? {});
+  // A token read from token_file stays in that file.
+  if (table.token_file) delete table.token;
   // The default data_dir is the file's own directory; leave it implicit so the file can be moved.
   if (table.data_dir === dir) delete table.data_dir;
   const document = { role: config.role, log_level: config.log_level, log_format: config.log_format, [config.role]: table };

@@ -69,6 +69,7 @@ export const clientSdwanSchema = z.strictObject({
 // Empty strings in optional string fields mean "not set"; loading turns them into absent keys.
 export const serverShape = {
   token: optionalTokenValue.optional(),
+  token_file: pathValue.optional(),
   listen: hostValue(false).default(C.DEFAULT_SERVER_LISTEN),
   ws_port: port(C.DEFAULT_WS_PORT),
   stun_udp1: port(C.DEFAULT_STUN_UDP1_PORT),
@@ -105,8 +106,14 @@ function distinctPorts(ports: [string, number][], kind: string, issues: Issue[])
   }
 }
 
+/** The token comes from one place: token_file keeps it off the process list and out of the config file. */
+function exclusiveTokenFile(table: { token?: string; token_file?: string }, issues: Issue[]): void {
+  if (table.token && table.token_file) issues.push({ path: ["token_file"], message: "token and token_file are mutually exclusive: keep one" });
+}
+
 export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => {
   const issues: Issue[] = [];
+  exclusiveTokenFile(s, issues);
   if (s.heartbeat_timeout_ms <= s.heartbeat_interval_ms) {
     issues.push({
       path: ["heartbeat_timeout_ms"],
@@ -156,6 +163,12 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
       issues.push({ path: ["users", i, "token"], message: "token equals server.token (the default user's token)" });
     }
   });
+  if (s.admin_token) {
+    const never = "the admin credential must never be a user token";
+    if (s.admin_token === s.token) issues.push({ path: ["admin_token"], message: `admin_token equals server.token (the default user's token): ${never}` });
+    const user = s.users.findIndex((u) => u.token === s.admin_token);
+    if (user >= 0) issues.push({ path: ["admin_token"], message: `admin_token equals users[${user}].token (user ${s.users[user]!.name}): ${never}` });
+  }
   for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
 });
 
@@ -191,6 +204,7 @@ export const clientShape = {
   server_port: port(C.DEFAULT_SERVER_PORT),
   node: optionalNameValue.default(""),
   token: optionalTokenValue.default(""),
+  token_file: pathValue.optional(),
   insecure: booleanValue.default(C.DEFAULT_INSECURE),
   tls_fingerprint: fingerprintValue.optional(),
   relay: booleanValue.default(C.DEFAULT_RELAY),
@@ -215,6 +229,9 @@ export const clientShape = {
 };
 
 export const clientSchema = z.strictObject(clientShape).superRefine((c, ctx) => {
+  const issues: Issue[] = [];
+  exclusiveTokenFile(c, issues);
+  for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
   if (c.reconnect_base_delay_ms !== undefined && c.reconnect_max_delay_ms !== undefined && c.reconnect_base_delay_ms > c.reconnect_max_delay_ms)
     ctx.addIssue({
       code: "custom",

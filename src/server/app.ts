@@ -3,6 +3,7 @@ import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
+import { adminCredentialSource, type AdminCredential } from "./admin.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
@@ -16,27 +17,35 @@ export interface AppInit {
   guard: AddressGuard;
   audit: AuditLog;
   version: string;
-  adminToken: string;
+  admin: AdminCredential;
+  /** Every user's token, to tell a user who sent one that it grants nothing here. */
+  userTokens: readonly string[];
 }
 
 type Env = { Bindings: Server<unknown> };
 
 export const WS_PATH = "/ws";
+export const HEALTH_PATH = "/api/v1/health";
 
 /** REST API and the client WebSocket, on one port. */
 export function createApp(init: AppInit): Hono<Env> {
   const app = new Hono<Env>();
   const adminOnly: MiddlewareHandler<Env> = async (c, next) => {
     const given = c.req.header("authorization")?.match(/^Bearer (.+)$/i)?.[1];
-    if (!given) return c.json({ error: "admin token required: send 'Authorization: Bearer <token>'" }, 401);
-    if (!safeEqualText(given, init.adminToken)) return c.json({ error: "admin token is not valid" }, 403);
+    if (!given) return c.json({ error: "admin credential required: send 'Authorization: Bearer <admin credential>'" }, 401);
+    if (!safeEqualText(given, init.admin.secret)) {
+      // Only a holder of a user token learns where the credential is kept; a stranger learns nothing.
+      if (init.userTokens.some((token) => safeEqualText(given, token)))
+        return c.json({ error: `that is a user token, which grants nothing on this API but health; send the admin credential (in ${adminCredentialSource(init.admin)})` }, 403);
+      return c.json({ error: "admin credential is not valid" }, 403);
+    }
     await next();
   };
 
-  app.get("/api/v1/health", (c) => c.json({ status: "ok", version: init.version, nodes: init.registry.size }));
+  app.get(HEALTH_PATH, (c) => c.json({ status: "ok", version: init.version, nodes: init.registry.size }));
+  // Every other API route, including those mounted below, is the admin's alone.
+  app.use("/api/*", adminOnly);
 
-  app.use("/api/v1/nodes/*", adminOnly);
-  app.use("/api/v1/nodes", adminOnly);
   app.get("/api/v1/nodes", (c) => {
     const nodes = init.registry.all().map((s) => ({
       name: s.name,
@@ -56,8 +65,11 @@ export function createApp(init: AppInit): Hono<Env> {
     const user = c.req.query("user") ?? DEFAULT_USER_NAME;
     const name = c.req.param("name");
     if (!init.pins.forget(user, name)) return c.json({ error: `no key is pinned for node "${name}" of user "${user}"` }, 404);
+    init.audit.record("key-forgotten", { user, node: name });
     return c.json({ forgotten: { user, name } });
   });
+
+  app.get("/api/v1/audit", (c) => c.json({ entries: init.audit.list() }));
 
   app.get(
     WS_PATH,

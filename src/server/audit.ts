@@ -15,7 +15,8 @@ export type AuditEvent =
   | "acl-denied"
   | "target-refused"
   | "relay-approved"
-  | "relay-revoked";
+  | "relay-revoked"
+  | "key-forgotten";
 
 export interface AuditEntry {
   time: string;

@@ -12,6 +12,7 @@ import { RelayBroker } from "./broker.ts";
 import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
 import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
+import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { KeyPins } from "./keys.ts";
@@ -20,7 +21,9 @@ import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
 export { resolveTls, TlsSetupError, SELF_SIGNED_CERT_FILE } from "./tls.ts";
-export { WS_PATH } from "./app.ts";
+export { HEALTH_PATH, WS_PATH } from "./app.ts";
+export type { AuditEntry, AuditEvent } from "./audit.ts";
+export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
 
 export const KEY_PINS_FILE = "inp2ps.keys.json";
 
@@ -62,11 +65,17 @@ export interface RunningServer {
   stun: { udpPorts: [number, number]; tcpPorts: [number, number]; altIp?: string };
   /** The server relay's port, when it runs one. */
   relayPort?: number;
+  /** The admin credential for the REST API (never a user token). */
+  admin: AdminCredential;
+  /** Every route of the REST app (method and path pattern), for tests that must cover each one. */
+  routes: readonly { method: string; path: string }[];
   stop(): Promise<void>;
 }
 
 export async function startServer(init: ServerInit, logger: Logger, version: string): Promise<RunningServer> {
   const tls = resolveTls(init);
+  const users = [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users];
+  const admin = loadAdminCredential(init, users.map((u) => u.token));
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
     altIp: init.stun_alt_ip,
@@ -76,7 +85,6 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     logger: logger.child("stun"),
   });
   const registry = new Registry();
-  const users = [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users];
   let relay: RunningRelay | undefined;
   const relayKey = randomBytes(32);
   if (init.relay) {
@@ -109,7 +117,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, pins, guard, audit, version, adminToken: init.admin_token || init.token });
+  const app = createApp({ hub, registry, pins, guard, audit, version, admin, userTokens: users.map((u) => u.token) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
@@ -140,6 +148,8 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     tls,
     stun: { udpPorts: stun.udpPorts, tcpPorts: stun.tcpPorts, altIp: stun.altIp },
     relayPort: relay?.port,
+    admin,
+    routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
     async stop() {
       clearInterval(sweeper);
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");

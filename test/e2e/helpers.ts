@@ -1,8 +1,9 @@
 // Shared bits of the NAT-lab e2e tests: why a lab test must skip, inp2ps in the lab's server namespace,
 // inp2pc processes with TOML configs inside site hosts, and commands run from an empty directory.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasCommand, labSupport, type ExecResult, type Lab, type NatKind, type SiteSpec } from "../../scripts/natlab/lab.ts";
+import { ADMIN_CREDENTIAL_FILE } from "../../src/server/admin.ts";
 import { BUN, INP2PC, INP2PS, Proc, REPO_ROOT, waitFor } from "../helpers/processes.ts";
 
 export const STUN_UDP1 = 27182;
@@ -60,6 +61,11 @@ export async function startLabServer(lab: Lab, dir: string, extraToml: string[] 
   if (lab.server.altIp) await listening(lab, lab.server.ns, "-u", `${lab.server.altIp}:${STUN_UDP1}`, 15_000);
   await listening(lab, lab.server.ns, "-t", `${lab.server.ip}:${WS_PORT}`, 15_000);
   return server;
+}
+
+/** The admin credential inp2ps generated in the data dir of a server started by startLabServer(lab, dir). */
+export function labAdminCredential(dir: string): string {
+  return readFileSync(join(dir, "data", ADMIN_CREDENTIAL_FILE), "utf8").trim();
 }
 
 export interface LabApp {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanupStaleLabs, labUp, type Lab, type NatKind } from "../../scripts/natlab/lab.ts";
 import { BUN, INP2PC, waitFor } from "../helpers/processes.ts";
-import { inNamespace as inNamespaceAt, labSkipReason, startLabServer, STUN_UDP1, TOKEN, WS_PORT } from "./helpers.ts";
+import { inNamespace as inNamespaceAt, labAdminCredential, labSkipReason, startLabServer, STUN_UDP1, TOKEN, WS_PORT } from "./helpers.ts";
 
 const EXPECTED_NAT_TYPE: Record<NatKind, string> = {
   none: "public",
@@ -123,7 +123,7 @@ describe.skipIf(reason)("NAT detection in the NAT lab", () => {
       await waitFor("detection after the address change", () => /NAT type: full-cone.*local addresses changed/.test(output), 25_000);
       const nodes = await lab.exec(lab.server.ns, [
         BUN, "-e",
-        `const r = await fetch("http://${lab.server.ip}:${WS_PORT}/api/v1/nodes", { headers: { authorization: "Bearer ${TOKEN}" } }); console.log(await r.text());`,
+        `const r = await fetch("http://${lab.server.ip}:${WS_PORT}/api/v1/nodes", { headers: { authorization: "Bearer ${labAdminCredential(join(workDir, "server"))}" } }); console.log(await r.text());`,
       ]);
       const moving = (JSON.parse(nodes.stdout).nodes as { name: string; natType: string; publicAddress: string }[]).find((n) => n.name === "moving");
       expect(moving).toMatchObject({ natType: "full-cone" });

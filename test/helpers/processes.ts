@@ -1,10 +1,11 @@
 // Real inp2ps / inp2pc processes for integration tests, on loopback only, with bounded waits.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { ADMIN_CREDENTIAL_FILE } from "../../src/server/admin.ts";
 
 export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 export const BUN = process.execPath.endsWith("bun") ? process.execPath : join(REPO_ROOT, "node_modules/.bin/bun");
@@ -115,6 +116,8 @@ export interface ServerHandle {
   dir: string;
   port: number;
   token: string;
+  /** The admin credential: admin_token from extraToml, else the one inp2ps keeps in its data dir. */
+  adminToken: string;
   fingerprint?: string;
   configPath: string;
   stop(): Promise<void>;
@@ -172,12 +175,14 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     throw err;
   });
   const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)?.[1];
+  const adminToken = /\badmin_token\s*=\s*"([^"]+)"/.exec(options.extraToml ?? "")?.[1] ?? readFileSync(join(dir, ADMIN_CREDENTIAL_FILE), "utf8").trim();
   return {
     proc,
     stunPorts,
     dir,
     port,
     token,
+    adminToken,
     fingerprint,
     configPath,
     async stop() {
@@ -215,10 +220,11 @@ export function startClient(options: ClientOptions): Proc & { dir: string } {
   return proc;
 }
 
-/** GET a server's REST API (trusting its self-signed certificate). */
-export async function api(server: ServerHandle, path: string, token?: string): Promise<{ status: number; body: any }> {
+/** Calls a server's REST API (trusting its self-signed certificate); GET unless told otherwise. */
+export async function api(server: ServerHandle, path: string, token?: string, method = "GET"): Promise<{ status: number; body: any }> {
   const scheme = server.fingerprint ? "https" : "http";
   const response = await fetch(`${scheme}://127.0.0.1:${server.port}${path}`, {
+    method,
     headers: token ? { authorization: `Bearer ${token}` } : {},
     ...(server.fingerprint ? { tls: { rejectUnauthorized: false } } : {}),
   } as RequestInit);
@@ -226,13 +232,11 @@ export async function api(server: ServerHandle, path: string, token?: string): P
 }
 
 export async function onlineNodes(server: ServerHandle): Promise<string[]> {
-  const { body } = await api(server, "/api/v1/nodes", server.token);
+  const { body } = await api(server, "/api/v1/nodes", server.adminToken);
   return (body.nodes as { name: string }[]).map((n) => n.name).sort();
 }
 
 // ---------- linked inp2pc processes (peer links, apps) ----------
-// (An import declaration may sit anywhere at the top level; this one stays with the helpers that use it.)
-import { readFileSync as readProcFile } from "node:fs";
 
 export interface LinkedClient {
   proc: Proc;
@@ -328,7 +332,7 @@ export async function linkedClientStatus(client: LinkedClient): Promise<any> {
 export function rssMiB(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   try {
-    const match = readProcFile(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)\s+kB/m);
+    const match = readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)\s+kB/m);
     return match ? Number(match[1]) / 1024 : undefined;
   } catch {
     return undefined;

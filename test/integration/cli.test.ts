@@ -331,8 +331,9 @@ describe("first start without a config (npm start)", () => {
   let port: number;
   let token: string;
   let fingerprint: string;
+  let adminCredential: string;
 
-  it("generates a token and a certificate, prints them and a join line, writes inp2ps.toml 0600", async () => {
+  it("generates a token, an admin credential and a certificate, prints them and a join line, writes the secrets 0600", async () => {
     cwd = dir("inp2ps-fresh-");
     port = await freePort();
     const proc = track(run(INP2PS, ["--ws-port", String(port)], { cwd }));
@@ -343,31 +344,45 @@ describe("first start without a config (npm start)", () => {
       token = out.match(/token:\s+(\d+)/)![1]!;
       fingerprint = out.match(/SHA-256:\s+((?:[0-9A-F]{2}:){31}[0-9A-F]{2})\b/)![1]!;
       expect(BigInt(token) > 0n).toBe(true);
-      const join = out.match(/inp2pc -serverhost (\S+) -serverport (\d+) -node NODE_NAME -token (\d+) -tls-fingerprint (\S+)/);
-      expect(join, out).not.toBeNull();
-      expect(join![2]).toBe(String(port));
-      expect(join![3]).toBe(token);
-      expect(join![4]).toBe(fingerprint);
+      // The token goes in the environment: a command line is readable by every local user (ps, /proc/PID/cmdline).
+      const line = out.match(/^ +(.*inp2pc .*)$/m)![1]!;
+      const joinLine = line.match(/^INP2P_TOKEN=(\d+) inp2pc -serverhost (\S+) -serverport (\d+) -node NODE_NAME -tls-fingerprint (\S+)$/);
+      expect(joinLine, line).not.toBeNull();
+      expect(joinLine![1]).toBe(token);
+      expect(joinLine![3]).toBe(String(port));
+      expect(joinLine![4]).toBe(fingerprint);
+      const adminFile = join(cwd, "inp2ps.admin");
+      const admin = out.match(/admin:\s+(\S+) \(new; saved in (\S+), shown only this once\)/);
+      expect(admin, out).not.toBeNull();
+      expect(admin![2]).toBe(adminFile);
+      adminCredential = admin![1]!;
+      expect(adminCredential).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(readFileSync(adminFile, "utf8").trim()).toBe(adminCredential);
+      expect(modeOf(adminFile)).toBe(0o600);
     } finally {
       await proc.stop();
     }
     const config = join(cwd, "inp2ps.toml");
     expect(modeOf(config)).toBe(0o600);
     expect(readFileSync(config, "utf8")).toContain(`token = "${token}"`);
+    expect(readFileSync(config, "utf8")).not.toContain(adminCredential);
     expect(modeOf(join(cwd, "inp2ps.tls.key"))).toBe(0o600);
   });
 
-  it("a restart reuses the same token and the same certificate", async () => {
+  it("a restart reuses the same token, admin credential and certificate, and prints only where the credential is", async () => {
     expect(token).toBeDefined();
     const proc = track(run(INP2PS, ["--ws-port", String(port)], { cwd }));
     try {
       await proc.waitForOutput(/join a node with:\n.*inp2pc .*\n/);
       expect(proc.output).toMatch(new RegExp(`token:\\s+${token}\\n`));
       expect(proc.output).toContain(`SHA-256:  ${fingerprint}`);
+      expect(proc.output).toContain(`admin:    in ${join(cwd, "inp2ps.admin")}\n`);
+      expect(proc.output).not.toContain(adminCredential);
       expect(proc.output).not.toMatch(/generated a token/);
     } finally {
       await proc.stop();
     }
+    expect(readFileSync(join(cwd, "inp2ps.admin"), "utf8").trim()).toBe(adminCredential);
   });
 
   it("the printed join line logs a client in; secrets on both sides are 0600", async () => {
@@ -376,12 +391,12 @@ describe("first start without a config (npm start)", () => {
     const pinned = dir("inp2pc-join-");
     const tofu = dir("inp2pc-join-");
     try {
-      const [line] = await server.waitForOutput(/inp2pc -serverhost .*/);
+      const [, envToken, line] = await server.waitForOutput(/INP2P_TOKEN=(\d+) (inp2pc -serverhost .*)/);
       // Only the host changes: tests stay on loopback.
-      const args = line.split(/\s+/).slice(1);
+      const args = line!.split(/\s+/).slice(1);
       args[args.indexOf("-serverhost") + 1] = "127.0.0.1";
       args[args.indexOf("-node") + 1] = "joined";
-      const a = track(run(INP2PC, [...args, "--log-level", "debug"], { cwd: pinned }));
+      const a = track(run(INP2PC, [...args, "--log-level", "debug"], { cwd: pinned, env: { INP2P_TOKEN: envToken } }));
       await a.waitForOutput(/logged in/);
       expect(a.output).toMatch(/server certificate accepted \(pinned\)/);
       // Without the pin: trust on first use records the fingerprint.

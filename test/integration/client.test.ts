@@ -219,6 +219,8 @@ describe.concurrent("sessions", () => {
     for (const name of names) expect(back[name], name).toBeLessThan(15_000);
     // Same data dir => same certificate: the clients' first-use records still match.
     for (const c of clients) expect(c.output).not.toMatch(/SERVER CERTIFICATE CHANGED/);
+    // The server lists a node when it answers the login; the client logs "logged in" a moment later.
+    for (const c of clients) await waitFor("the client's second login line", () => count(c.output, /logged in/) >= 2, 5_000);
     for (const c of clients) expect(count(c.output, /logged in/)).toBe(2);
   }, 40_000);
 
@@ -260,7 +262,7 @@ describe.concurrent("sessions", () => {
     await waitFor(
       "two heartbeats from the restarted phoenix",
       async () => {
-        const { body } = await api(s, "/api/v1/nodes", s.token);
+        const { body } = await api(s, "/api/v1/nodes", s.adminToken);
         const entry = (body.nodes as { name: string; onlineSince: string; lastHeartbeat: string }[]).find((n) => n.name === "phoenix");
         return entry && Date.parse(entry.lastHeartbeat) - Date.parse(entry.onlineSince) >= 2 * HEARTBEAT_INTERVAL_MS;
       },
@@ -322,7 +324,7 @@ describe.concurrent("churn and refusals", () => {
     await waitFor("the client's status to show NAT type public", async () => (await status()).nat?.natType === "public", 20_000, 200);
     await waitFor(
       "the server to list early with NAT type public",
-      async () => ((await api(s, "/api/v1/nodes", s.token)).body.nodes as { name: string; natType: string | null }[]).some((n) => n.name === "early" && n.natType === "public"),
+      async () => ((await api(s, "/api/v1/nodes", s.adminToken)).body.nodes as { name: string; natType: string | null }[]).some((n) => n.name === "early" && n.natType === "public"),
       10_000,
       200,
     );

@@ -95,7 +95,7 @@ describe("NAT type through inp2ps and inp2pc", () => {
       expect(human.output).toMatch(/NAT type\s+public/);
 
       await waitFor("the node's NAT type in /api/v1/nodes", async () => {
-        const { body } = await api(server, "/api/v1/nodes", server.token);
+        const { body } = await api(server, "/api/v1/nodes", server.adminToken);
         return body.nodes.find((n: { name: string; natType: string | null }) => n.name === "nat-1" && n.natType === "public");
       });
       expect(client.output).toMatch(/NAT type: public/);
@@ -114,7 +114,7 @@ describe("NAT type through inp2ps and inp2pc", () => {
     try {
       session.start();
       await waitFor("login", () => session.state === "online");
-      const natType = async () => ((await api(server, "/api/v1/nodes", server.token)).body.nodes as { name: string; natType: string | null }[]).find((n) => n.name === "late-nat")?.natType;
+      const natType = async () => ((await api(server, "/api/v1/nodes", server.adminToken)).body.nodes as { name: string; natType: string | null }[]).find((n) => n.name === "late-nat")?.natType;
       expect(await natType()).toBeNull();
       session.setNat({ natType: "symmetric", mapping: "address-and-port-dependent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.20:4242", portPreserved: false, tcp: true });
       await waitFor("the reported NAT type", async () => (await natType()) === "symmetric");

@@ -44,7 +44,7 @@ describe("REST API", () => {
     one = node(server, "rest-1");
     listed = await waitFor(
       "rest-1 listed with its NAT type",
-      async () => ((await api(server, "/api/v1/nodes", server.token)).body.nodes as (typeof listed)[]).find((n) => n.name === "rest-1" && n.natType !== null),
+      async () => ((await api(server, "/api/v1/nodes", server.adminToken)).body.nodes as (typeof listed)[]).find((n) => n.name === "rest-1" && n.natType !== null),
       WAIT_MS,
     );
   });
@@ -59,17 +59,20 @@ describe("REST API", () => {
     expect(one.exitCode).toBeNull();
   });
 
-  it("nodes needs the admin token: 401 without, 403 when wrong", async () => {
+  it("nodes needs the admin credential: 401 without, 403 for a user token or a wrong one, each saying where it is", async () => {
     const without = await api(server, "/api/v1/nodes");
     expect(without.status).toBe(401);
-    expect(without.body.error).toMatch(/admin token required/);
+    expect(without.body.error).toMatch(/admin credential required/);
+    const user = await api(server, "/api/v1/nodes", server.token);
+    expect(user.status).toBe(403);
+    expect(user.body.error).toContain(`that is a user token, which grants nothing on this API but health; send the admin credential (in ${join(server.dir, "inp2ps.admin")})`);
     const wrong = await api(server, "/api/v1/nodes", "42");
     expect(wrong.status).toBe(403);
     expect(wrong.body.error).toMatch(/not valid/);
   });
 
   it("nodes lists each online node with its details", async () => {
-    const { status, body } = await api(server, "/api/v1/nodes", server.token);
+    const { status, body } = await api(server, "/api/v1/nodes", server.adminToken);
     expect(status).toBe(200);
     expect(body.nodes).toHaveLength(1);
     const [entry] = body.nodes;
@@ -85,10 +88,12 @@ describe("REST API", () => {
     expect(Date.parse(entry.lastHeartbeat)).toBeGreaterThanOrEqual(Date.parse(entry.onlineSince));
   });
 
-  it("an unknown path is a 404 JSON error naming the path", async () => {
-    const { status, body } = await api(server, "/api/v1/no-such-thing");
+  it("an unknown API path is a 404 JSON error naming the path for the admin, a 401 for anyone else", async () => {
+    const { status, body } = await api(server, "/api/v1/no-such-thing", server.adminToken);
     expect(status).toBe(404);
     expect(body.error).toContain("/api/v1/no-such-thing");
+    expect((await api(server, "/api/v1/no-such-thing")).status).toBe(401);
+    expect((await api(server, "/no-such-thing")).status).toBe(404);
   });
 
   it("inp2ps nodes prints a table of the online nodes", async () => {
@@ -125,6 +130,7 @@ describe("REST API with a separate admin token", () => {
     expect(admin.body.nodes.map((n: { name: string }) => n.name)).toEqual(["admin-1"]);
     const user = await api(server, "/api/v1/nodes", server.token);
     expect(user.status).toBe(403);
+    expect(user.body.error).toMatch(/user token.*admin_token in \[server\]/);
     // The CLI uses admin_token from the config.
     const cli = await runToEnd(INP2PS, ["nodes", "--json", "--config", server.configPath]);
     expect(cli.code, cli.output).toBe(0);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -234,6 +234,60 @@ describe("precedence: flags > env > TOML > defaults", () => {
   });
 });
 
+describe("token_file", () => {
+  const CLIENT_WITH_FILE = 'role = "client"\n[client]\nserver_host = "h"\nnode = "n"\ntoken_file = "secret/token"\n';
+
+  it("reads the token from the file, trimmed, relative to the config file, for client and server", () => {
+    const path = writeFile("c.toml", CLIENT_WITH_FILE);
+    mkdirSync(join(dir, "secret"));
+    writeFile("secret/token", "  18446744073709551615\n");
+    const client = loadConfig({ role: "client", configPath: path, env: {} }).config.client!;
+    expect(client.token).toBe("18446744073709551615");
+    expect(client.token_file).toBe(join(dir, "secret/token"));
+    const server = writeFile("s.toml", 'role = "server"\n[server]\ntoken_file = "secret/token"\n');
+    expect(loadConfig({ role: "server", configPath: server, env: {} }).config.server?.token).toBe("18446744073709551615");
+  });
+
+  it("INP2P_TOKEN and --token win over token_file", () => {
+    const path = writeFile("c.toml", CLIENT_WITH_FILE);
+    // The file does not exist: it is not read at all when a token comes from elsewhere.
+    expect(loadConfig({ role: "client", configPath: path, env: { INP2P_TOKEN: "5" } }).config.client?.token).toBe("5");
+    expect(loadConfig({ role: "client", configPath: path, env: {}, flags: { token: "6" } }).config.client?.token).toBe("6");
+  });
+
+  it("refuses token and token_file together, and a missing, empty or invalid file, naming the key and the file", () => {
+    const both = configError(() => parseConfig(CLIENT_WITH_FILE + 'token = "1"\n', "/x.toml"));
+    expect(both.keyPath).toBe("client.token_file");
+    expect(both.message).toContain("token and token_file are mutually exclusive: keep one");
+    const path = writeFile("c.toml", CLIENT_WITH_FILE);
+    const file = join(dir, "secret/token");
+    const missing = configError(() => loadConfig({ role: "client", configPath: path, env: {} }));
+    expect(missing.keyPath).toBe("client.token_file");
+    expect(missing.message).toContain(`client.token_file: cannot read ${file}: `);
+    mkdirSync(join(dir, "secret"));
+    writeFile("secret/token", " \n");
+    const empty = configError(() => loadConfig({ role: "client", configPath: path, env: {} }));
+    expect(empty.message).toBe(`${path}: client.token_file: ${file} is empty: put this node's user token in it`);
+    writeFile("secret/token", "not-a-token\n");
+    const invalid = configError(() => loadConfig({ role: "client", configPath: path, env: {} }));
+    expect(invalid.keyPath).toBe("client.token_file");
+    expect(invalid.message).toContain(`${path}: client.token_file: ${file} does not hold a token: expected a token: an integer 1..18446744073709551615`);
+    expect(invalid.message).not.toContain("not-a-token");
+  });
+
+  it("a written config keeps token_file and not the token read from it", () => {
+    mkdirSync(join(dir, "secret"));
+    writeFile("secret/token", "77\n");
+    const path = writeFile("c.toml", CLIENT_WITH_FILE);
+    const { config } = loadConfig({ role: "client", configPath: path, env: {} });
+    writeConfig(path, config);
+    const text = readFileSync(path, "utf8");
+    expect(text).toContain(`token_file = "${join(dir, "secret/token")}"`);
+    expect(text).not.toMatch(/^token = /m);
+    expect(loadConfig({ role: "client", configPath: path, env: {} }).config.client?.token).toBe("77");
+  });
+});
+
 describe("error messages", () => {
   it("syntax error names file, line and column", () => {
     const path = writeFile("bad.toml", 'role = "client"\n[client]\nnode = "x\n');
@@ -312,12 +366,12 @@ target = "h:1"
     expect(error.keyPath).toBe("client.server_host");
     expect(error.message.split("\n")).toEqual([
       `missing client.server_host: give --serverhost, set INP2P_SERVER, or add server_host to [client] in ${path}`,
-      `missing client.token: give --token, set INP2P_TOKEN, or add token to [client] in ${path}`,
+      `missing client.token: give --token, set INP2P_TOKEN, or add token (or token_file) to [client] in ${path}`,
     ]);
     const config = parseConfig(CLIENT_MINIMAL, "/x.toml");
     expect(() => checkRequired(config)).not.toThrow();
     const noToken: Config = { ...config, client: { ...config.client!, token: "" } };
-    expect(() => checkRequired(noToken)).toThrow("missing client.token: give --token, set INP2P_TOKEN, or add token to [client] in the config file");
+    expect(() => checkRequired(noToken)).toThrow("missing client.token: give --token, set INP2P_TOKEN, or add token (or token_file) to [client] in the config file");
   });
 });
 
@@ -424,6 +478,18 @@ describe("values", () => {
     expect(serverToken.message).toContain("token equals server.token");
     const reserved = configError(() => parseConfig(base + user("default", "5"), "/x.toml"));
     expect(reserved.message).toContain('"default" is reserved');
+  });
+
+  it("refuses an admin_token equal to server.token or to a user's token, naming the key", () => {
+    const base = 'role = "server"\n[server]\ntoken = "1"\n';
+    const users = '[[server.users]]\nname = "bob"\ntoken = "42"\n';
+    const asDefault = configError(() => parseConfig(base + 'admin_token = "1"\n' + users, "/x.toml"));
+    expect(asDefault.keyPath).toBe("server.admin_token");
+    expect(asDefault.message).toContain("admin_token equals server.token (the default user's token): the admin credential must never be a user token");
+    const asBob = configError(() => parseConfig(base + 'admin_token = "42"\n' + users, "/x.toml"));
+    expect(asBob.keyPath).toBe("server.admin_token");
+    expect(asBob.message).toContain("admin_token equals users[0].token (user bob)");
+    expect(parseConfig(base + 'admin_token = "an admin secret"\n' + users, "/x.toml").server?.admin_token).toBe("an admin secret");
   });
 
   it("requires tls_cert and tls_key together and a heartbeat timeout above the interval", () => {
