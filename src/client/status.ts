@@ -25,6 +25,8 @@ export interface ClientStatus {
       bytesIn: number;
       bytesOut: number;
       since: string | null;
+      /** Why the last link attempt failed (a denial of the server's ACL among them); null when none did. */
+      error: string | null;
       /** Packets refused on this link: forged or corrupted, replayed, malformed. */
       rejected: { auth: number; replay: number; malformed: number };
     }
