@@ -80,6 +80,14 @@ describe("example files", () => {
     expect(config.server?.users).toEqual([{ name: "alice", token: "222" }]);
   });
 
+  it("server example validates with its commented ACL rule filled in", () => {
+    const text = readFileSync(SERVER_EXAMPLE, "utf8")
+      .replace('# token = "<your token>"', 'token = "111"')
+      .replace(/^# (\[\[server\.acl\]\]|name = "cams-to-nvr"|user = |from = |to = |action = )/gm, "$1");
+    const config = parseConfig(text, SERVER_EXAMPLE);
+    expect(config.server?.acl).toEqual([{ name: "cams-to-nvr", user: "default", from: ["tag:cams"], to: ["nvr"], action: "allow" }]);
+  });
+
   it("client example loads and validates", () => {
     const { config } = loadConfig({ role: "client", configPath: CLIENT_EXAMPLE, env: {} });
     const client = config.client!;
