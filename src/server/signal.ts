@@ -13,8 +13,8 @@ import {
   type ResponseMessage,
   type ServerMessage,
 } from "../protocol/index.ts";
-import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
-import { Acl, aclDenialMessage, type AclRule, type TagsOf } from "./acl.ts";
+import { ACL_AUDIT_REPEAT_MS, COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_ACL_AUDIT_PAIRS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import { Acl, aclDenialMessage, type AclDecision, type AclRule, type TagsOf } from "./acl.ts";
 import type { RelayBroker } from "./broker.ts";
 import type { SdwanHub } from "./sdwan.ts";
 import type { AuditLog } from "./audit.ts";
@@ -81,6 +81,8 @@ export interface SignalHubInit {
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
   private readonly acl: Acl;
+  /** When each denied pair and request was last audited. */
+  private readonly aclAudited = new Map<string, number>();
 
   constructor(private readonly init: SignalHubInit) {
     this.acl = new Acl(init.acl, init.tagsOf);
@@ -204,11 +206,11 @@ export class SignalHub {
    */
   private async coordinate(session: NodeSession, peerName: string): Promise<ConnectPlan> {
     const current = () => this.peerOf(session, peerName);
-    this.authorize(session, current(), "connect");
     // A node that just logged in is still detecting its NAT and learning its addresses; the plan
     // (roles, birthday, where to send) needs both sides' of each. (The peer may log in anew meanwhile.)
     const ready = (node: NodeSession) => node.nat && node.candidates;
     let peer = current();
+    this.authorize(session, peer, "connect");
     for (const deadline = Date.now() + NAT_WAIT_MS; !(ready(session) && ready(peer)) && Date.now() < deadline; peer = current())
       await new Promise((r) => setTimeout(r, NAT_POLL_MS));
     const sessionId = randomBytes(16).toString("base64url");
@@ -227,9 +229,20 @@ export class SignalHub {
   private authorize(session: NodeSession, peer: NodeSession, request: "connect" | "relay"): void {
     const decision = this.acl.check(session.user, session.name, peer.name);
     if (decision.allowed) return;
-    const rule = decision.rule ? `server.acl[${decision.rule.index}]` : "none";
-    this.init.audit.record("acl-denied", { user: session.user, from: session.name, to: peer.name, request, rule });
+    this.init.logger.debug("the ACL denies a link", { user: session.user, from: session.name, to: peer.name, request });
+    this.auditDenial(decision, request);
     throw new ProtocolError("ACL_DENIED", aclDenialMessage(decision));
+  }
+
+  private auditDenial(decision: AclDecision, request: "connect" | "relay"): void {
+    const now = Date.now();
+    const key = JSON.stringify([decision.user, decision.from, decision.to, request]);
+    if ((this.aclAudited.get(key) ?? -Infinity) > now - ACL_AUDIT_REPEAT_MS) return;
+    if (this.aclAudited.size >= MAX_ACL_AUDIT_PAIRS) for (const [old, at] of this.aclAudited) if (at <= now - ACL_AUDIT_REPEAT_MS) this.aclAudited.delete(old);
+    if (this.aclAudited.size >= MAX_ACL_AUDIT_PAIRS) this.aclAudited.clear();
+    this.aclAudited.set(key, now);
+    const rule = decision.rule ? `server.acl[${decision.rule.index}]` : "none";
+    this.init.audit.record("acl-denied", { user: decision.user, from: decision.from, to: decision.to, request, rule });
   }
 
   /** Picks a relay for a link to `peerName` and gives each side its ticket; the peer hears of it at once. */

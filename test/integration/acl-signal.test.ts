@@ -76,11 +76,15 @@ describe("the ACL in signalling (raw clients)", () => {
     expect(y.messages.filter((m) => m.type === "relay").map((m) => m.plan.peer.name)).toEqual(["w"]);
   });
 
-  it("a denial is not a fault: the requester stays connected however often it asks", async () => {
-    const [x] = [await online("x"), await online("y")];
-    for (let i = 0; i < MAX_BAD_MESSAGES_PER_CONNECTION + 2; i++) expect(await x.request("connect", { peer: "y" })).toMatchObject({ error: { code: "ACL_DENIED" } });
+  it("a denial is not a fault: the requester stays connected however often it asks, and the audit holds it once", async () => {
+    const [x, z] = [await online("x"), await online("z")];
+    for (let i = 0; i < MAX_BAD_MESSAGES_PER_CONNECTION + 2; i++) expect(await x.request("connect", { peer: "z" })).toMatchObject({ error: { code: "ACL_DENIED" } });
     expect(await x.request("peers")).toMatchObject({ ok: true });
     expect(x.closed).toBe(false);
+    // A later denial of another pair: once its audit line is in the server's output, x's are too.
+    expect(await z.request("connect", { peer: "x" })).toMatchObject({ error: { code: "ACL_DENIED" } });
+    await waitFor("the audit line of z -> x", () => deniedLines().some((line) => line.includes("from=z to=x ")) || undefined);
+    expect(deniedLines().filter((line) => line.includes("from=x to=z ")).length).toBe(1);
   });
 
   it("SDWAN: a node's map and the pushes it gets hold only members the ACL lets it link with both ways", async () => {
