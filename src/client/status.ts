@@ -13,7 +13,7 @@ export interface ClientStatus {
     string,
     {
       online: boolean;
-      /** connecting | linked | needs-relay | failed; null before anything was tried. */
+      /** connecting | linked | needs-relay | failed | denied (by the server's ACL); null before anything was tried. */
       state: string | null;
       link: string | null;
       /** The relay's name ("user/node", or "server") on a relayed link. */
