@@ -152,7 +152,9 @@ export class App {
 
   status(): AppStatus {
     const { name, protocol, listen, peer, target } = this.config;
-    return { name, protocol, listen, peer, target, state: this.state, error: this.error, connections: this.connections, totalConnections: this.totalConnections };
+    // A listener that failed says so; else a denial of the server's ACL that keeps this app from its peer.
+    const error = this.error ?? this.peers.denial(peer);
+    return { name, protocol, listen, peer, target, state: this.state, error, connections: this.connections, totalConnections: this.totalConnections };
   }
 
   private listenTcp(host: string, port: number): Promise<void> {
@@ -192,7 +194,7 @@ export class App {
         socket.resume();
       })
       .catch((err: Error) => {
-        this.warnings.warn(`peer:${err.message}`, `app ${this.config.name}: cannot reach peer ${this.config.peer}: ${err.message}`);
+        this.cannotReachPeer(err);
         socket.destroy();
       });
   }
@@ -228,7 +230,12 @@ export class App {
     flow.lastUsed = Date.now();
     const link = this.peers.link(this.config.peer);
     if (link) link.sendDatagram(encodeUdpAppDatagram(flow.id, this.config.target, payload));
-    else void this.peers.connect(this.config.peer).catch((err: Error) => this.logger.debug(`app ${this.config.name}: no link`, { error: err.message }));
+    else void this.peers.connect(this.config.peer).catch((err: Error) => this.cannotReachPeer(err));
+  }
+
+  /** Once per window and reason (an app may fail many connections for one reason). */
+  private cannotReachPeer(err: Error): void {
+    this.warnings.warn(`peer:${err.message}`, `app ${this.config.name}: cannot reach peer ${this.config.peer}: ${err.message}`);
   }
 
   private sweepFlows(): void {

@@ -208,6 +208,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
               link: stats?.kind ?? null,
               relay: stats?.via ?? null,
               punchMs: peers.info(name)?.punchMs ?? null,
+              error: peers.info(name)?.error ?? null,
               remote: stats?.remote ?? null,
               rttMs: stats?.rttMs ?? null,
               bytesIn: stats?.bytesIn ?? 0,

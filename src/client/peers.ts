@@ -24,6 +24,12 @@ const DIRECT_RETRY_FIRST_MS = 15_000;
 const DIRECT_RETRY_MAX_MS = 300_000;
 /** A relay that failed us is not asked for again for this long. */
 const FAILED_RELAY_MEMORY_MS = 60_000;
+/**
+ * After the server's ACL denied a link to a peer, new requests for it fail at once with that denial
+ * for this long (or until the next login: the server may have restarted with another ACL), so that
+ * apps and retries do not ask the server again and again.
+ */
+export const ACL_DENIAL_MEMORY_MS = 30_000;
 /** A relayed link replaced by a direct one is closed once its streams are done, or after this. */
 const RETIRED_LINK_MAX_MS = 600_000;
 const RETIRED_LINK_POLL_MS = 1_000;
@@ -53,8 +59,8 @@ const retiredLinks = new WeakSet<Link>();
 /** The run of the peer (PeerInfo.instance) each link was made with, when the server named one. */
 const linkInstances = new WeakMap<Link, string>();
 
-/** Where a peer stands: linking, linked, or with no direct path left (a relay is needed). */
-export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed";
+/** Where a peer stands: linking, linked, with no direct path left (a relay is needed), or refused by the server's ACL. */
+export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed" | "denied";
 export interface PeerLinkInfo {
   state: PeerLinkState;
   /** Request (or the peer's plan) to the first authenticated record, for the last link made. */
@@ -64,7 +70,7 @@ export interface PeerLinkInfo {
 
 export class PeerError extends Error {
   constructor(
-    readonly code: "PEER_OFFLINE" | "PEER_RESTARTED" | "NO_PATH" | "NOT_CONNECTED",
+    readonly code: "PEER_OFFLINE" | "PEER_RESTARTED" | "NO_PATH" | "NOT_CONNECTED" | "ACL_DENIED",
     message: string,
   ) {
     super(message);
@@ -100,6 +106,8 @@ export class PeerManager {
   private readonly connecting = new Map<string, Promise<Link>>();
   private readonly linkListeners: ((peer: string, link: Link) => void)[] = [];
   private readonly states = new Map<string, PeerLinkInfo>();
+  /** Peers the server's ACL refused a link to lately: why, and until when that is remembered. */
+  private readonly denials = new Map<string, { message: string; until: number }>();
   private natKnown: () => void = () => {};
   /** Resolves once NAT detection has reported: the server's plan uses both sides' NAT types. */
   private readonly natReady = new Promise<void>((resolve) => (this.natKnown = resolve));
@@ -140,6 +148,7 @@ export class PeerManager {
   /** Call when logged in (again): the server needs our candidates before anyone can reach us. */
   onLoggedIn(): void {
     this.lastReported = "";
+    this.denials.clear();
     void this.refreshCandidates();
   }
 
@@ -195,6 +204,8 @@ export class PeerManager {
     if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
     const pending = this.connecting.get(peer);
     if (pending) return pending;
+    const denial = this.denial(peer);
+    if (denial) throw new PeerError("ACL_DENIED", denial);
     const startedAt = Date.now();
     const attempt = (async () => {
       await Promise.race([this.natReady, new Promise((r) => setTimeout(r, NAT_WAIT_MS))]);
@@ -250,6 +261,21 @@ export class PeerManager {
     return this.states.get(peer);
   }
 
+  /** Why the server's ACL denied a link to `peer`, while that denial is remembered. */
+  denial(peer: string): string | undefined {
+    const denial = this.denials.get(peer);
+    if (denial && denial.until > Date.now()) return denial.message;
+    this.denials.delete(peer);
+    return undefined;
+  }
+
+  /** Remembers the server's ACL refusal of a link to `peer` (see ACL_DENIAL_MEMORY_MS); returns it as a PeerError. */
+  private denied(peer: string, err: RequestError): PeerError {
+    this.denials.set(peer, { message: err.message, until: Date.now() + ACL_DENIAL_MEMORY_MS });
+    this.states.set(peer, { state: "denied", error: err.message });
+    return new PeerError("ACL_DENIED", err.message);
+  }
+
   private get relays(): boolean {
     return this.init.relays ?? true;
   }
@@ -264,6 +290,7 @@ export class PeerManager {
     try {
       return await this.init.session.request<ConnectPlan>("connect", { peer });
     } catch (err) {
+      if (err instanceof RequestError && err.code === "ACL_DENIED") throw this.denied(peer, err);
       const code = (err as { code?: string }).code === "PEER_OFFLINE" ? "PEER_OFFLINE" : "NO_PATH";
       this.states.set(peer, { state: "failed", error: (err as Error).message });
       throw new PeerError(code, (err as Error).message);
@@ -308,8 +335,9 @@ export class PeerManager {
       return await Promise.any([relayed, direct]);
     } catch {
       const [relayError, directError] = await Promise.all([relayed.catch((e: Error) => e), direct.catch((e: Error) => e)]);
-      // The peer is gone (or we are): say that. Otherwise the relay's error says both failed.
+      // The peer is gone (or we are), or the ACL denies it: say that. Otherwise the relay's error says both failed.
       if (directError instanceof PeerError && directError.code !== "NO_PATH") throw directError;
+      if (relayError instanceof PeerError && relayError.code === "ACL_DENIED") throw relayError;
       this.states.set(peer, { state: "needs-relay", error: (relayError as Error).message });
       throw relayError;
     }
@@ -330,6 +358,7 @@ export class PeerManager {
       try {
         plan = await this.init.session.request<RelayPlan>("relay", { peer, exclude: [...failed.keys()].slice(-MAX_RELAYS_EXCLUDED) });
       } catch (err) {
+        if (err instanceof RequestError && err.code === "ACL_DENIED") throw this.denied(peer, err);
         // Every relay left failed us lately: one of those may work again, which beats having none.
         if (err instanceof RequestError && err.code === "NO_RELAY" && failed.size > 0) {
           this.init.logger.debug("no relay left but ones that failed lately; trying those again", { peer, failed: [...failed.keys()].join(",") });
@@ -383,6 +412,7 @@ export class PeerManager {
       throw new PeerError("PEER_RESTARTED", `${peer} restarted while the link was being made`);
     }
     if (instance) linkInstances.set(link, instance);
+    this.denials.delete(peer); // the peer linked to us, or the ACL changed
     const punchMs = Date.now() - startedAt;
     this.states.set(peer, { state: "linked", punchMs });
     this.init.logger.info("peer linked", { peer, path: link.kind, ...(link.via ? { relay: link.via } : {}), ms: punchMs });

@@ -13,7 +13,7 @@ export interface ClientStatus {
     string,
     {
       online: boolean;
-      /** connecting | linked | needs-relay | failed; null before anything was tried. */
+      /** connecting | linked | needs-relay | failed | denied (by the server's ACL); null before anything was tried. */
       state: string | null;
       link: string | null;
       /** The relay's name ("user/node", or "server") on a relayed link. */
@@ -25,6 +25,8 @@ export interface ClientStatus {
       bytesIn: number;
       bytesOut: number;
       since: string | null;
+      /** Why the last link attempt failed (a denial of the server's ACL among them); null when none did. */
+      error: string | null;
       /** Packets refused on this link: forged or corrupted, replayed, malformed. */
       rejected: { auth: number; replay: number; malformed: number };
     }

@@ -52,6 +52,9 @@ export const MAX_RECONNECT_DELAY_MS = 3_600_000;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;
 
 export const DEFAULT_USER_NAME = "default";
+/** [[server.acl]] selectors: every node of the user, or its nodes with an admin-set tag ("tag:cams"). */
+export const ACL_ANY = "*";
+export const ACL_TAG_PREFIX = "tag:";
 export const SERVER_CONFIG_FILE = "inp2ps.toml";
 export const CLIENT_CONFIG_FILE = "inp2pc.toml";
 

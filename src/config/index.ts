@@ -3,9 +3,11 @@ export * from "./constants";
 export { ConfigError, type ConfigErrorCode, type ConfigErrorDetails } from "./errors";
 export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/index.ts";
 export {
+  ACL_ACTIONS,
   APP_PROTOCOLS,
   ROLES,
   TLS_MODES,
+  type AclRuleConfig,
   type AppConfig,
   type ClientConfig,
   type Config,

@@ -5,6 +5,7 @@ import { NODE_NAME_PATTERN } from "../protocol/index.ts";
 import { cidrContains, ipToNumber, parseCidr } from "../sdwan/packet.ts";
 import * as C from "./constants";
 import {
+  aclSelectorValue,
   booleanValue,
   describeValue,
   cidrValue,
@@ -28,6 +29,7 @@ import {
 export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
+export const ACL_ACTIONS = ["allow", "deny"] as const;
 /** Kinds of peer path a node may use: direct (or punched) UDP and TCP, and relays. */
 export const PEER_TRANSPORTS = ["udp", "tcp", "relay"] as const;
 
@@ -48,6 +50,15 @@ const WILDCARD_ADDRESSES = ["0.0.0.0", "::"];
 export const userSchema = z.strictObject({
   name: nameValue,
   token: tokenValue,
+});
+
+/** `[[server.acl]]`: which nodes of `user` may ask for a link to which; see server/acl.ts. */
+export const aclRuleSchema = z.strictObject({
+  name: nameValue.optional(),
+  user: nameValue.default(C.DEFAULT_USER_NAME),
+  from: z.array(aclSelectorValue).min(1, "expected at least one selector"),
+  to: z.array(aclSelectorValue).min(1, "expected at least one selector"),
+  action: enumValue(ACL_ACTIONS),
 });
 
 /** `[server.sdwan]`: the virtual network's subnet, fixed addresses by node name, and how long addresses stay reserved. */
@@ -93,6 +104,7 @@ export const serverShape = {
   relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),
   relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
   sdwan: serverSdwanSchema.optional(),
+  acl: z.array(aclRuleSchema).default([]),
 };
 
 type Issue = { path: (string | number)[]; message: string };
@@ -169,8 +181,21 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     const user = s.users.findIndex((u) => u.token === s.admin_token);
     if (user >= 0) issues.push({ path: ["admin_token"], message: `admin_token equals users[${user}].token (user ${s.users[user]!.name}): ${never}` });
   }
+  checkAcl(s, issues);
   for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
 });
+
+function checkAcl(s: { users: { name: string }[]; acl: z.output<typeof aclRuleSchema>[] }, issues: Issue[]): void {
+  const users = [C.DEFAULT_USER_NAME, ...s.users.map((user) => user.name)];
+  const names = new Map<string, number>();
+  s.acl.forEach((rule, i) => {
+    if (!users.includes(rule.user)) issues.push({ path: ["acl", i, "user"], message: `unknown user "${rule.user}" (the users are ${users.join(", ")})` });
+    if (rule.name === undefined) return;
+    const same = names.get(rule.name);
+    if (same !== undefined) issues.push({ path: ["acl", i, "name"], message: `duplicate rule name "${rule.name}" (also acl[${same}])` });
+    else names.set(rule.name, i);
+  });
+}
 
 function checkSdwanStatic(sdwan: z.output<typeof serverSdwanSchema>, issues: Issue[]): void {
   const subnet = parseCidr(sdwan.subnet);
@@ -267,6 +292,7 @@ export type ServerConfig = z.output<typeof serverSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type AppConfig = z.output<typeof appSchema>;
 export type UserConfig = z.output<typeof userSchema>;
+export type AclRuleConfig = z.output<typeof aclRuleSchema>;
 
 export interface Config {
   role: Role;
@@ -282,6 +308,7 @@ export const KNOWN_KEYS: Record<string, readonly string[]> = {
   server: Object.keys(serverShape),
   "server.users": Object.keys(userSchema.shape),
   "server.sdwan": Object.keys(serverSdwanSchema.shape),
+  "server.acl": Object.keys(aclRuleSchema.shape),
   client: Object.keys(clientShape),
   "client.apps": Object.keys(appSchema.shape),
   "client.sdwan": Object.keys(clientSdwanSchema.shape),

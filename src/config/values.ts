@@ -4,7 +4,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import * as z from "zod";
 import { MAX_NODE_NAME_LENGTH, NODE_NAME_PATTERN } from "../protocol/index.ts";
-import { MAX_UINT64 } from "./constants";
+import { ACL_ANY, ACL_TAG_PREFIX, MAX_UINT64 } from "./constants";
 import { parseCidr } from "../sdwan/packet.ts";
 
 /** How a value is shown after "got": strings quoted, TOML tables and arrays named. */
@@ -94,6 +94,13 @@ function checkName(value: unknown): { ok: string } | { error: string } {
 
 /** Node, user and app names. */
 export const nameValue = leaf<string>(checkName);
+
+/** A [[server.acl]] selector: a node name, "tag:NAME" or "*". */
+export const aclSelectorValue = leaf<string>((value) => {
+  const name = typeof value === "string" && value.startsWith(ACL_TAG_PREFIX) ? value.slice(ACL_TAG_PREFIX.length) : value;
+  if (value === ACL_ANY || (typeof name === "string" && NODE_NAME_PATTERN.test(name))) return { ok: value as string };
+  return { error: expected(`a node name, "${ACL_TAG_PREFIX}NAME" or "${ACL_ANY}"`, value) };
+});
 
 /** Like nameValue, but "" is allowed and means "not set" (a required field checked after merging). */
 export const optionalNameValue = leaf<string>((value) => (value === "" ? { ok: "" } : checkName(value)));

@@ -212,6 +212,8 @@ export type ErrorCode =
   | "RATE_LIMITED"
   | "PEER_OFFLINE"
   | "PEER_UNREACHABLE"
+  /** The server's ACL ([[server.acl]]) does not let the requester link to that peer. */
+  | "ACL_DENIED"
   | "NO_RELAY"
   | "SDWAN_OFF"
   | "SDWAN_FULL";

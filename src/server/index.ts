@@ -9,6 +9,7 @@ import { startStunServer } from "../nat/stun-server.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
 import { RelayBroker } from "./broker.ts";
+import type { AclRule } from "./acl.ts";
 import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
 import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
@@ -54,6 +55,8 @@ export interface ServerInit {
   relay_bw: number;
   /** The virtual network, when configured. */
   sdwan?: SdwanInit;
+  /** [[server.acl]]: which nodes of a user may link to which (none: all may). */
+  acl?: readonly AclRule[];
 }
 
 export interface RunningServer {
@@ -104,14 +107,16 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
   const audit = new AuditLog(logger.child("audit"));
-  const hub = new SignalHub({
+  const hub: SignalHub = new SignalHub({
     users,
     registry,
     broker,
-    sdwan: addressBook ? new SdwanHub(addressBook, registry) : undefined,
+    // Called only once the hub exists (when a node joins the virtual network).
+    sdwan: addressBook ? new SdwanHub(addressBook, registry, (node, member): boolean => hub.linkableBothWays(node, member)) : undefined,
     pins,
     guard,
     audit,
+    acl: init.acl,
     logger,
     version,
     heartbeatIntervalMs: init.heartbeat_interval_ms,

@@ -81,11 +81,15 @@ export class AddressBook {
   }
 }
 
-/** Who is on the virtual network (per user), and telling them whenever that changes. */
+/**
+ * Who is on the virtual network (per user), and telling them whenever that changes. A node's map
+ * holds, and it is told about, only the members `visible` (the ACL) puts beside it.
+ */
 export class SdwanHub {
   constructor(
     private readonly book: AddressBook,
     private readonly registry: Registry,
+    private readonly visible: (node: NodeSession, member: NodeSession) => boolean = () => true,
   ) {}
 
   /** A node joins (or updates its routes): it gets its address and the map; the others hear of it. */
@@ -111,12 +115,12 @@ export class SdwanHub {
     return {
       subnet: this.book.subnetText,
       self: { name: session.name, ip: session.sdwan!.ip },
-      nodes: members.filter((node) => node !== session).map((node) => ({ name: node.name, ip: node.sdwan!.ip, routes: node.sdwan!.routes })),
+      nodes: members.filter((node) => node !== session && this.visible(session, node)).map((node) => ({ name: node.name, ip: node.sdwan!.ip, routes: node.sdwan!.routes })),
     };
   }
 
   private broadcast(user: string, except: NodeSession): void {
     const members = this.members(user);
-    for (const node of members) if (node !== except) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node, members) }));
+    for (const node of members) if (node !== except && this.visible(node, except)) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node, members) }));
   }
 }

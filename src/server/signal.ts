@@ -13,7 +13,8 @@ import {
   type ResponseMessage,
   type ServerMessage,
 } from "../protocol/index.ts";
-import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import { ACL_AUDIT_REPEAT_MS, COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_ACL_AUDIT_PAIRS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import { Acl, aclDenialMessage, type AclDecision, type AclRule, type TagsOf } from "./acl.ts";
 import type { RelayBroker } from "./broker.ts";
 import type { SdwanHub } from "./sdwan.ts";
 import type { AuditLog } from "./audit.ts";
@@ -67,6 +68,10 @@ export interface SignalHubInit {
   pins: KeyPins;
   guard: AddressGuard;
   audit: AuditLog;
+  /** [[server.acl]]; default none: every node of a user may link to every other. */
+  acl?: readonly AclRule[];
+  /** The admin-set tags of a node, for `tag:` selectors in the ACL; default: no node has tags. */
+  tagsOf?: TagsOf;
   logger: Logger;
   version: string;
   heartbeatIntervalMs: number;
@@ -75,7 +80,21 @@ export interface SignalHubInit {
 
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
-  constructor(private readonly init: SignalHubInit) {}
+  private readonly acl: Acl;
+  /** When each denied pair and request was last audited. */
+  private readonly aclAudited = new Map<string, number>();
+
+  constructor(private readonly init: SignalHubInit) {
+    this.acl = new Acl(init.acl, init.tagsOf);
+  }
+
+  /**
+   * Whether the ACL lets `a` and `b` link in both directions: on the virtual network a packet needs a
+   * way back, so two nodes are on each other's SDWAN map only then.
+   */
+  linkableBothWays(a: NodeSession, b: NodeSession): boolean {
+    return a.user === b.user && this.acl.check(a.user, a.name, b.name).allowed && this.acl.check(b.user, b.name, a.name).allowed;
+  }
 
   open(socket: SocketLike, address: string, port: number): Connection {
     const connection: Connection = {
@@ -191,6 +210,7 @@ export class SignalHub {
     // (roles, birthday, where to send) needs both sides' of each. (The peer may log in anew meanwhile.)
     const ready = (node: NodeSession) => node.nat && node.candidates;
     let peer = current();
+    this.authorize(session, peer, "connect");
     for (const deadline = Date.now() + NAT_WAIT_MS; !(ready(session) && ready(peer)) && Date.now() < deadline; peer = current())
       await new Promise((r) => setTimeout(r, NAT_POLL_MS));
     const sessionId = randomBytes(16).toString("base64url");
@@ -205,9 +225,30 @@ export class SignalHub {
     return { sessionId, startAt, role: roles[0], peer: describe(peer) };
   }
 
+  /** Refuses, and audits, a link request the ACL denies: no plan, no relay, nothing sent to the peer. */
+  private authorize(session: NodeSession, peer: NodeSession, request: "connect" | "relay"): void {
+    const decision = this.acl.check(session.user, session.name, peer.name);
+    if (decision.allowed) return;
+    this.init.logger.debug("the ACL denies a link", { user: session.user, from: session.name, to: peer.name, request });
+    this.auditDenial(decision, request);
+    throw new ProtocolError("ACL_DENIED", aclDenialMessage(decision));
+  }
+
+  private auditDenial(decision: AclDecision, request: "connect" | "relay"): void {
+    const now = Date.now();
+    const key = JSON.stringify([decision.user, decision.from, decision.to, request]);
+    if ((this.aclAudited.get(key) ?? -Infinity) > now - ACL_AUDIT_REPEAT_MS) return;
+    if (this.aclAudited.size >= MAX_ACL_AUDIT_PAIRS) for (const [old, at] of this.aclAudited) if (at <= now - ACL_AUDIT_REPEAT_MS) this.aclAudited.delete(old);
+    if (this.aclAudited.size >= MAX_ACL_AUDIT_PAIRS) this.aclAudited.clear();
+    this.aclAudited.set(key, now);
+    const rule = decision.rule ? `server.acl[${decision.rule.index}]` : "none";
+    this.init.audit.record("acl-denied", { user: decision.user, from: decision.from, to: decision.to, request, rule });
+  }
+
   /** Picks a relay for a link to `peerName` and gives each side its ticket; the peer hears of it at once. */
   private relay(session: NodeSession, peerName: string, exclude: string[]) {
     const peer = this.peerOf(session, peerName);
+    this.authorize(session, peer, "relay");
     const { mine, theirs } = this.init.broker.plan(session, peer, exclude);
     peer.send(JSON.stringify({ type: "relay", plan: theirs }));
     this.init.logger.info("relaying a peer link", { from: session.name, to: peer.name, user: session.user, relay: mine.relay.name, tier: mine.relay.tier });

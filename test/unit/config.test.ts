@@ -80,6 +80,14 @@ describe("example files", () => {
     expect(config.server?.users).toEqual([{ name: "alice", token: "222" }]);
   });
 
+  it("server example validates with its commented ACL rule filled in", () => {
+    const text = readFileSync(SERVER_EXAMPLE, "utf8")
+      .replace('# token = "<your token>"', 'token = "111"')
+      .replace(/^# (\[\[server\.acl\]\]|name = "cams-to-nvr"|user = |from = |to = |action = )/gm, "$1");
+    const config = parseConfig(text, SERVER_EXAMPLE);
+    expect(config.server?.acl).toEqual([{ name: "cams-to-nvr", user: "default", from: ["tag:cams"], to: ["nvr"], action: "allow" }]);
+  });
+
   it("client example loads and validates", () => {
     const { config } = loadConfig({ role: "client", configPath: CLIENT_EXAMPLE, env: {} });
     const client = config.client!;
@@ -507,5 +515,46 @@ describe("values", () => {
     expect(splitHostPort("box.lan:8080")).toEqual({ host: "box.lan", port: 8080 });
     expect(splitHostPort("::1:22")).toBeUndefined();
     expect(splitHostPort("host:0")).toBeUndefined();
+  });
+});
+
+describe("[[server.acl]]", () => {
+  const base = 'role = "server"\n[server]\ntoken = "1"\n[[server.users]]\nname = "alice"\ntoken = "2"\n';
+  const acl = (lines: string) => `[[server.acl]]\n${lines}\n`;
+
+  it("loads rules, the user defaulting to default", () => {
+    const config = parseConfig(
+      base + acl('name = "cams-only"\nfrom = ["tag:cams", "cam-9"]\nto = ["nvr"]\naction = "allow"') + acl('user = "alice"\nfrom = ["*"]\nto = ["*"]\naction = "deny"'),
+      "/x.toml",
+    );
+    expect(config.server?.acl).toEqual([
+      { name: "cams-only", user: "default", from: ["tag:cams", "cam-9"], to: ["nvr"], action: "allow" },
+      { user: "alice", from: ["*"], to: ["*"], action: "deny" },
+    ]);
+    expect(parseConfig(base, "/x.toml").server?.acl).toEqual([]);
+  });
+
+  it("names the rule and the selector that is wrong", () => {
+    const badSelector = configError(() => parseConfig(base + acl('from = ["a"]\nto = ["b"]\naction = "allow"') + acl('from = ["ok", "tag:"]\nto = ["b"]\naction = "allow"'), "/x.toml"));
+    expect(badSelector.keyPath).toBe("server.acl[1].from[1]");
+    expect(badSelector.message).toMatch(/server\.acl\[1\]\.from\[1\]: expected a node name, "tag:NAME" or "\*", got "tag:"/);
+    const badTo = configError(() => parseConfig(base + acl('from = ["a"]\nto = ["b c"]\naction = "allow"'), "/x.toml"));
+    expect(badTo.keyPath).toBe("server.acl[0].to[0]");
+    const empty = configError(() => parseConfig(base + acl('from = []\nto = ["b"]\naction = "allow"'), "/x.toml"));
+    expect(empty.keyPath).toBe("server.acl[0].from");
+    const action = configError(() => parseConfig(base + acl('from = ["a"]\nto = ["b"]\naction = "permit"'), "/x.toml"));
+    expect(action.keyPath).toBe("server.acl[0].action");
+    expect(action.message).toContain('expected "allow" or "deny", got "permit"');
+    const noAction = configError(() => parseConfig(base + acl('from = ["a"]\nto = ["b"]'), "/x.toml"));
+    expect(noAction.keyPath).toBe("server.acl[0].action");
+  });
+
+  it("refuses a rule for a user the server does not have, and two rules of one name", () => {
+    const unknown = configError(() => parseConfig(base + acl('user = "bob"\nfrom = ["a"]\nto = ["b"]\naction = "allow"'), "/x.toml"));
+    expect(unknown.keyPath).toBe("server.acl[0].user");
+    expect(unknown.message).toContain('unknown user "bob" (the users are default, alice)');
+    const twice = configError(() => parseConfig(base + acl('name = "r"\nfrom = ["a"]\nto = ["b"]\naction = "allow"') + acl('name = "r"\nfrom = ["b"]\nto = ["a"]\naction = "allow"'), "/x.toml"));
+    expect(twice.keyPath).toBe("server.acl[1].name");
+    expect(twice.message).toContain('duplicate rule name "r" (also acl[0])');
   });
 });

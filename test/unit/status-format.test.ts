@@ -17,6 +17,7 @@ function peer(fields: Partial<Peer>): Peer {
     bytesIn: 0,
     bytesOut: 0,
     since: null,
+    error: null,
     rejected: { auth: 0, replay: 0, malformed: 0 },
     ...fields,
   };
