@@ -28,6 +28,8 @@ import {
 export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
+/** How nodes get in: any node with its user's token, or each new name and key approved by the admin. */
+export const ADMISSION_MODES = ["token", "approve"] as const;
 /** Kinds of peer path a node may use: direct (or punched) UDP and TCP, and relays. */
 export const PEER_TRANSPORTS = ["udp", "tcp", "relay"] as const;
 
@@ -92,6 +94,9 @@ export const serverShape = {
   relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),
   relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
   sdwan: serverSdwanSchema.optional(),
+  admission: enumValue(ADMISSION_MODES).default(C.DEFAULT_ADMISSION),
+  auto_approve: z.array(cidrValue).max(C.MAX_AUTO_APPROVE_CIDRS).default([]),
+  pairing_expiry_s: intInRange(1, C.MAX_PAIRING_EXPIRY_S).default(C.DEFAULT_PAIRING_EXPIRY_S),
 };
 
 type Issue = { path: (string | number)[]; message: string };

@@ -16,3 +16,10 @@ export const WS_BACKPRESSURE_LIMIT_BYTES = 1024 * 1024;
 export const HEARTBEAT_SWEEP_INTERVAL_MS = 250;
 /** How far ahead a coordinated link's start time is set, so both sides hear of it before it comes. */
 export const COORDINATION_LEAD_MS = 250;
+/** Pairing requests of one user that may wait for the admin at once (admission = "approve"). */
+export const MAX_PENDING_PER_USER = 64;
+/** New pairing requests one client address may make per window. */
+export const PAIRING_REQUESTS_PER_WINDOW = 10;
+export const PAIRING_RATE_WINDOW_MS = 60_000;
+/** Bound on the client addresses whose recent pairing requests are remembered. */
+export const MAX_PAIRING_ADDRESSES_TRACKED = 10_000;

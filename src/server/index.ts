@@ -14,15 +14,19 @@ import { createApp, WS_PATH } from "./app.ts";
 import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_FRAME_BYTES } from "./constants.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
-import { KeyPins } from "./keys.ts";
+import { NodeStore } from "./nodes.ts";
+import { autoApproveList, PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
 export { resolveTls, TlsSetupError, SELF_SIGNED_CERT_FILE } from "./tls.ts";
 export { WS_PATH } from "./app.ts";
+export type { PairingListEntry } from "./rest-pairing.ts";
 
-export const KEY_PINS_FILE = "inp2ps.keys.json";
+/** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
+export const NODE_STORE_FILE = "inp2ps.keys.json";
+export { NodeStore, type NodeRecord } from "./nodes.ts";
 
 export interface ServerInit {
   listen: string;
@@ -51,6 +55,11 @@ export interface ServerInit {
   relay_bw: number;
   /** The virtual network, when configured. */
   sdwan?: SdwanInit;
+  /** How nodes get in: "token" (any node with the token) or "approve" (the admin approves each). */
+  admission: "token" | "approve";
+  /** CIDRs whose new nodes are approved at once. */
+  auto_approve: string[];
+  pairing_expiry_s: number;
 }
 
 export interface RunningServer {
@@ -94,14 +103,17 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
-  const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
+  const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
   const hub = new SignalHub({
     users,
     registry,
     broker,
     sdwan: addressBook ? new SdwanHub(addressBook, registry) : undefined,
-    pins,
+    nodes,
+    admission: init.admission,
+    autoApprove: autoApproveList(init.auto_approve),
+    pairing: new PairingBook(init.pairing_expiry_s * 1000),
     guard,
     audit,
     logger,
@@ -109,7 +121,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, pins, guard, audit, version, adminToken: init.admin_token || init.token });
+  const app = createApp({ hub, registry, nodes, guard, audit, version, adminToken: init.admin_token || init.token });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
@@ -147,7 +159,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
       await stun.stop();
       await relay?.stop();
       addressBook?.close();
-      pins.flush();
+      nodes.flush();
     },
   };
 }

@@ -27,7 +27,7 @@ const SINCE = "2026-12-01T23:00:00.000Z";
 const status: ClientStatus = {
   node: "edge-1",
   version: "0.1.0",
-  server: { address: "127.0.0.1:27183", state: "online", user: "default", rttMs: 3, clockOffsetMs: 0 },
+  server: { address: "127.0.0.1:27183", state: "online", approval: null, user: "default", rttMs: 3, clockOffsetMs: 0 },
   nat: null,
   peers: {
     a: peer({ link: "udp-direct", rttMs: 1, bytesIn: 10, bytesOut: 2048, since: SINCE }),
