@@ -28,7 +28,7 @@ import {
 const WebSocket = require("../../node_modules/ws/lib/websocket.js") as typeof WsWebSocket;
 
 const WAIT_MS = 15_000;
-const WAITING = /waiting for approval: run "inp2ps pairing approve (\S+)" on the server/;
+const WAITING = /waiting for approval: run "inp2ps pairing approve [^"]+" on the server/;
 /** Fast retries, so tests see a node come back after a rejection or revocation. */
 const FAST_RETRY = "reconnect_base_delay_ms = 200\nreconnect_max_delay_ms = 5000";
 
@@ -340,6 +340,27 @@ describe("pending requests are bounded", () => {
       expect(await pairingList(server)).toHaveLength(MAX_PENDING_PER_USER);
     } finally {
       for (const raw of raws) raw.close();
+    }
+  });
+});
+
+describe("a node of another user", () => {
+  it("is told to be approved with --user, and is approved, listed and revoked under its user", async () => {
+    const server = await startServer({ extraToml: 'admission = "approve"', tail: '[[server.users]]\nname = "alice"\ntoken = "42"' });
+    try {
+      const edge = await node(server, "edge-7", "", { token: "42" });
+      expect(edge.proc.output).toContain('waiting for approval: run "inp2ps pairing approve edge-7 --user alice" on the server');
+      expect(await pairingList(server)).toEqual([expect.objectContaining({ node: "edge-7", user: "alice" })]);
+      const wrongUser = await inp2ps(server, "pairing", "approve", "edge-7");
+      expect(wrongUser.code).not.toBe(0);
+      expect(wrongUser.output).toContain('no pairing request from node "edge-7" of user "default"');
+      expect((await inp2ps(server, "pairing", "approve", "edge-7", "--user", "alice")).code).toBe(0);
+      await edge.proc.waitForOutput(/logged in/, WAIT_MS);
+      const revoked = await inp2ps(server, "nodes", "revoke", "edge-7", "--user", "alice");
+      expect(revoked.output).toContain('it is refused until "inp2ps pairing approve edge-7 --user alice"');
+      await edge.proc.waitForOutput(/login refused \(NODE_REVOKED\): .*"inp2ps pairing approve edge-7 --user alice"/, WAIT_MS);
+    } finally {
+      await server.stop();
     }
   });
 });

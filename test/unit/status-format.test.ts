@@ -87,6 +87,13 @@ describe("formatStatus", () => {
     ]);
   });
 
+  it("says what a node waiting for approval waits for, and nothing of it otherwise", () => {
+    const pending = formatStatus({ ...status, server: { ...status.server, state: "pending", approval: "inp2ps pairing approve edge-1 --user bob" } });
+    expect(pending).toMatch(/^server +127\.0\.0\.1:27183 +pending/m);
+    expect(pending).toContain('waiting for approval: run "inp2ps pairing approve edge-1 --user bob" on the server');
+    expect(text).not.toContain("waiting for approval");
+  });
+
   it("says so when there are no peers and no apps", () => {
     const empty = formatStatus({ ...status, peers: {}, apps: [] });
     expect(empty).toContain("(no peers online)");
