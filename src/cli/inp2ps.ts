@@ -3,9 +3,9 @@ import { networkInterfaces } from "node:os";
 import cac from "cac";
 import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
-import { VERSION } from "../protocol/index.ts";
+import { approveCommand, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { startServer, type AuditEntry } from "../server/index.ts";
+import { startServer, type AuditEntry, type PairingListEntry } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
@@ -75,6 +75,8 @@ async function serve(parsed: Record<string, unknown>) {
       `  admin:    ${admin}`,
       running.tls ? `  TLS:      ${running.tls.source} certificate ${running.tls.certPath}` : undefined,
       running.tls ? `  SHA-256:  ${running.tls.fingerprint256}` : undefined,
+      `  admission: ${settings.admission === "approve" ? `approve: new nodes wait for the admin; see them with "inp2ps pairing list", let one in with "${approveCommand("NAME", DEFAULT_USER_NAME)}"` : "token: any node with its user's token is in"}`,
+      settings.admission === "approve" && settings.auto_approve.length ? `  auto-approved from: ${settings.auto_approve.join(", ")}` : undefined,
       `  relay:    ${running.relayPort ? `TCP port ${running.relayPort}, up to ${settings.relay_bw} Mbit/s (the last resort for peers without a direct path)` : "off"}`,
       `  join a node with:`,
       `    ${ENV_TOKEN}=${settings.token} inp2pc -serverhost ${host} -serverport ${running.port} -node NODE_NAME${pin}${insecure}`,
@@ -109,24 +111,94 @@ cli
     process.stdout.write(tokenFromCredentials(user, password) + "\n");
   });
 
+/** The config's server, the node's user (--user, default: the default user) and the host to ask (--host). */
+function apiTarget(parsed: Record<string, unknown>) {
+  const { config } = load(parsed);
+  const user = rawFlagValue(args, "user") ?? DEFAULT_USER_NAME;
+  const call = (method: string, path: string) => fetchServerApi(config.server!, method, path, rawFlagValue(args, "host"));
+  return { user, call, query: `?user=${encodeURIComponent(user)}` };
+}
+
+function usage(message: string): never {
+  printError(`${PROGRAM} ${message}`);
+  process.exit(EXIT_USAGE);
+}
+
+async function listNodes(parsed: Record<string, unknown>) {
+  const { call } = apiTarget(parsed);
+  const body = (await call("GET", "/api/v1/nodes")) as {
+    nodes: { name: string; user: string; address: string; natType: string | null; onlineSince: string; lastHeartbeat: string; version: string }[];
+  };
+  if (parsed.json) {
+    process.stdout.write(JSON.stringify(body.nodes, null, 2) + "\n");
+    return;
+  }
+  const rows = [["NAME", "USER", "ADDRESS", "NAT", "ONLINE SINCE", "LAST HEARTBEAT", "VERSION"]];
+  for (const n of body.nodes) rows.push([n.name, n.user, n.address, n.natType ?? "-", n.onlineSince, n.lastHeartbeat, n.version]);
+  process.stdout.write(formatTable(rows).join("\n") + "\n");
+  if (body.nodes.length === 0) process.stdout.write("(no nodes online)\n");
+}
+
 cli
-  .command("nodes", "list the nodes online on the running server (uses this config's admin credential and port)")
-  .option("--json", "print JSON")
+  .command("nodes [action] [...args]", "list the nodes online (uses this config's admin credential and port); `nodes revoke NAME` disconnects and refuses a node; `nodes tag NAME [TAG ...]` sets its tags")
+  .option("--json", "print JSON (list)")
+  .option("--user <user>", "the node's user (default: default)")
   .option("--host <host>", "server host to ask (default: 127.0.0.1)")
-  .action(async (parsed) => {
+  .action(async (action: string | undefined, rest: string[], parsed) => {
     try {
-      const { config } = load(parsed);
-      const body = (await fetchServerApi(config.server!, "GET", "/api/v1/nodes", rawFlagValue(args, "host"))) as {
-        nodes: { name: string; user: string; address: string; natType: string | null; onlineSince: string; lastHeartbeat: string; version: string }[];
-      };
-      if (parsed.json) {
-        process.stdout.write(JSON.stringify(body.nodes, null, 2) + "\n");
+      if (action === undefined || action === "list") return await listNodes(parsed);
+      const [node, ...tags] = rest;
+      if (action !== "revoke" && action !== "tag") usage(`nodes: unknown action "${action}" (list, revoke NAME, tag NAME [TAG ...])`);
+      if (!node) usage(`nodes ${action}: give the node's name`);
+      const { user, call, query } = apiTarget(parsed);
+      const path = `/api/v1/nodes/${encodeURIComponent(node)}`;
+      if (action === "revoke") {
+        if (tags.length) usage(`nodes revoke: one node name, got ${rest.length}`);
+        const { revoked } = (await call("POST", `${path}/revoke${query}`)) as { revoked: { wasOnline: boolean } };
+        process.stdout.write(
+          `revoked node ${node} (user ${user})${revoked.wasOnline ? "; disconnected it, and its peers dropped their links" : ""}; ` +
+            `it is refused until "${approveCommand(node, user)}"\n`,
+        );
         return;
       }
-      const rows = [["NAME", "USER", "ADDRESS", "NAT", "ONLINE SINCE", "LAST HEARTBEAT", "VERSION"]];
-      for (const n of body.nodes) rows.push([n.name, n.user, n.address, n.natType ?? "-", n.onlineSince, n.lastHeartbeat, n.version]);
-      process.stdout.write(formatTable(rows).join("\n") + "\n");
-      if (body.nodes.length === 0) process.stdout.write("(no nodes online)\n");
+      const { tagged } = (await call("PUT", `${path}/tags${query}&tags=${encodeURIComponent(tags.join(","))}`)) as { tagged: { tags: string[] } };
+      process.stdout.write(tagged.tags.length ? `node ${node} (user ${user}) has tags: ${tagged.tags.join(" ")}\n` : `node ${node} (user ${user}) has no tags now\n`);
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
+
+cli
+  .command("pairing <action> [node]", "nodes waiting for approval: `pairing list`, `pairing approve NAME`, `pairing reject NAME`")
+  .option("--json", "print JSON (list)")
+  .option("--user <user>", "the node's user (default: default)")
+  .option("--host <host>", "server host to ask (default: 127.0.0.1)")
+  .action(async (action: string, node: string | undefined, parsed) => {
+    try {
+      if (action !== "list" && action !== "approve" && action !== "reject") usage(`pairing: unknown action "${action}" (list, approve NAME, reject NAME)`);
+      const { user, call, query } = apiTarget(parsed);
+      if (action === "list") {
+        const { requests } = (await call("GET", "/api/v1/pairing")) as { requests: PairingListEntry[] };
+        if (parsed.json) {
+          process.stdout.write(JSON.stringify(requests, null, 2) + "\n");
+          return;
+        }
+        const rows = [["NAME", "USER", "FROM", "KEY", "SINCE", "EXPIRES", "STATE"]];
+        for (const r of requests)
+          rows.push([r.node, r.user, r.address, r.publicKey.slice(0, 12) + (r.newKey ? " (new key)" : ""), r.since, r.expiresAt, r.waiting ? "waiting" : "away"]);
+        process.stdout.write(formatTable(rows).join("\n") + "\n");
+        process.stdout.write(requests.length === 0 ? "(no pairing requests)\n" : `approve one with: ${approveCommand("NAME", DEFAULT_USER_NAME)} [--user U]\n`);
+        return;
+      }
+      if (!node) usage(`pairing ${action}: give the node's name`);
+      const path = `/api/v1/pairing/${encodeURIComponent(node)}/${action}${query}`;
+      if (action === "approve") {
+        const { approved } = (await call("POST", path)) as { approved: { online: boolean } };
+        process.stdout.write(`approved node ${node} (user ${user})${approved.online ? "; it is online now" : "; it comes online at its next login"}\n`);
+      } else {
+        await call("POST", path);
+        process.stdout.write(`rejected the pairing request of node ${node} (user ${user})\n`);
+      }
     } catch (err) {
       exitWithError(PROGRAM, err);
     }

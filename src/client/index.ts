@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
+import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { Overlay } from "../sdwan/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
@@ -124,9 +124,13 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         else setTimeout(() => ensureLink(peer.name, true), LINK_RETRY_DELAY_MS);
         events.peerOnline?.(peer);
       },
-      peerOffline: (name) => {
-        peers.peerOffline(name);
-        events.peerOffline?.(name);
+      peerOffline: (name, reason) => {
+        peers.peerOffline(name, reason);
+        events.peerOffline?.(name, reason);
+      },
+      offline: (reason, closeCode) => {
+        if (closeCode === CloseCode.revoked || closeCode === CloseCode.keyReplaced) peers.closeAll(reason);
+        events.offline?.(reason, closeCode);
       },
     },
   );
@@ -191,6 +195,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       server: {
         address: `${init.server_host}:${init.server_port}`,
         state: session.state,
+        approval: session.awaitingApproval ?? null,
         user: session.login?.user ?? null,
         rttMs: session.rttMs ?? null,
         clockOffsetMs: Math.round(session.clockOffsetMs),

@@ -175,11 +175,20 @@ export class PeerManager {
     return true;
   }
 
-  /** The server says `peer` went offline: its link must answer at once (the peer may only have lost the server), or it closes. */
-  peerOffline(peer: string): void {
+  /**
+   * The server says `peer` went offline: its link must answer at once (the peer may only have lost the
+   * server), or it closes. A peer the admin revoked is no member any more: its link closes now.
+   */
+  peerOffline(peer: string, reason?: "revoked"): void {
     // The peer going away explains why a relayed link to it closed: its relay did not fail.
     this.failedRelays.delete(peer);
-    void this.link(peer)?.check(LINK_CHECK_TIMEOUT_MS);
+    if (reason === "revoked") this.link(peer)?.close("the server's admin revoked the peer");
+    else void this.link(peer)?.check(LINK_CHECK_TIMEOUT_MS);
+  }
+
+  /** Closes every link: this node is no member any more (the admin revoked it, or approved another key for its name). */
+  closeAll(reason: string): void {
+    for (const link of this.links.values()) link.close(reason);
   }
 
   onLink(listener: (peer: string, link: Link) => void): void {

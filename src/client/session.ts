@@ -2,7 +2,7 @@ import type { TLSSocket } from "node:tls";
 import type WsWebSocket from "ws";
 import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, type ConnectPlan, type RelayPlan, type SdwanMap, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import { approveCommand, CloseCode, type ConnectPlan, type RelayPlan, type SdwanMap, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
   CONNECT_TIMEOUT_MS,
@@ -20,7 +20,8 @@ import { decideTrust, type KnownServers } from "./trust.ts";
 // real implementation, which runs on Bun's node:tls.
 const WebSocket = require("../../node_modules/ws/lib/websocket.js") as typeof WsWebSocket;
 
-export type SessionState = "connecting" | "online" | "waiting" | "stopped";
+/** pending: logged in, but the server's admin has not approved this node yet (only heartbeats). */
+export type SessionState = "connecting" | "pending" | "online" | "waiting" | "stopped";
 
 export interface ServerSessionInit {
   host: string;
@@ -44,9 +45,11 @@ export interface SessionEvents {
   connectPlan?(plan: ConnectPlan): void;
   relayPlan?(plan: RelayPlan): void;
   sdwanMap?(map: SdwanMap): void;
-  offline?(reason: string): void;
+  /** The session that was online ended; `closeCode` is the server's WebSocket close code. */
+  offline?(reason: string, closeCode: number): void;
   peerOnline?(peer: PeerInfo): void;
-  peerOffline?(name: string): void;
+  /** `reason` "revoked": the admin revoked the peer; links to it close at once. */
+  peerOffline?(name: string, reason?: "revoked"): void;
 }
 
 const closeReasons: Record<number, string> = {
@@ -57,6 +60,10 @@ const closeReasons: Record<number, string> = {
   [CloseCode.heartbeatTimeout]: "the server stopped hearing our heartbeats",
   [CloseCode.abuse]: "the server dropped us for sending bad messages",
   [CloseCode.shutdown]: "the server is shutting down",
+  [CloseCode.pairingRejected]: "the server's admin rejected this node's pairing request",
+  [CloseCode.pairingExpired]: "pairing request expired: the server's admin did not approve this node in time; the next login makes a new request",
+  [CloseCode.revoked]: "the server's admin revoked this node: it is refused until the admin approves it again",
+  [CloseCode.keyReplaced]: "the server's admin approved a new identity key for this node's name: this machine's key is no longer accepted",
 };
 
 /** A refused login in words: what is wrong and what to do, by the server's refusal code. */
@@ -88,7 +95,10 @@ function explainRefusal(code: string, serverMessage: string, node: string): stri
  * node, or a server that drops it for bad messages, must not bring the retries back to the fastest pace.
  * Any other end after a login that worked is a new outage (a server restart): retry from the first delay.
  */
-const BACKOFF_KEEPING_CLOSES: ReadonlySet<number> = new Set([CloseCode.replaced, CloseCode.abuse]);
+const BACKOFF_KEEPING_CLOSES: ReadonlySet<number> = new Set([CloseCode.replaced, CloseCode.abuse, CloseCode.revoked, CloseCode.keyReplaced]);
+
+/** Ends the server's admin decided (closeReasons says which): the server was reachable, and the words say why. */
+const ADMIN_CLOSES: ReadonlySet<number> = new Set([CloseCode.pairingRejected, CloseCode.pairingExpired, CloseCode.revoked, CloseCode.keyReplaced]);
 
 /** Adds what to do to the errors a misconfigured TLS setting produces. */
 function explainConnectError(message: string, insecure: boolean): string {
@@ -119,6 +129,8 @@ export class RequestError extends Error {
 export class ServerSession {
   state: SessionState = "stopped";
   login?: LoginResult;
+  /** While pending: the command that approves this node on the server. */
+  awaitingApproval?: string;
   /** serverTime - localTime, estimated from heartbeats. */
   clockOffsetMs = 0;
   rttMs?: number;
@@ -276,8 +288,15 @@ export class ServerSession {
         return;
       case "node-offline":
         this.peers.delete(message.node.name);
-        this.log.info("peer offline", { peer: message.node.name });
-        this.events.peerOffline?.(message.node.name);
+        this.log.info("peer offline", { peer: message.node.name, ...(message.reason ? { reason: message.reason } : {}) });
+        this.events.peerOffline?.(message.node.name, message.reason);
+        return;
+      case "admitted":
+        if (this.state !== "pending") return;
+        clearInterval(this.heartbeatTimer);
+        this.log.info("the server's admin approved this node");
+        this.onLoggedIn(message.result);
+        if (this.nat) this.setNat(this.nat); // found while pending: the login that carried it is older
         return;
     }
   }
@@ -314,17 +333,19 @@ export class ServerSession {
   }
 
   private onLoggedIn(result: LoginResult): void {
-    this.state = "online";
+    this.state = result.pending ? "pending" : "online";
     this.login = result;
+    this.awaitingApproval = result.pending ? approveCommand(result.node, result.user) : undefined;
     this.clockSamples = [];
     // Not cleared here: a node-online that came with the login answer is already in (teardown clears).
     for (const peer of result.peers) this.peers.set(peer.name, peer);
-    this.log.info("logged in", { server: `${this.init.host}:${this.init.port}`, node: result.node, user: result.user, peers: result.peers.length });
+    if (result.pending) this.log.warn(`waiting for approval: run "${this.awaitingApproval}" on the server`, { server: `${this.init.host}:${this.init.port}` });
+    else this.log.info("logged in", { server: `${this.init.host}:${this.init.port}`, node: result.node, user: result.user, peers: result.peers.length });
     this.heartbeatOutstanding = false;
     this.lastHeartbeatAnswerAt = Date.now();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), result.heartbeatIntervalMs);
     this.heartbeat();
-    this.events.online?.(result);
+    if (!result.pending) this.events.online?.(result);
   }
 
   private heartbeat(): void {
@@ -363,12 +384,12 @@ export class ServerSession {
     this.teardown(reason);
     if (this.state === "stopped") return;
     this.state = "waiting";
-    if (wasOnline) this.events.offline?.(reason);
+    if (wasOnline) this.events.offline?.(reason, closeCode);
     if (wasOnline && !BACKOFF_KEEPING_CLOSES.has(closeCode)) this.failedAttempts = 0;
     const delayMs = this.reconnectDelayMs();
     this.failedAttempts++;
     const retry = `retrying in ${(delayMs / 1000).toFixed(1)} s`;
-    if (refused) this.log.error(`${reason}; ${retry}`);
+    if (refused || ADMIN_CLOSES.has(closeCode)) this.log.error(`${reason}; ${retry}`);
     else this.log.warn(`${wasOnline ? "lost the server" : "cannot reach the server"}: ${reason}; ${retry}`);
     this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
   }
@@ -385,6 +406,7 @@ export class ServerSession {
 
   private teardown(reason: string): void {
     this.peers.clear();
+    this.awaitingApproval = undefined;
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
     for (const pending of this.pending.values()) pending.reject(new RequestError("DISCONNECTED", reason));

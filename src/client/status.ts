@@ -7,7 +7,8 @@ import type { AppStatus } from "./apps.ts";
 export interface ClientStatus {
   node: string;
   version: string;
-  server: { address: string; state: string; user: string | null; rttMs: number | null; clockOffsetMs: number };
+  /** approval: while the state is "pending", the command that approves this node on the server. */
+  server: { address: string; state: string; approval: string | null; user: string | null; rttMs: number | null; clockOffsetMs: number };
   nat: NatInfo | null;
   peers: Record<
     string,
@@ -50,6 +51,7 @@ export function formatStatus(s: ClientStatus): string {
   const lines = [
     `node ${s.node} (inp2pc ${s.version})`,
     `server   ${s.server.address}  ${s.server.state}${s.server.user ? ` as user ${s.server.user}` : ""}${s.server.rttMs !== null ? `  rtt ${s.server.rttMs} ms` : ""}`,
+    ...(s.server.approval ? [`         waiting for approval: run "${s.server.approval}" on the server`] : []),
     `NAT      ${s.nat ? `${s.nat.natType}${s.nat.publicAddress ? ` (${s.nat.publicAddress})` : ""}` : "not detected yet"}`,
     "",
   ];

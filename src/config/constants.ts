@@ -17,6 +17,12 @@ export const DEFAULT_MAX_CONNS_PER_IP = 32;
 export const DEFAULT_SERVER_RELAY = true;
 export const DEFAULT_SERVER_RELAY_PORT = 27184;
 export const DEFAULT_SERVER_RELAY_BW_MBPS = 100;
+/** Admission when the key is absent: "token", as configs from before pairing expect. */
+export const DEFAULT_ADMISSION = "token";
+/** Admission in a config inp2ps writes itself (first start, --newconfig): the admin approves each node. */
+export const NEW_CONFIG_ADMISSION = "approve";
+/** A pairing request waits this long for the admin, then its node is told it expired. */
+export const DEFAULT_PAIRING_EXPIRY_S = 3_600;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;
@@ -47,6 +53,8 @@ export const MIN_SDWAN_MTU = 576;
 export const MAX_SDWAN_MTU = 9000;
 export const MAX_SDWAN_ROUTES = 64;
 export const MAX_SDWAN_RESERVE_HOURS = 87_600;
+export const MAX_PAIRING_EXPIRY_S = 30 * 86_400;
+export const MAX_AUTO_APPROVE_CIDRS = 256;
 export const MIN_RECONNECT_DELAY_MS = 100;
 export const MAX_RECONNECT_DELAY_MS = 3_600_000;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;

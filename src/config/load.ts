@@ -118,7 +118,8 @@ export function parseConfig(text: string, file: string): Config {
 }
 
 function defaultsFor(role: Role): Config {
-  const data = fileSchema.parse({ role, [role]: {} });
+  // A server config inp2ps writes itself admits by approval; a file without the key keeps token admission.
+  const data = fileSchema.parse({ role, [role]: role === "server" ? { admission: C.NEW_CONFIG_ADMISSION } : {} });
   return { role, log_level: data.log_level, log_format: data.log_format, [role]: data[role] };
 }
 

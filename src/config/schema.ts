@@ -30,6 +30,8 @@ export const ROLES = ["server", "client"] as const;
 export const TLS_MODES = ["auto", "off"] as const;
 export const APP_PROTOCOLS = ["tcp", "udp"] as const;
 export const ACL_ACTIONS = ["allow", "deny"] as const;
+/** How nodes get in: any node with its user's token, or each new name and key approved by the admin. */
+export const ADMISSION_MODES = ["token", "approve"] as const;
 /** Kinds of peer path a node may use: direct (or punched) UDP and TCP, and relays. */
 export const PEER_TRANSPORTS = ["udp", "tcp", "relay"] as const;
 
@@ -105,6 +107,9 @@ export const serverShape = {
   relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
   sdwan: serverSdwanSchema.optional(),
   acl: z.array(aclRuleSchema).default([]),
+  admission: enumValue(ADMISSION_MODES).default(C.DEFAULT_ADMISSION),
+  auto_approve: z.array(cidrValue).max(C.MAX_AUTO_APPROVE_CIDRS).default([]),
+  pairing_expiry_s: intInRange(1, C.MAX_PAIRING_EXPIRY_S).default(C.DEFAULT_PAIRING_EXPIRY_S),
 };
 
 type Issue = { path: (string | number)[]; message: string };

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { DEFAULT_USER_NAME } from "../config/constants.ts";
 
 // Signalling messages: JSON over one WebSocket per client. Requests carry a type and an id; every
 // request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
@@ -157,6 +158,11 @@ export interface LoginResult {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   peers: PeerInfo[];
+  /**
+   * Set when the server admits nodes by approval and this name and key are not approved yet: the node
+   * may only heartbeat (peers is empty) until an `admitted` event carries its real login result.
+   */
+  pending?: true;
 }
 
 /** What each side of a coordinated link learns about the other, and when to start, in server time. */
@@ -216,7 +222,11 @@ export type ErrorCode =
   | "ACL_DENIED"
   | "NO_RELAY"
   | "SDWAN_OFF"
-  | "SDWAN_FULL";
+  | "SDWAN_FULL"
+  | "NOT_APPROVED"
+  | "NODE_REVOKED"
+  | "TOO_MANY_PENDING"
+  | "PAIRING_RATE_LIMITED";
 
 export interface ResponseMessage {
   type: "response";
@@ -231,9 +241,17 @@ export type ServerEvent =
   | { type: "relay"; plan: RelayPlan }
   | { type: "sdwan"; map: SdwanMap }
   | { type: "node-online"; node: PeerInfo }
-  | { type: "node-offline"; node: { name: string } };
+  /** `revoked`: the admin revoked the node; links to it close at once instead of being checked. */
+  | { type: "node-offline"; node: { name: string }; reason?: "revoked" }
+  /** A pending node was approved: it is online now, as if this were its login answer. */
+  | { type: "admitted"; result: LoginResult };
 
 export type ServerMessage = HelloMessage | ResponseMessage | ServerEvent;
+
+/** The command that approves a pending node on the server, as both sides print it. */
+export function approveCommand(node: string, user: string): string {
+  return `inp2ps pairing approve ${node}${user === DEFAULT_USER_NAME ? "" : ` --user ${user}`}`;
+}
 
 /** WebSocket close codes the server uses, so clients can tell the user why. */
 export const CloseCode = {
@@ -242,6 +260,11 @@ export const CloseCode = {
   heartbeatTimeout: 4003,
   abuse: 4004,
   loginRefused: 4005,
+  pairingRejected: 4006,
+  pairingExpired: 4007,
+  revoked: 4008,
+  /** The admin approved a new identity key for this node's name: sessions on the old key end. */
+  keyReplaced: 4009,
   shutdown: 1001,
 } as const;
 

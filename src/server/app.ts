@@ -6,14 +6,15 @@ import { safeEqualText } from "../crypto/index.ts";
 import { adminCredentialSource, type AdminCredential } from "./admin.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
-import type { KeyPins } from "./keys.ts";
+import type { NodeStore } from "./nodes.ts";
+import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
 import type { Connection, SignalHub } from "./signal.ts";
 
 export interface AppInit {
   hub: SignalHub;
   registry: Registry;
-  pins: KeyPins;
+  nodes: NodeStore;
   guard: AddressGuard;
   audit: AuditLog;
   version: string;
@@ -64,12 +65,13 @@ export function createApp(init: AppInit): Hono<Env> {
   app.delete("/api/v1/nodes/:name/key", (c) => {
     const user = c.req.query("user") ?? DEFAULT_USER_NAME;
     const name = c.req.param("name");
-    if (!init.pins.forget(user, name)) return c.json({ error: `no key is pinned for node "${name}" of user "${user}"` }, 404);
+    if (!init.nodes.forget(user, name)) return c.json({ error: `no key is pinned for node "${name}" of user "${user}"` }, 404);
     init.audit.record("key-forgotten", { user, node: name });
     return c.json({ forgotten: { user, name } });
   });
 
   app.get("/api/v1/audit", (c) => c.json({ entries: init.audit.list() }));
+  app.route("/api/v1", pairingRoutes(init));
 
   app.get(
     WS_PATH,

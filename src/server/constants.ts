@@ -20,3 +20,10 @@ export const COORDINATION_LEAD_MS = 250;
 export const ACL_AUDIT_REPEAT_MS = 60_000;
 /** Pairs whose last acl-denied audit entry is remembered (for ACL_AUDIT_REPEAT_MS) at most. */
 export const MAX_ACL_AUDIT_PAIRS = 4_096;
+/** Pairing requests of one user that may wait for the admin at once (admission = "approve"). */
+export const MAX_PENDING_PER_USER = 64;
+/** New pairing requests one client address may make per window. */
+export const PAIRING_REQUESTS_PER_WINDOW = 10;
+export const PAIRING_RATE_WINDOW_MS = 60_000;
+/** Bound on the client addresses whose recent pairing requests are remembered. */
+export const MAX_PAIRING_ADDRESSES_TRACKED = 10_000;

@@ -16,7 +16,8 @@ import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_F
 import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
-import { KeyPins } from "./keys.ts";
+import { NodeStore } from "./nodes.ts";
+import { autoApproveList, PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
@@ -25,8 +26,11 @@ export { resolveTls, TlsSetupError, SELF_SIGNED_CERT_FILE } from "./tls.ts";
 export { HEALTH_PATH, WS_PATH } from "./app.ts";
 export type { AuditEntry, AuditEvent } from "./audit.ts";
 export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
+export type { PairingListEntry } from "./rest-pairing.ts";
 
-export const KEY_PINS_FILE = "inp2ps.keys.json";
+/** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
+export const NODE_STORE_FILE = "inp2ps.keys.json";
+export { NodeStore, type NodeRecord } from "./nodes.ts";
 
 export interface ServerInit {
   listen: string;
@@ -57,6 +61,11 @@ export interface ServerInit {
   sdwan?: SdwanInit;
   /** [[server.acl]]: which nodes of a user may link to which (none: all may). */
   acl?: readonly AclRule[];
+  /** How nodes get in: "token" (any node with the token) or "approve" (the admin approves each). */
+  admission: "token" | "approve";
+  /** CIDRs whose new nodes are approved at once. */
+  auto_approve: string[];
+  pairing_expiry_s: number;
 }
 
 export interface RunningServer {
@@ -105,7 +114,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
-  const pins = new KeyPins(join(init.data_dir, KEY_PINS_FILE));
+  const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
   const hub: SignalHub = new SignalHub({
     users,
@@ -113,16 +122,20 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     broker,
     // Called only once the hub exists (when a node joins the virtual network).
     sdwan: addressBook ? new SdwanHub(addressBook, registry, (node, member): boolean => hub.linkableBothWays(node, member)) : undefined,
-    pins,
+    nodes,
+    admission: init.admission,
+    autoApprove: autoApproveList(init.auto_approve),
+    pairing: new PairingBook(init.pairing_expiry_s * 1000),
     guard,
     audit,
     acl: init.acl,
+    tagsOf: (user, name) => nodes.tagsOf(user, name),
     logger,
     version,
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, pins, guard, audit, version, admin, userTokens: users.map((u) => u.token) });
+  const app = createApp({ hub, registry, nodes, guard, audit, version, admin, userTokens: users.map((u) => u.token) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
@@ -162,7 +175,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
       await stun.stop();
       await relay?.stop();
       addressBook?.close();
-      pins.flush();
+      nodes.flush();
     },
   };
 }

@@ -57,13 +57,13 @@ export class Registry {
     return previous;
   }
 
-  /** Removes a session if it is still the current one for its name; returns whether it was. */
-  remove(session: NodeSession): boolean {
+  /** Removes a session if it is still the current one for its name; returns whether it was. Peers hear a revocation as such. */
+  remove(session: NodeSession, reason?: "revoked"): boolean {
     const nodes = this.byUser.get(session.user);
     if (nodes?.get(session.name) !== session) return false;
     nodes.delete(session.name);
     if (nodes.size === 0) this.byUser.delete(session.user);
-    this.broadcast(session, { type: "node-offline", node: { name: session.name } });
+    this.broadcast(session, { type: "node-offline", node: { name: session.name }, ...(reason ? { reason } : {}) });
     return true;
   }
 

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { loginProof, loginTranscript, safeEqual, verifyIdentitySignature } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import {
+  approveCommand,
   CloseCode,
   parseClientMessage,
   ProtocolError,
@@ -19,7 +20,8 @@ import type { RelayBroker } from "./broker.ts";
 import type { SdwanHub } from "./sdwan.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
-import type { KeyPins } from "./keys.ts";
+import type { NodeStore } from "./nodes.ts";
+import type { PairingBook, PairingRequest } from "./pairing.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
 
 /**
@@ -46,12 +48,33 @@ export interface SocketLike {
   close(code: number, reason: string): void;
 }
 
+/** How a pending node's connection is reached from its pairing request. */
+interface Waiting {
+  lastHeartbeat: number;
+  close(code: number, reason: string): void;
+  admit(): void;
+}
+
+/** What the admin's pairing and revocation commands report back. */
+export class AdmissionError extends Error {
+  override readonly name = "AdmissionError";
+  constructor(
+    readonly code: "NO_REQUEST" | "UNKNOWN_NODE",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface Connection {
   readonly socket: SocketLike;
   readonly address: string;
   readonly remote: string; // address:port, as shown to users
   readonly nonce: string;
   session?: NodeSession;
+  /** Set while the node waits for the admin's approval (admission = "approve"). */
+  pairing?: PairingRequest;
+  waiting?: Waiting;
   badMessages: number;
   rateTokens: number;
   rateRefilledAt: number;
@@ -65,7 +88,12 @@ export interface SignalHubInit {
   broker: RelayBroker;
   /** Set when the server runs a virtual network ([server.sdwan]). */
   sdwan?: SdwanHub;
-  pins: KeyPins;
+  nodes: NodeStore;
+  /** "token": any node with its user's token is in (its key pinned on first login); "approve": the admin decides. */
+  admission: "token" | "approve";
+  /** Whether a client address is trusted to have new nodes approved at once (auto_approve). */
+  autoApprove(address: string): boolean;
+  pairing: PairingBook;
   guard: AddressGuard;
   audit: AuditLog;
   /** [[server.acl]]; default none: every node of a user may link to every other. */
@@ -140,6 +168,7 @@ export class SignalHub {
     connection.closed = true;
     clearTimeout(connection.loginTimer);
     this.init.guard.release(connection.address);
+    if (connection.waiting && connection.pairing?.waiting === connection.waiting) connection.pairing.waiting = undefined;
     const session = connection.session;
     if (session && this.init.registry.remove(session)) {
       this.init.logger.info("node offline", { node: session.name, user: session.user, reason: "connection closed" });
@@ -156,10 +185,89 @@ export class SignalHub {
       this.init.sdwan?.leave(session);
       session.close(CloseCode.heartbeatTimeout, "no heartbeat within the timeout");
     }
+    for (const request of this.init.pairing.expire(now)) {
+      this.init.audit.record("expired", { user: request.user, node: request.node, from: request.address });
+      request.waiting?.close(CloseCode.pairingExpired, "pairing request expired");
+    }
+    for (const request of this.init.pairing.list()) {
+      if (request.waiting && now - request.waiting.lastHeartbeat > this.init.heartbeatTimeoutMs) {
+        request.waiting.close(CloseCode.heartbeatTimeout, "no heartbeat within the timeout");
+        request.waiting = undefined;
+      }
+    }
+  }
+
+  /** The pairing requests waiting for the admin, oldest first. */
+  pendingRequests(): readonly PairingRequest[] {
+    return this.init.pairing.list();
+  }
+
+  /**
+   * Approves a node's pending key (replacing an older one, whose session ends), or lets a revoked node
+   * in again. A node waiting on its connection comes online at once.
+   */
+  approve(user: string, node: string): { user: string; node: string; publicKey: string; online: boolean } {
+    const request = this.init.pairing.get(user, node);
+    const record = this.init.nodes.get(user, node);
+    if (!request) {
+      if (record?.state !== "revoked")
+        throw new AdmissionError(
+          record ? "NO_REQUEST" : "UNKNOWN_NODE",
+          record ? `node "${node}" of user "${user}" is approved already and has no pairing request waiting` : `no pairing request from node "${node}" of user "${user}" (see: inp2ps pairing list)`,
+        );
+      this.init.nodes.approve(user, node, record.key);
+      this.init.audit.record("approved", { user, node, by: "admin", reinstated: true });
+      return { user, node, publicKey: record.key, online: false };
+    }
+    this.init.pairing.remove(request);
+    this.init.nodes.approve(user, node, request.publicKey);
+    this.init.audit.record("approved", { user, node, by: "admin", from: request.address, ...(request.replacesKey ? { replacedKey: true } : {}) });
+    const old = this.init.registry.get(user, node);
+    if (old && old.publicKey !== request.publicKey) this.disconnect(old, CloseCode.keyReplaced, "a new identity key was approved for this node name", "key replaced");
+    const online = request.waiting !== undefined;
+    request.waiting?.admit();
+    return { user, node, publicKey: request.publicKey, online };
+  }
+
+  /** Refuses a pending request: its connection closes; the node's next login is a new request. */
+  reject(user: string, node: string): void {
+    const request = this.init.pairing.get(user, node);
+    if (!request) throw new AdmissionError("NO_REQUEST", `no pairing request from node "${node}" of user "${user}" (see: inp2ps pairing list)`);
+    this.init.pairing.remove(request);
+    this.init.audit.record("rejected", { user, node, from: request.address });
+    request.waiting?.close(CloseCode.pairingRejected, "the server's admin rejected this node");
+  }
+
+  /** Disconnects a node now, tells its peers to drop their links, and refuses it until approved again. */
+  revoke(user: string, node: string): { user: string; node: string; wasOnline: boolean } {
+    if (!this.init.nodes.revoke(user, node)) throw new AdmissionError("UNKNOWN_NODE", `no node "${node}" of user "${user}" is known to this server`);
+    const request = this.init.pairing.get(user, node);
+    if (request) {
+      this.init.pairing.remove(request);
+      request.waiting?.close(CloseCode.revoked, "the server's admin revoked this node");
+    }
+    const session = this.init.registry.get(user, node);
+    if (session) this.disconnect(session, CloseCode.revoked, "the server's admin revoked this node", "revoked");
+    this.init.audit.record("revoked", { user, node, wasOnline: session !== undefined });
+    return { user, node, wasOnline: session !== undefined };
+  }
+
+  /** Takes a node out of the registry (its peers hear why) and closes its connection. */
+  private disconnect(session: NodeSession, code: number, words: string, reason: "revoked" | "key replaced"): void {
+    this.init.registry.remove(session, reason === "revoked" ? "revoked" : undefined);
+    this.init.logger.info("node offline", { node: session.name, user: session.user, reason });
+    this.init.sdwan?.leave(session);
+    session.close(code, words);
   }
 
   private handle(connection: Connection, request: ClientRequest): unknown | Promise<unknown> {
     if (request.type === "login") return this.login(connection, request);
+    if (connection.waiting) {
+      if (request.type !== "heartbeat")
+        throw new ProtocolError("NOT_APPROVED", `node "${connection.pairing?.node}" waits for the server admin's approval; until then only heartbeats are answered`);
+      connection.waiting.lastHeartbeat = Date.now();
+      return { clientTime: request.clientTime, serverTime: Date.now() };
+    }
     const session = connection.session;
     if (!session) throw new ProtocolError("NOT_LOGGED_IN", `${request.type} needs a login first`);
     switch (request.type) {
@@ -256,26 +364,82 @@ export class SignalHub {
   }
 
   private login(connection: Connection, request: LoginRequest): LoginResult {
-    if (connection.session) throw new ProtocolError("ALREADY_LOGGED_IN", `already logged in as ${connection.session.name}`);
+    if (connection.session || connection.waiting)
+      throw new ProtocolError("ALREADY_LOGGED_IN", `already logged in as ${connection.session?.name ?? connection.pairing?.node}`);
     const { node, publicKey } = request;
     const proof = Buffer.from(request.proof, "base64url");
     const user = this.init.users.find((u) => safeEqual(Buffer.from(loginProof(u.token, connection.nonce, node, publicKey), "base64url"), proof));
     if (!user) throw this.loginRefused(connection, node, "BAD_TOKEN", "bad token");
     if (!verifyIdentitySignature(publicKey, loginTranscript(connection.nonce, node, publicKey), request.signature))
       throw this.loginRefused(connection, node, "BAD_SIGNATURE", "the signature does not match the node's identity key");
-    const pinned = this.init.pins.get(user.name, node);
-    if (pinned && pinned !== publicKey)
+    const record = this.init.nodes.get(user.name, node);
+    if (record?.state === "revoked")
+      throw this.loginRefused(
+        connection,
+        node,
+        "NODE_REVOKED",
+        `the server's admin revoked node "${node}"; it is refused until the admin runs "${approveCommand(node, user.name)}" on the server`,
+      );
+    if (record && record.key !== publicKey && this.init.admission === "token")
       throw this.loginRefused(
         connection,
         node,
         "KEY_MISMATCH",
         `node name "${node}" is registered to a different identity key; if that node was reinstalled, run "inp2ps forget ${node}" on the server, or pick another name`,
       );
-    if (!pinned) this.init.pins.pin(user.name, node, publicKey);
+    if (!record && this.init.admission === "token") {
+      this.init.nodes.approve(user.name, node, publicKey);
+      this.init.audit.record("admitted", { user: user.name, node, from: connection.remote, by: "token" });
+    } else if (!record && this.init.autoApprove(connection.address)) {
+      // Only a name never seen before: a new key for a known name always waits for the admin.
+      this.init.nodes.approve(user.name, node, publicKey);
+      this.init.audit.record("approved", { user: user.name, node, from: connection.remote, by: "auto_approve" });
+    } else if (record?.key !== publicKey) return this.pend(connection, user.name, request, record?.key);
+    return this.enter(connection, user.name, request);
+  }
 
+  /** Files (or finds again) a pairing request; the connection waits, heartbeating, for the admin. */
+  private pend(connection: Connection, user: string, request: LoginRequest, replacesKey: string | undefined): LoginResult {
+    const { node, publicKey } = request;
+    const isNew = this.init.pairing.get(user, node)?.publicKey !== publicKey;
+    const filed = this.init.pairing.file({ user, node, publicKey, replacesKey, address: connection.remote, login: request }, connection.address);
+    if ("code" in filed) throw this.loginRefused(connection, node, filed.code, filed.reason);
+    filed.waiting?.close(CloseCode.replaced, "replaced by a newer login of the same node");
+    const now = Date.now();
+    const waiting: Waiting = {
+      lastHeartbeat: now,
+      close: (code, reason) => connection.socket.close(code, reason),
+      admit: () => {
+        connection.waiting = undefined;
+        connection.pairing = undefined;
+        const result = this.enter(connection, user, filed.login);
+        this.send(connection, { type: "admitted", result });
+      },
+    };
+    filed.waiting = waiting;
+    connection.waiting = waiting;
+    connection.pairing = filed;
+    clearTimeout(connection.loginTimer);
+    if (isNew) this.init.audit.record("pending", { user, node, from: connection.remote, newKey: replacesKey !== undefined });
+    this.init.logger.info("node waits for approval", { node, user, from: connection.remote, approve: approveCommand(node, user) });
+    return {
+      user,
+      node,
+      address: connection.remote,
+      serverTime: now,
+      heartbeatIntervalMs: this.init.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.init.heartbeatTimeoutMs,
+      peers: [],
+      pending: true,
+    };
+  }
+
+  /** Puts an admitted node in the registry: its peers learn of it, and it of them. */
+  private enter(connection: Connection, user: string, request: LoginRequest): LoginResult {
+    const { node, publicKey } = request;
     const now = Date.now();
     const session: NodeSession = {
-      user: user.name,
+      user,
       name: node,
       publicKey,
       instance: request.instance,
@@ -294,13 +458,13 @@ export class SignalHub {
     connection.session = session;
     const replaced = this.init.registry.add(session);
     if (replaced) {
-      this.init.logger.info("node logged in again; closing its older session", { node, user: user.name, from: connection.remote, was: replaced.address });
+      this.init.logger.info("node logged in again; closing its older session", { node, user, from: connection.remote, was: replaced.address });
       replaced.close(CloseCode.replaced, "replaced by a newer login of the same node");
     } else {
-      this.init.logger.info("node online", { node, user: user.name, from: connection.remote, version: request.version });
+      this.init.logger.info("node online", { node, user, from: connection.remote, version: request.version });
     }
     return {
-      user: user.name,
+      user,
       node,
       address: connection.remote,
       serverTime: now,
@@ -310,7 +474,7 @@ export class SignalHub {
     };
   }
 
-  private loginRefused(connection: Connection, node: string, code: "BAD_TOKEN" | "BAD_SIGNATURE" | "KEY_MISMATCH", reason: string) {
+  private loginRefused(connection: Connection, node: string, code: ErrorCode, reason: string) {
     this.init.logger.warn(`login refused: ${reason}`, { node, from: connection.remote });
     // One attempt per connection: the nonce is spent. Close after the reply has been queued.
     queueMicrotask(() => connection.socket.close(CloseCode.loginRefused, `login refused: ${code}`));

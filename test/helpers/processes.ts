@@ -266,6 +266,8 @@ export async function startLinkedClient(
     env?: Record<string, string>;
     /** STUN ports other than the server's. */
     stunPorts?: Partial<ServerHandle["stunPorts"]>;
+    /** The log line that says it is up (default: logged in); a node waiting for approval says so instead. */
+    ready?: RegExp;
   } = {},
 ): Promise<LinkedClient> {
   const dir = options.dir ?? tempDir(`inp2pc-${node}-`);
@@ -290,7 +292,7 @@ export async function startLinkedClient(
   );
   const env = options.env;
   const proc = options.wrap ? run(options.wrap[0]!, [...options.wrap.slice(1), BUN, INP2PC, "--config", config], { cwd: dir, env }) : run(INP2PC, ["--config", config], { cwd: dir, env });
-  await proc.waitForOutput(/logged in/).catch(async (err) => {
+  await proc.waitForOutput(options.ready ?? /logged in/).catch(async (err) => {
     await proc.stop();
     throw err;
   });

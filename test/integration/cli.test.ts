@@ -359,6 +359,9 @@ describe("first start without a config (npm start)", () => {
       expect(adminCredential).toMatch(/^[A-Za-z0-9_-]{43}$/);
       expect(readFileSync(adminFile, "utf8").trim()).toBe(adminCredential);
       expect(modeOf(adminFile)).toBe(0o600);
+      // A config inp2ps writes itself admits nodes by approval, and the banner says how.
+      expect(out).toContain('"inp2ps pairing list"');
+      expect(out).toContain('"inp2ps pairing approve NAME"');
     } finally {
       await proc.stop();
     }
@@ -366,6 +369,7 @@ describe("first start without a config (npm start)", () => {
     expect(modeOf(config)).toBe(0o600);
     expect(readFileSync(config, "utf8")).toContain(`token = "${token}"`);
     expect(readFileSync(config, "utf8")).not.toContain(adminCredential);
+    expect(readFileSync(config, "utf8")).toContain('admission = "approve"');
     expect(modeOf(join(cwd, "inp2ps.tls.key"))).toBe(0o600);
   });
 
@@ -397,10 +401,15 @@ describe("first start without a config (npm start)", () => {
       args[args.indexOf("-serverhost") + 1] = "127.0.0.1";
       args[args.indexOf("-node") + 1] = "joined";
       const a = track(run(INP2PC, [...args, "--log-level", "debug"], { cwd: pinned, env: { INP2P_TOKEN: envToken } }));
+      // Admission is by approval: the node says what to run, and the banner's command lets it in.
+      await a.waitForOutput(/waiting for approval: run "inp2ps pairing approve joined" on the server/);
+      expect((await cli(INP2PS, ["pairing", "approve", "joined"], { cwd })).code).toBe(0);
       await a.waitForOutput(/logged in/);
       expect(a.output).toMatch(/server certificate accepted \(pinned\)/);
       // Without the pin: trust on first use records the fingerprint.
       const b = track(run(INP2PC, ["-serverhost", "127.0.0.1", "-serverport", String(port), "-node", "tofu", "-token", token], { cwd: tofu }));
+      await b.waitForOutput(/waiting for approval/);
+      expect((await cli(INP2PS, ["pairing", "approve", "tofu"], { cwd })).code).toBe(0);
       await b.waitForOutput(/logged in/);
       await Promise.all([a.stop(), b.stop()]);
     } finally {

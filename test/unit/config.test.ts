@@ -429,6 +429,23 @@ describe("writing", () => {
     expect(loaded.wrote).toBe(true);
     expect(parseConfig(readFileSync(path, "utf8"), path).server?.ws_port).toBe(9000);
   });
+
+  it("a server config inp2ps writes admits by approval; a file without the key keeps token admission", () => {
+    const path = join(dir, "new", "inp2ps.toml");
+    loadConfig({ role: "server", configPath: path, newconfig: true, env: {} });
+    expect(readFileSync(path, "utf8")).toMatch(/^admission = "approve"$/m);
+    expect(loadConfig({ role: "server", configPath: path, env: {} }).config.server).toMatchObject({ admission: "approve", auto_approve: [], pairing_expiry_s: 3600 });
+    const old = writeFile("inp2ps.toml", 'role = "server"\n[server]\ntoken = "1"\n');
+    expect(loadConfig({ role: "server", configPath: old, env: {} }).config.server?.admission).toBe("token");
+  });
+
+  it("admission settings are checked, naming the key", () => {
+    const server = (extra: string) => () => parseConfig(`role = "server"\n[server]\ntoken = "1"\n${extra}\n`, "/x.toml");
+    expect(server('admission = "open"')).toThrow(/server\.admission: expected "token" or "approve", got "open"/);
+    expect(server('auto_approve = ["10.0.0.0/33"]')).toThrow(/server\.auto_approve\[0\]: expected a CIDR/);
+    expect(server("pairing_expiry_s = 0")).toThrow(/server\.pairing_expiry_s/);
+    expect(parseConfig(`role = "server"\n[server]\nauto_approve = ["127.0.0.1", "fd00::/8"]\n`, "/x.toml").server?.auto_approve).toEqual(["127.0.0.1/32", "fd00::/8"]);
+  });
 });
 
 describe("values", () => {

@@ -28,7 +28,7 @@ const SINCE = "2026-12-01T23:00:00.000Z";
 const status: ClientStatus = {
   node: "edge-1",
   version: "0.1.0",
-  server: { address: "127.0.0.1:27183", state: "online", user: "default", rttMs: 3, clockOffsetMs: 0 },
+  server: { address: "127.0.0.1:27183", state: "online", approval: null, user: "default", rttMs: 3, clockOffsetMs: 0 },
   nat: null,
   peers: {
     a: peer({ link: "udp-direct", rttMs: 1, bytesIn: 10, bytesOut: 2048, since: SINCE }),
@@ -86,6 +86,13 @@ describe("formatStatus", () => {
       ["an-app-name-longer-than-sixteen", "tcp", "[2001:db8::1234:5678:9abc:def0]:65535", "a-node-name-longer-than-twenty-characters", "listening", "1"],
       ["dns", "udp", "127.0.0.1:53", "a", "failed", "0  address in use"],
     ]);
+  });
+
+  it("says what a node waiting for approval waits for, and nothing of it otherwise", () => {
+    const pending = formatStatus({ ...status, server: { ...status.server, state: "pending", approval: "inp2ps pairing approve edge-1 --user bob" } });
+    expect(pending).toMatch(/^server +127\.0\.0\.1:27183 +pending/m);
+    expect(pending).toContain('waiting for approval: run "inp2ps pairing approve edge-1 --user bob" on the server');
+    expect(text).not.toContain("waiting for approval");
   });
 
   it("says so when there are no peers and no apps", () => {
