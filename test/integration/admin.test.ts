@@ -206,7 +206,11 @@ describe("inp2ps audit and the CLI's admin credential", () => {
     expect(forget.output).toContain("forgot the identity key of node beta");
 
     const after = await api(server, "/api/v1/audit", server.adminToken);
-    expect(after.body.entries).toEqual([{ time: expect.stringMatching(ISO_TIME), event: "key-forgotten", user: "default", node: "beta" }]);
+    // beta's first login pinned its key (token admission), then the admin forgot it.
+    expect(after.body.entries).toEqual([
+      { time: expect.stringMatching(ISO_TIME), event: "admitted", user: "default", node: "beta", by: "token", from: expect.stringMatching(/^127\.0\.0\.1:\d+$/) },
+      { time: expect.stringMatching(ISO_TIME), event: "key-forgotten", user: "default", node: "beta" },
+    ]);
     expect(server.proc.output).toMatch(/audit.*event=key-forgotten/);
 
     const json = await runToEnd(INP2PS, ["audit", "--json", "--config", server.configPath]);
@@ -216,7 +220,10 @@ describe("inp2ps audit and the CLI's admin credential", () => {
     expect(table.code, table.output).toBe(0);
     const lines = table.output.trim().split("\n");
     expect(lines[0]).toMatch(/^TIME\s+EVENT\s+DETAILS$/);
-    expect(lines.slice(1)).toEqual([expect.stringMatching(new RegExp(`^${after.body.entries[0].time.replace(/\./g, "\\.")}\\s+key-forgotten\\s+user=default node=beta$`))]);
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(/^\S+\s+admitted\s+user=default node=beta from=127\.0\.0\.1:\d+ by=token$/),
+      expect.stringMatching(new RegExp(`^${after.body.entries[1].time.replace(/\./g, "\\.")}\\s+key-forgotten\\s+user=default node=beta$`)),
+    ]);
   });
 
   it("inp2ps nodes says what is missing when the server never made its credential", async () => {

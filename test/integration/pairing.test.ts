@@ -264,10 +264,11 @@ describe('admission = "approve"', () => {
       expect((await call(method, path)).status, `${method} ${path} without a token`).toBe(401);
       expect((await call(method, path, "12345")).status, `${method} ${path} with a wrong token`).toBe(403);
     }
-    const listed = await call("GET", "/api/v1/pairing", server.token);
+    expect((await call("GET", "/api/v1/pairing", server.token)).status, "with a user token").toBe(403);
+    const listed = await call("GET", "/api/v1/pairing", server.adminToken);
     expect(listed.status).toBe(200);
     expect(await listed.json()).toEqual({ requests: [] });
-    const unknown = await call("POST", "/api/v1/pairing/x/approve", server.token);
+    const unknown = await call("POST", "/api/v1/pairing/x/approve", server.adminToken);
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as { error: string }).error).toContain('no pairing request from node "x" of user "default"');
   });
