@@ -50,8 +50,8 @@ export class RelayNode {
         key: relayTicketKey(init.token, init.node),
         serverNow: () => init.session.serverNow(),
         bwMbps: init.bwMbps,
-        refuse: (ticket) =>
-          init.super || [ticket.a, ticket.b].every((endpoint) => endpoint.startsWith(`${user}/`)) ? undefined : `this private relay serves only user ${user}'s nodes`,
+        // The server plans "private" sessions only between nodes of this relay's user.
+        refuse: (ticket) => (init.super || ticket.tier === "private" ? undefined : `this private relay serves only user ${user}'s nodes`),
         logger: init.logger.child("relay"),
       });
     } catch (err) {

@@ -17,6 +17,8 @@ export const DEFAULT_MAX_CONNS_PER_IP = 32;
 export const DEFAULT_SERVER_RELAY = true;
 export const DEFAULT_SERVER_RELAY_PORT = 27184;
 export const DEFAULT_SERVER_RELAY_BW_MBPS = 100;
+/** Another user's super relay (approved by the admin) comes after the server's own relay unless this is set. */
+export const DEFAULT_PREFER_SUPER_RELAYS = false;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;

@@ -21,6 +21,7 @@ import {
   optionalTokenValue,
   pathValue,
   positiveNumber,
+  relayNameValue,
   stringValue,
   tokenValue,
 } from "./values";
@@ -91,6 +92,8 @@ export const serverShape = {
   relay: booleanValue.default(C.DEFAULT_SERVER_RELAY),
   relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),
   relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
+  trusted_relays: z.array(relayNameValue).default([]),
+  prefer_super_relays: booleanValue.default(C.DEFAULT_PREFER_SUPER_RELAYS),
   sdwan: serverSdwanSchema.optional(),
 };
 
@@ -155,6 +158,11 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     if (s.token !== undefined && s.token !== "" && user.token === s.token) {
       issues.push({ path: ["users", i, "token"], message: "token equals server.token (the default user's token)" });
     }
+  });
+  s.trusted_relays.forEach((relay, i) => {
+    const user = relay.split("/")[0]!;
+    if (user !== C.DEFAULT_USER_NAME && !names.has(user))
+      issues.push({ path: ["trusted_relays", i], message: `"${relay}" names user "${user}", who is not in [[server.users]] (nor "${C.DEFAULT_USER_NAME}")` });
   });
   for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
 });

@@ -8,7 +8,8 @@ import { TokenBucket } from "./limiter.ts";
 // A relay bridges two TCP connections that present the two halves of one server-issued ticket. It
 // never holds a key of the peer session: after its one-frame answer it copies bytes, nothing more.
 //
-//   client → relay   u32 length | JSON {"ticket": "..."}
+//   client → relay   u32 length | JSON {"ticket": "..."}   (the ticket format: crypto/ticket.ts; it names
+//                    the relay, the tier and an opaque session id, never the endpoints)
 //   relay → client   u32 length | JSON {"ok": true} once both sides are there,
 //                    or {"ok": false, "code": "...", "error": "..."} and the connection closes
 //   then             raw bytes both ways (the peers' framed, encrypted session)
@@ -22,7 +23,7 @@ export interface RelayInit {
   /** The current time on the server's clock (tickets expire in server time). */
   serverNow(): number;
   bwMbps: number;
-  /** Why these endpoints may not use this relay, if they may not (a private relay serves its own user). */
+  /** Why this session may not use this relay, if it may not (a private relay serves only tickets of the private tier). */
   refuse?(ticket: TicketFields): string | undefined;
   logger: Logger;
 }
@@ -106,7 +107,7 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
     waiting.delete(fields.session);
     clearTimeout(other.timer);
     if (other.side === fields.side) return refuse(socket, "TICKET_REPLAYED", "this side of the session is already connected");
-    log.debug("relaying a session", { a: fields.a, b: fields.b });
+    log.debug("relaying a session", { session: fields.session, tier: fields.tier });
     bridge(other.socket, socket);
   };
 

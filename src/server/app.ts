@@ -7,6 +7,8 @@ import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import type { KeyPins } from "./keys.ts";
 import type { Registry } from "./registry.ts";
+import type { TrustedRelays } from "./relay-trust.ts";
+import { createRelaysApi } from "./rest-relays.ts";
 import type { Connection, SignalHub } from "./signal.ts";
 
 export interface AppInit {
@@ -15,6 +17,7 @@ export interface AppInit {
   pins: KeyPins;
   guard: AddressGuard;
   audit: AuditLog;
+  trustedRelays: TrustedRelays;
   version: string;
   adminToken: string;
 }
@@ -58,6 +61,8 @@ export function createApp(init: AppInit): Hono<Env> {
     if (!init.pins.forget(user, name)) return c.json({ error: `no key is pinned for node "${name}" of user "${user}"` }, 404);
     return c.json({ forgotten: { user, name } });
   });
+
+  app.route("/api/v1/relays", createRelaysApi({ registry: init.registry, trustedRelays: init.trustedRelays, audit: init.audit, adminOnly }));
 
   app.get(
     WS_PATH,

@@ -16,11 +16,13 @@ import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { KeyPins } from "./keys.ts";
 import { Registry } from "./registry.ts";
+import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
 export { resolveTls, TlsSetupError, SELF_SIGNED_CERT_FILE } from "./tls.ts";
 export { WS_PATH } from "./app.ts";
+export type { RelayListing } from "./rest-relays.ts";
 
 export const KEY_PINS_FILE = "inp2ps.keys.json";
 
@@ -49,6 +51,10 @@ export interface ServerInit {
   relay: boolean;
   relay_port: number;
   relay_bw: number;
+  /** Super relays ("user/node") approved in the config to serve users other than their own. */
+  trusted_relays: string[];
+  /** Approved super relays of other users before the server's own relay. */
+  prefer_super_relays: boolean;
   /** The virtual network, when configured. */
   sdwan?: SdwanInit;
 }
@@ -67,6 +73,7 @@ export interface RunningServer {
 
 export async function startServer(init: ServerInit, logger: Logger, version: string): Promise<RunningServer> {
   const tls = resolveTls(init);
+  const trustedRelays = new TrustedRelays(join(init.data_dir, TRUSTED_RELAYS_FILE), init.trusted_relays);
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
     altIp: init.stun_alt_ip,
@@ -91,6 +98,9 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     registry,
     tokenOf: (user) => users.find((u) => u.name === user)?.token,
     serverRelay: relay ? { port: relay.port, key: relayKey } : undefined,
+    trusted: (name) => trustedRelays.has(name),
+    preferSuperRelays: init.prefer_super_relays,
+    logger,
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
@@ -109,7 +119,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, pins, guard, audit, version, adminToken: init.admin_token || init.token });
+  const app = createApp({ hub, registry, pins, guard, audit, trustedRelays, version, adminToken: init.admin_token || init.token });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
