@@ -1,6 +1,6 @@
 import { relayTicketKey } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { RELAY_REPORT_INTERVAL_MS, startRelay, type RunningRelay } from "../relay/index.ts";
+import { privateRelayRefusal, RELAY_REPORT_INTERVAL_MS, startRelay, type RunningRelay } from "../relay/index.ts";
 import type { ServerSession } from "./session.ts";
 
 export interface RelayNodeInit {
@@ -50,8 +50,7 @@ export class RelayNode {
         key: relayTicketKey(init.token, init.node),
         serverNow: () => init.session.serverNow(),
         bwMbps: init.bwMbps,
-        // The server plans "private" sessions only between nodes of this relay's user.
-        refuse: (ticket) => (init.super || ticket.tier === "private" ? undefined : `this private relay serves only user ${user}'s nodes`),
+        refuse: init.super ? undefined : privateRelayRefusal(user),
         logger: init.logger.child("relay"),
       });
     } catch (err) {

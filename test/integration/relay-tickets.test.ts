@@ -5,7 +5,8 @@ import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { relayTicketKey, signTicket, type TicketFields } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
-import { startRelay, type RelayAnswer, type RunningRelay } from "../../src/relay/index.ts";
+import type { RelayAnswer } from "../../src/protocol/index.ts";
+import { privateRelayRefusal, startRelay, type RunningRelay } from "../../src/relay/index.ts";
 import { readFrames, writeFrame } from "../../src/transport/index.ts";
 
 const RELAY_NAME = "alice/relay1";
@@ -21,7 +22,7 @@ beforeAll(async () => {
     key,
     serverNow: Date.now,
     bwMbps: 1000,
-    refuse: (t) => (t.tier === "private" ? undefined : "this private relay serves only user alice's nodes"),
+    refuse: privateRelayRefusal("alice"),
     logger: silentLogger,
   });
 });

@@ -221,6 +221,9 @@ describe("another user's super relay (real processes)", () => {
     expect(JSON.parse(listed.output)).toEqual([
       expect.objectContaining({ name: BOB_RELAY, online: true, super: true, approved: true, approvedBy: "admin", serves: "every user", bwMbps: BOB_RELAY_BW_MBPS }),
     ]);
+    const table = await relaysCli(net.server, "list");
+    expect(table.output).toMatch(/^RELAY\s+ONLINE\s+KIND\s+APPROVED\s+SERVES/m);
+    expect(table.output).toMatch(new RegExp(`^${BOB_RELAY}\\s+yes\\s+super\\s+yes \\(admin\\)\\s+every user\\s+127\\.0\\.0\\.1:\\d+\\s`, "m"));
     expect(statSync(join(net.server.dir, TRUSTED_RELAYS_FILE)).mode & 0o777).toBe(0o600);
     expect(net.server.proc.output).toMatch(new RegExp(`audit event=relay-approved relay=${BOB_RELAY}`));
 
