@@ -58,7 +58,8 @@ export class RelayNode {
       return;
     }
     if (this.stopped) return void this.relay.stop();
-    init.logger.info(`relaying for ${init.super ? "every user's nodes (super relay)" : `user ${user}'s nodes (private relay)`}`, { port: this.relay.port, bwMbps: init.bwMbps });
+    const whom = init.super ? `user ${user}'s nodes, and every user's once the server's admin approves this super relay` : `user ${user}'s nodes (private relay)`;
+    init.logger.info(`relaying for ${whom}`, { port: this.relay.port, bwMbps: init.bwMbps });
     this.timer = setInterval(() => void this.report(), RELAY_REPORT_INTERVAL_MS);
   }
 
