@@ -3,7 +3,7 @@ import { networkInterfaces } from "node:os";
 import cac from "cac";
 import { ConfigError, DEFAULT_USER_NAME, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
-import { VERSION } from "../protocol/index.ts";
+import { NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
 import { startServer, type RelayListing } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
@@ -144,11 +144,15 @@ cli
 const RELAYS_ACTIONS = ["list", "approve", "revoke"] as const;
 
 /** "bob/relay1", or "relay1" with --user bob (default: the default user). */
-function relayArgument(name: string | undefined, user: string | undefined): { user: string; node: string } {
+function relayArgument(name: string | undefined, userFlag: string | undefined): { user: string; node: string } {
   if (!name) throw new Error(`give the relay: "inp2ps relays approve USER/NODE", or NODE with --user USER`);
-  const [first, second, ...rest] = name.split("/");
-  if (rest.length || (second !== undefined && user !== undefined)) throw new Error(`"${name}": give the relay as USER/NODE, or NODE with --user USER, not both`);
-  return second === undefined ? { user: user ?? DEFAULT_USER_NAME, node: first! } : { user: first!, node: second };
+  const parts = name.split("/");
+  if (parts.length > 2) throw new Error(`"${name}" is not a relay: give USER/NODE, or NODE with --user USER`);
+  if (parts.length === 2 && userFlag !== undefined) throw new Error(`"${name}" already names the user: drop --user, or give NODE alone`);
+  const [user, node] = parts.length === 2 ? (parts as [string, string]) : [userFlag ?? DEFAULT_USER_NAME, name];
+  for (const [what, value] of [["user", user], ["node", node]])
+    if (!NODE_NAME_PATTERN.test(value!)) throw new Error(`"${value}" is not a ${what} name (1-63 letters, digits, '.', '_' or '-')`);
+  return { user, node };
 }
 
 cli

@@ -191,10 +191,9 @@ function useNetwork(serverToml = "") {
   return net;
 }
 
-/** Starts bob's relay and waits until the server has its offer. */
+/** Starts bob's relay; the server has its offer once this resolves (it answered the report). */
 async function bobOffers(net: ReturnType<typeof useNetwork>): Promise<BobRelay> {
   net.bob = await startBobRelay(net.server);
-  await waitFor("the server to hear bob's relay offer", () => net.server.proc.output.includes(`node offers to relay node=${BOB_RELAY_NODE}`) || undefined, 10_000);
   return net.bob;
 }
 
@@ -247,6 +246,20 @@ describe("another user's super relay (real processes)", () => {
     expect((await api(net.server, "/api/v1/relays", "12345")).status).toBe(403);
     expect((await api(net.server, "/api/v1/relays", net.server.token)).body).toEqual({ relays: [] });
   });
+
+  it("inp2ps relays says what is wrong with a relay name", async () => {
+    for (const [args, message] of [
+      [["approve"], 'give the relay: "inp2ps relays approve USER/NODE", or NODE with --user USER'],
+      [["approve", "a/b/c"], '"a/b/c" is not a relay: give USER/NODE, or NODE with --user USER'],
+      [["approve", "bob/r1", "--user", "bob"], '"bob/r1" already names the user: drop --user, or give NODE alone'],
+      [["revoke", "r1", "--user", "b@d"], `"b@d" is not a user name`],
+      [["bless", "bob/r1"], 'unknown relays action "bless": use list, approve, revoke'],
+    ] as const) {
+      const result = await relaysCli(net.server, ...args);
+      expect(result.code, args.join(" ")).toBe(1);
+      expect(result.output).toContain(message);
+    }
+  }, 30_000);
 });
 
 describe("another user's super relay, preferred (prefer_super_relays = true; real processes)", () => {
