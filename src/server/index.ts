@@ -73,7 +73,12 @@ export interface RunningServer {
 
 export async function startServer(init: ServerInit, logger: Logger, version: string): Promise<RunningServer> {
   const tls = resolveTls(init);
-  const trustedRelays = new TrustedRelays(join(init.data_dir, TRUSTED_RELAYS_FILE), init.trusted_relays);
+  const users = [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users];
+  const trustedRelays = new TrustedRelays(
+    join(init.data_dir, TRUSTED_RELAYS_FILE),
+    init.trusted_relays,
+    users.map((user) => user.name),
+  );
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
     altIp: init.stun_alt_ip,
@@ -83,7 +88,6 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     logger: logger.child("stun"),
   });
   const registry = new Registry();
-  const users = [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users];
   let relay: RunningRelay | undefined;
   const relayKey = randomBytes(32);
   if (init.relay) {

@@ -6,6 +6,15 @@ export const TRUSTED_RELAYS_FILE = "inp2ps.relays.json";
 /** Where an approval comes from: `trusted_relays` in [server] of the config, or `inp2ps relays approve`. */
 export type RelayApprovalSource = "config" | "admin";
 
+export class UnknownRelayUserError extends Error {
+  readonly code = "UNKNOWN_USER";
+  override name = "UnknownRelayUserError";
+
+  constructor(readonly user: string) {
+    super(`this server has no user "${user}" (add it to [[server.users]] first)`);
+  }
+}
+
 export type RevokeResult = "revoked" | "not-approved" | "configured";
 
 /**
@@ -17,9 +26,11 @@ export class TrustedRelays {
   private readonly configured: ReadonlySet<string>;
   private readonly approved: Set<string>;
 
+  /** `users`: the users this server knows; a relay of another user cannot be approved (undefined: any). */
   constructor(
     private readonly file: string | null,
     configured: readonly string[] = [],
+    private readonly users?: readonly string[],
   ) {
     this.configured = new Set(configured);
     this.approved = new Set(file && existsSync(file) ? readApprovals(file) : []);
@@ -33,8 +44,10 @@ export class TrustedRelays {
     return this.source(relay) !== undefined;
   }
 
-  /** Approves a relay; false when it was approved already. */
+  /** Approves a relay "user/node"; false when it was approved already. Throws UnknownRelayUserError for a user this server does not know. */
   approve(relay: string): boolean {
+    const user = relay.split("/")[0]!;
+    if (this.users && !this.users.includes(user)) throw new UnknownRelayUserError(user);
     if (this.has(relay)) return false;
     this.approved.add(relay);
     this.save();

@@ -2,7 +2,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { NODE_NAME_PATTERN } from "../protocol/index.ts";
 import type { AuditLog } from "./audit.ts";
 import type { Registry } from "./registry.ts";
-import type { RelayApprovalSource, TrustedRelays } from "./relay-trust.ts";
+import { UnknownRelayUserError, type RelayApprovalSource, type TrustedRelays } from "./relay-trust.ts";
 
 export interface RelaysApiInit {
   registry: Registry;
@@ -72,7 +72,13 @@ export function createRelaysApi(init: RelaysApiInit): Hono {
   api.put("/:user/:node/approval", (c) => {
     const name = relayParam(c.req.param("user"), c.req.param("node"));
     if (!name) return c.json({ error: `not a relay name: "${c.req.param("user")}/${c.req.param("node")}" (expected user/node, each 1-63 letters, digits, '.', '_' or '-')` }, 400);
-    const approved = init.trustedRelays.approve(name);
+    let approved: boolean;
+    try {
+      approved = init.trustedRelays.approve(name);
+    } catch (err) {
+      if (err instanceof UnknownRelayUserError) return c.json({ error: `cannot approve ${name}: ${err.message}` }, 404);
+      throw err;
+    }
     if (approved) init.audit.record("relay-approved", { relay: name });
     return c.json({ relay: name, approved: true, changed: approved, approvedBy: init.trustedRelays.source(name) });
   });

@@ -254,6 +254,8 @@ describe("another user's super relay (real processes)", () => {
       [["approve", "bob/r1", "--user", "bob"], '"bob/r1" already names the user: drop --user, or give NODE alone'],
       [["revoke", "r1", "--user", "b@d"], `"b@d" is not a user name`],
       [["bless", "bob/r1"], 'unknown relays action "bless": use list, approve, revoke'],
+      [["approve", "eve/r1"], 'server answered 404: cannot approve eve/r1: this server has no user "eve" (add it to [[server.users]] first)'],
+      [["revoke", "bob/r1"], "server answered 404: bob/r1 is not approved"],
     ] as const) {
       const result = await relaysCli(net.server, ...args);
       expect(result.code, args.join(" ")).toBe(1);

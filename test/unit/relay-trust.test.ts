@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config/index.ts";
 import { decodeRelayAnswer, decodeRelayHello, encodeRelayAnswer, encodeRelayHello } from "../../src/protocol/index.ts";
-import { TRUSTED_RELAYS_FILE, TrustedRelays } from "../../src/server/relay-trust.ts";
+import { TRUSTED_RELAYS_FILE, TrustedRelays, UnknownRelayUserError } from "../../src/server/relay-trust.ts";
 
 let dir: string;
 beforeEach(() => {
@@ -40,6 +40,14 @@ describe("TrustedRelays", () => {
     expect(relays.approve("bob/r1")).toBe(false);
     expect(relays.revoke("bob/r1")).toBe("configured");
     expect(relays.has("bob/r1")).toBe(true);
+  });
+
+  it("approves relays of the server's users only", () => {
+    const relays = new TrustedRelays(null, [], ["default", "bob"]);
+    expect(relays.approve("bob/r1")).toBe(true);
+    expect(() => relays.approve("eve/r1")).toThrow(UnknownRelayUserError);
+    expect(() => relays.approve("eve/r1")).toThrow('this server has no user "eve" (add it to [[server.users]] first)');
+    expect(relays.has("eve/r1")).toBe(false);
   });
 
   it("refuses a damaged file, naming it and what to do", () => {
