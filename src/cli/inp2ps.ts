@@ -3,9 +3,9 @@ import { networkInterfaces } from "node:os";
 import cac from "cac";
 import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
-import { approveCommand, VERSION } from "../protocol/index.ts";
+import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { startServer, type AuditEntry, type PairingListEntry } from "../server/index.ts";
+import { startServer, type AuditEntry, type PairingListEntry, type RelayListing } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
@@ -242,6 +242,64 @@ cli
       exitWithError(PROGRAM, err);
     }
   });
+
+const RELAYS_ACTIONS = ["list", "approve", "revoke"] as const;
+
+/** "bob/relay1", or "relay1" with --user bob (default: the default user). */
+function relayArgument(name: string | undefined, userFlag: string | undefined): { user: string; node: string } {
+  if (!name) throw new Error(`give the relay: "inp2ps relays approve USER/NODE", or NODE with --user USER`);
+  const parts = name.split("/");
+  if (parts.length > 2) throw new Error(`"${name}" is not a relay: give USER/NODE, or NODE with --user USER`);
+  if (parts.length === 2 && userFlag !== undefined) throw new Error(`"${name}" already names the user: drop --user, or give NODE alone`);
+  const [user, node] = parts.length === 2 ? (parts as [string, string]) : [userFlag ?? DEFAULT_USER_NAME, name];
+  for (const [what, value] of [["user", user], ["node", node]])
+    if (!NODE_NAME_PATTERN.test(value!)) throw new Error(`"${value}" is not a ${what} name (1-63 letters, digits, '.', '_' or '-')`);
+  return { user, node };
+}
+
+cli
+  .command("relays [action] [name]", "super relays serving other users: list | approve NAME | revoke NAME (NAME: user/node, or node with --user)")
+  .option("--user <user>", "the relay node's user (default: default), when NAME has no user/ part")
+  .option("--json", "print JSON (list)")
+  .option("--host <host>", "server host to ask (default: 127.0.0.1)")
+  .action(async (action: string | undefined, name: string | undefined, parsed) => {
+    try {
+      const verb = action ?? "list";
+      if (!(RELAYS_ACTIONS as readonly string[]).includes(verb)) throw new Error(`unknown relays action "${verb}": use ${RELAYS_ACTIONS.join(", ")}`);
+      const { config } = load(parsed);
+      const host = rawFlagValue(args, "host");
+      if (verb === "list") return printRelays((await fetchServerApi(config.server!, "GET", "/api/v1/relays", host)) as { relays: RelayListing[] }, Boolean(parsed.json));
+      const { user, node } = relayArgument(name, rawFlagValue(args, "user"));
+      const path = `/api/v1/relays/${encodeURIComponent(user)}/${encodeURIComponent(node)}/approval`;
+      await fetchServerApi(config.server!, verb === "approve" ? "PUT" : "DELETE", path, host);
+      process.stdout.write(
+        verb === "approve"
+          ? `approved relay ${user}/${node}: as a super relay it now serves every user's nodes\n`
+          : `revoked relay ${user}/${node}: it serves only user ${user}'s nodes again (links already on it stay until they close)\n`,
+      );
+    } catch (err) {
+      exitWithError(PROGRAM, err);
+    }
+  });
+
+function printRelays(body: { relays: RelayListing[] }, json: boolean): void {
+  if (json) return void process.stdout.write(JSON.stringify(body.relays, null, 2) + "\n");
+  const rows = [["RELAY", "ONLINE", "KIND", "APPROVED", "SERVES", "ADDRESS", "BW MBIT/S", "LOAD", "SESSIONS"]];
+  for (const r of body.relays)
+    rows.push([
+      r.name,
+      r.online ? "yes" : "no",
+      r.super === null ? "-" : r.super ? "super" : "private",
+      r.approvedBy ? `yes (${r.approvedBy})` : "no",
+      r.serves ?? "-",
+      r.address ?? "-",
+      r.bwMbps === null ? "-" : String(r.bwMbps),
+      r.loadMbps === null ? "-" : String(r.loadMbps),
+      r.sessions === null ? "-" : String(r.sessions),
+    ]);
+  process.stdout.write(formatTable(rows).join("\n") + "\n");
+  if (body.relays.length === 0) process.stdout.write("(no relays online or approved)\n");
+}
 
 try {
   cli.parse(["bun", PROGRAM, ...args]);

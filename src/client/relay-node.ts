@@ -1,6 +1,6 @@
 import { relayTicketKey } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { RELAY_REPORT_INTERVAL_MS, startRelay, type RunningRelay } from "../relay/index.ts";
+import { privateRelayRefusal, RELAY_REPORT_INTERVAL_MS, startRelay, type RunningRelay } from "../relay/index.ts";
 import type { ServerSession } from "./session.ts";
 
 export interface RelayNodeInit {
@@ -50,8 +50,7 @@ export class RelayNode {
         key: relayTicketKey(init.token, init.node),
         serverNow: () => init.session.serverNow(),
         bwMbps: init.bwMbps,
-        refuse: (ticket) =>
-          init.super || [ticket.a, ticket.b].every((endpoint) => endpoint.startsWith(`${user}/`)) ? undefined : `this private relay serves only user ${user}'s nodes`,
+        refuse: init.super ? undefined : privateRelayRefusal(user),
         logger: init.logger.child("relay"),
       });
     } catch (err) {
@@ -59,7 +58,8 @@ export class RelayNode {
       return;
     }
     if (this.stopped) return void this.relay.stop();
-    init.logger.info(`relaying for ${init.super ? "every user's nodes (super relay)" : `user ${user}'s nodes (private relay)`}`, { port: this.relay.port, bwMbps: init.bwMbps });
+    const whom = init.super ? `user ${user}'s nodes, and every user's once the server's admin approves this super relay` : `user ${user}'s nodes (private relay)`;
+    init.logger.info(`relaying for ${whom}`, { port: this.relay.port, bwMbps: init.bwMbps });
     this.timer = setInterval(() => void this.report(), RELAY_REPORT_INTERVAL_MS);
   }
 

@@ -23,6 +23,8 @@ export const DEFAULT_ADMISSION = "token";
 export const NEW_CONFIG_ADMISSION = "approve";
 /** A pairing request waits this long for the admin, then its node is told it expired. */
 export const DEFAULT_PAIRING_EXPIRY_S = 3_600;
+/** Another user's super relay (approved by the admin) comes after the server's own relay unless this is set. */
+export const DEFAULT_PREFER_SUPER_RELAYS = false;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;

@@ -22,6 +22,7 @@ import {
   optionalTokenValue,
   pathValue,
   positiveNumber,
+  relayNameValue,
   stringValue,
   tokenValue,
 } from "./values";
@@ -105,6 +106,8 @@ export const serverShape = {
   relay: booleanValue.default(C.DEFAULT_SERVER_RELAY),
   relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),
   relay_bw: positiveNumber(C.MAX_BW_MBPS).default(C.DEFAULT_SERVER_RELAY_BW_MBPS),
+  trusted_relays: z.array(relayNameValue).default([]),
+  prefer_super_relays: booleanValue.default(C.DEFAULT_PREFER_SUPER_RELAYS),
   sdwan: serverSdwanSchema.optional(),
   acl: z.array(aclRuleSchema).default([]),
   admission: enumValue(ADMISSION_MODES).default(C.DEFAULT_ADMISSION),
@@ -187,6 +190,11 @@ export const serverSchema = z.strictObject(serverShape).superRefine((s, ctx) => 
     if (user >= 0) issues.push({ path: ["admin_token"], message: `admin_token equals users[${user}].token (user ${s.users[user]!.name}): ${never}` });
   }
   checkAcl(s, issues);
+  s.trusted_relays.forEach((relay, i) => {
+    const user = relay.split("/")[0]!;
+    if (user !== C.DEFAULT_USER_NAME && !names.has(user))
+      issues.push({ path: ["trusted_relays", i], message: `"${relay}" names user "${user}", who is not in [[server.users]] (nor "${C.DEFAULT_USER_NAME}")` });
+  });
   for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
 });
 

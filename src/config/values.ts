@@ -102,6 +102,14 @@ export const aclSelectorValue = leaf<string>((value) => {
   return { error: expected(`a node name, "${ACL_TAG_PREFIX}NAME" or "${ACL_ANY}"`, value) };
 });
 
+/** A relay node by user and node name, "user/node" (e.g. "bob/relay1"). */
+export const relayNameValue = leaf<string>((value) => {
+  const [user, node, ...rest] = typeof value === "string" ? value.split("/") : [];
+  if (user === undefined || node === undefined || rest.length || !NODE_NAME_PATTERN.test(user) || !NODE_NAME_PATTERN.test(node))
+    return { error: expected('a relay as "user/node" (e.g. "bob/relay1")', value) };
+  return { ok: value as string };
+});
+
 /** Like nameValue, but "" is allowed and means "not set" (a required field checked after merging). */
 export const optionalNameValue = leaf<string>((value) => (value === "" ? { ok: "" } : checkName(value)));
 

@@ -26,4 +26,4 @@ export {
   type SessionStats,
 } from "./session.ts";
 export { Handshake, HandshakeError, isHandshakeMessage, SESSION_ID_BYTES, type HandshakeInit } from "./handshake.ts";
-export { relayTicketKey, signTicket, TicketError, verifyTicket, type TicketErrorCode, type TicketFields } from "./ticket.ts";
+export { relayTicketKey, signTicket, TicketError, verifyTicket, type TicketErrorCode, type TicketFields, type TicketTier } from "./ticket.ts";

@@ -2,3 +2,4 @@ export * from "./apps.ts";
 export * from "./signal.ts";
 export * from "./stun.ts";
 export { VERSION } from "./version.ts";
+export * from "./relay.ts";

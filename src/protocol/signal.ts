@@ -174,6 +174,7 @@ export interface ConnectPlan {
   peer: { name: string; publicKey: string; instance?: string; nat: NatInfo | null; candidates: Candidates | null };
 }
 
+/** The relay tiers. The order the broker tries them in is its own (server/broker.ts): by default the server before "super". */
 export const RELAY_TIERS = ["private", "super", "server"] as const;
 export type RelayTier = (typeof RELAY_TIERS)[number];
 

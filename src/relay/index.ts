@@ -1,3 +1,3 @@
 export * from "./constants.ts";
 export { TokenBucket } from "./limiter.ts";
-export { startRelay, type RelayAnswer, type RelayInit, type RelayLoad, type RunningRelay } from "./relay.ts";
+export { privateRelayRefusal, startRelay, type RelayInit, type RelayLoad, type RunningRelay } from "./relay.ts";

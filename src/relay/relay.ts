@@ -1,17 +1,14 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { TicketError, verifyTicket, type TicketFields } from "../crypto/ticket.ts";
 import type { Logger } from "../log/index.ts";
+import { decodeRelayHello, encodeRelayAnswer, type RelayAnswer } from "../protocol/index.ts";
 import { writeFrame } from "../transport/index.ts";
 import { RELAY_HELLO_TIMEOUT_MS, RELAY_MAX_HELLO_BYTES, RELAY_MAX_PENDING, RELAY_MAX_SESSIONS, RELAY_PAIR_WAIT_MS } from "./constants.ts";
 import { TokenBucket } from "./limiter.ts";
 
 // A relay bridges two TCP connections that present the two halves of one server-issued ticket. It
 // never holds a key of the peer session: after its one-frame answer it copies bytes, nothing more.
-//
-//   client → relay   u32 length | JSON {"ticket": "..."}
-//   relay → client   u32 length | JSON {"ok": true} once both sides are there,
-//                    or {"ok": false, "code": "...", "error": "..."} and the connection closes
-//   then             raw bytes both ways (the peers' framed, encrypted session)
+// The hello, the answer and what a ticket reveals: protocol/relay.ts.
 
 export interface RelayInit {
   host: string;
@@ -22,9 +19,14 @@ export interface RelayInit {
   /** The current time on the server's clock (tickets expire in server time). */
   serverNow(): number;
   bwMbps: number;
-  /** Why these endpoints may not use this relay, if they may not (a private relay serves its own user). */
+  /** Why this session may not use this relay, if it may not (a private relay serves only tickets of the private tier). */
   refuse?(ticket: TicketFields): string | undefined;
   logger: Logger;
+}
+
+/** A private relay's rule: only sessions the server planned in the private tier, i.e. between nodes of its own user. */
+export function privateRelayRefusal(user: string): (ticket: TicketFields) => string | undefined {
+  return (ticket) => (ticket.tier === "private" ? undefined : `this private relay serves only user ${user}'s nodes`);
 }
 
 export interface RelayLoad {
@@ -39,12 +41,6 @@ export interface RunningRelay {
   port: number;
   load(): RelayLoad;
   stop(): Promise<void>;
-}
-
-export interface RelayAnswer {
-  ok: boolean;
-  code?: string;
-  error?: string;
 }
 
 interface Waiting {
@@ -65,7 +61,7 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
   let measured = { at: performance.now(), bytes: 0 };
 
   const answer = (socket: Socket, reply: RelayAnswer) => {
-    writeFrame(socket, Buffer.from(JSON.stringify(reply)));
+    writeFrame(socket, encodeRelayAnswer(reply));
     if (!reply.ok) socket.end();
   };
   const refuse = (socket: Socket, code: string, error: string) => {
@@ -106,7 +102,7 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
     waiting.delete(fields.session);
     clearTimeout(other.timer);
     if (other.side === fields.side) return refuse(socket, "TICKET_REPLAYED", "this side of the session is already connected");
-    log.debug("relaying a session", { a: fields.a, b: fields.b });
+    log.debug("relaying a session", { session: fields.session, tier: fields.tier });
     bridge(other.socket, socket);
   };
 
@@ -174,14 +170,9 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
       if (length > RELAY_MAX_HELLO_BYTES) return done(() => refuse(socket, "RELAY_BAD_HELLO", `a ${length}-byte hello; the limit is ${RELAY_MAX_HELLO_BYTES}`));
       if (buffered.length < 4 + length) return;
       if (buffered.length > 4 + length) return done(() => refuse(socket, "RELAY_BAD_HELLO", "data before the relay's answer"));
-      let ticket: unknown;
-      try {
-        ticket = (JSON.parse(buffered.subarray(4).toString("utf8")) as { ticket?: unknown }).ticket;
-      } catch {
-        return done(() => refuse(socket, "RELAY_BAD_HELLO", "the hello is not JSON"));
-      }
-      if (typeof ticket !== "string") return done(() => refuse(socket, "RELAY_BAD_HELLO", 'the hello has no "ticket" string'));
-      done(() => accept(socket, ticket));
+      const hello = decodeRelayHello(buffered.subarray(4));
+      if ("error" in hello) return done(() => refuse(socket, "RELAY_BAD_HELLO", hello.error));
+      done(() => accept(socket, hello.ticket));
     };
     const done = (next: () => void) => {
       socket.off("data", onData);

@@ -9,6 +9,8 @@ import type { AddressGuard } from "./guard.ts";
 import type { NodeStore } from "./nodes.ts";
 import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
+import type { TrustedRelays } from "./relay-trust.ts";
+import { createRelaysApi } from "./rest-relays.ts";
 import type { Connection, SignalHub } from "./signal.ts";
 
 export interface AppInit {
@@ -17,6 +19,7 @@ export interface AppInit {
   nodes: NodeStore;
   guard: AddressGuard;
   audit: AuditLog;
+  trustedRelays: TrustedRelays;
   version: string;
   admin: AdminCredential;
   /** Every user's token, to tell a user who sent one that it grants nothing here. */
@@ -72,6 +75,7 @@ export function createApp(init: AppInit): Hono<Env> {
 
   app.get("/api/v1/audit", (c) => c.json({ entries: init.audit.list() }));
   app.route("/api/v1", pairingRoutes(init));
+  app.route("/api/v1/relays", createRelaysApi({ registry: init.registry, trustedRelays: init.trustedRelays, audit: init.audit }));
 
   app.get(
     WS_PATH,

@@ -19,6 +19,7 @@ import { AddressGuard } from "./guard.ts";
 import { NodeStore } from "./nodes.ts";
 import { autoApproveList, PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
+import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
@@ -27,6 +28,7 @@ export { HEALTH_PATH, WS_PATH } from "./app.ts";
 export type { AuditEntry, AuditEvent } from "./audit.ts";
 export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
 export type { PairingListEntry } from "./rest-pairing.ts";
+export type { RelayListing } from "./rest-relays.ts";
 
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
 export const NODE_STORE_FILE = "inp2ps.keys.json";
@@ -57,6 +59,10 @@ export interface ServerInit {
   relay: boolean;
   relay_port: number;
   relay_bw: number;
+  /** Super relays ("user/node") approved in the config to serve users other than their own. */
+  trusted_relays: string[];
+  /** Approved super relays of other users before the server's own relay. */
+  prefer_super_relays: boolean;
   /** The virtual network, when configured. */
   sdwan?: SdwanInit;
   /** [[server.acl]]: which nodes of a user may link to which (none: all may). */
@@ -88,6 +94,11 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const tls = resolveTls(init);
   const users = [{ name: DEFAULT_USER_NAME, token: init.token }, ...init.users];
   const admin = loadAdminCredential(init, users.map((u) => u.token));
+  const trustedRelays = new TrustedRelays(
+    join(init.data_dir, TRUSTED_RELAYS_FILE),
+    init.trusted_relays,
+    users.map((user) => user.name),
+  );
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
     altIp: init.stun_alt_ip,
@@ -111,6 +122,9 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     registry,
     tokenOf: (user) => users.find((u) => u.name === user)?.token,
     serverRelay: relay ? { port: relay.port, key: relayKey } : undefined,
+    trusted: (name) => trustedRelays.has(name),
+    preferSuperRelays: init.prefer_super_relays,
+    logger,
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
@@ -135,7 +149,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, audit, version, admin, userTokens: users.map((u) => u.token) });
+  const app = createApp({ hub, registry, nodes, guard, audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({

@@ -285,6 +285,7 @@ export class SignalHub {
         if (request.relay) {
           if (!session.relay) this.init.logger.info("node offers to relay", { node: session.name, user: session.user, super: request.relay.super, bwMbps: request.relay.bwMbps });
           session.relay = request.relay;
+          this.init.broker.noticeOffer(session);
         }
         if (request.sdwan) {
           if (!this.init.sdwan) throw new ProtocolError("SDWAN_OFF", "this server runs no virtual network (no [server.sdwan] subnet in its config)");

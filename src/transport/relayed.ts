@@ -1,7 +1,7 @@
 import { connect as tcpConnect } from "node:net";
 import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { RelayPlan } from "../protocol/index.ts";
+import { decodeRelayAnswer, encodeRelayHello, type RelayPlan } from "../protocol/index.ts";
 import { envelope, handshakeBody } from "./connect.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
@@ -46,16 +46,11 @@ export function connectViaRelay(plan: RelayPlan, init: RelayConnectInit): Promis
     socket.setTimeout(RELAY_CONNECT_TIMEOUT_MS, () => fail(`no link within ${RELAY_CONNECT_TIMEOUT_MS / 1000} s`));
     socket.on("error", (err) => fail(err.message));
     socket.on("close", () => fail("the relay closed the connection"));
-    socket.on("connect", () => framed.send(Buffer.from(JSON.stringify({ ticket: relay.ticket }))));
+    socket.on("connect", () => framed.send(encodeRelayHello(relay.ticket)));
     let paired = false;
     framed.onFrame = (frame) => {
       if (!paired) {
-        let answer: { ok?: boolean; code?: string; error?: string };
-        try {
-          answer = JSON.parse(frame.toString("utf8"));
-        } catch {
-          return fail("the relay's answer is not JSON");
-        }
+        const answer = decodeRelayAnswer(frame);
         if (!answer.ok) return fail(`refused: ${answer.error ?? "no reason given"} (${answer.code ?? "no code"})`);
         paired = true;
         if (plan.role === "initiator") framed.send(envelope(sessionId, handshake.start()));

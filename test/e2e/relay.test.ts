@@ -1,6 +1,7 @@
 // Relays across the NAT lab's real NATs (issue 6), with real inp2ps and inp2pc processes. A public
 // site hosts a private relay node ("relay1", relay = true), another a super relay of another user
-// ("bob/super1", super = true); inp2ps relays too (the last tier).
+// ("bob/super1", super = true, trusted by the server's config and preferred to its own relay);
+// inp2ps relays too (the last tier).
 // - symmetric -> symmetric-2 (no direct path) links through relay1 and carries 64 MiB of a marker
 //   text intact; a capture of everything through the relay's port holds the traffic but no marker;
 // - the UDP-blocked site -> symmetric (TCP punch cannot pass a symmetric NAT) links through relay1, 64 MiB intact;
@@ -104,7 +105,7 @@ describe.skipIf(reason)("relays in the NAT lab", () => {
     script = writeLabScripts(join(workDir, "scripts"));
     lab = await labUp({ sites: SITES });
     expect((await blockRule("add")).code, "blocking rule on cone-a's router").toBe(0);
-    procs.set("server", await startLabServer(lab, join(workDir, "server"), ["relay_bw = 2000", "[[server.users]]", 'name = "bob"', `token = "${BOB_TOKEN}"`]));
+    procs.set("server", await startLabServer(lab, join(workDir, "server"), ["relay_bw = 2000", "prefer_super_relays = true", 'trusted_relays = ["bob/super1"]', "[[server.users]]", 'name = "bob"', `token = "${BOB_TOKEN}"`]));
     for (const site of new Set(PAIRS.map((p) => p.to))) lab.spawn(hostOf(site), [BUN, script("sink.ts"), SINK]);
     for (const site of new Set(PAIRS.map((p) => p.to))) await listening(lab, hostOf(site), "-t", SINK);
     await startClient("relayhost", ["relay = true", `relay_port = ${RELAY_PORT}`, "bw = 2000"]);

@@ -111,6 +111,8 @@ describe("REST auth on every route", () => {
         relay: false,
         relay_port: 0,
         relay_bw: 1,
+        trusted_relays: [],
+        prefer_super_relays: false,
         admission: "approve",
         auto_approve: [],
         pairing_expiry_s: 60,

@@ -5,7 +5,8 @@ import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { relayTicketKey, signTicket, type TicketFields } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
-import { startRelay, type RelayAnswer, type RunningRelay } from "../../src/relay/index.ts";
+import type { RelayAnswer } from "../../src/protocol/index.ts";
+import { privateRelayRefusal, startRelay, type RunningRelay } from "../../src/relay/index.ts";
 import { readFrames, writeFrame } from "../../src/transport/index.ts";
 
 const RELAY_NAME = "alice/relay1";
@@ -21,7 +22,7 @@ beforeAll(async () => {
     key,
     serverNow: Date.now,
     bwMbps: 1000,
-    refuse: (t) => ([t.a, t.b].every((e) => e.startsWith("alice/")) ? undefined : "this private relay serves only user alice's nodes"),
+    refuse: privateRelayRefusal("alice"),
     logger: silentLogger,
   });
 });
@@ -31,7 +32,7 @@ afterAll(async () => {
 });
 
 function ticket(overrides: Partial<TicketFields> = {}, signingKey: Uint8Array = key): string {
-  const fields: TicketFields = { relay: RELAY_NAME, session: randomBytes(16).toString("base64url"), side: "a", a: "alice/n1", b: "alice/n2", expiresAt: Date.now() + 30_000, ...overrides };
+  const fields: TicketFields = { relay: RELAY_NAME, session: randomBytes(16).toString("base64url"), side: "a", tier: "private", expiresAt: Date.now() + 30_000, ...overrides };
   return signTicket(signingKey, fields);
 }
 
@@ -69,7 +70,7 @@ describe("relay tickets", () => {
     ["a ticket with its payload altered", () => hello(ticket().replace(/^./, (c) => (c === "A" ? "B" : "A"))), "TICKET_FORGED"],
     ["garbage instead of a ticket", () => hello("not.a-ticket"), "TICKET_MALFORMED"],
     ["a hello that is not JSON", () => "{{{", "RELAY_BAD_HELLO"],
-    ["another user's nodes at a private relay", () => hello(ticket({ a: "bob/n1", b: "bob/n2" })), "RELAY_NOT_ALLOWED"],
+    ["a session of the super tier (other users' nodes) at a private relay", () => hello(ticket({ tier: "super" })), "RELAY_NOT_ALLOWED"],
   ])("refuses %s, saying why", async (_what, make, code) => {
     const { answer } = await present(make());
     expect(answer.ok).toBe(false);

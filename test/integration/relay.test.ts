@@ -1,14 +1,16 @@
 // Relayed links with real processes on 127.0.0.1: "near" may only use relays (peer_paths = ["relay"]),
-// so every link it makes to "far" goes through the best relay the server offers. Tiers, failover and
-// the relay's own refusal of other users' nodes.
+// so every link it makes to "far" goes through the best relay the server offers. Tiers (with
+// prefer_super_relays, and bob's super relay approved by the admin) and failover.
 import { randomBytes } from "node:crypto";
 import type { Server, Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { appComesBack, echoOnce, startEcho } from "../helpers/echo.ts";
 import {
   freePort,
+  INP2PS,
   linkedClientStatus,
   onlineNodes,
+  runToEnd,
   startLinkedClient,
   startServer,
   stopLinkedClient,
@@ -37,6 +39,8 @@ describe("relays (real processes)", () => {
     relays.push(client);
     await client.proc.waitForOutput(/relaying for/);
     await waitFor(`the server to hear ${client.node}'s relay offer`, () => server.proc.output.includes(`node offers to relay node=${client.node}`) || undefined, 10_000);
+    // Bob's super relay serves the default user's nodes only once the admin approves it.
+    if (kind === "super" && token === BOB_TOKEN) expect(await runToEnd(INP2PS, ["relays", "approve", `bob/${client.node}`, "--config", server.configPath])).toMatchObject({ code: 0 });
     return client;
   };
   /** A fresh "near", started after the relays of the test, so it links through the best one on offer. */
@@ -61,7 +65,7 @@ describe("relays (real processes)", () => {
   const nearLink = async () => (await linkedClientStatus(near!)).peers.far;
 
   beforeAll(async () => {
-    server = await startServer({ tail: `[[server.users]]\nname = "bob"\ntoken = "${BOB_TOKEN}"` });
+    server = await startServer({ extraToml: "prefer_super_relays = true", tail: `[[server.users]]\nname = "bob"\ntoken = "${BOB_TOKEN}"` });
     echo = await startEcho();
     far = await startLinkedClient(server, "far", "", { logLevel: "info" });
   }, 30_000);
