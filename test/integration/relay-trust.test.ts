@@ -244,7 +244,8 @@ describe("another user's super relay (real processes)", () => {
   it("the relays API is the admin's: no token, no list", async () => {
     expect((await api(net.server, "/api/v1/relays")).status).toBe(401);
     expect((await api(net.server, "/api/v1/relays", "12345")).status).toBe(403);
-    expect((await api(net.server, "/api/v1/relays", net.server.token)).body).toEqual({ relays: [] });
+    expect((await api(net.server, "/api/v1/relays", net.server.token)).status, "with a user token").toBe(403);
+    expect((await api(net.server, "/api/v1/relays", net.server.adminToken)).body).toEqual({ relays: [] });
   });
 
   it("inp2ps relays says what is wrong with a relay name", async () => {
