@@ -71,6 +71,7 @@ export function pairingRoutes(init: PairingRoutesInit): Hono<any> {
     const given = c.req.query("tags") ?? "";
     const tags = init.nodes.setTags(user, node, given === "" ? [] : given.split(","));
     init.audit.record("tagged", { user, node, tags });
+    init.hub.aclChanged(user);
     return c.json({ tagged: { user, node, tags } });
   });
   return app;

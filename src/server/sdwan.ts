@@ -107,6 +107,12 @@ export class SdwanHub {
     this.broadcast(session.user, session);
   }
 
+  /** What the ACL lets each member reach may have changed (the admin tagged a node): every member gets its map anew. */
+  refresh(user: string): void {
+    const members = this.members(user);
+    for (const node of members) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node, members) }));
+  }
+
   private members(user: string): NodeSession[] {
     return this.registry.ofUser(user).filter((node) => node.sdwan);
   }

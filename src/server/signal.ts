@@ -116,6 +116,11 @@ export class SignalHub {
     this.acl = new Acl(init.acl, init.tagsOf);
   }
 
+  /** The ACL's outcome for `user`'s nodes may have changed (tags): SDWAN members get their maps anew. */
+  aclChanged(user: string): void {
+    this.init.sdwan?.refresh(user);
+  }
+
   /**
    * Whether the ACL lets `a` and `b` link in both directions: on the virtual network a packet needs a
    * way back, so two nodes are on each other's SDWAN map only then.

@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity, type Identity } from "../../src/crypto/index.ts";
 import { MAX_BAD_MESSAGES_PER_CONNECTION } from "../../src/server/constants.ts";
-import { onlineNodes, startServer, waitFor, type ServerHandle } from "../helpers/processes.ts";
+import { api, onlineNodes, startServer, waitFor, type ServerHandle } from "../helpers/processes.ts";
 import { SignalClient, type Json } from "../helpers/signal-client.ts";
 
 const RULES = [
@@ -13,6 +13,7 @@ const RULES = [
   ["c-to-a", '["sd-c"]', '["sd-a"]', "allow"],
   ["no-x", '["x"]', '["*"]', "deny"],
   ["to-y", '["*"]', '["y"]', "allow"],
+  ["pairs", '["tag:pair"]', '["tag:pair"]', "allow"],
 ] as const;
 const ACL_TOML = RULES.map(([name, from, to, action]) => `[[server.acl]]\nname = "${name}"\nfrom = ${from}\nto = ${to}\naction = "${action}"`).join("\n");
 const NAT = { natType: "full-cone", mapping: "endpoint-independent", filtering: "endpoint-independent", publicAddress: "127.0.0.1", portPreserved: true, tcp: true };
@@ -116,5 +117,17 @@ describe("the ACL in signalling (raw clients)", () => {
     await waitFor("sd-a to see sd-b leave", () => pushes(a).length > leaving || undefined);
     expect(names(pushes(a).at(-1)!)).toEqual([]);
     expect(pushes(c)).toEqual([]);
+  });
+
+  it("tags set by the admin take effect at once: both members get a map holding the other, and a link may be asked for", async () => {
+    const join = async (client: SignalClient) => ((await client.request("report", { sdwan: { routes: [] } })).result.sdwan as Json).nodes.map((n: Json) => n.name);
+    const [one, two] = [await online("tg-1"), await online("tg-2")];
+    expect(await join(one)).toEqual([]);
+    expect(await join(two)).toEqual([]);
+    expect(await one.request("connect", { peer: "tg-2" })).toMatchObject({ error: { code: "ACL_DENIED" } });
+    for (const node of ["tg-1", "tg-2"]) expect((await api(server, `/api/v1/nodes/${node}/tags?tags=pair`, server.adminToken, "PUT")).status).toBe(200);
+    for (const [client, other] of [[one, "tg-2"], [two, "tg-1"]] as const)
+      await client.waitMessage(`${client === one ? "tg-1" : "tg-2"} to get a map holding ${other}`, (m) => m.type === "sdwan" && m.map.nodes.some((n: Json) => n.name === other));
+    expect(await one.request("connect", { peer: "tg-2" })).toMatchObject({ ok: true });
   });
 });
