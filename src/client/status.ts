@@ -64,6 +64,8 @@ export function formatStatus(s: ClientStatus): string {
   const appRows = s.apps.map((a) => [a.name, a.protocol, a.listen, a.peer, a.state, String(a.connections) + (a.error ? `  ${a.error}` : "")]);
   lines.push("", ...formatTable([["APP", "PROTO", "LISTEN", "PEER", "STATE", "CONNS"], ...appRows]));
   if (appRows.length === 0) lines.push("(no apps configured)");
+  const problems = s.apps.flatMap((a) => (a.problem ? [a.problem] : []));
+  if (problems.length) lines.push("", ...problems);
   if (s.sdwan) {
     const v = s.sdwan;
     lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}` + (v.error ? `\n         ${v.error}` : ""));

@@ -3,6 +3,7 @@ import { createSocket } from "node:dgram";
 import { once } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
 import { AppService, UdpFlowIds } from "../../src/client/apps.ts";
+import { ExposePolicy } from "../../src/client/expose.ts";
 import { SecureSession } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { decodeUdpAppDatagram, encodeUdpAppDatagram } from "../../src/protocol/index.ts";
@@ -51,7 +52,7 @@ describe("a UDP app flow whose link is replaced (relay -> direct)", () => {
     target.on("message", (_payload, from) => target.send(String(from.port), from.port, from.address));
     target.bind(0, "127.0.0.1");
     await once(target, "listening");
-    const service = new AppService(new UdpFlowIds(), logger);
+    const service = new AppService({ flowIds: new UdpFlowIds(), logger, node: "far", expose: new ExposePolicy([`127.0.0.1:${(target.address() as { port: number }).port}`]) });
     cleanups.push(() => (service.stop(), target.close()));
     const relayed = linkPair();
     const direct = linkPair();
