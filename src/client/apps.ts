@@ -229,7 +229,9 @@ export class App {
         pipeBothWays(socket, stream, (err) => this.logger.debug("app connection ended with an error", { app: this.config.name, error: err.message }), false);
         socket.resume();
         readAnswer(stream).then(
-          ({ answer, rest }) => {
+          (answered) => {
+            if (!answered) return; // the connection or the link ended first: nothing to say
+            const { answer, rest } = answered;
             if (!answer.ok) {
               this.refused(answer.code, answer.error);
               stream.destroy();
@@ -326,8 +328,11 @@ function pipeBothWays(socket: Socket, stream: Duplex, onSocketError: (err: Error
   });
 }
 
-/** The serving node's answer at the start of a stream, and the bytes after it; the stream is left paused. */
-function readAnswer(stream: Duplex): Promise<{ answer: StreamAnswer; rest: Buffer }> {
+/**
+ * The serving node's answer at the start of a stream, and the bytes after it (the stream is left
+ * paused); undefined when the stream ends or fails first. Rejects with AppProtocolError for a malformed answer.
+ */
+function readAnswer(stream: Duplex): Promise<{ answer: StreamAnswer; rest: Buffer } | undefined> {
   return new Promise((resolve, reject) => {
     let buffered = Buffer.alloc(0);
     const done = () => {
@@ -336,7 +341,7 @@ function readAnswer(stream: Duplex): Promise<{ answer: StreamAnswer; rest: Buffe
       stream.off("close", onEnd);
       stream.pause();
     };
-    const onEnd = () => (done(), reject(new Error("the stream ended before an answer")));
+    const onEnd = () => (done(), resolve(undefined));
     const onData = (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
       let decoded: ReturnType<typeof decodeStreamAnswer>;
@@ -385,27 +390,29 @@ class ServedUdpFlow {
     public link: Link,
     private readonly flowId: number,
     decision: Promise<ExposeDecision>,
-    onError: (err: Error) => void,
-    onRefused: (decision: ExposeDecision & { ok: false }) => void,
+    private readonly onError: (err: Error) => void,
+    private readonly onRefused: (refusal: ExposeDecision & { ok: false }) => void,
   ) {
-    void decision.then((decided) => {
+    decision.then((decided) => this.decided(decided)).catch(onError);
+  }
+
+  private decided(decision: ExposeDecision): void {
+    if (this.closed) return;
+    if (!decision.ok) {
+      this.refusal = decision.code;
+      this.queued.length = 0;
+      this.onRefused(decision);
+      this.tellRefused();
+      return;
+    }
+    const socket = createSocket(isIPv6(decision.host) ? "udp6" : "udp4");
+    this.socket = socket;
+    socket.on("error", this.onError);
+    socket.on("message", (reply) => this.link.sendDatagram(encodeUdpReplyDatagram(this.flowId, reply)));
+    socket.connect(decision.port, decision.host, () => {
       if (this.closed) return;
-      if (!decided.ok) {
-        this.refusal = decided.code;
-        this.queued.length = 0;
-        onRefused(decided);
-        this.tellRefused();
-        return;
-      }
-      const socket = createSocket(isIPv6(decided.host) ? "udp6" : "udp4");
-      this.socket = socket;
-      socket.on("error", onError);
-      socket.on("message", (reply) => this.link.sendDatagram(encodeUdpReplyDatagram(flowId, reply)));
-      socket.connect(decided.port, decided.host, () => {
-        if (this.closed) return;
-        this.ready = true;
-        for (const queued of this.queued.splice(0)) socket.send(queued);
-      });
+      this.ready = true;
+      for (const queued of this.queued.splice(0)) socket.send(queued);
     });
   }
 
@@ -494,21 +501,27 @@ export class AppService {
       stream.off("data", onData);
       stream.pause();
       const { header, rest } = decoded;
-      void this.expose.decide(header.target).then((decision) => {
-        if (stream.destroyed) return;
-        if (!decision.ok) return this.refuseStream(peer, stream, header.target, decision);
-        const socket = tcpConnect({ host: decision.host, port: decision.port, noDelay: true, allowHalfOpen: true });
-        const cannotConnect = (err: Error) => this.refuseStream(peer, stream, header.target, { ok: false, code: "UNREACHABLE", error: err.message });
-        socket.once("error", cannotConnect);
-        socket.once("connect", () => {
-          socket.off("error", cannotConnect);
-          if (stream.destroyed) return void socket.destroy();
-          stream.write(encodeStreamAnswer({ ok: true }));
-          if (rest.length) socket.write(rest);
-          pipeBothWays(socket, stream, (err) => this.logger.debug("target connection ended with an error", { peer, target: header.target, error: err.message }));
-          stream.resume();
+      this.expose
+        .decide(header.target)
+        .then((decision) => {
+          if (stream.destroyed) return;
+          if (!decision.ok) return this.refuseStream(peer, stream, header.target, decision);
+          const socket = tcpConnect({ host: decision.host, port: decision.port, noDelay: true, allowHalfOpen: true });
+          const cannotConnect = (err: Error) => this.refuseStream(peer, stream, header.target, { ok: false, code: "UNREACHABLE", error: err.message });
+          socket.once("error", cannotConnect);
+          socket.once("connect", () => {
+            socket.off("error", cannotConnect);
+            if (stream.destroyed) return void socket.destroy();
+            stream.write(encodeStreamAnswer({ ok: true }));
+            if (rest.length) socket.write(rest);
+            pipeBothWays(socket, stream, (err) => this.logger.debug("target connection ended with an error", { peer, target: header.target, error: err.message }));
+            stream.resume();
+          });
+        })
+        .catch((err: Error) => {
+          this.logger.warn(`cannot serve peer ${peer}'s stream to ${header.target}: ${err.message}`);
+          stream.destroy();
         });
-      });
     };
     stream.on("data", onData);
   }

@@ -86,6 +86,7 @@ describe("example files", () => {
     expect(client.server_host).toBe("example.org");
     expect(client.apps.map((app) => app.protocol)).toEqual(["tcp", "udp"]);
     expect(client.apps[0]?.allow).toEqual(["127.0.0.0/8", "192.168.0.0/16"]);
+    expect(client.expose).toEqual([]);
     expect(client.tls_fingerprint).toBeUndefined();
   });
 });
