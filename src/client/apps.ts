@@ -537,12 +537,13 @@ export class AppService {
   }
 
   private warnRefused(peer: string, what: "stream" | "UDP datagrams", target: string, refusal: ExposeDecision & { ok: false }): void {
+    const kind = `${refusal.code}:${what}:${peer}:${target}`;
     if (refusal.code === "NOT_EXPOSED")
       this.warnings.warn(
-        `${refusal.code}:${peer}:${target}`,
+        kind,
         `refused peer ${peer}'s ${what} to ${target}: not exposed; to allow it, add "${target}" to expose in [client] of this node (${this.node})`,
       );
-    else this.warnings.warn(`${refusal.code}:${peer}:${target}`, `cannot reach ${target} for peer ${peer}: ${refusal.error}`);
+    else this.warnings.warn(kind, `cannot reach ${target} for peer ${peer}: ${refusal.error}`);
   }
 
   private receiveDatagram(peer: string, link: Link, datagram: Buffer): void {

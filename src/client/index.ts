@@ -15,7 +15,7 @@ import { ServerSession, type SessionEvents } from "./session.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
 
-export { App, AppService, describeRefusal, udpFlowIdleMsFrom, type AppStatus } from "./apps.ts";
+export { App, AppService, udpFlowIdleMsFrom, type AppStatus } from "./apps.ts";
 export { ExposePolicy, type ExposeDecision } from "./expose.ts";
 export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
