@@ -80,7 +80,7 @@ async function attempt(pair: PairKind, pairIndex: number, i: number): Promise<At
   const dir = join(workDir, "attempts", tag);
   const procs: Proc[] = [];
   try {
-    const target = await pairLab!.startClient(pair.to, toNode, join(dir, "to"));
+    const target = await pairLab!.startClient(pair.to, toNode, join(dir, "to"), [], [SINK]);
     procs.push(target.proc);
     await target.proc.waitForOutput(/NAT type:/, NAT_DETECT_TIMEOUT_MS).catch(() => {}); // its NAT known before anyone asks
     const requesterNs = lab.sites[pair.from]!.hostNs;

@@ -27,6 +27,7 @@ import {
   freeUdpPorts,
   linkedClientStatus,
   startLinkedClient,
+  exposeToml,
   startServer,
   stopLinkedClient,
   waitFor,
@@ -130,7 +131,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => vo
 /** A far/near pair of inp2pc whose app forwards to the sink; resolves with the app's port and the link kind. */
 async function inp2pPair(name: string, farToml: string): Promise<{ port: number; link: string }> {
   const port = await freePort();
-  const far = await startLinkedClient(server!, `far-${name}`, farToml, { logLevel: "info" });
+  const far = await startLinkedClient(server!, `far-${name}`, [farToml, exposeToml(`127.0.0.1:${sink!.port}`)].join("\n"), { logLevel: "info" });
   clients.push(far);
   const near = await startLinkedClient(
     server!,

@@ -20,7 +20,8 @@ export interface PairLab {
   /** Set once Ctrl-C (or SIGTERM) started the cleanup: stop at the next step. */
   readonly stopping: boolean;
   /** Starts inp2pc at `site` as `node` from a fresh `dir`; resolves once it has logged in. */
-  startClient(site: string, node: string, dir: string, apps?: LabApp[]): Promise<{ proc: Proc; loggedInAt: number }>;
+  /** `expose`: the targets peers may reach through this node. */
+  startClient(site: string, node: string, dir: string, apps?: LabApp[], expose?: string[]): Promise<{ proc: Proc; loggedInAt: number }>;
   stopClient(proc: Proc): Promise<void>;
   cleanup(): Promise<void>;
 }
@@ -69,8 +70,8 @@ export async function startPairLab(name: string, serverToml: string[] = []): Pro
     get stopping() {
       return stopping;
     },
-    async startClient(site, node, dir, apps = []) {
-      const config = writeClientConfig(up, dir, { node, statusPort: STATUS_PORT, logLevel: "info", apps });
+    async startClient(site, node, dir, apps = [], expose = []) {
+      const config = writeClientConfig(up, dir, { node, statusPort: STATUS_PORT, logLevel: "info", apps, expose });
       const proc = spawnIn(up, up.sites[site]!.hostNs, dir, [BUN, INP2PC, "--config", config]);
       running.add(proc);
       await proc.waitForOutput(/logged in/, START_TIMEOUT_MS);

@@ -72,6 +72,7 @@ const countingSite = (pair: PunchPair) => (isSymmetric(pair.from) ? pair.from : 
 let pairLab: PairLab | undefined;
 
 function startClient(site: string, node: string, dir: string, peer?: string): Promise<{ proc: Proc; loggedInAt: number }> {
+  // The app only makes the requester link at once; nothing connects through it, so the target needs no expose.
   return pairLab!.startClient(site, node, dir, peer ? [{ name: "bench", protocol: "tcp", listen: APP_LISTEN, peer, target: "127.0.0.1:9" }] : []);
 }
 

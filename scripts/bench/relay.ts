@@ -19,6 +19,7 @@ import {
   freePort,
   linkedClientStatus,
   startLinkedClient,
+  exposeToml,
   startServer,
   stopLinkedClient,
   waitFor,
@@ -69,7 +70,7 @@ async function start(server: ServerHandle, node: string, toml: string): Promise<
 /** A far/near pair whose app forwards to the sink; resolves with the app's port and the link (kind via relay). */
 async function pair(server: ServerHandle, name: string, farPaths: string, nearPaths: string): Promise<{ port: number; link: string }> {
   const port = await freePort();
-  await start(server, `far-${name}`, `peer_paths = ${farPaths}`);
+  await start(server, `far-${name}`, [`peer_paths = ${farPaths}`, exposeToml(`127.0.0.1:${sink!.port}`)].join("\n"));
   const near = await start(
     server,
     `near-${name}`,

@@ -4,13 +4,28 @@ import { BlockList, connect as tcpConnect, createServer, isIPv6, type Server, ty
 import type { Duplex } from "node:stream";
 import type { AppConfig } from "../config/index.ts";
 import { RepeatedWarnings, type Logger } from "../log/index.ts";
-import { AppProtocolError, decodeStreamHeader, decodeUdpAppDatagram, encodeStreamHeader, encodeUdpAppDatagram, encodeUdpReplyDatagram, MAX_UDP_TARGET_BYTES } from "../protocol/index.ts";
+import {
+  AppProtocolError,
+  decodeStreamAnswer,
+  decodeStreamHeader,
+  decodeUdpAppDatagram,
+  encodeStreamAnswer,
+  encodeStreamHeader,
+  encodeUdpAppDatagram,
+  encodeUdpRefusedDatagram,
+  encodeUdpReplyDatagram,
+  MAX_UDP_TARGET_BYTES,
+  type RefusalCode,
+  type StreamAnswer,
+} from "../protocol/index.ts";
 import { splitEndpoint, type Link } from "../transport/index.ts";
+import type { ExposeDecision, ExposePolicy } from "./expose.ts";
 import type { PeerManager } from "./peers.ts";
 
 // Port forwarding. A TCP connection to an app's listener becomes one mux stream whose first bytes
-// name the target; the peer connects there and pipes. UDP datagrams travel as link datagrams, each
-// carrying its flow id and target, so a lost one costs nothing but itself.
+// name the target; the peer checks it against its expose list, connects there, answers and pipes.
+// UDP datagrams travel as link datagrams, each carrying its flow id and target, so a lost one costs
+// nothing but itself; a target the peer refuses comes back as a refusal for the flow.
 
 /** A UDP flow with no traffic for this long is forgotten, on both sides. */
 export const UDP_FLOW_IDLE_MS = 60_000;
@@ -40,6 +55,8 @@ const APP_WARNING_WINDOW_MS = 10_000;
  * writes), what it sent before still goes to the other end, and the stream is reset after this long.
  */
 const STREAM_LINGER_MS = 2_000;
+/** A refused UDP flow is told so at most once in this long, however much the requester sends. */
+const UDP_REFUSAL_INTERVAL_MS = 1_000;
 
 export type AppState = "starting" | "listening" | "disabled" | "failed";
 
@@ -53,6 +70,14 @@ export interface AppStatus {
   error?: string;
   connections: number;
   totalConnections: number;
+  /** The last refusal or failure at the peer, saying what to change where; cleared by the next success. */
+  problem: string | null;
+}
+
+/** What the requesting side says when the serving node refused or could not reach its target. */
+export function describeRefusal(app: string, peer: string, target: string, code: RefusalCode, error?: string): string {
+  if (code === "NOT_EXPOSED") return `app ${app}: ${peer} refused ${target} (not exposed there): add "${target}" to expose in [client] on node ${peer}`;
+  return `app ${app}: ${peer} cannot reach ${target}${error ? `: ${error}` : ""}`;
 }
 
 function allowList(cidrs: string[] | undefined): BlockList | undefined {
@@ -73,17 +98,17 @@ const allowed = (list: BlockList | undefined, address: string) =>
  * it answers, and only from the peer that flow was sent to.
  */
 export class UdpFlowIds {
-  private readonly flows = new Map<number, { peer: string; deliver: (payload: Buffer) => void }>();
+  private readonly flows = new Map<number, { peer: string; deliver: (payload: Buffer) => void; refused: (code: RefusalCode) => void }>();
 
   /** Starts at random, so a restarted node's flows do not continue its previous run's flows at a peer. */
   constructor(private nextId = randomInt(0, 2 ** 32)) {}
 
-  open(peer: string, deliver: (payload: Buffer) => void): number {
+  open(peer: string, deliver: (payload: Buffer) => void, refused: (code: RefusalCode) => void = () => {}): number {
     // Ids wrap at 2^32; skip one still in use (at most MAX_UDP_FLOWS per app are).
     while (this.flows.has(this.nextId)) this.nextId = (this.nextId + 1) >>> 0;
     const id = this.nextId;
     this.nextId = (this.nextId + 1) >>> 0;
-    this.flows.set(id, { peer, deliver });
+    this.flows.set(id, { peer, deliver, refused });
     return id;
   }
 
@@ -95,6 +120,11 @@ export class UdpFlowIds {
     const flow = this.flows.get(id);
     if (flow?.peer === peer) flow.deliver(payload);
   }
+
+  refused(peer: string, id: number, code: RefusalCode): void {
+    const flow = this.flows.get(id);
+    if (flow?.peer === peer) flow.refused(code);
+  }
 }
 
 /** One [[client.apps]] entry: a local listener whose traffic goes to `target` as seen from `peer`. */
@@ -103,6 +133,7 @@ export class App {
   error?: string;
   connections = 0;
   totalConnections = 0;
+  problem?: string;
   private server?: Server;
   private udp?: UdpSocket;
   private readonly allow: BlockList | undefined;
@@ -154,7 +185,13 @@ export class App {
     const { name, protocol, listen, peer, target } = this.config;
     // A listener that failed says so; else a denial of the server's ACL that keeps this app from its peer.
     const error = this.error ?? this.peers.denial(peer);
-    return { name, protocol, listen, peer, target, state: this.state, error, connections: this.connections, totalConnections: this.totalConnections };
+    return { name, protocol, listen, peer, target, state: this.state, error, connections: this.connections, totalConnections: this.totalConnections, problem: this.problem ?? null };
+  }
+
+  private refused(code: RefusalCode, error?: string): void {
+    const { name, peer, target } = this.config;
+    this.problem = describeRefusal(name, peer, target, code, error);
+    this.warnings.warn(`refused:${code}`, this.problem);
   }
 
   private listenTcp(host: string, port: number): Promise<void> {
@@ -190,8 +227,30 @@ export class App {
         const stream = link.mux.openStream();
         stream.write(encodeStreamHeader({ target: this.config.target }));
         socket.off("error", beforeLink);
-        pipeBothWays(socket, stream, (err) => this.logger.debug("app connection ended with an error", { app: this.config.name, error: err.message }));
+        // The connection's bytes go at once; the peer's answer comes before the target's first byte.
+        pipeBothWays(socket, stream, (err) => this.logger.debug("app connection ended with an error", { app: this.config.name, error: err.message }), false);
         socket.resume();
+        readAnswer(stream).then(
+          (answered) => {
+            if (!answered) return; // the connection or the link ended first: nothing to say
+            const { answer, rest } = answered;
+            if (!answer.ok) {
+              this.refused(answer.code, answer.error);
+              stream.destroy();
+              socket.destroy();
+              return;
+            }
+            this.problem = undefined;
+            if (socket.destroyed) return;
+            if (rest.length) socket.write(rest);
+            stream.pipe(socket);
+          },
+          (err: Error) => {
+            this.warnings.warn(`answer:${err.message}`, `app ${this.config.name}: ${this.config.peer} did not answer the connection as inp2p does (${err.message}); is it running an older inp2pc?`);
+            stream.destroy();
+            socket.destroy();
+          },
+        );
       })
       .catch((err: Error) => {
         this.cannotReachPeer(err);
@@ -222,7 +281,11 @@ export class App {
     if (!flow) {
       if (this.flows.size >= MAX_UDP_FLOWS) return;
       const client = { address: from.address, port: from.port };
-      flow = { id: this.flowIds.open(this.config.peer, (reply) => this.udp?.send(reply, client.port, client.address)), lastUsed: 0 };
+      const deliver = (reply: Buffer) => {
+        this.problem = undefined;
+        this.udp?.send(reply, client.port, client.address);
+      };
+      flow = { id: this.flowIds.open(this.config.peer, deliver, (code) => this.refused(code)), lastUsed: 0 };
       this.flows.set(key, flow);
       this.totalConnections++;
       this.connections = this.flows.size;
@@ -255,10 +318,11 @@ export class App {
  * client that closed under our writes, which is how many end a conversation), what it sent before
  * still goes out, the other end gets a FIN, and the stream is reset after STREAM_LINGER_MS in case
  * that end keeps sending. When the stream fails (reset, or its link is gone), the socket is destroyed.
+ * Without streamToSocket, the caller pipes the stream to the socket later (after the peer's answer).
  */
-function pipeBothWays(socket: Socket, stream: Duplex, onSocketError: (err: Error) => void): void {
+function pipeBothWays(socket: Socket, stream: Duplex, onSocketError: (err: Error) => void, streamToSocket = true): void {
   socket.pipe(stream);
-  stream.pipe(socket);
+  if (streamToSocket) stream.pipe(socket);
   stream.on("error", () => socket.destroy());
   socket.on("error", (err) => {
     onSocketError(err);
@@ -268,6 +332,39 @@ function pipeBothWays(socket: Socket, stream: Duplex, onSocketError: (err: Error
     stream.resume(); // nowhere to deliver what still comes
     const linger = setTimeout(() => stream.destroy(), STREAM_LINGER_MS);
     stream.once("close", () => clearTimeout(linger));
+  });
+}
+
+/**
+ * The serving node's answer at the start of a stream, and the bytes after it (the stream is left
+ * paused); undefined when the stream ends or fails first. Rejects with AppProtocolError for a malformed answer.
+ */
+function readAnswer(stream: Duplex): Promise<{ answer: StreamAnswer; rest: Buffer } | undefined> {
+  return new Promise((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const done = () => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("close", onEnd);
+      stream.pause();
+    };
+    const onEnd = () => (done(), resolve(undefined));
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      let decoded: ReturnType<typeof decodeStreamAnswer>;
+      try {
+        decoded = decodeStreamAnswer(buffered);
+      } catch (err) {
+        done();
+        return reject(err);
+      }
+      if (!decoded) return;
+      done();
+      resolve(decoded);
+    };
+    stream.on("data", onData);
+    stream.once("end", onEnd);
+    stream.once("close", onEnd);
   });
 }
 
@@ -287,34 +384,59 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
  * to a direct path keeps its socket (the target sees one client, not a new one at every switch).
  */
 class ServedUdpFlow {
-  readonly socket: UdpSocket;
+  private socket?: UdpSocket;
   lastUsed = Date.now();
+  /** Set when expose refused the target (or it did not resolve): datagrams are dropped, and the requester told. */
+  refusal?: RefusalCode;
+  private lastRefusalSentAt = -Infinity;
   private ready = false;
   private closed = false;
   private readonly queued: Buffer[] = [];
 
   constructor(
     public link: Link,
-    flowId: number,
-    target: string,
-    onError: (err: Error) => void,
+    private readonly flowId: number,
+    decision: Promise<ExposeDecision>,
+    private readonly onError: (err: Error) => void,
+    private readonly onRefused: (refusal: ExposeDecision & { ok: false }) => void,
   ) {
-    const { host, port } = splitEndpoint(target);
-    this.socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
-    this.socket.on("error", onError);
-    this.socket.on("message", (reply) => this.link.sendDatagram(encodeUdpReplyDatagram(flowId, reply)));
-    this.socket.connect(port, host, () => {
+    decision.then((decided) => this.decided(decided)).catch(onError);
+  }
+
+  private decided(decision: ExposeDecision): void {
+    if (this.closed) return;
+    if (!decision.ok) {
+      this.refusal = decision.code;
+      this.queued.length = 0;
+      this.onRefused(decision);
+      this.tellRefused();
+      return;
+    }
+    const socket = createSocket(isIPv6(decision.host) ? "udp6" : "udp4");
+    this.socket = socket;
+    socket.on("error", this.onError);
+    socket.on("message", (reply) => this.link.sendDatagram(encodeUdpReplyDatagram(this.flowId, reply)));
+    socket.connect(decision.port, decision.host, () => {
       if (this.closed) return;
       this.ready = true;
-      for (const queued of this.queued.splice(0)) this.socket.send(queued);
+      for (const queued of this.queued.splice(0)) socket.send(queued);
     });
   }
 
   send(payload: Buffer): void {
     if (this.closed) return;
     this.lastUsed = Date.now();
-    if (this.ready) this.socket.send(payload);
+    if (this.refusal) this.tellRefused();
+    else if (this.ready) this.socket!.send(payload);
     else if (this.queued.length < MAX_QUEUED_BEFORE_CONNECT) this.queued.push(Buffer.from(payload));
+  }
+
+  /** Rate-limited per flow, so a requester cannot make this node send more than it receives. */
+  private tellRefused(): void {
+    const now = Date.now();
+    if (!this.refusal || this.link.closed || now - this.lastRefusalSentAt < UDP_REFUSAL_INTERVAL_MS) return;
+    this.lastRefusalSentAt = now;
+    this.link.sendDatagram(encodeUdpRefusedDatagram(this.flowId, this.refusal));
   }
 
   /** Idempotent: the idle sweep, the link's close and stop() may all get here. */
@@ -322,8 +444,19 @@ class ServedUdpFlow {
     if (this.closed) return;
     this.closed = true;
     this.queued.length = 0;
-    this.socket.close();
+    this.socket?.close();
   }
+}
+
+export interface AppServiceInit {
+  flowIds: UdpFlowIds;
+  logger: Logger;
+  /** This node's name, for the refusal it logs. */
+  node: string;
+  /** What peers may reach through this node. */
+  expose: ExposePolicy;
+  /** @default UDP_FLOW_IDLE_MS */
+  udpFlowIdleMs?: number;
 }
 
 /** The receiving side: streams and datagrams a peer sends to reach targets from here, and replies to our own UDP flows. */
@@ -331,13 +464,19 @@ export class AppService {
   /** By peer, flow id and target (a requester's flow ids are unique across its apps and start at random). */
   private readonly udpFlows = new Map<string, ServedUdpFlow>();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
+  private readonly flowIds: UdpFlowIds;
+  private readonly logger: Logger;
+  private readonly node: string;
+  private readonly expose: ExposePolicy;
+  private readonly udpFlowIdleMs: number;
+  /** Refusals and unreachable targets, once per window per peer and target. */
+  private readonly warnings: RepeatedWarnings;
 
-  constructor(
-    private readonly flowIds: UdpFlowIds,
-    private readonly logger: Logger,
-    private readonly udpFlowIdleMs = UDP_FLOW_IDLE_MS,
-  ) {
-    this.sweepTimer = setInterval(() => this.sweep(), Math.min(UDP_FLOW_SWEEP_MS, udpFlowIdleMs));
+  constructor(init: AppServiceInit) {
+    ({ flowIds: this.flowIds, logger: this.logger, node: this.node, expose: this.expose } = init);
+    this.udpFlowIdleMs = init.udpFlowIdleMs ?? UDP_FLOW_IDLE_MS;
+    this.warnings = new RepeatedWarnings(this.logger, APP_WARNING_WINDOW_MS);
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(UDP_FLOW_SWEEP_MS, this.udpFlowIdleMs));
   }
 
   attach(peer: string, link: Link): void {
@@ -369,21 +508,49 @@ export class AppService {
       stream.off("data", onData);
       stream.pause();
       const { header, rest } = decoded;
-      const { host, port } = splitEndpoint(header.target);
-      const socket = tcpConnect({ host, port, noDelay: true, allowHalfOpen: true });
-      const cannotConnect = (err: Error) => {
-        this.logger.warn(`cannot reach ${header.target} for peer ${peer}: ${err.message}`);
-        stream.destroy();
-      };
-      socket.once("error", cannotConnect);
-      socket.once("connect", () => {
-        socket.off("error", cannotConnect);
-        if (rest.length) socket.write(rest);
-        pipeBothWays(socket, stream, (err) => this.logger.debug("target connection ended with an error", { peer, target: header.target, error: err.message }));
-        stream.resume();
-      });
+      this.expose
+        .decide(header.target)
+        .then((decision) => {
+          if (stream.destroyed) return;
+          if (!decision.ok) return this.refuseStream(peer, stream, header.target, decision);
+          const socket = tcpConnect({ host: decision.host, port: decision.port, noDelay: true, allowHalfOpen: true });
+          const cannotConnect = (err: Error) => this.refuseStream(peer, stream, header.target, { ok: false, code: "UNREACHABLE", error: err.message });
+          socket.once("error", cannotConnect);
+          socket.once("connect", () => {
+            socket.off("error", cannotConnect);
+            if (stream.destroyed) return void socket.destroy();
+            stream.write(encodeStreamAnswer({ ok: true }));
+            if (rest.length) socket.write(rest);
+            pipeBothWays(socket, stream, (err) => this.logger.debug("target connection ended with an error", { peer, target: header.target, error: err.message }));
+            stream.resume();
+          });
+        })
+        .catch((err: Error) => {
+          this.logger.warn(`cannot serve peer ${peer}'s stream to ${header.target}: ${err.message}`);
+          stream.destroy();
+        });
     };
     stream.on("data", onData);
+  }
+
+  /** Logs why, answers the requester, and drops what it already sent. */
+  private refuseStream(peer: string, stream: Duplex, target: string, refusal: ExposeDecision & { ok: false }): void {
+    this.warnRefused(peer, "stream", target, refusal);
+    if (stream.destroyed) return;
+    stream.end(encodeStreamAnswer(refusal));
+    stream.resume();
+    const linger = setTimeout(() => stream.destroy(), STREAM_LINGER_MS);
+    stream.once("close", () => clearTimeout(linger));
+  }
+
+  private warnRefused(peer: string, what: "stream" | "UDP datagrams", target: string, refusal: ExposeDecision & { ok: false }): void {
+    const kind = `${refusal.code}:${what}:${peer}:${target}`;
+    if (refusal.code === "NOT_EXPOSED")
+      this.warnings.warn(
+        kind,
+        `refused peer ${peer}'s ${what} to ${target}: not exposed; to allow it, add "${target}" to expose in [client] of this node (${this.node})`,
+      );
+    else this.warnings.warn(kind, `cannot reach ${target} for peer ${peer}: ${refusal.error}`);
   }
 
   private receiveDatagram(peer: string, link: Link, datagram: Buffer): void {
@@ -397,13 +564,20 @@ export class AppService {
     }
     if (!decoded) return; // another datagram type (SDWAN)
     if (decoded.type === "reply") return this.flowIds.deliver(peer, decoded.flowId, decoded.payload);
+    if (decoded.type === "refused") return this.flowIds.refused(peer, decoded.flowId, decoded.code);
     const { flowId, target, payload } = decoded;
     if (link.closed) return;
     const key = `${peer}/${flowId}/${target}`;
     let flow = this.udpFlows.get(key);
     if (!flow) {
       if (this.udpFlows.size >= MAX_UDP_FLOWS) return;
-      flow = new ServedUdpFlow(link, flowId, target, (err) => this.logger.debug(`UDP flow to ${target} for ${peer}`, { error: err.message }));
+      flow = new ServedUdpFlow(
+        link,
+        flowId,
+        this.expose.decide(target),
+        (err) => this.logger.debug(`UDP flow to ${target} for ${peer}`, { error: err.message }),
+        (refusal) => this.warnRefused(peer, "UDP datagrams", target, refusal),
+      );
       this.udpFlows.set(key, flow);
     }
     flow.link = link;

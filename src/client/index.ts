@@ -7,6 +7,7 @@ import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.t
 import { Overlay } from "../sdwan/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
+import { ExposePolicy } from "./expose.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE } from "./constants.ts";
 import { PeerManager } from "./peers.ts";
 import { RelayNode } from "./relay-node.ts";
@@ -15,6 +16,7 @@ import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
 
 export { App, AppService, udpFlowIdleMsFrom, type AppStatus } from "./apps.ts";
+export { ExposePolicy, type ExposeDecision } from "./expose.ts";
 export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
 export { formatStatus, type ClientStatus } from "./status.ts";
@@ -47,6 +49,8 @@ export interface ClientInit {
   bw: number;
   sdwan?: ClientConfig["sdwan"];
   apps: AppConfig[];
+  /** What peers may reach through this node ([client] expose entries). */
+  expose: readonly string[];
   /** How long a UDP app flow lives without traffic. @default UDP_FLOW_IDLE_MS */
   udpFlowIdleMs?: number;
 }
@@ -168,7 +172,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   const flowIds = new UdpFlowIds();
   apps = init.apps.map((app) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs));
   await peers.start();
-  const service = new AppService(flowIds, logger, init.udpFlowIdleMs);
+  const service = new AppService({ flowIds, logger, node: init.node, expose: new ExposePolicy(init.expose), udpFlowIdleMs: init.udpFlowIdleMs });
   peers.onLink((peer, link) => {
     service.attach(peer, link);
     overlay?.attach(peer, link);

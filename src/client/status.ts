@@ -37,9 +37,21 @@ export interface ClientStatus {
   sdwan: OverlayStatus | null;
 }
 
-/** The local status API (127.0.0.1 only): GET /api/v1/status. */
+/** Host headers the status API answers: loopback by name or address, any port. */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
+
+/**
+ * The local status API (127.0.0.1 only): GET /api/v1/status. A request for any other Host is refused:
+ * a page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name.
+ */
 export function startStatusServer(port: number, status: () => ClientStatus): { port: number; stop(): void } {
   const app = new Hono();
+  app.use(async (c, next) => {
+    const host = c.req.header("host") ?? "";
+    if (!LOOPBACK_HOST.test(host))
+      return c.json({ error: `refused Host ${JSON.stringify(host)}: the status API answers only Host 127.0.0.1, localhost or [::1] (with any port), so that no other site's page can read it` }, 403);
+    await next();
+  });
   app.get("/api/v1/status", (c) => c.json(status()));
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   const server = Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch });
@@ -68,6 +80,8 @@ export function formatStatus(s: ClientStatus): string {
   const appRows = s.apps.map((a) => [a.name, a.protocol, a.listen, a.peer, a.state, String(a.connections) + (a.error ? `  ${a.error}` : "")]);
   lines.push("", ...formatTable([["APP", "PROTO", "LISTEN", "PEER", "STATE", "CONNS"], ...appRows]));
   if (appRows.length === 0) lines.push("(no apps configured)");
+  const problems = s.apps.flatMap((a) => (a.problem ? [a.problem] : []));
+  if (problems.length) lines.push("", ...problems);
   if (s.sdwan) {
     const v = s.sdwan;
     lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}` + (v.error ? `\n         ${v.error}` : ""));

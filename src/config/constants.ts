@@ -36,6 +36,8 @@ export const DEFAULT_INSECURE = false;
 export const DEFAULT_RELAY = false;
 export const DEFAULT_SUPER = false;
 export const DEFAULT_APP_ENABLED = true;
+/** Peers reach nothing through a node unless its [client] expose lists it. */
+export const DEFAULT_EXPOSE: readonly string[] = [];
 
 /** SDWAN: the TUN interface's name and MTU (room for IP+UDP, the envelope and the record's overhead). */
 export const DEFAULT_SDWAN_INTERFACE = "inp2p0";
@@ -54,6 +56,7 @@ export const MAX_BW_MBPS = 1_000_000;
 export const MIN_SDWAN_MTU = 576;
 export const MAX_SDWAN_MTU = 9000;
 export const MAX_SDWAN_ROUTES = 64;
+export const MAX_EXPOSE_ENTRIES = 256;
 export const MAX_SDWAN_RESERVE_HOURS = 87_600;
 export const MAX_PAIRING_EXPIRY_S = 30 * 86_400;
 export const MAX_AUTO_APPROVE_CIDRS = 256;

@@ -27,3 +27,4 @@ export {
   type LoadedConfig,
 } from "./load";
 export { splitHostPort, type HostPort } from "./values";
+export { normalizeHostName, parseExposeEntry, type ExposeHost, type ExposeRule } from "./expose";

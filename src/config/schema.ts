@@ -9,6 +9,7 @@ import {
   booleanValue,
   describeValue,
   cidrValue,
+  exposeValue,
   enumValue,
   fingerprintValue,
   hostPortValue,
@@ -263,6 +264,8 @@ export const clientShape = {
   reconnect_base_delay_ms: intInRange(C.MIN_RECONNECT_DELAY_MS, C.MAX_RECONNECT_DELAY_MS).optional(),
   reconnect_max_delay_ms: intInRange(C.MIN_RECONNECT_DELAY_MS, C.MAX_RECONNECT_DELAY_MS).optional(),
   apps: z.array(appSchema).default([]),
+  /** What peers may reach through this node (nothing by default). */
+  expose: z.array(exposeValue).max(C.MAX_EXPOSE_ENTRIES).default([...C.DEFAULT_EXPOSE]),
   sdwan: clientSdwanSchema.optional(),
 };
 

@@ -6,6 +6,7 @@ import * as z from "zod";
 import { MAX_NODE_NAME_LENGTH, NODE_NAME_PATTERN } from "../protocol/index.ts";
 import { ACL_ANY, ACL_TAG_PREFIX, MAX_UINT64 } from "./constants";
 import { parseCidr } from "../sdwan/packet.ts";
+import { EXPOSE_EXAMPLES, parseExposeEntry } from "./expose";
 
 /** How a value is shown after "got": strings quoted, TOML tables and arrays named. */
 export function describeValue(value: unknown): string {
@@ -165,6 +166,14 @@ export const cidrValue = leaf<string>((value) => {
   if (prefix === undefined) return { ok: `${address}/${bits}` };
   if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits) return { error: expected(what, value) };
   return { ok: `${address}/${Number(prefix)}` };
+});
+
+/** A `[client] expose` entry (see expose.ts), kept as written; consumers parse it with parseExposeEntry. */
+export const exposeValue = leaf<string>((value) => {
+  const what = `an expose entry HOST:PORTS such as ${EXPOSE_EXAMPLES}`;
+  if (typeof value !== "string") return { error: expected(what, value) };
+  const rule = parseExposeEntry(value);
+  return typeof rule === "string" ? { error: `${expected(what, value)}: ${rule}` } : { ok: value };
 });
 
 /** SHA-256 fingerprint normalized like X509Certificate.fingerprint256 ("AB:CD:..."); "" means not set. */

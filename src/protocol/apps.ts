@@ -4,16 +4,30 @@
 //   u16 BE  length of the JSON that follows, at most MAX_STREAM_HEADER_BYTES
 //   JSON    {"target":"host:port"}
 //   ...     the connection's bytes
+// The requester sends its header and the connection's first bytes at once (no added round trip).
 //
-// Link datagrams start with a type byte (DatagramType); UDP apps use two of the types:
-//   udpApp    u8 1 | u32 BE flow id | u8 target length | target "host:port" | payload
-//   udpReply  u8 2 | u32 BE flow id | payload
+// App stream answer: the serving node's first bytes on that stream, before any of the target's:
+//   u16 BE  length of the JSON that follows, at most MAX_STREAM_HEADER_BYTES
+//   JSON    {"ok":true}, or {"ok":false,"code":"NOT_EXPOSED"|"UNREACHABLE","error":"..."} and the stream ends
+//   ...     the target's bytes (after ok)
+//
+// Link datagrams start with a type byte (DatagramType); UDP apps use three of the types:
+//   udpApp      u8 1 | u32 BE flow id | u8 target length | target "host:port" | payload
+//   udpReply    u8 2 | u32 BE flow id | payload
+//   udpRefused  u8 4 | u32 BE flow id | u8 reason (RefusalCode: 1 NOT_EXPOSED, 2 UNREACHABLE)
+// A refusal is smaller than the request it answers and the serving node rate-limits them, so a
+// requester cannot use it to amplify.
 // A flow id is unique among the sending node's flows, so a reply reaches only the flow it answers;
 // the serving node keys a flow by peer, flow id and target. SDWAN's ipPacket (3) is the type
 // byte followed by one IP packet (src/sdwan/overlay.ts).
 
 /** First byte of a link datagram: who it is for. */
-export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3 } as const;
+export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4 } as const;
+
+/** Why a serving node refused a stream or a UDP flow, with its byte in a udpRefused datagram. */
+export const RefusalCode = { NOT_EXPOSED: 1, UNREACHABLE: 2 } as const;
+export type RefusalCode = keyof typeof RefusalCode;
+const REFUSAL_CODES = Object.keys(RefusalCode) as RefusalCode[];
 
 /** Longest stream header accepted from a peer. */
 export const MAX_STREAM_HEADER_BYTES = 1024;
@@ -25,6 +39,8 @@ const FLOW_ID_OFFSET = 1;
 const UDP_APP_TARGET_LENGTH_OFFSET = 5;
 const UDP_APP_TARGET_OFFSET = 6;
 const UDP_REPLY_PAYLOAD_OFFSET = 5;
+const UDP_REFUSED_CODE_OFFSET = 5;
+const UDP_REFUSED_BYTES = 6;
 const TARGET_PATTERN = /^.+:\d{1,5}$/;
 
 export class AppProtocolError extends Error {
@@ -36,17 +52,39 @@ export interface StreamHeader {
   target: string;
 }
 
+/** The serving node's answer at the start of an app stream. */
+export type StreamAnswer = { ok: true } | { ok: false; code: RefusalCode; error: string };
+
 export type UdpAppDatagram =
   | { type: "request"; flowId: number; target: string; payload: Buffer }
-  | { type: "reply"; flowId: number; payload: Buffer };
+  | { type: "reply"; flowId: number; payload: Buffer }
+  | { type: "refused"; flowId: number; code: RefusalCode };
 
-export function encodeStreamHeader(header: StreamHeader): Buffer {
-  const json = Buffer.from(JSON.stringify({ target: header.target }));
-  if (json.length > MAX_STREAM_HEADER_BYTES) throw new AppProtocolError(`stream header of ${json.length} bytes is over the ${MAX_STREAM_HEADER_BYTES}-byte limit`);
+function encodeFramedJson(value: unknown, what: string): Buffer {
+  const json = Buffer.from(JSON.stringify(value));
+  if (json.length > MAX_STREAM_HEADER_BYTES) throw new AppProtocolError(`${what} of ${json.length} bytes is over the ${MAX_STREAM_HEADER_BYTES}-byte limit`);
   const out = Buffer.allocUnsafe(STREAM_HEADER_LENGTH_BYTES + json.length);
   out.writeUInt16BE(json.length);
   json.copy(out, STREAM_HEADER_LENGTH_BYTES);
   return out;
+}
+
+/** u16 length | JSON from the start of `buffer`: undefined while more bytes are needed. */
+function decodeFramedJson(buffer: Buffer, what: string): { parsed: unknown; rest: Buffer } | undefined {
+  if (buffer.length < STREAM_HEADER_LENGTH_BYTES) return undefined;
+  const length = buffer.readUInt16BE(0);
+  if (length > MAX_STREAM_HEADER_BYTES) throw new AppProtocolError(`${what} of ${length} bytes is over the ${MAX_STREAM_HEADER_BYTES}-byte limit`);
+  const end = STREAM_HEADER_LENGTH_BYTES + length;
+  if (buffer.length < end) return undefined;
+  try {
+    return { parsed: JSON.parse(buffer.subarray(STREAM_HEADER_LENGTH_BYTES, end).toString()), rest: buffer.subarray(end) };
+  } catch {
+    throw new AppProtocolError(`${what} is not JSON`);
+  }
+}
+
+export function encodeStreamHeader(header: StreamHeader): Buffer {
+  return encodeFramedJson({ target: header.target }, "stream header");
 }
 
 /**
@@ -54,20 +92,29 @@ export function encodeStreamHeader(header: StreamHeader): Buffer {
  * header and the bytes after it. Throws AppProtocolError for an oversized or malformed header.
  */
 export function decodeStreamHeader(buffer: Buffer): { header: StreamHeader; rest: Buffer } | undefined {
-  if (buffer.length < STREAM_HEADER_LENGTH_BYTES) return undefined;
-  const length = buffer.readUInt16BE(0);
-  if (length > MAX_STREAM_HEADER_BYTES) throw new AppProtocolError(`stream header of ${length} bytes is over the ${MAX_STREAM_HEADER_BYTES}-byte limit`);
-  const end = STREAM_HEADER_LENGTH_BYTES + length;
-  if (buffer.length < end) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(buffer.subarray(STREAM_HEADER_LENGTH_BYTES, end).toString());
-  } catch {
-    throw new AppProtocolError("stream header is not JSON");
-  }
-  const target = (parsed as { target?: unknown } | null)?.target;
+  const decoded = decodeFramedJson(buffer, "stream header");
+  if (!decoded) return undefined;
+  const target = (decoded.parsed as { target?: unknown } | null)?.target;
   if (typeof target !== "string" || !TARGET_PATTERN.test(target)) throw new AppProtocolError('stream header has no "target" of the form host:port');
-  return { header: { target }, rest: buffer.subarray(end) };
+  return { header: { target }, rest: decoded.rest };
+}
+
+export function encodeStreamAnswer(answer: StreamAnswer): Buffer {
+  return encodeFramedJson(answer.ok ? { ok: true } : { ok: false, code: answer.code, error: answer.error }, "stream answer");
+}
+
+/**
+ * Reads the serving node's answer from the start of `buffer`: undefined while more bytes are needed,
+ * else the answer and the target's bytes after it. Throws AppProtocolError for a malformed answer.
+ */
+export function decodeStreamAnswer(buffer: Buffer): { answer: StreamAnswer; rest: Buffer } | undefined {
+  const decoded = decodeFramedJson(buffer, "stream answer");
+  if (!decoded) return undefined;
+  const { ok, code, error } = (decoded.parsed ?? {}) as { ok?: unknown; code?: unknown; error?: unknown };
+  if (ok === true) return { answer: { ok: true }, rest: decoded.rest };
+  if (ok !== false || !REFUSAL_CODES.includes(code as RefusalCode) || typeof error !== "string")
+    throw new AppProtocolError('stream answer is neither {"ok":true} nor {"ok":false} with a known "code" and an "error"');
+  return { answer: { ok: false, code: code as RefusalCode, error }, rest: decoded.rest };
 }
 
 export function encodeUdpAppDatagram(flowId: number, target: string, payload: Uint8Array): Buffer {
@@ -90,15 +137,29 @@ export function encodeUdpReplyDatagram(flowId: number, payload: Uint8Array): Buf
   return out;
 }
 
+export function encodeUdpRefusedDatagram(flowId: number, code: RefusalCode): Buffer {
+  const out = Buffer.allocUnsafe(UDP_REFUSED_BYTES);
+  out[0] = DatagramType.udpRefused;
+  out.writeUInt32BE(flowId >>> 0, FLOW_ID_OFFSET);
+  out[UDP_REFUSED_CODE_OFFSET] = RefusalCode[code];
+  return out;
+}
+
 /**
  * A UDP app datagram (payloads are views into `datagram`); undefined for other datagram types.
- * Throws AppProtocolError for a truncated one or a target that is not host:port.
+ * Throws AppProtocolError for a truncated one, a target that is not host:port or an unknown refusal reason.
  */
 export function decodeUdpAppDatagram(datagram: Buffer): UdpAppDatagram | undefined {
   const type = datagram[0];
   if (type === DatagramType.udpReply) {
     if (datagram.length < UDP_REPLY_PAYLOAD_OFFSET) throw new AppProtocolError(`UDP reply datagram of ${datagram.length} bytes is truncated`);
     return { type: "reply", flowId: datagram.readUInt32BE(FLOW_ID_OFFSET), payload: datagram.subarray(UDP_REPLY_PAYLOAD_OFFSET) };
+  }
+  if (type === DatagramType.udpRefused) {
+    if (datagram.length !== UDP_REFUSED_BYTES) throw new AppProtocolError(`UDP refusal datagram of ${datagram.length} bytes is not ${UDP_REFUSED_BYTES} bytes long`);
+    const code = REFUSAL_CODES.find((name) => RefusalCode[name] === datagram[UDP_REFUSED_CODE_OFFSET]);
+    if (!code) throw new AppProtocolError(`UDP refusal datagram has an unknown reason ${datagram[UDP_REFUSED_CODE_OFFSET]}`);
+    return { type: "refused", flowId: datagram.readUInt32BE(FLOW_ID_OFFSET), code };
   }
   if (type !== DatagramType.udpApp) return undefined;
   if (datagram.length < UDP_APP_TARGET_OFFSET) throw new AppProtocolError(`UDP app datagram of ${datagram.length} bytes is truncated`);

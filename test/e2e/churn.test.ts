@@ -197,7 +197,9 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
       ...UDP_APPS.filter((a) => a.from === node).map((a) => ({ name: a.name, protocol: "udp" as const, listen: a.listen, peer: a.to, target: SERVICES[a.service] })),
     ];
     const extra = node === "relay1" ? ["relay = true", `relay_port = ${RELAY_PORT}`, "bw = 2000"] : ["[client.sdwan]", "enabled = true"];
-    return writeClientConfig(lab, join(workDir, "clients", node), { node, statusPort: STATUS_PORT, apps, extra });
+    // Exactly the targets of the apps that point at this node.
+    const expose = [...new Set([...TCP_APPS.filter((a) => a.to === node).map(() => SINK), ...UDP_APPS.filter((a) => a.to === node).map((a) => SERVICES[a.service])])];
+    return writeClientConfig(lab, join(workDir, "clients", node), { node, statusPort: STATUS_PORT, apps, extra, expose });
   }
 
   /**

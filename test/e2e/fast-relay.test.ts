@@ -114,8 +114,8 @@ describe.skipIf(reason)("fast relay, then direct (NAT lab)", () => {
     procs.set("server", await startLabServer(lab, join(workDir, "server")));
     procs.set("echo", spawnIn(lab, hostOf(PEER), emptyDir, [BUN, join(scripts, "echo.ts"), ECHO]));
     await listening(lab, hostOf(PEER), "-t", ECHO);
-    const start = async (site: string, apps: { name: string; protocol: "tcp"; listen: string; peer: string; target: string }[]) => {
-      const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site, statusPort: STATUS_PORT, apps, logLevel: "debug" });
+    const start = async (site: string, apps: { name: string; protocol: "tcp"; listen: string; peer: string; target: string }[], expose: string[] = []) => {
+      const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site, statusPort: STATUS_PORT, apps, logLevel: "debug", expose });
       procs.set(site, await startLabClient(lab, hostOf(site), config, emptyDir));
     };
     await Promise.all(PAIRS.map((p) => start(p.from, [{ name: "to-peer", protocol: "tcp", listen: p.app, peer: PEER, target: ECHO }])));
@@ -133,7 +133,7 @@ describe.skipIf(reason)("fast relay, then direct (NAT lab)", () => {
     await Promise.all(PAIRS.map((p) => listening(lab, hostOf(p.from), "-t", p.app)));
     // Requesters that have run a while know their NAT; the peer is the one that just started.
     await Promise.all(PAIRS.map((p) => procs.get(p.from)!.waitForOutput(/NAT type:/, 15_000)));
-    await start(PEER, []);
+    await start(PEER, [], [ECHO]);
     peerLoginAt = logTime(procs.get(PEER)!.output, /logged in/)!;
     await Promise.all(running);
   }, 90_000);

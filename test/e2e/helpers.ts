@@ -80,7 +80,7 @@ export interface LabApp {
 export function writeClientConfig(
   lab: Lab,
   dir: string,
-  client: { node: string; statusPort: number; apps?: LabApp[]; logLevel?: string; extra?: string[]; token?: string },
+  client: { node: string; statusPort: number; apps?: LabApp[]; logLevel?: string; extra?: string[]; token?: string; /** Targets peers may reach through it ([client] expose). */ expose?: string[] },
 ): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, "inp2pc.toml");
@@ -94,6 +94,7 @@ export function writeClientConfig(
     `token = "${client.token ?? TOKEN}"`,
     "insecure = true",
     `status_port = ${client.statusPort}`,
+    ...(client.expose?.length ? [`expose = ${JSON.stringify(client.expose)}`] : []),
     ...(client.extra ?? []),
   ];
   for (const app of client.apps ?? []) {

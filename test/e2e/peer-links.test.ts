@@ -128,10 +128,11 @@ describe.skipIf(reason)("peer links in the NAT lab", () => {
 
   const linkKind = async (site: string, peer: string) => (await status(site)).peers[peer]?.link ?? null;
 
-  async function startClient(site: string, node: string, apps: { peer: string; tcpTarget?: string; udpTarget?: string }[] = []) {
+  async function startClient(site: string, node: string, apps: { peer: string; tcpTarget?: string; udpTarget?: string }[] = [], expose: string[] = []) {
     const dir = join(workDir, "clients", node);
     const config = writeClientConfig(lab, dir, {
       node,
+      expose,
       statusPort: STATUS_PORT,
       logLevel: process.env.PEER_LINKS_LOG_LEVEL ?? "info",
       apps: apps.flatMap(({ peer, tcpTarget, udpTarget }) => [
@@ -171,8 +172,8 @@ describe.skipIf(reason)("peer links in the NAT lab", () => {
     lab.spawn(hostOf("pub"), [BUN, script("echo.ts"), ECHO]);
     await listening(lab, hostOf("pub"), "-u", ECHO);
 
-    await startClient("pub", "pub");
-    await startClient(LAN_A, LAN_A);
+    await startClient("pub", "pub", [], [SINK, ECHO]);
+    await startClient(LAN_A, LAN_A, [], [SINK]);
     await Promise.all([
       ...[...NAT_SITES, TCP_ONLY].map((site) => startClient(site, site, [{ peer: "pub", tcpTarget: SINK, udpTarget: ECHO }])),
       startClient(LAN_B, LAN_B, [{ peer: LAN_A, tcpTarget: SINK }]),

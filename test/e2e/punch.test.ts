@@ -129,7 +129,8 @@ describe.skipIf(reason)("hole punching in the NAT lab", () => {
 
   async function startClient(site: string): Promise<void> {
     const apps: LabApp[] = PAIRS.filter((p) => p.from === site).map((p) => ({ name: `to-${p.to}`, protocol: "tcp", listen: APP_OF.get(key(p))!, peer: p.to, target: SINK }));
-    const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site, statusPort: STATUS_PORT, logLevel: LOG_LEVEL, apps });
+    const expose = PAIRS.some((p) => p.to === site) ? [SINK] : [];
+    const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site, statusPort: STATUS_PORT, logLevel: LOG_LEVEL, apps, expose });
     const proc = await startLabClient(lab, hostOf(site), config, emptyDir);
     clients.set(site, { proc, loggedInAt: logTime(proc.output, /logged in/) ?? Date.now() });
   }

@@ -93,7 +93,8 @@ describe.skipIf(reason)("relays in the NAT lab", () => {
   async function startClient(site: string, extra: string[] = [], token?: string): Promise<void> {
     const apps: LabApp[] = PAIRS.filter((p) => p.from === site).map((p) => ({ name: `to-${p.to}`, protocol: "tcp", listen: p.app, peer: p.to, target: SINK }));
     const node = site === "relayhost" ? "relay1" : site === "superhost" ? "super1" : site;
-    const config = writeClientConfig(lab, join(workDir, "clients", site), { node, statusPort: STATUS_PORT, apps, extra, token });
+    const expose = PAIRS.some((p) => p.to === site) ? [SINK] : [];
+    const config = writeClientConfig(lab, join(workDir, "clients", site), { node, statusPort: STATUS_PORT, apps, extra, token, expose });
     procs.set(site, await startLabClient(lab, hostOf(site), config, emptyDir));
   }
 

@@ -83,11 +83,11 @@ describe.skipIf(reason)("a UDP peer link survives a NAT rebinding (NAT lab)", ()
     procs.set("server", await startLabServer(lab, join(workDir, "server")));
     procs.set("echo", spawnIn(lab, hostOf("pub"), emptyDir, [BUN, join(scripts, "echo.ts"), ECHO]));
     await listening(lab, hostOf("pub"), "-t", ECHO);
-    const start = async (site: string, apps: { name: string; protocol: "tcp"; listen: string; peer: string; target: string }[]) => {
-      const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site, statusPort: STATUS_PORT, apps, logLevel: "debug" });
+    const start = async (site: string, apps: { name: string; protocol: "tcp"; listen: string; peer: string; target: string }[], expose: string[] = []) => {
+      const config = writeClientConfig(lab, join(workDir, "clients", site), { node: site, statusPort: STATUS_PORT, apps, logLevel: "debug", expose });
       procs.set(site, await startLabClient(lab, hostOf(site), config, emptyDir));
     };
-    await start("pub", []);
+    await start("pub", [], [ECHO]);
     await start("sym", [{ name: "to-pub", protocol: "tcp", listen: APP, peer: "pub", target: ECHO }]);
     await listening(lab, hostOf("sym"), "-t", APP);
   }, 60_000);

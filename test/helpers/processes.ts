@@ -299,6 +299,9 @@ export async function startLinkedClient(
   return { proc, node, dir, config, statusPort, env };
 }
 
+/** The `[client] expose` line of a serving node that lets peers reach exactly these "host:port" targets. */
+export const exposeToml = (...targets: string[]): string => `expose = ${JSON.stringify(targets)}`;
+
 /** Runs a stopped (or killed) linked client again from the same directory: same config, same identity key. */
 export async function restartLinkedClient(client: LinkedClient): Promise<LinkedClient> {
   await client.proc.stop();

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { NAT_CACHE_FILE } from "../../src/client/index.ts";
 import { firstEchoAt, startEcho } from "../helpers/echo.ts";
 import {
+  exposeToml,
   freePort,
   loginTime,
   restartLinkedClient,
@@ -68,7 +69,7 @@ describe("the NAT result of the last run (real processes)", () => {
     servers.push(server);
     echo = await startEcho();
     appPort = await freePort();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
     const stunPorts = options.slowDetection ? { stun_tcp1: await silentTcpPort() } : {};
     near = await startLinkedClient(server, "near", appToml(), { logLevel: "debug", stunPorts });
     await firstEchoAt(appPort, PROBE_WINDOW_MS);

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { connect, createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, freeUdpPorts, INP2PC, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { exposeToml, freePort, freeUdpPorts, INP2PC, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const TRANSFER_BYTES = 16 * 1024 * 1024;
 
@@ -40,7 +40,7 @@ describe("peer links on loopback", () => {
     echo = await startUdpEcho();
     tcpAppPort = await freePort();
     [udpAppPort] = await freeUdpPorts();
-    b = await startLinkedClient(server, "far", "");
+    b = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${sink.port}`, `127.0.0.1:${echo.port}`));
     a = await startLinkedClient(
       server,
       "near",

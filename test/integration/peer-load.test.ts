@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { connect, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  exposeToml,
   freePort,
   linkedClientStatus,
   restartLinkedClient,
@@ -34,7 +35,7 @@ describe("peer links under load and failure (real processes)", () => {
     server = await startServer();
     echo = await startEcho();
     appPort = await freePort();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
     near = await startLinkedClient(
       server,
       "near",

@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { firstEchoAt, startEcho } from "../helpers/echo.ts";
 import {
+  exposeToml,
   freePort,
   linkedClientStatus,
   loginTime,
@@ -39,7 +40,7 @@ describe("a restarted peer (real processes)", () => {
     server = await startServer();
     echo = await startEcho();
     const appPort = await freePort();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
     near = await startLinkedClient(
       server,
       "near",

@@ -11,6 +11,7 @@ import { createLogger, silentLogger, type Logger } from "../../src/log/index.ts"
 import type { Candidates, ConnectPlan } from "../../src/protocol/index.ts";
 import { ConnectError, Connector, Envelope, FramedSocket, PeerEndpoint, ROAM_TRIALS_MAX, type Link } from "../../src/transport/index.ts";
 import {
+  exposeToml,
   freePort,
   INP2PC,
   linkedClientStatus,
@@ -680,7 +681,7 @@ describe.skipIf(!canSpoof)("rejected packets in a real inp2pc's status (root: ra
     target = createServer((socket) => (socket.on("error", () => {}), socket.pipe(socket)));
     await new Promise<void>((done) => target!.listen(0, "127.0.0.1", done));
     const appPort = await freePort();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${(target.address() as { port: number }).port}`), { logLevel: "info" });
     near = await startLinkedClient(
       server,
       "near",

@@ -6,6 +6,7 @@ import type { Server, Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { appComesBack, echoOnce, startEcho } from "../helpers/echo.ts";
 import {
+  exposeToml,
   freePort,
   INP2PS,
   linkedClientStatus,
@@ -67,7 +68,7 @@ describe("relays (real processes)", () => {
   beforeAll(async () => {
     server = await startServer({ extraToml: "prefer_super_relays = true", tail: `[[server.users]]\nname = "bob"\ntoken = "${BOB_TOKEN}"` });
     echo = await startEcho();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
   }, 30_000);
 
   beforeEach(() => {

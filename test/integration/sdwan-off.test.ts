@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import type { Server, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { echoOnce, startEcho } from "../helpers/echo.ts";
-import { freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { exposeToml, freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const WITHOUT_NET_ADMIN = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"];
 const reason =
@@ -24,7 +24,7 @@ describe.skipIf(reason)("SDWAN without CAP_NET_ADMIN", () => {
     server = await startServer({ tail: '[server.sdwan]\nsubnet = "10.77.0.0/24"' });
     echo = await startEcho();
     appPort = await freePort();
-    far = await startLinkedClient(server, "far");
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`));
     near = await startLinkedClient(
       server,
       "near",

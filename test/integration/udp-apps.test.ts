@@ -6,6 +6,7 @@ import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { connect, createServer, type Server } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
+  exposeToml,
   freePort,
   freeUdpPorts,
   INP2PC,
@@ -134,7 +135,7 @@ describe("two UDP apps toward one peer", () => {
       ]);
       await dnsmasq.waitForOutput(/started, version/);
     }
-    far = await startLinkedClient(server, "far");
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${alpha.port}`, `127.0.0.1:${beta.port}`, `127.0.0.1:${dnsmasqPort}`));
     near = await startLinkedClient(server, "near", [udpApp("alpha", alphaPort, alpha.port), udpApp("beta", betaPort, beta.port), udpApp("dns", dnsAppPort, dnsmasqPort)].join("\n"));
   }, 60_000);
 
@@ -208,7 +209,7 @@ describe("a UDP flow that idled out before its link died", () => {
     server = await startServer();
     echo = await startTaggedService("echo");
     [appPort] = await freeUdpPorts();
-    far = await startLinkedClient(server, "far", "", { env });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { env });
     near = await startLinkedClient(server, "near", udpApp("echo", appPort, echo.port), { env });
   }, 60_000);
 
@@ -290,7 +291,7 @@ describe("TCP connections that end normally", () => {
     );
     hangUpAppPort = await freePort();
     talkerAppPort = await freePort();
-    far = await startLinkedClient(server, "far");
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${hangUp.port}`, `127.0.0.1:${talker.port}`));
     near = await startLinkedClient(server, "near", [tcpApp("hangup", hangUpAppPort, hangUp.port), tcpApp("talker", talkerAppPort, talker.port)].join("\n"));
   }, 60_000);
 

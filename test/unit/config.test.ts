@@ -94,6 +94,7 @@ describe("example files", () => {
     expect(client.server_host).toBe("example.org");
     expect(client.apps.map((app) => app.protocol)).toEqual(["tcp", "udp"]);
     expect(client.apps[0]?.allow).toEqual(["127.0.0.0/8", "192.168.0.0/16"]);
+    expect(client.expose).toEqual([]);
     expect(client.tls_fingerprint).toBeUndefined();
   });
 });
@@ -481,6 +482,29 @@ describe("values", () => {
     expect(ok.client?.apps[0]?.allow).toEqual(["10.0.0.0/8", "fd00::/8", "192.168.1.5/32"]);
     const bad = configError(() => parseConfig(CLIENT_MINIMAL + app + 'allow = ["10.0.0.0/33"]\n', "/x.toml"));
     expect(bad.keyPath).toBe("client.apps[0].allow[0]");
+  });
+
+  it("takes expose entries as written, nothing by default, and names a bad entry and what is wrong with it", () => {
+    expect(parseConfig(CLIENT_MINIMAL, "/x.toml").client?.expose).toEqual([]);
+    const entries = ["127.0.0.1:22", "192.168.1.0/24:80-443", "[::1]:53", "[fd00::/8]:*", "db.lan:5432", "*:*", "10.0.0.0/8:*"];
+    expect(parseConfig(CLIENT_MINIMAL + `expose = ${JSON.stringify(entries)}\n`, "/x.toml").client?.expose).toEqual(entries);
+    const bad: [string, string][] = [
+      ["127.0.0.1", 'no ":PORTS" after the host'],
+      ["[::1]", 'no ":PORTS" after "[IPv6]"'],
+      ["127.0.0.1:0", "ports are 1..65535, not 0"],
+      ["127.0.0.1:443-80", "the range 443-80 runs backwards"],
+      ["127.0.0.1:ssh", '"ssh" is not a port, a range "from-to" or "*"'],
+      ["::1:53", 'an IPv6 address goes in brackets, as in "[::1]:53"'],
+      ["10.0.0.0/33:80", '"/33" is not a prefix length 0..32'],
+      ["300.1.1.1:80", '"300.1.1.1" is not an IP address or CIDR'],
+      ["[127.0.0.1]:80", "only an IPv6 address goes in brackets, not 127.0.0.1"],
+      ["bad host!:80", '"bad host!" is not "*", an IP address, a CIDR or a host name'],
+    ];
+    for (const [entry, reason] of bad) {
+      const error = configError(() => parseConfig(CLIENT_MINIMAL + `expose = ["*:*", ${JSON.stringify(entry)}]\n`, "/x.toml"));
+      expect(error.keyPath, entry).toBe("client.expose[1]");
+      expect(error.message, entry).toContain(`an expose entry HOST:PORTS such as "127.0.0.1:22", "192.168.1.0/24:80-443", "[::1]:53", "db.lan:5432" or "*:*", got ${JSON.stringify(entry)}: ${reason}`);
+    }
   });
 
   it("refuses duplicate app names", () => {

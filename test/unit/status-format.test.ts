@@ -37,8 +37,8 @@ const status: ClientStatus = {
     d: peer({ online: false, state: null }),
   },
   apps: [
-    { name: "an-app-name-longer-than-sixteen", protocol: "tcp", listen: "[2001:db8::1234:5678:9abc:def0]:65535", peer: "a-node-name-longer-than-twenty-characters", target: "127.0.0.1:22", state: "listening", connections: 1, totalConnections: 1 },
-    { name: "dns", protocol: "udp", listen: "127.0.0.1:53", peer: "a", target: "10.0.0.1:53", state: "failed", error: "address in use", connections: 0, totalConnections: 0 },
+    { name: "an-app-name-longer-than-sixteen", protocol: "tcp", listen: "[2001:db8::1234:5678:9abc:def0]:65535", peer: "a-node-name-longer-than-twenty-characters", target: "127.0.0.1:22", state: "listening", connections: 1, totalConnections: 1, problem: null },
+    { name: "dns", protocol: "udp", listen: "127.0.0.1:53", peer: "a", target: "10.0.0.1:53", state: "failed", error: "address in use", connections: 0, totalConnections: 0, problem: null },
   ],
   sdwan: null,
 };
@@ -93,6 +93,15 @@ describe("formatStatus", () => {
     expect(pending).toMatch(/^server +127\.0\.0\.1:27183 +pending/m);
     expect(pending).toContain('waiting for approval: run "inp2ps pairing approve edge-1 --user bob" on the server');
     expect(text).not.toContain("waiting for approval");
+  });
+
+  it("shows below the app table what a peer refused, and what to change where", () => {
+    const refusal = 'app ssh: beta refused 127.0.0.1:22 (not exposed there): add "127.0.0.1:22" to expose in [client] on node beta';
+    const ssh = { name: "ssh", protocol: "tcp", listen: "127.0.0.1:2222", peer: "beta", target: "127.0.0.1:22", state: "listening", connections: 0, totalConnections: 3, problem: refusal } as const;
+    const lines = formatStatus({ ...status, apps: [...status.apps, ssh] }).split("\n");
+    expect(lines.filter((line) => line.includes("refused"))).toEqual([refusal]);
+    expect(lines.indexOf(refusal)).toBeGreaterThan(lines.findIndex((line) => line.startsWith("ssh ")));
+    expect(text).not.toContain("refused");
   });
 
   it("says so when there are no peers and no apps", () => {

@@ -1,45 +1,15 @@
-import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
 import { AppService, UdpFlowIds } from "../../src/client/apps.ts";
-import { SecureSession } from "../../src/crypto/index.ts";
+import { ExposePolicy } from "../../src/client/expose.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { decodeUdpAppDatagram, encodeUdpAppDatagram } from "../../src/protocol/index.ts";
-import { Link, type Path } from "../../src/transport/index.ts";
-
-/** Two in-memory, in-order path ends: what one sends, the other receives. */
-function pathPair(): [Path, Path] {
-  const ends = [0, 1].map(() => ({ deliver: (_packet: Buffer) => {}, closed: false }));
-  const make = (self: number): Path => ({
-    kind: "tcp-direct",
-    remote: `memory:${1 - self}`,
-    reliable: true,
-    send: (packet) => {
-      const copy = Buffer.from(packet);
-      queueMicrotask(() => ends[1 - self]!.deliver(copy));
-    },
-    bufferedBytes: () => 0,
-    onPacket: (handler) => (ends[self]!.deliver = handler),
-    onDrain: () => {},
-    onClose: () => {},
-    close: () => {},
-  });
-  return [make(0), make(1)];
-}
+import type { Link } from "../../src/transport/index.ts";
+import { linkPair as memoryLinkPair } from "../helpers/memory-links.ts";
 
 const logger = createLogger({ level: "error", write: () => {} });
-
-/** A requester's and a server's end of one link to each other. */
-function linkPair(): { near: Link; far: Link } {
-  const [nearPath, farPath] = pathPair();
-  const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
-  const sessionId = randomBytes(16);
-  return {
-    near: new Link({ peer: "far", path: nearPath, session: new SecureSession({ role: "initiator", secrets }), role: "initiator", sessionId, logger }),
-    far: new Link({ peer: "near", path: farPath, session: new SecureSession({ role: "responder", secrets }), role: "responder", sessionId, logger }),
-  };
-}
+const linkPair = () => memoryLinkPair(logger);
 
 describe("a UDP app flow whose link is replaced (relay -> direct)", () => {
   const cleanups: (() => void)[] = [];
@@ -51,7 +21,7 @@ describe("a UDP app flow whose link is replaced (relay -> direct)", () => {
     target.on("message", (_payload, from) => target.send(String(from.port), from.port, from.address));
     target.bind(0, "127.0.0.1");
     await once(target, "listening");
-    const service = new AppService(new UdpFlowIds(), logger);
+    const service = new AppService({ flowIds: new UdpFlowIds(), logger, node: "far", expose: new ExposePolicy([`127.0.0.1:${(target.address() as { port: number }).port}`]) });
     cleanups.push(() => (service.stop(), target.close()));
     const relayed = linkPair();
     const direct = linkPair();
