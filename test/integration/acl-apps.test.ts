@@ -5,7 +5,7 @@ import type { Server, Socket } from "node:net";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
-import { freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { exposeToml, freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const ACL_TOML = [
   "[[server.acl]]",
@@ -59,7 +59,7 @@ describe("the ACL with real processes", () => {
   beforeAll(async () => {
     server = await startServer({ tail: ACL_TOML });
     echo = await startEcho();
-    far = await startLinkedClient(server, "far", "", { logLevel: "info" });
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
   }, 30_000);
 
   afterAll(async () => {

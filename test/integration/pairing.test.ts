@@ -10,20 +10,7 @@ import { generateIdentity, loginProof, loginTranscript, signWithIdentity } from 
 import { CloseCode } from "../../src/protocol/index.ts";
 import { MAX_BAD_MESSAGES_PER_CONNECTION, MAX_PENDING_PER_USER, PAIRING_REQUESTS_PER_WINDOW } from "../../src/server/constants.ts";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
-import {
-  freePort,
-  INP2PC,
-  INP2PS,
-  linkedClientStatus,
-  onlineNodes,
-  runToEnd,
-  startLinkedClient,
-  startServer,
-  stopLinkedClient,
-  waitFor,
-  type LinkedClient,
-  type ServerHandle,
-} from "../helpers/processes.ts";
+import { exposeToml, freePort, INP2PC, INP2PS, linkedClientStatus, onlineNodes, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const WebSocket = require("../../node_modules/ws/lib/websocket.js") as typeof WsWebSocket;
 
@@ -126,7 +113,7 @@ describe('admission = "approve"', () => {
   });
 
   it("a new node waits unseen; approved, it comes online without a restart and its app works", async () => {
-    const beta = await approvedNode(server, "ap-beta");
+    const beta = await approvedNode(server, "ap-beta", exposeToml(`127.0.0.1:${echo.port}`));
     const appPort = await freePort();
     const alpha = await node(server, "ap-alpha", appToml("to-beta", appPort, "ap-beta", echo.port));
     expect(alpha.proc.output).toMatch(/waiting for approval: run "inp2ps pairing approve ap-alpha" on the server/);
@@ -218,7 +205,7 @@ describe('admission = "approve"', () => {
   });
 
   it("revoke disconnects the node, its peers drop their links at once, and it is refused until approved again", async () => {
-    const far = await approvedNode(server, "ap-far");
+    const far = await approvedNode(server, "ap-far", exposeToml(`127.0.0.1:${echo.port}`));
     const appPort = await freePort();
     const near = await approvedNode(server, "ap-near", appToml("to-far", appPort, "ap-far", echo.port));
     await appComesBack(appPort, WAIT_MS);

@@ -14,21 +14,7 @@ import { createLogger, silentLogger } from "../../src/log/index.ts";
 import { startRelay, type RunningRelay } from "../../src/relay/index.ts";
 import { TRUSTED_RELAYS_FILE } from "../../src/server/relay-trust.ts";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
-import {
-  api,
-  freePort,
-  INP2PS,
-  linkedClientStatus,
-  onlineNodes,
-  startLinkedClient,
-  startServer,
-  stopLinkedClient,
-  runToEnd,
-  tempDir,
-  waitFor,
-  type LinkedClient,
-  type ServerHandle,
-} from "../helpers/processes.ts";
+import { exposeToml, api, freePort, INP2PS, linkedClientStatus, onlineNodes, startLinkedClient, startServer, stopLinkedClient, runToEnd, tempDir, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const BOB_TOKEN = "987654321987654321";
 const BOB_RELAY_NODE = "relay1";
@@ -159,7 +145,7 @@ function useNetwork(serverToml = "") {
   beforeAll(async () => {
     net.server = await startServer({ extraToml: serverToml, tail: `[[server.users]]\nname = "bob"\ntoken = "${BOB_TOKEN}"` });
     net.echo = await startEcho();
-    net.far = await startLinkedClient(net.server, "far", "", { logLevel: "info" });
+    net.far = await startLinkedClient(net.server, "far", exposeToml(`127.0.0.1:${net.echo.port}`), { logLevel: "info" });
   }, 30_000);
 
   beforeEach(() => {
