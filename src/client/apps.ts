@@ -455,6 +455,8 @@ export interface AppServiceInit {
   node: string;
   /** What peers may reach through this node. */
   expose: ExposePolicy;
+  /** Told of a target refused as not exposed, at most once per window per peer and target (for the server's audit). */
+  onRefused?: (peer: string, target: string, protocol: "tcp" | "udp") => void;
   /** @default UDP_FLOW_IDLE_MS */
   udpFlowIdleMs?: number;
 }
@@ -469,12 +471,14 @@ export class AppService {
   private readonly node: string;
   private readonly expose: ExposePolicy;
   private readonly udpFlowIdleMs: number;
+  private readonly onRefused: NonNullable<AppServiceInit["onRefused"]>;
   /** Refusals and unreachable targets, once per window per peer and target. */
   private readonly warnings: RepeatedWarnings;
 
   constructor(init: AppServiceInit) {
     ({ flowIds: this.flowIds, logger: this.logger, node: this.node, expose: this.expose } = init);
     this.udpFlowIdleMs = init.udpFlowIdleMs ?? UDP_FLOW_IDLE_MS;
+    this.onRefused = init.onRefused ?? (() => {});
     this.warnings = new RepeatedWarnings(this.logger, APP_WARNING_WINDOW_MS);
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(UDP_FLOW_SWEEP_MS, this.udpFlowIdleMs));
   }
@@ -545,12 +549,13 @@ export class AppService {
 
   private warnRefused(peer: string, what: "stream" | "UDP datagrams", target: string, refusal: ExposeDecision & { ok: false }): void {
     const kind = `${refusal.code}:${what}:${peer}:${target}`;
-    if (refusal.code === "NOT_EXPOSED")
-      this.warnings.warn(
+    if (refusal.code === "NOT_EXPOSED") {
+      const told = this.warnings.warn(
         kind,
         `refused peer ${peer}'s ${what} to ${target}: not exposed; to allow it, add "${target}" to expose in [client] of this node (${this.node})`,
       );
-    else this.warnings.warn(kind, `cannot reach ${target} for peer ${peer}: ${refusal.error}`);
+      if (told) this.onRefused(peer, target, what === "stream" ? "tcp" : "udp");
+    } else this.warnings.warn(kind, `cannot reach ${target} for peer ${peer}: ${refusal.error}`);
   }
 
   private receiveDatagram(peer: string, link: Link, datagram: Buffer): void {

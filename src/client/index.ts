@@ -172,7 +172,16 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   const flowIds = new UdpFlowIds();
   apps = init.apps.map((app) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs));
   await peers.start();
-  const service = new AppService({ flowIds, logger, node: init.node, expose: new ExposePolicy(init.expose), udpFlowIdleMs: init.udpFlowIdleMs });
+  const service = new AppService({
+    flowIds,
+    logger,
+    node: init.node,
+    expose: new ExposePolicy(init.expose),
+    udpFlowIdleMs: init.udpFlowIdleMs,
+    // The server audits refused targets too (once per window per peer and target, as they are logged here).
+    onRefused: (peer, target, protocol) =>
+      void session.request("report", { refused: { peer, target, protocol } }).catch((err: Error) => logger.debug("could not report a refused target", { error: err.message })),
+  });
   peers.onLink((peer, link) => {
     service.attach(peer, link);
     overlay?.attach(peer, link);

@@ -15,16 +15,18 @@ export class RepeatedWarnings {
     private readonly maxKinds = 64,
   ) {}
 
-  warn(kind: string, message: string, fields?: LogFields): void {
+  /** Returns whether it went out (false: held back in its window). */
+  warn(kind: string, message: string, fields?: LogFields): boolean {
     const now = Date.now();
     const window = this.windows.get(kind);
     if (window && now < window.until) {
       window.heldBack++;
-      return;
+      return false;
     }
     if (!window && this.windows.size >= this.maxKinds) for (const [key, old] of this.windows) if (now >= old.until) this.windows.delete(key);
     const heldBack = window?.heldBack ?? 0;
     this.logger.warn(message, heldBack ? { ...fields, repeatsHeldBack: heldBack } : fields);
     if (this.windows.size < this.maxKinds || window) this.windows.set(kind, { until: now + this.windowMs, heldBack: 0 });
+    return true;
   }
 }

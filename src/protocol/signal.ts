@@ -90,6 +90,9 @@ const ipv4Cidr = z.string().max(18).regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "a
 /** A node joining the virtual network, with the LAN subnets it routes for the others. */
 export const sdwanJoin = z.strictObject({ routes: z.array(ipv4Cidr).max(64) });
 
+/** A target this node refused a peer (not in its `expose`), for the server's audit. */
+export const refusedTarget = z.strictObject({ peer: nodeName, target: z.string().min(1).max(262), protocol: z.enum(["tcp", "udp"]) });
+
 export const reportRequest = z
   .strictObject({
     type: z.literal("report"),
@@ -98,8 +101,9 @@ export const reportRequest = z
     candidates: candidates.optional(),
     relay: relayOffer.optional(),
     sdwan: sdwanJoin.optional(),
+    refused: refusedTarget.optional(),
   })
-  .refine((r) => r.nat || r.candidates || r.relay || r.sdwan, "a report needs nat, candidates, relay or sdwan");
+  .refine((r) => r.nat || r.candidates || r.relay || r.sdwan || r.refused, "a report needs nat, candidates, relay, sdwan or refused");
 
 /** Ask the server to coordinate a peer link. */
 export const connectRequest = z.strictObject({ type: z.literal("connect"), id: requestId, peer: nodeName });

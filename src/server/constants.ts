@@ -16,10 +16,6 @@ export const WS_BACKPRESSURE_LIMIT_BYTES = 1024 * 1024;
 export const HEARTBEAT_SWEEP_INTERVAL_MS = 250;
 /** How far ahead a coordinated link's start time is set, so both sides hear of it before it comes. */
 export const COORDINATION_LEAD_MS = 250;
-/** One acl-denied audit entry per pair and kind of request in this long: a node asking again cannot flush the audit list. */
-export const ACL_AUDIT_REPEAT_MS = 60_000;
-/** Pairs whose last acl-denied audit entry is remembered (for ACL_AUDIT_REPEAT_MS) at most. */
-export const MAX_ACL_AUDIT_PAIRS = 4_096;
 /** Pairing requests of one user that may wait for the admin at once (admission = "approve"). */
 export const MAX_PENDING_PER_USER = 64;
 /** New pairing requests one client address may make per window. */

@@ -14,7 +14,7 @@ import {
   type ResponseMessage,
   type ServerMessage,
 } from "../protocol/index.ts";
-import { ACL_AUDIT_REPEAT_MS, COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_ACL_AUDIT_PAIRS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
 import { Acl, aclDenialMessage, type AclDecision, type AclRule, type TagsOf } from "./acl.ts";
 import type { RelayBroker } from "./broker.ts";
 import type { SdwanHub } from "./sdwan.ts";
@@ -109,8 +109,6 @@ export interface SignalHubInit {
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
   private readonly acl: Acl;
-  /** When each denied pair and request was last audited. */
-  private readonly aclAudited = new Map<string, number>();
 
   constructor(private readonly init: SignalHubInit) {
     this.acl = new Acl(init.acl, init.tagsOf);
@@ -292,6 +290,11 @@ export class SignalHub {
           session.relay = request.relay;
           this.init.broker.noticeOffer(session);
         }
+        if (request.refused) {
+          const { peer, target, protocol } = request.refused;
+          const key = JSON.stringify(["target-refused", session.user, session.name, peer, target, protocol]);
+          this.init.audit.recordOnce(key, "target-refused", { user: session.user, node: session.name, peer, target, protocol });
+        }
         if (request.sdwan) {
           if (!this.init.sdwan) throw new ProtocolError("SDWAN_OFF", "this server runs no virtual network (no [server.sdwan] subnet in its config)");
           const map = this.init.sdwan.join(session, request.sdwan.routes);
@@ -349,14 +352,9 @@ export class SignalHub {
   }
 
   private auditDenial(decision: AclDecision, request: "connect" | "relay"): void {
-    const now = Date.now();
-    const key = JSON.stringify([decision.user, decision.from, decision.to, request]);
-    if ((this.aclAudited.get(key) ?? -Infinity) > now - ACL_AUDIT_REPEAT_MS) return;
-    if (this.aclAudited.size >= MAX_ACL_AUDIT_PAIRS) for (const [old, at] of this.aclAudited) if (at <= now - ACL_AUDIT_REPEAT_MS) this.aclAudited.delete(old);
-    if (this.aclAudited.size >= MAX_ACL_AUDIT_PAIRS) this.aclAudited.clear();
-    this.aclAudited.set(key, now);
     const rule = decision.rule ? `server.acl[${decision.rule.index}]` : "none";
-    this.init.audit.record("acl-denied", { user: decision.user, from: decision.from, to: decision.to, request, rule });
+    const key = JSON.stringify(["acl-denied", decision.user, decision.from, decision.to, request]);
+    this.init.audit.recordOnce(key, "acl-denied", { user: decision.user, from: decision.from, to: decision.to, request, rule });
   }
 
   /** Picks a relay for a link to `peerName` and gives each side its ticket; the peer hears of it at once. */

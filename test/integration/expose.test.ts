@@ -7,7 +7,7 @@ import { connect, createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { echoOnce, startEcho } from "../helpers/echo.ts";
-import { freePort, freeUdpPorts, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { api, freePort, freeUdpPorts, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const ANSWER_WITHIN_MS = 15_000;
 const RESEND_EVERY_MS = 300;
@@ -199,6 +199,11 @@ describe("a node that exposes some targets", () => {
     // One line per window on each side, however many connections were refused.
     expect(delta.proc.output.split(served).length - 1).toBe(1);
     expect(gamma.proc.output.split(requested).length - 1).toBe(1);
+    // The server's audit lists the refusal once too: the serving node reports what it logs.
+    const refusedEntries = async () =>
+      ((await api(server, "/api/v1/audit", server.adminToken)).body.entries as { event: string; target?: string }[]).filter((e) => e.event === "target-refused" && e.target === target);
+    await waitFor("the refused target in the server's audit", async () => (await refusedEntries()).length > 0 || undefined);
+    expect(await refusedEntries()).toEqual([{ time: expect.any(String), event: "target-refused", user: "default", node: "delta", peer: "gamma", target, protocol: "tcp" }]);
   }, 60_000);
 
   it("refuses UDP to a target it does not expose, saying on both sides what to add where", async () => {
