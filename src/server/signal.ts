@@ -11,6 +11,7 @@ import {
   type ErrorCode,
   type LoginRequest,
   type LoginResult,
+  type PeerInfo,
   type ResponseMessage,
   type ServerMessage,
 } from "../protocol/index.ts";
@@ -426,16 +427,7 @@ export class SignalHub {
     clearTimeout(connection.loginTimer);
     if (isNew) this.init.audit.record("pending", { user, node, from: connection.remote, newKey: replacesKey !== undefined });
     this.init.logger.info("node waits for approval", { node, user, from: connection.remote, approve: approveCommand(node, user) });
-    return {
-      user,
-      node,
-      address: connection.remote,
-      serverTime: now,
-      heartbeatIntervalMs: this.init.heartbeatIntervalMs,
-      heartbeatTimeoutMs: this.init.heartbeatTimeoutMs,
-      peers: [],
-      pending: true,
-    };
+    return { ...this.loginResult(connection, user, node, now, []), pending: true };
   }
 
   /** Puts an admitted node in the registry: its peers learn of it, and it of them. */
@@ -467,15 +459,12 @@ export class SignalHub {
     } else {
       this.init.logger.info("node online", { node, user, from: connection.remote, version: request.version });
     }
-    return {
-      user,
-      node,
-      address: connection.remote,
-      serverTime: now,
-      heartbeatIntervalMs: this.init.heartbeatIntervalMs,
-      heartbeatTimeoutMs: this.init.heartbeatTimeoutMs,
-      peers: this.init.registry.peers(session).map(peerInfo),
-    };
+    return this.loginResult(connection, user, node, now, this.init.registry.peers(session).map(peerInfo));
+  }
+
+  private loginResult(connection: Connection, user: string, node: string, now: number, peers: PeerInfo[]): LoginResult {
+    const { heartbeatIntervalMs, heartbeatTimeoutMs } = this.init;
+    return { user, node, address: connection.remote, serverTime: now, heartbeatIntervalMs, heartbeatTimeoutMs, peers };
   }
 
   private loginRefused(connection: Connection, node: string, code: ErrorCode, reason: string) {

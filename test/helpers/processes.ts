@@ -302,6 +302,12 @@ export async function startLinkedClient(
 /** The `[client] expose` line of a serving node that lets peers reach exactly these "host:port" targets. */
 export const exposeToml = (...targets: string[]): string => `expose = ${JSON.stringify(targets)}`;
 
+/** One [[client.apps]] table: a local listener on 127.0.0.1 forwarding to `target` as seen from `peer`. */
+export function appToml(app: { name: string; listen: number; peer: string; target: string | number; protocol?: "tcp" | "udp" }): string {
+  const target = typeof app.target === "number" ? `127.0.0.1:${app.target}` : app.target;
+  return ["[[client.apps]]", `name = "${app.name}"`, `protocol = "${app.protocol ?? "tcp"}"`, `listen = "127.0.0.1:${app.listen}"`, `peer = "${app.peer}"`, `target = "${target}"`].join("\n");
+}
+
 /** Runs a stopped (or killed) linked client again from the same directory: same config, same identity key. */
 export async function restartLinkedClient(client: LinkedClient): Promise<LinkedClient> {
   await client.proc.stop();

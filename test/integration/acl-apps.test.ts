@@ -5,7 +5,7 @@ import type { Server, Socket } from "node:net";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
-import { exposeToml, freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { appToml, exposeToml, freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const ACL_TOML = [
   "[[server.acl]]",
@@ -31,15 +31,7 @@ describe("the ACL with real processes", () => {
   /** A node with one TCP app to far's echo; `paths`: its peer_paths. */
   const withApp = async (node: string, paths?: string) => {
     const appPort = await freePort();
-    const toml = [
-      ...(paths ? [`peer_paths = ${paths}`] : []),
-      "[[client.apps]]",
-      'name = "echo"',
-      'protocol = "tcp"',
-      `listen = "127.0.0.1:${appPort}"`,
-      'peer = "far"',
-      `target = "127.0.0.1:${echo.port}"`,
-    ].join("\n");
+    const toml = [...(paths ? [`peer_paths = ${paths}`] : []), appToml({ name: "echo", listen: appPort, peer: "far", target: echo.port })].join("\n");
     const client = await startLinkedClient(server, node, toml, { logLevel: "info" });
     clients.push(client);
     return { client, appPort };

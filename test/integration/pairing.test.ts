@@ -10,7 +10,7 @@ import { generateIdentity, loginProof, loginTranscript, signWithIdentity } from 
 import { CloseCode } from "../../src/protocol/index.ts";
 import { MAX_BAD_MESSAGES_PER_CONNECTION, MAX_PENDING_PER_USER, PAIRING_REQUESTS_PER_WINDOW } from "../../src/server/constants.ts";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
-import { exposeToml, freePort, INP2PC, INP2PS, linkedClientStatus, onlineNodes, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { appToml, exposeToml, freePort, INP2PC, INP2PS, linkedClientStatus, onlineNodes, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const WebSocket = require("../../node_modules/ws/lib/websocket.js") as typeof WsWebSocket;
 
@@ -44,10 +44,6 @@ async function approvedNode(server: ServerHandle, name: string, toml = ""): Prom
   expect(r.code, r.output).toBe(0);
   await client.proc.waitForOutput(/logged in/, WAIT_MS);
   return client;
-}
-
-function appToml(name: string, listen: number, peer: string, target: number): string {
-  return ["[[client.apps]]", `name = "${name}"`, 'protocol = "tcp"', `listen = "127.0.0.1:${listen}"`, `peer = "${peer}"`, `target = "127.0.0.1:${target}"`].join("\n");
 }
 
 /** Occurrences of `pattern` (global) in `text`. */
@@ -115,7 +111,7 @@ describe('admission = "approve"', () => {
   it("a new node waits unseen; approved, it comes online without a restart and its app works", async () => {
     const beta = await approvedNode(server, "ap-beta", exposeToml(`127.0.0.1:${echo.port}`));
     const appPort = await freePort();
-    const alpha = await node(server, "ap-alpha", appToml("to-beta", appPort, "ap-beta", echo.port));
+    const alpha = await node(server, "ap-alpha", appToml({ name: "to-beta", listen: appPort, peer: "ap-beta", target: echo.port }));
     expect(alpha.proc.output).toMatch(/waiting for approval: run "inp2ps pairing approve ap-alpha" on the server/);
     // It heartbeats while it waits: the server keeps it past the 2 s heartbeat timeout.
     await server.proc.waitForOutput(/audit event=pending user=default node=ap-alpha/, WAIT_MS);
@@ -207,7 +203,7 @@ describe('admission = "approve"', () => {
   it("revoke disconnects the node, its peers drop their links at once, and it is refused until approved again", async () => {
     const far = await approvedNode(server, "ap-far", exposeToml(`127.0.0.1:${echo.port}`));
     const appPort = await freePort();
-    const near = await approvedNode(server, "ap-near", appToml("to-far", appPort, "ap-far", echo.port));
+    const near = await approvedNode(server, "ap-near", appToml({ name: "to-far", listen: appPort, peer: "ap-far", target: echo.port }));
     await appComesBack(appPort, WAIT_MS);
     // A connection held open through the link: it must end when the link goes.
     const held = tcpConnect(appPort, "127.0.0.1");

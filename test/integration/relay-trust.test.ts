@@ -14,7 +14,7 @@ import { createLogger, silentLogger } from "../../src/log/index.ts";
 import { startRelay, type RunningRelay } from "../../src/relay/index.ts";
 import { TRUSTED_RELAYS_FILE } from "../../src/server/relay-trust.ts";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
-import { exposeToml, api, freePort, INP2PS, linkedClientStatus, onlineNodes, startLinkedClient, startServer, stopLinkedClient, runToEnd, tempDir, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { appToml, exposeToml, api, freePort, INP2PS, linkedClientStatus, onlineNodes, startLinkedClient, startServer, stopLinkedClient, runToEnd, tempDir, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const BOB_TOKEN = "987654321987654321";
 const BOB_RELAY_NODE = "relay1";
@@ -133,9 +133,7 @@ function useNetwork(serverToml = "") {
     net.near = await startLinkedClient(
       net.server,
       `near${net.round}`,
-      ['peer_paths = ["relay"]', "[[client.apps]]", 'name = "echo"', 'protocol = "tcp"', `listen = "127.0.0.1:${appPort}"`, 'peer = "far"', `target = "127.0.0.1:${net.echo.port}"`].join(
-        "\n",
-      ),
+      ['peer_paths = ["relay"]', appToml({ name: "echo", listen: appPort, peer: "far", target: net.echo.port })].join("\n"),
       { logLevel: "info" },
     );
     await appComesBack(appPort, LINK_WITHIN_MS);

@@ -5,20 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { Server, Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { appComesBack, echoOnce, startEcho } from "../helpers/echo.ts";
-import {
-  exposeToml,
-  freePort,
-  INP2PS,
-  linkedClientStatus,
-  onlineNodes,
-  runToEnd,
-  startLinkedClient,
-  startServer,
-  stopLinkedClient,
-  waitFor,
-  type LinkedClient,
-  type ServerHandle,
-} from "../helpers/processes.ts";
+import { appToml, exposeToml, freePort, INP2PS, linkedClientStatus, onlineNodes, runToEnd, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const BOB_TOKEN = "987654321987654321";
 /** New connections must work through the next relay within this after the current one dies. */
@@ -50,15 +37,7 @@ describe("relays (real processes)", () => {
     near = await startLinkedClient(
       server,
       named("near"),
-      [
-        'peer_paths = ["relay"]',
-        "[[client.apps]]",
-        'name = "echo"',
-        'protocol = "tcp"',
-        `listen = "127.0.0.1:${appPort}"`,
-        'peer = "far"',
-        `target = "127.0.0.1:${echo.port}"`,
-      ].join("\n"),
+      ['peer_paths = ["relay"]', appToml({ name: "echo", listen: appPort, peer: "far", target: echo.port })].join("\n"),
       { logLevel: "info" },
     );
     return near;
