@@ -94,7 +94,7 @@ describe("scripts/build.ts", () => {
     expect(JSON.parse(result.stdout).ffi.ok).toBe(true);
   });
 
-  test("the compiled inp2ps and inp2pc talk: the client logs in over TLS and `inp2ps nodes` lists it", async () => {
+  test("the compiled inp2ps and inp2pc talk: the client logs in over TLS once `inp2ps pairing approve` admits it, and `inp2ps nodes` lists it", async () => {
     const port = await freePort();
     const serverDir = join(tmp, "server");
     const clientDir = join(tmp, "client");
@@ -117,6 +117,10 @@ describe("scripts/build.ts", () => {
       const token = (await waitFor("server banner", () => serverOut.text.match(/token:\s+(\d+)/) ?? undefined, 15_000))[1]!;
       client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), "-node", "compiled", "-token", token], clientDir);
       const clientOut = collect(client);
+      // The config the compiled server wrote admits nodes by approval: the client waits, the admin approves.
+      await waitFor("the client to wait for approval", () => clientOut.text.includes('waiting for approval: run "inp2ps pairing approve compiled"'), 15_000);
+      const approve = run([join(outDir, "inp2ps"), "pairing", "approve", "compiled", "--config", join(serverDir, "inp2ps.toml")]);
+      expect(approve.exitCode, approve.stderr).toBe(0);
       await waitFor("client login", () => clientOut.text.includes("logged in"), 15_000);
       const nodes = run([join(outDir, "inp2ps"), "nodes", "--json", "--config", join(serverDir, "inp2ps.toml")]);
       expect(nodes.exitCode, nodes.stderr).toBe(0);
