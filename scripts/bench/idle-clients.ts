@@ -386,7 +386,7 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
       );
       // Count the heartbeats this session really sends (heartbeat() goes through request()).
       const request = session.request.bind(session);
-      session.request = ((type: string, fields?: Record<string, unknown>) => {
+      session.request = ((type: Parameters<typeof request>[0], fields: Parameters<typeof request>[1]) => {
         if (counting && type === "heartbeat") heartbeatsSent++;
         return request(type, fields);
       }) as typeof session.request;

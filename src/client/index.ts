@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
+import { CloseCode, INSTANCE_ID_BYTES } from "../protocol/index.ts";
 import { Overlay } from "../sdwan/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
@@ -163,8 +163,9 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   /** Joins the server's virtual network (after each login): the answer is this node's address and the map. */
   const joinOverlay = async () => {
     try {
-      const result = await session.request<{ sdwan: SdwanMap }>("report", { sdwan: { routes: init.sdwan!.routes } });
-      await overlay!.applyMap(result.sdwan);
+      const { sdwan } = await session.request("report", { sdwan: { routes: init.sdwan!.routes } });
+      if (!sdwan) throw new Error("the server answered the join without a map");
+      await overlay!.applyMap(sdwan);
     } catch (err) {
       logger.error(`SDWAN: could not join the virtual network: ${(err as Error).message}`);
     }

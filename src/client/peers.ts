@@ -297,7 +297,7 @@ export class PeerManager {
     // Behind a sequential symmetric NAT the peer predicts our next port: give it a fresh base.
     if (isPredictable(this.endpoint.nat)) await this.refreshPrediction().then(() => this.reportCandidates());
     try {
-      return await this.init.session.request<ConnectPlan>("connect", { peer });
+      return await this.init.session.request("connect", { peer });
     } catch (err) {
       if (err instanceof RequestError && err.code === "ACL_DENIED") throw this.denied(peer, err);
       const code = (err as { code?: string }).code === "PEER_OFFLINE" ? "PEER_OFFLINE" : "NO_PATH";
@@ -365,7 +365,7 @@ export class PeerManager {
     for (let i = 0; i < MAX_RELAYS_PER_ATTEMPT; i++) {
       let plan: RelayPlan;
       try {
-        plan = await this.init.session.request<RelayPlan>("relay", { peer, exclude: [...failed.keys()].slice(-MAX_RELAYS_EXCLUDED) });
+        plan = await this.init.session.request("relay", { peer, exclude: [...failed.keys()].slice(-MAX_RELAYS_EXCLUDED) });
       } catch (err) {
         if (err instanceof RequestError && err.code === "ACL_DENIED") throw this.denied(peer, err);
         // Every relay left failed us lately: one of those may work again, which beats having none.

@@ -2,7 +2,25 @@ import type { TLSSocket } from "node:tls";
 import type WsWebSocket from "ws";
 import { loginProof, loginTranscript, signWithIdentity, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { approveCommand, CloseCode, type ConnectPlan, type RelayPlan, type SdwanMap, type HeartbeatResult, type LoginResult, type NatInfo, type PeerInfo, type ResponseMessage, type ServerMessage } from "../protocol/index.ts";
+import {
+  approveCommand,
+  CloseCode,
+  MAX_NODES_LISTED,
+  parseResult,
+  parseServerMessage,
+  ProtocolError,
+  type ClientRequestType,
+  type ConnectPlan,
+  type LoginResult,
+  type NatInfo,
+  type PeerInfo,
+  type RelayPlan,
+  type RequestFields,
+  type RequestResult,
+  type ResponseMessage,
+  type SdwanMap,
+  type ServerMessage,
+} from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
   CONNECT_TIMEOUT_MS,
@@ -112,6 +130,7 @@ function explainConnectError(message: string, insecure: boolean): string {
 }
 
 interface Pending {
+  type: ClientRequestType;
   resolve(result: unknown): void;
   reject(err: Error): void;
 }
@@ -185,14 +204,14 @@ export class ServerSession {
     this.request("report", { nat }).catch((err: Error) => this.log.warn("could not report the NAT type to the server", { error: err.message }));
   }
 
-  request<T>(type: string, fields: Record<string, unknown> = {}): Promise<T> {
+  request<K extends ClientRequestType>(type: K, fields: RequestFields<K>): Promise<RequestResult<K>> {
     const socket = this.socket;
     if (!socket || socket.readyState !== socket.OPEN) return Promise.reject(new RequestError("NOT_CONNECTED", "not connected to the server"));
     if (this.pending.size >= MAX_PENDING_REQUESTS)
       return Promise.reject(new RequestError("TOO_MANY_PENDING", `${MAX_PENDING_REQUESTS} requests already await a response`));
     const id = this.nextId++;
     socket.send(JSON.stringify({ type, id, ...fields }));
-    return new Promise<T>((resolve, reject) => this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject }));
+    return new Promise<RequestResult<K>>((resolve, reject) => this.pending.set(id, { type, resolve: resolve as (r: unknown) => void, reject }));
   }
 
   private connect(): void {
@@ -237,9 +256,12 @@ export class ServerSession {
       if (!trusted || isBinary) return;
       let message: ServerMessage;
       try {
-        message = JSON.parse(data.toString()) as ServerMessage;
-      } catch {
-        this.log.warn("ignoring a server message that is not JSON");
+        message = parseServerMessage(data.toString());
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        this.log.error(`ignoring ${err.message}`);
+        // A response too malformed to read still ends its request, rather than leaving it waiting.
+        if (err.id !== null) this.fail(err.id, new RequestError("BAD_RESPONSE", err.message));
         return;
       }
       this.onMessage(message);
@@ -282,6 +304,10 @@ export class ServerSession {
         this.events.sdwanMap?.(message.map);
         return;
       case "node-online":
+        if (!this.peers.has(message.node.name) && this.peers.size >= MAX_NODES_LISTED) {
+          this.log.error(`ignoring peer ${message.node.name}: the server already listed ${MAX_NODES_LISTED} peers, the most a client keeps`);
+          return;
+        }
         this.peers.set(message.node.name, message.node);
         this.log.info("peer online", { peer: message.node.name });
         this.events.peerOnline?.(message.node);
@@ -308,14 +334,26 @@ export class ServerSession {
       return;
     }
     this.pending.delete(message.id!);
-    if (message.ok) pending.resolve(message.result);
-    else pending.reject(new RequestError(message.error?.code ?? "UNKNOWN", message.error?.message ?? "request failed"));
+    if (!message.ok) return pending.reject(new RequestError(message.error?.code ?? "UNKNOWN", message.error?.message ?? "request failed"));
+    try {
+      pending.resolve(parseResult(pending.type, message.result));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.log.error(err.message);
+      pending.reject(new RequestError("BAD_RESPONSE", err.message));
+    }
+  }
+
+  private fail(id: number, err: RequestError): void {
+    const pending = this.pending.get(id);
+    this.pending.delete(id);
+    pending?.reject(err);
   }
 
   private async sendLogin(nonce: string): Promise<void> {
     const { node, token, identity, version } = this.init;
     try {
-      const result = await this.request<LoginResult>("login", {
+      const result = await this.request("login", {
         node,
         publicKey: identity.publicKey,
         proof: loginProof(token, nonce, node, identity.publicKey),
@@ -329,6 +367,8 @@ export class ServerSession {
       // A refusal is told when the server closes the connection, which follows it.
       if (err instanceof RequestError && /^login refused/.test(err.message)) this.refusal = explainRefusal(err.code, err.message, node);
       else this.log.error(`login failed: ${(err as Error).message}`);
+      // An answer this client cannot use: log in anew on a new connection (with backoff) instead of waiting.
+      if (err instanceof RequestError && err.code === "BAD_RESPONSE") this.socket?.terminate();
     }
   }
 
@@ -360,13 +400,16 @@ export class ServerSession {
     if (this.heartbeatOutstanding) return;
     this.heartbeatOutstanding = true;
     const sentAt = Date.now();
-    this.request<HeartbeatResult>("heartbeat", { clientTime: sentAt, ...(this.rttMs !== undefined ? { rttMs: this.rttMs } : {}) })
+    this.request("heartbeat", { clientTime: sentAt, ...(this.rttMs !== undefined ? { rttMs: this.rttMs } : {}) })
       .then((result) => {
         this.heartbeatOutstanding = false;
         this.lastHeartbeatAnswerAt = Date.now();
         this.addClockSample(sentAt, Date.now(), result.serverTime);
       })
-      .catch((err: Error) => this.log.debug("heartbeat failed", { error: err.message }));
+      .catch((err: Error) => {
+        this.heartbeatOutstanding = false; // the next interval asks again; the silence check still counts from the last answer
+        this.log.debug("heartbeat failed", { error: err.message });
+      });
   }
 
   private addClockSample(sentAt: number, receivedAt: number, serverTime: number): void {

@@ -1,5 +1,6 @@
+import { isIP, isIPv4 } from "node:net";
 import * as z from "zod";
-import { DEFAULT_USER_NAME } from "../config/constants.ts";
+import { DEFAULT_USER_NAME, MAX_HEARTBEAT_INTERVAL_MS, MAX_HEARTBEAT_TIMEOUT_MS, MIN_HEARTBEAT_INTERVAL_MS } from "../config/constants.ts";
 
 // Signalling messages: JSON over one WebSocket per client. Requests carry a type and an id; every
 // request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
@@ -86,9 +87,11 @@ export const relayOffer = z.strictObject({
 });
 export type RelayOffer = z.infer<typeof relayOffer>;
 
+/** LAN subnets one node may route for the virtual network. */
+export const MAX_SDWAN_ROUTES = 64;
 const ipv4Cidr = z.string().max(18).regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "an IPv4 CIDR block");
 /** A node joining the virtual network, with the LAN subnets it routes for the others. */
-export const sdwanJoin = z.strictObject({ routes: z.array(ipv4Cidr).max(64) });
+export const sdwanJoin = z.strictObject({ routes: z.array(ipv4Cidr).max(MAX_SDWAN_ROUTES) });
 
 /** A target this node refused a peer (not in its `expose`), for the server's audit. */
 export const refusedTarget = z.strictObject({ peer: nodeName, target: z.string().min(1).max(262), protocol: z.enum(["tcp", "udp"]) });
@@ -121,137 +124,182 @@ export const heartbeatRequest = z.strictObject({
 
 export const peersRequest = z.strictObject({ type: z.literal("peers"), id: requestId });
 
-export const clientRequests = {
-  login: loginRequest,
-  heartbeat: heartbeatRequest,
-  peers: peersRequest,
-  report: reportRequest,
-  connect: connectRequest,
-  relay: relayRequest,
-} as const;
-export type ClientRequestType = keyof typeof clientRequests;
-export type LoginRequest = z.infer<typeof loginRequest>;
-export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
-export type ClientRequest = z.infer<(typeof clientRequests)[ClientRequestType]>;
+/** Nodes of one user a server may list to a client at once (peers, SDWAN members); more is hostile. */
+export const MAX_NODES_LISTED = 4096;
+/** Longest error message a client accepts from the server. */
+export const MAX_ERROR_MESSAGE_LENGTH = 4096;
+/** Longest relay ticket (crypto/ticket.ts makes them; a relay refuses longer ones). */
+export const MAX_TICKET_CHARS = 1024;
 
-export interface PeerInfo {
-  name: string;
+// What the server sends. Unknown fields are dropped rather than refused (z.object, not strictObject),
+// so a client still understands a newer server; every field it knows is checked and bounded.
+
+const serverTime = z.number().finite();
+const ipv4 = z.string().max(15).refine((text) => isIPv4(text), "an IPv4 address");
+const ipv4CidrChecked = ipv4Cidr.refine((text) => {
+  const [ip = "", prefix = ""] = text.split("/");
+  return isIPv4(ip) && Number(prefix) <= 32;
+}, "an IPv4 CIDR block (a.b.c.d/0-32)");
+/** Where the client itself reaches the server's or a node's relay: an IP address, never a name to resolve. */
+const ipAddress = z.string().max(64).refine((text) => isIP(text) !== 0, "an IP address");
+const sessionId = base64url(16);
+const publicKey = base64url(32);
+const role = z.enum(["initiator", "responder"]);
+
+export const peerInfo = z.object({
+  name: nodeName,
   /**
    * Which run of the peer's inp2pc this is (random per process, not secret; absent from old nodes). A
    * new one means the peer restarted: links to the old one are dead. The same one after a re-login
    * (the server restarted, or the peer's connection to it dropped) keeps its links.
    */
-  instance?: string;
-  version: string;
-  natType?: NatType;
-  onlineSince: number;
-}
+  instance: instanceId.optional(),
+  version: z.string().max(64),
+  natType: z.enum(NAT_TYPES).optional(),
+  onlineSince: serverTime,
+});
+export type PeerInfo = z.infer<typeof peerInfo>;
 
-export interface HelloMessage {
-  type: "hello";
-  nonce: string;
-  serverTime: number;
-  version: string;
-}
+export const helloMessage = z.object({ type: z.literal("hello"), nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "16-64 base64url characters"), serverTime, version: z.string().max(64) });
+export type HelloMessage = z.infer<typeof helloMessage>;
 
-export interface LoginResult {
-  user: string;
-  node: string;
-  address: string;
-  serverTime: number;
-  heartbeatIntervalMs: number;
-  heartbeatTimeoutMs: number;
-  peers: PeerInfo[];
+export const loginResult = z.object({
+  user: nodeName,
+  node: nodeName,
+  address: z.string().max(64),
+  serverTime,
+  heartbeatIntervalMs: z.number().int().min(MIN_HEARTBEAT_INTERVAL_MS).max(MAX_HEARTBEAT_INTERVAL_MS),
+  heartbeatTimeoutMs: z.number().int().min(1).max(MAX_HEARTBEAT_TIMEOUT_MS),
+  peers: z.array(peerInfo).max(MAX_NODES_LISTED),
   /**
    * Set when the server admits nodes by approval and this name and key are not approved yet: the node
    * may only heartbeat (peers is empty) until an `admitted` event carries its real login result.
    */
-  pending?: true;
-}
+  pending: z.literal(true).optional(),
+});
+export type LoginResult = z.infer<typeof loginResult>;
 
 /** What each side of a coordinated link learns about the other, and when to start, in server time. */
-export interface ConnectPlan {
-  sessionId: string; // 16 bytes, base64url; the same on both sides
-  startAt: number;
-  role: "initiator" | "responder";
+export const connectPlan = z.object({
+  /** The same on both sides. */
+  sessionId,
+  startAt: serverTime,
+  role,
   /** `instance`: the run of the peer this plan was made with (PeerInfo.instance). */
-  peer: { name: string; publicKey: string; instance?: string; nat: NatInfo | null; candidates: Candidates | null };
-}
+  peer: z.object({ name: nodeName, publicKey, instance: instanceId.optional(), nat: natInfo.nullable(), candidates: candidates.nullable() }),
+});
+export type ConnectPlan = z.infer<typeof connectPlan>;
 
 /** The relay tiers. The order the broker tries them in is its own (server/broker.ts): by default the server before "super". */
 export const RELAY_TIERS = ["private", "super", "server"] as const;
 export type RelayTier = (typeof RELAY_TIERS)[number];
 
 /** A relayed link: both sides connect to the relay with their own one-time ticket. */
-export interface RelayPlan {
-  sessionId: string;
-  role: "initiator" | "responder";
-  peer: { name: string; publicKey: string; instance?: string };
-  relay: {
+export const relayPlan = z.object({
+  sessionId,
+  role,
+  peer: z.object({ name: nodeName, publicKey, instance: instanceId.optional() }),
+  relay: z.object({
     /** "user/node", or "server". */
-    name: string;
-    tier: RelayTier;
+    name: z.string().regex(new RegExp(`^(server|[A-Za-z0-9._-]{1,${MAX_NODE_NAME_LENGTH}}/[A-Za-z0-9._-]{1,${MAX_NODE_NAME_LENGTH}})$`), '"user/node" or "server"'),
+    tier: z.enum(RELAY_TIERS),
     /** null: the server itself, at the host this node reaches the server by. */
-    host: string | null;
-    port: number;
-    ticket: string;
-  };
-}
+    host: ipAddress.nullable(),
+    port,
+    ticket: z.string().min(1).max(MAX_TICKET_CHARS),
+  }),
+});
+export type RelayPlan = z.infer<typeof relayPlan>;
 
 /** The virtual network as one node sees it: its own address, and every other member online. */
-export interface SdwanMap {
-  subnet: string;
-  self: { name: string; ip: string };
-  nodes: { name: string; ip: string; routes: string[] }[];
-}
+export const sdwanMap = z.object({
+  subnet: ipv4CidrChecked,
+  self: z.object({ name: nodeName, ip: ipv4 }),
+  nodes: z.array(z.object({ name: nodeName, ip: ipv4, routes: z.array(ipv4CidrChecked).max(MAX_SDWAN_ROUTES) })).max(MAX_NODES_LISTED),
+});
+export type SdwanMap = z.infer<typeof sdwanMap>;
 
-export interface HeartbeatResult {
-  clientTime: number;
-  serverTime: number;
-}
+export const heartbeatResult = z.object({ clientTime: z.number().finite(), serverTime });
+export type HeartbeatResult = z.infer<typeof heartbeatResult>;
 
-export type ErrorCode =
-  | "BAD_JSON"
-  | "BAD_MESSAGE"
-  | "UNKNOWN_TYPE"
-  | "TOO_LARGE"
-  | "NOT_LOGGED_IN"
-  | "ALREADY_LOGGED_IN"
-  | "BAD_TOKEN"
-  | "BAD_SIGNATURE"
-  | "KEY_MISMATCH"
-  | "RATE_LIMITED"
-  | "PEER_OFFLINE"
-  | "PEER_UNREACHABLE"
-  /** The server's ACL ([[server.acl]]) does not let the requester link to that peer. */
-  | "ACL_DENIED"
-  | "NO_RELAY"
-  | "SDWAN_OFF"
-  | "SDWAN_FULL"
-  | "NOT_APPROVED"
-  | "NODE_REVOKED"
-  | "TOO_MANY_PENDING"
-  | "PAIRING_RATE_LIMITED";
+/**
+ * The signalling protocol as one table: each request the client sends, the schema the server checks
+ * it against, and the schema of the result the client checks the server's answer against.
+ */
+export const signalRequests = {
+  login: { request: loginRequest, result: loginResult },
+  heartbeat: { request: heartbeatRequest, result: heartbeatResult },
+  peers: { request: peersRequest, result: z.object({ peers: z.array(peerInfo).max(MAX_NODES_LISTED) }) },
+  /** The virtual network's map when the report joined it (`sdwan`); otherwise nothing. */
+  report: { request: reportRequest, result: z.object({ sdwan: sdwanMap.optional() }) },
+  connect: { request: connectRequest, result: connectPlan },
+  relay: { request: relayRequest, result: relayPlan },
+} as const;
+export type ClientRequestType = keyof typeof signalRequests;
+export type LoginRequest = z.infer<typeof loginRequest>;
+export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
+export type ClientRequest = z.infer<(typeof signalRequests)[ClientRequestType]["request"]>;
+/** What the server answers a request of type K with, when it accepts it. */
+export type RequestResult<K extends ClientRequestType> = z.infer<(typeof signalRequests)[K]["result"]>;
+/** The fields a request of type K carries besides its type and id. */
+export type RequestFields<K extends ClientRequestType> = Omit<z.input<(typeof signalRequests)[K]["request"]>, "type" | "id">;
 
-export interface ResponseMessage {
-  type: "response";
-  id: number | null;
-  ok: boolean;
-  result?: unknown;
-  error?: { code: ErrorCode; message: string };
-}
-
-export type ServerEvent =
-  | { type: "connect"; plan: ConnectPlan }
-  | { type: "relay"; plan: RelayPlan }
-  | { type: "sdwan"; map: SdwanMap }
-  | { type: "node-online"; node: PeerInfo }
+/** Each message the server sends unasked, by type. */
+export const serverPushes = {
+  hello: helloMessage,
+  connect: z.object({ type: z.literal("connect"), plan: connectPlan }),
+  relay: z.object({ type: z.literal("relay"), plan: relayPlan }),
+  sdwan: z.object({ type: z.literal("sdwan"), map: sdwanMap }),
+  "node-online": z.object({ type: z.literal("node-online"), node: peerInfo }),
   /** `revoked`: the admin revoked the node; links to it close at once instead of being checked. */
-  | { type: "node-offline"; node: { name: string }; reason?: "revoked" }
+  "node-offline": z.object({ type: z.literal("node-offline"), node: z.object({ name: nodeName }), reason: z.literal("revoked").optional() }),
   /** A pending node was approved: it is online now, as if this were its login answer. */
-  | { type: "admitted"; result: LoginResult };
+  admitted: z.object({ type: z.literal("admitted"), result: loginResult }),
+} as const;
+export type ServerPushType = keyof typeof serverPushes;
+export type ServerPush = z.infer<(typeof serverPushes)[ServerPushType]>;
+export type ServerEvent = Exclude<ServerPush, HelloMessage>;
 
-export type ServerMessage = HelloMessage | ResponseMessage | ServerEvent;
+export const ERROR_CODES = [
+  "BAD_JSON",
+  "BAD_MESSAGE",
+  "UNKNOWN_TYPE",
+  "TOO_LARGE",
+  "NOT_LOGGED_IN",
+  "ALREADY_LOGGED_IN",
+  "BAD_TOKEN",
+  "BAD_SIGNATURE",
+  "KEY_MISMATCH",
+  "RATE_LIMITED",
+  "PEER_OFFLINE",
+  "PEER_UNREACHABLE",
+  /** The server's ACL ([[server.acl]]) does not let the requester link to that peer. */
+  "ACL_DENIED",
+  "NO_RELAY",
+  "SDWAN_OFF",
+  "SDWAN_FULL",
+  "NOT_APPROVED",
+  "NODE_REVOKED",
+  "TOO_MANY_PENDING",
+  "PAIRING_RATE_LIMITED",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/**
+ * The answer to one request. The result is checked against the request's own result schema
+ * (signalRequests) by whoever knows which request it answers. An error code the client does not know
+ * (a newer server's) is kept as it is.
+ */
+export const responseMessage = z.object({
+  type: z.literal("response"),
+  id: requestId.nullable(),
+  ok: z.boolean(),
+  result: z.unknown().optional(),
+  error: z.object({ code: z.string().regex(/^[A-Z_]{1,64}$/, "an error code"), message: z.string().max(MAX_ERROR_MESSAGE_LENGTH) }).optional(),
+});
+export type ResponseMessage = z.infer<typeof responseMessage>;
+
+export type ServerMessage = ResponseMessage | ServerPush;
 
 /** The command that approves a pending node on the server, as both sides print it. */
 export function approveCommand(node: string, user: string): string {
@@ -314,10 +362,38 @@ export function parseClientMessage(text: string): ClientRequest {
   if (bytes > MAX_MESSAGE_BYTES) throw tooLarge(bytes, id);
   if (!record) throw new ProtocolError("BAD_MESSAGE", "message must be a JSON object with a type and an id");
   if (typeof record.type !== "string") throw new ProtocolError("BAD_MESSAGE", "type: expected a string", id);
-  const schema = clientRequests[record.type as ClientRequestType];
-  if (!Object.hasOwn(clientRequests, record.type) || !schema)
-    throw new ProtocolError("UNKNOWN_TYPE", `unknown message type "${record.type.slice(0, 64)}"`, id);
-  const parsed = schema.safeParse(record);
+  if (!Object.hasOwn(signalRequests, record.type)) throw new ProtocolError("UNKNOWN_TYPE", `unknown message type "${record.type.slice(0, 64)}"`, id);
+  const parsed = signalRequests[record.type as ClientRequestType].request.safeParse(record);
   if (!parsed.success) throw new ProtocolError("BAD_MESSAGE", `${record.type}: ${describeIssues(parsed.error)}`, id);
   return parsed.data;
+}
+
+/**
+ * Parses and validates one message from the server: a response (its result unchecked until matched to
+ * its request: parseResult) or a push. Throws ProtocolError naming what was wrong.
+ */
+export function parseServerMessage(text: string): ServerMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(text); // bounded: the client's WebSocket caps messages (MAX_SERVER_MESSAGE_BYTES)
+  } catch (err) {
+    throw new ProtocolError("BAD_JSON", `a server message that is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ProtocolError("BAD_MESSAGE", "a server message must be a JSON object with a type");
+  const type = (value as Record<string, unknown>).type;
+  if (typeof type !== "string") throw new ProtocolError("BAD_MESSAGE", "a server message has no type");
+  const schema = type === "response" ? responseMessage : Object.hasOwn(serverPushes, type) ? serverPushes[type as ServerPushType] : undefined;
+  if (!schema) throw new ProtocolError("UNKNOWN_TYPE", `a server message of unknown type "${type.slice(0, 64)}"`);
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const id = (value as Record<string, unknown>).id;
+  const answers = type === "response" && requestId.safeParse(id).success ? (id as number) : null;
+  throw new ProtocolError("BAD_MESSAGE", `a malformed "${type}" message from the server: ${describeIssues(parsed.error)}`, answers);
+}
+
+/** Checks the result of an accepted request against its type's result schema; throws ProtocolError naming what was wrong. */
+export function parseResult<K extends ClientRequestType>(type: K, result: unknown): RequestResult<K> {
+  const parsed = signalRequests[type].result.safeParse(result ?? {});
+  if (!parsed.success) throw new ProtocolError("BAD_MESSAGE", `the server's answer to ${type} is malformed: ${describeIssues(parsed.error)}`);
+  return parsed.data as RequestResult<K>;
 }
