@@ -1,3 +1,4 @@
+import { MAX_TICKET_CHARS } from "../protocol/signal.ts";
 import { hmacSha256, safeEqual } from "./token.ts";
 
 // One-time relay tickets. The server signs one per side of a relayed session; the relay checks it with
@@ -40,7 +41,6 @@ export class TicketError extends Error {
   }
 }
 
-const MAX_TICKET_CHARS = 1024;
 const MAC_CHARS = 43; // 32 bytes as base64url
 const TICKET_MAC_LABEL = "inp2p relay ticket v2";
 

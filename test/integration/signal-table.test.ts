@@ -1,0 +1,86 @@
+// The real inp2ps's answers and pushes validate against the protocol table (src/protocol/signal.ts):
+// raw clients go through login, heartbeat, peers, report, connect and relay, and every result and
+// every push they receive is checked with the schemas inp2pc checks them with.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseResult, parseServerMessage, ProtocolError, signalRequests, type ClientRequestType } from "../../src/protocol/index.ts";
+import { startServer, type ServerHandle } from "../helpers/processes.ts";
+import { SignalClient, type Json } from "../helpers/signal-client.ts";
+
+const NAT = { natType: "port-restricted-cone", mapping: "endpoint-independent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.7:4000", portPreserved: true, tcp: true };
+const CANDIDATES = { udpLan: ["192.168.1.7:4000"], tcpLan: ["192.168.1.7:4001"], udpPublic: "198.51.100.7:4000", tcpPublic: null, tcpPunch: null };
+const RELAY_OFFER = { port: 40_000, super: false, bwMbps: 100, loadMbps: 0, sessions: 0 };
+
+/** Sends a request, expects the server to accept it, and checks its result against the table. */
+async function accepted<K extends ClientRequestType>(client: SignalClient, type: K, fields: Json = {}) {
+  const response = await client.request(type, fields);
+  expect(response, `${type} accepted`).toMatchObject({ ok: true });
+  expect(() => parseServerMessage(JSON.stringify(response)), `the response envelope to ${type}`).not.toThrow();
+  return parseResult(type, response.result);
+}
+
+/** Every message a client received, checked as inp2pc checks it; returns their types. */
+function checkAll(client: SignalClient): string[] {
+  return client.messages.map((message) => {
+    try {
+      return parseServerMessage(JSON.stringify(message)).type;
+    } catch (err) {
+      if (err instanceof ProtocolError) throw new Error(`${err.message}\nin ${JSON.stringify(message)}`);
+      throw err;
+    }
+  });
+}
+
+describe("the server's messages against the protocol table", () => {
+  let server: ServerHandle;
+  const clients: SignalClient[] = [];
+
+  beforeAll(async () => {
+    server = await startServer({ heartbeatIntervalMs: 5_000, heartbeatTimeoutMs: 30_000, tail: '[server.sdwan]\nsubnet = "10.93.0.0/24"' });
+  });
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    await server?.stop();
+  });
+
+  it("answers login, heartbeat, peers, report, connect and relay, and pushes hello, node-online, node-offline, sdwan, connect and relay, all as the table says", async () => {
+    const alpha = await SignalClient.online(server, "alpha");
+    clients.push(alpha);
+    const beta = await SignalClient.online(server, "beta");
+    clients.push(beta);
+    const relay = await SignalClient.online(server, "r1");
+    clients.push(relay);
+
+    const beat = await accepted(alpha, "heartbeat", { clientTime: 123 });
+    expect(beat.clientTime).toBe(123);
+    const { peers } = await accepted(alpha, "peers");
+    expect(peers.map((p) => p.name).sort()).toEqual(["beta", "r1"]);
+
+    for (const client of [alpha, beta]) expect(await accepted(client, "report", { nat: NAT, candidates: CANDIDATES })).toEqual({});
+    expect(await accepted(relay, "report", { relay: RELAY_OFFER })).toEqual({});
+    const joined = await accepted(alpha, "report", { sdwan: { routes: ["192.168.50.0/24"] } });
+    expect(joined.sdwan?.self).toMatchObject({ name: "alpha" });
+    const betaJoined = await accepted(beta, "report", { sdwan: { routes: [] } });
+    expect(betaJoined.sdwan?.nodes.map((n) => n.name)).toEqual(["alpha"]);
+
+    const plan = await accepted(alpha, "connect", { peer: "beta" });
+    expect(plan.peer).toMatchObject({ name: "beta", nat: NAT, candidates: CANDIDATES });
+    const viaNode = await accepted(alpha, "relay", { peer: "beta" });
+    expect(viaNode.relay).toMatchObject({ name: "default/r1", tier: "private", host: "127.0.0.1", port: RELAY_OFFER.port });
+    const viaServer = await accepted(alpha, "relay", { peer: "beta", exclude: ["default/r1"] });
+    expect(viaServer.relay).toMatchObject({ name: "server", tier: "server", host: null });
+
+    // The login answers were checked by SignalClient.online's peers; check them against the table too.
+    const logins = [alpha, beta, relay].map((c) => c.messages.find((m) => m.type === "response" && m.id === 1));
+    for (const login of logins) expect(() => parseResult("login", login?.result)).not.toThrow();
+
+    await beta.waitMessage("the relay plan pushed to beta", (m) => m.type === "relay" && m.plan.relay.name === "server");
+    const pushed = new Set(checkAll(beta));
+    for (const type of ["hello", "node-online", "connect", "relay", "response"]) expect(pushed, `beta received a "${type}"`).toContain(type);
+    checkAll(relay);
+    relay.close();
+    await alpha.waitMessage("r1 offline", (m) => m.type === "node-offline" && m.node.name === "r1");
+    const toAlpha = checkAll(alpha);
+    for (const type of ["sdwan", "node-offline"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
+    expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "login", "peers", "relay", "report"]);
+  }, 40_000);
+});
