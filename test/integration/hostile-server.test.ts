@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import type WsWebSocket from "ws";
 import type { WebSocketServer as WsServer } from "ws";
 import { describe, expect, it } from "vitest";
+import { MAX_NODES_LISTED } from "../../src/protocol/index.ts";
 import { startClient, tempDir, waitFor } from "../helpers/processes.ts";
 
 // The real `ws` implementation, loaded by path as src/client/session.ts does.
@@ -148,4 +149,23 @@ describe("inp2pc against a hostile server", () => {
     expect(client.exitCode, "inp2pc still runs").toBeNull();
     expect(fake.connections.length, "inp2pc stayed on its second connection").toBe(2);
   }, 40_000);
+
+  it("keeps at most MAX_NODES_LISTED peers however many node-online pushes the server sends", async ({ onTestFinished }) => {
+    const fake = await fakeServer();
+    const dir = tempDir("inp2pc-hostile-");
+    const client = startClient({ node: "alpha", port: fake.port, token: "1", insecure: true, dir });
+    onTestFinished(async () => {
+      await client.stop("SIGKILL");
+      await fake.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await client.waitForOutput(/logged in/, WAIT_MS);
+    const socket = fake.connections[0]!;
+    for (let i = 0; i <= MAX_NODES_LISTED; i++) socket.send(JSON.stringify({ type: "node-online", node: { name: `n${i}`, version: "1", onlineSince: 1 } }));
+    await client.waitForOutput(new RegExp(`ignoring peer n${MAX_NODES_LISTED}: the server already listed ${MAX_NODES_LISTED} peers`), WAIT_MS);
+    // A peer it already knows is still updated: the bound refuses only new names.
+    socket.send(JSON.stringify({ type: "node-online", node: { name: "n0", version: "2", onlineSince: 2 } }));
+    await waitFor("n0 online again", () => client.output.match(/peer online peer=n0\b/g)?.length === 2, WAIT_MS);
+    expect(client.exitCode, "inp2pc still runs").toBeNull();
+  }, 60_000);
 });
