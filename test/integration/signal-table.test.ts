@@ -3,7 +3,7 @@
 // every push they receive is checked with the schemas inp2pc checks them with.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult, parseServerMessage, ProtocolError, signalRequests, type ClientRequestType } from "../../src/protocol/index.ts";
-import { startServer, type ServerHandle } from "../helpers/processes.ts";
+import { INP2PS, runToEnd, startServer, type ServerHandle } from "../helpers/processes.ts";
 import { SignalClient, type Json } from "../helpers/signal-client.ts";
 
 const NAT = { natType: "port-restricted-cone", mapping: "endpoint-independent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.7:4000", portPreserved: true, tcp: true };
@@ -82,5 +82,23 @@ describe("the server's messages against the protocol table", () => {
     const toAlpha = checkAll(alpha);
     for (const type of ["sdwan", "node-offline"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
     expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "login", "peers", "relay", "report"]);
+  }, 40_000);
+
+  it("answers a login that waits for approval, and pushes admitted when the admin approves, as the table says", async ({ onTestFinished }) => {
+    const approving = await startServer({ heartbeatIntervalMs: 5_000, heartbeatTimeoutMs: 30_000, extraToml: 'admission = "approve"' });
+    const waiting = await SignalClient.online(approving, "newcomer");
+    onTestFinished(async () => {
+      waiting.close();
+      await approving.stop();
+    });
+    const login = waiting.messages.find((m) => m.type === "response" && m.id === 1);
+    expect(parseResult("login", login?.result)).toMatchObject({ node: "newcomer", pending: true, peers: [] });
+    const approve = await runToEnd(INP2PS, ["pairing", "approve", "newcomer", "--config", approving.configPath]);
+    expect(approve.code, approve.output).toBe(0);
+    await waiting.waitMessage("admitted", (m) => m.type === "admitted");
+    expect(checkAll(waiting)).toContain("admitted");
+    const admitted = parseServerMessage(JSON.stringify(waiting.messages.find((m) => m.type === "admitted")));
+    expect(admitted).toMatchObject({ type: "admitted", result: { node: "newcomer" } });
+    expect(admitted).not.toHaveProperty("result.pending");
   }, 40_000);
 });
