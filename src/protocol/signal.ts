@@ -89,7 +89,14 @@ export type RelayOffer = z.infer<typeof relayOffer>;
 
 /** LAN subnets one node may route for the virtual network. */
 export const MAX_SDWAN_ROUTES = 64;
-const ipv4Cidr = z.string().max(18).regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "an IPv4 CIDR block");
+const ipv4 = z.string().max(15).refine((text) => isIPv4(text), "an IPv4 address");
+const ipv4Cidr = z
+  .string()
+  .max(18)
+  .refine((text) => {
+    const [ip = "", prefix = "", ...rest] = text.split("/");
+    return isIPv4(ip) && /^\d{1,2}$/.test(prefix) && Number(prefix) <= 32 && rest.length === 0;
+  }, "an IPv4 CIDR block (a.b.c.d/0-32)");
 /** A node joining the virtual network, with the LAN subnets it routes for the others. */
 export const sdwanJoin = z.strictObject({ routes: z.array(ipv4Cidr).max(MAX_SDWAN_ROUTES) });
 
@@ -135,11 +142,6 @@ export const MAX_TICKET_CHARS = 1024;
 // so a client still understands a newer server; every field it knows is checked and bounded.
 
 const serverTime = z.number().finite();
-const ipv4 = z.string().max(15).refine((text) => isIPv4(text), "an IPv4 address");
-const ipv4CidrChecked = ipv4Cidr.refine((text) => {
-  const [ip = "", prefix = ""] = text.split("/");
-  return isIPv4(ip) && Number(prefix) <= 32;
-}, "an IPv4 CIDR block (a.b.c.d/0-32)");
 /** Where the client itself reaches the server's or a node's relay: an IP address, never a name to resolve. */
 const ipAddress = z.string().max(64).refine((text) => isIP(text) !== 0, "an IP address");
 const sessionId = base64url(16);
@@ -213,9 +215,9 @@ export type RelayPlan = z.infer<typeof relayPlan>;
 
 /** The virtual network as one node sees it: its own address, and every other member online. */
 export const sdwanMap = z.object({
-  subnet: ipv4CidrChecked,
+  subnet: ipv4Cidr,
   self: z.object({ name: nodeName, ip: ipv4 }),
-  nodes: z.array(z.object({ name: nodeName, ip: ipv4, routes: z.array(ipv4CidrChecked).max(MAX_SDWAN_ROUTES) })).max(MAX_NODES_LISTED),
+  nodes: z.array(z.object({ name: nodeName, ip: ipv4, routes: z.array(ipv4Cidr).max(MAX_SDWAN_ROUTES) })).max(MAX_NODES_LISTED),
 });
 export type SdwanMap = z.infer<typeof sdwanMap>;
 

@@ -43,6 +43,12 @@ describe("signalling message validation", () => {
     expect(err.message).toMatch(message);
   });
 
+  it.each(["10.0.0.300/24", "10.0.0.0/40", "10.0.0.0/24/8"])("refuses an SDWAN route %s, which every other member's map would then carry", (route) => {
+    const err = refusal(JSON.stringify({ type: "report", id: 2, sdwan: { routes: ["192.168.1.0/24", route] } }));
+    expect(err.code).toBe("BAD_MESSAGE");
+    expect(err.message).toMatch(/sdwan\.routes\.1: an IPv4 CIDR block/);
+  });
+
   it("refuses an oversized message, keeping its id so the reply matches the request", () => {
     const err = refusal(JSON.stringify({ type: "heartbeat", id: 1, clientTime: 1, pad: "x".repeat(MAX_MESSAGE_BYTES) }));
     expect(err.code).toBe("TOO_LARGE");
