@@ -139,7 +139,9 @@ export const MAX_ERROR_MESSAGE_LENGTH = 4096;
 export const MAX_TICKET_CHARS = 1024;
 
 // What the server sends. Unknown fields are dropped rather than refused (z.object, not strictObject),
-// so a client still understands a newer server; every field it knows is checked and bounded.
+// so a client still understands a newer server; every field it knows is checked and bounded. (A
+// peer's NAT info and candidates inside a plan are the strict request schemas: the server checked
+// them on the way in and passes them on as they came.)
 
 const serverTime = z.number().finite();
 /** Where the client itself reaches the server's or a node's relay: an IP address, never a name to resolve. */
@@ -260,7 +262,6 @@ export const serverPushes = {
 } as const;
 export type ServerPushType = keyof typeof serverPushes;
 export type ServerPush = z.infer<(typeof serverPushes)[ServerPushType]>;
-export type ServerEvent = Exclude<ServerPush, HelloMessage>;
 
 export const ERROR_CODES = [
   "BAD_JSON",
