@@ -40,7 +40,8 @@ export class TicketError extends Error {
   }
 }
 
-const MAX_TICKET_CHARS = 1024;
+/** The longest ticket is under 400 characters (relay names of 63 + 1 + 63 characters): a margin, and no more. */
+export const MAX_TICKET_CHARS = 512;
 const MAC_CHARS = 43; // 32 bytes as base64url
 const TICKET_MAC_LABEL = "inp2p relay ticket v2";
 
