@@ -270,6 +270,8 @@ export const CloseCode = {
   revoked: 4008,
   /** The admin approved a new identity key for this node's name: sessions on the old key end. */
   keyReplaced: 4009,
+  /** Too many connections wait to log in (max_conns_before_login): try again later. */
+  busy: 4010,
   shutdown: 1001,
 } as const;
 
