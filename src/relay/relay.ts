@@ -158,7 +158,10 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
 
   const onConnection = (socket: Socket) => {
     socket.on("error", () => socket.destroy());
-    const slot = pending.admit(socket, () => refuse(socket, "RELAY_HELLO_TIMEOUT", `no ticket within ${RELAY_HELLO_DEADLINE_MS / 1000} s`));
+    const slot = pending.admit(socket, () => {
+      socket.off("data", onData);
+      refuse(socket, "RELAY_HELLO_TIMEOUT", `no ticket within ${RELAY_HELLO_DEADLINE_MS / 1000} s`);
+    });
     if ("refused" in slot) {
       log.debug("relay refused a connection", { from: `${socket.remoteAddress}:${socket.remotePort}`, error: slot.refused });
       return socket.destroy();
