@@ -76,6 +76,7 @@ const closeReasons: Record<number, string> = {
     "stop one of them, or give each its own `node` name and its own data_dir (identity key)",
   [CloseCode.loginTimeout]: "the server closed the connection: no login in time",
   [CloseCode.heartbeatTimeout]: "the server stopped hearing our heartbeats",
+  [CloseCode.busy]: "the server has too many connections waiting to log in; trying again later",
   [CloseCode.abuse]: "the server dropped us for sending bad messages",
   [CloseCode.shutdown]: "the server is shutting down",
   [CloseCode.pairingRejected]: "the server's admin rejected this node's pairing request",
@@ -113,7 +114,7 @@ function explainRefusal(code: string, serverMessage: string, node: string): stri
  * node, or a server that drops it for bad messages, must not bring the retries back to the fastest pace.
  * Any other end after a login that worked is a new outage (a server restart): retry from the first delay.
  */
-const BACKOFF_KEEPING_CLOSES: ReadonlySet<number> = new Set([CloseCode.replaced, CloseCode.abuse, CloseCode.revoked, CloseCode.keyReplaced]);
+const BACKOFF_KEEPING_CLOSES: ReadonlySet<number> = new Set([CloseCode.replaced, CloseCode.abuse, CloseCode.busy, CloseCode.revoked, CloseCode.keyReplaced]);
 
 /** Ends the server's admin decided (closeReasons says which): the server was reachable, and the words say why. */
 const ADMIN_CLOSES: ReadonlySet<number> = new Set([CloseCode.pairingRejected, CloseCode.pairingExpired, CloseCode.revoked, CloseCode.keyReplaced]);

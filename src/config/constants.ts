@@ -13,6 +13,8 @@ export const DEFAULT_TLS_MODE = "auto";
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_CONNS_PER_IP = 32;
+/** Signalling connections that have not logged in yet, all addresses together. */
+export const DEFAULT_MAX_CONNS_BEFORE_LOGIN = 1_024;
 /** The server relays as the last resort, on its own TCP port, within its own cap. */
 export const DEFAULT_SERVER_RELAY = true;
 export const DEFAULT_SERVER_RELAY_PORT = 27184;

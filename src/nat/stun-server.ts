@@ -1,6 +1,7 @@
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import type { Logger } from "../log/index.ts";
+import { PreAuthPool } from "../net/index.ts";
 import {
   addressAttribute,
   decodeStun,
@@ -35,8 +36,8 @@ export const DEFAULT_STUN_RESPONSES_PER_SECOND_PER_SOURCE = 20;
 export const STUN_RESPONSE_BURST_FACTOR = 2;
 /** Bound on the number of source IPs whose buckets are remembered (least recently seen forgotten first). */
 export const MAX_RATE_LIMITED_SOURCES = 10_000;
-/** A TCP probe that has not sent a whole request by then is closed. */
-export const STUN_TCP_IDLE_TIMEOUT_MS = 5_000;
+/** A TCP probe still open this long after its accept is closed (however it trickles bytes). */
+export const STUN_TCP_DEADLINE_MS = 5_000;
 export const MAX_STUN_TCP_CONNECTIONS_PER_SOURCE = 4;
 export const MAX_STUN_TCP_CONNECTIONS = 1_024;
 /** Dropped packets are logged (at debug) at most once per this interval, with a count. */
@@ -56,8 +57,8 @@ export interface StunServerInit {
   logger: Logger;
   /** Default DEFAULT_STUN_RESPONSES_PER_SECOND_PER_SOURCE. */
   responsesPerSecondPerSource?: number;
-  /** Default STUN_TCP_IDLE_TIMEOUT_MS. */
-  tcpIdleTimeoutMs?: number;
+  /** Default STUN_TCP_DEADLINE_MS. */
+  tcpDeadlineMs?: number;
 }
 
 export interface RunningStunServer {
@@ -265,15 +266,14 @@ export async function startStunServer(init: StunServerInit): Promise<RunningStun
   const drops = new DropLog(logger);
   const udp: UdpSocket[][] = [];
   const tcp: Server[] = [];
-  const connections = new Set<Socket>();
-  const perSource = new Map<string, number>();
+  const strangers = new PreAuthPool({ maxPerAddress: MAX_STUN_TCP_CONNECTIONS_PER_SOURCE, maxTotal: MAX_STUN_TCP_CONNECTIONS, deadlineMs: init.tcpDeadlineMs ?? STUN_TCP_DEADLINE_MS });
   const udpPorts: [number, number] = [...init.udpPorts];
   const tcpPorts: [number, number] = [...init.tcpPorts];
 
   let closed: Promise<void> | undefined;
   const closeAll = () => {
     closed ??= (async () => {
-      for (const socket of connections) socket.destroy();
+      strangers.destroyAll();
       await Promise.all([
         ...udp.flat().map((s) => new Promise<void>((done) => s.close(() => done()))),
         ...tcp.map((s) => new Promise<void>((done) => s.close(() => done()))),
@@ -296,22 +296,13 @@ export async function startStunServer(init: StunServerInit): Promise<RunningStun
 
   const onTcp = (at: Cell) => (socket: Socket) => {
     const source = stunAddress(socket.remoteAddress ?? "", socket.remotePort ?? 0);
-    const open = perSource.get(source.address) ?? 0;
-    if (connections.size >= MAX_STUN_TCP_CONNECTIONS || open >= MAX_STUN_TCP_CONNECTIONS_PER_SOURCE) {
+    // A probe never authenticates: it stays in the pool until it closes, or the deadline closes it.
+    if ("refused" in strangers.admit(socket)) {
       drops.note("too many STUN TCP connections", source.address);
       socket.destroy();
       return;
     }
-    connections.add(socket);
-    perSource.set(source.address, open + 1);
-    socket.once("close", () => {
-      connections.delete(socket);
-      const left = (perSource.get(source.address) ?? 1) - 1;
-      if (left <= 0) perSource.delete(source.address);
-      else perSource.set(source.address, left);
-    });
     socket.on("error", () => socket.destroy());
-    socket.setTimeout(init.tcpIdleTimeoutMs ?? STUN_TCP_IDLE_TIMEOUT_MS, () => socket.destroy());
     // RFC 5389 framing over TCP: a 20-byte header, then its length. One request is answered, then the
     // server closes first, so the client's local port is free for reuse at once (no TIME_WAIT there).
     let buffered = Buffer.alloc(0);

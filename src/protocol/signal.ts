@@ -136,7 +136,8 @@ export const MAX_NODES_LISTED = 4096;
 /** Longest error message a client accepts from the server. */
 export const MAX_ERROR_MESSAGE_LENGTH = 4096;
 /** Longest relay ticket (crypto/ticket.ts makes them; a relay refuses longer ones). */
-export const MAX_TICKET_CHARS = 1024;
+/** The longest ticket is under 400 characters (relay names of 63 + 1 + 63 characters): a margin, and no more. */
+export const MAX_TICKET_CHARS = 512;
 
 // What the server sends. Unknown fields are dropped rather than refused (z.object, not strictObject),
 // so a client still understands a newer server; every field it knows is checked and bounded. (A
@@ -321,6 +322,8 @@ export const CloseCode = {
   revoked: 4008,
   /** The admin approved a new identity key for this node's name: sessions on the old key end. */
   keyReplaced: 4009,
+  /** Too many connections wait to log in (max_conns_before_login): try again later. */
+  busy: 4010,
   shutdown: 1001,
 } as const;
 

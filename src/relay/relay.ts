@@ -3,7 +3,8 @@ import { TicketError, verifyTicket, type TicketFields } from "../crypto/ticket.t
 import type { Logger } from "../log/index.ts";
 import { decodeRelayHello, encodeRelayAnswer, type RelayAnswer } from "../protocol/index.ts";
 import { writeFrame } from "../transport/index.ts";
-import { RELAY_HELLO_TIMEOUT_MS, RELAY_MAX_HELLO_BYTES, RELAY_MAX_PENDING, RELAY_MAX_SESSIONS, RELAY_PAIR_WAIT_MS } from "./constants.ts";
+import { PreAuthPool } from "../net/index.ts";
+import { RELAY_HELLO_DEADLINE_MS, RELAY_MAX_HELLO_BYTES, RELAY_MAX_PENDING, RELAY_MAX_PENDING_PER_ADDRESS, RELAY_MAX_SESSIONS, RELAY_PAIR_WAIT_MS, RELAY_REFUSAL_LINGER_MS } from "./constants.ts";
 import { TokenBucket } from "./limiter.ts";
 
 // A relay bridges two TCP connections that present the two halves of one server-issued ticket. It
@@ -56,13 +57,19 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
   const used = new Map<string, number>();
   const waiting = new Map<string, Waiting>();
   const bridged = new Set<Socket>();
-  let pending = 0;
+  const pending = new PreAuthPool({ maxPerAddress: RELAY_MAX_PENDING_PER_ADDRESS, maxTotal: RELAY_MAX_PENDING, deadlineMs: RELAY_HELLO_DEADLINE_MS });
   let bytesRelayed = 0;
   let measured = { at: performance.now(), bytes: 0 };
 
   const answer = (socket: Socket, reply: RelayAnswer) => {
     writeFrame(socket, encodeRelayAnswer(reply));
-    if (!reply.ok) socket.end();
+    if (!reply.ok) closeAfterRefusal(socket);
+  };
+  /** Ends the socket, and destroys it soon after: a stranger that never closes its side holds nothing. */
+  const closeAfterRefusal = (socket: Socket) => {
+    socket.end();
+    const linger = setTimeout(() => socket.destroy(), RELAY_REFUSAL_LINGER_MS);
+    socket.once("close", () => clearTimeout(linger));
   };
   const refuse = (socket: Socket, code: string, error: string) => {
     log.info("relay refused a connection", { from: `${socket.remoteAddress}:${socket.remotePort}`, code, error });
@@ -151,35 +158,34 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
 
   const onConnection = (socket: Socket) => {
     socket.on("error", () => socket.destroy());
-    if (pending >= RELAY_MAX_PENDING) return socket.destroy();
-    pending++;
-    let counted = true;
-    const settle = () => {
-      if (!counted) return;
-      counted = false;
-      pending--;
-    };
-    socket.once("close", settle);
+    const slot = pending.admit(socket, () => {
+      socket.off("data", onData);
+      refuse(socket, "RELAY_HELLO_TIMEOUT", `no ticket within ${RELAY_HELLO_DEADLINE_MS / 1000} s`);
+    });
+    if ("refused" in slot) {
+      log.debug("relay refused a connection", { from: `${socket.remoteAddress}:${socket.remotePort}`, error: slot.refused });
+      return socket.destroy();
+    }
     socket.setNoDelay(true);
-    socket.setTimeout(RELAY_HELLO_TIMEOUT_MS, () => refuse(socket, "RELAY_HELLO_TIMEOUT", `no ticket within ${RELAY_HELLO_TIMEOUT_MS / 1000} s`));
     let buffered = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
       if (buffered.length < 4) return;
       const length = buffered.readUInt32BE(0);
-      if (length > RELAY_MAX_HELLO_BYTES) return done(() => refuse(socket, "RELAY_BAD_HELLO", `a ${length}-byte hello; the limit is ${RELAY_MAX_HELLO_BYTES}`));
+      if (length > RELAY_MAX_HELLO_BYTES) return badHello(`a ${length}-byte hello; the limit is ${RELAY_MAX_HELLO_BYTES}`);
       if (buffered.length < 4 + length) return;
-      if (buffered.length > 4 + length) return done(() => refuse(socket, "RELAY_BAD_HELLO", "data before the relay's answer"));
+      if (buffered.length > 4 + length) return badHello("data before the relay's answer");
       const hello = decodeRelayHello(buffered.subarray(4));
-      if ("error" in hello) return done(() => refuse(socket, "RELAY_BAD_HELLO", hello.error));
-      done(() => accept(socket, hello.ticket));
-    };
-    const done = (next: () => void) => {
+      if ("error" in hello) return badHello(hello.error);
       socket.off("data", onData);
-      socket.setTimeout(0);
       socket.pause();
-      settle();
-      next();
+      slot.authenticated();
+      accept(socket, hello.ticket);
+    };
+    // A bad hello keeps its place in the pending pool until the socket closes.
+    const badHello = (error: string) => {
+      socket.off("data", onData);
+      refuse(socket, "RELAY_BAD_HELLO", error);
     };
     socket.on("data", onData);
   };
@@ -210,6 +216,7 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
         socket.destroy();
       }
       for (const socket of bridged) socket.destroy();
+      pending.destroyAll();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

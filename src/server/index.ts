@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { websocket } from "hono/bun";
-import { DEFAULT_USER_NAME } from "../config/index.ts";
+import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
 import { CloseCode } from "../protocol/index.ts";
@@ -47,6 +47,8 @@ export interface ServerInit {
   heartbeat_interval_ms: number;
   heartbeat_timeout_ms: number;
   max_conns_per_ip: number;
+  /** Connections that have not logged in yet, all addresses together; more are closed at once. Default DEFAULT_MAX_CONNS_BEFORE_LOGIN. */
+  max_conns_before_login?: number;
   stun_udp1: number;
   stun_udp2: number;
   stun_tcp1: number;
@@ -141,6 +143,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     autoApprove: autoApproveList(init.auto_approve),
     pairing: new PairingBook(init.pairing_expiry_s * 1000),
     guard,
+    maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,
     audit,
     acl: init.acl,
     tagsOf: (user, name) => nodes.tagsOf(user, name),

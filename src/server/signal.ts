@@ -96,6 +96,8 @@ export interface SignalHubInit {
   autoApprove(address: string): boolean;
   pairing: PairingBook;
   guard: AddressGuard;
+  /** Connections that have not logged in yet, all addresses together (the guard bounds each address's share). */
+  maxConnectionsBeforeLogin: number;
   audit: AuditLog;
   /** [[server.acl]]; default none: every node of a user may link to every other. */
   acl?: readonly AclRule[];
@@ -110,6 +112,8 @@ export interface SignalHubInit {
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
   private readonly acl: Acl;
+  /** Connections whose login timer runs. */
+  private waitingForLogin = 0;
 
   constructor(private readonly init: SignalHubInit) {
     this.acl = new Acl(init.acl, init.tagsOf);
@@ -139,6 +143,11 @@ export class SignalHub {
       rateRefilledAt: Date.now(),
       closed: false,
     };
+    if (this.waitingForLogin >= this.init.maxConnectionsBeforeLogin) {
+      socket.close(CloseCode.busy, `${this.waitingForLogin} connections already wait to log in (limit ${this.init.maxConnectionsBeforeLogin})`);
+      return connection;
+    }
+    this.waitingForLogin++;
     connection.loginTimer = setTimeout(() => {
       this.init.logger.info("closing connection that did not log in", { from: connection.remote });
       socket.close(CloseCode.loginTimeout, "no login within 10 s");
@@ -167,10 +176,18 @@ export class SignalHub {
     }
   }
 
+  /** The connection logged in, waits for approval, or closed: its login timer stops, and it leaves the count. */
+  private endLoginWait(connection: Connection): void {
+    if (connection.loginTimer === undefined) return;
+    clearTimeout(connection.loginTimer);
+    connection.loginTimer = undefined;
+    this.waitingForLogin--;
+  }
+
   close(connection: Connection): void {
     if (connection.closed) return;
     connection.closed = true;
-    clearTimeout(connection.loginTimer);
+    this.endLoginWait(connection);
     this.init.guard.release(connection.address);
     if (connection.waiting && connection.pairing?.waiting === connection.waiting) connection.pairing.waiting = undefined;
     const session = connection.session;
@@ -424,7 +441,7 @@ export class SignalHub {
     filed.waiting = waiting;
     connection.waiting = waiting;
     connection.pairing = filed;
-    clearTimeout(connection.loginTimer);
+    this.endLoginWait(connection);
     if (isNew) this.init.audit.record("pending", { user, node, from: connection.remote, newKey: replacesKey !== undefined });
     this.init.logger.info("node waits for approval", { node, user, from: connection.remote, approve: approveCommand(node, user) });
     return { ...this.loginResult(connection, user, node, now, []), pending: true };
@@ -450,7 +467,7 @@ export class SignalHub {
       },
       close: (code, reason) => connection.socket.close(code, reason),
     };
-    clearTimeout(connection.loginTimer);
+    this.endLoginWait(connection);
     connection.session = session;
     const replaced = this.init.registry.add(session);
     if (replaced) {

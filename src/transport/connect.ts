@@ -4,7 +4,19 @@ import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isPredictable } from "../nat/allocation.ts";
 import type { ConnectPlan, NatInfo } from "../protocol/index.ts";
-import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
+import { PreAuthPool } from "../net/index.ts";
+import {
+  CONNECT_ATTEMPT_TIMEOUT_MS,
+  Envelope,
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_PREAUTH_TCP_FRAME_BYTES,
+  MAX_TCP_FRAME_BYTES,
+  PATH_GRACE_MS,
+  PATH_STAGGER_MS,
+  PEER_TCP_MAX_PENDING,
+  PEER_TCP_MAX_PENDING_PER_ADDRESS,
+  SESSION_ID_BYTES,
+} from "./constants.ts";
 import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
@@ -119,7 +131,10 @@ export function candidatePaths(plan: ConnectPlan): Candidate[] {
 
 /** Runs both sides of link set-up for one coordinated plan. */
 export class Connector {
-  private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer, kind: PathKind) => void>();
+  /** A responder gets the connection, its first frame, and what to call once the peer has authenticated on it. */
+  private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer, kind: PathKind, authenticated: () => void) => void>();
+  /** TCP connections the peer started whose handshake is not done. */
+  private readonly strangers = new PreAuthPool({ maxPerAddress: PEER_TCP_MAX_PENDING_PER_ADDRESS, maxTotal: PEER_TCP_MAX_PENDING, deadlineMs: HANDSHAKE_TIMEOUT_MS });
 
   constructor(private readonly init: ConnectorInit) {
     init.endpoint.onTcp((socket) => this.acceptTcp(socket));
@@ -331,6 +346,7 @@ export class Connector {
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy(new Error("timed out")));
     socket.on("error", (err) => fail(err.message));
     const framed = new FramedSocket(socket);
+    framed.maxFrameBytes = MAX_PREAUTH_TCP_FRAME_BYTES;
     const handshake = this.handshake(plan, sessionId);
     if (connected) framed.send(envelope(sessionId, handshake.start()));
     else socket.on("connect", () => framed.send(envelope(sessionId, handshake.start())));
@@ -349,6 +365,7 @@ export class Connector {
         finish: () => {
           chosen = true;
           socket.setTimeout(0);
+          framed.maxFrameBytes = MAX_TCP_FRAME_BYTES;
           return this.link(plan, sessionId, tcpPath(framed, candidate.kind), handshake);
         },
       });
@@ -467,14 +484,14 @@ export class Connector {
       }));
 
       // TCP: connections the initiator dialed, handed over by acceptTcp with their first frame.
-      this.responders.set(plan.sessionId, (framed, first, kind) => {
+      this.responders.set(plan.sessionId, (framed, first, kind, authenticated) => {
         const handshake = this.handshake(plan, sessionId);
         const onFrame = (frame: Buffer) => {
           if (handshake.complete) {
             // The initiator's first authenticated record says it chose this connection.
             const chosen = frame[0] === Envelope.sealed ? handshake.session().open(frame.subarray(1)) : null;
             if (!chosen) return framed.socket.destroy();
-            framed.socket.setTimeout(0);
+            authenticated();
             return finish(() => this.link(plan, sessionId, tcpPath(framed, kind), handshake, chosen.counter + 1));
           }
           const body = handshakeBody(frame);
@@ -499,17 +516,26 @@ export class Connector {
     this.adoptTcp(socket, "tcp-direct");
   }
 
-  /** A TCP connection the peer started (accepted, or punched): its first frame names the session. */
+  /**
+   * A TCP connection the peer started (accepted, or punched): its first frame names the session. Until
+   * the peer authenticates it is a stranger's: small frames, an absolute deadline, a share of a pool.
+   */
   private adoptTcp(socket: TcpSocket, kind: PathKind): void {
-    socket.setNoDelay(true);
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
     socket.on("error", () => socket.destroy());
+    const slot = this.strangers.admit(socket);
+    if ("refused" in slot) return void socket.destroy();
+    socket.setNoDelay(true);
     const framed = new FramedSocket(socket);
+    framed.maxFrameBytes = MAX_PREAUTH_TCP_FRAME_BYTES;
+    const authenticated = () => {
+      slot.authenticated();
+      framed.maxFrameBytes = MAX_TCP_FRAME_BYTES;
+    };
     framed.onFrame = (frame) => {
       const sessionId = frame[0] === Envelope.handshake && frame.length > 1 + SESSION_ID_BYTES ? frame.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url") : undefined;
       const responder = sessionId ? this.responders.get(sessionId) : undefined;
-      if (!responder) return socket.destroy(); // not a session we expect: a stranger
-      responder(framed, frame, kind);
+      if (!responder) return void socket.destroy(); // not a session we expect: a stranger
+      responder(framed, frame, kind, authenticated);
     };
   }
 

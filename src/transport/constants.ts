@@ -1,3 +1,5 @@
+import { HANDSHAKE_MAX_BYTES } from "../crypto/handshake.ts";
+
 /** First byte of every peer packet (UDP datagram or TCP frame). STUN's first byte is 0x00 or 0x01. */
 export const Envelope = { handshake: 0xc1, sealed: 0xc2, poke: 0xc3 } as const;
 /** Record kinds inside a sealed packet (the session reserves kinds below 16 for handshake types). */
@@ -6,8 +8,16 @@ export const RecordKind = { kcp: 0x10, mux: 0x11, datagram: 0x12, ping: 0x13, po
 export const SESSION_ID_BYTES = 16;
 /** Largest TCP frame accepted from a peer; bounds what a stranger's connection can make us buffer. */
 export const MAX_TCP_FRAME_BYTES = 70 * 1024;
-/** A connection must finish its handshake in this time, or it is closed. */
+/**
+ * Largest TCP frame accepted before the peer has authenticated: a handshake message in its envelope
+ * (the initiator's first sealed record, a ping, is smaller).
+ */
+export const MAX_PREAUTH_TCP_FRAME_BYTES = 1 + SESSION_ID_BYTES + HANDSHAKE_MAX_BYTES;
+/** A connection must finish its handshake in this time from its accept (however it trickles bytes), or it is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Accepted peer TCP connections that have not authenticated yet, at most, and from one address. */
+export const PEER_TCP_MAX_PENDING = 128;
+export const PEER_TCP_MAX_PENDING_PER_ADDRESS = 16;
 /** Paths start in this order, this far apart; the best that succeeds wins. */
 export const PATH_STAGGER_MS = 60;
 /** After the first path succeeds, how long a better-ranked one may still win. */

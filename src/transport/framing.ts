@@ -16,8 +16,12 @@ export function writeFrame(socket: Socket, frame: Uint8Array): boolean {
   return flushed;
 }
 
-/** Calls `onFrame` for each whole frame; an oversized length closes the socket with an error. */
-export function readFrames(socket: Socket, onFrame: (frame: Buffer) => void, maxFrameBytes = MAX_TCP_FRAME_BYTES): void {
+/**
+ * Calls `onFrame` for each whole frame; an oversized length closes the socket with an error.
+ * `maxFrameBytes` is read anew for each frame, so a frame's handler may raise it for the next.
+ */
+export function readFrames(socket: Socket, onFrame: (frame: Buffer) => void, maxFrameBytes: number | (() => number) = MAX_TCP_FRAME_BYTES): void {
+  const limit = typeof maxFrameBytes === "number" ? () => maxFrameBytes : maxFrameBytes;
   let buffered: Buffer[] = [];
   let bufferedBytes = 0;
   socket.on("data", (chunk: Buffer) => {
@@ -26,8 +30,9 @@ export function readFrames(socket: Socket, onFrame: (frame: Buffer) => void, max
     while (bufferedBytes >= 4) {
       const joined = buffered.length === 1 ? buffered[0]! : Buffer.concat(buffered, bufferedBytes);
       const length = joined.readUInt32BE(0);
-      if (length > maxFrameBytes) {
-        socket.destroy(new FramingError(`peer sent a ${length}-byte frame; the limit is ${maxFrameBytes}`));
+      const max = limit();
+      if (length > max) {
+        socket.destroy(new FramingError(`peer sent a ${length}-byte frame; the limit is ${max}`));
         return;
       }
       if (joined.length < 4 + length) {
@@ -47,9 +52,11 @@ export function readFrames(socket: Socket, onFrame: (frame: Buffer) => void, max
 /** A TCP socket speaking frames; whoever owns the connection at the moment sets `onFrame`. */
 export class FramedSocket {
   onFrame: (frame: Buffer) => void = () => {};
+  /** Largest frame accepted next: small until the peer has authenticated (MAX_PREAUTH_TCP_FRAME_BYTES). */
+  maxFrameBytes = MAX_TCP_FRAME_BYTES;
 
   constructor(readonly socket: Socket) {
-    readFrames(socket, (frame) => this.onFrame(frame));
+    readFrames(socket, (frame) => this.onFrame(frame), () => this.maxFrameBytes);
   }
 
   send(frame: Uint8Array): boolean {

@@ -53,9 +53,9 @@ class RawClient {
   }
 
   /** Opens a WebSocket; resolves with the client, or with the HTTP refusal of the upgrade. */
-  static attempt(url: string): Promise<{ client: RawClient } | { refused: Refused }> {
+  static attempt(url: string, localAddress?: string): Promise<{ client: RawClient } | { refused: Refused }> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, { rejectUnauthorized: false, handshakeTimeout: WAIT_MS, perMessageDeflate: false });
+      const socket = new WebSocket(url, { rejectUnauthorized: false, handshakeTimeout: WAIT_MS, perMessageDeflate: false, localAddress });
       const client = new RawClient(socket);
       socket.once("open", () => resolve({ client }));
       socket.once("unexpected-response", (_request, response) => {
@@ -74,8 +74,8 @@ class RawClient {
     });
   }
 
-  static async connect(url: string): Promise<RawClient> {
-    const result = await RawClient.attempt(url);
+  static async connect(url: string, localAddress?: string): Promise<RawClient> {
+    const result = await RawClient.attempt(url, localAddress);
     if ("refused" in result) throw new Error(`upgrade refused: ${result.refused.status} ${JSON.stringify(result.refused.body)}`);
     return result.client;
   }
@@ -519,5 +519,30 @@ describe("per-address connection limit", () => {
     expect((await admitted.hello()).nonce).toBeTruthy();
     // The REST API is not subject to the WebSocket limit.
     expect((await api(server, "/api/v1/health")).status).toBe(200);
+  });
+});
+
+describe("connections waiting to log in: a cap for all addresses together", () => {
+  const CAP = 4;
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({ tls: "off", extraToml: `max_conns_before_login = ${CAP}` });
+  });
+  afterAll(async () => {
+    await closeAllClients();
+    await server?.stop();
+  });
+
+  it(`closes connection ${CAP + 1} (each from its own address) at once, saying why, and admits one after another logs in`, async () => {
+    const url = wsUrl(server);
+    const held = await Promise.all(Array.from({ length: CAP }, (_, i) => RawClient.connect(url, `127.0.0.${i + 1}`)));
+    await Promise.all(held.map((client) => client.hello()));
+    const extra = await RawClient.connect(url, `127.0.0.${CAP + 1}`);
+    expect(await extra.closedWith()).toEqual({ code: CloseCode.busy, reason: `${CAP} connections already wait to log in (limit ${CAP})` });
+
+    const identity = generateIdentity();
+    expect(await held[0]!.login("first", USER_TOKEN, identity)).toMatchObject({ ok: true });
+    const next = await RawClient.connect(url, `127.0.0.${CAP + 2}`);
+    expect(await next.login("next", USER_TOKEN, generateIdentity())).toMatchObject({ ok: true });
   });
 });

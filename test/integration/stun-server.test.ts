@@ -24,6 +24,11 @@ import { freePort, freeUdpPorts, runToEnd, startServer, waitFor } from "../helpe
 const PRIMARY = "127.0.0.1";
 const ALT = "127.0.0.2";
 const NO_REPLY_WAIT_MS = 300;
+/** The TCP deadline of the server these tests start, and a drip faster than it (each byte would reset an idle timer). */
+const STUN_TCP_TEST_DEADLINE_MS = 300;
+const STUN_DRIP_INTERVAL_MS = 100;
+/** A request announcing this much, dripped at STUN_DRIP_INTERVAL_MS, would take 20 s to arrive. */
+const DRIPPED_REQUEST_BODY_BYTES = 200;
 
 interface Reply {
   message: StunMessage;
@@ -103,7 +108,7 @@ describe("STUN server with an alternate IP", () => {
   let u1: number, u2: number, t1: number, t2: number;
 
   beforeAll(async () => {
-    server = await startStunServer(base({ tcpIdleTimeoutMs: 300 }));
+    server = await startStunServer(base({ tcpDeadlineMs: STUN_TCP_TEST_DEADLINE_MS }));
     [u1, u2] = server.udpPorts;
     [t1, t2] = server.tcpPorts;
     client = await udpClient();
@@ -248,7 +253,7 @@ describe("STUN server with an alternate IP", () => {
     const tooLong = Buffer.from(bindingRequest());
     tooLong.writeUInt16BE(4000, 2);
     expect((await tcpExchange(t1, [tooLong])).received).toEqual(Buffer.alloc(0));
-    const idle = await tcpExchange(t1, [bindingRequest().subarray(0, 10)]); // closed by the 300 ms idle timeout
+    const idle = await tcpExchange(t1, [bindingRequest().subarray(0, 10)]); // closed at the 300 ms deadline
     expect(idle).toMatchObject({ serverClosedFirst: true, received: Buffer.alloc(0) });
     const held: Socket[] = [];
     for (let i = 0; i < 4; i++) {
@@ -265,6 +270,24 @@ describe("STUN server with an alternate IP", () => {
       return received.length > 0 && decodeStun(received);
     }, 5_000);
     expect(answered.cls).toBe("success");
+  });
+
+  it("TCP: a request dripped a byte at a time is closed at the deadline, which counts from the accept", async () => {
+    const dripped = Buffer.from(bindingRequest());
+    dripped.writeUInt16BE(DRIPPED_REQUEST_BODY_BYTES, 2);
+    const socket = connect({ host: PRIMARY, port: t1 });
+    socket.on("error", () => {});
+    await new Promise((done) => socket.once("connect", done));
+    const opened = Date.now();
+    socket.write(dripped);
+    const drip = setInterval(() => !socket.destroyed && socket.write(Buffer.from([0])), STUN_DRIP_INTERVAL_MS);
+    try {
+      await waitFor("the server to close the dripping connection", () => socket.destroyed || socket.readyState === "closed", STUN_TCP_TEST_DEADLINE_MS + 3_000, 20);
+      expect(Date.now() - opened).toBeLessThan(STUN_TCP_TEST_DEADLINE_MS + 3_000);
+    } finally {
+      clearInterval(drip);
+      socket.destroy();
+    }
   });
 
   it.skipIf(STUN_CLIENT_MISSING)("Debian's stun client (package stun-client) classifies loopback as Open against it", async () => {

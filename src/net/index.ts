@@ -1,0 +1,1 @@
+export { PreAuthPool, type PreAuthLimits, type PreAuthSlot } from "./preauth.ts";
