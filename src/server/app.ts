@@ -6,6 +6,7 @@ import { safeEqualText } from "../crypto/index.ts";
 import { adminCredentialSource, type AdminCredential } from "./admin.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
+import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
 import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
@@ -18,6 +19,7 @@ export interface AppInit {
   registry: Registry;
   nodes: NodeStore;
   guard: AddressGuard;
+  failedLogins: FailedLogins;
   audit: AuditLog;
   trustedRelays: TrustedRelays;
   version: string;
@@ -82,6 +84,11 @@ export function createApp(init: AppInit): Hono<Env> {
     async (c, next) => {
       const remote = c.env.requestIP(c.req.raw);
       if (!remote) return c.json({ error: "cannot tell the client address" }, 400);
+      const slowed = init.failedLogins.addressWait(remote.address);
+      if (slowed) {
+        c.header("Retry-After", String(waitSeconds(slowed)));
+        return c.json({ error: `${slowed.reason}; retry in ${waitSeconds(slowed)} s` }, 429);
+      }
       const admitted = init.guard.admit(remote.address);
       if (!admitted.ok) {
         c.header("Retry-After", String(admitted.retryAfterS));

@@ -16,6 +16,7 @@ import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_F
 import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
+import { FailedLogins } from "./failed-logins.ts";
 import { NodeStore } from "./nodes.ts";
 import { autoApproveList, PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
@@ -127,6 +128,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     logger,
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
+  const failedLogins = new FailedLogins(logger);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
@@ -141,6 +143,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     autoApprove: autoApproveList(init.auto_approve),
     pairing: new PairingBook(init.pairing_expiry_s * 1000),
     guard,
+    failedLogins,
     audit,
     acl: init.acl,
     tagsOf: (user, name) => nodes.tagsOf(user, name),
@@ -149,7 +152,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
+  const app = createApp({ hub, registry, nodes, guard, failedLogins, audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
