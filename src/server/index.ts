@@ -6,6 +6,7 @@ import { websocket } from "hono/bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
+import { cidrMatcher } from "../net/index.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
 import { RelayBroker } from "./broker.ts";
@@ -73,6 +74,8 @@ export interface ServerInit {
   /** CIDRs whose new nodes are approved at once. */
   auto_approve: string[];
   pairing_expiry_s: number;
+  /** CIDRs of reverse proxies whose X-Forwarded-For names the client that limits count. */
+  trusted_proxies?: string[];
 }
 
 export interface RunningServer {
@@ -152,7 +155,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, failedLogins, audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
+  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({

@@ -134,11 +134,12 @@ export class SignalHub {
     return a.user === b.user && this.acl.check(a.user, a.name, b.name).allowed && this.acl.check(b.user, b.name, a.name).allowed;
   }
 
-  open(socket: SocketLike, address: string, port: number): Connection {
+  /** A new connection from `address` (a port when it is the direct peer's, none when a proxy forwarded it). */
+  open(socket: SocketLike, address: string, port?: number): Connection {
     const connection: Connection = {
       socket,
       address,
-      remote: address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
+      remote: port === undefined ? address : address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
       nonce: randomBytes(24).toString("base64url"),
       badMessages: 0,
       rateTokens: MESSAGES_PER_SECOND_LIMIT * 2,
