@@ -6,7 +6,7 @@ import { websocket } from "hono/bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
-import { cidrMatcher } from "../net/index.ts";
+import { cidrMatcher, isLoopback } from "../net/index.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
 import { RelayBroker } from "./broker.ts";
@@ -103,8 +103,16 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     init.trusted_relays,
     users.map((user) => user.name),
   );
+  const listenIp = isIP(init.listen) ? init.listen : (await lookup(init.listen)).address;
+  if (!tls && !isLoopback(listenIp))
+    logger.warn(
+      `tls = "off" on a non-loopback address (${init.listen}): logins cross the network in the clear, and a captured login (nonce and proof) ` +
+        `lets an attacker test token guesses offline, at no cost and unseen; a weak token (one derived from a guessable password with ` +
+        `"inp2ps token") falls in seconds. Serve TLS (tls = "auto", or tls_cert/tls_key), or listen on 127.0.0.1 behind a TLS proxy; ` +
+        `keep tokens long and random (as inp2ps generates them)`,
+    );
   const stun = await startStunServer({
-    primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
+    primaryIp: init.stun_ip ?? listenIp,
     altIp: init.stun_alt_ip,
     udpPorts: [init.stun_udp1, init.stun_udp2],
     tcpPorts: [init.stun_tcp1, init.stun_tcp2],
