@@ -63,6 +63,10 @@ describe("failed logins", () => {
     expect(logged[0]).toBe(1);
     logged.slice(1).forEach((wait, i) => expect(wait).toBe(logged[i]! * 2));
     expect(server.proc.output).toMatch(new RegExp(`address=127\\.0\\.0\\.2 failures=${FREE_FAILED_LOGINS + 1} waitS=1`));
+    // The refusals themselves are logged once per window, not once per guess.
+    const refusalLines = server.proc.output.split("\n").filter((line) => line.includes("login refused: bad token"));
+    expect(refusalLines.length).toBeGreaterThanOrEqual(1);
+    expect(refusalLines.length).toBeLessThan(answered.length);
 
     const honest = await SignalClient.attempt(server, { localAddress: "127.0.0.3" });
     expect("client" in honest).toBe(true);
