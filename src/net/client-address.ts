@@ -55,7 +55,8 @@ export function cidrMatcher(cidrs: readonly string[]): (address: string) => bool
   };
 }
 
-export type ClientAddress = { address: string } | { error: string };
+/** The client's address, and whether a trusted proxy forwarded it (then the port seen is the proxy's). */
+export type ClientAddress = { address: string; forwarded: boolean } | { error: string };
 
 /**
  * The client behind `peer`: `peer` itself unless it is a trusted proxy; then the right-most entry of
@@ -64,7 +65,7 @@ export type ClientAddress = { address: string } | { error: string };
  */
 export function clientAddress(peer: string, forwardedFor: string | null | undefined, trusted: (address: string) => boolean): ClientAddress {
   let address = plainAddress(peer);
-  if (!trusted(address) || !forwardedFor) return { address };
+  if (!trusted(address) || !forwardedFor) return { address, forwarded: false };
   const hops = forwardedFor.split(",").map((hop) => hop.trim());
   for (let i = hops.length - 1; i >= 0 && trusted(address); i--) {
     const hop = hops[i]!;
@@ -72,5 +73,5 @@ export function clientAddress(peer: string, forwardedFor: string | null | undefi
       return { error: `X-Forwarded-For entry "${hop.slice(0, 64)}" (from trusted proxy ${address}) is not an IP address` };
     address = plainAddress(hop);
   }
-  return { address };
+  return { address, forwarded: true };
 }

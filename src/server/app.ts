@@ -89,8 +89,7 @@ export function createApp(init: AppInit): Hono<Env> {
       if (!peer) return c.json({ error: "cannot tell the client address" }, 400);
       const client = clientAddress(peer.address, c.req.header("x-forwarded-for"), init.trustedProxies);
       if ("error" in client) return c.json({ error: client.error }, 400);
-      // A forwarded client's port is unknown: the one seen is the proxy's.
-      const remote = { address: client.address, port: client.address === peer.address ? peer.port : undefined };
+      const remote = { address: client.address, port: client.forwarded ? undefined : peer.port };
       const slowed = init.failedLogins.addressWait(remote.address);
       if (slowed) {
         c.header("Retry-After", String(waitSeconds(slowed)));

@@ -30,22 +30,22 @@ describe("clientAddress: the client behind a trusted proxy", () => {
   const trusted = cidrMatcher(["10.0.0.0/8", "fd00::/8"]);
 
   it("is the direct peer when that is no trusted proxy, whatever X-Forwarded-For says", () => {
-    expect(clientAddress("203.0.113.5", "198.51.100.7", trusted)).toEqual({ address: "203.0.113.5" });
-    expect(clientAddress("::ffff:203.0.113.5", "10.1.1.1", trusted)).toEqual({ address: "203.0.113.5" });
+    expect(clientAddress("203.0.113.5", "198.51.100.7", trusted)).toEqual({ address: "203.0.113.5", forwarded: false });
+    expect(clientAddress("::ffff:203.0.113.5", "10.1.1.1", trusted)).toEqual({ address: "203.0.113.5", forwarded: false });
   });
 
   it("is the right-most X-Forwarded-For entry that is not a trusted proxy", () => {
-    expect(clientAddress("10.0.0.2", "198.51.100.7", trusted)).toEqual({ address: "198.51.100.7" });
+    expect(clientAddress("10.0.0.2", "198.51.100.7", trusted)).toEqual({ address: "198.51.100.7", forwarded: true });
     // The client wrote 1.2.3.4 itself; the proxies appended what they saw.
-    expect(clientAddress("10.0.0.2", "1.2.3.4, 198.51.100.7, 10.0.0.9", trusted)).toEqual({ address: "198.51.100.7" });
-    expect(clientAddress("fd00::2", "2001:db8::7,fd00::3", trusted)).toEqual({ address: "2001:db8::7" });
+    expect(clientAddress("10.0.0.2", "1.2.3.4, 198.51.100.7, 10.0.0.9", trusted)).toEqual({ address: "198.51.100.7", forwarded: true });
+    expect(clientAddress("fd00::2", "2001:db8::7,fd00::3", trusted)).toEqual({ address: "2001:db8::7", forwarded: true });
     // Every hop a trusted proxy: the left-most is as near the client as we can know.
-    expect(clientAddress("10.0.0.2", "10.0.0.3, 10.0.0.4", trusted)).toEqual({ address: "10.0.0.3" });
+    expect(clientAddress("10.0.0.2", "10.0.0.3, 10.0.0.4", trusted)).toEqual({ address: "10.0.0.3", forwarded: true });
   });
 
   it("is the proxy itself when it forwards no header", () => {
-    expect(clientAddress("10.0.0.2", undefined, trusted)).toEqual({ address: "10.0.0.2" });
-    expect(clientAddress("10.0.0.2", "", trusted)).toEqual({ address: "10.0.0.2" });
+    expect(clientAddress("10.0.0.2", undefined, trusted)).toEqual({ address: "10.0.0.2", forwarded: false });
+    expect(clientAddress("10.0.0.2", "", trusted)).toEqual({ address: "10.0.0.2", forwarded: false });
   });
 
   it("is an error naming the entry when a trusted hop forwarded something that is no IP address", () => {
@@ -54,6 +54,6 @@ describe("clientAddress: the client behind a trusted proxy", () => {
   });
 
   it("trusts nothing with no trusted proxies", () => {
-    expect(clientAddress("10.0.0.2", "198.51.100.7", cidrMatcher([]))).toEqual({ address: "10.0.0.2" });
+    expect(clientAddress("10.0.0.2", "198.51.100.7", cidrMatcher([]))).toEqual({ address: "10.0.0.2", forwarded: false });
   });
 });
