@@ -13,8 +13,9 @@ export type Json = Record<string, any>;
 export type Refused = { status: number; retryAfter?: string; body: string };
 const WAIT_MS = 5_000;
 
-export function wsUrl(server: ServerHandle): string {
-  return `${server.fingerprint ? "wss" : "ws"}://127.0.0.1:${server.port}/ws`;
+/** The server's WebSocket URL, at 127.0.0.1 unless another host (an IPv6 one in brackets) is given. */
+export function wsUrl(server: ServerHandle, host = "127.0.0.1"): string {
+  return `${server.fingerprint ? "wss" : "ws"}://${host}:${server.port}/ws`;
 }
 
 export class SignalClient {
@@ -32,8 +33,9 @@ export class SignalClient {
    * Opens a WebSocket, from `localAddress` (any 127.x.y.z on loopback) and with extra request headers
    * when given; resolves with the client, or with the server's HTTP refusal of the upgrade.
    */
-  static attempt(server: ServerHandle, options: { localAddress?: string; headers?: Record<string, string> } = {}): Promise<{ client: SignalClient } | { refused: Refused }> {
-    const socket = new WebSocket(wsUrl(server), { rejectUnauthorized: false, handshakeTimeout: WAIT_MS, perMessageDeflate: false, ...options });
+  static attempt(server: ServerHandle, options: { host?: string; localAddress?: string; headers?: Record<string, string> } = {}): Promise<{ client: SignalClient } | { refused: Refused }> {
+    const { host, ...wsOptions } = options;
+    const socket = new WebSocket(wsUrl(server, host), { rejectUnauthorized: false, handshakeTimeout: WAIT_MS, perMessageDeflate: false, ...wsOptions });
     const client = new SignalClient(socket);
     return new Promise((resolve, reject) => {
       socket.once("open", () => resolve({ client }));

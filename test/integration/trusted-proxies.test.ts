@@ -1,6 +1,7 @@
 // Limits behind a reverse proxy and over IPv6: a real inp2ps on 127.0.0.1 that trusts 127.0.0.1/32 as
 // its proxy counts the client each X-Forwarded-For names (an IPv6 client by its /64); one that trusts
 // no proxy, or a peer outside the trusted list, is counted by its own address whatever it sends.
+import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, startServer, type ServerHandle } from "../helpers/processes.ts";
 import { SignalClient, type Refused } from "../helpers/signal-client.ts";
@@ -83,6 +84,33 @@ describe("with no trusted proxy", () => {
   it("ignores X-Forwarded-For: every connection from 127.0.0.1 counts as 127.0.0.1", async () => {
     for (let i = 0; i < MAX_CONNS_PER_IP; i++) await held(server, `198.51.100.${i + 1}`);
     await expectRefused(open(server, "198.51.100.99"), 429, /too many connections from this address/);
+    closeAll();
+  });
+});
+
+const HAS_IPV6_LOOPBACK = Object.values(networkInterfaces()).flat().some((a) => a?.internal && a.family === "IPv6" && a.address === "::1");
+
+describe.skipIf(!HAS_IPV6_LOOPBACK)("on ::1 (skipped when this machine has no IPv6 loopback)", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({ tls: "off", listen: "::1", maxConnsPerIp: MAX_CONNS_PER_IP });
+  });
+  afterAll(async () => {
+    closeAll();
+    await server?.stop();
+  });
+
+  it("counts IPv6 clients by their /64, logs them in, and does not warn about plain ws on loopback", async () => {
+    const clients = [];
+    for (let i = 0; i < MAX_CONNS_PER_IP; i++) {
+      const result = await SignalClient.attempt(server, { host: "[::1]" });
+      if ("refused" in result) throw new Error(`refused: ${result.refused.status} ${result.refused.body}`);
+      opened.add(result.client);
+      clients.push(result.client);
+    }
+    await expectRefused(SignalClient.attempt(server, { host: "[::1]" }), 429, /too many connections from this address/);
+    expect(await clients[0]!.login("v6-node", server.token)).toMatchObject({ ok: true, result: { address: expect.stringMatching(/^\[::1\]:\d+$/) } });
+    expect(server.proc.output).not.toMatch(/captured login/);
     closeAll();
   });
 });
