@@ -121,6 +121,8 @@ const ADMIN_CLOSES: ReadonlySet<number> = new Set([CloseCode.pairingRejected, Cl
 
 /** Adds what to do to the errors a misconfigured TLS setting produces. */
 function explainConnectError(message: string, insecure: boolean): string {
+  if (/Unexpected server response: 429/.test(message))
+    return `${message} (the server slows this address down after failed logins, bad messages or too many connections; check this node's token)`;
   if (/WRONG_VERSION_NUMBER|wrong version number/i.test(message))
     return `${message} (the server does not speak TLS on this port; if it runs with tls = "off", use --insecure)`;
   if (insecure && /socket hang up|ECONNRESET/i.test(message))

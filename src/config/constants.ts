@@ -62,6 +62,7 @@ export const MAX_EXPOSE_ENTRIES = 256;
 export const MAX_SDWAN_RESERVE_HOURS = 87_600;
 export const MAX_PAIRING_EXPIRY_S = 30 * 86_400;
 export const MAX_AUTO_APPROVE_CIDRS = 256;
+export const MAX_TRUSTED_PROXY_CIDRS = 256;
 export const MIN_RECONNECT_DELAY_MS = 100;
 export const MAX_RECONNECT_DELAY_MS = 3_600_000;
 export const MAX_UINT64 = 18_446_744_073_709_551_615n;

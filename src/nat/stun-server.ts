@@ -1,7 +1,7 @@
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import type { Logger } from "../log/index.ts";
-import { PreAuthPool } from "../net/index.ts";
+import { limitKey, PreAuthPool } from "../net/index.ts";
 import {
   addressAttribute,
   decodeStun,
@@ -28,9 +28,11 @@ import {
 //
 // Amplification: a minimal Binding request is 20 bytes; the IPv4 answer with an alternate address is
 // about 84 bytes (4x), an IPv6 one up to about 150 (7x). That is why every answer is charged to the
-// source IP's token bucket: a spoofed source can be sent at most the burst, then the rate, per server.
+// source's token bucket: a spoofed source can be sent at most the burst, then the rate, per UDP socket.
+// A source is an IPv4 address or an IPv6 /64. Buckets are per protocol and per socket, so that packets
+// spoofed from a victim's address to one port cannot starve its probes over TCP or to the other ports.
 
-/** Answers per second one source IP may get (UDP and TCP together). */
+/** Answers per second one source may get from one socket (UDP and TCP each, per IP and port). */
 export const DEFAULT_STUN_RESPONSES_PER_SECOND_PER_SOURCE = 20;
 /** Bucket size, as a multiple of the per-second rate. */
 export const STUN_RESPONSE_BURST_FACTOR = 2;
@@ -80,7 +82,7 @@ export class StunServerError extends Error {
   }
 }
 
-/** Token bucket per source IP. Map order is kept as least recently seen first, so eviction is O(1). */
+/** Token bucket per key (a source, with the socket it reached). Map order is least recently seen first, so eviction is O(1). */
 export class SourceRateLimiter {
   private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
 
@@ -136,7 +138,7 @@ class Responder {
     }
     if (request.cls !== "request") return { drop: `a ${request.cls}, not a request` };
     if (readAttribute(request, StunAttr.FINGERPRINT) && !verifyFingerprint(packet)) return { drop: "FINGERPRINT does not match" };
-    if (!this.limiter.take(client.address)) return { drop: "over the per-source answer rate" };
+    if (!this.limiter.take(`${transport} ${at.ip}:${ports[at.port]} ${limitKey(client.address)}`)) return { drop: "over the per-source answer rate" };
     const reply = (bytes: Buffer, from: Cell = at) => ({ reply: bytes, from });
     if (request.method !== STUN_BINDING_METHOD) return reply(this.error(request, 400, "Bad Request: only Binding is served"));
     const unknown = request.attributes.filter((a) => a.type < 0x8000 && !UNDERSTOOD.has(a.type)).map((a) => a.type);

@@ -1,1 +1,2 @@
 export { PreAuthPool, type PreAuthLimits, type PreAuthSlot } from "./preauth.ts";
+export { cidrMatcher, clientAddress, IPV6_LIMIT_PREFIX_BITS, isLoopback, limitKey, plainAddress, type ClientAddress } from "./client-address.ts";

@@ -1,8 +1,9 @@
 import type { Socket } from "node:net";
+import { limitKey } from "./client-address.ts";
 
 // Strangers' connections before they prove anything (a relay hello, a peer handshake, a STUN request):
 // each is held at most `deadlineMs` from its accept however it trickles bytes (an idle timer would be
-// reset by every byte), one address holds at most `maxPerAddress` of them, and all together at most
+// reset by every byte), one address (an IPv6 /64) holds at most `maxPerAddress` of them, and all together at most
 // `maxTotal`. A connection leaves the pool when it authenticates or closes.
 
 export interface PreAuthLimits {
@@ -34,7 +35,7 @@ export class PreAuthPool {
    * authenticated by the deadline gets `onDeadline`, which must close it (default: destroy it).
    */
   admit(socket: Socket, onDeadline: () => void = () => socket.destroy()): PreAuthSlot | { refused: string } {
-    const address = socket.remoteAddress ?? "";
+    const address = limitKey(socket.remoteAddress ?? ""); // an IPv6 client counts per /64
     const held = this.perAddress.get(address) ?? 0;
     if (held >= this.limits.maxPerAddress) return { refused: `this address already has ${held} connections waiting to authenticate (limit ${this.limits.maxPerAddress})` };
     if (this.sockets.size >= this.limits.maxTotal) return { refused: `${this.sockets.size} connections already wait to authenticate (limit ${this.limits.maxTotal})` };

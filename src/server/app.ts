@@ -3,9 +3,11 @@ import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
+import { clientAddress } from "../net/index.ts";
 import { adminCredentialSource, type AdminCredential } from "./admin.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
+import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
 import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
@@ -18,6 +20,9 @@ export interface AppInit {
   registry: Registry;
   nodes: NodeStore;
   guard: AddressGuard;
+  failedLogins: FailedLogins;
+  /** Whether a direct peer is a trusted reverse proxy (trusted_proxies), whose X-Forwarded-For names the client. */
+  trustedProxies(address: string): boolean;
   audit: AuditLog;
   trustedRelays: TrustedRelays;
   version: string;
@@ -80,8 +85,16 @@ export function createApp(init: AppInit): Hono<Env> {
   app.get(
     WS_PATH,
     async (c, next) => {
-      const remote = c.env.requestIP(c.req.raw);
-      if (!remote) return c.json({ error: "cannot tell the client address" }, 400);
+      const peer = c.env.requestIP(c.req.raw);
+      if (!peer) return c.json({ error: "cannot tell the client address" }, 400);
+      const client = clientAddress(peer.address, c.req.header("x-forwarded-for"), init.trustedProxies);
+      if ("error" in client) return c.json({ error: client.error }, 400);
+      const remote = { address: client.address, port: client.forwarded ? undefined : peer.port };
+      const slowed = init.failedLogins.addressWait(remote.address);
+      if (slowed) {
+        c.header("Retry-After", String(waitSeconds(slowed)));
+        return c.json({ error: `${slowed.reason}; retry in ${waitSeconds(slowed)} s` }, 429);
+      }
       const admitted = init.guard.admit(remote.address);
       if (!admitted.ok) {
         c.header("Retry-After", String(admitted.retryAfterS));
@@ -93,7 +106,7 @@ export function createApp(init: AppInit): Hono<Env> {
       if (c.res.status !== 101 && c.res.status !== 200) init.guard.release(remote.address);
     },
     upgradeWebSocket((c) => {
-      const remote = c.get("remote" as never) as { address: string; port: number };
+      const remote = c.get("remote" as never) as { address: string; port?: number };
       let connection: Connection | undefined;
       return {
         onOpen: (_event, ws) => {

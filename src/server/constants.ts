@@ -23,3 +23,14 @@ export const PAIRING_REQUESTS_PER_WINDOW = 10;
 export const PAIRING_RATE_WINDOW_MS = 60_000;
 /** Bound on the client addresses whose recent pairing requests are remembered. */
 export const MAX_PAIRING_ADDRESSES_TRACKED = 10_000;
+/** Wrong tokens a client address (an IPv6 /64) or a node name may send before its logins are slowed. */
+export const FREE_FAILED_LOGINS = 3;
+/** The first wait after the free failures; each further failure doubles it, up to the maximum. */
+export const FAILED_LOGIN_FIRST_DELAY_MS = 1_000;
+export const FAILED_LOGIN_MAX_DELAY_MS = 60_000;
+/** A key's failures are forgotten after this long without one. */
+export const FAILED_LOGIN_MEMORY_MS = 15 * 60_000;
+/** Bound on the addresses and on the names whose failed logins are remembered (least recent forgotten first). */
+export const MAX_FAILED_LOGIN_KEYS = 10_000;
+/** Refused logins a stranger can cause (wrong token, slowed) are logged once per this window, with a count. */
+export const LOGIN_REFUSAL_LOG_WINDOW_MS = 10_000;

@@ -1,8 +1,9 @@
+import { limitKey } from "../net/index.ts";
 import { ABUSE_PENALTY_MS, MAX_PENALISED_ADDRESSES } from "./constants.ts";
 
 export type AdmitResult = { ok: true } | { ok: false; status: 429; reason: string; retryAfterS: number };
 
-/** Bounds what one address can make the server hold: open connections, and a penalty for abusers. */
+/** Bounds what one client (an address, an IPv6 /64) can make the server hold: open connections, and a penalty for abusers. */
 export class AddressGuard {
   private readonly open = new Map<string, number>();
   private readonly penalisedUntil = new Map<string, number>();
@@ -12,7 +13,8 @@ export class AddressGuard {
     private readonly now: () => number = Date.now,
   ) {}
 
-  admit(address: string): AdmitResult {
+  admit(client: string): AdmitResult {
+    const address = limitKey(client);
     const until = this.penalisedUntil.get(address);
     if (until !== undefined) {
       const remainingMs = until - this.now();
@@ -27,13 +29,15 @@ export class AddressGuard {
     return { ok: true };
   }
 
-  release(address: string): void {
+  release(client: string): void {
+    const address = limitKey(client);
     const count = (this.open.get(address) ?? 1) - 1;
     if (count <= 0) this.open.delete(address);
     else this.open.set(address, count);
   }
 
-  penalise(address: string): void {
+  penalise(client: string): void {
+    const address = limitKey(client);
     if (this.penalisedUntil.size >= MAX_PENALISED_ADDRESSES) {
       const oldest = this.penalisedUntil.keys().next().value;
       if (oldest !== undefined) this.penalisedUntil.delete(oldest);

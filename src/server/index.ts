@@ -6,6 +6,7 @@ import { websocket } from "hono/bun";
 import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
+import { cidrMatcher, isLoopback } from "../net/index.ts";
 import { CloseCode } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
 import { RelayBroker } from "./broker.ts";
@@ -16,6 +17,7 @@ import { HEARTBEAT_SWEEP_INTERVAL_MS, WS_BACKPRESSURE_LIMIT_BYTES, WS_HARD_MAX_F
 import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
+import { FailedLogins } from "./failed-logins.ts";
 import { NodeStore } from "./nodes.ts";
 import { autoApproveList, PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
@@ -74,6 +76,8 @@ export interface ServerInit {
   /** CIDRs whose new nodes are approved at once. */
   auto_approve: string[];
   pairing_expiry_s: number;
+  /** CIDRs of reverse proxies whose X-Forwarded-For names the client that limits count. */
+  trusted_proxies?: string[];
 }
 
 export interface RunningServer {
@@ -101,8 +105,16 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     init.trusted_relays,
     users.map((user) => user.name),
   );
+  const listenIp = isIP(init.listen) ? init.listen : (await lookup(init.listen)).address;
+  if (!tls && !isLoopback(listenIp))
+    logger.warn(
+      `tls = "off" on a non-loopback address (${init.listen}): logins cross the network in the clear, and a captured login (nonce and proof) ` +
+        `lets an attacker test token guesses offline, at no cost and unseen; a weak token (one derived from a guessable password with ` +
+        `"inp2ps token") falls in seconds. Serve TLS (tls = "auto", or tls_cert/tls_key), or listen on 127.0.0.1 behind a TLS proxy; ` +
+        `keep tokens long and random (as inp2ps generates them)`,
+    );
   const stun = await startStunServer({
-    primaryIp: init.stun_ip ?? (isIP(init.listen) ? init.listen : (await lookup(init.listen)).address),
+    primaryIp: init.stun_ip ?? listenIp,
     altIp: init.stun_alt_ip,
     udpPorts: [init.stun_udp1, init.stun_udp2],
     tcpPorts: [init.stun_tcp1, init.stun_tcp2],
@@ -129,6 +141,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     logger,
   });
   const guard = new AddressGuard(init.max_conns_per_ip);
+  const failedLogins = new FailedLogins(logger);
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
@@ -144,6 +157,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     pairing: new PairingBook(init.pairing_expiry_s * 1000),
     guard,
     maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,
+    failedLogins,
     audit,
     acl: init.acl,
     tagsOf: (user, name) => nodes.tagsOf(user, name),
@@ -152,7 +166,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
+  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({

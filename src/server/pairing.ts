@@ -1,4 +1,4 @@
-import { BlockList, isIPv6 } from "node:net";
+import { cidrMatcher } from "../net/index.ts";
 import { CloseCode, type LoginRequest } from "../protocol/index.ts";
 import { MAX_PAIRING_ADDRESSES_TRACKED, MAX_PENDING_PER_USER, PAIRING_RATE_WINDOW_MS, PAIRING_REQUESTS_PER_WINDOW } from "./constants.ts";
 
@@ -23,17 +23,7 @@ export type PairingRefusal = { code: "TOO_MANY_PENDING" | "PAIRING_RATE_LIMITED"
 const keyOf = (user: string, node: string) => `${user}/${node}`;
 
 /** A client address in `auto_approve` ("local trust"), IPv4-mapped IPv6 taken as IPv4. */
-export function autoApproveList(cidrs: readonly string[]): (address: string) => boolean {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [network, prefix] = cidr.split("/");
-    list.addSubnet(network!, Number(prefix), isIPv6(network!) ? "ipv6" : "ipv4");
-  }
-  return (address) => {
-    const plain = address.replace(/^::ffff:(?=\d+\.)/, "");
-    return cidrs.length > 0 && list.check(plain, isIPv6(plain) ? "ipv6" : "ipv4");
-  };
-}
+export const autoApproveList = cidrMatcher;
 
 /**
  * Pending pairing requests, one per user and node name (a newer login of the name replaces an older

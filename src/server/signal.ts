@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { loginProof, loginTranscript, safeEqual, verifyIdentitySignature } from "../crypto/index.ts";
-import type { Logger } from "../log/index.ts";
+import { RepeatedWarnings, type Logger } from "../log/index.ts";
+import { limitKey } from "../net/index.ts";
 import {
   approveCommand,
   CloseCode,
@@ -15,12 +16,13 @@ import {
   type ResponseMessage,
   type ServerMessage,
 } from "../protocol/index.ts";
-import { COORDINATION_LEAD_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
+import { COORDINATION_LEAD_MS, LOGIN_REFUSAL_LOG_WINDOW_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
 import { Acl, aclDenialMessage, type AclDecision, type AclRule, type TagsOf } from "./acl.ts";
 import type { RelayBroker } from "./broker.ts";
 import type { SdwanHub } from "./sdwan.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
+import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
 import type { PairingBook, PairingRequest } from "./pairing.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -98,6 +100,7 @@ export interface SignalHubInit {
   guard: AddressGuard;
   /** Connections that have not logged in yet, all addresses together (the guard bounds each address's share). */
   maxConnectionsBeforeLogin: number;
+  failedLogins: FailedLogins;
   audit: AuditLog;
   /** [[server.acl]]; default none: every node of a user may link to every other. */
   acl?: readonly AclRule[];
@@ -114,9 +117,12 @@ export class SignalHub {
   private readonly acl: Acl;
   /** Connections whose login timer runs. */
   private waitingForLogin = 0;
+  /** Refused logins any stranger can cause (a wrong token, a slowed one), logged once per window. */
+  private readonly strangerRefusals: RepeatedWarnings;
 
   constructor(private readonly init: SignalHubInit) {
     this.acl = new Acl(init.acl, init.tagsOf);
+    this.strangerRefusals = new RepeatedWarnings(init.logger, LOGIN_REFUSAL_LOG_WINDOW_MS);
   }
 
   /** The ACL's outcome for `user`'s nodes may have changed (tags): SDWAN members get their maps anew. */
@@ -132,11 +138,12 @@ export class SignalHub {
     return a.user === b.user && this.acl.check(a.user, a.name, b.name).allowed && this.acl.check(b.user, b.name, a.name).allowed;
   }
 
-  open(socket: SocketLike, address: string, port: number): Connection {
+  /** A new connection from `address` (a port when it is the direct peer's, none when a proxy forwarded it). */
+  open(socket: SocketLike, address: string, port?: number): Connection {
     const connection: Connection = {
       socket,
       address,
-      remote: address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
+      remote: port === undefined ? address : address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
       nonce: randomBytes(24).toString("base64url"),
       badMessages: 0,
       rateTokens: MESSAGES_PER_SECOND_LIMIT * 2,
@@ -389,9 +396,15 @@ export class SignalHub {
     if (connection.session || connection.waiting)
       throw new ProtocolError("ALREADY_LOGGED_IN", `already logged in as ${connection.session?.name ?? connection.pairing?.node}`);
     const { node, publicKey } = request;
+    // Looked at before the proof, so that a slowed guesser learns nothing from its guess.
+    const wait = this.init.failedLogins.loginWait(connection.address, node);
+    if (wait) throw this.loginRefused(connection, node, "RATE_LIMITED", `${wait.reason}; retry in ${waitSeconds(wait)} s`);
     const proof = Buffer.from(request.proof, "base64url");
     const user = this.init.users.find((u) => safeEqual(Buffer.from(loginProof(u.token, connection.nonce, node, publicKey), "base64url"), proof));
-    if (!user) throw this.loginRefused(connection, node, "BAD_TOKEN", "bad token");
+    if (!user) {
+      this.init.failedLogins.failed(connection.address, node);
+      throw this.loginRefused(connection, node, "BAD_TOKEN", "bad token");
+    }
     if (!verifyIdentitySignature(publicKey, loginTranscript(connection.nonce, node, publicKey), request.signature))
       throw this.loginRefused(connection, node, "BAD_SIGNATURE", "the signature does not match the node's identity key");
     const record = this.init.nodes.get(user.name, node);
@@ -424,7 +437,7 @@ export class SignalHub {
   private pend(connection: Connection, user: string, request: LoginRequest, replacesKey: string | undefined): LoginResult {
     const { node, publicKey } = request;
     const isNew = this.init.pairing.get(user, node)?.publicKey !== publicKey;
-    const filed = this.init.pairing.file({ user, node, publicKey, replacesKey, address: connection.remote, login: request }, connection.address);
+    const filed = this.init.pairing.file({ user, node, publicKey, replacesKey, address: connection.remote, login: request }, limitKey(connection.address));
     if ("code" in filed) throw this.loginRefused(connection, node, filed.code, filed.reason);
     filed.waiting?.close(CloseCode.replaced, "replaced by a newer login of the same node");
     const now = Date.now();
@@ -485,7 +498,8 @@ export class SignalHub {
   }
 
   private loginRefused(connection: Connection, node: string, code: ErrorCode, reason: string) {
-    this.init.logger.warn(`login refused: ${reason}`, { node, from: connection.remote });
+    if (code === "BAD_TOKEN" || code === "RATE_LIMITED") this.strangerRefusals.warn(code, `login refused: ${reason}`, { node, from: connection.remote });
+    else this.init.logger.warn(`login refused: ${reason}`, { node, from: connection.remote });
     // One attempt per connection: the nonce is spent. Close after the reply has been queued.
     queueMicrotask(() => connection.socket.close(CloseCode.loginRefused, `login refused: ${code}`));
     return new ProtocolError(code, `login refused: ${reason}`);

@@ -9,10 +9,13 @@ import { waitFor, type ServerHandle } from "./processes.ts";
 const WebSocket = require("../../node_modules/ws/lib/websocket.js") as typeof WsWebSocket;
 
 export type Json = Record<string, any>;
+/** The server's HTTP answer to an upgrade it refused. */
+export type Refused = { status: number; retryAfter?: string; body: string };
 const WAIT_MS = 5_000;
 
-export function wsUrl(server: ServerHandle): string {
-  return `${server.fingerprint ? "wss" : "ws"}://127.0.0.1:${server.port}/ws`;
+/** The server's WebSocket URL, at 127.0.0.1 unless another host (an IPv6 one in brackets) is given. */
+export function wsUrl(server: ServerHandle, host = "127.0.0.1"): string {
+  return `${server.fingerprint ? "wss" : "ws"}://${host}:${server.port}/ws`;
 }
 
 export class SignalClient {
@@ -26,27 +29,51 @@ export class SignalClient {
     socket.on("error", () => {}); // the close event reports what happened
   }
 
+  /**
+   * Opens a WebSocket, from `localAddress` (any 127.x.y.z on loopback) and with extra request headers
+   * when given; resolves with the client, or with the server's HTTP refusal of the upgrade.
+   */
+  static attempt(server: ServerHandle, options: { host?: string; localAddress?: string; headers?: Record<string, string> } = {}): Promise<{ client: SignalClient } | { refused: Refused }> {
+    const { host, ...wsOptions } = options;
+    const socket = new WebSocket(wsUrl(server, host), { rejectUnauthorized: false, handshakeTimeout: WAIT_MS, perMessageDeflate: false, ...wsOptions });
+    const client = new SignalClient(socket);
+    return new Promise((resolve, reject) => {
+      socket.once("open", () => resolve({ client }));
+      socket.once("unexpected-response", (_request, response) => {
+        let text = "";
+        response.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        response.on("end", () => {
+          socket.terminate();
+          resolve({ refused: { status: response.statusCode ?? 0, retryAfter: response.headers["retry-after"], body: text } });
+        });
+      });
+      socket.once("close", (code) => reject(new Error(`WebSocket closed (${code}) before opening`)));
+    });
+  }
+
   /** Connects and logs in as `node` of the user whose token is given; throws unless the login works. */
   static async online(server: ServerHandle, node: string, identity: Identity = generateIdentity(), token = server.token): Promise<SignalClient> {
-    const socket = new WebSocket(wsUrl(server), { rejectUnauthorized: false, handshakeTimeout: WAIT_MS, perMessageDeflate: false });
-    const client = new SignalClient(socket);
-    await new Promise<void>((done, fail) => {
-      socket.once("open", () => done());
-      socket.once("close", (code) => fail(new Error(`WebSocket closed (${code}) before opening`)));
-    });
-    const { nonce } = await client.waitMessage("hello", (m) => m.type === "hello");
-    const response = await client.request("login", {
+    const opened = await SignalClient.attempt(server);
+    if ("refused" in opened) throw new Error(`WebSocket upgrade refused: ${opened.refused.status} ${opened.refused.body}`);
+    const client = opened.client;
+    const response = await client.login(node, token, identity);
+    if (!response.ok) {
+      client.close();
+      throw new Error(`login of ${node} refused: ${JSON.stringify(response.error)}`);
+    }
+    return client;
+  }
+
+  /** Logs in as inp2pc does, on the nonce of the server's hello; resolves with the response (ok or not). */
+  async login(node: string, token: string, identity: Identity = generateIdentity()): Promise<Json> {
+    const { nonce } = await this.waitMessage("hello", (m) => m.type === "hello");
+    return this.request("login", {
       node,
       publicKey: identity.publicKey,
       proof: loginProof(token, nonce, node, identity.publicKey),
       signature: signWithIdentity(identity, loginTranscript(nonce, node, identity.publicKey)),
       version: "test-0",
     });
-    if (!response.ok) {
-      client.close();
-      throw new Error(`login of ${node} refused: ${JSON.stringify(response.error)}`);
-    }
-    return client;
   }
 
   waitMessage(what: string, match: (m: Json) => boolean, timeoutMs = WAIT_MS): Promise<Json> {

@@ -342,6 +342,8 @@ describe.concurrent("churn and refusals", () => {
     expectGrowingDelays(expect, retryDelays(c.output), 0.3, 2.4);
     expect(retryDelays(c.output).at(-1)).toBe(2.4);
     expect(c.output).not.toMatch(/logged in/);
+    // The server slows the guessing address down, and the client says what that may mean.
+    expect(c.output).toMatch(/429 \(the server slows this address down after failed logins.*check this node's token\)/);
   }, 45_000);
 
   it("a name pinned to another key: says so in words, with what to do (another name, or inp2ps forget)", async ({ expect, onTestFinished }) => {

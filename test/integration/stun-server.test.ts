@@ -355,6 +355,37 @@ describe("STUN rate limit", () => {
   });
 });
 
+describe("STUN rate buckets per protocol and per port", () => {
+  it("50 pps spoofed over UDP from a victim's address to one port leave the victim's TCP probe and other UDP port answered", async () => {
+    // A slow rate (1 a second), so that while the flood runs, its bucket is never the victim's to use.
+    const server = await startStunServer(base({ responsesPerSecondPerSource: 1 }));
+    const spoofed = await udpClient(PRIMARY);
+    const victim = await udpClient(PRIMARY);
+    const FLOOD_INTERVAL_MS = 20; // 50 packets a second
+    const FLOOD_MAX_PACKETS = 500; // bound, should the test hang
+    let sent = 0;
+    const send = () => sent < FLOOD_MAX_PACKETS && (sent++, spoofed.send(bindingRequest(), server.udpPorts[0], PRIMARY));
+    const started = Date.now();
+    for (let i = 0; i < 10; i++) send();
+    const flood = setInterval(send, FLOOD_INTERVAL_MS);
+    try {
+      await waitFor("the flood to be answered no more", () => spoofed.replies.length > 0 && sent >= 20, 5_000, 10);
+      const otherPort = await exchange(victim, bindingRequest(), server.udpPorts[1]);
+      expect(otherPort?.message.cls, "UDP on the other port").toBe("success");
+      const tcp = await tcpExchange(server.tcpPorts[0], [bindingRequest()]);
+      expect(tcp.received.length, "TCP on the flooded port number").toBeGreaterThan(0);
+      expect(decodeStun(tcp.received).cls).toBe("success");
+      // The flood itself got no more than its own bucket's burst and refill.
+      expect(spoofed.replies.length).toBeLessThanOrEqual(2 + Math.ceil((Date.now() - started) / 1000));
+    } finally {
+      clearInterval(flood);
+      spoofed.close();
+      victim.close();
+      await server.stop();
+    }
+  });
+});
+
 describe("STUN configuration", () => {
   it("refuses an alternate IP when the primary is a wildcard, and a second IP equal to the first", async () => {
     const wildcard = await startStunServer(base({ primaryIp: "0.0.0.0" })).catch((e) => e);

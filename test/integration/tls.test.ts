@@ -83,3 +83,28 @@ describe("--log-format json", () => {
     }
   });
 });
+
+describe('tls = "off"', () => {
+  const WARNING = /WARN .*tls = "off" on a non-loopback address.*captured login.*offline/;
+
+  it("served on a non-loopback address: inp2ps warns at start that a captured login allows offline guessing of weak tokens", async () => {
+    const server = await startServer({ tls: "off", listen: "0.0.0.0" });
+    try {
+      expect(server.proc.output).toMatch(WARNING);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("on loopback (behind a local proxy), or with TLS on every address: no such warning", async () => {
+    for (const options of [{ tls: "off", listen: "127.0.0.1" }, { tls: "auto", listen: "0.0.0.0" }] as const) {
+      const server = await startServer(options);
+      try {
+        expect(server.proc.output, JSON.stringify(options)).toMatch(/listening on/);
+        expect(server.proc.output, JSON.stringify(options)).not.toMatch(/captured login/);
+      } finally {
+        await server.stop();
+      }
+    }
+  });
+});

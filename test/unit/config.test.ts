@@ -447,6 +447,14 @@ describe("writing", () => {
     expect(server("pairing_expiry_s = 0")).toThrow(/server\.pairing_expiry_s/);
     expect(parseConfig(`role = "server"\n[server]\nauto_approve = ["127.0.0.1", "fd00::/8"]\n`, "/x.toml").server?.auto_approve).toEqual(["127.0.0.1/32", "fd00::/8"]);
   });
+
+  it("trusted_proxies takes IPv4 and IPv6 CIDRs, names a bad entry, and is empty by default", () => {
+    const server = (extra: string) => () => parseConfig(`role = "server"\n[server]\ntoken = "1"\n${extra}\n`, "/x.toml");
+    expect(server("")().server?.trusted_proxies).toEqual([]);
+    expect(server('trusted_proxies = ["10.0.0.0/8", "fd00::/8", "127.0.0.1"]')().server?.trusted_proxies).toEqual(["10.0.0.0/8", "fd00::/8", "127.0.0.1/32"]);
+    expect(server('trusted_proxies = ["10.0.0.0/8", "proxy.lan"]')).toThrow(/server\.trusted_proxies\[1\]: expected a CIDR/);
+    expect(server('trusted_proxies = "10.0.0.0/8"')).toThrow(/server\.trusted_proxies/);
+  });
 });
 
 describe("values", () => {

@@ -39,6 +39,14 @@ describe("CRC64-ISO tokens", () => {
     expect(a).not.toBe(b);
     for (const t of [a, b]) expect(BigInt(t) < 2n ** 64n && BigInt(t) > 0n).toBe(true);
   });
+
+  it("generates long random tokens (63 random bits: nothing to guess offline from a captured login)", () => {
+    const tokens = Array.from({ length: 64 }, () => BigInt(generateToken()));
+    expect(new Set(tokens).size).toBe(64);
+    // Each token's top bit (2^62) is set half the time: 64 tokens all without it would be 1 in 2^64.
+    expect(tokens.some((t) => t >= 2n ** 62n)).toBe(true);
+    expect(tokens.every((t) => t < 2n ** 63n)).toBe(true);
+  });
 });
 
 describe("login proof", () => {
