@@ -5,7 +5,9 @@ import type { Identity } from "../../src/crypto/identity.ts";
 import { publicKeyText } from "../../src/crypto/identity.ts";
 import { deriveSessionSecrets, RECORD_KIND_MIN, RECORD_OVERHEAD_BYTES, SecureSession, type OpenedRecord, type SessionStats } from "../../src/crypto/session.ts";
 import { MuxError } from "../../src/mux/errors.ts";
-import { decodeFrame, encodeFrame, Flag, SESSION_STREAM_ID, type MuxFrame } from "../../src/mux/frame.ts";
+import { decodeFrame, encodeFrame, Flag, FRAME_HEADER_BYTES, SESSION_STREAM_ID, type MuxFrame } from "../../src/mux/frame.ts";
+import { Mux, type MuxChannel } from "../../src/mux/mux.ts";
+import type { MuxStream } from "../../src/mux/stream.ts";
 import {
   AppProtocolError,
   decodeStreamAnswer,
@@ -136,6 +138,67 @@ const mux = target({
     expectAtMost("payload bytes", frame.payload.length, message.length);
     if (!Buffer.from(encodeFrame(frame)).equals(message)) throw new Error("a decoded frame does not re-encode to its bytes");
     return true;
+  },
+});
+
+// ---------- mux sessions: frame sequences into a live Mux ----------
+
+const MUX_FUZZ_WINDOW_BYTES = 4096;
+const MUX_FUZZ_MAX_STREAMS = 4;
+const MUX_FLAGS = Object.values(Flag);
+
+/** Frames built field by field (not through encodeFrame, which refuses bad ones): any known flag on small stream ids, credits up to 2^32-1. */
+const rawMuxFrame = fc
+  .record({
+    streamId: fc.oneof({ arbitrary: fc.nat(6), weight: 9 }, { arbitrary: fc.nat(0xffffffff), weight: 1 }),
+    flags: fc.oneof({ arbitrary: fc.constantFrom(...MUX_FLAGS), weight: 9 }, { arbitrary: fc.nat(0xff), weight: 1 }),
+    payload: fc.oneof(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.constant(new Uint8Array(0)), fc.uint8Array({ minLength: 1, maxLength: 3000 })),
+  })
+  .map(({ streamId, flags, payload }) => {
+    const message = Buffer.alloc(FRAME_HEADER_BYTES + payload.length);
+    message.writeUInt32BE(streamId, 0);
+    message[4] = flags;
+    message.writeUInt16BE(payload.length, 5);
+    message.set(payload, FRAME_HEADER_BYTES);
+    return message;
+  });
+
+/** A peer opening a stream and sending past its window: SYN, then DATA frames of up to 3000 bytes. */
+const muxFlood = fc
+  .tuple(fc.integer({ min: 1, max: 6 }), fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 6 }))
+  .map(([id, sizes]) => [
+    encodeFrame({ streamId: id, flags: Flag.SYN, payload: new Uint8Array(0) }),
+    ...sizes.map((size) => encodeFrame({ streamId: id, flags: Flag.DATA, payload: new Uint8Array(size).fill(id) })),
+  ]);
+
+const muxSession = target({
+  name: "mux-session",
+  shortRuns: 2000,
+  inputs: fc.tuple(
+    fc.constantFrom("initiator" as const, "responder" as const),
+    fc.array(fc.oneof({ arbitrary: rawMuxFrame.map((f) => [f]), weight: 4 }, { arbitrary: muxFrame.map((f) => [encodeFrame(f)]), weight: 1 }, { arbitrary: muxFlood, weight: 1 }), { minLength: 1, maxLength: 16 }).map((groups) => groups.flat()),
+  ),
+  check([side, frames]: ["initiator" | "responder", Uint8Array[]]) {
+    let deliver: (message: Uint8Array) => void = () => {};
+    const channel: MuxChannel = { send: () => {}, bufferedBytes: () => 0, onMessage: (cb) => (deliver = cb), onDrain: () => {}, onClose: () => {}, close: () => {} };
+    const mux = new Mux(channel, { side, streamWindowBytes: MUX_FUZZ_WINDOW_BYTES, maxStreams: MUX_FUZZ_MAX_STREAMS });
+    const accepted: MuxStream[] = [];
+    mux.onStream((stream) => {
+      stream.on("error", () => {});
+      accepted.push(stream); // never read: what the peer sends stays buffered
+    });
+    let closedBy: string | undefined;
+    mux.onClose((reason) => (closedBy = reason));
+    try {
+      for (const frame of frames) deliver(frame);
+      if (closedBy?.includes("internal error")) throw new Error(`the mux failed on its own input: ${closedBy}`);
+      // A peer can only make a stream hold its window, however much it sends.
+      for (const stream of accepted) expectAtMost(`bytes buffered on stream ${stream.id}`, stream.readableLength, MUX_FUZZ_WINDOW_BYTES);
+      expectAtMost("streams accepted", accepted.length, frames.length);
+      return mux.stats.protocolErrors === 0;
+    } finally {
+      mux.close("fuzz case over");
+    }
   },
 });
 
@@ -293,17 +356,34 @@ const reshapedRequest = fc
     return JSON.stringify(out);
   });
 
+/** Nesting thousands of levels deep (64 KiB of brackets) and texts just over the limit are costly: fewer of them. */
+const RARE = 1;
+const COMMON = 8;
+
 const signalText = fc.oneof(
-  validRequest.map((r) => JSON.stringify(r)),
-  reshapedRequest,
-  mutated(validRequest.map((r) => Buffer.from(JSON.stringify(r)))).map((b) => b.toString("utf8")),
-  fc.json({ maxDepth: 4 }),
-  fc.string({ maxLength: 200, unit: "binary" }),
+  { arbitrary: validRequest.map((r) => JSON.stringify(r)), weight: COMMON },
+  { arbitrary: reshapedRequest, weight: COMMON },
+  { arbitrary: mutated(validRequest.map((r) => Buffer.from(JSON.stringify(r)))).map((b) => b.toString("utf8")), weight: COMMON },
+  { arbitrary: fc.json({ maxDepth: 4 }), weight: COMMON },
+  { arbitrary: fc.string({ maxLength: 200, unit: "binary" }), weight: COMMON },
+  // Types that name Object.prototype members.
+  { arbitrary: fc.tuple(fc.constantFrom("__proto__", "constructor", "toString", "hasOwnProperty", "valueOf"), requestId).map(([type, id]) => JSON.stringify({ type, id })), weight: RARE },
+  {
+    arbitrary: fc.tuple(validRequest, fc.nat(), fc.integer({ min: 1, max: 30_000 })).map(([r, k, depth]) => {
+      const keys = Object.keys(r);
+      const deep = "[".repeat(depth) + "]".repeat(depth);
+      return JSON.stringify({ ...r, [keys[k % keys.length]!]: "\u0000" }).replace('"\\u0000"', deep);
+    }),
+    weight: RARE,
+  },
   // Just over the limit: valid requests padded with whitespace.
-  fc.tuple(validRequest, fc.integer({ min: -64, max: 64 })).map(([r, extra]) => {
-    const json = JSON.stringify(r);
-    return json + " ".repeat(Math.max(0, MAX_MESSAGE_BYTES - Buffer.byteLength(json) + extra));
-  }),
+  {
+    arbitrary: fc.tuple(validRequest, fc.integer({ min: -64, max: 64 })).map(([r, extra]) => {
+      const json = JSON.stringify(r);
+      return json + " ".repeat(Math.max(0, MAX_MESSAGE_BYTES - Buffer.byteLength(json) + extra));
+    }),
+    weight: RARE,
+  },
 );
 
 const signal = target({
@@ -536,4 +616,4 @@ const udpAppDatagram = target({
   },
 });
 
-export const FUZZ_TARGETS: readonly FuzzTarget[] = [stun, mux, kcp, signal, relayHello, relayAnswer, handshake, sealedRecord, appStreamHeader, appStreamAnswer, udpAppDatagram];
+export const FUZZ_TARGETS: readonly FuzzTarget[] = [stun, mux, muxSession, kcp, signal, relayHello, relayAnswer, handshake, sealedRecord, appStreamHeader, appStreamAnswer, udpAppDatagram];
