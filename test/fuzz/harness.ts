@@ -78,7 +78,7 @@ const MAX_INSERTED_BYTES = 64;
 /** Fills of 0xff/0x00/0x80/0x7f over 1..8 bytes make length fields huge, zero or sign-flipped. */
 const FILL_VALUES = [0x00, 0xff, 0x80, 0x7f];
 
-export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) }),
   fc.record({ kind: fc.constant("fill" as const), at: fc.nat(), count: fc.integer({ min: 1, max: 8 }), value: fc.constantFrom(...FILL_VALUES) }),
   fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),

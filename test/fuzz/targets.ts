@@ -447,7 +447,7 @@ const relayAnswer = target({
 
 const HANDSHAKE_NOW_MS = 1_800_000_000_000;
 const HANDSHAKE_SESSION_ID = Buffer.alloc(16, 0x5a);
-/** PKCS#8 DER prefix of a raw 32-byte Ed25519 seed: fixed identities, so the suite needs no randomness of its own. */
+/** PKCS#8 DER prefix of a raw 32-byte Ed25519 seed: fixed identities, so only the handshake's own ephemerals vary between runs. */
 const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
 function fixedIdentity(label: string): Identity {
