@@ -281,38 +281,29 @@ export class Kcp {
 
   /** Size of the next whole message, or -1 when none is complete yet (as ikcp_peeksize). */
   peekSize(): number {
-    if (this.rcvQueue.length === 0) return -1;
-    const first = this.rcvQueue.at(0);
-    if (first.frg === 0) return first.data.length;
-    if (this.rcvQueue.length < first.frg + 1) return -1;
+    const count = this.nextMessageSegments();
+    if (count === 0) return -1;
     let size = 0;
-    for (let i = 0; i < this.rcvQueue.length; i++) {
-      const seg = this.rcvQueue.at(i);
-      size += seg.data.length;
-      if (seg.frg === 0) break;
-    }
+    for (let i = 0; i < count; i++) size += this.rcvQueue.at(i).data.length;
     return size;
   }
 
   /** The next whole message (stream mode: the next segment's bytes), or undefined. */
   recv(): Uint8Array | undefined {
+    const count = this.nextMessageSegments();
+    if (count === 0) return undefined;
     const size = this.peekSize();
-    if (size < 0) return undefined;
     const wasFull = this.rcvQueue.length >= this.rcvWnd;
 
     let message: Uint8Array;
-    const first = this.rcvQueue.shift()!;
-    if (first.frg === 0) {
-      message = first.data;
+    if (count === 1) {
+      message = this.rcvQueue.shift()!.data;
     } else {
       message = new Uint8Array(size);
-      message.set(first.data);
-      let offset = first.data.length;
-      for (;;) {
+      for (let i = 0, offset = 0; i < count; i++) {
         const seg = this.rcvQueue.shift()!;
         message.set(seg.data, offset);
         offset += seg.data.length;
-        if (seg.frg === 0) break;
       }
     }
 
@@ -554,6 +545,19 @@ export class Kcp {
   }
 
   // ---------- internals ----------
+
+  /**
+   * Segments of the next whole message at the head of the receive queue, or 0 while it is incomplete.
+   * A message ends at frg 0; a peer whose frg values do not count down gets at most first.frg + 1
+   * segments per message (ikcp walks to the end of its list; we must not read past the queue).
+   */
+  private nextMessageSegments(): number {
+    if (this.rcvQueue.length === 0) return 0;
+    const first = this.rcvQueue.at(0);
+    if (this.rcvQueue.length < first.frg + 1) return 0;
+    for (let i = 0; i < first.frg; i++) if (this.rcvQueue.at(i).frg === 0) return i + 1;
+    return first.frg + 1;
+  }
 
   private isWellFormed(packet: Uint8Array): boolean {
     if (packet.length < KCP_OVERHEAD_BYTES) return false;

@@ -326,6 +326,26 @@ describe("KCP wire layout (ikcp.h)", () => {
     expect(new TextDecoder().decode(kcp.recv())).toBe(KCP_GO_MESSAGE);
   });
 
+  it("survives fragments whose frg does not count down (found by the fuzzer)", () => {
+    // Fuzzer counterexample (test/fuzz, kcp-input): sn 0 and sn 1 both say "1 more fragment follows",
+    // and nothing ends the message. recv() read past the receive queue and threw a TypeError.
+    const kcp = new Kcp(0x12345678, () => {});
+    const noEnd = hex(`
+      78 56 34 12  51  01  00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+      78 56 34 12  51  01  00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00`);
+    expect(kcp.input(noEnd)).toBe(true);
+    const delivered: string[] = [];
+    const drain = () => {
+      for (let m = kcp.recv(); m !== undefined; m = kcp.recv()) delivered.push(new TextDecoder().decode(m));
+    };
+    expect(drain).not.toThrow();
+    // The link goes on: a well-formed message after them still arrives.
+    const next = hex(`78 56 34 12  51  00  00 01 00 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00 6f 6b`);
+    expect(kcp.input(next)).toBe(true);
+    expect(drain).not.toThrow();
+    expect(delivered.join("")).toBe("ok");
+  });
+
   it("answers a window probe (WASK) with WINS", () => {
     const out: Uint8Array[] = [];
     const kcp = new Kcp(0x01020304, (p) => out.push(p));
