@@ -22,7 +22,7 @@ import {
   MAX_UDP_TARGET_BYTES,
 } from "../../src/protocol/apps.ts";
 import { decodeRelayAnswer, decodeRelayHello, encodeRelayAnswer, encodeRelayHello } from "../../src/protocol/relay.ts";
-import { clientRequests, MAX_MESSAGE_BYTES, NAT_BEHAVIOURS, NAT_TYPES, parseClientMessage, ProtocolError, type ClientRequestType } from "../../src/protocol/signal.ts";
+import { signalRequests, MAX_MESSAGE_BYTES, NAT_BEHAVIOURS, NAT_TYPES, parseClientMessage, ProtocolError, type ClientRequestType } from "../../src/protocol/signal.ts";
 import {
   addressAttribute,
   decodeStun,
@@ -400,7 +400,7 @@ const signal = target({
     }
     // What passes is exactly what the schema of its type accepts (arrays and strings within its caps),
     // from a text within the message limit.
-    if (!clientRequests[request.type].safeParse(request).success) throw new Error(`a ${request.type} that its schema refuses was accepted`);
+    if (!signalRequests[request.type].request.safeParse(request).success) throw new Error(`a ${request.type} that its schema refuses was accepted`);
     expectAtMost("accepted message text bytes", Buffer.byteLength(text), MAX_MESSAGE_BYTES);
     return true;
   },
