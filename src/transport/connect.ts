@@ -3,7 +3,7 @@ import { connect as tcpConnect, type Socket as TcpSocket } from "node:net";
 import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isPredictable } from "../nat/allocation.ts";
-import type { ConnectPlan, NatInfo } from "../protocol/index.ts";
+import { MAX_LAN_CANDIDATES, type ConnectPlan, type NatInfo } from "../protocol/index.ts";
 import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
 import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
@@ -26,6 +26,8 @@ const MAX_PATHS_PER_SESSION = 16;
  * gets in. Spread out so that a few lost packets do not lose the punch.
  */
 const POKE_AT_MS = [0, 50, 150, 300, 500, 800, 1200, 1700, 2300, 3000, 4000];
+/** Addresses of the initiator one plan pokes, at most: its public one and its LAN ones, as many as the server takes. */
+const MAX_POKE_TARGETS = 1 + MAX_LAN_CANDIDATES;
 
 export class ConnectError extends Error {
   readonly code = "NO_PATH";
@@ -114,7 +116,7 @@ export function candidatePaths(plan: ConnectPlan): Candidate[] {
   const peerBehindNat = plan.peer.nat ? plan.peer.nat.natType !== "public" : !c.udpLan.includes(c.udpPublic ?? "");
   if (c.udpPublic) list.push({ kind: peerBehindNat ? "udp-punch" : "udp-direct", transport: "udp", remote: c.udpPublic });
   for (const remote of new Set([...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])])) list.push({ kind: "tcp-direct", transport: "tcp", remote });
-  return list;
+  return list.slice(0, MAX_PATHS_PER_SESSION);
 }
 
 /** Runs both sides of link set-up for one coordinated plan. */
@@ -371,7 +373,8 @@ export class Connector {
     });
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.
-    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])].filter((target) => !this.tunnelled(target));
+    const listed = [...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : []), ...(plan.peer.candidates?.udpLan ?? [])];
+    const pokeTargets = [...new Set(listed)].filter((target) => !this.tunnelled(target)).slice(0, MAX_POKE_TARGETS);
     const poke = Buffer.from([Envelope.poke]);
     for (const at of POKE_AT_MS) {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
