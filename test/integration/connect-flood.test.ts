@@ -128,7 +128,7 @@ describe("a connect flood from a node of the same user (real processes)", () => 
       `transfer of ${TRANSFER_BYTES / 2 ** 20} MiB: ${before.toFixed(0)} ms before, ${during.toFixed(0)} ms under the flood, ${after.toFixed(0)} ms after; ` +
         `${requests} answers to mallory in ${(floodMs / 1000).toFixed(1)} s (${refusals.length} refusals: ${[...new Set(refusals)].join(", ")}); ` +
         `${mallory.messages.filter((m) => m.type === "response" && m.ok && m.result?.sessionId).length} plans; ` +
-        `${reported} endpoints reported; ${pokesDuringFlood} pokes at them; ${warnings.length} warnings in beta's log`,
+        `${reported} endpoints reported; ${pokesDuringFlood} pokes at them; ${warnings.length} warnings in beta's log:\n${warnings.slice(0, 20).join("\n")}`,
     );
     expect(during).toBeLessThanOrEqual(MAX_SLOWDOWN * Math.max(before, after));
     expect(pokesDuringFlood).toBeLessThanOrEqual(POKE_BUDGET);
