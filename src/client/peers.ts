@@ -2,9 +2,8 @@ import type { Identity } from "../crypto/index.ts";
 import { isPredictable } from "../nat/index.ts";
 import { RepeatedWarnings, type Logger } from "../log/index.ts";
 import type { Candidates, ConnectPlan, NatInfo, PeerInfo, RelayPlan } from "../protocol/index.ts";
-import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, type Link } from "../transport/index.ts";
+import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, WindowBudget, type Link } from "../transport/index.ts";
 import { PEER_PLAN_WINDOW_MS, PEER_PLANS_PER_WINDOW, PEER_WARNING_WINDOW_MS } from "./constants.ts";
-import { WindowBudget } from "./plan-budget.ts";
 import { RequestError, type ServerSession } from "./session.ts";
 
 /** A link to a peer the server reports offline (or that cannot tell its runs apart) must answer within this, or it closes. */

@@ -4,7 +4,8 @@ import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isPredictable } from "../nat/allocation.ts";
 import { MAX_LAN_CANDIDATES, type ConnectPlan, type NatInfo } from "../protocol/index.ts";
-import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES } from "./constants.ts";
+import { WindowBudget } from "./budget.ts";
+import { CONNECT_ATTEMPT_TIMEOUT_MS, Envelope, HANDSHAKE_TIMEOUT_MS, PATH_GRACE_MS, PATH_STAGGER_MS, SESSION_ID_BYTES, SPRAY_WINDOW_MS, SPRAYS_PER_PEER_PER_WINDOW } from "./constants.ts";
 import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
@@ -122,6 +123,7 @@ export function candidatePaths(plan: ConnectPlan): Candidate[] {
 /** Runs both sides of link set-up for one coordinated plan. */
 export class Connector {
   private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer, kind: PathKind) => void>();
+  private readonly sprays = new WindowBudget(SPRAYS_PER_PEER_PER_WINDOW, SPRAY_WINDOW_MS);
 
   constructor(private readonly init: ConnectorInit) {
     init.endpoint.onTcp((socket) => this.acceptTcp(socket));
@@ -134,6 +136,13 @@ export class Connector {
   /** A remote reached through our own SDWAN overlay: a link there would run over itself. */
   private tunnelled(remote: string): boolean {
     return this.init.endpoint.tunnelled(splitEndpoint(remote).host);
+  }
+
+  /** Whether this plan may probe widely (SPRAYS_PER_PEER_PER_WINDOW); ask only when it would. */
+  private maySpray(plan: ConnectPlan): boolean {
+    if (this.sprays.take(plan.peer.name)) return true;
+    this.init.logger.debug("punching without port prediction or the birthday technique: the peer's plans spent their share", { peer: plan.peer.name });
+    return false;
   }
 
   private handshake(plan: ConnectPlan, sessionId: Buffer): Handshake {
@@ -159,7 +168,7 @@ export class Connector {
       else heardPoke(remote);
     }));
     // First, so that its pokes make this side's new mappings before anything else does.
-    const prediction = startPrediction(endpoint, plan, sessionId, logger);
+    const prediction = startPrediction(endpoint, plan, sessionId, logger, () => this.maySpray(plan));
     if (prediction) cleanups.push(() => prediction.stop());
 
     return new Promise<Link>((resolve, reject) => {
@@ -231,7 +240,7 @@ export class Connector {
       }
 
       const target = plan.peer.candidates?.udpPublic;
-      if (target && endpoint.offers("udp") && needsBirthday(endpoint.nat, plan.peer.nat)) {
+      if (target && endpoint.offers("udp") && needsBirthday(endpoint.nat, plan.peer.nat) && this.maySpray(plan)) {
         const stats = { packetsSent: 0 };
         const hard = openHardSide(target, sessionId, endpoint.bindHost, stats);
         cleanups.push(() => {
@@ -366,7 +375,7 @@ export class Connector {
 
     // Port prediction first (its timer before the pokes'), so its pokes make our new mappings first.
     let prediction: RunningPrediction | undefined;
-    const predictTimer = setTimeout(() => (prediction = startPrediction(endpoint, plan, sessionId, logger)), Math.max(0, pokeStart));
+    const predictTimer = setTimeout(() => (prediction = startPrediction(endpoint, plan, sessionId, logger, () => this.maySpray(plan))), Math.max(0, pokeStart));
     cleanups.push(() => {
       clearTimeout(predictTimer);
       prediction?.stop();
@@ -391,7 +400,7 @@ export class Connector {
     }
     // A symmetric initiator facing our port-restricting NAT: spray its IP (the birthday technique).
     const hardIp = plan.peer.candidates?.udpPublic?.replace(/:\d+$/, "");
-    if (hardIp && endpoint.offers("udp") && needsBirthday(plan.peer.nat ?? undefined, endpoint.nat)) {
+    if (hardIp && endpoint.offers("udp") && needsBirthday(plan.peer.nat ?? undefined, endpoint.nat) && this.maySpray(plan)) {
       const stats = { packetsSent: 0 };
       let spray: { stop(): void } | undefined;
       const timer = setTimeout(() => (spray = sprayEasySide(endpoint, hardIp, sessionId, stats)), Math.max(0, pokeStart));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { WindowBudget } from "../../src/client/plan-budget.ts";
+import { WindowBudget } from "../../src/transport/budget.ts";
 import { PAIR_PLAN_BURST, PAIR_PLAN_INTERVAL_MS, REQUESTER_PLAN_BURST, REQUESTER_PLAN_INTERVAL_MS } from "../../src/server/constants.ts";
 import { PlanLimits } from "../../src/server/plan-limits.ts";
 
