@@ -87,7 +87,8 @@ describe("a connect flood from a node of the same user (real processes)", () => 
       return performance.now() - started;
     };
     await transfer(); // the link to far is up and warm
-    const before = await transfer();
+    // The slower of two runs: other tests share the machine, and the bound is on the flood, not on them.
+    const before = Math.max(await transfer(), await transfer());
 
     const mallory = await SignalClient.online(server, "mallory");
     const endpoints = sinks.map((sink) => `127.0.0.1:${sink.address().port}`);
