@@ -18,3 +18,13 @@ export const KNOWN_SERVERS_FILE = "inp2pc.known_servers.json";
 export const NAT_CACHE_FILE = "inp2pc.nat.json";
 /** After a peer comes online or a link drops, wait this long before (re)connecting. */
 export const LINK_RETRY_DELAY_MS = 1_000;
+/**
+ * Link plans a peer may have this node run (pushed by the server at the peer's request), per kind
+ * (connect, relay), per window; beyond that they are refused. A peer linking asks once or a few times
+ * (a relay beside a punch, a relay that failed); each connect plan pokes at most 5 of its addresses 11
+ * times, so a peer can make this node send at most 8 * 55 pokes per 10 s, whatever the server lets by.
+ */
+export const PEER_PLANS_PER_WINDOW = 8;
+export const PEER_PLAN_WINDOW_MS = 10_000;
+/** The same warning about one peer (refused plans, failed links) goes out at most once in this long. */
+export const PEER_WARNING_WINDOW_MS = 10_000;

@@ -1,8 +1,9 @@
 import type { Identity } from "../crypto/index.ts";
 import { isPredictable } from "../nat/index.ts";
-import type { Logger } from "../log/index.ts";
+import { RepeatedWarnings, type Logger } from "../log/index.ts";
 import type { Candidates, ConnectPlan, NatInfo, PeerInfo, RelayPlan } from "../protocol/index.ts";
-import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, type Link } from "../transport/index.ts";
+import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, WindowBudget, type Link } from "../transport/index.ts";
+import { PEER_PLAN_WINDOW_MS, PEER_PLANS_PER_WINDOW, PEER_WARNING_WINDOW_MS } from "./constants.ts";
 import { RequestError, type ServerSession } from "./session.ts";
 
 /** A link to a peer the server reports offline (or that cannot tell its runs apart) must answer within this, or it closes. */
@@ -119,8 +120,13 @@ export class PeerManager {
   private readonly directRetries = new Map<string, ReturnType<typeof setTimeout>>();
   private lastReported = "";
   private stopped = false;
+  /** Plans peers made us run lately (see PEER_PLANS_PER_WINDOW). */
+  private readonly planBudget = new WindowBudget(PEER_PLANS_PER_WINDOW, PEER_PLAN_WINDOW_MS);
+  /** A peer that asks again and again (a flood, or a link that keeps failing) gets one warning per window, with a count. */
+  private readonly warnings: RepeatedWarnings;
 
   constructor(private readonly init: PeerManagerInit) {
+    this.warnings = new RepeatedWarnings(init.logger, PEER_WARNING_WINDOW_MS);
     this.endpoint = new PeerEndpoint({ logger: init.logger, host: init.bind, transports: init.transports, udpPort: init.udpPort, tcpPort: init.tcpPort, tunnelled: init.tunnelled });
     this.connector = new Connector({
       endpoint: this.endpoint,
@@ -243,19 +249,19 @@ export class PeerManager {
 
   /** A plan the server pushed: the peer wants a link (we may be either role). */
   acceptPlan(plan: ConnectPlan): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.withinBudget("connect", plan.peer.name)) return;
     const attempt = this.runPlan(plan, Date.now());
     if (!this.connecting.has(plan.peer.name)) {
       this.connecting.set(plan.peer.name, attempt);
       void attempt.catch(() => {}).finally(() => this.connecting.get(plan.peer.name) === attempt && this.connecting.delete(plan.peer.name));
     }
-    attempt.catch((err: Error) => this.init.logger.warn(`could not link with ${plan.peer.name}: ${err.message}`));
+    attempt.catch((err: Error) => this.warnings.warn(`failed:${plan.peer.name}`, `could not link with ${plan.peer.name}: ${err.message}`));
   }
 
   /** A relay plan the server pushed: the peer asked for a relayed link (we answer it). */
   acceptRelayPlan(plan: RelayPlan): void {
-    if (this.stopped) return;
     const peer = plan.peer.name;
+    if (this.stopped || !this.withinBudget("relay", peer)) return;
     if (!this.relays) return this.init.logger.warn(`${peer} asked for a link through a relay, but peer_paths leaves out "relay"`);
     const startedAt = Date.now();
     const attempt = connectViaRelay(plan, this.relayInit()).then((link) => this.adopt(peer, link, startedAt, plan.peer.instance));
@@ -263,7 +269,17 @@ export class PeerManager {
       this.connecting.set(peer, attempt);
       void attempt.catch(() => {}).finally(() => this.connecting.get(peer) === attempt && this.connecting.delete(peer));
     }
-    attempt.catch((err: Error) => this.init.logger.warn(`could not link with ${peer} through a relay: ${err.message}`));
+    attempt.catch((err: Error) => this.warnings.warn(`relay-failed:${peer}`, `could not link with ${peer} through a relay: ${err.message}`));
+  }
+
+  /** Whether one more plan of `peer`'s fits this window; says so (once per window, counted) when not. */
+  private withinBudget(kind: "connect" | "relay", peer: string): boolean {
+    if (this.planBudget.take(`${kind}:${peer}`)) return true;
+    this.warnings.warn(
+      `refused:${kind}:${peer}`,
+      `refusing ${kind} plans from ${peer}: more than ${PEER_PLANS_PER_WINDOW} in ${PEER_PLAN_WINDOW_MS / 1000} s (is it flooding the server with link requests?)`,
+    );
+    return false;
   }
 
   info(peer: string): PeerLinkInfo | undefined {
@@ -322,7 +338,7 @@ export class PeerManager {
       const state: PeerLinkState = noPath ? "needs-relay" : "failed";
       this.states.set(peer, { state, error: (err as Error).message });
       if (state === "needs-relay") {
-        this.init.logger.warn(`no direct path to ${peer}${bothSymmetric ? " (both sides are behind symmetric NATs)" : ""}: it needs a relay`, { ms: Date.now() - startedAt });
+        this.warnings.warn(`no-path:${peer}`, `no direct path to ${peer}${bothSymmetric ? " (both sides are behind symmetric NATs)" : ""}: it needs a relay`, { ms: Date.now() - startedAt });
       }
       throw err;
     }

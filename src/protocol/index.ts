@@ -1,4 +1,5 @@
 export * from "./apps.ts";
+export * from "./candidates.ts";
 export * from "./signal.ts";
 export * from "./stun.ts";
 export { VERSION } from "./version.ts";

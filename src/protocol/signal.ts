@@ -1,6 +1,7 @@
 import { isIP, isIPv4 } from "node:net";
 import * as z from "zod";
 import { DEFAULT_USER_NAME, MAX_HEARTBEAT_INTERVAL_MS, MAX_HEARTBEAT_TIMEOUT_MS, MIN_HEARTBEAT_INTERVAL_MS } from "../config/constants.ts";
+import { MAX_LAN_CANDIDATES } from "./candidates.ts";
 
 // Signalling messages: JSON over one WebSocket per client. Requests carry a type and an id; every
 // request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
@@ -63,8 +64,8 @@ const endpoint = z.string().max(64).regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}
 
 /** Where a node can be reached for a peer link: its peer UDP socket and TCP listener, locally and publicly. */
 export const candidates = z.strictObject({
-  udpLan: z.array(endpoint).max(16),
-  tcpLan: z.array(endpoint).max(16),
+  udpLan: z.array(endpoint).max(MAX_LAN_CANDIDATES),
+  tcpLan: z.array(endpoint).max(MAX_LAN_CANDIDATES),
   udpPublic: endpoint.nullable(),
   tcpPublic: endpoint.nullable(),
   /** The public address a STUN TCP probe saw from `tcpPunchPort`, for a simultaneous-open TCP punch. */
@@ -275,6 +276,8 @@ export const ERROR_CODES = [
   "BAD_SIGNATURE",
   "KEY_MISMATCH",
   "RATE_LIMITED",
+  /** Too many connect or relay plans from this node (to that peer) lately; the message says when to ask again. */
+  "RATE_LIMITED_PLAN",
   "PEER_OFFLINE",
   "PEER_UNREACHABLE",
   /** The server's ACL ([[server.acl]]) does not let the requester link to that peer. */

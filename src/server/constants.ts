@@ -34,3 +34,15 @@ export const FAILED_LOGIN_MEMORY_MS = 15 * 60_000;
 export const MAX_FAILED_LOGIN_KEYS = 10_000;
 /** Refused logins a stranger can cause (wrong token, slowed) are logged once per this window, with a count. */
 export const LOGIN_REFUSAL_LOG_WINDOW_MS = 10_000;
+/**
+ * Link plans (connect, and relay, each counted on its own) one node may have the server make: per
+ * peer a burst, then one every PAIR_PLAN_INTERVAL_MS; over all its peers a larger burst, then one
+ * every REQUESTER_PLAN_INTERVAL_MS. Every plan makes the peer poke and dial the requester's
+ * candidates, so these bound what one node can make another do.
+ */
+export const PAIR_PLAN_BURST = 6;
+export const PAIR_PLAN_INTERVAL_MS = 2_000;
+export const REQUESTER_PLAN_BURST = 20;
+export const REQUESTER_PLAN_INTERVAL_MS = 250;
+/** Bound on the plan buckets remembered at once (full ones are forgotten first). */
+export const MAX_PLAN_BUCKETS = 10_000;

@@ -4,7 +4,9 @@ import { RepeatedWarnings, type Logger } from "../log/index.ts";
 import { limitKey } from "../net/index.ts";
 import {
   approveCommand,
+  candidatesProblem,
   CloseCode,
+  isLoopbackAddress,
   parseClientMessage,
   ProtocolError,
   type ClientRequest,
@@ -15,6 +17,7 @@ import {
   type PeerInfo,
   type ResponseMessage,
   type ServerMessage,
+  withoutLoopback,
 } from "../protocol/index.ts";
 import { COORDINATION_LEAD_MS, LOGIN_REFUSAL_LOG_WINDOW_MS, LOGIN_TIMEOUT_MS, MAX_BAD_MESSAGES_PER_CONNECTION, MESSAGES_PER_SECOND_LIMIT } from "./constants.ts";
 import { Acl, aclDenialMessage, type AclDecision, type AclRule, type TagsOf } from "./acl.ts";
@@ -25,6 +28,7 @@ import type { AddressGuard } from "./guard.ts";
 import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
 import type { PairingBook, PairingRequest } from "./pairing.ts";
+import { PlanLimits } from "./plan-limits.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
 
 /**
@@ -119,6 +123,7 @@ export class SignalHub {
   private waitingForLogin = 0;
   /** Refused logins any stranger can cause (a wrong token, a slowed one), logged once per window. */
   private readonly strangerRefusals: RepeatedWarnings;
+  private readonly planLimits = new PlanLimits();
 
   constructor(private readonly init: SignalHubInit) {
     this.acl = new Acl(init.acl, init.tagsOf);
@@ -309,7 +314,11 @@ export class SignalHub {
         if (request.nat && session.nat?.natType !== request.nat.natType)
           this.init.logger.info("node reports its NAT", { node: session.name, user: session.user, nat: request.nat.natType });
         if (request.nat) session.nat = request.nat;
-        if (request.candidates) session.candidates = request.candidates;
+        if (request.candidates) {
+          const problem = candidatesProblem(request.candidates, isLoopbackAddress(session.host));
+          if (problem) throw new ProtocolError("BAD_MESSAGE", `report: candidates.${problem}`);
+          session.candidates = request.candidates;
+        }
         if (request.relay) {
           if (!session.relay) this.init.logger.info("node offers to relay", { node: session.name, user: session.user, super: request.relay.super, bwMbps: request.relay.bwMbps });
           session.relay = request.relay;
@@ -353,18 +362,23 @@ export class SignalHub {
     const ready = (node: NodeSession) => node.nat && node.candidates;
     let peer = current();
     this.authorize(session, peer, "connect");
+    this.limitPlans(session, peer, "connect");
     for (const deadline = Date.now() + NAT_WAIT_MS; !(ready(session) && ready(peer)) && Date.now() < deadline; peer = current())
       await new Promise((r) => setTimeout(r, NAT_POLL_MS));
     const sessionId = randomBytes(16).toString("base64url");
     const startAt = Date.now() + COORDINATION_LEAD_MS;
-    const describe = (node: NodeSession) => ({ name: node.name, publicKey: node.publicKey, instance: node.instance, nat: node.nat ?? null, candidates: node.candidates ?? null });
+    // Loopback candidates reach a node only from its own host: both must be on the server's.
+    const describe = (node: NodeSession, to: NodeSession) => {
+      const candidates = node.candidates && !isLoopbackAddress(to.host) ? withoutLoopback(node.candidates) : node.candidates;
+      return { name: node.name, publicKey: node.publicKey, instance: node.instance, nat: node.nat ?? null, candidates: candidates ?? null };
+    };
     // The harder NAT initiates: its first packets open its own NAT (a symmetric one maps them anew,
     // which only the easier side, answering the source, can follow). Ties: the requester.
     const requesterInitiates = natHardness(session) >= natHardness(peer);
     const roles = requesterInitiates ? (["initiator", "responder"] as const) : (["responder", "initiator"] as const);
-    peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: roles[1], peer: describe(session) } }));
+    peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: roles[1], peer: describe(session, peer) } }));
     this.init.logger.debug("coordinating a peer link", { from: session.name, to: peer.name, user: session.user, initiator: requesterInitiates ? session.name : peer.name });
-    return { sessionId, startAt, role: roles[0], peer: describe(peer) };
+    return { sessionId, startAt, role: roles[0], peer: describe(peer, session) };
   }
 
   /** Refuses, and audits, a link request the ACL denies: no plan, no relay, nothing sent to the peer. */
@@ -374,6 +388,13 @@ export class SignalHub {
     this.init.logger.debug("the ACL denies a link", { user: session.user, from: session.name, to: peer.name, request });
     this.auditDenial(decision, request);
     throw new ProtocolError("ACL_DENIED", aclDenialMessage(decision));
+  }
+
+  /** Refuses a plan beyond the requester's share (PlanLimits); an ordinary answer, not a fault. */
+  private limitPlans(session: NodeSession, peer: NodeSession, request: "connect" | "relay"): void {
+    const refusal = this.planLimits.take(request, session.user, session.name, peer.name);
+    if (!refusal) return;
+    throw new ProtocolError("RATE_LIMITED_PLAN", `too many ${refusal.limit}; ask again in ${(refusal.retryAfterMs / 1000).toFixed(1)} s`);
   }
 
   private auditDenial(decision: AclDecision, request: "connect" | "relay"): void {
@@ -386,6 +407,7 @@ export class SignalHub {
   private relay(session: NodeSession, peerName: string, exclude: string[]) {
     const peer = this.peerOf(session, peerName);
     this.authorize(session, peer, "relay");
+    this.limitPlans(session, peer, "relay");
     const { mine, theirs } = this.init.broker.plan(session, peer, exclude);
     peer.send(JSON.stringify({ type: "relay", plan: theirs }));
     this.init.logger.info("relaying a peer link", { from: session.name, to: peer.name, user: session.user, relay: mine.relay.name, tier: mine.relay.tier });

@@ -3,8 +3,9 @@ import { connect as tcpConnect, type Socket as TcpSocket } from "node:net";
 import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isPredictable } from "../nat/allocation.ts";
-import type { ConnectPlan, NatInfo } from "../protocol/index.ts";
+import { MAX_LAN_CANDIDATES, type ConnectPlan, type NatInfo } from "../protocol/index.ts";
 import { PreAuthPool } from "../net/index.ts";
+import { WindowBudget } from "./budget.ts";
 import {
   CONNECT_ATTEMPT_TIMEOUT_MS,
   Envelope,
@@ -16,6 +17,8 @@ import {
   PEER_TCP_MAX_PENDING,
   PEER_TCP_MAX_PENDING_PER_ADDRESS,
   SESSION_ID_BYTES,
+  SPRAY_WINDOW_MS,
+  SPRAYS_PER_PEER_PER_WINDOW,
 } from "./constants.ts";
 import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
@@ -38,6 +41,8 @@ const MAX_PATHS_PER_SESSION = 16;
  * gets in. Spread out so that a few lost packets do not lose the punch.
  */
 const POKE_AT_MS = [0, 50, 150, 300, 500, 800, 1200, 1700, 2300, 3000, 4000];
+/** Addresses of the initiator one plan pokes, at most: its public one and its LAN ones, as many as the server takes. */
+const MAX_POKE_TARGETS = 1 + MAX_LAN_CANDIDATES;
 
 export class ConnectError extends Error {
   readonly code = "NO_PATH";
@@ -126,7 +131,7 @@ export function candidatePaths(plan: ConnectPlan): Candidate[] {
   const peerBehindNat = plan.peer.nat ? plan.peer.nat.natType !== "public" : !c.udpLan.includes(c.udpPublic ?? "");
   if (c.udpPublic) list.push({ kind: peerBehindNat ? "udp-punch" : "udp-direct", transport: "udp", remote: c.udpPublic });
   for (const remote of new Set([...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])])) list.push({ kind: "tcp-direct", transport: "tcp", remote });
-  return list;
+  return list.slice(0, MAX_PATHS_PER_SESSION);
 }
 
 /** Runs both sides of link set-up for one coordinated plan. */
@@ -135,6 +140,7 @@ export class Connector {
   private readonly responders = new Map<string, (framed: FramedSocket, first: Buffer, kind: PathKind, authenticated: () => void) => void>();
   /** TCP connections the peer started whose handshake is not done. */
   private readonly strangers = new PreAuthPool({ maxPerAddress: PEER_TCP_MAX_PENDING_PER_ADDRESS, maxTotal: PEER_TCP_MAX_PENDING, deadlineMs: HANDSHAKE_TIMEOUT_MS });
+  private readonly sprays = new WindowBudget(SPRAYS_PER_PEER_PER_WINDOW, SPRAY_WINDOW_MS);
 
   constructor(private readonly init: ConnectorInit) {
     init.endpoint.onTcp((socket) => this.acceptTcp(socket));
@@ -147,6 +153,13 @@ export class Connector {
   /** A remote reached through our own SDWAN overlay: a link there would run over itself. */
   private tunnelled(remote: string): boolean {
     return this.init.endpoint.tunnelled(splitEndpoint(remote).host);
+  }
+
+  /** Whether this plan may probe widely (SPRAYS_PER_PEER_PER_WINDOW); ask only when it would. */
+  private maySpray(plan: ConnectPlan): boolean {
+    if (this.sprays.take(plan.peer.name)) return true;
+    this.init.logger.debug("punching without port prediction or the birthday technique: the peer's plans spent their share", { peer: plan.peer.name });
+    return false;
   }
 
   private handshake(plan: ConnectPlan, sessionId: Buffer): Handshake {
@@ -172,7 +185,7 @@ export class Connector {
       else heardPoke(remote);
     }));
     // First, so that its pokes make this side's new mappings before anything else does.
-    const prediction = startPrediction(endpoint, plan, sessionId, logger);
+    const prediction = startPrediction(endpoint, plan, sessionId, logger, () => this.maySpray(plan));
     if (prediction) cleanups.push(() => prediction.stop());
 
     return new Promise<Link>((resolve, reject) => {
@@ -244,7 +257,7 @@ export class Connector {
       }
 
       const target = plan.peer.candidates?.udpPublic;
-      if (target && endpoint.offers("udp") && needsBirthday(endpoint.nat, plan.peer.nat)) {
+      if (target && endpoint.offers("udp") && needsBirthday(endpoint.nat, plan.peer.nat) && this.maySpray(plan)) {
         const stats = { packetsSent: 0 };
         const hard = openHardSide(target, sessionId, endpoint.bindHost, stats);
         cleanups.push(() => {
@@ -381,14 +394,15 @@ export class Connector {
 
     // Port prediction first (its timer before the pokes'), so its pokes make our new mappings first.
     let prediction: RunningPrediction | undefined;
-    const predictTimer = setTimeout(() => (prediction = startPrediction(endpoint, plan, sessionId, logger)), Math.max(0, pokeStart));
+    const predictTimer = setTimeout(() => (prediction = startPrediction(endpoint, plan, sessionId, logger, () => this.maySpray(plan))), Math.max(0, pokeStart));
     cleanups.push(() => {
       clearTimeout(predictTimer);
       prediction?.stop();
     });
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.
-    const pokeTargets = [...(plan.peer.candidates?.udpLan ?? []), ...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : [])].filter((target) => !this.tunnelled(target));
+    const listed = [...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : []), ...(plan.peer.candidates?.udpLan ?? [])];
+    const pokeTargets = [...new Set(listed)].filter((target) => !this.tunnelled(target)).slice(0, MAX_POKE_TARGETS);
     const poke = Buffer.from([Envelope.poke]);
     for (const at of POKE_AT_MS) {
       const timer = setTimeout(() => pokeTargets.forEach((target) => endpoint.sendUdp(poke, target)), Math.max(0, pokeStart) + at);
@@ -405,7 +419,7 @@ export class Connector {
     }
     // A symmetric initiator facing our port-restricting NAT: spray its IP (the birthday technique).
     const hardIp = plan.peer.candidates?.udpPublic?.replace(/:\d+$/, "");
-    if (hardIp && endpoint.offers("udp") && needsBirthday(plan.peer.nat ?? undefined, endpoint.nat)) {
+    if (hardIp && endpoint.offers("udp") && needsBirthday(plan.peer.nat ?? undefined, endpoint.nat) && this.maySpray(plan)) {
       const stats = { packetsSent: 0 };
       let spray: { stop(): void } | undefined;
       const timer = setTimeout(() => (spray = sprayEasySide(endpoint, hardIp, sessionId, stats)), Math.max(0, pokeStart));

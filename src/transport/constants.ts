@@ -22,6 +22,13 @@ export const PEER_TCP_MAX_PENDING_PER_ADDRESS = 16;
 export const PATH_STAGGER_MS = 60;
 /** After the first path succeeds, how long a better-ranked one may still win. */
 export const PATH_GRACE_MS = 150;
+/**
+ * Wide probing (port prediction, the birthday technique: hundreds to thousands of packets each, at
+ * addresses the peer's plan names) one peer's plans may make this node do per window; a plan beyond
+ * it punches without.
+ */
+export const SPRAYS_PER_PEER_PER_WINDOW = 3;
+export const SPRAY_WINDOW_MS = 30_000;
 /** A link attempt gives up after this. */
 export const CONNECT_ATTEMPT_TIMEOUT_MS = 6_000;
 /** Each side sends a keepalive when it has sent nothing for a while, jittered in this range. */

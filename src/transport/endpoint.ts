@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
-import type { Candidates, NatInfo } from "../protocol/index.ts";
+import { addressScope, MAX_LAN_CANDIDATES, type Candidates, type NatInfo } from "../protocol/index.ts";
 import { freshMappings, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
@@ -132,13 +132,17 @@ export class PeerEndpoint {
 
   candidates(): Candidates {
     const bound = this.init.host ?? "0.0.0.0";
-    const lan =
+    // The server takes only a few LAN addresses, each in a private range (or loopback, from its own host).
+    const lan = (
       bound !== "0.0.0.0"
         ? [bound]
         : Object.values(networkInterfaces())
             .flat()
             .filter((a) => a && a.family === "IPv4" && !a.internal && !this.tunnelled(a.address))
-            .map((a) => a!.address);
+            .map((a) => a!.address)
+    )
+      .filter((ip) => addressScope(ip) === "private" || addressScope(ip) === "loopback")
+      .slice(0, MAX_LAN_CANDIDATES);
     const publicIp = this.udpPublic?.split(":")[0];
     const udp = this.offers("udp");
     const tcp = this.offers("tcp");

@@ -1,4 +1,5 @@
 export * from "./constants.ts";
+export { WindowBudget } from "./budget.ts";
 export { candidatePaths, ConnectError, Connector, punchIsUncertain, type ConnectorInit } from "./connect.ts";
 export { endpointText, PeerEndpoint, ROAM_TRIALS_MAX, splitEndpoint, type EndpointInit, type PathRoute } from "./endpoint.ts";
 export { FramedSocket, FramingError, readFrames, writeFrame } from "./framing.ts";

@@ -96,12 +96,12 @@ export interface RunningPrediction {
 
 /**
  * Starts poking the peer's predicted ports if its NAT allocates sequentially and ours filters by exact
- * address; undefined otherwise. Call at the start time, before this side sends anything else.
+ * address (and `allowed()`, asked only then, agrees); undefined otherwise. Call at the start time, before this side sends anything else.
  * `stop()` logs what it cost and whether the peer answered from a predicted port.
  */
-export function startPrediction(endpoint: PeerEndpoint, plan: ConnectPlan, sessionId: Buffer, logger: Logger): RunningPrediction | undefined {
+export function startPrediction(endpoint: PeerEndpoint, plan: ConnectPlan, sessionId: Buffer, logger: Logger, allowed: () => boolean): RunningPrediction | undefined {
   const prediction = peerPrediction(plan.peer);
-  if (!prediction || !endpoint.offers("udp") || !needsPrediction(endpoint.nat)) return undefined;
+  if (!prediction || !endpoint.offers("udp") || !needsPrediction(endpoint.nat) || !allowed()) return undefined;
   const lockstep = isPredictable(endpoint.nat);
   const stride = lockstep && plan.role === "responder" ? "odd" : "dense";
   const spray = sprayPredicted(endpoint, prediction, stride, sessionId, lockstep ? PREDICT_LOCKSTEP_PORTS : PREDICT_WINDOW_PORTS);

@@ -82,9 +82,15 @@ export class SignalClient {
 
   /** Sends a request and resolves with its response (ok or not). */
   async request(type: string, fields: Json = {}): Promise<Json> {
+    const id = this.send(type, fields);
+    return this.waitMessage(`response to ${type} (id ${id})`, (m) => m.type === "response" && m.id === id);
+  }
+
+  /** Sends a request without waiting for its response (recorded with the rest); returns its id. */
+  send(type: string, fields: Json = {}): number {
     const id = this.nextId++;
     this.socket.send(JSON.stringify({ type, id, ...fields }));
-    return this.waitMessage(`response to ${type} (id ${id})`, (m) => m.type === "response" && m.id === id);
+    return id;
   }
 
   close(): void {
