@@ -100,19 +100,25 @@ async function fakeServer(answer: (connection: number, message: Json) => unknown
   return fake;
 }
 
+/** A real inp2pc logged in to `fake`; stopped, with its directory removed, when the test ends. */
+async function loggedInClient(fake: FakeServer, onTestFinished: (cleanup: () => Promise<void>) => void) {
+  const dir = tempDir("inp2pc-hostile-");
+  const client = startClient({ node: "alpha", port: fake.port, token: "1", insecure: true, dir });
+  onTestFinished(async () => {
+    await client.stop("SIGKILL");
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await client.waitForOutput(/logged in/, WAIT_MS);
+  return client;
+}
+
 const heartbeatsOn = (fake: FakeServer, connection: number) => fake.requests.filter((r) => r.connection === connection && r.message.type === "heartbeat").length;
 
 describe("inp2pc against a hostile server", () => {
   it("logs each malformed push naming what was wrong, stays connected, and acts on the valid push after them", async ({ onTestFinished }) => {
     const fake = await fakeServer();
-    const dir = tempDir("inp2pc-hostile-");
-    const client = startClient({ node: "alpha", port: fake.port, token: "1", insecure: true, dir });
-    onTestFinished(async () => {
-      await client.stop("SIGKILL");
-      await fake.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    await client.waitForOutput(/logged in/, WAIT_MS);
+    const client = await loggedInClient(fake, onTestFinished);
     const socket = fake.connections[0]!;
     for (const bad of MALFORMED) socket.send(bad.text);
     socket.send(JSON.stringify({ type: "node-online", node: { name: "gamma", version: "1", onlineSince: 1 } }));
@@ -133,14 +139,7 @@ describe("inp2pc against a hostile server", () => {
       if (message.type === "heartbeat" && heartbeatsAnswered++ === 0) return { clientTime: message.clientTime, serverTime: "noon" };
       return undefined;
     });
-    const dir = tempDir("inp2pc-hostile-");
-    const client = startClient({ node: "alpha", port: fake.port, token: "1", insecure: true, dir });
-    onTestFinished(async () => {
-      await client.stop("SIGKILL");
-      await fake.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    await client.waitForOutput(/logged in/, WAIT_MS);
+    const client = await loggedInClient(fake, onTestFinished);
     expect(client.output).toMatch(/answer to login.*heartbeatIntervalMs/);
     expect(fake.connections.length, "the client dropped the connection whose login answer was malformed and logged in anew").toBe(2);
     await client.waitForOutput(/answer to heartbeat.*serverTime/, WAIT_MS);
@@ -152,14 +151,7 @@ describe("inp2pc against a hostile server", () => {
 
   it("keeps at most MAX_NODES_LISTED peers however many node-online pushes the server sends", async ({ onTestFinished }) => {
     const fake = await fakeServer();
-    const dir = tempDir("inp2pc-hostile-");
-    const client = startClient({ node: "alpha", port: fake.port, token: "1", insecure: true, dir });
-    onTestFinished(async () => {
-      await client.stop("SIGKILL");
-      await fake.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    await client.waitForOutput(/logged in/, WAIT_MS);
+    const client = await loggedInClient(fake, onTestFinished);
     const socket = fake.connections[0]!;
     for (let i = 0; i <= MAX_NODES_LISTED; i++) socket.send(JSON.stringify({ type: "node-online", node: { name: `n${i}`, version: "1", onlineSince: 1 } }));
     await client.waitForOutput(new RegExp(`ignoring peer n${MAX_NODES_LISTED}: the server already listed ${MAX_NODES_LISTED} peers`), WAIT_MS);
