@@ -53,7 +53,7 @@ const UDP_SWEEP_MARGIN_MS = 8_000;
 /** Every app working before the schedule starts, and every ping pair answering after it ends. */
 const WARM_UP_WITHIN_MS = 30_000;
 const SDWAN_BACK_WITHIN_MS = 20_000;
-const SOAK_TIMEOUT_MS = 270_000;
+const SOAK_TIMEOUT_MS = 400_000;
 
 const LOSS_PERCENT = 5;
 const STATUS_PORT = 27190;
@@ -97,7 +97,7 @@ type Event =
   /** Until the UDP flows the load abandoned first have been idle past UDP_FLOW_IDLE_MS and swept. */
   | { kind: "idle-flows" };
 /**
- * The fixed schedule: 10 peer restarts (cone 4, sym 3, pub 3), 3 server restarts, the relay in use
+ * The fixed schedule: 20 peer restarts (cone 8, sym 6, pub 6), 3 server restarts, the relay in use
  * dies once, the symmetric router flushes its NAT state once. sym and pub run untouched until the
  * first abandoned UDP flows are swept, then their link breaks (flush, restarts): a flow closed by
  * the sweep is closed again when its link goes.
@@ -118,6 +118,17 @@ const SCHEDULE: Event[] = [
   { kind: "peer", node: "sym", signal: "SIGTERM" },
   { kind: "peer", node: "pub", signal: "SIGTERM" },
   { kind: "peer", node: "pub", signal: "SIGTERM" },
+  // Ten more, so that p95 is an estimate and not, as with ten, mostly the single slowest restart.
+  { kind: "peer", node: "cone", signal: "SIGKILL" },
+  { kind: "peer", node: "sym", signal: "SIGTERM" },
+  { kind: "peer", node: "pub", signal: "SIGKILL" },
+  { kind: "peer", node: "cone", signal: "SIGTERM" },
+  { kind: "peer", node: "sym", signal: "SIGKILL" },
+  { kind: "peer", node: "pub", signal: "SIGTERM" },
+  { kind: "peer", node: "cone", signal: "SIGKILL" },
+  { kind: "peer", node: "sym", signal: "SIGTERM" },
+  { kind: "peer", node: "pub", signal: "SIGKILL" },
+  { kind: "peer", node: "cone", signal: "SIGTERM" },
   { kind: "server" },
 ];
 
