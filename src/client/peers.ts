@@ -59,6 +59,8 @@ export function keepsExistingLink(existing: Pick<Link, "kind" | "since" | "sessi
 const retiredLinks = new WeakSet<Link>();
 /** The run of the peer (PeerInfo.instance) each link was made with, when the server named one. */
 const linkInstances = new WeakMap<Link, string>();
+/** The run of the peer each link attempt was started for, when known. */
+const attemptInstances = new WeakMap<Promise<Link>, string>();
 
 /** Where a peer stands: linking, linked, with no direct path left (a relay is needed), or refused by the server's ACL. */
 export type PeerLinkState = "connecting" | "linked" | "needs-relay" | "failed" | "denied";
@@ -217,8 +219,12 @@ export class PeerManager {
   async connect(peer: string, options: { verify?: boolean } = {}): Promise<Link> {
     const existing = this.link(peer);
     if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
+    // An attempt started for an earlier run of the peer may wait long for a side that never comes
+    // (a relay holds the pair for 10 s): a restarted peer gets an attempt of its own.
     const pending = this.connecting.get(peer);
-    if (pending) return pending;
+    const current = this.init.session.peers.get(peer)?.instance;
+    const pendingFor = pending && attemptInstances.get(pending);
+    if (pending && !(pendingFor && current && pendingFor !== current)) return pending;
     const denial = this.denial(peer);
     if (denial) throw new PeerError("ACL_DENIED", denial);
     const startedAt = Date.now();
@@ -241,7 +247,8 @@ export class PeerManager {
         if ((err as { code?: string }).code !== "NO_PATH" || this.link(peer)) throw err;
         return this.viaRelay(peer, startedAt);
       }
-    })().finally(() => this.connecting.delete(peer));
+    })().finally(() => this.connecting.get(peer) === attempt && this.connecting.delete(peer));
+    if (current) attemptInstances.set(attempt, current);
     this.states.set(peer, { ...this.states.get(peer), state: "connecting" });
     this.connecting.set(peer, attempt);
     return attempt;
@@ -251,6 +258,7 @@ export class PeerManager {
   acceptPlan(plan: ConnectPlan): void {
     if (this.stopped || !this.withinBudget("connect", plan.peer.name)) return;
     const attempt = this.runPlan(plan, Date.now());
+    if (plan.peer.instance) attemptInstances.set(attempt, plan.peer.instance);
     if (!this.connecting.has(plan.peer.name)) {
       this.connecting.set(plan.peer.name, attempt);
       void attempt.catch(() => {}).finally(() => this.connecting.get(plan.peer.name) === attempt && this.connecting.delete(plan.peer.name));
@@ -265,6 +273,7 @@ export class PeerManager {
     if (!this.relays) return this.init.logger.warn(`${peer} asked for a link through a relay, but peer_paths leaves out "relay"`);
     const startedAt = Date.now();
     const attempt = connectViaRelay(plan, this.relayInit()).then((link) => this.adopt(peer, link, startedAt, plan.peer.instance));
+    if (plan.peer.instance) attemptInstances.set(attempt, plan.peer.instance);
     if (!this.connecting.has(peer)) {
       this.connecting.set(peer, attempt);
       void attempt.catch(() => {}).finally(() => this.connecting.get(peer) === attempt && this.connecting.delete(peer));

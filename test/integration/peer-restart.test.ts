@@ -4,11 +4,14 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { firstEchoAt, startEcho } from "../helpers/echo.ts";
 import {
+  appToml,
   exposeToml,
   freePort,
   linkedClientStatus,
   loginTime,
   restartLinkedClient,
+  run,
+  INP2PC,
   startLinkedClient,
   startServer,
   stopLinkedClient,
@@ -75,4 +78,29 @@ describe("a restarted peer (real processes)", () => {
     const status = await linkedClientStatus(near!);
     expect(status.peers.far).toMatchObject({ link: "relay-server", relay: "server" });
   }, 240_000);
+
+  it("a link attempt made for the peer's earlier run does not hold up its new run: the app works within 3 s of the new run's login", async () => {
+    // The earlier run is frozen, so the server still counts it online (its heartbeat timeout is long)
+    // and hands it the relay plan near asks for; near then waits at the relay for a side that never
+    // comes (up to 10 s), unless the new run's login starts an attempt of its own.
+    server = await startServer({ heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 30_000 });
+    echo = await startEcho();
+    const appPort = await freePort();
+    far = await startLinkedClient(server, "far", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
+    const frozen = far.proc;
+    frozen.child.kill("SIGSTOP");
+    try {
+      near = await startLinkedClient(server, "near", ['peer_paths = ["relay"]', appToml({ name: "echo", listen: appPort, peer: "far", target: echo.port })].join("\n"), { logLevel: "info" });
+      const firstEcho = firstEchoAt(appPort, PROBE_WINDOW_MS).catch(() => Infinity);
+      await server.proc.waitForOutput(/relaying a peer link from=near to=far/);
+      const proc = run(INP2PC, ["--config", far.config], { cwd: far.dir, env: far.env });
+      far = { ...far, proc };
+      await proc.waitForOutput(/logged in/);
+      const recoveryMs = (await firstEcho) - loginTime(proc.output);
+      console.log(`first echo ${recoveryMs} ms after the new run's login`);
+      expect(recoveryMs).toBeLessThanOrEqual(3_000);
+    } finally {
+      frozen.child.kill("SIGKILL");
+    }
+  }, 60_000);
 });
