@@ -12,12 +12,6 @@ export function plainAddress(address: string): string {
   return mapped ? mapped[1]! : address.replace(/%.*$/, "");
 }
 
-/** Whether `address` is a loopback address (127.0.0.0/8, ::1), reachable from this machine only. */
-export function isLoopback(address: string): boolean {
-  const plain = plainAddress(address);
-  return isIPv4(plain) ? plain.startsWith("127.") : isIP(plain) === 6 && ipv6Groups(plain).every((group, i) => group === (i === 7 ? 1 : 0));
-}
-
 /** The eight 16-bit groups of an IPv6 address (an embedded IPv4 tail counts as two). */
 function ipv6Groups(address: string): number[] {
   let text = address.toLowerCase();

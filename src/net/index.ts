@@ -1,2 +1,2 @@
 export { PreAuthPool, type PreAuthLimits, type PreAuthSlot } from "./preauth.ts";
-export { cidrMatcher, clientAddress, IPV6_LIMIT_PREFIX_BITS, isLoopback, limitKey, plainAddress, type ClientAddress } from "./client-address.ts";
+export { cidrMatcher, clientAddress, IPV6_LIMIT_PREFIX_BITS, limitKey, plainAddress, type ClientAddress } from "./client-address.ts";

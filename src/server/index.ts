@@ -6,8 +6,8 @@ import { websocket } from "hono/bun";
 import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
-import { cidrMatcher, isLoopback } from "../net/index.ts";
-import { CloseCode } from "../protocol/index.ts";
+import { cidrMatcher } from "../net/index.ts";
+import { CloseCode, isLoopbackAddress } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
 import { RelayBroker } from "./broker.ts";
 import type { AclRule } from "./acl.ts";
@@ -19,7 +19,7 @@ import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { FailedLogins } from "./failed-logins.ts";
 import { NodeStore } from "./nodes.ts";
-import { autoApproveList, PairingBook } from "./pairing.ts";
+import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
 import { SignalHub, type User } from "./signal.ts";
@@ -106,7 +106,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     users.map((user) => user.name),
   );
   const listenIp = isIP(init.listen) ? init.listen : (await lookup(init.listen)).address;
-  if (!tls && !isLoopback(listenIp))
+  if (!tls && !isLoopbackAddress(listenIp))
     logger.warn(
       `tls = "off" on a non-loopback address (${init.listen}): logins cross the network in the clear, and a captured login (nonce and proof) ` +
         `lets an attacker test token guesses offline, at no cost and unseen; a weak token (one derived from a guessable password with ` +
@@ -153,7 +153,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     sdwan: addressBook ? new SdwanHub(addressBook, registry, (node, member): boolean => hub.linkableBothWays(node, member)) : undefined,
     nodes,
     admission: init.admission,
-    autoApprove: autoApproveList(init.auto_approve),
+    autoApprove: cidrMatcher(init.auto_approve),
     pairing: new PairingBook(init.pairing_expiry_s * 1000),
     guard,
     maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,

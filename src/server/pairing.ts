@@ -23,8 +23,6 @@ export type PairingRefusal = { code: "TOO_MANY_PENDING" | "PAIRING_RATE_LIMITED"
 const keyOf = (user: string, node: string) => `${user}/${node}`;
 
 /** A client address in `auto_approve` ("local trust"), IPv4-mapped IPv6 taken as IPv4. */
-export const autoApproveList = cidrMatcher;
-
 /**
  * Pending pairing requests, one per user and node name (a newer login of the name replaces an older
  * request), capped per user; new requests are rate-limited per client address.

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { cidrMatcher, clientAddress, isLoopback, limitKey } from "../../src/net/index.ts";
+import { cidrMatcher, clientAddress, limitKey } from "../../src/net/index.ts";
+import { isLoopbackAddress } from "../../src/protocol/index.ts";
 
 describe("limitKey: the client an address counts as", () => {
   it("is the address itself for IPv4, also written as IPv4-mapped IPv6", () => {
@@ -19,10 +20,10 @@ describe("limitKey: the client an address counts as", () => {
   });
 });
 
-describe("isLoopback", () => {
+describe("isLoopbackAddress", () => {
   it("is true for 127.0.0.0/8 and ::1 only", () => {
-    for (const address of ["127.0.0.1", "127.1.2.3", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"]) expect(isLoopback(address), address).toBe(true);
-    for (const address of ["0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::2", "fe80::1", "2001:db8::1"]) expect(isLoopback(address), address).toBe(false);
+    for (const address of ["127.0.0.1", "127.1.2.3", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"]) expect(isLoopbackAddress(address), address).toBe(true);
+    for (const address of ["0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::2", "fe80::1", "2001:db8::1"]) expect(isLoopbackAddress(address), address).toBe(false);
   });
 });
 

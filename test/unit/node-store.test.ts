@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_TAGS_PER_NODE, NodeStore, NodeStoreError } from "../../src/server/nodes.ts";
-import { autoApproveList } from "../../src/server/pairing.ts";
+import { cidrMatcher } from "../../src/net/index.ts";
 
 const dirs: string[] = [];
 function file(): string {
@@ -64,11 +64,11 @@ describe("NodeStore", () => {
   });
 });
 
-describe("autoApproveList", () => {
+describe("auto_approve (cidrMatcher)", () => {
   it("matches IPv4 and IPv6 CIDRs, IPv4-mapped addresses as IPv4, and nothing when empty", () => {
-    const trusted = autoApproveList(["127.0.0.1/32", "192.168.1.0/24", "fd00::/8"]);
+    const trusted = cidrMatcher(["127.0.0.1/32", "192.168.1.0/24", "fd00::/8"]);
     expect(["127.0.0.1", "192.168.1.77", "::ffff:192.168.1.5", "fd12::1"].filter(trusted)).toEqual(["127.0.0.1", "192.168.1.77", "::ffff:192.168.1.5", "fd12::1"]);
     expect(["127.0.0.2", "192.168.2.1", "fe80::1", "::1"].filter(trusted)).toEqual([]);
-    expect(autoApproveList([])("127.0.0.1")).toBe(false);
+    expect(cidrMatcher([])("127.0.0.1")).toBe(false);
   });
 });
