@@ -5,9 +5,9 @@ import { loadConfig } from "../config/index.ts";
 import { formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
-import { formatDoctorReport, runDoctor } from "../sdwan/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
+import { addDiagCommands } from "./diag.ts";
 
 const PROGRAM = "inp2pc";
 
@@ -107,15 +107,7 @@ cli
     }
   });
 
-cli
-  .command("doctor", "check what this machine offers inp2pc: native FFI, /dev/net/tun, CAP_NET_ADMIN")
-  .option("--json", "print JSON")
-  .action(async (parsed) => {
-    const report = await runDoctor();
-    // Synchronous: process.exit follows, and an asynchronous write to a pipe would be lost.
-    writeSync(1, parsed.json ? JSON.stringify(report, null, 2) + "\n" : formatDoctorReport(report) + "\n");
-    process.exit(report.ffi.ok ? 0 : 1);
-  });
+addDiagCommands(cli, PROGRAM, load);
 
 try {
   cli.parse(["bun", PROGRAM, ...args]);

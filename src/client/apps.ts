@@ -7,7 +7,7 @@ import { RepeatedWarnings, type Logger } from "../log/index.ts";
 import {
   AppProtocolError,
   decodeStreamAnswer,
-  decodeStreamHeader,
+  decodeStreamOpening,
   decodeUdpAppDatagram,
   encodeStreamAnswer,
   encodeStreamHeader,
@@ -20,7 +20,9 @@ import {
 } from "../protocol/index.ts";
 import { splitEndpoint, type Link } from "../transport/index.ts";
 import type { ExposeDecision, ExposePolicy } from "./expose.ts";
+import { readFramed } from "./framed-read.ts";
 import type { PeerManager } from "./peers.ts";
+import { SpeedtestService } from "./speedtest.ts";
 
 // Port forwarding. A TCP connection to an app's listener becomes one mux stream whose first bytes
 // name the target; the peer checks it against its expose list, connects there, answers and pipes.
@@ -339,36 +341,12 @@ function pipeBothWays(socket: Socket, stream: Duplex, onSocketError: (err: Error
  * The serving node's answer at the start of a stream, and the bytes after it (the stream is left
  * paused); undefined when the stream ends or fails first. Rejects with AppProtocolError for a malformed answer.
  */
-function readAnswer(stream: Duplex): Promise<{ answer: StreamAnswer; rest: Buffer } | undefined> {
-  return new Promise((resolve, reject) => {
-    let buffered = Buffer.alloc(0);
-    const done = () => {
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("close", onEnd);
-      stream.pause();
-    };
-    const onEnd = () => (done(), resolve(undefined));
-    const onData = (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      let decoded: ReturnType<typeof decodeStreamAnswer>;
-      try {
-        decoded = decodeStreamAnswer(buffered);
-      } catch (err) {
-        done();
-        return reject(err);
-      }
-      if (!decoded) return;
-      done();
-      resolve(decoded);
-    };
-    stream.on("data", onData);
-    stream.once("end", onEnd);
-    stream.once("close", onEnd);
-  });
+export function readAnswer(stream: Duplex): Promise<{ answer: StreamAnswer; rest: Buffer } | undefined> {
+  return readFramed(stream, decodeStreamAnswer);
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+/** `promise`, or an Error(message) after `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(message)), ms);
     promise.then(
@@ -459,6 +437,8 @@ export interface AppServiceInit {
   onRefused?: (peer: string, target: string, protocol: "tcp" | "udp") => void;
   /** @default UDP_FLOW_IDLE_MS */
   udpFlowIdleMs?: number;
+  /** Serves the speedtest streams peers open. @default a SpeedtestService of its own */
+  speedtest?: SpeedtestService;
 }
 
 /** The receiving side: streams and datagrams a peer sends to reach targets from here, and replies to our own UDP flows. */
@@ -472,11 +452,13 @@ export class AppService {
   private readonly expose: ExposePolicy;
   private readonly udpFlowIdleMs: number;
   private readonly onRefused: NonNullable<AppServiceInit["onRefused"]>;
+  private readonly speedtest: SpeedtestService;
   /** Refusals and unreachable targets, once per window per peer and target. */
   private readonly warnings: RepeatedWarnings;
 
   constructor(init: AppServiceInit) {
     ({ flowIds: this.flowIds, logger: this.logger, node: this.node, expose: this.expose } = init);
+    this.speedtest = init.speedtest ?? new SpeedtestService({ logger: init.logger, node: init.node });
     this.udpFlowIdleMs = init.udpFlowIdleMs ?? UDP_FLOW_IDLE_MS;
     this.onRefused = init.onRefused ?? (() => {});
     this.warnings = new RepeatedWarnings(this.logger, APP_WARNING_WINDOW_MS);
@@ -501,9 +483,9 @@ export class AppService {
     stream.on("error", () => stream.destroy());
     const onData = (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
-      let decoded: ReturnType<typeof decodeStreamHeader>;
+      let decoded: ReturnType<typeof decodeStreamOpening>;
       try {
-        decoded = decodeStreamHeader(buffered);
+        decoded = decodeStreamOpening(buffered);
       } catch (err) {
         this.logger.warn(`peer ${peer} opened a stream with a malformed header: ${(err as Error).message}`);
         return stream.destroy();
@@ -511,7 +493,9 @@ export class AppService {
       if (!decoded) return;
       stream.off("data", onData);
       stream.pause();
-      const { header, rest } = decoded;
+      const { opening, rest } = decoded;
+      if (opening.kind === "speedtest") return this.speedtest.serve(peer, stream, opening.request, rest);
+      const { header } = opening;
       this.expose
         .decide(header.target)
         .then((decision) => {

@@ -12,6 +12,7 @@ import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE 
 import { PeerManager } from "./peers.ts";
 import { RelayNode } from "./relay-node.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
+import { controlRoutes } from "./control.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
 
@@ -213,6 +214,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         user: session.login?.user ?? null,
         rttMs: session.rttMs ?? null,
         clockOffsetMs: Math.round(session.clockOffsetMs),
+        error: session.problem ?? null,
       },
       nat: session.nat ?? null,
       peers: Object.fromEntries(
@@ -244,7 +246,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   };
   let statusServer: { port: number; stop(): void } | undefined;
   try {
-    statusServer = startStatusServer(init.status_port, status);
+    statusServer = startStatusServer(init.status_port, status, controlRoutes({ session, peers, apps: () => apps }));
   } catch (err) {
     logger.warn(`status API not available on 127.0.0.1:${init.status_port}: ${(err as Error).message}`);
   }

@@ -153,6 +153,8 @@ export class ServerSession {
   login?: LoginResult;
   /** While pending: the command that approves this node on the server. */
   awaitingApproval?: string;
+  /** Why the last connection or login failed, in words; cleared by the next login. */
+  problem?: string;
   /** serverTime - localTime, estimated from heartbeats. */
   clockOffsetMs = 0;
   rttMs?: number;
@@ -377,6 +379,7 @@ export class ServerSession {
 
   private onLoggedIn(result: LoginResult): void {
     this.state = result.pending ? "pending" : "online";
+    this.problem = undefined;
     this.login = result;
     this.awaitingApproval = result.pending ? approveCommand(result.node, result.user) : undefined;
     this.clockSamples = [];
@@ -430,6 +433,7 @@ export class ServerSession {
     this.teardown(reason);
     if (this.state === "stopped") return;
     this.state = "waiting";
+    this.problem = reason;
     if (wasOnline) this.events.offline?.(reason, closeCode);
     if (wasOnline && !BACKOFF_KEEPING_CLOSES.has(closeCode)) this.failedAttempts = 0;
     const delayMs = this.reconnectDelayMs();

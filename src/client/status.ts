@@ -8,7 +8,8 @@ export interface ClientStatus {
   node: string;
   version: string;
   /** approval: while the state is "pending", the command that approves this node on the server. */
-  server: { address: string; state: string; approval: string | null; user: string | null; rttMs: number | null; clockOffsetMs: number };
+  /** error: why the last connection or login failed, until the next login. */
+  server: { address: string; state: string; approval: string | null; user: string | null; rttMs: number | null; clockOffsetMs: number; error?: string | null };
   nat: NatInfo | null;
   peers: Record<
     string,
@@ -37,6 +38,9 @@ export interface ClientStatus {
   sdwan: OverlayStatus | null;
 }
 
+/** Seconds a status API connection may stay silent (Bun's default is 10). */
+const STATUS_IDLE_TIMEOUT_S = 30;
+
 /** Host headers the status API answers: loopback by name or address, any port. */
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
 
@@ -44,7 +48,7 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
  * The local status API (127.0.0.1 only): GET /api/v1/status. A request for any other Host is refused:
  * a page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name.
  */
-export function startStatusServer(port: number, status: () => ClientStatus): { port: number; stop(): void } {
+export function startStatusServer(port: number, status: () => ClientStatus, actions?: Hono): { port: number; stop(): void } {
   const app = new Hono();
   app.use(async (c, next) => {
     const host = c.req.header("host") ?? "";
@@ -53,8 +57,10 @@ export function startStatusServer(port: number, status: () => ClientStatus): { p
     await next();
   });
   app.get("/api/v1/status", (c) => c.json(status()));
+  if (actions) app.route("/api/v1", actions);
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
-  const server = Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch });
+  // idleTimeout: an action may wait this long for a link before it answers (CONTROL_LINK_WAIT_MS).
+  const server = Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch, idleTimeout: STATUS_IDLE_TIMEOUT_S });
   return { port: server.port ?? port, stop: () => void server.stop(true) };
 }
 

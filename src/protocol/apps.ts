@@ -1,6 +1,7 @@
 // Wire formats of port-forwarding apps, inside an encrypted peer link.
 //
-// App stream header: the first bytes of the mux stream a TCP app opens for each connection.
+// App stream header: the first bytes of the mux stream a TCP app opens for each connection (a
+// speedtest stream starts with {"speedtest":...} instead: src/protocol/speedtest.ts).
 //   u16 BE  length of the JSON that follows, at most MAX_STREAM_HEADER_BYTES
 //   JSON    {"target":"host:port"}
 //   ...     the connection's bytes
@@ -21,6 +22,11 @@
 // the serving node keys a flow by peer, flow id and target. SDWAN's ipPacket (3) is the type
 // byte followed by one IP packet (src/sdwan/overlay.ts).
 
+import { AppProtocolError, decodeFramedJson, encodeFramedJson } from "./framed-json.ts";
+import { parseSpeedtestRequest, type SpeedtestRequest } from "./speedtest.ts";
+
+export { AppProtocolError, MAX_STREAM_HEADER_BYTES } from "./framed-json.ts";
+
 /** First byte of a link datagram: who it is for. */
 export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4 } as const;
 
@@ -29,12 +35,9 @@ export const RefusalCode = { NOT_EXPOSED: 1, UNREACHABLE: 2 } as const;
 export type RefusalCode = keyof typeof RefusalCode;
 const REFUSAL_CODES = Object.keys(RefusalCode) as RefusalCode[];
 
-/** Longest stream header accepted from a peer. */
-export const MAX_STREAM_HEADER_BYTES = 1024;
 /** A UDP app target travels with a one-byte length. */
 export const MAX_UDP_TARGET_BYTES = 255;
 
-const STREAM_HEADER_LENGTH_BYTES = 2;
 const FLOW_ID_OFFSET = 1;
 const UDP_APP_TARGET_LENGTH_OFFSET = 5;
 const UDP_APP_TARGET_OFFSET = 6;
@@ -43,14 +46,13 @@ const UDP_REFUSED_CODE_OFFSET = 5;
 const UDP_REFUSED_BYTES = 6;
 const TARGET_PATTERN = /^.+:\d{1,5}$/;
 
-export class AppProtocolError extends Error {
-  override readonly name = "AppProtocolError";
-}
-
 export interface StreamHeader {
   /** "host:port", as seen from the serving node. */
   target: string;
 }
+
+/** What the first bytes of a stream a peer opened ask for: an app's target, or a speedtest (src/protocol/speedtest.ts). */
+export type StreamOpening = { kind: "app"; header: StreamHeader } | { kind: "speedtest"; request: SpeedtestRequest };
 
 /** The serving node's answer at the start of an app stream. */
 export type StreamAnswer = { ok: true } | { ok: false; code: RefusalCode; error: string };
@@ -60,43 +62,35 @@ export type UdpAppDatagram =
   | { type: "reply"; flowId: number; payload: Buffer }
   | { type: "refused"; flowId: number; code: RefusalCode };
 
-function encodeFramedJson(value: unknown, what: string): Buffer {
-  const json = Buffer.from(JSON.stringify(value));
-  if (json.length > MAX_STREAM_HEADER_BYTES) throw new AppProtocolError(`${what} of ${json.length} bytes is over the ${MAX_STREAM_HEADER_BYTES}-byte limit`);
-  const out = Buffer.allocUnsafe(STREAM_HEADER_LENGTH_BYTES + json.length);
-  out.writeUInt16BE(json.length);
-  json.copy(out, STREAM_HEADER_LENGTH_BYTES);
-  return out;
-}
-
-/** u16 length | JSON from the start of `buffer`: undefined while more bytes are needed. */
-function decodeFramedJson(buffer: Buffer, what: string): { parsed: unknown; rest: Buffer } | undefined {
-  if (buffer.length < STREAM_HEADER_LENGTH_BYTES) return undefined;
-  const length = buffer.readUInt16BE(0);
-  if (length > MAX_STREAM_HEADER_BYTES) throw new AppProtocolError(`${what} of ${length} bytes is over the ${MAX_STREAM_HEADER_BYTES}-byte limit`);
-  const end = STREAM_HEADER_LENGTH_BYTES + length;
-  if (buffer.length < end) return undefined;
-  try {
-    return { parsed: JSON.parse(buffer.subarray(STREAM_HEADER_LENGTH_BYTES, end).toString()), rest: buffer.subarray(end) };
-  } catch {
-    throw new AppProtocolError(`${what} is not JSON`);
-  }
-}
-
 export function encodeStreamHeader(header: StreamHeader): Buffer {
   return encodeFramedJson({ target: header.target }, "stream header");
 }
+
+const NO_TARGET = 'stream header has no "target" of the form host:port';
 
 /**
  * Reads a stream header from the start of `buffer`: undefined while more bytes are needed, else the
  * header and the bytes after it. Throws AppProtocolError for an oversized or malformed header.
  */
 export function decodeStreamHeader(buffer: Buffer): { header: StreamHeader; rest: Buffer } | undefined {
+  const decoded = decodeStreamOpening(buffer);
+  if (!decoded) return undefined;
+  if (decoded.opening.kind !== "app") throw new AppProtocolError(NO_TARGET);
+  return { header: decoded.opening.header, rest: decoded.rest };
+}
+
+/**
+ * Reads what a stream a peer opened asks for (an app's target, or a speedtest): undefined while more
+ * bytes are needed. Throws AppProtocolError for an oversized or malformed header.
+ */
+export function decodeStreamOpening(buffer: Buffer): { opening: StreamOpening; rest: Buffer } | undefined {
   const decoded = decodeFramedJson(buffer, "stream header");
   if (!decoded) return undefined;
-  const target = (decoded.parsed as { target?: unknown } | null)?.target;
-  if (typeof target !== "string" || !TARGET_PATTERN.test(target)) throw new AppProtocolError('stream header has no "target" of the form host:port');
-  return { header: { target }, rest: decoded.rest };
+  const parsed = decoded.parsed as { target?: unknown; speedtest?: unknown } | null;
+  if (parsed !== null && typeof parsed === "object" && "speedtest" in parsed) return { opening: { kind: "speedtest", request: parseSpeedtestRequest(parsed) }, rest: decoded.rest };
+  const target = parsed?.target;
+  if (typeof target !== "string" || !TARGET_PATTERN.test(target)) throw new AppProtocolError(NO_TARGET);
+  return { opening: { kind: "app", header: { target } }, rest: decoded.rest };
 }
 
 export function encodeStreamAnswer(answer: StreamAnswer): Buffer {

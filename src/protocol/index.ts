@@ -4,3 +4,4 @@ export * from "./signal.ts";
 export * from "./stun.ts";
 export { VERSION } from "./version.ts";
 export * from "./relay.ts";
+export * from "./speedtest.ts";

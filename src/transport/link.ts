@@ -8,6 +8,10 @@ import type { Path, PathKind } from "./path.ts";
 /** KCP's send queue counts as the channel's buffered bytes at this many bytes a segment. */
 const KCP_SEGMENT_ESTIMATE_BYTES = KCP_FAST.mtu;
 const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
+/** Pings remembered while waiting for their pongs (keepalives, probes and measured pings together). */
+const MAX_PINGS_OUT = 64;
+/** rttMs keeps this many steps per millisecond (0.01 ms). */
+const RTT_PRECISION = 100;
 
 export interface LinkInit {
   peer: string;
@@ -60,7 +64,8 @@ export class Link {
   private closeMux: (reason: string) => void = () => {};
   private readonly datagramHandlers: ((data: Buffer) => void)[] = [];
   private closeHandlers: ((reason: string) => void)[] = [];
-  private pingSentAt = new Map<number, number>();
+  /** Pings without a pong yet: when each went out (performance.now), and who waits for its pong. */
+  private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number) => void }>();
   private expected: { phase: number; counter: number };
   /** The newest record received so far; only a newer one may move a UDP path (a delayed one must not). */
   private newest = { phase: 0, counter: -1 };
@@ -219,10 +224,13 @@ export class Link {
         this.sendRecord(RecordKind.pong, data);
         break;
       case RecordKind.pong: {
-        const sentAt = data.length >= 4 ? this.pingSentAt.get(data.readUInt32BE(0)) : undefined;
-        if (sentAt !== undefined) {
-          this.rttMs = Date.now() - sentAt;
-          this.pingSentAt.clear();
+        const id = data.length >= 4 ? data.readUInt32BE(0) : undefined;
+        const ping = id === undefined ? undefined : this.pingsOut.get(id);
+        if (ping) {
+          const rttMs = performance.now() - ping.sentAt;
+          this.rttMs = Math.round(rttMs * RTT_PRECISION) / RTT_PRECISION;
+          this.pingsOut.delete(id!);
+          ping.answered?.(rttMs);
         }
         break;
       }
@@ -291,12 +299,33 @@ export class Link {
     return false;
   }
 
-  private ping(): void {
+  /**
+   * The round-trip time of one ping over this link, in milliseconds (fractional), matched to its own
+   * pong; null when no pong came within `timeoutMs` or the link closed.
+   */
+  measureRtt(timeoutMs: number): Promise<number | null> {
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const id = this.ping((rttMs) => {
+        clearTimeout(timer);
+        resolve(rttMs);
+      });
+      const timer = setTimeout(() => {
+        this.pingsOut.delete(id);
+        resolve(null);
+      }, timeoutMs);
+    });
+  }
+
+  private ping(answered?: (rttMs: number) => void): number {
     const id = this.nextPing++ >>> 0;
-    this.pingSentAt.set(id, Date.now());
+    // A pong that never came is forgotten once newer pings crowd it out.
+    if (this.pingsOut.size >= MAX_PINGS_OUT) this.pingsOut.delete(this.pingsOut.keys().next().value!);
+    this.pingsOut.set(id, { sentAt: performance.now(), answered });
     const body = Buffer.allocUnsafe(4);
     body.writeUInt32BE(id);
     this.sendRecord(RecordKind.ping, body);
+    return id;
   }
 
   private tick(): void {

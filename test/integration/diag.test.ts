@@ -1,0 +1,176 @@
+// `inp2pc doctor`, `inp2pc ping` and `inp2pc speedtest` against real inp2ps / inp2pc processes on
+// 127.0.0.1. One server and two linked nodes serve every test that needs them: beta's app reaches a
+// target alpha exposes (beta is the healthy node), alpha's app asks beta for one it does not expose.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEcho } from "../helpers/echo.ts";
+import {
+  appToml,
+  exposeToml,
+  freePort,
+  INP2PC,
+  run,
+  runToEnd,
+  startLinkedClient,
+  startServer,
+  stopLinkedClient,
+  tempDir,
+  waitFor,
+  type LinkedClient,
+  type ServerHandle,
+} from "../helpers/processes.ts";
+
+const COMMAND_TIMEOUT_MS = 40_000;
+
+interface Layer {
+  layer: string;
+  name: string;
+  status: string;
+  measured: string;
+  threshold: string;
+  fix: string | null;
+}
+
+async function doctor(args: string[]): Promise<{ code: number | null; output: string; report: { exitCode: number; failed: string | null; layers: Layer[] } }> {
+  const json = await runToEnd(INP2PC, ["doctor", "--json", ...args], { timeoutMs: COMMAND_TIMEOUT_MS });
+  return { code: json.code, output: json.output, report: JSON.parse(json.output) };
+}
+
+const layer = (report: { layers: Layer[] }, name: string) => {
+  const found = report.layers.find((l) => l.name === name);
+  if (!found) throw new Error(`no check named ${name} in ${JSON.stringify(report.layers.map((l) => l.name))}`);
+  return found;
+};
+
+/** A client config file of its own (for the failing layers), with the given [client] lines. */
+function clientConfig(lines: string[]): string {
+  const dir = tempDir("inp2pc-doctor-");
+  const path = join(dir, "inp2pc.toml");
+  writeFileSync(path, ['role = "client"', "[client]", `data_dir = "${dir}"`, ...lines].join("\n") + "\n", { mode: 0o600 });
+  return path;
+}
+
+describe("doctor, ping and speedtest between two running nodes", () => {
+  let server: ServerHandle;
+  let echo: Awaited<ReturnType<typeof startEcho>>;
+  let alpha: LinkedClient;
+  let beta: LinkedClient;
+  let hiddenPort: number;
+
+  beforeAll(async () => {
+    server = await startServer();
+    echo = await startEcho();
+    hiddenPort = await freePort();
+    const betaAppPort = await freePort();
+    const alphaAppPort = await freePort();
+    alpha = await startLinkedClient(server, "alpha", [exposeToml(`127.0.0.1:${echo.port}`), appToml({ name: "hidden", listen: alphaAppPort, peer: "beta", target: hiddenPort })].join("\n"));
+    beta = await startLinkedClient(server, "beta", appToml({ name: "web", listen: betaAppPort, peer: "alpha", target: echo.port }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await stopLinkedClient(alpha);
+    await stopLinkedClient(beta);
+    await server?.stop();
+    echo?.server.close();
+  });
+
+  it("doctor on a healthy node: every layer ok, exit 0", async () => {
+    const { code, output, report } = await doctor(["--config", beta.config]);
+    expect(report.layers.filter((l) => l.status === "fail"), output).toEqual([]);
+    expect(code).toBe(0);
+    expect(report.exitCode).toBe(0);
+    for (const name of ["config", "server", "tls", "login", "nat", "peer alpha", "app web", "system ffi"]) expect(layer(report, name).status, name).toBe("ok");
+    expect(layer(report, "tls").measured).toMatch(/matches the first-use record/);
+    expect(layer(report, "login").measured).toMatch(/logged in as beta of user default/);
+    expect(layer(report, "app web").measured).toContain(`alpha connected to 127.0.0.1:${echo.port}`);
+    const text = await runToEnd(INP2PC, ["doctor", "--config", beta.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    console.log(`doctor on a healthy node:\n${text.output}`);
+    expect(text.code).toBe(0);
+    expect(text.output).toMatch(/^app web +ok +listening on/m);
+    expect(text.output).toContain("all layers ok");
+  }, 60_000);
+
+  it("doctor names an app whose target the serving node does not expose: exit 16, and the fix", async () => {
+    const { code, output, report } = await doctor(["--config", alpha.config]);
+    expect(code, output).toBe(16);
+    expect(report.failed).toBe("app");
+    const app = layer(report, "app hidden");
+    expect(app.status).toBe("fail");
+    expect(app.measured).toContain(`beta refused 127.0.0.1:${hiddenPort} (NOT_EXPOSED)`);
+    expect(app.fix).toBe(`add "127.0.0.1:${hiddenPort}" to expose in [client] on node beta`);
+    for (const name of ["config", "server", "tls", "login", "nat"]) expect(layer(report, name).status, name).toBe("ok");
+    const text = await runToEnd(INP2PC, ["doctor", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    console.log(`doctor on a node whose app target is refused:\n${text.output}`);
+    expect(text.output).toContain(`fix: add "127.0.0.1:${hiddenPort}" to expose in [client] on node beta`);
+    expect(text.output).toContain("first failing layer: app (exit code 16)");
+  }, 60_000);
+
+  it("ping: one line per ping with the path, then a summary with no loss", async () => {
+    const { code, output } = await runToEnd(INP2PC, ["ping", "beta", "-c", "3", "-i", "0.2", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(code, output).toBe(0);
+    const pongs = output.match(/^pong from beta over \S+ .* in \d+\.\d+ ms \(seq \d\)$/gm) ?? [];
+    expect(pongs.map((line) => line.match(/seq (\d)/)![1]), output).toEqual(["1", "2", "3"]);
+    expect(output).toMatch(/^3 sent, 3 received, 0% loss; rtt min\/avg\/max = [\d.]+\/[\d.]+\/[\d.]+ ms$/m);
+
+    const json = await runToEnd(INP2PC, ["ping", "beta", "--count", "2", "--interval", "0.2", "--json", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(json.code, json.output).toBe(0);
+    const summary = JSON.parse(json.output);
+    expect(summary).toMatchObject({ peer: "beta", sent: 2, received: 2, lossPercent: 0 });
+    expect(summary.path).toMatch(/^(lan|udp-direct|udp-punch|tcp-direct|tcp-punch|relay-\w+)$/);
+    expect(summary.minMs).toBeGreaterThan(0);
+    expect(summary.minMs).toBeLessThanOrEqual(summary.avgMs);
+    expect(summary.avgMs).toBeLessThanOrEqual(summary.maxMs);
+    expect(summary.pings.map((p: { seq: number }) => p.seq)).toEqual([1, 2]);
+  }, 60_000);
+
+  it("ping of a peer that is not online fails with a clear error", async () => {
+    const { code, output } = await runToEnd(INP2PC, ["ping", "nosuch", "-c", "1", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(code).toBe(1);
+    expect(output.trim()).toBe("inp2pc: peer nosuch is not online: no node of this user by that name is logged in to the server (inp2ps nodes lists them)");
+    const usage = await runToEnd(INP2PC, ["ping", "beta", "-i", "0", "--config", alpha.config]);
+    expect(usage.code).toBe(2);
+    expect(usage.output).toContain("--interval must be a number from 0.2 to 60");
+  }, 30_000);
+
+  it("the status API's actions take only a JSON body (no web page can post one)", async () => {
+    const response = await fetch(`http://127.0.0.1:${alpha.statusPort}/api/v1/ping`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ peer: "beta" }) });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/send a JSON body with Content-Type: application\/json/);
+  });
+
+  it("speedtest: both directions over the link, the bytes the serving node counted, --json", async () => {
+    const before = beta.proc.output.length;
+    const { code, output } = await runToEnd(INP2PC, ["speedtest", "beta", "--seconds", "2", "--json", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(code, output).toBe(0);
+    const result = JSON.parse(output);
+    expect(result).toMatchObject({ peer: "beta", seconds: 2 });
+    expect(result.path).toMatch(/^(lan|udp-direct|udp-punch|tcp-direct|tcp-punch|relay-\w+)$/);
+    for (const direction of ["upload", "download"] as const) {
+      expect(result[direction].mbps, direction).toBeGreaterThan(0);
+      expect(result[direction].bytes, direction).toBeGreaterThan(0);
+      const served = await beta.proc.waitForOutput(new RegExp(`speedtest served peer=alpha direction=${direction} bytes=(\\d+)`), 10_000);
+      expect(beta.proc.output.length).toBeGreaterThan(before);
+      expect(Number(served[1]), direction).toBe(result[direction].bytes);
+    }
+  }, 60_000);
+
+  it("speedtest: one at a time per peer, and --seconds is bounded", async () => {
+    const first = run(INP2PC, ["speedtest", "beta", "--seconds", "6", "--config", alpha.config]);
+    try {
+      await first.waitForOutput(/speedtest with beta over/, 20_000);
+      await waitFor("beta serving alpha's speedtest", () => /serving a speedtest peer=alpha direction=upload ms=3000/.test(beta.proc.output), 10_000);
+      const second = await runToEnd(INP2PC, ["speedtest", "beta", "--seconds", "2", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+      expect(second.code).toBe(1);
+      expect(second.output).toContain("inp2pc: beta refused the speedtest (BUSY): beta is running a speedtest for alpha already: one at a time per peer");
+      expect(await first.exited).toBe(0);
+      expect(first.output).toMatch(/^upload +[\d.]+ Mbit\/s/m);
+      expect(first.output).toMatch(/^download +[\d.]+ Mbit\/s/m);
+    } finally {
+      await first.stop();
+    }
+    const tooLong = await runToEnd(INP2PC, ["speedtest", "beta", "--seconds", "31", "--config", alpha.config]);
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.output).toContain("--seconds must be a whole number from 2 to 30");
+  }, 60_000);
+});
