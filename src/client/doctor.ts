@@ -99,7 +99,7 @@ export async function runLayeredDoctor(init: DoctorInit): Promise<DoctorReport> 
       threshold: "valid TOML, required settings given",
       fix: err instanceof ConfigError ? CONFIG_FIXES[err.code] : "check the config file",
     });
-    for (const layer of ["server", "tls", "login", "nat", "peer", "app"] as const) skip(layer, layer, "config is not valid");
+    for (const [layer, name] of [["server", "server"], ["tls", "tls"], ["login", "login"], ["nat", "nat"], ["peer", "peers"], ["app", "apps"]] as const) skip(layer, name, "config is not valid");
     for (const layer of await checkSystem(false)) add(layer);
     return finish(layers, false);
   }

@@ -12,6 +12,7 @@ import {
   AppProtocolError,
   decodeStreamAnswer,
   decodeStreamHeader,
+  decodeStreamOpening,
   decodeUdpAppDatagram,
   encodeStreamAnswer,
   encodeStreamHeader,
@@ -22,6 +23,7 @@ import {
   MAX_UDP_TARGET_BYTES,
 } from "../../src/protocol/apps.ts";
 import { decodeRelayAnswer, decodeRelayHello, encodeRelayAnswer, encodeRelayHello } from "../../src/protocol/relay.ts";
+import { decodeSpeedtestAnswer, decodeSpeedtestResult, encodeSpeedtestAnswer, encodeSpeedtestRequest, encodeSpeedtestResult } from "../../src/protocol/speedtest.ts";
 import { signalRequests, MAX_MESSAGE_BYTES, NAT_BEHAVIOURS, NAT_TYPES, parseClientMessage, ProtocolError, type ClientRequestType } from "../../src/protocol/signal.ts";
 import {
   addressAttribute,
@@ -616,4 +618,79 @@ const udpAppDatagram = target({
   },
 });
 
-export const FUZZ_TARGETS: readonly FuzzTarget[] = [stun, mux, muxSession, kcp, signal, relayHello, relayAnswer, handshake, sealedRecord, appStreamHeader, appStreamAnswer, udpAppDatagram];
+// ---------- stream openings (app or speedtest) and the speedtest's replies ----------
+
+const streamOpening = target({
+  name: "stream-opening",
+  shortRuns: 4000,
+  inputs: bytesAround(
+    fc.oneof(
+      appTarget.map((t) => encodeStreamHeader({ target: t })),
+      fc.tuple(fc.constantFrom("upload" as const, "download" as const), fc.integer({ min: 1, max: 1_000_000 })).map(([direction, ms]) => encodeSpeedtestRequest({ direction, ms })),
+    ),
+    1200,
+  ),
+  check(buffer: Buffer) {
+    let decoded;
+    try {
+      decoded = decodeStreamOpening(buffer);
+    } catch (error) {
+      expectDocumentedError(error, AppProtocolError);
+      return false;
+    }
+    if (!decoded) return false;
+    const { opening } = decoded;
+    if (opening.kind === "app") expectAtMost("target length", opening.header.target.length, MAX_STREAM_HEADER_BYTES);
+    else if (!["upload", "download"].includes(opening.request.direction) || !Number.isSafeInteger(opening.request.ms) || opening.request.ms < 1)
+      throw new Error(`a speedtest request outside its documented values passed: ${JSON.stringify(opening.request)}`);
+    if (decoded.rest.buffer !== buffer.buffer) throw new Error("the bytes after the opening are a copy, not a view");
+    return true;
+  },
+});
+
+const speedtestReply = target({
+  name: "speedtest-reply",
+  shortRuns: 4000,
+  inputs: bytesAround(
+    fc.oneof(
+      fc.constant(encodeSpeedtestAnswer({ ok: true })),
+      fc.record({ code: fc.constantFrom("BUSY" as const, "TOO_LONG" as const), error: fc.string({ maxLength: 80 }) }).map(({ code, error }) => encodeSpeedtestAnswer({ ok: false, code, error })),
+      fc.tuple(fc.nat(), fc.double({ min: 0, max: 1e6, noNaN: true })).map(([bytes, ms]) => encodeSpeedtestResult({ bytes, ms })),
+    ),
+    1200,
+  ),
+  check(buffer: Buffer) {
+    let accepted = false;
+    try {
+      accepted = decodeSpeedtestAnswer(buffer) !== undefined;
+    } catch (error) {
+      expectDocumentedError(error, AppProtocolError);
+    }
+    let result;
+    try {
+      result = decodeSpeedtestResult(buffer);
+    } catch (error) {
+      expectDocumentedError(error, AppProtocolError);
+    }
+    if (!result) return accepted;
+    if (!Number.isSafeInteger(result.bytes) || result.bytes < 0 || !(result.ms >= 0)) throw new Error(`a result outside its documented values passed: ${JSON.stringify(result)}`);
+    return true;
+  },
+});
+
+export const FUZZ_TARGETS: readonly FuzzTarget[] = [
+  stun,
+  mux,
+  muxSession,
+  kcp,
+  signal,
+  relayHello,
+  relayAnswer,
+  handshake,
+  sealedRecord,
+  appStreamHeader,
+  appStreamAnswer,
+  streamOpening,
+  speedtestReply,
+  udpAppDatagram,
+];

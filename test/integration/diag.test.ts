@@ -89,8 +89,33 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     expect(text.code).toBe(0);
     expect(text.output).toMatch(/^app web +ok +listening on/m);
     expect(text.output).toContain("all layers ok");
+    // It read the running node's state: no second login replaced it.
+    expect(server.proc.output).not.toMatch(/node logged in again; closing its older session node=beta/);
+    expect(beta.proc.output).not.toMatch(/another machine runs as this node/);
   }, 60_000);
 
+  it("doctor with a pinned fingerprint the server's certificate does not match: exit 12, and the fix", async () => {
+    const wrong = Array.from({ length: 32 }, () => "AB").join(":");
+    const config = clientConfig([
+      'server_host = "127.0.0.1"',
+      `server_port = ${server.port}`,
+      'node = "gamma"',
+      `token = "${server.token}"`,
+      `tls_fingerprint = "${wrong}"`,
+      `status_port = ${await freePort()}`,
+      ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
+    ]);
+    const { code, output, report } = await doctor(["--config", config]);
+    expect(code, output).toBe(12);
+    expect(report.failed).toBe("tls");
+    const tls = layer(report, "tls");
+    expect(tls.status).toBe("fail");
+    expect(tls.measured).toContain(`server certificate does not match the pinned tls_fingerprint: expected ${wrong}, got ${server.fingerprint}`);
+    expect(tls.fix).toContain(`set tls_fingerprint = "${server.fingerprint}" in [client]`);
+    expect(layer(report, "server").status).toBe("ok");
+    expect(layer(report, "login")).toMatchObject({ status: "skipped", measured: "TLS failed" });
+    expect(server.proc.output).not.toMatch(/node=gamma/); // it never logged in
+  }, 60_000);
   it("doctor names an app whose target the serving node does not expose: exit 16, and the fix", async () => {
     const { code, output, report } = await doctor(["--config", alpha.config]);
     expect(code, output).toBe(16);
@@ -173,4 +198,78 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     expect(tooLong.code).toBe(2);
     expect(tooLong.output).toContain("--seconds must be a whole number from 2 to 30");
   }, 60_000);
+});
+
+describe("doctor's failing layers without a node running", () => {
+  it("a config that is not valid TOML: exit 10, the file, line and column, and every layer after it skipped", async () => {
+    const config = clientConfig(['server_host = "127.0.0.1"', "[oops", 'node = "x"']);
+    const { code, output, report } = await doctor(["--config", config]);
+    expect(code, output).toBe(10);
+    expect(report.failed).toBe("config");
+    const first = layer(report, "config");
+    expect(first.status).toBe("fail");
+    expect(first.measured).toMatch(new RegExp(`^${config.replace(/[.]/g, "\\.")}:5:\\d+: invalid TOML`));
+    expect(first.fix).toBe("correct the TOML at the line and column named above");
+    for (const name of ["server", "tls", "login", "nat", "peers", "apps"]) expect(layer(report, name), name).toMatchObject({ status: "skipped", measured: "config is not valid" });
+    const text = await runToEnd(INP2PC, ["doctor", "--config", config]);
+    console.log(`doctor on a broken config:\n${text.output}`);
+    expect(text.code).toBe(10);
+    expect(text.output).toContain("first failing layer: config (exit code 10)");
+  }, 30_000);
+
+  it("a server that does not answer: exit 11, and the fix names the host and port", async () => {
+    const port = await freePort();
+    const config = clientConfig(['server_host = "127.0.0.1"', `server_port = ${port}`, 'node = "x"', 'token = "1"', `status_port = ${await freePort()}`]);
+    const { code, output, report } = await doctor(["--config", config]);
+    expect(code, output).toBe(11);
+    expect(report.failed).toBe("server");
+    const reach = layer(report, "server");
+    expect(reach.measured).toMatch(new RegExp(`^TCP connect to 127\\.0\\.0\\.1:${port} failed: .*ECONNREFUSED`));
+    expect(reach.fix).toBe(`start inp2ps on 127.0.0.1, or correct server_host/server_port in [client], or open TCP port ${port} in firewalls between`);
+    expect(layer(report, "tls")).toMatchObject({ status: "skipped", measured: "the server is not reachable" });
+    expect(layer(report, "login")).toMatchObject({ status: "skipped", measured: "the server is not reachable" });
+    expect(layer(report, "peers").measured).toMatch(/^no inp2pc with node x answers on 127\.0\.0\.1:\d+ \(status_port\)/);
+  }, 30_000);
+
+  describe('a node waiting for approval (admission = "approve")', () => {
+    let server: ServerHandle;
+    let waiting: LinkedClient | undefined;
+    beforeAll(async () => {
+      server = await startServer({ extraToml: 'admission = "approve"' });
+    }, 30_000);
+    afterAll(async () => {
+      await stopLinkedClient(waiting);
+      await server?.stop();
+    });
+
+    it("with no inp2pc running, doctor logs in itself, sees it pending: exit 13, and the approve command", async () => {
+      const config = clientConfig([
+        'server_host = "127.0.0.1"',
+        `server_port = ${server.port}`,
+        'node = "delta"',
+        `token = "${server.token}"`,
+        `status_port = ${await freePort()}`,
+        ...Object.entries(server.stunPorts).map(([key, port]) => `${key} = ${port}`),
+      ]);
+      const { code, output, report } = await doctor(["--config", config]);
+      expect(code, output).toBe(13);
+      expect(report.failed).toBe("login");
+      expect(layer(report, "login")).toMatchObject({ status: "fail", measured: "logged in, but delta waits for approval on the server", fix: 'run "inp2ps pairing approve delta" on the server (or an auto_approve rule there)' });
+      expect(layer(report, "tls").status).toBe("warn"); // no first-use record yet, and the doctor records none
+      expect(layer(report, "nat").status).toBe("ok");
+      await server.proc.waitForOutput(/audit event=pending user=default node=delta/, 10_000);
+    }, 30_000);
+
+    it("with one running, doctor reads its state: pending, exit 13", async () => {
+      waiting = await startLinkedClient(server, "epsilon", "", { ready: /waiting for approval/ });
+      const { code, output, report } = await doctor(["--config", waiting.config]);
+      expect(code, output).toBe(13);
+      expect(layer(report, "login")).toMatchObject({
+        status: "fail",
+        measured: "the running inp2pc waits for approval: epsilon is pending on the server",
+        fix: 'run "inp2ps pairing approve epsilon" on the server (or an auto_approve rule there)',
+      });
+      expect(layer(report, "peers")).toMatchObject({ status: "skipped", measured: "not logged in" });
+    }, 30_000);
+  });
 });

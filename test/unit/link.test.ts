@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { SecureSession } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { Link, type Path } from "../../src/transport/index.ts";
+import { linkPair } from "../helpers/memory-links.ts";
 
 /** A TCP-like path that goes nowhere: enough to build a Link and close it. */
 function quietPath(): Path {
@@ -41,5 +42,40 @@ describe("Link.close", () => {
     link.close("again");
     expect(ran).toEqual(["first", "third: test over"]);
     expect(lines.filter((line) => /\sERROR\s/.test(line))).toEqual([expect.stringMatching(/a handler of a closing peer link failed peer=far error="Not running"/)]);
+  });
+});
+
+describe("Link.measureRtt", () => {
+  const silent = createLogger({ level: "error", write: () => {} });
+
+  it("times each ping by its own pong, in fractions of a millisecond, and keeps the last as rttMs", async () => {
+    const { near, far } = linkPair(silent);
+    try {
+      const [first, second] = await Promise.all([near.measureRtt(5_000), near.measureRtt(5_000)]);
+      for (const rtt of [first, second]) {
+        expect(rtt).not.toBeNull();
+        expect(rtt!).toBeGreaterThan(0);
+        expect(rtt!).toBeLessThan(5_000);
+      }
+      expect(Number.isInteger(first! * 1000) && Number.isInteger(second! * 1000)).toBe(false); // not whole milliseconds, like Date.now would give
+      expect(near.rttMs).not.toBeNull();
+    } finally {
+      near.close("test over");
+      far.close("test over");
+    }
+  });
+
+  it("gives null when no pong comes in time, and at once on a closed link", async () => {
+    const link = new Link({
+      peer: "far",
+      path: quietPath(),
+      session: new SecureSession({ role: "initiator", secrets: { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) } }),
+      role: "initiator",
+      sessionId: randomBytes(16),
+      logger: silent,
+    });
+    expect(await link.measureRtt(50)).toBeNull();
+    link.close("test over");
+    expect(await link.measureRtt(60_000)).toBeNull();
   });
 });
