@@ -5,9 +5,10 @@ import { writeSync } from "node:fs";
 import type { CAC } from "cac";
 import type { LoadedConfig } from "../config/index.ts";
 import { callAction, PING_TIMEOUT_MS, SPEEDTEST_DEFAULT_SECONDS, SPEEDTEST_MAX_SECONDS, type PingAnswer } from "../client/control.ts";
-import { DOCTOR_EXIT_CODES, formatDoctor, runLayeredDoctor } from "../client/doctor.ts";
+import { DOCTOR_EXIT_CODES, DOCTOR_LAYER_CHECKS, formatDoctor, runLayeredDoctor } from "../client/doctor.ts";
 import type { SpeedtestLeg } from "../client/speedtest.ts";
-import { exitWithError } from "./common.ts";
+import { SPEEDTEST_MAX_DIRECTION_MS } from "../protocol/index.ts";
+import { EXIT_USAGE, exitWithError } from "./common.ts";
 
 const PING_DEFAULT_COUNT = 4;
 const PING_MAX_COUNT = 10_000;
@@ -156,6 +157,11 @@ async function speedtest(load: Load, peer: string, parsed: Record<string, unknow
 export function addDiagCommands(cli: CAC, program: string, load: Load): void {
   cli
     .command("ping <peer>", "measure the round trip to PEER over this node's link to it (the running inp2pc makes one if there is none)")
+    .usage(
+      "ping <peer> [-c N] [-i SECONDS] [--json]\n\nAsks the running inp2pc (its status API on status_port) to ping PEER over its encrypted link, making one first\n" +
+        "if there is none, and prints one line per ping (path kind, relay, time), then sent, received, loss and min/avg/max.\n" +
+        `Exit code: 0 when a pong came back, 1 when none did or PEER is offline, unknown or denied by the server's ACL.`,
+    )
     .option("-c, --count <n>", `pings to send (default: ${PING_DEFAULT_COUNT})`)
     .option("-i, --interval <seconds>", `seconds between pings, ${PING_MIN_INTERVAL_S} to ${PING_MAX_INTERVAL_S} (default: ${PING_DEFAULT_INTERVAL_S})`)
     .option("--json", "print JSON")
@@ -169,6 +175,11 @@ export function addDiagCommands(cli: CAC, program: string, load: Load): void {
 
   cli
     .command("speedtest <peer>", "measure throughput to and from PEER over the running inp2pc's link: an upload, then a download")
+    .usage(
+      "speedtest <peer> [--seconds N] [--json]\n\nThe running inp2pc sends to PEER for half the time, then PEER sends back for the other half, over their\n" +
+        `encrypted link; PEER counts the upload. PEER serves one test per peer at a time, at most ${SPEEDTEST_MAX_DIRECTION_MS / 1000} s a direction, and\n` +
+        "may refuse (BUSY, TOO_LONG) saying why. A progress bar on a terminal, plain lines otherwise.",
+    )
     .option("--seconds <n>", `the whole test, both directions, 2 to ${SPEEDTEST_MAX_SECONDS} (default: ${SPEEDTEST_DEFAULT_SECONDS})`)
     .option("--json", "print JSON")
     .action(async (peer: string, parsed) => {
@@ -180,10 +191,17 @@ export function addDiagCommands(cli: CAC, program: string, load: Load): void {
     });
 
   cli
-    .command(
-      "doctor",
-      "check each layer in turn: config, server reachable, TLS, login, NAT, peer links, apps, and the system (SDWAN's FFI, /dev/net/tun, CAP_NET_ADMIN); " +
-        `exit code: ${Object.entries(DOCTOR_EXIT_CODES).map(([layer, code]) => `${code} ${layer}`).join(", ")}, 0 all ok`,
+    .command("doctor", "check each layer in turn (config, server, TLS, login, NAT, peers, apps, system); the exit code names the first that fails")
+    .usage(
+      [
+        "doctor [--json] [--system]",
+        "",
+        "Checks each layer in turn; a layer that cannot run after a failing one says skipped, and why.",
+        "Each check prints what it measured, its threshold and, when it fails, a one-line fix.",
+        "Exit code: 0 when no layer fails, else the first failing layer's:",
+        ...Object.entries(DOCTOR_EXIT_CODES).map(([layer, code]) => `  ${code}  ${layer.padEnd(6)}  ${DOCTOR_LAYER_CHECKS[layer as keyof typeof DOCTOR_EXIT_CODES]}`),
+        `(${EXIT_USAGE} for a usage error, as every command)`,
+      ].join("\n"),
     )
     .option("--system", "check only this machine's native needs (SDWAN's): FFI, /dev/net/tun, CAP_NET_ADMIN; needs no config")
     .option("--json", "print JSON")

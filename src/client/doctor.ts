@@ -31,6 +31,18 @@ export const TLS_HANDSHAKE_THRESHOLD_MS = 2_000;
 export const LOGIN_THRESHOLD_MS = 8_000;
 /** A peer link's round trip must be under this. */
 export const PEER_RTT_THRESHOLD_MS = 500;
+/** What each layer checks, with its threshold (doctor --help and the README show these). */
+export const DOCTOR_LAYER_CHECKS: Record<DoctorLayerName, string> = {
+  config: "the config loads: valid TOML, known keys, required settings given",
+  server: `TCP connect to server_host:server_port within ${SERVER_CONNECT_THRESHOLD_MS} ms`,
+  tls: `TLS handshake within ${TLS_HANDSHAKE_THRESHOLD_MS} ms; the certificate matches tls_fingerprint, else the system CAs, else the first-use record`,
+  login: `token, identity key, approval: the running inp2pc's state, else one login (within ${LOGIN_THRESHOLD_MS} ms) and logout`,
+  nat: "NAT type, UDP and TCP against the server's STUN ports; fails when UDP is blocked",
+  peer: `each peer: link kind, and a fresh round trip under ${PEER_RTT_THRESHOLD_MS} ms (needs a running inp2pc)`,
+  app: "each app: listener bound, and the serving node accepts its target (no data sent; needs a running inp2pc)",
+  system: "FFI, /dev/net/tun, CAP_NET_ADMIN: fails only when [client.sdwan] is enabled",
+};
+
 /** How long the doctor waits for a running inp2pc's status API. */
 const STATUS_API_TIMEOUT_MS = 2_000;
 /** How long the doctor waits for a running inp2pc's action (an app check or a ping may make a link first). */

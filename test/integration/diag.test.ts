@@ -22,6 +22,8 @@ import {
 } from "../helpers/processes.ts";
 
 const COMMAND_TIMEOUT_MS = 40_000;
+/** alpha and beta may link; zeta, of the same user, may link to no one. */
+const ACL_TOML = ["[[server.acl]]", 'name = "pair"', 'from = ["alpha", "beta"]', 'to = ["alpha", "beta"]', 'action = "allow"'].join("\n");
 
 interface Layer {
   layer: string;
@@ -56,19 +58,22 @@ describe("doctor, ping and speedtest between two running nodes", () => {
   let echo: Awaited<ReturnType<typeof startEcho>>;
   let alpha: LinkedClient;
   let beta: LinkedClient;
+  let zeta: LinkedClient;
   let hiddenPort: number;
 
   beforeAll(async () => {
-    server = await startServer();
+    server = await startServer({ tail: ACL_TOML });
     echo = await startEcho();
     hiddenPort = await freePort();
     const betaAppPort = await freePort();
     const alphaAppPort = await freePort();
     alpha = await startLinkedClient(server, "alpha", [exposeToml(`127.0.0.1:${echo.port}`), appToml({ name: "hidden", listen: alphaAppPort, peer: "beta", target: hiddenPort })].join("\n"));
     beta = await startLinkedClient(server, "beta", appToml({ name: "web", listen: betaAppPort, peer: "alpha", target: echo.port }));
+    zeta = await startLinkedClient(server, "zeta");
   }, 60_000);
 
   afterAll(async () => {
+    await stopLinkedClient(zeta);
     await stopLinkedClient(alpha);
     await stopLinkedClient(beta);
     await server?.stop();
@@ -153,15 +158,25 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     const { code, output } = await runToEnd(INP2PC, ["ping", "nosuch", "-c", "1", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
     expect(code).toBe(1);
     expect(output.trim()).toBe("inp2pc: peer nosuch is not online: no node of this user by that name is logged in to the server (inp2ps nodes lists them)");
+    const denied = await runToEnd(INP2PC, ["ping", "alpha", "-c", "1", "--config", zeta.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(denied.code).toBe(1);
+    expect(denied.output).toMatch(/^inp2pc: .*ACL.*$/m);
+    console.log(`ping of a peer the ACL denies:\n${denied.output}`);
     const usage = await runToEnd(INP2PC, ["ping", "beta", "-i", "0", "--config", alpha.config]);
     expect(usage.code).toBe(2);
     expect(usage.output).toContain("--interval must be a number from 0.2 to 60");
   }, 30_000);
 
-  it("the status API's actions take only a JSON body (no web page can post one)", async () => {
+  it("the status API's actions take only a JSON body, and only for Host loopback (no web page can post one)", async () => {
     const response = await fetch(`http://127.0.0.1:${alpha.statusPort}/api/v1/ping`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ peer: "beta" }) });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { error: string }).error).toMatch(/send a JSON body with Content-Type: application\/json/);
+    const rebound = await runToEnd("curl", ["-sS", "--max-time", "5", "-w", "\n%{http_code}", "-H", "Host: attacker.example", "-H", "Content-Type: application/json", "-d", '{"peer":"beta"}', `http://127.0.0.1:${alpha.statusPort}/api/v1/ping`]);
+    expect(rebound.output.trim().split("\n").at(-1)).toBe("403");
+    for (const body of ["[]", '{"peer":""}', `{"peer":"${"x".repeat(200)}"}`, "{nope"]) {
+      const bad = await fetch(`http://127.0.0.1:${alpha.statusPort}/api/v1/ping`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      expect(bad.status, body).toBe(400);
+    }
   });
 
   it("speedtest: both directions over the link, the bytes the serving node counted, --json", async () => {
