@@ -26,6 +26,8 @@ export const SPEEDTEST_MAX_SECONDS = 30;
 const PEER_NAME_MAX_CHARS = 128;
 
 export interface ControlInit {
+  /** This node's name. */
+  node: string;
   session: ServerSession;
   peers: PeerManager;
   apps: () => readonly App[];
@@ -156,6 +158,7 @@ async function checkTarget(link: Link, app: App): Promise<AppCheck> {
 /** The link to `peer`, made now (like an app would) when there is none. */
 async function linkTo(init: ControlInit, peer: string): Promise<{ link: Link; facts: LinkFacts }> {
   const { session, peers } = init;
+  if (peer === init.node) throw new ControlError(400, `${peer} is this node: name another node of this user`);
   let link = peers.link(peer);
   let madeMs: number | null = null;
   if (!link) {

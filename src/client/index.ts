@@ -246,7 +246,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   };
   let statusServer: { port: number; stop(): void } | undefined;
   try {
-    statusServer = startStatusServer(init.status_port, status, controlRoutes({ session, peers, apps: () => apps }));
+    statusServer = startStatusServer(init.status_port, status, controlRoutes({ node: init.node, session, peers, apps: () => apps }));
   } catch (err) {
     logger.warn(`status API not available on 127.0.0.1:${init.status_port}: ${(err as Error).message}`);
   }

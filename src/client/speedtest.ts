@@ -79,7 +79,6 @@ export class SpeedtestService {
       this.running.delete(peer);
       this.init.logger.info("speedtest served", { peer, direction: request.direction, bytes, ms: Math.round(ms) });
     };
-    stream.once("close", () => release(0, 0));
     stream.on("error", () => stream.destroy());
     stream.write(encodeSpeedtestAnswer({ ok: true }));
     if (request.direction === "upload") this.sink(stream, request.ms, rest, release);
@@ -104,6 +103,7 @@ export class SpeedtestService {
       clearTimeout(deadline);
       stream.off("data", count);
       stream.off("end", finish);
+      stream.off("close", finish);
       const tookMs = first === undefined ? 0 : last - first;
       release(bytes, tookMs);
       if (stream.destroyed) return;
@@ -121,6 +121,7 @@ export class SpeedtestService {
     const deadline = setTimeout(finish, ms + SPEEDTEST_GRACE_MS);
     stream.on("data", count);
     stream.once("end", finish);
+    stream.once("close", finish); // reset by the requester: what came so far is the count
     stream.resume(); // paused by the header's reader
   }
 
@@ -131,6 +132,7 @@ export class SpeedtestService {
     const finish = () => {
       clearTimeout(deadline);
       stream.off("drain", pump);
+      stream.off("close", finish);
       release(bytes, performance.now() - started);
       if (!stream.destroyed) stream.end();
     };
@@ -143,6 +145,7 @@ export class SpeedtestService {
     };
     // Stops a sender that waits for a drain past its time (a requester that stopped reading).
     const deadline = setTimeout(finish, ms);
+    stream.once("close", finish); // reset by the requester
     stream.resume(); // the requester sends nothing more; an end from it must still be seen
     pump();
   }

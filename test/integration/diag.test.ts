@@ -158,6 +158,9 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     const { code, output } = await runToEnd(INP2PC, ["ping", "nosuch", "-c", "1", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
     expect(code).toBe(1);
     expect(output.trim()).toBe("inp2pc: peer nosuch is not online: no node of this user by that name is logged in to the server (inp2ps nodes lists them)");
+    const itself = await runToEnd(INP2PC, ["ping", "alpha", "-c", "1", "--config", alpha.config]);
+    expect(itself.code).toBe(1);
+    expect(itself.output.trim()).toBe("inp2pc: alpha is this node: name another node of this user");
     const denied = await runToEnd(INP2PC, ["ping", "alpha", "-c", "1", "--config", zeta.config], { timeoutMs: COMMAND_TIMEOUT_MS });
     expect(denied.code).toBe(1);
     expect(denied.output.trim()).toBe("inp2pc: the server's ACL denies zeta -> alpha (no rule of user default allows it)");
@@ -191,6 +194,27 @@ describe("doctor, ping and speedtest between two running nodes", () => {
       const served = await beta.proc.waitForOutput(new RegExp(`speedtest served peer=alpha direction=${direction} bytes=(\\d+)`), 10_000);
       expect(beta.proc.output.length).toBeGreaterThan(before);
       expect(Number(served[1]), direction).toBe(result[direction].bytes);
+    }
+  }, 60_000);
+
+  it("speedtest: a requester that goes away stops the test on both nodes", async () => {
+    const before = beta.proc.output.length;
+    const requester = run(INP2PC, ["speedtest", "beta", "--seconds", "20", "--config", alpha.config]);
+    try {
+      await requester.waitForOutput(/upload +[\d.]+ Mbit\/s/, 20_000); // the first progress line: bytes are moving
+      const stoppedAt = Date.now();
+      await requester.stop("SIGKILL");
+      const served = await waitFor(
+        "beta to end the upload it was serving",
+        () => beta.proc.output.slice(before).match(/speedtest served peer=alpha direction=upload bytes=(\d+)/) ?? undefined,
+        10_000,
+      );
+      expect(Number(served[1])).toBeGreaterThan(0);
+      console.log(`the upload ended ${Date.now() - stoppedAt} ms after its requester was killed`);
+      expect(Date.now() - stoppedAt).toBeLessThan(5_000); // well before the 10 s upload would end
+      expect(beta.proc.output.slice(before)).not.toMatch(/direction=download/);
+    } finally {
+      await requester.stop();
     }
   }, 60_000);
 
