@@ -323,6 +323,10 @@ async function checkNat(config: ClientConfig, status: ClientStatus | undefined):
   }
 }
 
+/**
+ * Each peer the running inp2pc knows or an app needs: a linked peer, or one an app needs, is pinged
+ * over its link (made now if there is none, as the app would), for the path and a fresh round trip.
+ */
 async function checkPeers(config: ClientConfig, status: ClientStatus): Promise<DoctorLayer[]> {
   const needed = new Map(status.apps.filter((a) => a.state !== "disabled").map((a) => [a.peer, a.name]));
   const threshold = `a link, with rtt under ${PEER_RTT_THRESHOLD_MS} ms`;
@@ -336,30 +340,31 @@ async function checkPeers(config: ClientConfig, status: ClientStatus): Promise<D
       layers.push(app ? row("fail", `offline, and app ${app} needs it`, `start inp2pc on ${name} (it must log in to the same server with the same user's token)`) : row("ok", "offline", null));
       continue;
     }
-    if (peer.link) {
-      const path = `${peer.link}${peer.relay ? ` via relay ${peer.relay}` : ""}`;
-      const rttMs = await pingOnce(config, name);
-      if (rttMs === null) layers.push(row("fail", `${path}, but no pong to a ping`, `the link may be dying: run "inp2pc ping ${name}" and read both nodes' logs`));
-      else if (rttMs > PEER_RTT_THRESHOLD_MS)
-        layers.push(row("fail", `${path}, rtt ${round(rttMs)} ms`, peer.relay ? "a direct path would be faster: check UDP/TCP reachability between the two (inp2pc nat on each)" : "the path is slow or congested: check the network between the two"));
-      else layers.push(row("ok", `${path}, rtt ${rttMs < 10 ? rttMs.toFixed(2) : round(rttMs)} ms`, null));
+    if (!peer.link && !app) {
+      const failed = peer.state === "denied" || peer.state === "failed" || peer.state === "needs-relay";
+      layers.push(failed ? row("warn", `no link: ${peer.state}${peer.error ? `: ${peer.error}` : ""}`, peerFix(name, peer.state)) : row("ok", "online, no link (none needed yet)", null));
       continue;
     }
-    if (!app && peer.state !== "denied" && peer.state !== "failed" && peer.state !== "needs-relay") {
-      layers.push(row("ok", "online, no link (none needed yet)", null));
+    const answer = await pingOnce(config, name);
+    const needs = app ? ` (app ${app} needs it)` : "";
+    if ("error" in answer) {
+      layers.push(row("fail", `no link${needs}: ${answer.error}`, peerFix(name, /ACL/.test(answer.error) ? "denied" : /no relay worked|needs a relay/.test(answer.error) ? "needs-relay" : null)));
       continue;
     }
-    const why = `${peer.state ?? "no link"}${peer.error ? `: ${peer.error}` : ""}`;
-    const fix =
-      peer.state === "denied"
-        ? "ask the server's admin to allow this link in the ACL"
-        : peer.state === "needs-relay"
-          ? 'no direct path: start a relay (inp2pc --relay) or keep "relay" in peer_paths'
-          : `run "inp2pc ping ${name}" to make a link and see why it fails`;
-    layers.push(row("fail", app ? `${why} (app ${app} needs it)` : why, fix));
+    const path = `${answer.path}${answer.via ? ` via relay ${answer.via}` : ""}${answer.made ? ` (made now, in ${answer.madeMs} ms)` : ""}`;
+    if (answer.rttMs === null) layers.push(row("fail", `${path}, but no pong to a ping`, `the link may be dying: run "inp2pc ping ${name}" and read both nodes' logs`));
+    else if (answer.rttMs > PEER_RTT_THRESHOLD_MS)
+      layers.push(row("fail", `${path}, rtt ${round(answer.rttMs)} ms`, answer.via ? "a direct path would be faster: check UDP/TCP reachability between the two (inp2pc nat on each)" : "the path is slow or congested: check the network between the two"));
+    else layers.push(row("ok", `${path}, rtt ${answer.rttMs < 10 ? answer.rttMs.toFixed(2) : round(answer.rttMs)} ms`, null));
   }
   if (layers.length === 0) layers.push({ layer: "peer", name: "peers", status: "ok", measured: "no peers online and none needed", threshold, fix: null });
   return layers;
+}
+
+function peerFix(name: string, state: string | null): string {
+  if (state === "denied") return `ask the server's admin for an ACL rule that lets this node link to ${name}`;
+  if (state === "needs-relay") return 'no direct path: start a relay (inp2pc --relay) or keep "relay" in peer_paths';
+  return `run "inp2pc ping ${name}" to make a link and see why it fails`;
 }
 
 async function checkApps(config: ClientConfig, status: ClientStatus): Promise<DoctorLayer[]> {
@@ -407,12 +412,12 @@ async function checkApp(config: ClientConfig, app: string): Promise<AppCheck | {
   }
 }
 
-/** A fresh round trip over the running inp2pc's link to `peer` (its rttMs may be old or not measured yet). */
-async function pingOnce(config: ClientConfig, peer: string): Promise<number | null> {
+/** A fresh round trip over the running inp2pc's link to `peer` (made now if there is none), or why there is none. */
+async function pingOnce(config: ClientConfig, peer: string): Promise<PingAnswer | { error: string }> {
   try {
-    return ((await (await callAction(config.status_port, "/ping", { peer }, ACTION_WAIT_MS)).json()) as PingAnswer).rttMs;
-  } catch {
-    return null;
+    return (await (await callAction(config.status_port, "/ping", { peer }, ACTION_WAIT_MS)).json()) as PingAnswer;
+  } catch (err) {
+    return { error: (err as Error).message };
   }
 }
 

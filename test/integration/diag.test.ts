@@ -22,8 +22,8 @@ import {
 } from "../helpers/processes.ts";
 
 const COMMAND_TIMEOUT_MS = 40_000;
-/** alpha and beta may link; zeta, of the same user, may link to no one. */
-const ACL_TOML = ["[[server.acl]]", 'name = "pair"', 'from = ["alpha", "beta"]', 'to = ["alpha", "beta"]', 'action = "allow"'].join("\n");
+/** alpha, beta and omega may link; zeta, of the same user, may link to no one. */
+const ACL_TOML = ["[[server.acl]]", 'name = "trio"', 'from = ["alpha", "beta", "omega"]', 'to = ["alpha", "beta", "omega"]', 'action = "allow"'].join("\n");
 
 interface Layer {
   layer: string;
@@ -59,6 +59,8 @@ describe("doctor, ping and speedtest between two running nodes", () => {
   let alpha: LinkedClient;
   let beta: LinkedClient;
   let zeta: LinkedClient;
+  /** Linked to no one until the ping test pings it. */
+  let omega: LinkedClient;
   let hiddenPort: number;
 
   beforeAll(async () => {
@@ -69,10 +71,12 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     const alphaAppPort = await freePort();
     alpha = await startLinkedClient(server, "alpha", [exposeToml(`127.0.0.1:${echo.port}`), appToml({ name: "hidden", listen: alphaAppPort, peer: "beta", target: hiddenPort })].join("\n"));
     beta = await startLinkedClient(server, "beta", appToml({ name: "web", listen: betaAppPort, peer: "alpha", target: echo.port }));
-    zeta = await startLinkedClient(server, "zeta");
+    zeta = await startLinkedClient(server, "zeta", appToml({ name: "blocked", listen: await freePort(), peer: "alpha", target: echo.port }));
+    omega = await startLinkedClient(server, "omega");
   }, 60_000);
 
   afterAll(async () => {
+    await stopLinkedClient(omega);
     await stopLinkedClient(zeta);
     await stopLinkedClient(alpha);
     await stopLinkedClient(beta);
@@ -136,6 +140,16 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     expect(text.output).toContain("first failing layer: app (exit code 16)");
   }, 60_000);
 
+  it("doctor names a peer an app needs that the server's ACL keeps from linking: exit 15, and the fix", async () => {
+    const { code, output, report } = await doctor(["--config", zeta.config]);
+    expect(code, output).toBe(15);
+    expect(report.failed).toBe("peer");
+    const peer = layer(report, "peer alpha");
+    expect(peer.status).toBe("fail");
+    expect(peer.measured).toBe("no link (app blocked needs it): the server's ACL denies zeta -> alpha (no rule of user default allows it)");
+    expect(peer.fix).toBe("ask the server's admin for an ACL rule that lets this node link to alpha");
+  }, 60_000);
+
   it("ping: one line per ping with the path, then a summary with no loss", async () => {
     const { code, output } = await runToEnd(INP2PC, ["ping", "beta", "-c", "3", "-i", "0.2", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
     expect(code, output).toBe(0);
@@ -152,6 +166,15 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     expect(summary.minMs).toBeLessThanOrEqual(summary.avgMs);
     expect(summary.avgMs).toBeLessThanOrEqual(summary.maxMs);
     expect(summary.pings.map((p: { seq: number }) => p.seq)).toEqual([1, 2]);
+  }, 60_000);
+
+  it("ping of a peer with no link yet makes one and says which path it took", async () => {
+    const { code, output } = await runToEnd(INP2PC, ["ping", "omega", "-c", "2", "-i", "0.2", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(code, output).toBe(0);
+    const lines = output.trim().split("\n");
+    expect(lines[0]).toMatch(/^no link to omega yet: made one over (lan|udp-direct|udp-punch|tcp-direct|tcp-punch|relay-\w+( via relay \S+)?) \(\S+\) in \d+ ms$/);
+    expect(lines.slice(1, 3)).toEqual([expect.stringMatching(/^pong from omega over .* \(seq 1\)$/), expect.stringMatching(/^pong from omega over .* \(seq 2\)$/)]);
+    expect(output.match(/no link to omega yet/g)).toHaveLength(1);
   }, 60_000);
 
   it("ping of a peer that is not online, or that the ACL denies, fails with a clear error", async () => {
