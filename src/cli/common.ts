@@ -39,11 +39,20 @@ export function printError(text: string): void {
   writeSync(2, text.endsWith("\n") ? text : text + "\n");
 }
 
+/** A command's arguments are wrong: printed with a pointer to --help, exit code EXIT_USAGE. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
 /** Prints an error the way a user should see it, and exits. */
 export function exitWithError(program: string, err: unknown): never {
   const error = err as Error & { name?: string };
   if (err instanceof ConfigError) {
     printError(`${program}: ${error.message}`);
+    process.exit(EXIT_USAGE);
+  }
+  if (err instanceof UsageError) {
+    printError(`${program}: ${error.message} (see ${program} --help)`);
     process.exit(EXIT_USAGE);
   }
   if (error?.name === "CACError") {

@@ -4,11 +4,11 @@
 import { writeSync } from "node:fs";
 import type { CAC } from "cac";
 import type { LoadedConfig } from "../config/index.ts";
-import { callAction, PING_TIMEOUT_MS, SPEEDTEST_DEFAULT_SECONDS, SPEEDTEST_MAX_SECONDS, type PingAnswer } from "../client/control.ts";
+import { callAction, PING_TIMEOUT_MS, SPEEDTEST_DEFAULT_SECONDS, SPEEDTEST_MAX_SECONDS, SPEEDTEST_MIN_SECONDS, type PingAnswer } from "../client/control.ts";
 import { DOCTOR_EXIT_CODES, DOCTOR_LAYER_CHECKS, formatDoctor, runLayeredDoctor } from "../client/doctor.ts";
 import type { SpeedtestLeg } from "../client/speedtest.ts";
 import { SPEEDTEST_MAX_DIRECTION_MS } from "../protocol/index.ts";
-import { EXIT_USAGE, exitWithError } from "./common.ts";
+import { EXIT_USAGE, exitWithError, UsageError } from "./common.ts";
 
 const PING_DEFAULT_COUNT = 4;
 const PING_MAX_COUNT = 10_000;
@@ -23,10 +23,6 @@ const PLAIN_PROGRESS_EVERY_MS = 1_000;
 type Load = (parsed: Record<string, unknown>, options?: { requireAll?: boolean }) => LoadedConfig;
 
 const out = (text: string) => writeSync(1, text + "\n");
-
-export class UsageError extends Error {
-  override readonly name = "CACError"; // printed like cac's own usage errors (exit 2)
-}
 
 /** A number option within bounds, or a usage error naming it. */
 function boundedNumber(value: unknown, name: string, fallback: number, min: number, max: number, integer: boolean): number {
@@ -104,7 +100,7 @@ const megabits = (bytes: number, ms: number) => (ms > 0 ? (bytes * 8) / (ms * 10
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 
 async function speedtest(load: Load, peer: string, parsed: Record<string, unknown>): Promise<number> {
-  const seconds = boundedNumber(parsed.seconds, "--seconds", SPEEDTEST_DEFAULT_SECONDS, 2, SPEEDTEST_MAX_SECONDS, true);
+  const seconds = boundedNumber(parsed.seconds, "--seconds", SPEEDTEST_DEFAULT_SECONDS, SPEEDTEST_MIN_SECONDS, SPEEDTEST_MAX_SECONDS, true);
   const port = load(parsed, { requireAll: false }).config.client!.status_port;
   const response = await callAction(port, "/speedtest", { peer, seconds });
   const tty = Boolean(process.stdout.isTTY) && !parsed.json;
@@ -180,7 +176,7 @@ export function addDiagCommands(cli: CAC, program: string, load: Load): void {
         `encrypted link; PEER counts the upload. PEER serves one test per peer at a time, at most ${SPEEDTEST_MAX_DIRECTION_MS / 1000} s a direction, and\n` +
         "may refuse (BUSY, TOO_LONG) saying why. A progress bar on a terminal, plain lines otherwise.",
     )
-    .option("--seconds <n>", `the whole test, both directions, 2 to ${SPEEDTEST_MAX_SECONDS} (default: ${SPEEDTEST_DEFAULT_SECONDS})`)
+    .option("--seconds <n>", `the whole test, both directions, ${SPEEDTEST_MIN_SECONDS} to ${SPEEDTEST_MAX_SECONDS} (default: ${SPEEDTEST_DEFAULT_SECONDS})`)
     .option("--json", "print JSON")
     .action(async (peer: string, parsed) => {
       try {

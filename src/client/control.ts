@@ -22,6 +22,7 @@ export const PING_TIMEOUT_MS = 3_000;
 const APP_CHECK_TIMEOUT_MS = 8_000;
 /** A speedtest's whole time (both directions), in seconds. */
 export const SPEEDTEST_DEFAULT_SECONDS = 5;
+export const SPEEDTEST_MIN_SECONDS = 2;
 export const SPEEDTEST_MAX_SECONDS = 30;
 const PEER_NAME_MAX_CHARS = 128;
 
@@ -64,11 +65,12 @@ export interface AppCheck {
 /** A refusal with its HTTP status: the CLI prints `error` and exits non-zero. */
 class ControlError extends Error {
   constructor(
-    readonly status: 400 | 403 | 404 | 409 | 503 | 504,
+    readonly status: 400 | 403 | 404 | 503 | 504,
     message: string,
   ) {
     super(message);
   }
+  override readonly name = "ControlError";
 }
 
 export function controlRoutes(init: ControlInit): Hono {
@@ -89,8 +91,8 @@ export function controlRoutes(init: ControlInit): Hono {
     const body = await readBody(c);
     const peer = peerName(body);
     const seconds = body.seconds ?? SPEEDTEST_DEFAULT_SECONDS;
-    if (typeof seconds !== "number" || !Number.isInteger(seconds) || seconds < 2 || seconds > SPEEDTEST_MAX_SECONDS)
-      throw new ControlError(400, `"seconds" must be a whole number from 2 to ${SPEEDTEST_MAX_SECONDS}, not ${JSON.stringify(seconds)}`);
+    if (typeof seconds !== "number" || !Number.isInteger(seconds) || seconds < SPEEDTEST_MIN_SECONDS || seconds > SPEEDTEST_MAX_SECONDS)
+      throw new ControlError(400, `"seconds" must be a whole number from ${SPEEDTEST_MIN_SECONDS} to ${SPEEDTEST_MAX_SECONDS}, not ${JSON.stringify(seconds)}`);
     const { link, facts } = await linkTo(init, peer);
     const directionMs = (seconds * 1000) / 2;
     const signal = c.req.raw.signal;

@@ -59,7 +59,7 @@ export function startStatusServer(port: number, status: () => ClientStatus, acti
   app.get("/api/v1/status", (c) => c.json(status()));
   if (actions) app.route("/api/v1", actions);
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
-  // idleTimeout: an action may wait this long for a link before it answers (CONTROL_LINK_WAIT_MS).
+  // idleTimeout: an action may wait for a link (CONTROL_LINK_WAIT_MS) before it answers, past Bun's default.
   const server = Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch, idleTimeout: STATUS_IDLE_TIMEOUT_S });
   return { port: server.port ?? port, stop: () => void server.stop(true) };
 }

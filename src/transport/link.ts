@@ -65,7 +65,7 @@ export class Link {
   private readonly datagramHandlers: ((data: Buffer) => void)[] = [];
   private closeHandlers: ((reason: string) => void)[] = [];
   /** Pings without a pong yet: when each went out (performance.now), and who waits for its pong. */
-  private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number) => void }>();
+  private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number | null) => void }>();
   private expected: { phase: number; counter: number };
   /** The newest record received so far; only a newer one may move a UDP path (a delayed one must not). */
   private newest = { phase: 0, counter: -1 };
@@ -148,6 +148,8 @@ export class Link {
     this.closed = true;
     clearInterval(this.timer);
     clearTimeout(this.kcpTimer);
+    for (const ping of this.pingsOut.values()) ping.answered?.(null);
+    this.pingsOut.clear();
     this.closeMux(reason);
     this.mux.close(reason);
     this.init.path.close(reason);
@@ -317,7 +319,7 @@ export class Link {
     });
   }
 
-  private ping(answered?: (rttMs: number) => void): number {
+  private ping(answered?: (rttMs: number | null) => void): number {
     const id = this.nextPing++ >>> 0;
     // A pong that never came is forgotten once newer pings crowd it out.
     if (this.pingsOut.size >= MAX_PINGS_OUT) this.pingsOut.delete(this.pingsOut.keys().next().value!);

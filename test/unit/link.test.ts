@@ -75,7 +75,9 @@ describe("Link.measureRtt", () => {
       logger: silent,
     });
     expect(await link.measureRtt(50)).toBeNull();
+    const waiting = link.measureRtt(60_000);
     link.close("test over");
+    expect(await waiting).toBeNull(); // at the close, not after the minute
     expect(await link.measureRtt(60_000)).toBeNull();
   });
 });
