@@ -242,22 +242,32 @@ describe("doctor, ping and speedtest between two running nodes", () => {
   }, 60_000);
 
   it("speedtest: one at a time per peer, and --seconds is bounded", async () => {
-    const first = run(INP2PC, ["speedtest", "beta", "--seconds", "6", "--config", alpha.config]);
+    const before = beta.proc.output.length;
+    // Long enough that the second request cannot fall between the first's upload and download.
+    const first = run(INP2PC, ["speedtest", "beta", "--seconds", "20", "--config", alpha.config]);
     try {
       await first.waitForOutput(/speedtest with beta over/, 20_000);
-      await waitFor("beta serving alpha's speedtest", () => /serving a speedtest peer=alpha direction=upload ms=3000/.test(beta.proc.output), 10_000);
+      await waitFor("beta serving alpha's speedtest", () => beta.proc.output.slice(before).includes("serving a speedtest peer=alpha direction=upload ms=10000"), 10_000);
       const second = await runToEnd(INP2PC, ["speedtest", "beta", "--seconds", "2", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
-      expect(second.code).toBe(1);
-      expect(second.output).toContain("inp2pc: beta refused the speedtest (BUSY): beta is running a speedtest for alpha already: one at a time per peer");
-      expect(await first.exited).toBe(0);
-      expect(first.output).toMatch(/^upload +[\d.]+ Mbit\/s/m);
-      expect(first.output).toMatch(/^download +[\d.]+ Mbit\/s/m);
+      expect(second.code, second.output).toBe(1);
+      expect(second.output.trim().split("\n").at(-1)).toBe("inp2pc: beta refused the speedtest (BUSY): beta is running a speedtest for alpha already: one at a time per peer");
     } finally {
       await first.stop();
     }
+    await waitFor("beta to end the stopped test", () => beta.proc.output.slice(before).includes("speedtest served peer=alpha direction=upload"), 10_000);
     const tooLong = await runToEnd(INP2PC, ["speedtest", "beta", "--seconds", "31", "--config", alpha.config]);
     expect(tooLong.code).toBe(2);
-    expect(tooLong.output).toContain("--seconds must be a whole number from 2 to 30");
+    expect(tooLong.output.trim()).toBe("inp2pc: --seconds must be a whole number from 2 to 30, not 31 (see inp2pc --help)");
+  }, 60_000);
+
+  it("speedtest without a terminal: plain lines, then Mbit/s and bytes each way and the path", async () => {
+    const { code, output } = await runToEnd(INP2PC, ["speedtest", "beta", "--seconds", "2", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(code, output).toBe(0);
+    expect(output).not.toContain("\r"); // no progress bar when stdout is not a terminal
+    expect(output).toMatch(/^speedtest with beta over \S+.*: 1 s up, then 1 s down$/m);
+    expect(output).toMatch(/^upload +[\d.]+ Mbit\/s +[\d.]+ MiB \(\d+ bytes\) in [\d.]+ s$/m);
+    expect(output).toMatch(/^download +[\d.]+ Mbit\/s +[\d.]+ MiB \(\d+ bytes\) in [\d.]+ s$/m);
+    expect(output).toMatch(/^path +(lan|udp-direct|udp-punch|tcp-direct|tcp-punch|relay-\w+)/m);
   }, 60_000);
 });
 
