@@ -4,7 +4,9 @@ import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { CloseCode, INSTANCE_ID_BYTES } from "../protocol/index.ts";
+import { ClientMetrics } from "../metrics/index.ts";
 import { Overlay } from "../sdwan/index.ts";
+import { PATH_KINDS } from "../transport/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
 import { ExposePolicy } from "./expose.ts";
@@ -138,8 +140,11 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       },
     },
   );
+  // Read at scrape time only, when status and relayNode exist.
+  const metrics = new ClientMetrics({ linkKinds: PATH_KINDS, view: () => status(), relay: init.relay || init.super ? () => relayNode?.counts() : undefined });
   peers = new PeerManager({
     session,
+    metrics,
     identity,
     logger,
     stunHost: init.server_host,
@@ -244,7 +249,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   };
   let statusServer: { port: number; stop(): void } | undefined;
   try {
-    statusServer = startStatusServer(init.status_port, status);
+    statusServer = startStatusServer(init.status_port, status, metrics);
   } catch (err) {
     logger.warn(`status API not available on 127.0.0.1:${init.status_port}: ${(err as Error).message}`);
   }

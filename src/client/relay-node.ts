@@ -34,6 +34,11 @@ export class RelayNode {
     void this.report();
   }
 
+  /** Sessions and bytes of this node's relay, once it runs. */
+  counts(): { sessions: number; bytesRelayed: number } | undefined {
+    return this.relay?.counts();
+  }
+
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { formatTable } from "../log/index.ts";
+import { METRICS_PATH, type ProgramMetrics } from "../metrics/index.ts";
 import type { NatInfo } from "../protocol/index.ts";
 import type { OverlayStatus } from "../sdwan/index.ts";
 import type { AppStatus } from "./apps.ts";
@@ -41,10 +42,10 @@ export interface ClientStatus {
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
 
 /**
- * The local status API (127.0.0.1 only): GET /api/v1/status. A request for any other Host is refused:
+ * The local status API (127.0.0.1 only): GET /api/v1/status, and GET /metrics when given metrics. A request for any other Host is refused:
  * a page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name.
  */
-export function startStatusServer(port: number, status: () => ClientStatus): { port: number; stop(): void } {
+export function startStatusServer(port: number, status: () => ClientStatus, metrics?: ProgramMetrics): { port: number; stop(): void } {
   const app = new Hono();
   app.use(async (c, next) => {
     const host = c.req.header("host") ?? "";
@@ -53,6 +54,7 @@ export function startStatusServer(port: number, status: () => ClientStatus): { p
     await next();
   });
   app.get("/api/v1/status", (c) => c.json(status()));
+  if (metrics) app.get(METRICS_PATH, () => metrics.response());
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   const server = Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch });
   return { port: server.port ?? port, stop: () => void server.stop(true) };

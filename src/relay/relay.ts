@@ -41,6 +41,8 @@ export interface RelayLoad {
 export interface RunningRelay {
   port: number;
   load(): RelayLoad;
+  /** Sessions bridged now and bytes carried so far (unlike load(), it starts no new measuring window). */
+  counts(): { sessions: number; bytesRelayed: number };
   stop(): Promise<void>;
 }
 
@@ -210,6 +212,7 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
       measured = { at: now, bytes: bytesRelayed };
       return { sessions: bridged.size / 2, bwMbps: init.bwMbps, loadMbps: Math.round(loadMbps * 100) / 100, bytesRelayed };
     },
+    counts: () => ({ sessions: bridged.size / 2, bytesRelayed }),
     async stop() {
       for (const { socket, timer } of waiting.values()) {
         clearTimeout(timer);

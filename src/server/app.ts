@@ -11,6 +11,8 @@ import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
 import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
+import { metricsRoute } from "./rest-metrics.ts";
+import type { ServerMetrics } from "../metrics/index.ts";
 import type { TrustedRelays } from "./relay-trust.ts";
 import { createRelaysApi } from "./rest-relays.ts";
 import type { Connection, SignalHub } from "./signal.ts";
@@ -29,6 +31,9 @@ export interface AppInit {
   admin: AdminCredential;
   /** Every user's token, to tell a user who sent one that it grants nothing here. */
   userTokens: readonly string[];
+  metrics: ServerMetrics;
+  /** [server] metrics_allow: addresses that may read /metrics without the admin credential. */
+  metricsAllow(address: string): boolean;
 }
 
 type Env = { Bindings: Server<unknown> };
@@ -81,6 +86,7 @@ export function createApp(init: AppInit): Hono<Env> {
   app.get("/api/v1/audit", (c) => c.json({ entries: init.audit.list() }));
   app.route("/api/v1", pairingRoutes(init));
   app.route("/api/v1/relays", createRelaysApi({ registry: init.registry, trustedRelays: init.trustedRelays, audit: init.audit }));
+  app.route("/", metricsRoute({ ...init, adminOnly }));
 
   app.get(
     WS_PATH,
@@ -92,11 +98,13 @@ export function createApp(init: AppInit): Hono<Env> {
       const remote = { address: client.address, port: client.forwarded ? undefined : peer.port };
       const slowed = init.failedLogins.addressWait(remote.address);
       if (slowed) {
+        init.metrics.limited("logins");
         c.header("Retry-After", String(waitSeconds(slowed)));
         return c.json({ error: `${slowed.reason}; retry in ${waitSeconds(slowed)} s` }, 429);
       }
       const admitted = init.guard.admit(remote.address);
       if (!admitted.ok) {
+        init.metrics.limited("preauth");
         c.header("Retry-After", String(admitted.retryAfterS));
         return c.json({ error: admitted.reason }, admitted.status);
       }

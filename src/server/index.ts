@@ -9,6 +9,7 @@ import { startStunServer } from "../nat/stun-server.ts";
 import { cidrMatcher } from "../net/index.ts";
 import { CloseCode, isLoopbackAddress } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
+import { ServerMetrics } from "../metrics/index.ts";
 import { RelayBroker } from "./broker.ts";
 import type { AclRule } from "./acl.ts";
 import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
@@ -78,6 +79,8 @@ export interface ServerInit {
   pairing_expiry_s: number;
   /** CIDRs of reverse proxies whose X-Forwarded-For names the client that limits count. */
   trusted_proxies?: string[];
+  /** CIDRs that may read /metrics without the admin credential. */
+  metrics_allow?: string[];
 }
 
 export interface RunningServer {
@@ -113,6 +116,9 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
         `"inp2ps token") falls in seconds. Serve TLS (tls = "auto", or tls_cert/tls_key), or listen on 127.0.0.1 behind a TLS proxy; ` +
         `keep tokens long and random (as inp2ps generates them)`,
     );
+  const registry = new Registry();
+  let relay: RunningRelay | undefined;
+  const metrics = new ServerMetrics({ users: users.map((u) => u.name), online: () => registry.all(), relay: init.relay ? () => relay?.counts() : undefined });
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? listenIp,
     altIp: init.stun_alt_ip,
@@ -120,9 +126,8 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     tcpPorts: [init.stun_tcp1, init.stun_tcp2],
     software: `inp2ps ${version}`,
     logger: logger.child("stun"),
+    onRateLimited: () => metrics.limited("stun"),
   });
-  const registry = new Registry();
-  let relay: RunningRelay | undefined;
   const relayKey = randomBytes(32);
   if (init.relay) {
     try {
@@ -162,11 +167,12 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     acl: init.acl,
     tagsOf: (user, name) => nodes.tagsOf(user, name),
     logger,
+    metrics,
     version,
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
+  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token), metrics, metricsAllow: cidrMatcher(init.metrics_allow ?? []) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
