@@ -27,16 +27,14 @@ export class ProgramMetrics {
   /** Called before each scrape's collection: a program reads the state its gauges share here. */
   protected scrapeStarted(): void {}
 
-  /** Relay sessions and bytes, read from `counts` at each scrape (no series while it answers undefined). */
+  /** Relay sessions and bytes, read from `counts` at each scrape (zero while it answers undefined: the relay is starting). */
   protected registerRelay(counts: () => RelayCounts | undefined): void {
     new Gauge({
       name: "inp2p_relay_sessions",
       help: "Sessions this program's relay bridges now.",
       registers: [this.registry],
       collect() {
-        const now = counts();
-        this.reset();
-        if (now) this.set(now.sessions);
+        this.set(counts()?.sessions ?? 0);
       },
     });
     new Counter({
@@ -44,9 +42,8 @@ export class ProgramMetrics {
       help: "Bytes this program's relay has carried, both directions together.",
       registers: [this.registry],
       collect() {
-        const now = counts();
         this.reset();
-        if (now) this.inc(now.bytesRelayed);
+        this.inc(counts()?.bytesRelayed ?? 0);
       },
     });
   }
