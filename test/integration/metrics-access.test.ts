@@ -2,7 +2,10 @@
 // forwarded one behind a trusted proxy); anyone else is refused, saying what would let them in.
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startStatusServer, type ClientStatus } from "../../src/client/status.ts";
 import { silentLogger } from "../../src/log/index.ts";
+import { ClientMetrics } from "../../src/metrics/index.ts";
+import { PATH_KINDS } from "../../src/transport/index.ts";
 import { startServer as startInProcess, type RunningServer, type ServerInit } from "../../src/server/index.ts";
 import { freePort, freeUdpPorts, tempDir } from "../helpers/processes.ts";
 import { parseExposition, samplesOf } from "../helpers/exposition.ts";
@@ -118,5 +121,25 @@ describe("inp2ps /metrics with metrics_allow = 127.0.0.1/32 and no trusted proxy
       ["bad_token", "bad_signature", "key_mismatch", "revoked", "pending", "rate_limited", "login_timeout", "other"].map((r) => [r, 0]),
     );
     expect(samplesOf(samples, "inp2p_rate_limited_total").map((x) => x.labels.limit)).toEqual(["preauth", "logins", "plans", "messages", "stun"]);
+  });
+});
+
+describe("inp2pc /metrics on the status port", () => {
+  const status = { node: "alpha", server: { state: "online" }, peers: {}, apps: [] } as unknown as ClientStatus;
+  let statusServer: ReturnType<typeof startStatusServer>;
+  beforeAll(() => {
+    statusServer = startStatusServer(0, () => status, new ClientMetrics({ linkKinds: PATH_KINDS, view: () => status }));
+  });
+  afterAll(() => statusServer?.stop());
+
+  it("answers Host 127.0.0.1 and localhost, and refuses any other Host (DNS rebinding) with 403", async () => {
+    for (const host of [`127.0.0.1:${statusServer.port}`, `localhost:${statusServer.port}`]) {
+      const response = await fetch(`http://127.0.0.1:${statusServer.port}/metrics`, { headers: { host } });
+      expect(response.status, host).toBe(200);
+      expect(samplesOf(parseExposition(await response.text()), "inp2p_server_online")[0]!.value).toBe(1);
+    }
+    const rebound = await fetch(`http://127.0.0.1:${statusServer.port}/metrics`, { headers: { host: "attacker.example:80" } });
+    expect(rebound.status).toBe(403);
+    expect(((await rebound.json()) as { error: string }).error).toContain('refused Host "attacker.example:80"');
   });
 });

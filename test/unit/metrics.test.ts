@@ -1,5 +1,6 @@
 // The exposition's bounds: label values come from fixed lists or bounded tables, whatever is fed in.
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/index.ts";
 import { AUTH_FAILURE_REASONS, authFailureReason, ClientMetrics, ServerMetrics, type ClientMetricsView } from "../../src/metrics/index.ts";
 import { ERROR_CODES } from "../../src/protocol/index.ts";
 import { PATH_KINDS } from "../../src/transport/index.ts";
@@ -96,5 +97,22 @@ describe("ClientMetrics", () => {
     expect(samplesOf(samples, "inp2p_relay_sessions")[0]!.value).toBe(2);
     expect(samplesOf(samples, "inp2p_relay_bytes_total")[0]!.value).toBe(4096);
     expect(samplesOf(samples, "inp2p_server_online")[0]!.value).toBe(0);
+  });
+});
+
+describe("[server] metrics_allow", () => {
+  const server = (extra: string) => () => parseConfig(`role = "server"\n[server]\ntoken = "1"\n${extra}\n`, "/x.toml");
+
+  it("takes IPv4 and IPv6 CIDRs (an address alone as its /32 or /128), is empty by default, and names a bad entry", () => {
+    expect(server("")().server?.metrics_allow).toEqual([]);
+    expect(server('metrics_allow = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]')().server?.metrics_allow).toEqual(["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+    expect(server('metrics_allow = ["10.0.0.0/8", "prometheus.lan"]')).toThrow(/server\.metrics_allow\[1\]: expected a CIDR/);
+    expect(server('metrics_allow = "127.0.0.1/32"')).toThrow(/server\.metrics_allow/);
+  });
+
+  it("holds at most 256 entries", () => {
+    const list = (n: number) => `metrics_allow = [${Array.from({ length: n }, (_, i) => `"10.${i >> 8}.${i & 255}.0/24"`).join(", ")}]`;
+    expect(server(list(256))().server?.metrics_allow).toHaveLength(256);
+    expect(server(list(257))).toThrow(/server\.metrics_allow/);
   });
 });
