@@ -116,8 +116,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
         `"inp2ps token") falls in seconds. Serve TLS (tls = "auto", or tls_cert/tls_key), or listen on 127.0.0.1 behind a TLS proxy; ` +
         `keep tokens long and random (as inp2ps generates them)`,
     );
-  const registry = new Registry();
-  let relay: RunningRelay | undefined;
+  // Its gauges read the registry and the relay (made below) at scrape time only.
   const metrics = new ServerMetrics({ users: users.map((u) => u.name), online: () => registry.all(), relay: init.relay ? () => relay?.counts() : undefined });
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? listenIp,
@@ -128,6 +127,8 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     logger: logger.child("stun"),
     onRateLimited: () => metrics.limited("stun"),
   });
+  const registry = new Registry();
+  let relay: RunningRelay | undefined;
   const relayKey = randomBytes(32);
   if (init.relay) {
     try {
