@@ -138,6 +138,7 @@ export class PeerManager {
       identity: init.identity,
       logger: init.logger,
       localTimeOf: (serverTime) => serverTime - init.session.clockOffsetMs,
+      onProbingLimited: () => init.metrics?.limited("wide_probing"),
     });
   }
 

@@ -15,8 +15,8 @@ export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 export const SERVER_RATE_LIMITS = ["preauth", "logins", "plans", "messages", "stun"] as const;
 export type ServerRateLimit = (typeof SERVER_RATE_LIMITS)[number];
 
-/** A node's limits, as `inp2p_rate_limited_total{limit}`: plans its peers make it run. */
-export const CLIENT_RATE_LIMITS = ["peer_plans"] as const;
+/** A node's limits, as `inp2p_rate_limited_total{limit}`: plans its peers make it run, and wide probing on a peer's behalf. */
+export const CLIENT_RATE_LIMITS = ["peer_plans", "wide_probing"] as const;
 export type ClientRateLimit = (typeof CLIENT_RATE_LIMITS)[number];
 
 /** Request to first authenticated packet: LAN and UDP links take milliseconds, a TCP punch or a relay seconds. */
