@@ -159,7 +159,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   });
   const relayNode =
     init.relay || init.super
-      ? new RelayNode({ session, node: init.node, token: init.token, host: init.peer_bind, port: init.relay_port, bwMbps: init.bw, super: init.super, logger })
+      ? new RelayNode({ session, node: init.node, token: init.token, host: init.peer_bind, port: init.relay_port, bwMbps: init.bw, super: init.super, logger, onLimited: () => metrics.limited("relay") })
       : undefined;
   const overlay = init.sdwan?.enabled
     ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })

@@ -13,6 +13,8 @@ export interface RelayNodeInit {
   /** A super relay serves every user's nodes; a private one only its own user's. */
   super: boolean;
   logger: Logger;
+  /** Called for each connection the relay's limits refuse (RelayInit.onLimited). */
+  onLimited?(): void;
 }
 
 /**
@@ -57,6 +59,7 @@ export class RelayNode {
         bwMbps: init.bwMbps,
         refuse: init.super ? undefined : privateRelayRefusal(user),
         logger: init.logger.child("relay"),
+        onLimited: init.onLimited,
       });
     } catch (err) {
       init.logger.error(`cannot relay: TCP port ${init.port} is not available (${(err as Error).message}); set relay_port`);

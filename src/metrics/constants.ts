@@ -12,11 +12,11 @@ export const AUTH_FAILURE_REASONS = ["bad_token", "bad_signature", "key_mismatch
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
 /** The server's limits, as `inp2p_rate_limited_total{limit}`. */
-export const SERVER_RATE_LIMITS = ["preauth", "logins", "plans", "messages", "stun"] as const;
+export const SERVER_RATE_LIMITS = ["preauth", "logins", "plans", "messages", "stun", "relay"] as const;
 export type ServerRateLimit = (typeof SERVER_RATE_LIMITS)[number];
 
-/** A node's limits, as `inp2p_rate_limited_total{limit}`: plans its peers make it run, and wide probing on a peer's behalf. */
-export const CLIENT_RATE_LIMITS = ["peer_plans", "wide_probing"] as const;
+/** A node's limits, as `inp2p_rate_limited_total{limit}`: plans its peers make it run, wide probing on a peer's behalf, its relay's. */
+export const CLIENT_RATE_LIMITS = ["peer_plans", "wide_probing", "relay"] as const;
 export type ClientRateLimit = (typeof CLIENT_RATE_LIMITS)[number];
 
 /** Request to first authenticated packet: LAN and UDP links take milliseconds, a TCP punch or a relay seconds. */

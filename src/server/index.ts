@@ -132,7 +132,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const relayKey = randomBytes(32);
   if (init.relay) {
     try {
-      relay = await startRelay({ host: init.listen, port: init.relay_port, name: "server", key: relayKey, serverNow: Date.now, bwMbps: init.relay_bw, logger: logger.child("relay") });
+      relay = await startRelay({ host: init.listen, port: init.relay_port, name: "server", key: relayKey, serverNow: Date.now, bwMbps: init.relay_bw, logger: logger.child("relay"), onLimited: () => metrics.limited("relay") });
     } catch (err) {
       await stun.stop();
       throw new Error(`cannot start the server relay on TCP port ${init.relay_port}: ${(err as Error).message} (set relay_port, or relay = false, in [server])`);
