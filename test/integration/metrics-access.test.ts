@@ -1,49 +1,16 @@
 // Who may read inp2ps's /metrics: the admin credential, or a client address in metrics_allow (the
 // forwarded one behind a trusted proxy); anyone else is refused, saying what would let them in.
-import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStatusServer, type ClientStatus } from "../../src/client/status.ts";
-import { silentLogger } from "../../src/log/index.ts";
 import { ClientMetrics } from "../../src/metrics/index.ts";
 import { PATH_KINDS } from "../../src/transport/index.ts";
-import { startServer as startInProcess, type RunningServer, type ServerInit } from "../../src/server/index.ts";
-import { freePort, freeUdpPorts, tempDir } from "../helpers/processes.ts";
+import type { ServerInit } from "../../src/server/index.ts";
+import { IN_PROCESS_TOKEN as USER_TOKEN, startInProcessServer, type InProcessServer } from "../helpers/in-process-server.ts";
 import { parseExposition, samplesOf } from "../helpers/exposition.ts";
 
-const USER_TOKEN = "1234567890123456789";
-
-async function serverWith(settings: Partial<ServerInit>): Promise<{ server: RunningServer; dir: string; url: string }> {
-  const dir = tempDir("inp2ps-metrics-");
-  const [udp1, udp2] = await freeUdpPorts();
-  const server = await startInProcess(
-    {
-      listen: "127.0.0.1",
-      ws_port: await freePort(),
-      token: USER_TOKEN,
-      users: [{ name: "bob", token: "42" }],
-      tls: "off",
-      data_dir: dir,
-      heartbeat_interval_ms: 5_000,
-      heartbeat_timeout_ms: 30_000,
-      max_conns_per_ip: 8,
-      stun_udp1: udp1,
-      stun_udp2: udp2,
-      stun_tcp1: await freePort(),
-      stun_tcp2: await freePort(),
-      relay: false,
-      relay_port: 0,
-      relay_bw: 1,
-      trusted_relays: [],
-      prefer_super_relays: false,
-      admission: "token",
-      auto_approve: [],
-      pairing_expiry_s: 60,
-      ...settings,
-    },
-    silentLogger,
-    "test",
-  );
-  return { server, dir, url: `http://127.0.0.1:${server.port}/metrics` };
+async function serverWith(settings: Partial<ServerInit>): Promise<InProcessServer & { url: string }> {
+  const started = await startInProcessServer({ users: [{ name: "bob", token: "42" }], ...settings });
+  return { ...started, url: `http://127.0.0.1:${started.server.port}/metrics` };
 }
 
 async function scrape(url: string, headers: Record<string, string> = {}) {
@@ -56,10 +23,7 @@ describe("inp2ps /metrics behind a trusted proxy, metrics_allow = 10.9.0.0/16", 
   beforeAll(async () => {
     s = await serverWith({ trusted_proxies: ["127.0.0.1/32"], metrics_allow: ["10.9.0.0/16"] });
   });
-  afterAll(async () => {
-    await s?.server.stop();
-    if (s) rmSync(s.dir, { recursive: true, force: true });
-  });
+  afterAll(() => s?.stop());
 
   it("refuses a request without a credential from an address not in metrics_allow with 401, naming both ways in", async () => {
     const direct = await scrape(s.url);
@@ -105,10 +69,7 @@ describe("inp2ps /metrics with metrics_allow = 127.0.0.1/32 and no trusted proxy
   beforeAll(async () => {
     s = await serverWith({ metrics_allow: ["127.0.0.1/32"] });
   });
-  afterAll(async () => {
-    await s?.server.stop();
-    if (s) rmSync(s.dir, { recursive: true, force: true });
-  });
+  afterAll(() => s?.stop());
 
   it("serves an allowed address without a credential, whatever X-Forwarded-For it writes", async () => {
     expect((await scrape(s.url)).status).toBe(200);

@@ -1,25 +1,23 @@
 // inp2ps's counters go up where the events happen, by exactly as many as the clients were refused:
 // logins, bad tokens, pending nodes, plans over the limit, messages over the rate, STUN over the rate,
 // connections over the per-address share.
-import { rmSync } from "node:fs";
 import { createSocket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { silentLogger } from "../../src/log/index.ts";
 import { bindingRequest } from "../../src/protocol/index.ts";
 import { MESSAGES_PER_SECOND_LIMIT, MAX_BAD_MESSAGES_PER_CONNECTION } from "../../src/server/constants.ts";
-import { startServer as startInProcess, type RunningServer } from "../../src/server/index.ts";
-import { freePort, freeUdpPorts, tempDir, waitFor, type ServerHandle } from "../helpers/processes.ts";
+import type { RunningServer } from "../../src/server/index.ts";
+import { IN_PROCESS_TOKEN as TOKEN, startInProcessServer, type InProcessServer } from "../helpers/in-process-server.ts";
+import { waitFor, type ServerHandle } from "../helpers/processes.ts";
 import { parseExposition, samplesOf } from "../helpers/exposition.ts";
 import { SignalClient, type Json } from "../helpers/signal-client.ts";
 
-const TOKEN = "1234567890123456789";
 const MAX_CONNS_PER_IP = 3;
 const WAIT_MS = 10_000;
 
 describe("inp2ps counters", () => {
   let server: RunningServer;
   let handle: ServerHandle;
-  let dir: string;
+  let started: InProcessServer;
   let stunPort: number;
   const clients: SignalClient[] = [];
 
@@ -37,44 +35,20 @@ describe("inp2ps counters", () => {
   };
 
   beforeAll(async () => {
-    dir = tempDir("inp2ps-counters-");
-    const [udp1, udp2] = await freeUdpPorts();
-    stunPort = udp1;
-    server = await startInProcess(
-      {
-        listen: "127.0.0.1",
-        ws_port: await freePort(),
-        token: TOKEN,
-        users: [],
-        tls: "off",
-        data_dir: dir,
-        heartbeat_interval_ms: 5_000,
-        heartbeat_timeout_ms: 30_000,
-        max_conns_per_ip: MAX_CONNS_PER_IP,
-        stun_udp1: udp1,
-        stun_udp2: udp2,
-        stun_tcp1: await freePort(),
-        stun_tcp2: await freePort(),
-        relay: false,
-        relay_port: 0,
-        relay_bw: 1,
-        trusted_relays: [],
-        prefer_super_relays: false,
-        // New nodes from 127.0.0.1 are in at once; from any other loopback address they wait.
-        admission: "approve",
-        auto_approve: ["127.0.0.1/32"],
-        pairing_expiry_s: 60,
-        metrics_allow: ["127.0.0.1/32"],
-      },
-      silentLogger,
-      "test",
-    );
+    started = await startInProcessServer({
+      max_conns_per_ip: MAX_CONNS_PER_IP,
+      // New nodes from 127.0.0.1 are in at once; from any other loopback address they wait.
+      admission: "approve",
+      auto_approve: ["127.0.0.1/32"],
+      metrics_allow: ["127.0.0.1/32"],
+    });
+    server = started.server;
+    stunPort = started.stunUdpPort;
     handle = { port: server.port, token: TOKEN } as ServerHandle;
   });
   afterAll(async () => {
     for (const client of clients) client.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await started?.stop();
   });
 
   it("counts admitted logins, a bad token, and a node left pending", async () => {
