@@ -133,14 +133,19 @@ describe.skipIf(MISSING && !IN_CI)("Prometheus scraping inp2ps and two inp2pc", 
     expect(Number(plans[0]!.value[1])).toBeGreaterThanOrEqual(1);
   });
 
-  it("sees the app's tunnel up on alpha, and one link of the same kind on each node, the one the status API names", async () => {
+  it("sees the app's tunnel up on alpha, one link of the same kind on each node (the one the status API names), and the punch that made it", async () => {
     expect(valuesByLabel(await samples('inp2p_tunnel_up{job="inp2pc"}'), "app")).toEqual({ echo: 1 });
     const links = await samples('inp2p_links{job="inp2pc"} > 0', 2);
     expect(links.map((s) => [s.metric.node, s.value[1]]).sort()).toEqual([["alpha", "1"], ["beta", "1"]]);
     const kind = links[0]!.metric.kind!;
     expect(PATH_KINDS).toContain(kind);
     expect(links[1]!.metric.kind).toBe(kind);
-    expect((await linkedClientStatus(alpha)).peers.beta.link).toBe(kind);
+    const status = await linkedClientStatus(alpha);
+    expect(status.peers.beta.link).toBe(kind);
+    // Both ran the server's plan (on loopback a direct path always works): each counted its attempt, linked over that kind.
+    const punches = await samples(`inp2p_punch_attempts_total{job="inp2pc",outcome="linked",path="${kind}"}`, 2);
+    expect(punches.map((s) => s.metric.node).sort()).toEqual(["alpha", "beta"]);
+    expect(punches.find((s) => s.metric.node === "alpha")!.metric.own_nat).toBe(status.nat.natType);
   });
 
   it("has the peer RTT the link measured, and alpha's bytes to beta at least the echoed data", async () => {
