@@ -38,8 +38,13 @@ import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
  */
 const CLIENT_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["BAD_JSON", "BAD_MESSAGE", "UNKNOWN_TYPE", "TOO_LARGE", "NOT_LOGGED_IN", "ALREADY_LOGGED_IN", "RATE_LIMITED"]);
 
-/** How long a link request waits for both nodes' NAT detection and candidates, and how often it looks. */
-const NAT_WAIT_MS = 2_500;
+/**
+ * How long a link request waits for both nodes' NAT detection and candidates, and how often it looks.
+ * A detection that loses packets takes up to ~3.5 s (1.1 s to a first binding, two 0.7 s probe
+ * rounds, the hairpin probe); a plan made without it picks no birthday punch, so the direct path would
+ * wait for the next retry. The requester's traffic goes through a relay meanwhile.
+ */
+const NAT_WAIT_MS = 5_000;
 const NAT_POLL_MS = 50;
 const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
 /** Unknown NATs count as port-restricted: the most common kind. */
