@@ -1,13 +1,13 @@
 #!/usr/bin/env bun
 import { writeSync } from "node:fs";
 import cac from "cac";
-import { loadConfig } from "../config/index.ts";
-import { formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { loadConfig, reloadConfig } from "../config/index.ts";
+import { CLIENT_RELOADABLE, formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
 import { formatDoctorReport, runDoctor } from "../sdwan/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
-import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
+import { addCommonOptions, exitWithError, makeLogger, onReload, onShutdown } from "./common.ts";
 
 const PROGRAM = "inp2pc";
 
@@ -48,6 +48,9 @@ async function run(parsed: Record<string, unknown>) {
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
   const client = await startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
   onShutdown(logger, () => client.stop());
+  let inForce = config;
+  const reload = () => reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: CLIENT_RELOADABLE, apply: (next) => client.reload(next.client!) });
+  onReload(logger, async () => void (inForce = await reload()));
 }
 
 addCommonOptions(cli, "client");

@@ -1,13 +1,13 @@
 #!/usr/bin/env bun
 import { networkInterfaces } from "node:os";
 import cac from "cac";
-import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, type Config } from "../config/index.ts";
+import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, reloadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { startServer, type AuditEntry, type PairingListEntry, type RelayListing } from "../server/index.ts";
+import { SERVER_RELOADABLE, startServer, type AuditEntry, type PairingListEntry, type RelayListing } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
-import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
+import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onReload, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
 
 const PROGRAM = "inp2ps";
@@ -86,6 +86,9 @@ async function serve(parsed: Record<string, unknown>) {
       .join("\n"),
   );
   onShutdown(logger, () => running.stop());
+  let inForce = config;
+  const reload = () => reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: SERVER_RELOADABLE, apply: (next, plan) => running.reload(next.server!, plan) });
+  onReload(logger, async () => void (inForce = await reload()));
 }
 
 addCommonOptions(cli, "server");
