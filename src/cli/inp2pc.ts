@@ -46,11 +46,15 @@ async function run(parsed: Record<string, unknown>) {
   const logger = makeLogger(config);
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
-  const client = await startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
-  onShutdown(logger, () => client.stop());
+  const starting = startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
+  // Before the start is done: a SIGHUP meanwhile waits for it, instead of ending the process (its default).
   let inForce = config;
-  const reload = () => reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: CLIENT_RELOADABLE, apply: (next) => client.reload(next.client!) });
-  onReload(logger, async () => void (inForce = await reload()));
+  onReload(logger, async () => {
+    const client = await starting;
+    inForce = await reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: CLIENT_RELOADABLE, apply: (next) => client.reload(next.client!) });
+  });
+  const client = await starting;
+  onShutdown(logger, () => client.stop());
 }
 
 addCommonOptions(cli, "client");

@@ -58,7 +58,14 @@ async function serve(parsed: Record<string, unknown>) {
     logger.info("generated a token and saved it", { file: loaded.path });
   }
   const settings = config.server!;
-  const running = await startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  const starting = startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  // Before the start is done: a SIGHUP meanwhile waits for it, instead of ending the process (its default).
+  let inForce = config;
+  onReload(logger, async () => {
+    const running = await starting;
+    inForce = await reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: SERVER_RELOADABLE, apply: (next, plan) => running.reload(next.server!, plan) });
+  });
+  const running = await starting;
   const host = reachableAddress(settings.listen);
   const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";
   const insecure = running.tls ? "" : " -insecure";
@@ -86,9 +93,6 @@ async function serve(parsed: Record<string, unknown>) {
       .join("\n"),
   );
   onShutdown(logger, () => running.stop());
-  let inForce = config;
-  const reload = () => reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: SERVER_RELOADABLE, apply: (next, plan) => running.reload(next.server!, plan) });
-  onReload(logger, async () => void (inForce = await reload()));
 }
 
 addCommonOptions(cli, "server");
