@@ -3,52 +3,14 @@
 // while the server session and the peer link stay up. One server and two clients for the whole file;
 // each test writes the whole config it needs.
 import { readFileSync, writeFileSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
 import { appToml, exposeToml, freePort, linkedClientStatus, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
+import { escapeRegExp, openLongLived, sighup } from "../helpers/reload.ts";
 
-const RELOAD_WITHIN_MS = 10_000;
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 const ANSWER_WITHIN_MS = 10_000;
-
-/** Sends SIGHUP and resolves with what the process logged from then up to its reload's outcome. */
-async function reload(client: LinkedClient): Promise<string> {
-  const mark = client.proc.output.length;
-  process.kill(client.proc.child.pid!, "SIGHUP");
-  const outcome = /reloaded config: .*|config not reloaded.*/;
-  await waitFor(
-    `${client.node}'s reload`,
-    () => {
-      if (client.proc.exitCode !== null) throw new Error(`${client.node} exited (${client.proc.exitCode}) on SIGHUP:\n${client.proc.output.slice(-2000)}`);
-      return outcome.test(client.proc.output.slice(mark));
-    },
-    RELOAD_WITHIN_MS,
-  );
-  return client.proc.output.slice(mark);
-}
-
-/** A TCP connection through an app that stays open; `echo` sends a line and resolves with what came back. */
-async function openLongLived(port: number): Promise<{ socket: Socket; echo(text: string): Promise<string> }> {
-  const socket = connect({ host: "127.0.0.1", port });
-  socket.on("error", () => {});
-  await new Promise<void>((done, fail) => (socket.once("connect", done), socket.once("error", fail)));
-  const echo = (text: string) =>
-    new Promise<string>((resolve, reject) => {
-      let got = "";
-      const timer = setTimeout(() => (cleanup(), reject(new Error(`no echo of ${JSON.stringify(text)} within ${ANSWER_WITHIN_MS} ms (got ${JSON.stringify(got)})`))), ANSWER_WITHIN_MS);
-      const onData = (chunk: Buffer) => {
-        got += chunk.toString();
-        if (got.length >= text.length) (cleanup(), resolve(got));
-      };
-      const onClose = () => (cleanup(), reject(new Error(`the connection closed before the echo of ${JSON.stringify(text)}`)));
-      const cleanup = () => (clearTimeout(timer), socket.off("data", onData), socket.off("close", onClose));
-      socket.on("data", onData);
-      socket.once("close", onClose);
-      socket.write(text);
-    });
-  return { socket, echo };
-}
+const reload = (client: LinkedClient) => sighup(client.proc, client.node);
 
 /** Connects, sends a line, and resolves with what came back before the app closed the connection (bounded). */
 function exchange(port: number, text = "hello"): Promise<{ answer: string; error?: string }> {
@@ -199,12 +161,12 @@ describe("inp2pc reloads its config on SIGHUP", () => {
 
     writeFileSync(alpha.config, `${good}\n[[client.apps]\nname = "bad"\n`);
     const malformed = await reload(alpha);
-    expect(malformed).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escape(alpha.config)}:\\d+:\\d+: invalid TOML`));
+    expect(malformed).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escapeRegExp(alpha.config)}:\\d+:\\d+: invalid TOML`));
     expect(malformed).not.toMatch(/reloaded config:/);
 
     writeFileSync(alpha.config, `${good}\n${appToml({ name: "bad", listen: ports.bad, peer: "beta", target: echo.port }).replace('protocol = "tcp"', 'protocol = "sctp"')}`);
     const invalid = await reload(alpha);
-    expect(invalid).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escape(alpha.config)}:\\d+: client\\.apps\\[1\\]\\.protocol: expected .*sctp`));
+    expect(invalid).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escapeRegExp(alpha.config)}:\\d+: client\\.apps\\[1\\]\\.protocol: expected .*sctp`));
 
     expect(await exchange(ports.bad)).toMatchObject({ error: "ECONNREFUSED" });
     await appComesBack(ports.keep, 10_000);

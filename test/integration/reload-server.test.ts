@@ -3,14 +3,10 @@
 // file is refused by name and settings that need a restart are named. One server for the whole file;
 // each test writes the whole config it needs.
 import { readFileSync, writeFileSync } from "node:fs";
-import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appComesBack, startEcho } from "../helpers/echo.ts";
 import { api, appToml, exposeToml, freePort, linkedClientStatus, onlineNodes, startLinkedClient, startServer, stopLinkedClient, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
-
-const RELOAD_WITHIN_MS = 10_000;
-const ANSWER_WITHIN_MS = 10_000;
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+import { escapeRegExp, openLongLived, sighup } from "../helpers/reload.ts";
 
 /** Only gamma may ask for links: alpha's requests match no rule of user default, so they are denied. */
 const GAMMA_ONLY_ACL = ["[[server.acl]]", 'name = "gamma-only"', 'from = ["gamma"]', 'to = ["*"]', 'action = "allow"'].join("\n");
@@ -24,21 +20,7 @@ describe("inp2ps reloads its config on SIGHUP", () => {
   let base: string;
   const ports = { toBeta: 0, toGamma: 0 };
 
-  /** Sends SIGHUP and resolves with what the server logged from then up to its reload's outcome. */
-  const reload = async (): Promise<string> => {
-    const mark = server.proc.output.length;
-    process.kill(server.proc.child.pid!, "SIGHUP");
-    const outcome = /reloaded config: .*|config not reloaded.*/;
-    await waitFor(
-      "the server's reload",
-      () => {
-        if (server.proc.exitCode !== null) throw new Error(`inp2ps exited (${server.proc.exitCode}) on SIGHUP:\n${server.proc.output.slice(-2000)}`);
-        return outcome.test(server.proc.output.slice(mark));
-      },
-      RELOAD_WITHIN_MS,
-    );
-    return server.proc.output.slice(mark);
-  };
+  const reload = () => sighup(server.proc, "inp2ps");
   /** The server's config as started, with other log level and more lines in [server] and after it. */
   const writeServer = (options: { logLevel?: string; inServer?: string; after?: string } = {}) =>
     writeFileSync(
@@ -76,21 +58,9 @@ describe("inp2ps reloads its config on SIGHUP", () => {
 
   it("an ACL added by SIGHUP denies a new link (ACL_DENIED) while the link already up stays, and the reload is audited", async () => {
     await resetServer();
-    const socket: Socket = connect({ host: "127.0.0.1", port: ports.toBeta });
-    socket.on("error", () => {});
-    const echoed = (text: string) =>
-      new Promise<string>((resolve, reject) => {
-        let got = "";
-        const timer = setTimeout(() => reject(new Error(`no echo of ${text} within ${ANSWER_WITHIN_MS} ms (got ${JSON.stringify(got)})`)), ANSWER_WITHIN_MS);
-        const onData = (chunk: Buffer) => {
-          got += chunk.toString();
-          if (got.length >= text.length) (clearTimeout(timer), socket.off("data", onData), resolve(got));
-        };
-        socket.on("data", onData);
-        socket.write(text);
-      });
+    const longLived = await openLongLived(ports.toBeta);
     try {
-      expect(await echoed("before the ACL")).toBe("before the ACL");
+      expect(await longLived.echo("before the ACL")).toBe("before the ACL");
       const since = (await linkedClientStatus(alpha)).peers.beta.since;
       expect(since).not.toBeNull();
 
@@ -104,7 +74,7 @@ describe("inp2ps reloads its config on SIGHUP", () => {
       const mark = server.proc.output.length;
       gamma = await startLinkedClient(server, "gamma", exposeToml(`127.0.0.1:${echo.port}`), { logLevel: "info" });
       const message = `the server's ACL denies alpha -> gamma (no rule of user default allows it)`;
-      await alpha.proc.waitForOutput(new RegExp(`no link to gamma yet: ${escape(message)}`), 15_000);
+      await alpha.proc.waitForOutput(new RegExp(`no link to gamma yet: ${escapeRegExp(message)}`), 15_000);
       expect((await linkedClientStatus(alpha)).peers.gamma).toMatchObject({ state: "denied", link: null, error: message });
       await waitFor("the server's audit of the denial", async () => (await audit()).some((entry) => entry.event === "acl-denied" && entry.from === "alpha" && entry.to === "gamma"));
       // The audit line is info, the hub's own line about the denial debug: the level is info now, also in the audit's child logger.
@@ -113,11 +83,11 @@ describe("inp2ps reloads its config on SIGHUP", () => {
       expect(after).not.toMatch(/DEBUG/);
 
       // The link already up stays: the same link, and the connection on it still echoes.
-      expect(await echoed("after the ACL")).toBe("after the ACL");
+      expect(await longLived.echo("after the ACL")).toBe("after the ACL");
       expect((await linkedClientStatus(alpha)).peers.beta).toMatchObject({ since, link: expect.any(String) });
       expect(alpha.proc.output).not.toMatch(/peer link closed/);
     } finally {
-      socket.destroy();
+      longLived.socket.destroy();
     }
   }, 60_000);
 
@@ -127,9 +97,9 @@ describe("inp2ps reloads its config on SIGHUP", () => {
     const good = readFileSync(server.configPath, "utf8");
 
     writeFileSync(server.configPath, `${good}\n[[server.acl]\n`);
-    expect(await reload()).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escape(server.configPath)}:\\d+:\\d+: invalid TOML`));
+    expect(await reload()).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escapeRegExp(server.configPath)}:\\d+:\\d+: invalid TOML`));
     writeServer({ inServer: 'admission = "sometimes"' });
-    expect(await reload()).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escape(server.configPath)}:\\d+: server\\.admission: expected .*sometimes`));
+    expect(await reload()).toMatch(new RegExp(`ERROR config not reloaded, the running config stays in force error=.*${escapeRegExp(server.configPath)}:\\d+: server\\.admission: expected .*sometimes`));
     writeServer({ after: '[[server.acl]]\nuser = "nobody"\nfrom = ["*"]\nto = ["*"]\naction = "allow"' });
     expect(await reload()).toMatch(/ERROR config not reloaded.*server\.acl\[0\]\.user: unknown user \\"nobody\\"/);
 
