@@ -73,7 +73,7 @@ export function onShutdown(logger: Logger, stop: () => Promise<void> | void): vo
 }
 
 /**
- * Runs `reload` on each SIGHUP, one at a time: a SIGHUP during a reload runs it once more afterwards
+ * Adds a SIGHUP handler that runs `reload`, one at a time: a SIGHUP during a reload runs it once more afterwards
  * (however many came). What it throws is logged.
  */
 export function onReload(logger: Logger, reload: () => Promise<void>): void {

@@ -95,7 +95,7 @@ export interface RunningServer {
   admin: AdminCredential;
   /** Every route of the REST app (method and path pattern), for tests that must cover each one. */
   routes: readonly { method: string; path: string }[];
-  /** Applies a reloaded config's ACL, admission and trusted relays, and audits the reload (see reload.ts); returns what changed, in words. */
+  /** Applies a reloaded config's ACL, admission and relay trust, and audits the reload (see reload.ts); returns what changed, in words. */
   reload(policy: ServerPolicy, plan: Pick<ReloadPlan, "changed" | "restartOnly">): string[];
   stop(): Promise<void>;
 }
@@ -149,6 +149,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
+  const pairing = new PairingBook(init.pairing_expiry_s * 1000);
   const hub: SignalHub = new SignalHub({
     users,
     registry,
@@ -158,7 +159,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     nodes,
     admission: init.admission,
     autoApprove: cidrMatcher(init.auto_approve),
-    pairing: new PairingBook(init.pairing_expiry_s * 1000),
+    pairing,
     guard,
     maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,
     failedLogins,
@@ -203,7 +204,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
-    reload: (policy, plan) => applyServerReload({ hub, trustedRelays, audit }, policy, plan),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit }, policy, plan),
     async stop() {
       clearInterval(sweeper);
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");

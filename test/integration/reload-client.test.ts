@@ -10,6 +10,8 @@ import { appToml, exposeToml, freePort, linkedClientStatus, startLinkedClient, s
 import { escapeRegExp, openLongLived, sighup } from "../helpers/reload.ts";
 
 const ANSWER_WITHIN_MS = 10_000;
+/** The tests check that the server session stays up: a loaded machine must not make it time out instead. */
+const GENEROUS_HEARTBEATS = { heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 20_000 };
 const reload = (client: LinkedClient) => sighup(client.proc, client.node);
 
 /** Connects, sends a line, and resolves with what came back before the app closed the connection (bounded). */
@@ -59,7 +61,7 @@ describe("inp2pc reloads its config on SIGHUP", () => {
   const linkSince = async () => (await linkedClientStatus(alpha)).peers.beta?.since as string | null;
 
   beforeAll(async () => {
-    server = await startServer();
+    server = await startServer(GENEROUS_HEARTBEATS);
     echo = await startEcho();
     greeter = await startGreeter("greetings from the greeter");
     for (const name of Object.keys(ports) as (keyof typeof ports)[]) ports[name] = await freePort();

@@ -34,7 +34,7 @@ describe("inp2ps reloads its config on SIGHUP", () => {
   const audit = async () => (await api(server, "/api/v1/audit", server.adminToken)).body.entries as { event: string; [field: string]: unknown }[];
 
   beforeAll(async () => {
-    server = await startServer();
+    server = await startServer({ heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 20_000 });
     base = readFileSync(server.configPath, "utf8");
     echo = await startEcho();
     for (const name of Object.keys(ports) as (keyof typeof ports)[]) ports[name] = await freePort();

@@ -6,7 +6,14 @@ import { ExposePolicy } from "../../src/client/expose.ts";
 import type { App } from "../../src/client/apps.ts";
 import { ConfigError, parseConfig, planReload, reloadConfig, type AppConfig, type Config } from "../../src/config/index.ts";
 import { createLogger, type LogLevel } from "../../src/log/index.ts";
-import { SERVER_RELOADABLE } from "../../src/server/reload.ts";
+import { generateIdentity } from "../../src/crypto/index.ts";
+import { AuditLog } from "../../src/server/audit.ts";
+import { RelayBroker } from "../../src/server/broker.ts";
+import { PairingBook } from "../../src/server/pairing.ts";
+import { Registry, type NodeSession } from "../../src/server/registry.ts";
+import { TrustedRelays } from "../../src/server/relay-trust.ts";
+import { applyServerReload, SERVER_RELOADABLE, type ReloadableServer, type ServerPolicy } from "../../src/server/reload.ts";
+import type { SignalHub } from "../../src/server/signal.ts";
 
 const app = (name: string, listen = 10_000, more: Partial<AppConfig> = {}): AppConfig => ({
   name,
@@ -226,6 +233,72 @@ describe("reloadConfig: one reload, as logged", () => {
     });
     expect(loud.lines.join("\n")).toMatch(/DEBUG \[apps\] app listening/);
     expect(loud.lines.at(-1)).toMatch(/INFO +reloaded config: log level debug$/);
+  });
+});
+
+describe("applyServerReload", () => {
+  const node = (name: string, user: string, superRelay = false): NodeSession => {
+    const now = Date.now();
+    const relay = superRelay ? { port: 7000, super: true, bwMbps: 1000, loadMbps: 0, sessions: 0 } : undefined;
+    return { user, name, publicKey: generateIdentity().publicKey, address: "127.0.0.1:1", host: "127.0.0.1", version: "t", relay, onlineSince: now, lastHeartbeat: now, send: () => {}, close: () => {} };
+  };
+
+  function server() {
+    const registry = new Registry();
+    const [a, b] = [node("a", "default"), node("b", "default")];
+    for (const session of [a, b, node("sup", "bob", true)]) registry.add(session);
+    const trustedRelays = new TrustedRelays(null, [], ["default", "bob"]);
+    const broker = new RelayBroker({ registry, tokenOf: () => "1", serverRelay: { port: 9, key: new Uint8Array(32) }, trusted: (name) => trustedRelays.has(name) });
+    const policies: Parameters<SignalHub["setPolicy"]>[0][] = [];
+    const pairing = new PairingBook(3_600_000);
+    const audit = new AuditLog(createLogger({ write: () => {} }));
+    const targets: ReloadableServer = { hub: { setPolicy: (policy) => void policies.push(policy) }, broker, pairing, trustedRelays, audit };
+    return { targets, policies, audit, pairing, trustedRelays, relayFor: () => broker.plan(a, b).mine.relay.name };
+  }
+  const policy = (more: Partial<ServerPolicy> = {}): ServerPolicy => ({ acl: [], admission: "token", auto_approve: [], pairing_expiry_s: 3600, trusted_relays: [], prefer_super_relays: false, ...more });
+  const fileRequest = (pairing: PairingBook, node: string, now: number) => pairing.file({ user: "default", node, publicKey: "k", replacesKey: undefined, address: "10.0.0.1:1", login: {} as never }, `10.0.0.${node.length}`, now);
+
+  it("hands the hub the new ACL and admission, with auto_approve as a matcher, only when one of them changed", () => {
+    const { targets, policies } = server();
+    const acl = [{ user: "default", from: ["a"], to: ["*"], action: "allow" as const }];
+    expect(applyServerReload(targets, policy({ acl, admission: "approve", auto_approve: ["10.0.0.0/8"] }), { changed: ["server.acl", "server.admission", "server.auto_approve"], restartOnly: [] })).toEqual([
+      "acl",
+      "admission",
+      "auto_approve",
+    ]);
+    expect(policies).toHaveLength(1);
+    expect(policies[0]).toMatchObject({ acl, admission: "approve" });
+    expect([policies[0]!.autoApprove("10.1.2.3"), policies[0]!.autoApprove("192.168.1.1")]).toEqual([true, false]);
+    applyServerReload(targets, policy(), { changed: ["log_level"], restartOnly: [] });
+    expect(policies).toHaveLength(1);
+  });
+
+  it("trusted_relays and prefer_super_relays decide the next relay choice", () => {
+    const { targets, relayFor, trustedRelays } = server();
+    expect(relayFor()).toBe("server");
+    applyServerReload(targets, policy({ trusted_relays: ["bob/sup"], prefer_super_relays: true }), { changed: ["server.prefer_super_relays", "server.trusted_relays"], restartOnly: [] });
+    expect(trustedRelays.source("bob/sup")).toBe("config");
+    expect(relayFor()).toBe("bob/sup");
+    applyServerReload(targets, policy({ trusted_relays: ["bob/sup"] }), { changed: ["server.prefer_super_relays"], restartOnly: [] });
+    expect(relayFor()).toBe("server");
+    applyServerReload(targets, policy(), { changed: ["server.trusted_relays"], restartOnly: [] });
+    expect(trustedRelays.has("bob/sup")).toBe(false);
+  });
+
+  it("pairing_expiry_s applies to requests filed from now on; one waiting keeps its expiry", () => {
+    const { targets, pairing } = server();
+    const now = 1_000_000;
+    const waiting = fileRequest(pairing, "old", now);
+    applyServerReload(targets, policy({ pairing_expiry_s: 60 }), { changed: ["server.pairing_expiry_s"], restartOnly: [] });
+    const filed = fileRequest(pairing, "newer", now);
+    expect(waiting).toMatchObject({ expiresAt: now + 3_600_000 });
+    expect(filed).toMatchObject({ expiresAt: now + 60_000 });
+  });
+
+  it("audits each reload with what changed and what waits for a restart", () => {
+    const { targets, audit } = server();
+    applyServerReload(targets, policy(), { changed: ["log_level"], restartOnly: ["server.ws_port"] });
+    expect(audit.list().at(-1)).toMatchObject({ event: "config-reloaded", changed: ["log_level"], notApplied: ["server.ws_port"] });
   });
 });
 
