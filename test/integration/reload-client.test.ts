@@ -101,17 +101,23 @@ describe("inp2pc reloads its config on SIGHUP", () => {
     }
   }, 40_000);
 
-  it("a removed app stops listening; a changed app listens again with its new target", async () => {
+  it("a removed app stops listening, its open connection goes on; a changed app listens again with its new target", async () => {
     await resetAlpha();
     const moving = (target: number) => appToml({ name: "moving", listen: ports.moving, peer: "beta", target });
     writeAlpha([appToml({ name: "doomed", listen: ports.doomed, peer: "beta", target: echo.port }), moving(echo.port)]);
     await reload(alpha);
     await appComesBack(ports.doomed, 10_000);
     await appComesBack(ports.moving, 10_000);
-
-    writeAlpha([moving(greeter.port)]);
-    expect(await reload(alpha)).toMatch(/reloaded config: apps -doomed ~moving$/m);
-    expect(await exchange(ports.doomed)).toMatchObject({ answer: "", error: "ECONNREFUSED" });
+    const open = await openLongLived(ports.doomed);
+    try {
+      expect(await open.echo("before removal")).toBe("before removal");
+      writeAlpha([moving(greeter.port)]);
+      expect(await reload(alpha)).toMatch(/reloaded config: apps -doomed ~moving$/m);
+      expect(await exchange(ports.doomed)).toMatchObject({ answer: "", error: "ECONNREFUSED" });
+      expect(await open.echo("after removal")).toBe("after removal");
+    } finally {
+      open.socket.destroy();
+    }
     expect((await exchange(ports.moving)).answer).toBe("greetings from the greeter");
     const apps = (await linkedClientStatus(alpha)).apps as { name: string; state: string }[];
     expect(apps.map((app) => [app.name, app.state])).toEqual([
