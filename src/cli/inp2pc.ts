@@ -1,13 +1,14 @@
 #!/usr/bin/env bun
 import { writeSync } from "node:fs";
 import cac from "cac";
-import { loadConfig, reloadConfig } from "../config/index.ts";
-import { CLIENT_RELOADABLE, formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { loadConfig } from "../config/index.ts";
+import { formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { reloadOnSighup } from "./reload.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
 import { formatDoctorReport, runDoctor } from "../sdwan/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
-import { addCommonOptions, exitWithError, makeLogger, onReload, onShutdown } from "./common.ts";
+import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
 
 const PROGRAM = "inp2pc";
 
@@ -47,12 +48,7 @@ async function run(parsed: Record<string, unknown>) {
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
   const starting = startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
-  // Before the start is done: a SIGHUP meanwhile waits for it, instead of ending the process (its default).
-  let inForce = config;
-  onReload(logger, async () => {
-    const client = await starting;
-    inForce = await reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: CLIENT_RELOADABLE, apply: (next) => client.reload(next.client!) });
-  });
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (client, next) => client.reload(next.client!) });
   const client = await starting;
   onShutdown(logger, () => client.stop());
 }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bun
 import { networkInterfaces } from "node:os";
 import cac from "cac";
-import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, reloadConfig, writeConfig, type Config } from "../config/index.ts";
+import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, type Config } from "../config/index.ts";
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { SERVER_RELOADABLE, startServer, type AuditEntry, type PairingListEntry, type RelayListing } from "../server/index.ts";
+import { startServer, type AuditEntry, type PairingListEntry, type RelayListing } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
-import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onReload, onShutdown, printError } from "./common.ts";
+import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
+import { reloadOnSighup } from "./reload.ts";
 
 const PROGRAM = "inp2ps";
 
@@ -59,12 +60,7 @@ async function serve(parsed: Record<string, unknown>) {
   }
   const settings = config.server!;
   const starting = startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
-  // Before the start is done: a SIGHUP meanwhile waits for it, instead of ending the process (its default).
-  let inForce = config;
-  onReload(logger, async () => {
-    const running = await starting;
-    inForce = await reloadConfig({ logger, running: inForce, load: () => load(parsed).config, reloadable: SERVER_RELOADABLE, apply: (next, plan) => running.reload(next.server!, plan) });
-  });
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (server, next, plan) => server.reload(next.server!, plan) });
   const running = await starting;
   const host = reachableAddress(settings.listen);
   const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";

@@ -22,7 +22,6 @@ export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
 export { formatStatus, type ClientStatus } from "./status.ts";
 export { KnownServers, decideTrust } from "./trust.ts";
-export { CLIENT_RELOADABLE } from "./reload.ts";
 export { IDENTITY_FILE, KNOWN_SERVERS_FILE, NAT_CACHE_FILE } from "./constants.ts";
 
 export interface ClientInit {

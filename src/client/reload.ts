@@ -1,11 +1,8 @@
 // What inp2pc applies on SIGHUP: apps and expose (the log level is config/reload.ts's). Links and the
 // server session are left alone: an app is a local listener, and expose is asked per new connection.
-import { canonicalJson, type AppConfig, type SettingPath } from "../config/index.ts";
+import { canonicalJson, type AppConfig } from "../config/index.ts";
 import type { App } from "./apps.ts";
 import type { ExposePolicy } from "./expose.ts";
-
-/** What inp2pc can apply while running; every other changed setting waits for a restart. */
-export const CLIENT_RELOADABLE: readonly SettingPath[] = ["log_level", "client.apps", "client.expose"];
 
 export interface AppsDiff {
   added: AppConfig[];

@@ -1,10 +1,27 @@
 // Reloading a running program's config (SIGHUP): what changed, what can be applied without a restart,
 // and the steps every reload takes whatever the role: read, refuse a bad file, apply, say what changed.
 import { moreVerbose, type Logger } from "../log/index.ts";
-import type { Config } from "./schema";
+import type { Config, Role } from "./schema";
 
 /** A setting by its key path: "log_level", "client.apps", "server.acl". */
 export type SettingPath = string;
+
+/**
+ * What each program applies while running (client/reload.ts, server/reload.ts); every other changed
+ * setting waits for a restart (ports, TLS, the node's name, tokens and users, sdwan, data_dir...).
+ */
+export const RELOADABLE_SETTINGS: Record<Role, readonly SettingPath[]> = {
+  client: ["log_level", "client.apps", "client.expose"],
+  server: [
+    "log_level",
+    "server.acl",
+    "server.admission",
+    "server.auto_approve",
+    "server.pairing_expiry_s",
+    "server.trusted_relays",
+    "server.prefer_super_relays",
+  ],
+};
 
 export interface ReloadPlan {
   /** Settings that can be applied while running, and whose value changed. */
@@ -35,7 +52,7 @@ function settingsOf(config: Config): Map<SettingPath, unknown> {
 }
 
 /** Compares the running config with a newly read one (same role); `reloadable` names what can be applied while running. */
-export function planReload(running: Config, next: Config, reloadable: readonly SettingPath[]): ReloadPlan {
+export function planReload(running: Config, next: Config, reloadable: readonly SettingPath[] = RELOADABLE_SETTINGS[running.role]): ReloadPlan {
   const before = settingsOf(running);
   const after = settingsOf(next);
   const changed: SettingPath[] = [];
@@ -65,7 +82,6 @@ export interface ReloadInit {
   running: Config;
   /** Reads the config again: the same file, environment and flags as at start. Throws ConfigError for a bad one. */
   load(): Config;
-  reloadable: readonly SettingPath[];
   /** Applies the reloadable settings of `next` (the log level is done here); returns what changed in words ("apps +a -b", "expose"). */
   apply(next: Config, plan: ReloadPlan): Promise<string[]> | string[];
 }
@@ -84,7 +100,7 @@ export async function reloadConfig(init: ReloadInit): Promise<Config> {
     logger.error("config not reloaded, the running config stays in force", { error: (err as Error).message });
     return running;
   }
-  const plan = planReload(running, next, init.reloadable);
+  const plan = planReload(running, next);
   if (plan.restartOnly.length > 0) logger.warn(`config changes not applied: ${plan.restartOnly.join(", ")}; restart to apply`);
   // The new level first, so that what applying logs follows it; the summary is said at the more verbose of the two.
   logger.setLevel(next.log_level);

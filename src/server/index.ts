@@ -36,7 +36,7 @@ export type { RelayListing } from "./rest-relays.ts";
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
 export const NODE_STORE_FILE = "inp2ps.keys.json";
 export { NodeStore, type NodeRecord } from "./nodes.ts";
-export { SERVER_RELOADABLE, type ServerPolicy } from "./reload.ts";
+export type { ServerPolicy } from "./reload.ts";
 
 export interface ServerInit {
   listen: string;

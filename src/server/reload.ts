@@ -2,24 +2,13 @@
 // trust (trusted_relays, prefer_super_relays); the log level is config/reload.ts's. Node sessions and
 // the links between nodes are left alone: the new rules decide the next link request, relay choice
 // and login.
-import type { AclRuleConfig, ReloadPlan, SettingPath } from "../config/index.ts";
+import type { AclRuleConfig, ReloadPlan } from "../config/index.ts";
 import { cidrMatcher } from "../net/index.ts";
 import type { AuditLog } from "./audit.ts";
 import type { RelayBroker } from "./broker.ts";
 import type { PairingBook } from "./pairing.ts";
 import type { TrustedRelays } from "./relay-trust.ts";
 import type { SignalHub } from "./signal.ts";
-
-/** What inp2ps can apply while running; every other changed setting (ports, TLS, data dir, users...) waits for a restart. */
-export const SERVER_RELOADABLE: readonly SettingPath[] = [
-  "log_level",
-  "server.acl",
-  "server.admission",
-  "server.auto_approve",
-  "server.pairing_expiry_s",
-  "server.trusted_relays",
-  "server.prefer_super_relays",
-];
 
 export interface ServerPolicy {
   acl: readonly AclRuleConfig[];

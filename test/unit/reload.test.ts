@@ -1,7 +1,7 @@
 // SIGHUP reloads, the logic without processes: which settings changed and which of them wait for a
 // restart, the apps diff, how apps are stopped and started, and what one reload logs.
 import { describe, expect, it } from "vitest";
-import { applyClientReload, CLIENT_RELOADABLE, describeAppsDiff, diffApps, type ReloadableClient } from "../../src/client/reload.ts";
+import { applyClientReload, describeAppsDiff, diffApps, type ReloadableClient } from "../../src/client/reload.ts";
 import { ExposePolicy } from "../../src/client/expose.ts";
 import type { App } from "../../src/client/apps.ts";
 import { ConfigError, parseConfig, planReload, reloadConfig, type AppConfig, type Config } from "../../src/config/index.ts";
@@ -12,7 +12,7 @@ import { RelayBroker } from "../../src/server/broker.ts";
 import { PairingBook } from "../../src/server/pairing.ts";
 import { Registry, type NodeSession } from "../../src/server/registry.ts";
 import { TrustedRelays } from "../../src/server/relay-trust.ts";
-import { applyServerReload, SERVER_RELOADABLE, type ReloadableServer, type ServerPolicy } from "../../src/server/reload.ts";
+import { applyServerReload, type ReloadableServer, type ServerPolicy } from "../../src/server/reload.ts";
 import type { SignalHub } from "../../src/server/signal.ts";
 
 const app = (name: string, listen = 10_000, more: Partial<AppConfig> = {}): AppConfig => ({
@@ -60,7 +60,7 @@ describe("planReload: what changed, and what waits for a restart", () => {
       '[[client.apps]]\ntarget = "127.0.0.1:22"\nname = "b"\nlisten = "127.0.0.1:10001"\npeer = "beta"\nprotocol = "tcp"',
       '[[client.apps]]\nname = "a"\nprotocol = "tcp"\nlisten = "127.0.0.1:10000"\npeer = "beta"\ntarget = "127.0.0.1:22"',
     ].join("\n");
-    const plan = planReload(running, parseConfig(text, "/etc/inp2p/inp2pc.toml"), CLIENT_RELOADABLE);
+    const plan = planReload(running, parseConfig(text, "/etc/inp2p/inp2pc.toml"));
     expect(plan.restartOnly).toEqual([]);
     // The app list's order differs; diffApps (by name) is what decides about apps.
     expect(diffApps(running.client!.apps, plan.inForce.client!.apps)).toEqual({ added: [], removed: [], changed: [] });
@@ -69,7 +69,7 @@ describe("planReload: what changed, and what waits for a restart", () => {
   it("client: apps, expose and log level are reloadable; node, server port and log format are named for a restart", () => {
     const running = clientConfig({ apps: [app("a")] });
     const next = clientConfig({ node: "renamed", port: 9999, level: "debug", format: "json", expose: ["127.0.0.1:22"], apps: [app("a"), app("b", 10_001)] });
-    const plan = planReload(running, next, CLIENT_RELOADABLE);
+    const plan = planReload(running, next);
     expect(plan.changed.sort()).toEqual(["client.apps", "client.expose", "log_level"]);
     expect(plan.restartOnly.sort()).toEqual(["client.node", "client.server_port", "log_format"]);
     // In force: the new reloadable settings, the old values of what needs a restart.
@@ -80,18 +80,34 @@ describe("planReload: what changed, and what waits for a restart", () => {
     expect(plan.inForce.client!.apps.map((a) => a.name)).toEqual(["a", "b"]);
     expect(plan.inForce.client!.expose).toEqual(["127.0.0.1:22"]);
     // The same file read again: the unapplied settings are named again, nothing is reloadable.
-    const again = planReload(plan.inForce, next, CLIENT_RELOADABLE);
+    const again = planReload(plan.inForce, next);
     expect(again.changed).toEqual([]);
     expect(again.restartOnly.sort()).toEqual(["client.node", "client.server_port", "log_format"]);
   });
 
-  it("server: the ACL, admission, auto_approve and trusted relays are reloadable; ports and TLS are named for a restart", () => {
+  it("server: the ACL, admission, pairing and relay trust are reloadable; ports and TLS are named for a restart", () => {
     const running = serverConfig();
     const next = serverConfig(
-      ['ws_port = 9000', 'tls = "off"', 'admission = "approve"', 'auto_approve = ["10.0.0.0/8"]', 'trusted_relays = ["default/r1"]', '[[server.acl]]\nfrom = ["a"]\nto = ["*"]\naction = "allow"'].join("\n"),
+      [
+        "ws_port = 9000",
+        'tls = "off"',
+        'admission = "approve"',
+        'auto_approve = ["10.0.0.0/8"]',
+        "pairing_expiry_s = 60",
+        'trusted_relays = ["default/r1"]',
+        "prefer_super_relays = true",
+        '[[server.acl]]\nfrom = ["a"]\nto = ["*"]\naction = "allow"',
+      ].join("\n"),
     );
-    const plan = planReload(running, next, SERVER_RELOADABLE);
-    expect(plan.changed.sort()).toEqual(["server.acl", "server.admission", "server.auto_approve", "server.trusted_relays"]);
+    const plan = planReload(running, next);
+    expect(plan.changed).toEqual([
+      "server.acl",
+      "server.admission",
+      "server.auto_approve",
+      "server.pairing_expiry_s",
+      "server.prefer_super_relays",
+      "server.trusted_relays",
+    ]);
     expect(plan.restartOnly.sort()).toEqual(["server.tls", "server.ws_port"]);
     expect(plan.inForce.server!.acl).toHaveLength(1);
     expect(plan.inForce.server!.ws_port).toBe(running.server!.ws_port);
@@ -99,7 +115,7 @@ describe("planReload: what changed, and what waits for a restart", () => {
 
   it("a setting removed from the file counts as changed (to its default or unset)", () => {
     const running = serverConfig('admin_token = "an-admin-secret"');
-    const plan = planReload(running, serverConfig(), SERVER_RELOADABLE);
+    const plan = planReload(running, serverConfig());
     expect(plan.restartOnly).toEqual(["server.admin_token"]);
     expect(plan.inForce.server!.admin_token).toBe("an-admin-secret");
   });
@@ -191,7 +207,6 @@ describe("reloadConfig: one reload, as logged", () => {
       load: () => {
         throw new ConfigError("CONFIG_SYNTAX", "/etc/inp2p/inp2pc.toml:3:7: invalid TOML: expected a value");
       },
-      reloadable: CLIENT_RELOADABLE,
       apply: () => ((applied = true), []),
     });
     expect(inForce).toBe(running);
@@ -203,7 +218,7 @@ describe("reloadConfig: one reload, as logged", () => {
   it("names each change that needs a restart, and says what was reloaded", async () => {
     const { lines, logger } = capture("info");
     const next = clientConfig({ node: "renamed", level: "debug", apps: [app("a")] });
-    await reloadConfig({ logger, running: clientConfig(), load: () => next, reloadable: CLIENT_RELOADABLE, apply: () => ["apps +a"] });
+    await reloadConfig({ logger, running: clientConfig(), load: () => next, apply: () => ["apps +a"] });
     expect(lines[0]).toMatch(/WARN +config changes not applied: client\.node; restart to apply$/);
     expect(lines[1]).toMatch(/INFO +reloaded config: apps \+a, log level debug$/);
   });
@@ -215,7 +230,6 @@ describe("reloadConfig: one reload, as logged", () => {
       logger: quiet.logger,
       running: clientConfig({ level: "info" }),
       load: () => clientConfig({ level: "warn" }),
-      reloadable: CLIENT_RELOADABLE,
       apply: () => (child.info("app listening"), []),
     });
     expect(quiet.lines.join("\n")).not.toMatch(/app listening/);
@@ -228,7 +242,6 @@ describe("reloadConfig: one reload, as logged", () => {
       logger: loud.logger,
       running: clientConfig({ level: "warn" }),
       load: () => clientConfig({ level: "debug" }),
-      reloadable: CLIENT_RELOADABLE,
       apply: () => (loud.logger.child("apps").debug("app listening"), []),
     });
     expect(loud.lines.join("\n")).toMatch(/DEBUG \[apps\] app listening/);
