@@ -108,8 +108,9 @@ export async function reloadConfig(init: ReloadInit): Promise<Config> {
   try {
     changes = await init.apply(next, plan);
   } catch (err) {
-    logger.error("config reload failed part way", { error: (err as Error).message });
-    return plan.inForce;
+    // Applying is idempotent: compared with the running config, the next reload applies it all again.
+    logger.error("config reload failed part way; the next reload tries again", { error: (err as Error).message });
+    return running;
   }
   if (plan.changed.includes("log_level")) changes.push(`log level ${next.log_level}`);
   logger.setLevel(moreVerbose(running.log_level, next.log_level));

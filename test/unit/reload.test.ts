@@ -215,6 +215,25 @@ describe("reloadConfig: one reload, as logged", () => {
     expect(lines[0]).toMatch(/ERROR config not reloaded, the running config stays in force error=.*inp2pc\.toml:3:7: invalid TOML/);
   });
 
+  it("when applying fails part way, it says so, and the next reload applies it all again", async () => {
+    const { lines, logger } = capture("info");
+    const running = clientConfig();
+    const next = clientConfig({ apps: [app("a")] });
+    const failing = await reloadConfig({
+      logger,
+      running,
+      load: () => next,
+      apply: () => {
+        throw new Error("cannot do that");
+      },
+    });
+    expect(failing).toBe(running);
+    expect(lines.at(-1)).toMatch(/ERROR config reload failed part way; the next reload tries again error="cannot do that"$/);
+    let seen: string[] = [];
+    await reloadConfig({ logger, running: failing, load: () => next, apply: (_next, plan) => ((seen = plan.changed), ["apps +a"]) });
+    expect(seen).toEqual(["client.apps"]);
+  });
+
   it("names each change that needs a restart, and says what was reloaded", async () => {
     const { lines, logger } = capture("info");
     const next = clientConfig({ node: "renamed", level: "debug", apps: [app("a")] });
