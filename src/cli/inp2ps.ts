@@ -9,6 +9,7 @@ import { startServer, type AuditEntry, type PairingListEntry, type RelayListing 
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
+import { reloadOnSighup } from "./reload.ts";
 
 const PROGRAM = "inp2ps";
 
@@ -58,7 +59,9 @@ async function serve(parsed: Record<string, unknown>) {
     logger.info("generated a token and saved it", { file: loaded.path });
   }
   const settings = config.server!;
-  const running = await startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  const starting = startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (server, next, plan) => server.reload(next.server!, plan) });
+  const running = await starting;
   const host = reachableAddress(settings.listen);
   const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";
   const insecure = running.tls ? "" : " -insecure";

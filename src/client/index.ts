@@ -10,6 +10,7 @@ import { App, AppService, UdpFlowIds } from "./apps.ts";
 import { ExposePolicy } from "./expose.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE } from "./constants.ts";
 import { PeerManager } from "./peers.ts";
+import { applyClientReload } from "./reload.ts";
 import { RelayNode } from "./relay-node.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
@@ -60,6 +61,8 @@ export interface RunningClient {
   peers: PeerManager;
   statusPort: number;
   status(): ClientStatus;
+  /** Applies a reloaded config's apps and expose (see reload.ts); resolves with what changed, in words. */
+  reload(next: Pick<ClientInit, "apps" | "expose">): Promise<string[]>;
   stop(): void;
 }
 
@@ -171,13 +174,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     }
   };
   const flowIds = new UdpFlowIds();
-  apps = init.apps.map((app) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs));
+  const newApp = (app: AppConfig) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs);
+  apps = init.apps.map(newApp);
+  const expose = new ExposePolicy(init.expose);
   await peers.start();
   const service = new AppService({
     flowIds,
     logger,
     node: init.node,
-    expose: new ExposePolicy(init.expose),
+    expose,
     udpFlowIdleMs: init.udpFlowIdleMs,
     // The server audits refused targets too (once per window per peer and target, as they are logged here).
     onRefused: (peer, target, protocol) =>
@@ -254,6 +259,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     peers,
     statusPort: statusServer?.port ?? 0,
     status,
+    reload: (next) => applyClientReload({ apps, appPeers, newApp, appsStarted: () => appsStarted, ensureLink, expose }, next),
     stop: () => {
       stopped = true;
       natWatcher.stop();

@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { websocket } from "hono/bun";
-import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME } from "../config/index.ts";
+import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME, type ReloadPlan } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
 import { cidrMatcher } from "../net/index.ts";
@@ -22,6 +22,7 @@ import { NodeStore } from "./nodes.ts";
 import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
+import { applyServerReload, type ServerPolicy } from "./reload.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
@@ -35,6 +36,7 @@ export type { RelayListing } from "./rest-relays.ts";
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
 export const NODE_STORE_FILE = "inp2ps.keys.json";
 export { NodeStore, type NodeRecord } from "./nodes.ts";
+export type { ServerPolicy } from "./reload.ts";
 
 export interface ServerInit {
   listen: string;
@@ -93,6 +95,8 @@ export interface RunningServer {
   admin: AdminCredential;
   /** Every route of the REST app (method and path pattern), for tests that must cover each one. */
   routes: readonly { method: string; path: string }[];
+  /** Applies a reloaded config's ACL, admission and relay trust, and audits the reload (see reload.ts); returns what changed, in words. */
+  reload(policy: ServerPolicy, plan: Pick<ReloadPlan, "changed" | "restartOnly">): string[];
   stop(): Promise<void>;
 }
 
@@ -145,6 +149,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
+  const pairing = new PairingBook(init.pairing_expiry_s * 1000);
   const hub: SignalHub = new SignalHub({
     users,
     registry,
@@ -154,7 +159,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     nodes,
     admission: init.admission,
     autoApprove: cidrMatcher(init.auto_approve),
-    pairing: new PairingBook(init.pairing_expiry_s * 1000),
+    pairing,
     guard,
     maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,
     failedLogins,
@@ -199,6 +204,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit }, policy, plan),
     async stop() {
       clearInterval(sweeper);
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");

@@ -123,7 +123,7 @@ export interface SignalHubInit {
 
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
-  private readonly acl: Acl;
+  private acl: Acl;
   /** Connections whose login timer runs. */
   private waitingForLogin = 0;
   /** Refused logins any stranger can cause (a wrong token, a slowed one), logged once per window. */
@@ -138,6 +138,14 @@ export class SignalHub {
   /** The ACL's outcome for `user`'s nodes may have changed (tags): SDWAN members get their maps anew. */
   aclChanged(user: string): void {
     this.init.sdwan?.refresh(user);
+  }
+
+  /** A reloaded config's ACL and admission: link requests and logins follow them from now on; links and sessions stay. */
+  setPolicy(policy: Pick<SignalHubInit, "admission" | "autoApprove"> & { acl: readonly AclRule[] }): void {
+    this.acl = new Acl(policy.acl, this.init.tagsOf);
+    this.init.admission = policy.admission;
+    this.init.autoApprove = policy.autoApprove;
+    for (const user of this.init.users) this.aclChanged(user.name);
   }
 
   /**
