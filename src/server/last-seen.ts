@@ -1,0 +1,26 @@
+import type { NodeStore } from "./nodes.ts";
+import type { Registry } from "./registry.ts";
+
+/** How often the last-seen time of the nodes online is saved: one write for all of them, not one per heartbeat. */
+export const LAST_SEEN_SAVE_INTERVAL_MS = 60_000;
+
+/**
+ * Keeps each known node's last-seen time in the node store: when it goes offline, every
+ * LAST_SEEN_SAVE_INTERVAL_MS while it is online (so a crashed server still knows roughly when), and on stop.
+ */
+export function trackLastSeen(registry: Registry, nodes: NodeStore): { stop(): void } {
+  const markOnline = () => {
+    for (const session of registry.all()) nodes.seen(session.user, session.name, session.address);
+  };
+  registry.onChange((session, event) => {
+    if (event === "offline") nodes.seen(session.user, session.name, session.address);
+  });
+  const timer = setInterval(markOnline, LAST_SEEN_SAVE_INTERVAL_MS);
+  timer.unref?.();
+  return {
+    stop() {
+      clearInterval(timer);
+      markOnline();
+    },
+  };
+}
