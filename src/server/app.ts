@@ -2,6 +2,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
+import { consoleRoutes } from "../console/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
 import { clientAddress } from "../net/index.ts";
 import { adminCredentialSource, type AdminCredential } from "./admin.ts";
@@ -114,6 +115,8 @@ export function createApp(init: AppInit): Hono<Env> {
       };
     }),
   );
+
+  app.route("/", consoleRoutes(init));
 
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));
