@@ -32,7 +32,8 @@ type Env = { Bindings: Server<unknown> };
 const SECURITY_HEADERS = {
   "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
   "x-frame-options": "DENY",
-  "referrer-policy": "no-referrer",
+  // Not no-referrer: under it the browser sends "Origin: null" with the page's own forms, which sameOrigin refuses.
+  "referrer-policy": "same-origin",
   "cache-control": "no-store",
 };
 

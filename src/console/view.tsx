@@ -28,6 +28,8 @@ button{cursor:pointer}
 .error{color:#c62828}
 #conn{font-size:.85em;opacity:.8}
 svg text{font-size:11px}
+td.fields{white-space:normal;word-break:break-word}
+g.link text{paint-order:stroke;stroke:#fff;stroke-width:4px}
 `;
 
 /** How each link kind is drawn: colour and dash pattern. */
@@ -334,7 +336,7 @@ export function Live({ state }: { state: ConsoleState }) {
             <tr>
               <td>{shortTime(time)}</td>
               <td>{event}</td>
-              <td>
+              <td class="fields">
                 {Object.entries(fields)
                   .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
                   .join(" ")}
