@@ -4,7 +4,7 @@ import type { NodeStore } from "./nodes.ts";
 import type { PairingRequest } from "./pairing.ts";
 import type { Registry } from "./registry.ts";
 
-/** A node as `GET /api/v1/nodes`, `inp2ps nodes` and the console show it. */
+/** A node as `GET /api/v1/nodes`, `inp2ps nodes` and the console show it; an offline one as it was when last seen. */
 export interface NodeListing {
   name: string;
   user: string;
@@ -60,10 +60,10 @@ export function listNodes(registry: Registry, nodes: NodeStore, pending: readonl
       user,
       state: record.state === "revoked" ? "revoked" : "offline",
       address: record.lastAddress ?? null,
-      natType: null,
-      allocation: null,
+      natType: record.lastNat?.natType ?? null,
+      allocation: record.lastNat?.allocation ?? null,
       publicAddress: null,
-      version: null,
+      version: record.lastVersion ?? null,
       tags: record.tags,
       onlineSince: null,
       lastHeartbeat: null,

@@ -17,9 +17,18 @@ export interface NodeRecord {
   key: string;
   state: NodeState;
   tags: string[];
-  /** When the node was last online (ISO time), and from where; set when it goes offline and now and then while online. */
+  /** When the node was last online (ISO time), and what it was then; set when it goes offline and now and then while online. */
   lastSeen?: string;
   lastAddress?: string;
+  lastVersion?: string;
+  lastNat?: { natType: string; allocation: string | null };
+}
+
+/** What the store remembers of a node's last time online. */
+export interface Sighting {
+  address: string;
+  version: string;
+  nat: { natType: string; allocation: string | null } | null;
 }
 
 interface StoreFile {
@@ -110,12 +119,14 @@ export class NodeStore {
     return this.get(user, node)?.tags ?? [];
   }
 
-  /** Notes that the node was online at `at` from `address`; written with the next save, not at once (no write per heartbeat). */
-  seen(user: string, node: string, address: string, at = Date.now()): void {
+  /** Notes that the node was online at `at`, and how; written with the next save, not at once (no write per heartbeat). */
+  seen(user: string, node: string, sighting: Sighting, at = Date.now()): void {
     const record = this.get(user, node);
     if (!record) return;
     record.lastSeen = new Date(at).toISOString();
-    record.lastAddress = address;
+    record.lastAddress = sighting.address;
+    record.lastVersion = sighting.version;
+    if (sighting.nat) record.lastNat = sighting.nat;
     this.save();
   }
 

@@ -98,13 +98,18 @@ describe("REST API", () => {
 
   it("nodes lists a known node that went away as offline, with when and where it was last seen", async () => {
     const gone = node(server, "rest-gone");
-    await waitFor("rest-gone online", async () => (await api(server, "/api/v1/nodes", server.adminToken)).body.nodes.some((n: { name: string }) => n.name === "rest-gone"), WAIT_MS);
+    const online = await waitFor(
+      "rest-gone online with its NAT type",
+      async () => (await api(server, "/api/v1/nodes", server.adminToken)).body.nodes.find((n: { name: string; natType: string | null }) => n.name === "rest-gone" && n.natType !== null),
+      WAIT_MS,
+    );
     const before = Date.now();
     await stopClient(gone);
     const { body } = await api(server, "/api/v1/nodes", server.adminToken);
     expect(body.nodes.map((n: { name: string }) => n.name)).toEqual(["rest-1"]);
     const entry = body.offline.find((n: { name: string }) => n.name === "rest-gone");
-    expect(entry).toMatchObject({ user: "default", state: "offline", address: expect.stringMatching(/^127\.0\.0\.1:\d+$/), lastSeen: expect.stringMatching(ISO_TIME) });
+    // As it was when last seen.
+    expect(entry).toMatchObject({ user: "default", state: "offline", address: online.address, natType: online.natType, allocation: online.allocation, version: VERSION, lastSeen: expect.stringMatching(ISO_TIME) });
     expect(Date.parse(entry.lastSeen)).toBeGreaterThanOrEqual(before - 1_000);
     expect(body.pending).toEqual([]);
   });
@@ -117,7 +122,7 @@ describe("REST API", () => {
     const row = lines.find((l) => l.startsWith("rest-1 "))?.split(/\s+/);
     expect(row).toEqual(["rest-1", "default", "online", expect.stringMatching(/^127\.0\.0\.1:\d+$/), listed.natType, expect.any(String), VERSION, "-", expect.stringMatching(ISO_TIME), "now"]);
     const gone = lines.find((l) => l.startsWith("rest-gone "))?.split(/\s+/);
-    expect(gone).toEqual(["rest-gone", "default", "offline", expect.stringMatching(/^127\.0\.0\.1:\d+$/), "-", "-", "-", "-", "-", expect.stringMatching(ISO_TIME)]);
+    expect(gone).toEqual(["rest-gone", "default", "offline", expect.stringMatching(/^127\.0\.0\.1:\d+$/), listed.natType, expect.any(String), VERSION, "-", "-", expect.stringMatching(ISO_TIME)]);
     // Each column starts at the same place on every line: where the heading's word starts.
     const starts = (line: string) => [...line.matchAll(/(?<=^|\s{2})\S/g)].map((m) => m.index);
     const heading = [...lines[0]!.matchAll(/(?<=^|\s{2})\S/g)].map((m) => m.index);
