@@ -5,6 +5,8 @@
 import { join } from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_CONSOLE_FORM_BYTES } from "../../src/console/routes.tsx";
+import { FREE_FAILED_LOGINS } from "../../src/server/constants.ts";
 import { startEcho } from "../helpers/echo.ts";
 import { appToml, exposeToml, freePort, INP2PS, linkedClientStatus, runToEnd, startLinkedClient, startServer, stopLinkedClient, tempDir, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
@@ -79,10 +81,13 @@ describe.skipIf(skipReason !== undefined && process.env.CI !== "true")("the web 
     await page.waitForSelector(row("beta", "online"), { timeout: WAIT_MS });
     // The link alpha's app made, as alpha itself sees it, drawn between the two.
     const kind = await waitFor("alpha's link to beta", async () => (await linkedClientStatus(alpha)).peers.beta?.link as string | null, WAIT_MS);
-    const link = await page.waitForSelector(`#topology g.link[data-peers="alpha beta"][data-kind="${kind}"]`, { timeout: WAIT_MS });
-    expect(await link!.$eval("text", (t) => t.textContent)).toMatch(new RegExp(`^${kind} · [\\d.]+ ms · `));
+    const link = `#topology g.link[data-peers="alpha beta"][data-kind="${kind}"]`;
+    await page.waitForSelector(link, { timeout: WAIT_MS });
+    // Its label gets the RTT once the link has measured one (a later report).
+    const label = new RegExp(`^${kind} · [\\d.]+ ms · (–|[\\d.]+ (bit|kbit|Mbit)/s)$`);
+    await page.waitForFunction((selector, pattern) => new RegExp(pattern).test(String((globalThis as any).document.querySelector(selector)?.textContent)), { timeout: WAIT_MS }, `${link} text`, label.source);
     await page.waitForSelector('#apps tr[data-app="alpha/echo"]', { timeout: WAIT_MS });
-    expect(await page.$eval("#conn", (e) => e.textContent)).toBe("live");
+    await page.waitForFunction('document.getElementById("conn").textContent === "live"', { timeout: WAIT_MS });
     await screenshot("1-two-nodes");
   });
 
@@ -132,5 +137,47 @@ describe.skipIf(skipReason !== undefined && process.env.CI !== "true")("the web 
     await page.waitForSelector("#credential", { timeout: WAIT_MS });
     const events = await fetch(`${base}/console/events`, { headers: { cookie: `${cookie!.name}=${cookie!.value}` }, tls: { rejectUnauthorized: false } } as RequestInit);
     expect(events.status).toBe(401);
+  });
+});
+
+describe("the console's login, without a browser", () => {
+  let server: ServerHandle;
+  beforeAll(async () => {
+    server = await startServer({ tls: "off" });
+  });
+  afterAll(async () => server?.stop());
+
+  const login = (credential: string, origin = `http://127.0.0.1:${server.port}`) =>
+    fetch(`http://127.0.0.1:${server.port}/console/login`, { method: "POST", redirect: "manual", headers: { origin, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ credential }) });
+
+  it("counts wrong credentials against the address: past the free ones, the login page says to wait, even for the right one", async () => {
+    for (let i = 0; i < FREE_FAILED_LOGINS; i++) {
+      const wrong = await login(`wrong-${i}`);
+      expect(wrong.status).toBe(401);
+      expect(await wrong.text()).toContain("wrong admin credential");
+    }
+    const slowing = await login("wrong-again");
+    expect(slowing.status).toBe(401);
+    const slowed = await login(server.adminToken);
+    expect(slowed.status).toBe(429);
+    expect(await slowed.text()).toMatch(/too many failed logins from this address; retry in \d+ s/);
+    const right = await waitFor("the wait to pass", async () => {
+      const response = await login(server.adminToken);
+      return response.status === 303 ? response : undefined;
+    }, WAIT_MS, 250);
+    expect(right.headers.get("set-cookie")).toMatch(/^inp2ps_console=[A-Za-z0-9_-]{43}; Max-Age=43200; Path=\/; HttpOnly; SameSite=Strict$/);
+  });
+
+  it("refuses a login posted from another site's page, and a form larger than the limit", async () => {
+    const crossSite = await login(server.adminToken, "https://evil.example");
+    expect(crossSite.status).toBe(403);
+    expect(crossSite.headers.get("set-cookie")).toBeNull();
+    const huge = await fetch(`http://127.0.0.1:${server.port}/console/login`, {
+      method: "POST",
+      headers: { origin: `http://127.0.0.1:${server.port}`, "content-type": "application/x-www-form-urlencoded" },
+      body: `credential=${"x".repeat(MAX_CONSOLE_FORM_BYTES)}`,
+    });
+    expect(huge.status).toBe(413);
+    expect(((await huge.json()) as { error: string }).error).toContain(`at most ${MAX_CONSOLE_FORM_BYTES} bytes`);
   });
 });
