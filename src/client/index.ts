@@ -109,7 +109,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         for (const peer of result.peers) peers.peerOnline(peer); // some may have restarted while we were away
         void relayNode?.onLoggedIn(result.user);
         if (overlay?.ready) void joinOverlay();
-        linkReporter.changed();
+        linkReporter.loggedIn();
         if (!appsStarted) {
           appsStarted = true;
           void Promise.all(apps.map((app) => app.start()));

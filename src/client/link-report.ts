@@ -2,7 +2,7 @@ import type { Logger } from "../log/index.ts";
 import { MAX_REPORTED_APPS, MAX_REPORTED_LINKS, type RequestFields } from "../protocol/index.ts";
 import type { Link } from "../transport/index.ts";
 import type { AppStatus } from "./apps.ts";
-import type { ServerSession } from "./session.ts";
+import { RequestError, type ServerSession } from "./session.ts";
 
 /** How often a node sends the server its link table (for the operator's console). */
 export const LINK_REPORT_INTERVAL_MS = 5_000;
@@ -27,6 +27,8 @@ export function linksReport(links: readonly [string, Link][], apps: readonly App
 export class LinkReporter {
   private readonly timer: ReturnType<typeof setInterval>;
   private soon?: ReturnType<typeof setTimeout>;
+  /** An older server does not know the request (and counts unknown ones against the connection): stop until the next login. */
+  private unsupported = false;
 
   constructor(
     private readonly session: ServerSession,
@@ -36,7 +38,13 @@ export class LinkReporter {
     this.timer = setInterval(() => this.send(), LINK_REPORT_INTERVAL_MS);
   }
 
-  /** A link or app changed (or the node logged in): report soon. */
+  /** The node logged in (perhaps to an upgraded server): report soon. */
+  loggedIn(): void {
+    this.unsupported = false;
+    this.changed();
+  }
+
+  /** A link or app changed: report soon. */
   changed(): void {
     this.soon ??= setTimeout(() => {
       this.soon = undefined;
@@ -50,7 +58,10 @@ export class LinkReporter {
   }
 
   private send(): void {
-    if (this.session.state !== "online") return;
-    this.session.request("links", this.build()).catch((err: Error) => this.logger.debug("could not report the link table", { error: err.message }));
+    if (this.session.state !== "online" || this.unsupported) return;
+    this.session.request("links", this.build()).catch((err: Error) => {
+      if (err instanceof RequestError && err.code === "UNKNOWN_TYPE") this.unsupported = true;
+      this.logger.debug("could not report the link table", { error: err.message });
+    });
   }
 }

@@ -28,6 +28,7 @@ export class LiveView {
     if (!this.timer) {
       this.refresh();
       this.timer = setInterval(() => this.refresh(), CONSOLE_PUSH_INTERVAL_MS);
+      this.timer.unref?.();
     }
     let sent = -1;
     let open = true;
