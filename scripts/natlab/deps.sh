@@ -19,6 +19,7 @@ declare -A PACKAGE_OF=(
   [dig]=bind9-dnsutils
   [dnsmasq]=dnsmasq-base
   [conntrack]=conntrack
+  [chromium]=chromium
 )
 APT_TIMEOUT_SECONDS=300
 

@@ -9,6 +9,7 @@ import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/ind
 import { App, AppService, UdpFlowIds } from "./apps.ts";
 import { ExposePolicy } from "./expose.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE } from "./constants.ts";
+import { LinkReporter, linksReport } from "./link-report.ts";
 import { PeerManager } from "./peers.ts";
 import { applyClientReload } from "./reload.ts";
 import { RelayNode } from "./relay-node.ts";
@@ -111,6 +112,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         for (const peer of result.peers) peers.peerOnline(peer); // some may have restarted while we were away
         void relayNode?.onLoggedIn(result.user);
         if (overlay?.ready) void joinOverlay();
+        linkReporter.loggedIn();
         if (!appsStarted) {
           appsStarted = true;
           void Promise.all(apps.map((app) => app.start()));
@@ -188,10 +190,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     onRefused: (peer, target, protocol) =>
       void session.request("report", { refused: { peer, target, protocol } }).catch((err: Error) => logger.debug("could not report a refused target", { error: err.message })),
   });
+  const linkReporter = new LinkReporter(session, () => linksReport(peers.allLinks(), apps.map((app) => app.status())), logger);
   peers.onLink((peer, link) => {
     service.attach(peer, link);
     overlay?.attach(peer, link);
-    link.onClose(() => setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS));
+    linkReporter.changed();
+    link.onClose(() => {
+      linkReporter.changed();
+      setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS);
+    });
   });
   const stun: DetectNatOptions = { serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] };
   const natWatcher = watchNat({
@@ -263,6 +270,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     stop: () => {
       stopped = true;
       natWatcher.stop();
+      linkReporter.stop();
       statusServer?.stop();
       for (const app of apps) app.stop();
       relayNode?.stop();

@@ -18,6 +18,7 @@ import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { FailedLogins } from "./failed-logins.ts";
+import { trackLastSeen } from "./last-seen.ts";
 import { NodeStore } from "./nodes.ts";
 import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
@@ -32,6 +33,7 @@ export type { AuditEntry, AuditEvent } from "./audit.ts";
 export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
 export type { PairingListEntry } from "./rest-pairing.ts";
 export type { RelayListing } from "./rest-relays.ts";
+export { nodeTable, type NodeListing } from "./node-list.ts";
 
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
 export const NODE_STORE_FILE = "inp2ps.keys.json";
@@ -194,6 +196,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     throw err;
   }
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
+  const lastSeen = trackLastSeen(registry, nodes);
   const port = server.port ?? init.ws_port;
   const host = init.listen === "0.0.0.0" || init.listen === "::" ? "127.0.0.1" : init.listen;
   return {
@@ -207,6 +210,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit }, policy, plan),
     async stop() {
       clearInterval(sweeper);
+      lastSeen.stop();
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
       await stun.stop();

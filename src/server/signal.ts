@@ -27,6 +27,7 @@ import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
+import { nodeReport } from "./node-reports.ts";
 import type { PairingBook, PairingRequest } from "./pairing.ts";
 import { PlanLimits } from "./plan-limits.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
@@ -348,6 +349,9 @@ export class SignalHub {
           this.init.logger.info("node on the virtual network", { node: session.name, user: session.user, ip: map.self.ip });
           return { sdwan: map };
         }
+        return {};
+      case "links":
+        session.report = nodeReport(session.report, request);
         return {};
       case "connect":
         return this.coordinate(session, request.peer);
