@@ -20,6 +20,7 @@ declare -A PACKAGE_OF=(
   [dnsmasq]=dnsmasq-base
   [conntrack]=conntrack
   [prometheus]=prometheus
+  [chromium]=chromium
 )
 APT_TIMEOUT_SECONDS=300
 

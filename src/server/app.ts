@@ -2,12 +2,14 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
+import { consoleRoutes } from "../console/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
 import { clientAddress } from "../net/index.ts";
 import { adminCredentialSource, type AdminCredential } from "./admin.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
+import { listNodes } from "./node-list.ts";
 import type { NodeStore } from "./nodes.ts";
 import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
@@ -60,18 +62,10 @@ export function createApp(init: AppInit): Hono<Env> {
   // Every other API route, including those mounted below, is the admin's alone.
   app.use("/api/*", adminOnly);
 
+  // `nodes`: the nodes online (as ever); `offline`: known nodes not online, with last seen; `pending`: waiting for approval.
   app.get("/api/v1/nodes", (c) => {
-    const nodes = init.registry.all().map((s) => ({
-      name: s.name,
-      user: s.user,
-      address: s.address,
-      natType: s.nat?.natType ?? null,
-      publicAddress: s.nat?.publicAddress ?? null,
-      onlineSince: new Date(s.onlineSince).toISOString(),
-      lastHeartbeat: new Date(s.lastHeartbeat).toISOString(),
-      version: s.version,
-    }));
-    return c.json({ nodes });
+    const { online, offline, pending } = listNodes(init.registry, init.nodes, init.hub.pendingRequests());
+    return c.json({ nodes: online, offline, pending });
   });
 
   // Releases a node name from its pinned identity key, for a node that was reinstalled.
@@ -129,6 +123,8 @@ export function createApp(init: AppInit): Hono<Env> {
       };
     }),
   );
+
+  app.route("/", consoleRoutes(init));
 
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));

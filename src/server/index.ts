@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { websocket } from "hono/bun";
-import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME } from "../config/index.ts";
+import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME, type ReloadPlan } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
 import { cidrMatcher } from "../net/index.ts";
@@ -19,10 +19,12 @@ import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { FailedLogins } from "./failed-logins.ts";
+import { trackLastSeen } from "./last-seen.ts";
 import { NodeStore } from "./nodes.ts";
 import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
+import { applyServerReload, type ServerPolicy } from "./reload.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
@@ -32,10 +34,12 @@ export type { AuditEntry, AuditEvent } from "./audit.ts";
 export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
 export type { PairingListEntry } from "./rest-pairing.ts";
 export type { RelayListing } from "./rest-relays.ts";
+export { nodeTable, type NodeListing } from "./node-list.ts";
 
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
 export const NODE_STORE_FILE = "inp2ps.keys.json";
 export { NodeStore, type NodeRecord } from "./nodes.ts";
+export type { ServerPolicy } from "./reload.ts";
 
 export interface ServerInit {
   listen: string;
@@ -96,6 +100,8 @@ export interface RunningServer {
   admin: AdminCredential;
   /** Every route of the REST app (method and path pattern), for tests that must cover each one. */
   routes: readonly { method: string; path: string }[];
+  /** Applies a reloaded config's ACL, admission and relay trust, and audits the reload (see reload.ts); returns what changed, in words. */
+  reload(policy: ServerPolicy, plan: Pick<ReloadPlan, "changed" | "restartOnly">): string[];
   stop(): Promise<void>;
 }
 
@@ -151,6 +157,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
+  const pairing = new PairingBook(init.pairing_expiry_s * 1000);
   const hub: SignalHub = new SignalHub({
     users,
     registry,
@@ -160,7 +167,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     nodes,
     admission: init.admission,
     autoApprove: cidrMatcher(init.auto_approve),
-    pairing: new PairingBook(init.pairing_expiry_s * 1000),
+    pairing,
     guard,
     maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,
     failedLogins,
@@ -196,6 +203,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     throw err;
   }
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
+  const lastSeen = trackLastSeen(registry, nodes);
   const port = server.port ?? init.ws_port;
   const host = init.listen === "0.0.0.0" || init.listen === "::" ? "127.0.0.1" : init.listen;
   return {
@@ -206,8 +214,10 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit }, policy, plan),
     async stop() {
       clearInterval(sweeper);
+      lastSeen.stop();
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
       await stun.stop();

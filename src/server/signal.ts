@@ -27,6 +27,7 @@ import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
+import { nodeReport } from "./node-reports.ts";
 import type { PairingBook, PairingRequest } from "./pairing.ts";
 import { PlanLimits } from "./plan-limits.ts";
 import { authFailureReason, type ServerMetrics } from "../metrics/index.ts";
@@ -39,8 +40,13 @@ import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
  */
 const CLIENT_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["BAD_JSON", "BAD_MESSAGE", "UNKNOWN_TYPE", "TOO_LARGE", "NOT_LOGGED_IN", "ALREADY_LOGGED_IN", "RATE_LIMITED"]);
 
-/** How long a link request waits for both nodes' NAT detection and candidates, and how often it looks. */
-const NAT_WAIT_MS = 2_500;
+/**
+ * How long a link request waits for both nodes' NAT detection and candidates, and how often it looks.
+ * A detection that loses packets takes up to ~3.5 s (1.1 s to a first binding, two 0.7 s probe
+ * rounds, the hairpin probe); a plan made without it picks no birthday punch, so the direct path would
+ * wait for the next retry. The requester's traffic goes through a relay meanwhile.
+ */
+const NAT_WAIT_MS = 5_000;
 const NAT_POLL_MS = 50;
 const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
 /** Unknown NATs count as port-restricted: the most common kind. */
@@ -121,7 +127,7 @@ export interface SignalHubInit {
 
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
-  private readonly acl: Acl;
+  private acl: Acl;
   /** Connections whose login timer runs. */
   private waitingForLogin = 0;
   /** Refused logins any stranger can cause (a wrong token, a slowed one), logged once per window. */
@@ -136,6 +142,14 @@ export class SignalHub {
   /** The ACL's outcome for `user`'s nodes may have changed (tags): SDWAN members get their maps anew. */
   aclChanged(user: string): void {
     this.init.sdwan?.refresh(user);
+  }
+
+  /** A reloaded config's ACL and admission: link requests and logins follow them from now on; links and sessions stay. */
+  setPolicy(policy: Pick<SignalHubInit, "admission" | "autoApprove"> & { acl: readonly AclRule[] }): void {
+    this.acl = new Acl(policy.acl, this.init.tagsOf);
+    this.init.admission = policy.admission;
+    this.init.autoApprove = policy.autoApprove;
+    for (const user of this.init.users) this.aclChanged(user.name);
   }
 
   /**
@@ -340,6 +354,9 @@ export class SignalHub {
           this.init.logger.info("node on the virtual network", { node: session.name, user: session.user, ip: map.self.ip });
           return { sdwan: map };
         }
+        return {};
+      case "links":
+        session.report = nodeReport(session.report, request);
         return {};
       case "connect":
         return this.coordinate(session, request.peer);
