@@ -20,6 +20,7 @@ export const RELOADABLE_SETTINGS: Record<Role, readonly SettingPath[]> = {
     "server.pairing_expiry_s",
     "server.trusted_relays",
     "server.prefer_super_relays",
+    "server.metrics_allow",
   ],
 };
 

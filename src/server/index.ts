@@ -180,7 +180,8 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token), metrics, metricsAllow: cidrMatcher(init.metrics_allow ?? []) });
+  let metricsAllow = cidrMatcher(init.metrics_allow ?? []);
+  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token), metrics, metricsAllow: (address) => metricsAllow(address) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
@@ -214,7 +215,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
-    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit }, policy, plan),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
     async stop() {
       clearInterval(sweeper);
       lastSeen.stop();

@@ -1,5 +1,5 @@
 // What inp2ps applies on SIGHUP: the ACL, admission (mode, auto_approve, pairing_expiry_s) and relay
-// trust (trusted_relays, prefer_super_relays); the log level is config/reload.ts's. Node sessions and
+// trust (trusted_relays, prefer_super_relays) and who may scrape /metrics (metrics_allow); the log level is config/reload.ts's. Node sessions and
 // the links between nodes are left alone: the new rules decide the next link request, relay choice
 // and login.
 import type { AclRuleConfig, ReloadPlan } from "../config/index.ts";
@@ -17,6 +17,7 @@ export interface ServerPolicy {
   pairing_expiry_s: number;
   trusted_relays: readonly string[];
   prefer_super_relays: boolean;
+  metrics_allow: readonly string[];
 }
 
 /** The running server's parts a reload changes; index.ts hands them over. */
@@ -26,6 +27,7 @@ export interface ReloadableServer {
   pairing: Pick<PairingBook, "setExpiryMs">;
   trustedRelays: Pick<TrustedRelays, "setConfigured">;
   audit: Pick<AuditLog, "record">;
+  setMetricsAllow(allowed: (address: string) => boolean): void;
 }
 
 /**
@@ -40,6 +42,7 @@ export function applyServerReload(server: ReloadableServer, policy: ServerPolicy
   if (changed("pairing_expiry_s")) server.pairing.setExpiryMs(policy.pairing_expiry_s * 1000);
   if (changed("trusted_relays")) server.trustedRelays.setConfigured(policy.trusted_relays);
   if (changed("prefer_super_relays")) server.broker.setPreferSuperRelays(policy.prefer_super_relays);
+  if (changed("metrics_allow")) server.setMetricsAllow(cidrMatcher(policy.metrics_allow));
   server.audit.record("config-reloaded", { changed: plan.changed, notApplied: plan.restartOnly });
   return plan.changed.filter((path) => path.startsWith("server.")).map((path) => path.slice("server.".length));
 }

@@ -284,10 +284,11 @@ describe("applyServerReload", () => {
     const policies: Parameters<SignalHub["setPolicy"]>[0][] = [];
     const pairing = new PairingBook(3_600_000);
     const audit = new AuditLog(createLogger({ write: () => {} }));
-    const targets: ReloadableServer = { hub: { setPolicy: (policy) => void policies.push(policy) }, broker, pairing, trustedRelays, audit };
-    return { targets, policies, audit, pairing, trustedRelays, relayFor: () => broker.plan(a, b).mine.relay.name };
+    const metricsAllowed: ((address: string) => boolean)[] = [];
+    const targets: ReloadableServer = { hub: { setPolicy: (policy) => void policies.push(policy) }, broker, pairing, trustedRelays, audit, setMetricsAllow: (allowed) => void metricsAllowed.push(allowed) };
+    return { targets, policies, audit, pairing, trustedRelays, metricsAllowed, relayFor: () => broker.plan(a, b).mine.relay.name };
   }
-  const policy = (more: Partial<ServerPolicy> = {}): ServerPolicy => ({ acl: [], admission: "token", auto_approve: [], pairing_expiry_s: 3600, trusted_relays: [], prefer_super_relays: false, ...more });
+  const policy = (more: Partial<ServerPolicy> = {}): ServerPolicy => ({ acl: [], admission: "token", auto_approve: [], pairing_expiry_s: 3600, trusted_relays: [], prefer_super_relays: false, metrics_allow: [], ...more });
   const fileRequest = (pairing: PairingBook, node: string, now: number) => pairing.file({ user: "default", node, publicKey: "k", replacesKey: undefined, address: "10.0.0.1:1", login: {} as never }, `10.0.0.${node.length}`, now);
 
   it("hands the hub the new ACL and admission, with auto_approve as a matcher, only when one of them changed", () => {
@@ -303,6 +304,15 @@ describe("applyServerReload", () => {
     expect([policies[0]!.autoApprove("10.1.2.3"), policies[0]!.autoApprove("192.168.1.1")]).toEqual([true, false]);
     applyServerReload(targets, policy(), { changed: ["log_level"], restartOnly: [] });
     expect(policies).toHaveLength(1);
+  });
+
+  it("metrics_allow decides who may scrape /metrics from the next request on", () => {
+    const { targets, metricsAllowed } = server();
+    applyServerReload(targets, policy({ metrics_allow: ["10.9.0.0/16"] }), { changed: ["server.metrics_allow"], restartOnly: [] });
+    expect(metricsAllowed).toHaveLength(1);
+    expect([metricsAllowed[0]!("10.9.1.1"), metricsAllowed[0]!("127.0.0.1")]).toEqual([true, false]);
+    applyServerReload(targets, policy(), { changed: ["log_level"], restartOnly: [] });
+    expect(metricsAllowed).toHaveLength(1);
   });
 
   it("trusted_relays and prefer_super_relays decide the next relay choice", () => {
