@@ -19,6 +19,8 @@ declare -A PACKAGE_OF=(
   [dig]=bind9-dnsutils
   [dnsmasq]=dnsmasq-base
   [conntrack]=conntrack
+  [prometheus]=prometheus
+  [chromium]=chromium
 )
 APT_TIMEOUT_SECONDS=300
 

@@ -80,3 +80,25 @@ export function onShutdown(logger: Logger, stop: () => Promise<void> | void): vo
   process.on("SIGINT", () => handler("SIGINT"));
   process.on("SIGTERM", () => handler("SIGTERM"));
 }
+
+/**
+ * Adds a SIGHUP handler that runs `reload`, one at a time: a SIGHUP during a reload runs it once more afterwards
+ * (however many came). What it throws is logged.
+ */
+export function onReload(logger: Logger, reload: () => Promise<void>): void {
+  let running = false;
+  let again = false;
+  const run = async () => {
+    running = true;
+    do {
+      again = false;
+      logger.info("received SIGHUP; reloading the config");
+      await reload().catch((err: Error) => logger.error("config reload failed", { error: err.message }));
+    } while (again);
+    running = false;
+  };
+  process.on("SIGHUP", () => {
+    if (running) again = true;
+    else void run();
+  });
+}

@@ -3,6 +3,7 @@ import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";
 import { formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { reloadOnSighup } from "./reload.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
@@ -46,7 +47,9 @@ async function run(parsed: Record<string, unknown>) {
   const logger = makeLogger(config);
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
-  const client = await startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
+  const starting = startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (client, next) => client.reload(next.client!) });
+  const client = await starting;
   onShutdown(logger, () => client.stop());
 }
 

@@ -5,10 +5,11 @@ import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, typ
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { startServer, type AuditEntry, type PairingListEntry, type RelayListing } from "../server/index.ts";
+import { nodeTable, startServer, type AuditEntry, type NodeListing, type PairingListEntry, type RelayListing } from "../server/index.ts";
 import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
+import { reloadOnSighup } from "./reload.ts";
 
 const PROGRAM = "inp2ps";
 
@@ -58,7 +59,9 @@ async function serve(parsed: Record<string, unknown>) {
     logger.info("generated a token and saved it", { file: loaded.path });
   }
   const settings = config.server!;
-  const running = await startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  const starting = startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (server, next, plan) => server.reload(next.server!, plan) });
+  const running = await starting;
   const host = reachableAddress(settings.listen);
   const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";
   const insecure = running.tls ? "" : " -insecure";
@@ -126,21 +129,18 @@ function usage(message: string): never {
 
 async function listNodes(parsed: Record<string, unknown>) {
   const { call } = apiTarget(parsed);
-  const body = (await call("GET", "/api/v1/nodes")) as {
-    nodes: { name: string; user: string; address: string; natType: string | null; onlineSince: string; lastHeartbeat: string; version: string }[];
-  };
+  const body = (await call("GET", "/api/v1/nodes")) as { nodes: NodeListing[]; offline?: NodeListing[]; pending?: NodeListing[] };
+  const all = [...body.nodes, ...(body.offline ?? []), ...(body.pending ?? [])];
   if (parsed.json) {
-    process.stdout.write(JSON.stringify(body.nodes, null, 2) + "\n");
+    process.stdout.write(JSON.stringify(all, null, 2) + "\n");
     return;
   }
-  const rows = [["NAME", "USER", "ADDRESS", "NAT", "ONLINE SINCE", "LAST HEARTBEAT", "VERSION"]];
-  for (const n of body.nodes) rows.push([n.name, n.user, n.address, n.natType ?? "-", n.onlineSince, n.lastHeartbeat, n.version]);
-  process.stdout.write(formatTable(rows).join("\n") + "\n");
-  if (body.nodes.length === 0) process.stdout.write("(no nodes online)\n");
+  process.stdout.write(formatTable(nodeTable(all)).join("\n") + "\n");
+  if (all.length === 0) process.stdout.write("(no nodes known)\n");
 }
 
 cli
-  .command("nodes [action] [...args]", "list the nodes online (uses this config's admin credential and port); `nodes revoke NAME` disconnects and refuses a node; `nodes tag NAME [TAG ...]` sets its tags")
+  .command("nodes [action] [...args]", "list the nodes: online, offline (with last seen) and pending (uses this config's admin credential and port); `nodes revoke NAME` disconnects and refuses a node; `nodes tag NAME [TAG ...]` sets its tags")
   .option("--json", "print JSON (list)")
   .option("--user <user>", "the node's user (default: default)")
   .option("--host <host>", "server host to ask (default: 127.0.0.1)")

@@ -23,20 +23,22 @@ interface CompiledRule {
  * was checked, so DNS cannot answer differently between the check and the connect.
  */
 export class ExposePolicy {
-  private readonly rules: CompiledRule[];
+  private rules: CompiledRule[];
+  /** The entries in force, as written. */
+  entries: readonly string[];
 
   constructor(
     entries: readonly string[],
     private readonly lookup: Lookup = defaultLookup,
   ) {
-    this.rules = entries.map((entry) => {
-      const rule = parseExposeEntry(entry);
-      if (typeof rule === "string") throw new Error(`expose entry "${entry}": ${rule}`);
-      if (rule.host.kind !== "net") return { rule };
-      const net = new BlockList();
-      net.addSubnet(rule.host.address, rule.host.prefix, rule.host.family);
-      return { rule, net };
-    });
+    this.rules = compile(entries);
+    this.entries = [...entries];
+  }
+
+  /** Replaces the entries (a reloaded config): decisions from now on follow them. A bad entry throws and changes nothing. */
+  set(entries: readonly string[]): void {
+    this.rules = compile(entries);
+    this.entries = [...entries];
   }
 
   async decide(target: string): Promise<ExposeDecision> {
@@ -59,6 +61,17 @@ export class ExposePolicy {
     if (byName || forPort.some((rule) => addressMatches(rule, address))) return { ok: true, host: address, port };
     return { ok: false, code: "NOT_EXPOSED", error: `${target} (${address}) is not exposed` };
   }
+}
+
+function compile(entries: readonly string[]): CompiledRule[] {
+  return entries.map((entry) => {
+    const rule = parseExposeEntry(entry);
+    if (typeof rule === "string") throw new Error(`expose entry "${entry}": ${rule}`);
+    if (rule.host.kind !== "net") return { rule };
+    const net = new BlockList();
+    net.addSubnet(rule.host.address, rule.host.prefix, rule.host.family);
+    return { rule, net };
+  });
 }
 
 function addressMatches({ rule, net }: CompiledRule, address: string): boolean {

@@ -4,12 +4,16 @@ import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { CloseCode, INSTANCE_ID_BYTES } from "../protocol/index.ts";
+import { ClientMetrics } from "../metrics/index.ts";
 import { Overlay } from "../sdwan/index.ts";
+import { PATH_KINDS } from "../transport/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
 import { ExposePolicy } from "./expose.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE } from "./constants.ts";
+import { LinkReporter, linksReport } from "./link-report.ts";
 import { PeerManager } from "./peers.ts";
+import { applyClientReload } from "./reload.ts";
 import { RelayNode } from "./relay-node.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { controlRoutes } from "./control.ts";
@@ -61,6 +65,8 @@ export interface RunningClient {
   peers: PeerManager;
   statusPort: number;
   status(): ClientStatus;
+  /** Applies a reloaded config's apps and expose (see reload.ts); resolves with what changed, in words. */
+  reload(next: Pick<ClientInit, "apps" | "expose">): Promise<string[]>;
   stop(): void;
 }
 
@@ -109,6 +115,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         for (const peer of result.peers) peers.peerOnline(peer); // some may have restarted while we were away
         void relayNode?.onLoggedIn(result.user);
         if (overlay?.ready) void joinOverlay();
+        linkReporter.loggedIn();
         if (!appsStarted) {
           appsStarted = true;
           void Promise.all(apps.map((app) => app.start()));
@@ -139,8 +146,11 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       },
     },
   );
+  // Read at scrape time only, when status and relayNode exist.
+  const metrics = new ClientMetrics({ linkKinds: PATH_KINDS, view: () => status(), relay: init.relay || init.super ? () => relayNode?.counts() : undefined });
   peers = new PeerManager({
     session,
+    metrics,
     identity,
     logger,
     stunHost: init.server_host,
@@ -155,7 +165,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   });
   const relayNode =
     init.relay || init.super
-      ? new RelayNode({ session, node: init.node, token: init.token, host: init.peer_bind, port: init.relay_port, bwMbps: init.bw, super: init.super, logger })
+      ? new RelayNode({ session, node: init.node, token: init.token, host: init.peer_bind, port: init.relay_port, bwMbps: init.bw, super: init.super, logger, onLimited: () => metrics.limited("relay") })
       : undefined;
   const overlay = init.sdwan?.enabled
     ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })
@@ -172,22 +182,29 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     }
   };
   const flowIds = new UdpFlowIds();
-  apps = init.apps.map((app) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs));
+  const newApp = (app: AppConfig) => new App(app, peers, flowIds, logger, init.udpFlowIdleMs);
+  apps = init.apps.map(newApp);
+  const expose = new ExposePolicy(init.expose);
   await peers.start();
   const service = new AppService({
     flowIds,
     logger,
     node: init.node,
-    expose: new ExposePolicy(init.expose),
+    expose,
     udpFlowIdleMs: init.udpFlowIdleMs,
     // The server audits refused targets too (once per window per peer and target, as they are logged here).
     onRefused: (peer, target, protocol) =>
       void session.request("report", { refused: { peer, target, protocol } }).catch((err: Error) => logger.debug("could not report a refused target", { error: err.message })),
   });
+  const linkReporter = new LinkReporter(session, () => linksReport(peers.allLinks(), apps.map((app) => app.status())), logger);
   peers.onLink((peer, link) => {
     service.attach(peer, link);
     overlay?.attach(peer, link);
-    link.onClose(() => setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS));
+    linkReporter.changed();
+    link.onClose(() => {
+      linkReporter.changed();
+      setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS);
+    });
   });
   const stun: DetectNatOptions = { serverHost: init.server_host, udpPorts: [init.stun_udp1, init.stun_udp2], tcpPorts: [init.stun_tcp1, init.stun_tcp2] };
   const natWatcher = watchNat({
@@ -246,7 +263,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   };
   let statusServer: { port: number; stop(): void } | undefined;
   try {
-    statusServer = startStatusServer(init.status_port, status, controlRoutes({ node: init.node, session, peers, apps: () => apps }));
+    statusServer = startStatusServer(init.status_port, status, metrics, controlRoutes({ node: init.node, session, peers, apps: () => apps }));
   } catch (err) {
     logger.warn(`status API not available on 127.0.0.1:${init.status_port}: ${(err as Error).message}`);
   }
@@ -256,9 +273,11 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     peers,
     statusPort: statusServer?.port ?? 0,
     status,
+    reload: (next) => applyClientReload({ apps, appPeers, newApp, appsStarted: () => appsStarted, ensureLink, expose }, next),
     stop: () => {
       stopped = true;
       natWatcher.stop();
+      linkReporter.stop();
       statusServer?.stop();
       for (const app of apps) app.stop();
       relayNode?.stop();

@@ -1,6 +1,7 @@
 import type { Identity } from "../crypto/index.ts";
 import { isPredictable } from "../nat/index.ts";
 import { RepeatedWarnings, type Logger } from "../log/index.ts";
+import type { ClientMetrics } from "../metrics/index.ts";
 import type { Candidates, ConnectPlan, NatInfo, PeerInfo, RelayPlan } from "../protocol/index.ts";
 import { connectViaRelay, Connector, MAPPING_REFRESH_MS, PeerEndpoint, punchIsUncertain, WindowBudget, type Link } from "../transport/index.ts";
 import { PEER_PLAN_WINDOW_MS, PEER_PLANS_PER_WINDOW, PEER_WARNING_WINDOW_MS } from "./constants.ts";
@@ -96,6 +97,8 @@ export interface PeerManagerInit {
   tcpPort?: number;
   /** Addresses reached through this node's SDWAN overlay (EndpointInit.tunnelled). */
   tunnelled?(ip: string): boolean;
+  /** Counts link attempts, their times and refused plans; default: nothing counted. */
+  metrics?: ClientMetrics;
 }
 
 /**
@@ -135,6 +138,7 @@ export class PeerManager {
       identity: init.identity,
       logger: init.logger,
       localTimeOf: (serverTime) => serverTime - init.session.clockOffsetMs,
+      onProbingLimited: () => init.metrics?.limited("wide_probing"),
     });
   }
 
@@ -284,6 +288,7 @@ export class PeerManager {
   /** Whether one more plan of `peer`'s fits this window; says so (once per window, counted) when not. */
   private withinBudget(kind: "connect" | "relay", peer: string): boolean {
     if (this.planBudget.take(`${kind}:${peer}`)) return true;
+    this.init.metrics?.limited("peer_plans");
     this.warnings.warn(
       `refused:${kind}:${peer}`,
       `refusing ${kind} plans from ${peer}: more than ${PEER_PLANS_PER_WINDOW} in ${PEER_PLAN_WINDOW_MS / 1000} s (is it flooding the server with link requests?)`,
@@ -339,6 +344,7 @@ export class PeerManager {
       link = await this.connector.run(plan);
     } catch (err) {
       const noPath = (err as { code?: string }).code === "NO_PATH";
+      this.init.metrics?.punch(this.endpoint.nat?.natType, plan.peer.nat?.natType, noPath ? "no_path" : "failed");
       const current = this.link(peer);
       // No direct path this time: the next link goes to a relay at once (direct is retried beside it).
       if (noPath && !(current && !isRelayed(current))) this.needsRelay.add(peer);
@@ -352,6 +358,7 @@ export class PeerManager {
       throw err;
     }
     this.needsRelay.delete(peer);
+    this.init.metrics?.punch(this.endpoint.nat?.natType, plan.peer.nat?.natType, "linked", link.kind);
     return this.adopt(peer, link, startedAt, plan.peer.instance);
   }
 
@@ -448,6 +455,7 @@ export class PeerManager {
     if (instance) linkInstances.set(link, instance);
     this.denials.delete(peer); // the peer linked to us, or the ACL changed
     const punchMs = Date.now() - startedAt;
+    this.init.metrics?.linked(link.kind, punchMs);
     this.states.set(peer, { state: "linked", punchMs });
     this.init.logger.info("peer linked", { peer, path: link.kind, ...(link.via ? { relay: link.via } : {}), ms: punchMs });
     const existing = this.link(peer);

@@ -13,6 +13,8 @@ export interface RelayNodeInit {
   /** A super relay serves every user's nodes; a private one only its own user's. */
   super: boolean;
   logger: Logger;
+  /** Called for each connection the relay's limits refuse (RelayInit.onLimited). */
+  onLimited?(): void;
 }
 
 /**
@@ -34,6 +36,11 @@ export class RelayNode {
     void this.report();
   }
 
+  /** Sessions and bytes of this node's relay, once it runs. */
+  counts(): { sessions: number; bytesRelayed: number } | undefined {
+    return this.relay?.counts();
+  }
+
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
@@ -52,6 +59,7 @@ export class RelayNode {
         bwMbps: init.bwMbps,
         refuse: init.super ? undefined : privateRelayRefusal(user),
         logger: init.logger.child("relay"),
+        onLimited: init.onLimited,
       });
     } catch (err) {
       init.logger.error(`cannot relay: TCP port ${init.port} is not available (${(err as Error).message}); set relay_port`);

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { formatTable } from "../log/index.ts";
+import { METRICS_PATH, type ProgramMetrics } from "../metrics/index.ts";
 import type { NatInfo } from "../protocol/index.ts";
 import type { OverlayStatus } from "../sdwan/index.ts";
 import type { AppStatus } from "./apps.ts";
@@ -45,10 +46,11 @@ const STATUS_IDLE_TIMEOUT_S = 30;
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
 
 /**
- * The local status API (127.0.0.1 only): GET /api/v1/status. A request for any other Host is refused:
+ * The local status API (127.0.0.1 only): GET /api/v1/status, GET /metrics when given metrics, and the
+ * actions of src/client/control.ts (ping, speedtest, app check) when given them. A request for any other Host is refused:
  * a page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name.
  */
-export function startStatusServer(port: number, status: () => ClientStatus, actions?: Hono): { port: number; stop(): void } {
+export function startStatusServer(port: number, status: () => ClientStatus, metrics?: ProgramMetrics, actions?: Hono): { port: number; stop(): void } {
   const app = new Hono();
   app.use(async (c, next) => {
     const host = c.req.header("host") ?? "";
@@ -57,6 +59,7 @@ export function startStatusServer(port: number, status: () => ClientStatus, acti
     await next();
   });
   app.get("/api/v1/status", (c) => c.json(status()));
+  if (metrics) app.get(METRICS_PATH, () => metrics.response());
   if (actions) app.route("/api/v1", actions);
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   // idleTimeout: an action may wait for a link (CONTROL_LINK_WAIT_MS) before it answers, past Bun's default.

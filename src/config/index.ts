@@ -28,3 +28,4 @@ export {
 } from "./load";
 export { splitHostPort, type HostPort } from "./values";
 export { normalizeHostName, parseExposeEntry, type ExposeHost, type ExposeRule } from "./expose";
+export { canonicalJson, planReload, RELOADABLE_SETTINGS, reloadConfig, type ReloadInit, type ReloadPlan, type SettingPath } from "./reload";

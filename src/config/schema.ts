@@ -115,6 +115,7 @@ export const serverShape = {
   admission: enumValue(ADMISSION_MODES).default(C.DEFAULT_ADMISSION),
   auto_approve: z.array(cidrValue).max(C.MAX_AUTO_APPROVE_CIDRS).default([]),
   trusted_proxies: z.array(cidrValue).max(C.MAX_TRUSTED_PROXY_CIDRS).default([]),
+  metrics_allow: z.array(cidrValue).max(C.MAX_METRICS_ALLOW_CIDRS).default([]),
   pairing_expiry_s: intInRange(1, C.MAX_PAIRING_EXPIRY_S).default(C.DEFAULT_PAIRING_EXPIRY_S),
 };
 

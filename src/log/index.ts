@@ -14,6 +14,8 @@ export interface Logger {
   warn(message: string, fields?: LogFields): void;
   error(message: string, fields?: LogFields): void;
   child(component: string): Logger;
+  /** Sets the level of this logger, of the one it was made from and of every child of either (SIGHUP reloads it). */
+  setLevel(level: LogLevel): void;
 }
 
 export interface LoggerInit {
@@ -25,6 +27,9 @@ export interface LoggerInit {
 
 const rank = (level: LogLevel) => LOG_LEVELS.indexOf(level);
 
+/** The more verbose of two levels. */
+export const moreVerbose = (a: LogLevel, b: LogLevel): LogLevel => (rank(a) <= rank(b) ? a : b);
+
 function formatValue(value: unknown): string {
   if (value instanceof Error) return JSON.stringify(value.message);
   if (typeof value === "string") return /^[\w.:/@-]+$/.test(value) ? value : JSON.stringify(value);
@@ -32,12 +37,16 @@ function formatValue(value: unknown): string {
 }
 
 export function createLogger(init: LoggerInit = {}): Logger {
-  const level = init.level ?? "info";
+  return makeLogger(init, { level: init.level ?? "info" });
+}
+
+/** A logger and its children share one level, so that changing it reaches them all. */
+function makeLogger(init: LoggerInit, shared: { level: LogLevel }): Logger {
   const format = init.format ?? "text";
   const write = init.write ?? ((line: string) => process.stderr.write(line + "\n"));
 
   const emit = (at: LogLevel, message: string, fields: LogFields = {}) => {
-    if (rank(at) < rank(level)) return;
+    if (rank(at) < rank(shared.level)) return;
     const time = new Date().toISOString();
     if (format === "json") {
       const plain = Object.fromEntries(
@@ -58,8 +67,8 @@ export function createLogger(init: LoggerInit = {}): Logger {
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
-    child: (component) =>
-      createLogger({ ...init, component: init.component ? `${init.component}/${component}` : component }),
+    child: (component) => makeLogger({ ...init, component: init.component ? `${init.component}/${component}` : component }, shared),
+    setLevel: (level) => void (shared.level = level),
   };
 }
 

@@ -61,6 +61,8 @@ export interface StunServerInit {
   responsesPerSecondPerSource?: number;
   /** Default STUN_TCP_DEADLINE_MS. */
   tcpDeadlineMs?: number;
+  /** Called for each request dropped by the per-source answer rate (a metric counts them). */
+  onRateLimited?(): void;
 }
 
 export interface RunningStunServer {
@@ -127,6 +129,7 @@ class Responder {
     private readonly ips: string[],
     private readonly software: string,
     private readonly limiter: SourceRateLimiter,
+    private readonly onRateLimited: () => void = () => {},
   ) {}
 
   answer(packet: Buffer, client: StunAddress, at: Cell, ports: [number, number], transport: "udp" | "tcp"): Outcome {
@@ -138,7 +141,10 @@ class Responder {
     }
     if (request.cls !== "request") return { drop: `a ${request.cls}, not a request` };
     if (readAttribute(request, StunAttr.FINGERPRINT) && !verifyFingerprint(packet)) return { drop: "FINGERPRINT does not match" };
-    if (!this.limiter.take(`${transport} ${at.ip}:${ports[at.port]} ${limitKey(client.address)}`)) return { drop: "over the per-source answer rate" };
+    if (!this.limiter.take(`${transport} ${at.ip}:${ports[at.port]} ${limitKey(client.address)}`)) {
+      this.onRateLimited();
+      return { drop: "over the per-source answer rate" };
+    }
     const reply = (bytes: Buffer, from: Cell = at) => ({ reply: bytes, from });
     if (request.method !== STUN_BINDING_METHOD) return reply(this.error(request, 400, "Bad Request: only Binding is served"));
     const unknown = request.attributes.filter((a) => a.type < 0x8000 && !UNDERSTOOD.has(a.type)).map((a) => a.type);
@@ -264,7 +270,7 @@ export async function startStunServer(init: StunServerInit): Promise<RunningStun
   }
   const ips = altIp === undefined ? [primaryIp] : [primaryIp, altIp];
   const perSecond = init.responsesPerSecondPerSource ?? DEFAULT_STUN_RESPONSES_PER_SECOND_PER_SOURCE;
-  const responder = new Responder(ips, init.software.slice(0, MAX_SOFTWARE_CHARS), new SourceRateLimiter(perSecond, perSecond * STUN_RESPONSE_BURST_FACTOR));
+  const responder = new Responder(ips, init.software.slice(0, MAX_SOFTWARE_CHARS), new SourceRateLimiter(perSecond, perSecond * STUN_RESPONSE_BURST_FACTOR), init.onRateLimited);
   const drops = new DropLog(logger);
   const udp: UdpSocket[][] = [];
   const tcp: Server[] = [];

@@ -1,5 +1,6 @@
 export * from "./apps.ts";
 export * from "./candidates.ts";
+export * from "./node-report.ts";
 export * from "./signal.ts";
 export * from "./stun.ts";
 export { VERSION } from "./version.ts";

@@ -2,6 +2,7 @@ import { isIP, isIPv4 } from "node:net";
 import * as z from "zod";
 import { DEFAULT_USER_NAME, MAX_HEARTBEAT_INTERVAL_MS, MAX_HEARTBEAT_TIMEOUT_MS, MIN_HEARTBEAT_INTERVAL_MS } from "../config/constants.ts";
 import { MAX_LAN_CANDIDATES } from "./candidates.ts";
+import { linksRequest } from "./node-report.ts";
 
 // Signalling messages: JSON over one WebSocket per client. Requests carry a type and an id; every
 // request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
@@ -240,6 +241,8 @@ export const signalRequests = {
   report: { request: reportRequest, result: z.object({ sdwan: sdwanMap.optional() }) },
   connect: { request: connectRequest, result: connectPlan },
   relay: { request: relayRequest, result: relayPlan },
+  /** The node's link table, for the operator's console (node-report.ts). */
+  links: { request: linksRequest, result: z.object({}) },
 } as const;
 export type ClientRequestType = keyof typeof signalRequests;
 export type LoginRequest = z.infer<typeof loginRequest>;

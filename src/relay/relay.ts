@@ -22,6 +22,8 @@ export interface RelayInit {
   bwMbps: number;
   /** Why this session may not use this relay, if it may not (a private relay serves only tickets of the private tier). */
   refuse?(ticket: TicketFields): string | undefined;
+  /** Called for each connection a limit refuses: the pending pool's shares and deadline, or the session cap (a metric counts them). */
+  onLimited?(): void;
   logger: Logger;
 }
 
@@ -41,6 +43,8 @@ export interface RelayLoad {
 export interface RunningRelay {
   port: number;
   load(): RelayLoad;
+  /** Sessions bridged now and bytes carried so far (unlike load(), it starts no new measuring window). */
+  counts(): { sessions: number; bytesRelayed: number };
   stop(): Promise<void>;
 }
 
@@ -91,7 +95,10 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
     }
     const refusal = init.refuse?.(fields);
     if (refusal) return refuse(socket, "RELAY_NOT_ALLOWED", refusal);
-    if (bridged.size / 2 >= RELAY_MAX_SESSIONS) return refuse(socket, "RELAY_FULL", `this relay already bridges ${RELAY_MAX_SESSIONS} sessions`);
+    if (bridged.size / 2 >= RELAY_MAX_SESSIONS) {
+      init.onLimited?.();
+      return refuse(socket, "RELAY_FULL", `this relay already bridges ${RELAY_MAX_SESSIONS} sessions`);
+    }
     const other = waiting.get(fields.session);
     if (!other) {
       const timer = setTimeout(() => {
@@ -159,10 +166,12 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
   const onConnection = (socket: Socket) => {
     socket.on("error", () => socket.destroy());
     const slot = pending.admit(socket, () => {
+      init.onLimited?.();
       socket.off("data", onData);
       refuse(socket, "RELAY_HELLO_TIMEOUT", `no ticket within ${RELAY_HELLO_DEADLINE_MS / 1000} s`);
     });
     if ("refused" in slot) {
+      init.onLimited?.();
       log.debug("relay refused a connection", { from: `${socket.remoteAddress}:${socket.remotePort}`, error: slot.refused });
       return socket.destroy();
     }
@@ -210,6 +219,7 @@ export async function startRelay(init: RelayInit): Promise<RunningRelay> {
       measured = { at: now, bytes: bytesRelayed };
       return { sessions: bridged.size / 2, bwMbps: init.bwMbps, loadMbps: Math.round(loadMbps * 100) / 100, bytesRelayed };
     },
+    counts: () => ({ sessions: bridged.size / 2, bytesRelayed }),
     async stop() {
       for (const { socket, timer } of waiting.values()) {
         clearTimeout(timer);

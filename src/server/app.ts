@@ -2,15 +2,19 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { upgradeWebSocket } from "hono/bun";
 import type { Server } from "bun";
 import { DEFAULT_USER_NAME } from "../config/index.ts";
+import { consoleRoutes } from "../console/index.ts";
 import { safeEqualText } from "../crypto/index.ts";
 import { clientAddress } from "../net/index.ts";
 import { adminCredentialSource, type AdminCredential } from "./admin.ts";
 import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
+import { listNodes } from "./node-list.ts";
 import type { NodeStore } from "./nodes.ts";
 import { pairingRoutes } from "./rest-pairing.ts";
 import type { Registry } from "./registry.ts";
+import { metricsRoute } from "./rest-metrics.ts";
+import type { ServerMetrics } from "../metrics/index.ts";
 import type { TrustedRelays } from "./relay-trust.ts";
 import { createRelaysApi } from "./rest-relays.ts";
 import type { Connection, SignalHub } from "./signal.ts";
@@ -29,6 +33,9 @@ export interface AppInit {
   admin: AdminCredential;
   /** Every user's token, to tell a user who sent one that it grants nothing here. */
   userTokens: readonly string[];
+  metrics: ServerMetrics;
+  /** [server] metrics_allow: addresses that may read /metrics without the admin credential. */
+  metricsAllow(address: string): boolean;
 }
 
 type Env = { Bindings: Server<unknown> };
@@ -55,18 +62,10 @@ export function createApp(init: AppInit): Hono<Env> {
   // Every other API route, including those mounted below, is the admin's alone.
   app.use("/api/*", adminOnly);
 
+  // `nodes`: the nodes online (as ever); `offline`: known nodes not online, with last seen; `pending`: waiting for approval.
   app.get("/api/v1/nodes", (c) => {
-    const nodes = init.registry.all().map((s) => ({
-      name: s.name,
-      user: s.user,
-      address: s.address,
-      natType: s.nat?.natType ?? null,
-      publicAddress: s.nat?.publicAddress ?? null,
-      onlineSince: new Date(s.onlineSince).toISOString(),
-      lastHeartbeat: new Date(s.lastHeartbeat).toISOString(),
-      version: s.version,
-    }));
-    return c.json({ nodes });
+    const { online, offline, pending } = listNodes(init.registry, init.nodes, init.hub.pendingRequests());
+    return c.json({ nodes: online, offline, pending });
   });
 
   // Releases a node name from its pinned identity key, for a node that was reinstalled.
@@ -81,6 +80,7 @@ export function createApp(init: AppInit): Hono<Env> {
   app.get("/api/v1/audit", (c) => c.json({ entries: init.audit.list() }));
   app.route("/api/v1", pairingRoutes(init));
   app.route("/api/v1/relays", createRelaysApi({ registry: init.registry, trustedRelays: init.trustedRelays, audit: init.audit }));
+  app.route("/", metricsRoute({ ...init, adminOnly }));
 
   app.get(
     WS_PATH,
@@ -92,11 +92,13 @@ export function createApp(init: AppInit): Hono<Env> {
       const remote = { address: client.address, port: client.forwarded ? undefined : peer.port };
       const slowed = init.failedLogins.addressWait(remote.address);
       if (slowed) {
+        init.metrics.limited("logins");
         c.header("Retry-After", String(waitSeconds(slowed)));
         return c.json({ error: `${slowed.reason}; retry in ${waitSeconds(slowed)} s` }, 429);
       }
       const admitted = init.guard.admit(remote.address);
       if (!admitted.ok) {
+        init.metrics.limited("preauth");
         c.header("Retry-After", String(admitted.retryAfterS));
         return c.json({ error: admitted.reason }, admitted.status);
       }
@@ -121,6 +123,8 @@ export function createApp(init: AppInit): Hono<Env> {
       };
     }),
   );
+
+  app.route("/", consoleRoutes(init));
 
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));

@@ -20,7 +20,8 @@ export type AuditEvent =
   | "target-refused"
   | "relay-approved"
   | "relay-revoked"
-  | "key-forgotten";
+  | "key-forgotten"
+  | "config-reloaded";
 
 export interface AuditEntry {
   time: string;

@@ -66,6 +66,11 @@ export class RelayBroker {
 
   constructor(private readonly init: RelayBrokerInit) {}
 
+  /** A reloaded config's prefer_super_relays: the next relay choice follows it. */
+  setPreferSuperRelays(prefer: boolean): void {
+    this.init.preferSuperRelays = prefer;
+  }
+
   plan(from: NodeSession, to: NodeSession, exclude: readonly string[] = []): { mine: RelayPlan; theirs: RelayPlan } {
     const choice = this.choose(from, to, exclude);
     const sessionId = randomBytes(16).toString("base64url");

@@ -85,6 +85,13 @@ export class FailedLogins {
       this.logger.warn("slowing down failed logins from an address", { address: key, failures: byAddress.count, waitS: byAddress.waitMs / 1000 });
     if (byName.waitMs > 0) this.logger.warn("slowing down failed logins as a node name", { node, failures: byName.count, waitS: byName.waitMs / 1000 });
   }
+
+  /** Counts a wrong admin credential (the web console's login): only its address pays, so no stranger can lock the admin out. */
+  failedAdmin(address: string): void {
+    const key = limitKey(address);
+    const byAddress = this.addresses.fail(key);
+    if (byAddress.waitMs > 0) this.logger.warn("slowing down failed console logins from an address", { address: key, failures: byAddress.count, waitS: byAddress.waitMs / 1000 });
+  }
 }
 
 /** Whole seconds for a Retry-After header or a message: never 0 while there is a wait. */

@@ -3,12 +3,13 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { websocket } from "hono/bun";
-import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME } from "../config/index.ts";
+import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME, type ReloadPlan } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
 import { cidrMatcher } from "../net/index.ts";
 import { CloseCode, isLoopbackAddress } from "../protocol/index.ts";
 import { startRelay, type RunningRelay } from "../relay/index.ts";
+import { ServerMetrics } from "../metrics/index.ts";
 import { RelayBroker } from "./broker.ts";
 import type { AclRule } from "./acl.ts";
 import { AddressBook, SDWAN_STORE_FILE, SdwanHub, type SdwanInit } from "./sdwan.ts";
@@ -18,10 +19,12 @@ import { loadAdminCredential, type AdminCredential } from "./admin.ts";
 import { AuditLog } from "./audit.ts";
 import { AddressGuard } from "./guard.ts";
 import { FailedLogins } from "./failed-logins.ts";
+import { trackLastSeen } from "./last-seen.ts";
 import { NodeStore } from "./nodes.ts";
 import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
+import { applyServerReload, type ServerPolicy } from "./reload.ts";
 import { SignalHub, type User } from "./signal.ts";
 import { resolveTls, type TlsMaterial } from "./tls.ts";
 
@@ -31,10 +34,12 @@ export type { AuditEntry, AuditEvent } from "./audit.ts";
 export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
 export type { PairingListEntry } from "./rest-pairing.ts";
 export type { RelayListing } from "./rest-relays.ts";
+export { nodeTable, type NodeListing } from "./node-list.ts";
 
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
 export const NODE_STORE_FILE = "inp2ps.keys.json";
 export { NodeStore, type NodeRecord } from "./nodes.ts";
+export type { ServerPolicy } from "./reload.ts";
 
 export interface ServerInit {
   listen: string;
@@ -78,6 +83,8 @@ export interface ServerInit {
   pairing_expiry_s: number;
   /** CIDRs of reverse proxies whose X-Forwarded-For names the client that limits count. */
   trusted_proxies?: string[];
+  /** CIDRs that may read /metrics without the admin credential. */
+  metrics_allow?: string[];
 }
 
 export interface RunningServer {
@@ -93,6 +100,8 @@ export interface RunningServer {
   admin: AdminCredential;
   /** Every route of the REST app (method and path pattern), for tests that must cover each one. */
   routes: readonly { method: string; path: string }[];
+  /** Applies a reloaded config's ACL, admission and relay trust, and audits the reload (see reload.ts); returns what changed, in words. */
+  reload(policy: ServerPolicy, plan: Pick<ReloadPlan, "changed" | "restartOnly">): string[];
   stop(): Promise<void>;
 }
 
@@ -113,6 +122,8 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
         `"inp2ps token") falls in seconds. Serve TLS (tls = "auto", or tls_cert/tls_key), or listen on 127.0.0.1 behind a TLS proxy; ` +
         `keep tokens long and random (as inp2ps generates them)`,
     );
+  // Its gauges read the registry and the relay (made below) at scrape time only.
+  const metrics = new ServerMetrics({ users: users.map((u) => u.name), online: () => registry.all(), relay: init.relay ? () => relay?.counts() : undefined });
   const stun = await startStunServer({
     primaryIp: init.stun_ip ?? listenIp,
     altIp: init.stun_alt_ip,
@@ -120,13 +131,14 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     tcpPorts: [init.stun_tcp1, init.stun_tcp2],
     software: `inp2ps ${version}`,
     logger: logger.child("stun"),
+    onRateLimited: () => metrics.limited("stun"),
   });
   const registry = new Registry();
   let relay: RunningRelay | undefined;
   const relayKey = randomBytes(32);
   if (init.relay) {
     try {
-      relay = await startRelay({ host: init.listen, port: init.relay_port, name: "server", key: relayKey, serverNow: Date.now, bwMbps: init.relay_bw, logger: logger.child("relay") });
+      relay = await startRelay({ host: init.listen, port: init.relay_port, name: "server", key: relayKey, serverNow: Date.now, bwMbps: init.relay_bw, logger: logger.child("relay"), onLimited: () => metrics.limited("relay") });
     } catch (err) {
       await stun.stop();
       throw new Error(`cannot start the server relay on TCP port ${init.relay_port}: ${(err as Error).message} (set relay_port, or relay = false, in [server])`);
@@ -145,6 +157,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const addressBook = init.sdwan ? new AddressBook(join(init.data_dir, SDWAN_STORE_FILE), init.sdwan) : undefined;
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
+  const pairing = new PairingBook(init.pairing_expiry_s * 1000);
   const hub: SignalHub = new SignalHub({
     users,
     registry,
@@ -154,7 +167,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     nodes,
     admission: init.admission,
     autoApprove: cidrMatcher(init.auto_approve),
-    pairing: new PairingBook(init.pairing_expiry_s * 1000),
+    pairing,
     guard,
     maxConnectionsBeforeLogin: init.max_conns_before_login ?? DEFAULT_MAX_CONNS_BEFORE_LOGIN,
     failedLogins,
@@ -162,11 +175,13 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     acl: init.acl,
     tagsOf: (user, name) => nodes.tagsOf(user, name),
     logger,
+    metrics,
     version,
     heartbeatIntervalMs: init.heartbeat_interval_ms,
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
-  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token) });
+  let metricsAllow = cidrMatcher(init.metrics_allow ?? []);
+  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token), metrics, metricsAllow: (address) => metricsAllow(address) });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
@@ -189,6 +204,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     throw err;
   }
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
+  const lastSeen = trackLastSeen(registry, nodes);
   const port = server.port ?? init.ws_port;
   const host = init.listen === "0.0.0.0" || init.listen === "::" ? "127.0.0.1" : init.listen;
   return {
@@ -199,8 +215,10 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
     async stop() {
       clearInterval(sweeper);
+      lastSeen.stop();
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
       await stun.stop();

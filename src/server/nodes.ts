@@ -17,6 +17,18 @@ export interface NodeRecord {
   key: string;
   state: NodeState;
   tags: string[];
+  /** When the node was last online (ISO time), and what it was then; set when it goes offline and now and then while online. */
+  lastSeen?: string;
+  lastAddress?: string;
+  lastVersion?: string;
+  lastNat?: { natType: string; allocation: string | null };
+}
+
+/** What the store remembers of a node's last time online. */
+export interface Sighting {
+  address: string;
+  version: string;
+  nat: { natType: string; allocation: string | null } | null;
 }
 
 interface StoreFile {
@@ -76,7 +88,7 @@ export class NodeStore {
   /** Approves `key` for the node (a new key replaces the old one; tags stay). */
   approve(user: string, node: string, key: string): void {
     const record = this.get(user, node);
-    this.records.set(keyOf(user, node), { key, state: "approved", tags: record?.tags ?? [] });
+    this.records.set(keyOf(user, node), { ...record, key, state: "approved", tags: record?.tags ?? [] });
     this.save();
   }
 
@@ -105,6 +117,17 @@ export class NodeStore {
   /** The node's tags; none for an unknown node. (The ACL's view of a node.) */
   tagsOf(user: string, node: string): string[] {
     return this.get(user, node)?.tags ?? [];
+  }
+
+  /** Notes that the node was online at `at`, and how; written with the next save, not at once (no write per heartbeat). */
+  seen(user: string, node: string, sighting: Sighting, at = Date.now()): void {
+    const record = this.get(user, node);
+    if (!record) return;
+    record.lastSeen = new Date(at).toISOString();
+    record.lastAddress = sighting.address;
+    record.lastVersion = sighting.version;
+    if (sighting.nat) record.lastNat = sighting.nat;
+    this.save();
   }
 
   /** Every record, sorted by user and name. */

@@ -32,7 +32,12 @@ export class PairingBook {
   /** Per address: when its recent new requests were made (within PAIRING_RATE_WINDOW_MS). */
   private readonly recent = new Map<string, number[]>();
 
-  constructor(private readonly expiryMs: number) {}
+  constructor(private expiryMs: number) {}
+
+  /** A reloaded config's pairing_expiry_s: requests filed from now on expire after `expiryMs`; those waiting keep their time. */
+  setExpiryMs(expiryMs: number): void {
+    this.expiryMs = expiryMs;
+  }
 
   get(user: string, node: string): PairingRequest | undefined {
     return this.requests.get(keyOf(user, node));

@@ -1,4 +1,5 @@
 import type { Candidates, NatInfo, PeerInfo, RelayOffer, ServerMessage } from "../protocol/index.ts";
+import type { NodeReport } from "./node-reports.ts";
 
 export interface NodeSession {
   readonly user: string;
@@ -18,6 +19,8 @@ export interface NodeSession {
   sdwan?: { ip: string; routes: string[] };
   /** The node's last measured heartbeat round trip. */
   rttMs?: number;
+  /** The node's latest link table (for the console); it goes with the session. */
+  report?: NodeReport;
   readonly onlineSince: number;
   lastHeartbeat: number;
   /** Sends one serialized ServerMessage. */
@@ -36,6 +39,12 @@ export const peerInfo = (session: NodeSession): PeerInfo => ({
 /** The nodes online now, by user and name. Nodes of different users never see each other. */
 export class Registry {
   private readonly byUser = new Map<string, Map<string, NodeSession>>();
+  private readonly listeners: ((session: NodeSession, event: "online" | "offline") => void)[] = [];
+
+  /** Adds a listener for nodes coming online and going offline (after their peers were told). */
+  onChange(listener: (session: NodeSession, event: "online" | "offline") => void): void {
+    this.listeners.push(listener);
+  }
 
   get size(): number {
     let count = 0;
@@ -54,6 +63,7 @@ export class Registry {
     const previous = nodes.get(session.name);
     nodes.set(session.name, session);
     this.broadcast(session, { type: "node-online", node: peerInfo(session) });
+    for (const listener of this.listeners) listener(session, "online");
     return previous;
   }
 
@@ -64,6 +74,7 @@ export class Registry {
     nodes.delete(session.name);
     if (nodes.size === 0) this.byUser.delete(session.user);
     this.broadcast(session, { type: "node-offline", node: { name: session.name }, ...(reason ? { reason } : {}) });
+    for (const listener of this.listeners) listener(session, "offline");
     return true;
   }
 

@@ -23,7 +23,7 @@ export type RevokeResult = "revoked" | "not-approved" | "configured";
  * outlive a restart.
  */
 export class TrustedRelays {
-  private readonly configured: ReadonlySet<string>;
+  private configured: ReadonlySet<string>;
   private readonly approved: Set<string>;
 
   /** `users`: the users this server knows; a relay of another user cannot be approved (undefined: any). */
@@ -34,6 +34,11 @@ export class TrustedRelays {
   ) {
     this.configured = new Set(configured);
     this.approved = new Set(file && existsSync(file) ? readApprovals(file) : []);
+  }
+
+  /** The config's list anew (a reloaded config); links already on a relay no longer listed stay until they close. */
+  setConfigured(configured: readonly string[]): void {
+    this.configured = new Set(configured);
   }
 
   source(relay: string): RelayApprovalSource | undefined {

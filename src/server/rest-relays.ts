@@ -37,35 +37,7 @@ export interface RelayListing {
 export function createRelaysApi(init: RelaysApiInit): Hono {
   const api = new Hono();
 
-  api.get("/", (c) => {
-    const listed = new Map<string, RelayListing>();
-    for (const session of init.registry.all()) {
-      const offer = session.relay;
-      if (!offer) continue;
-      const name = `${session.user}/${session.name}`;
-      const approvedBy = init.trustedRelays.source(name) ?? null;
-      listed.set(name, {
-        name,
-        user: session.user,
-        node: session.name,
-        online: true,
-        super: offer.super,
-        approved: approvedBy !== null,
-        approvedBy,
-        serves: offer.super && approvedBy ? "every user" : "own user",
-        address: `${session.host}:${offer.port}`,
-        bwMbps: offer.bwMbps,
-        loadMbps: offer.loadMbps,
-        sessions: offer.sessions,
-      });
-    }
-    for (const { relay: name, source } of init.trustedRelays.list()) {
-      if (listed.has(name)) continue;
-      const [user, node] = name.split("/") as [string, string];
-      listed.set(name, { name, user, node, online: false, super: null, approved: true, approvedBy: source, serves: null, address: null, bwMbps: null, loadMbps: null, sessions: null });
-    }
-    return c.json({ relays: [...listed.values()].sort((x, y) => x.name.localeCompare(y.name)) });
-  });
+  api.get("/", (c) => c.json({ relays: relayListings(init.registry, init.trustedRelays) }));
 
   api.put("/:user/:node/approval", (c) => {
     const name = relayParam(c.req.param("user"), c.req.param("node"));
@@ -93,6 +65,37 @@ export function createRelaysApi(init: RelaysApiInit): Hono {
   });
 
   return api;
+}
+
+/** Every node offering to relay now, and every approved relay, by name. */
+export function relayListings(registry: Registry, trustedRelays: TrustedRelays): RelayListing[] {
+  const listed = new Map<string, RelayListing>();
+  for (const session of registry.all()) {
+    const offer = session.relay;
+    if (!offer) continue;
+    const name = `${session.user}/${session.name}`;
+    const approvedBy = trustedRelays.source(name) ?? null;
+    listed.set(name, {
+      name,
+      user: session.user,
+      node: session.name,
+      online: true,
+      super: offer.super,
+      approved: approvedBy !== null,
+      approvedBy,
+      serves: offer.super && approvedBy ? "every user" : "own user",
+      address: `${session.host}:${offer.port}`,
+      bwMbps: offer.bwMbps,
+      loadMbps: offer.loadMbps,
+      sessions: offer.sessions,
+    });
+  }
+  for (const { relay: name, source } of trustedRelays.list()) {
+    if (listed.has(name)) continue;
+    const [user, node] = name.split("/") as [string, string];
+    listed.set(name, { name, user, node, online: false, super: null, approved: true, approvedBy: source, serves: null, address: null, bwMbps: null, loadMbps: null, sessions: null });
+  }
+  return [...listed.values()].sort((x, y) => x.name.localeCompare(y.name));
 }
 
 function relayParam(user: string, node: string): string | undefined {

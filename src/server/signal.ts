@@ -27,8 +27,10 @@ import type { AuditLog } from "./audit.ts";
 import type { AddressGuard } from "./guard.ts";
 import { waitSeconds, type FailedLogins } from "./failed-logins.ts";
 import type { NodeStore } from "./nodes.ts";
+import { nodeReport } from "./node-reports.ts";
 import type { PairingBook, PairingRequest } from "./pairing.ts";
 import { PlanLimits } from "./plan-limits.ts";
+import { authFailureReason, type ServerMetrics } from "../metrics/index.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
 
 /**
@@ -38,8 +40,13 @@ import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
  */
 const CLIENT_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["BAD_JSON", "BAD_MESSAGE", "UNKNOWN_TYPE", "TOO_LARGE", "NOT_LOGGED_IN", "ALREADY_LOGGED_IN", "RATE_LIMITED"]);
 
-/** How long a link request waits for both nodes' NAT detection and candidates, and how often it looks. */
-const NAT_WAIT_MS = 2_500;
+/**
+ * How long a link request waits for both nodes' NAT detection and candidates, and how often it looks.
+ * A detection that loses packets takes up to ~3.5 s (1.1 s to a first binding, two 0.7 s probe
+ * rounds, the hairpin probe); a plan made without it picks no birthday punch, so the direct path would
+ * wait for the next retry. The requester's traffic goes through a relay meanwhile.
+ */
+const NAT_WAIT_MS = 5_000;
 const NAT_POLL_MS = 50;
 const NAT_HARDNESS = ["public", "full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "udp-blocked"];
 /** Unknown NATs count as port-restricted: the most common kind. */
@@ -111,6 +118,8 @@ export interface SignalHubInit {
   /** The admin-set tags of a node, for `tag:` selectors in the ACL; default: no node has tags. */
   tagsOf?: TagsOf;
   logger: Logger;
+  /** Counts logins, refusals and plans; default: nothing counted. */
+  metrics?: ServerMetrics;
   version: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
@@ -118,7 +127,7 @@ export interface SignalHubInit {
 
 /** The signalling protocol: one Connection per WebSocket, answering every request exactly once. */
 export class SignalHub {
-  private readonly acl: Acl;
+  private acl: Acl;
   /** Connections whose login timer runs. */
   private waitingForLogin = 0;
   /** Refused logins any stranger can cause (a wrong token, a slowed one), logged once per window. */
@@ -133,6 +142,14 @@ export class SignalHub {
   /** The ACL's outcome for `user`'s nodes may have changed (tags): SDWAN members get their maps anew. */
   aclChanged(user: string): void {
     this.init.sdwan?.refresh(user);
+  }
+
+  /** A reloaded config's ACL and admission: link requests and logins follow them from now on; links and sessions stay. */
+  setPolicy(policy: Pick<SignalHubInit, "admission" | "autoApprove"> & { acl: readonly AclRule[] }): void {
+    this.acl = new Acl(policy.acl, this.init.tagsOf);
+    this.init.admission = policy.admission;
+    this.init.autoApprove = policy.autoApprove;
+    for (const user of this.init.users) this.aclChanged(user.name);
   }
 
   /**
@@ -156,12 +173,14 @@ export class SignalHub {
       closed: false,
     };
     if (this.waitingForLogin >= this.init.maxConnectionsBeforeLogin) {
+      this.init.metrics?.limited("preauth");
       socket.close(CloseCode.busy, `${this.waitingForLogin} connections already wait to log in (limit ${this.init.maxConnectionsBeforeLogin})`);
       return connection;
     }
     this.waitingForLogin++;
     connection.loginTimer = setTimeout(() => {
       this.init.logger.info("closing connection that did not log in", { from: connection.remote });
+      this.init.metrics?.authFailure("login_timeout");
       socket.close(CloseCode.loginTimeout, "no login within 10 s");
     }, LOGIN_TIMEOUT_MS);
     this.send(connection, { type: "hello", nonce: connection.nonce, serverTime: Date.now(), version: this.init.version });
@@ -336,6 +355,9 @@ export class SignalHub {
           return { sdwan: map };
         }
         return {};
+      case "links":
+        session.report = nodeReport(session.report, request);
+        return {};
       case "connect":
         return this.coordinate(session, request.peer);
       case "relay":
@@ -377,6 +399,7 @@ export class SignalHub {
     const requesterInitiates = natHardness(session) >= natHardness(peer);
     const roles = requesterInitiates ? (["initiator", "responder"] as const) : (["responder", "initiator"] as const);
     peer.send(JSON.stringify({ type: "connect", plan: { sessionId, startAt, role: roles[1], peer: describe(session, peer) } }));
+    this.init.metrics?.plan("direct", session.nat?.natType, peer.nat?.natType);
     this.init.logger.debug("coordinating a peer link", { from: session.name, to: peer.name, user: session.user, initiator: requesterInitiates ? session.name : peer.name });
     return { sessionId, startAt, role: roles[0], peer: describe(peer, session) };
   }
@@ -394,6 +417,7 @@ export class SignalHub {
   private limitPlans(session: NodeSession, peer: NodeSession, request: "connect" | "relay"): void {
     const refusal = this.planLimits.take(request, session.user, session.name, peer.name);
     if (!refusal) return;
+    this.init.metrics?.limited("plans");
     throw new ProtocolError("RATE_LIMITED_PLAN", `too many ${refusal.limit}; ask again in ${(refusal.retryAfterMs / 1000).toFixed(1)} s`);
   }
 
@@ -410,6 +434,7 @@ export class SignalHub {
     this.limitPlans(session, peer, "relay");
     const { mine, theirs } = this.init.broker.plan(session, peer, exclude);
     peer.send(JSON.stringify({ type: "relay", plan: theirs }));
+    this.init.metrics?.plan(`relay-${mine.relay.tier}`, session.nat?.natType, peer.nat?.natType);
     this.init.logger.info("relaying a peer link", { from: session.name, to: peer.name, user: session.user, relay: mine.relay.name, tier: mine.relay.tier });
     return mine;
   }
@@ -420,7 +445,10 @@ export class SignalHub {
     const { node, publicKey } = request;
     // Looked at before the proof, so that a slowed guesser learns nothing from its guess.
     const wait = this.init.failedLogins.loginWait(connection.address, node);
-    if (wait) throw this.loginRefused(connection, node, "RATE_LIMITED", `${wait.reason}; retry in ${waitSeconds(wait)} s`);
+    if (wait) {
+      this.init.metrics?.limited("logins");
+      throw this.loginRefused(connection, node, "RATE_LIMITED", `${wait.reason}; retry in ${waitSeconds(wait)} s`);
+    }
     const proof = Buffer.from(request.proof, "base64url");
     const user = this.init.users.find((u) => safeEqual(Buffer.from(loginProof(u.token, connection.nonce, node, publicKey), "base64url"), proof));
     if (!user) {
@@ -477,6 +505,7 @@ export class SignalHub {
     connection.waiting = waiting;
     connection.pairing = filed;
     this.endLoginWait(connection);
+    this.init.metrics?.authFailure("pending");
     if (isNew) this.init.audit.record("pending", { user, node, from: connection.remote, newKey: replacesKey !== undefined });
     this.init.logger.info("node waits for approval", { node, user, from: connection.remote, approve: approveCommand(node, user) });
     return { ...this.loginResult(connection, user, node, now, []), pending: true };
@@ -503,6 +532,7 @@ export class SignalHub {
       close: (code, reason) => connection.socket.close(code, reason),
     };
     this.endLoginWait(connection);
+    this.init.metrics?.login();
     connection.session = session;
     const replaced = this.init.registry.add(session);
     if (replaced) {
@@ -520,6 +550,7 @@ export class SignalHub {
   }
 
   private loginRefused(connection: Connection, node: string, code: ErrorCode, reason: string) {
+    this.init.metrics?.authFailure(authFailureReason(code));
     if (code === "BAD_TOKEN" || code === "RATE_LIMITED") this.strangerRefusals.warn(code, `login refused: ${reason}`, { node, from: connection.remote });
     else this.init.logger.warn(`login refused: ${reason}`, { node, from: connection.remote });
     // One attempt per connection: the nonce is spent. Close after the reply has been queued.
@@ -556,7 +587,10 @@ export class SignalHub {
     const capacity = MESSAGES_PER_SECOND_LIMIT * 2;
     connection.rateTokens = Math.min(capacity, connection.rateTokens + ((now - connection.rateRefilledAt) / 1000) * MESSAGES_PER_SECOND_LIMIT);
     connection.rateRefilledAt = now;
-    if (connection.rateTokens < 1) return false;
+    if (connection.rateTokens < 1) {
+      this.init.metrics?.limited("messages");
+      return false;
+    }
     connection.rateTokens -= 1;
     return true;
   }

@@ -52,6 +52,8 @@ export interface ConnectorInit {
   endpoint: PeerEndpoint;
   identity: Identity;
   logger: Logger;
+  /** Called when a plan punches without wide probing because its peer's share is spent (a metric counts it). */
+  onProbingLimited?(): void;
   /** Local time of a server timestamp. */
   localTimeOf(serverTime: number): number;
 }
@@ -158,6 +160,7 @@ export class Connector {
   /** Whether this plan may probe widely (SPRAYS_PER_PEER_PER_WINDOW); ask only when it would. */
   private maySpray(plan: ConnectPlan): boolean {
     if (this.sprays.take(plan.peer.name)) return true;
+    this.init.onProbingLimited?.();
     this.init.logger.debug("punching without port prediction or the birthday technique: the peer's plans spent their share", { peer: plan.peer.name });
     return false;
   }

@@ -1,9 +1,10 @@
+import { LINK_KINDS, type LinkKind } from "../protocol/node-report.ts";
 import type { PathRoute, PeerEndpoint } from "./endpoint.ts";
 import type { FramedSocket } from "./framing.ts";
 
-/** How two peers are connected; the order is preference, best first. */
-export const PATH_KINDS = ["lan", "udp-direct", "udp-punch", "tcp-direct", "tcp-punch", "relay-private", "relay-super", "relay-server"] as const;
-export type PathKind = (typeof PATH_KINDS)[number];
+/** How two peers are connected; the order is preference, best first. Nodes report it to the server, so it is a wire format. */
+export const PATH_KINDS = LINK_KINDS;
+export type PathKind = LinkKind;
 export const pathRank = (kind: PathKind) => PATH_KINDS.indexOf(kind);
 
 /**

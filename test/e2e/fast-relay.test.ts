@@ -157,6 +157,15 @@ describe.skipIf(reason)("fast relay, then direct (NAT lab)", () => {
       .output.split("\n")
       .filter((line) => line.includes(` peer=${peer} `) && pattern.test(line))
       .map((line) => ({ at: logTime(line, /./)!, path: line.match(/path=(\S+)/)![1]!, line }));
+  /** Both sides' log lines about each other, and each one's NAT detection: why a direct path did not come. */
+  const pairLog = (from: string) =>
+    [
+      ...procs.get(from)!.output.split("\n").filter((line) => line.includes(` peer=${PEER} `) || line.includes("NAT type:")),
+      ...procs.get(PEER)!.output.split("\n").filter((line) => line.includes(` peer=${from} `) || line.includes("NAT type:")),
+      ...procs.get("server")!.output.split("\n").filter((line) => line.includes(from) && line.includes(PEER)),
+    ]
+      .sort()
+      .join("\n");
   /** Relayed links closed on purpose (a direct path took over), on either side of the pair. */
   const relayRetired = (from: string) =>
     [...logLines(from, PEER, /peer link closed .*path=relay-.*moved to a direct path/), ...logLines(PEER, from, /peer link closed .*path=relay-.*moved to a direct path/)].sort((a, b) => a.at - b.at);
@@ -179,7 +188,7 @@ describe.skipIf(reason)("fast relay, then direct (NAT lab)", () => {
         return;
       }
       const direct = linked.find((l) => (DIRECT_LINK_KINDS as readonly string[]).includes(l.path));
-      expect(direct, `a direct link after the relayed one (${pair.from}'s log)`).toBeDefined();
+      expect(direct, `a direct link after the relayed one; what both sides logged of each other:\n${pairLog(pair.from)}`).toBeDefined();
       expect(direct!.at, "the direct link came while the relayed stream was still going").toBeLessThan(trickle.writesDoneAt!);
       expect(DIRECT_LINK_KINDS as readonly string[]).toContain(status.link);
       // The relayed link is let go (by whichever side looks first) only once the stream that began on

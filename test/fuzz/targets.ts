@@ -22,6 +22,7 @@ import {
   MAX_STREAM_HEADER_BYTES,
   MAX_UDP_TARGET_BYTES,
 } from "../../src/protocol/apps.ts";
+import { APP_STATES, LINK_KINDS } from "../../src/protocol/node-report.ts";
 import { decodeRelayAnswer, decodeRelayHello, encodeRelayAnswer, encodeRelayHello } from "../../src/protocol/relay.ts";
 import { decodeSpeedtestAnswer, decodeSpeedtestResult, encodeSpeedtestAnswer, encodeSpeedtestRequest, encodeSpeedtestResult } from "../../src/protocol/speedtest.ts";
 import { signalRequests, MAX_MESSAGE_BYTES, NAT_BEHAVIOURS, NAT_TYPES, parseClientMessage, ProtocolError, type ClientRequestType } from "../../src/protocol/signal.ts";
@@ -331,6 +332,22 @@ const validRequests: Record<ClientRequestType, fc.Arbitrary<Record<string, unkno
   }),
   connect: fc.record({ type: fc.constant("connect"), id: requestId, peer: nodeName }),
   relay: fc.record({ type: fc.constant("relay"), id: requestId, peer: nodeName, exclude: fc.array(fc.string({ maxLength: 20 }), { maxLength: 8 }) }),
+  links: fc.record({
+    type: fc.constant("links"),
+    id: requestId,
+    links: fc.array(
+      fc.record({
+        peer: nodeName,
+        kind: fc.constantFrom(...LINK_KINDS),
+        relay: fc.option(fc.constant("server")),
+        rttMs: fc.option(fc.nat(600_000)),
+        bytesIn: fc.nat(),
+        bytesOut: fc.nat(),
+      }),
+      { maxLength: 4 },
+    ),
+    apps: fc.array(fc.record({ name: nodeName, protocol: fc.constantFrom("tcp", "udp"), peer: nodeName, state: fc.constantFrom(...APP_STATES), connections: fc.nat(1000) }), { maxLength: 4 }),
+  }),
 };
 const validRequest = fc.oneof(...Object.values(validRequests));
 

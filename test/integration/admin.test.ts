@@ -129,9 +129,15 @@ describe("REST auth on every route", () => {
 
   it("refuses every route but health without the admin credential: 401 without, 403 for a user token, served with it", async () => {
     const routes = new Map<string, { method: string; path: string }>();
+    const consoleRoutes: { method: string; path: string }[] = [];
     for (const route of server.routes) {
       // "ALL" entries are middleware (the auth check itself), not endpoints.
       if (route.method === "ALL" || PUBLIC_ROUTES.has(`${route.method} ${route.path}`)) continue;
+      // The web console's routes go by its session cookie, not by the bearer credential: checked below.
+      if (route.path === "/" || route.path.startsWith("/console/")) {
+        consoleRoutes.push({ method: route.method, path: route.path.replace(/:\w+/g, "route-walk") });
+        continue;
+      }
       // Path parameters and wildcards get a value that names nothing, so no route changes real state.
       const path = route.path.replace(/:\w+(\{[^}]*\})?/g, "route-walk").replace(/\*/g, "route-walk");
       routes.set(`${route.method} ${path}`, { method: route.method, path });
@@ -157,6 +163,15 @@ describe("REST auth on every route", () => {
     }
     const health = await fetch(base + HEALTH_PATH);
     expect(health.status).toBe(200);
+    // Without a console session: the page is the login form, its script is public, everything else is refused.
+    expect(consoleRoutes.length).toBeGreaterThanOrEqual(5);
+    for (const route of consoleRoutes) {
+      const response = await fetch(base + route.path, { method: route.method, headers: { authorization: `Bearer ${server.admin.secret}` } });
+      const text = await response.text();
+      if (route.path === "/") expect(text, "GET / without a session").toContain("Admin credential");
+      else if (route.path.endsWith(".js")) expect(response.status).toBe(200);
+      else expect([401, 403], `${route.method} ${route.path} without a session: ${response.status} ${text}`).toContain(response.status);
+    }
   });
 
   it("keeps the generated credential 0600 in the data dir, 43 base64url characters (no uint64 token)", () => {

@@ -96,7 +96,7 @@ describe("scripts/build.ts", () => {
     expect(JSON.parse(result.stdout).layers.find((l: { name: string }) => l.name === "system ffi").status).toBe("ok");
   });
 
-  test("the compiled inp2ps and inp2pc talk: the client logs in over TLS once `inp2ps pairing approve` admits it, and `inp2ps nodes` lists it", async () => {
+  test("the compiled inp2ps and inp2pc talk: the client logs in over TLS once `inp2ps pairing approve` admits it, and `inp2ps nodes` lists it; the console page is served", async () => {
     const port = await freePort();
     const serverDir = join(tmp, "server");
     const clientDir = join(tmp, "client");
@@ -127,6 +127,11 @@ describe("scripts/build.ts", () => {
       const nodes = run([join(outDir, "inp2ps"), "nodes", "--json", "--config", join(serverDir, "inp2ps.toml")]);
       expect(nodes.exitCode, nodes.stderr).toBe(0);
       expect(JSON.parse(nodes.stdout).map((n: { name: string }) => n.name)).toEqual(["compiled"]);
+      // The web console is inside the binary too: no files beside it.
+      const page = await fetch(`https://127.0.0.1:${port}/`, { tls: { rejectUnauthorized: false } } as RequestInit);
+      expect(await page.text()).toContain("Admin credential");
+      const script = await fetch(`https://127.0.0.1:${port}/console/app.js`, { tls: { rejectUnauthorized: false } } as RequestInit);
+      expect(await script.text()).toContain("EventSource");
     } finally {
       client?.kill();
       server.kill();

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { signTicket, type TicketFields } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import type { RelayAnswer } from "../../src/protocol/index.ts";
-import { RELAY_HELLO_DEADLINE_MS, startRelay, type RunningRelay } from "../../src/relay/index.ts";
+import { RELAY_HELLO_DEADLINE_MS, RELAY_MAX_PENDING_PER_ADDRESS, startRelay, type RunningRelay } from "../../src/relay/index.ts";
 import { readFrames, writeFrame } from "../../src/transport/index.ts";
 import { waitFor } from "../helpers/processes.ts";
 
@@ -23,11 +23,14 @@ const BRIDGE_BOUND_MS = 3_000;
 const LONGER_THAN_ANY_HELLO_BYTES = 1_024;
 
 let relay: RunningRelay;
+/** Connections the relay refused by a limit, as it reports them (what its metric counts). */
+let limited = 0;
 const sockets: Socket[] = [];
 let drip: ReturnType<typeof setInterval> | undefined;
 
 beforeEach(async () => {
-  relay = await startRelay({ host: "127.0.0.1", port: 0, name: RELAY_NAME, key, serverNow: Date.now, bwMbps: 1000, logger: silentLogger });
+  limited = 0;
+  relay = await startRelay({ host: "127.0.0.1", port: 0, name: RELAY_NAME, key, serverNow: Date.now, bwMbps: 1000, logger: silentLogger, onLimited: () => limited++ });
 });
 afterEach(async () => {
   clearInterval(drip);
@@ -73,6 +76,8 @@ describe("relay under a slow-drip attack", () => {
     const attackers: Socket[] = [];
     for (let opened = 0; opened < ATTACK_CONNECTIONS; opened += ATTACK_BATCH) attackers.push(...(await Promise.all(Array.from({ length: ATTACK_BATCH }, dripper))));
     const attackStart = Date.now();
+    // One address's share of the pending pool is held; every connection beyond it is refused, and reported.
+    await waitFor("each refused dripper reported", () => limited === ATTACK_CONNECTIONS - RELAY_MAX_PENDING_PER_ADDRESS, 5_000);
     drip = setInterval(() => attackers.forEach((s) => !s.destroyed && s.write(Buffer.from([0x41]))), DRIP_INTERVAL_MS);
 
     const session = randomBytes(16).toString("base64url");
@@ -85,6 +90,7 @@ describe("relay under a slow-drip attack", () => {
     // Dripping a byte a second does not keep a connection: all are closed soon after the deadline.
     await waitFor("every dripping connection closed", () => attackers.every((s) => s.destroyed || s.readyState === "closed"), RELAY_HELLO_DEADLINE_MS + 10_000);
     expect(Date.now() - attackStart).toBeLessThan(RELAY_HELLO_DEADLINE_MS + 10_000);
+    expect(limited).toBe(ATTACK_CONNECTIONS); // the ones held, at their deadline
   });
 
   it("refuses a hello announced longer than any ticket, at once", async () => {

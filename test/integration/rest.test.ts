@@ -96,22 +96,45 @@ describe("REST API", () => {
     expect((await api(server, "/no-such-thing")).status).toBe(404);
   });
 
-  it("inp2ps nodes prints a table of the online nodes", async () => {
-    const result = await runToEnd(INP2PS, ["nodes", "--config", server.configPath]);
-    expect(result.code, result.output).toBe(0);
-    const lines = result.output.trim().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+USER\s+ADDRESS\s+NAT\s+ONLINE SINCE\s+LAST HEARTBEAT\s+VERSION$/);
-    const row = lines.find((l) => l.startsWith("rest-1 "))?.split(/\s+/);
-    expect(lines).toHaveLength(2);
-    expect(row).toEqual(["rest-1", "default", expect.stringMatching(/^127\.0\.0\.1:\d+$/), listed.natType, expect.stringMatching(ISO_TIME), expect.stringMatching(ISO_TIME), VERSION]);
+  it("nodes lists a known node that went away as offline, with when and where it was last seen", async () => {
+    const gone = node(server, "rest-gone");
+    const online = await waitFor(
+      "rest-gone online with its NAT type",
+      async () => (await api(server, "/api/v1/nodes", server.adminToken)).body.nodes.find((n: { name: string; natType: string | null }) => n.name === "rest-gone" && n.natType !== null),
+      WAIT_MS,
+    );
+    const before = Date.now();
+    await stopClient(gone);
+    const { body } = await api(server, "/api/v1/nodes", server.adminToken);
+    expect(body.nodes.map((n: { name: string }) => n.name)).toEqual(["rest-1"]);
+    const entry = body.offline.find((n: { name: string }) => n.name === "rest-gone");
+    // As it was when last seen.
+    expect(entry).toMatchObject({ user: "default", state: "offline", address: online.address, natType: online.natType, allocation: online.allocation, version: VERSION, lastSeen: expect.stringMatching(ISO_TIME) });
+    expect(Date.parse(entry.lastSeen)).toBeGreaterThanOrEqual(before - 1_000);
+    expect(body.pending).toEqual([]);
   });
 
-  it("inp2ps nodes --json prints the nodes as JSON", async () => {
+  it("inp2ps nodes prints a table of the online and the offline nodes, every column aligned", async () => {
+    const result = await runToEnd(INP2PS, ["nodes", "--config", server.configPath]);
+    expect(result.code, result.output).toBe(0);
+    const lines = result.output.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^NAME\s+USER\s+STATE\s+ADDRESS\s+NAT\s+ALLOCATION\s+VERSION\s+TAGS\s+ONLINE SINCE\s+LAST SEEN$/);
+    const row = lines.find((l) => l.startsWith("rest-1 "))?.split(/\s+/);
+    expect(row).toEqual(["rest-1", "default", "online", expect.stringMatching(/^127\.0\.0\.1:\d+$/), listed.natType, expect.any(String), VERSION, "-", expect.stringMatching(ISO_TIME), "now"]);
+    const gone = lines.find((l) => l.startsWith("rest-gone "))?.split(/\s+/);
+    expect(gone).toEqual(["rest-gone", "default", "offline", expect.stringMatching(/^127\.0\.0\.1:\d+$/), listed.natType, expect.any(String), VERSION, "-", "-", expect.stringMatching(ISO_TIME)]);
+    // Each column starts at the same place on every line: where the heading's word starts.
+    const starts = (line: string) => [...line.matchAll(/(?<=^|\s{2})\S/g)].map((m) => m.index);
+    const heading = [...lines[0]!.matchAll(/(?<=^|\s{2})\S/g)].map((m) => m.index);
+    for (const line of lines.slice(1)) expect(starts(line), line).toEqual(heading);
+  });
+
+  it("inp2ps nodes --json prints the nodes as JSON, online ones first", async () => {
     const result = await runToEnd(INP2PS, ["nodes", "--json", "--config", server.configPath]);
     expect(result.code, result.output).toBe(0);
-    const nodes = JSON.parse(result.output) as { name: string; user: string; address: string }[];
-    expect(nodes.map((n) => n.name)).toEqual(["rest-1"]);
-    expect(nodes[0]).toMatchObject({ user: "default", version: VERSION, natType: listed.natType });
+    const nodes = JSON.parse(result.output) as { name: string; user: string; address: string; state: string }[];
+    expect(nodes[0]).toMatchObject({ name: "rest-1", state: "online", user: "default", version: VERSION, natType: listed.natType });
+    expect(nodes.slice(1).map((n) => n.state)).toEqual(nodes.slice(1).map(() => "offline"));
   });
 });
 

@@ -1,9 +1,9 @@
 // The real inp2ps's answers and pushes validate against the protocol table (src/protocol/signal.ts):
-// raw clients go through login, heartbeat, peers, report, connect and relay, and every result and
+// raw clients go through login, heartbeat, peers, report, links, connect and relay, and every result and
 // every push they receive is checked with the schemas inp2pc checks them with.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult, parseServerMessage, ProtocolError, signalRequests, type ClientRequestType } from "../../src/protocol/index.ts";
-import { INP2PS, runToEnd, startServer, type ServerHandle } from "../helpers/processes.ts";
+import { api, INP2PS, runToEnd, startServer, type ServerHandle } from "../helpers/processes.ts";
 import { SignalClient, type Json } from "../helpers/signal-client.ts";
 
 const NAT = { natType: "port-restricted-cone", mapping: "endpoint-independent", filtering: "address-and-port-dependent", publicAddress: "198.51.100.7:4000", portPreserved: true, tcp: true };
@@ -62,6 +62,15 @@ describe("the server's messages against the protocol table", () => {
     const betaJoined = await accepted(beta, "report", { sdwan: { routes: [] } });
     expect(betaJoined.sdwan?.nodes.map((n) => n.name)).toEqual(["alpha"]);
 
+    const links = [{ peer: "beta", kind: "udp-punch", relay: null, rttMs: 0.4, bytesIn: 1_000, bytesOut: 2_000 }];
+    const apps = [{ name: "ssh", protocol: "tcp", peer: "beta", state: "listening", connections: 1 }];
+    expect(await accepted(alpha, "links", { links, apps })).toEqual({});
+    // A bad table is refused, naming the field, and the good one stays.
+    const bad = await alpha.request("links", { links: [{ ...links[0], kind: "telepathy" }], apps });
+    expect(bad).toMatchObject({ ok: false, error: { code: "BAD_MESSAGE", message: expect.stringContaining("links.0.kind") } });
+    const listed = (await api(server, "/api/v1/nodes", server.adminToken)).body.nodes.find((n: { name: string }) => n.name === "alpha");
+    expect(listed.report).toMatchObject({ links: [{ peer: "beta", kind: "udp-punch", rttMs: 0.4, bytesIn: 1_000 }], apps });
+
     const plan = await accepted(alpha, "connect", { peer: "beta" });
     expect(plan.peer).toMatchObject({ name: "beta", nat: NAT, candidates: CANDIDATES });
     const viaNode = await accepted(alpha, "relay", { peer: "beta" });
@@ -81,7 +90,7 @@ describe("the server's messages against the protocol table", () => {
     await alpha.waitMessage("r1 offline", (m) => m.type === "node-offline" && m.node.name === "r1");
     const toAlpha = checkAll(alpha);
     for (const type of ["sdwan", "node-offline"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
-    expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "login", "peers", "relay", "report"]);
+    expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "links", "login", "peers", "relay", "report"]);
   }, 40_000);
 
   it("answers a login that waits for approval, and pushes admitted when the admin approves, as the table says", async ({ onTestFinished }) => {

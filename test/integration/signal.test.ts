@@ -17,6 +17,8 @@ type Json = Record<string, any>;
 type Refused = { status: number; headers: Record<string, unknown>; body: any };
 
 const WAIT_MS = 5_000;
+/** A NAT detection near its worst case (a lost first binding, then probes that time out). */
+const SLOW_NAT_DETECTION_MS = 3_200;
 const USER_TOKEN = "1234567890123456789";
 const ALICE_TOKEN = "42";
 const ALICE_USER = '[[server.users]]\nname = "alice"\ntoken = "42"';
@@ -358,6 +360,19 @@ describe("signalling on one server", () => {
     // A new run of inst-b logs in: its peers hear the new instance.
     await RawClient.connect(url).then((c) => c.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: "cccccccccccccccc" }));
     await a.waitMessage("node-online of inst-b's new run", (m) => m.type === "node-online" && m.node.instance === "cccccccccccccccc");
+  });
+
+  it("a link plan waits for a peer that just logged in to finish its NAT detection, however slow (up to its worst case)", async () => {
+    const nat = { natType: "symmetric", mapping: "address-and-port-dependent", filtering: "address-and-port-dependent", publicAddress: "127.0.0.1", portPreserved: false, tcp: true };
+    const candidates = { udpLan: ["127.0.0.1:1"], tcpLan: [], udpPublic: "127.0.0.1:1", tcpPublic: null };
+    const a = await RawClient.online(url, "slow-nat-a");
+    expect(await a.request("report", { nat: { ...nat, natType: "port-restricted-cone", mapping: "endpoint-independent" }, candidates })).toMatchObject({ ok: true });
+    const b = await RawClient.online(url, "slow-nat-b");
+    const planned = a.request("connect", { peer: "slow-nat-b" });
+    // A detection that lost a packet or two ends this late; the plan (roles, the birthday technique) needs it.
+    await new Promise((r) => setTimeout(r, SLOW_NAT_DETECTION_MS));
+    expect(await b.request("report", { nat, candidates })).toMatchObject({ ok: true });
+    expect((await planned).result.peer.nat).toMatchObject({ natType: "symmetric" });
   });
 
   it("refuses a malformed instance id, naming the field", async () => {

@@ -37,7 +37,8 @@ describe("wide probing for one peer's plans", () => {
     endpoint = new PeerEndpoint({ logger, host: "127.0.0.1", transports: ["udp"] });
     await endpoint.start();
     endpoint.nat = OWN_NAT;
-    const connector = new Connector({ endpoint, identity: generateIdentity(), logger, localTimeOf: (serverTime) => serverTime });
+    let limited = 0;
+    const connector = new Connector({ endpoint, identity: generateIdentity(), logger, localTimeOf: (serverTime) => serverTime, onProbingLimited: () => limited++ });
     const peer = { name: "mallory", publicKey: generateIdentity().publicKey, nat: CLAIMED_NAT, candidates: { udpLan: [], tcpLan: [], udpPublic: CLAIMED_PUBLIC, tcpPublic: null } };
     const plans: ConnectPlan[] = Array.from({ length: PLANS }, () => ({ sessionId: randomBytes(16).toString("base64url"), startAt: Date.now(), role: "responder", peer }));
     const results = await Promise.allSettled(plans.map((plan) => connector.run(plan)));
@@ -49,5 +50,6 @@ describe("wide probing for one peer's plans", () => {
     expect(predictions.length).toBe(SPRAYS_PER_PEER_PER_WINDOW);
     expect(packets.every((n) => n > 0)).toBe(true);
     expect(lines.filter((line) => line.includes("punching without port prediction")).length).toBe(PLANS - SPRAYS_PER_PEER_PER_WINDOW);
+    expect(limited).toBe(PLANS - SPRAYS_PER_PEER_PER_WINDOW); // what inp2p_rate_limited_total{limit="wide_probing"} counts
   }, 20_000);
 });

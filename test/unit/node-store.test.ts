@@ -71,4 +71,21 @@ describe("auto_approve (cidrMatcher)", () => {
     expect(["127.0.0.2", "192.168.2.1", "fe80::1", "::1"].filter(trusted)).toEqual([]);
     expect(cidrMatcher([])("127.0.0.1")).toBe(false);
   });
+
+  it("remembers when and how a node was last seen, written with the next save rather than at once", () => {
+    const path = file();
+    const store = new NodeStore(path);
+    store.approve("default", "a", "KEYA");
+    store.flush();
+    store.seen("default", "a", { address: "192.0.2.7:4000", version: "1.2.3", nat: { natType: "symmetric", allocation: "sequential +1" } }, Date.parse("2026-01-02T03:04:05Z"));
+    store.seen("default", "unknown", { address: "192.0.2.8:4000", version: "1", nat: null });
+    expect(readFileSync(path, "utf8")).not.toContain("lastSeen");
+    store.flush();
+    const again = new NodeStore(path);
+    expect(again.get("default", "a")).toMatchObject({ key: "KEYA", lastSeen: "2026-01-02T03:04:05.000Z", lastAddress: "192.0.2.7:4000", lastVersion: "1.2.3", lastNat: { natType: "symmetric", allocation: "sequential +1" } });
+    expect(again.get("default", "unknown")).toBeUndefined();
+    // A new approval (a new key) keeps what was seen.
+    again.approve("default", "a", "KEYA2");
+    expect(again.get("default", "a")).toMatchObject({ key: "KEYA2", lastSeen: "2026-01-02T03:04:05.000Z" });
+  });
 });
