@@ -40,16 +40,25 @@ async function ping(load: Load, peer: string, parsed: Record<string, unknown>): 
   const count = boundedNumber(parsed.count, "--count", PING_DEFAULT_COUNT, 1, PING_MAX_COUNT, true);
   const intervalS = boundedNumber(parsed.interval, "--interval", PING_DEFAULT_INTERVAL_S, PING_MIN_INTERVAL_S, PING_MAX_INTERVAL_S, false);
   const port = load(parsed, { requireAll: false }).config.client!.status_port;
-  const pings: { seq: number; rttMs: number | null; path: string; via: string | null }[] = [];
+  const pings: { seq: number; rttMs: number | null; path: string | null; via: string | null; error?: string }[] = [];
   let first: PingAnswer | undefined;
+  let latest: PingAnswer | undefined;
   for (let seq = 1; seq <= count; seq++) {
     const startedAt = Date.now();
-    const answer = (await (await callAction(port, "/ping", { peer })).json()) as PingAnswer;
-    first ??= answer;
-    pings.push({ seq, rttMs: answer.rttMs, path: answer.path, via: answer.via });
-    if (!parsed.json) {
-      if (answer.made) out(`no link to ${peer} yet: made one over ${pathWords(answer)} in ${answer.madeMs} ms`);
-      out(answer.rttMs === null ? `no pong from ${peer} within ${PING_TIMEOUT_MS} ms (seq ${seq})` : `pong from ${peer} over ${pathWords(answer)} in ${fixed(answer.rttMs)} ms (seq ${seq})`);
+    try {
+      const answer = (await (await callAction(port, "/ping", { peer })).json()) as PingAnswer;
+      first ??= answer;
+      latest = answer;
+      pings.push({ seq, rttMs: answer.rttMs, path: answer.path, via: answer.via });
+      if (!parsed.json) {
+        if (answer.made) out(`no link to ${peer} yet: made one over ${pathWords(answer)} in ${answer.madeMs} ms`);
+        out(answer.rttMs === null ? `no pong from ${peer} within ${PING_TIMEOUT_MS} ms (seq ${seq})` : `pong from ${peer} over ${pathWords(answer)} in ${fixed(answer.rttMs)} ms (seq ${seq})`);
+      }
+    } catch (err) {
+      if (!first) throw err; // nothing to summarize: say why
+      // The link went away after the first ping (the peer left, say): a lost ping, and why.
+      pings.push({ seq, rttMs: null, path: null, via: null, error: (err as Error).message });
+      if (!parsed.json) out(`no pong from ${peer} (seq ${seq}): ${(err as Error).message}`);
     }
     if (seq < count) await new Promise((r) => setTimeout(r, Math.max(0, intervalS * 1000 - (Date.now() - startedAt))));
   }
@@ -57,8 +66,8 @@ async function ping(load: Load, peer: string, parsed: Record<string, unknown>): 
   const round = (ms: number) => Math.round(ms * 1000) / 1000;
   const summary = {
     peer,
-    path: pings.at(-1)!.path,
-    via: pings.at(-1)!.via,
+    path: latest!.path,
+    via: latest!.via,
     linkMade: first!.made,
     linkMadeMs: first!.madeMs,
     pings,

@@ -9,6 +9,7 @@ import {
   appToml,
   exposeToml,
   freePort,
+  freeUdpPorts,
   INP2PC,
   run,
   runToEnd,
@@ -22,8 +23,9 @@ import {
 } from "../helpers/processes.ts";
 
 const COMMAND_TIMEOUT_MS = 40_000;
-/** alpha, beta and omega may link; zeta, of the same user, may link to no one. */
-const ACL_TOML = ["[[server.acl]]", 'name = "trio"', 'from = ["alpha", "beta", "omega"]', 'to = ["alpha", "beta", "omega"]', 'action = "allow"'].join("\n");
+/** alpha, beta, omega and kappa may link; zeta, of the same user, may link to no one. */
+const LINKABLE = '["alpha", "beta", "omega", "kappa"]';
+const ACL_TOML = ["[[server.acl]]", 'name = "linkable"', `from = ${LINKABLE}`, `to = ${LINKABLE}`, 'action = "allow"'].join("\n");
 
 interface Layer {
   layer: string;
@@ -177,6 +179,26 @@ describe("doctor, ping and speedtest between two running nodes", () => {
     expect(output.match(/no link to omega yet/g)).toHaveLength(1);
   }, 60_000);
 
+  it("ping of a peer that goes away midway counts the pings after as lost, says why, and still sums up", async () => {
+    const kappa = await startLinkedClient(server, "kappa");
+    const pinging = run(INP2PC, ["ping", "kappa", "-c", "4", "-i", "0.5", "--config", alpha.config]);
+    try {
+      await pinging.waitForOutput(/^pong from kappa .*\(seq 1\)$/m, 20_000);
+      await kappa.proc.stop();
+      await waitFor("the ping to finish", () => pinging.exitCode !== null, 30_000);
+      expect(pinging.exitCode, pinging.output).toBe(0); // some pongs came back
+      expect(pinging.output).toMatch(/^no pong from kappa/m);
+      const summary = pinging.output.match(/^4 sent, (\d) received, (\d+)% loss/m);
+      expect(summary, pinging.output).not.toBeNull();
+      expect(Number(summary![1])).toBeGreaterThanOrEqual(1);
+      expect(Number(summary![1])).toBeLessThan(4);
+      expect(Number(summary![2])).toBe(((4 - Number(summary![1])) / 4) * 100);
+    } finally {
+      await pinging.stop();
+      await stopLinkedClient(kappa);
+    }
+  }, 60_000);
+
   it("ping of a peer that is not online, or that the ACL denies, fails with a clear error", async () => {
     const { code, output } = await runToEnd(INP2PC, ["ping", "nosuch", "-c", "1", "--config", alpha.config], { timeoutMs: COMMAND_TIMEOUT_MS });
     expect(code).toBe(1);
@@ -290,7 +312,18 @@ describe("doctor's failing layers without a node running", () => {
 
   it("a server that does not answer: exit 11, and the fix names the host and port", async () => {
     const port = await freePort();
-    const config = clientConfig(['server_host = "127.0.0.1"', `server_port = ${port}`, 'node = "x"', 'token = "1"', `status_port = ${await freePort()}`]);
+    const [udp1, udp2] = await freeUdpPorts(); // nothing answers there either
+    const config = clientConfig([
+      'server_host = "127.0.0.1"',
+      `server_port = ${port}`,
+      'node = "x"',
+      'token = "1"',
+      `status_port = ${await freePort()}`,
+      `stun_udp1 = ${udp1}`,
+      `stun_udp2 = ${udp2}`,
+      `stun_tcp1 = ${await freePort()}`,
+      `stun_tcp2 = ${await freePort()}`,
+    ]);
     const { code, output, report } = await doctor(["--config", config]);
     expect(code, output).toBe(11);
     expect(report.failed).toBe("server");
@@ -299,6 +332,9 @@ describe("doctor's failing layers without a node running", () => {
     expect(reach.fix).toBe(`start inp2ps on 127.0.0.1, or correct server_host/server_port in [client], or open TCP port ${port} in firewalls between`);
     expect(layer(report, "tls")).toMatchObject({ status: "skipped", measured: "the server is not reachable" });
     expect(layer(report, "login")).toMatchObject({ status: "skipped", measured: "the server is not reachable" });
+    // Its STUN ports are silent too: the NAT layer runs on its own, and fails as well (the exit code names the first).
+    expect(layer(report, "nat")).toMatchObject({ status: "fail", fix: `allow UDP to 127.0.0.1 ports ${udp1} and ${udp2} (STUN); until then, links need a relay` });
+    expect(layer(report, "nat").measured).toMatch(/^udp-blocked/);
     expect(layer(report, "peers").measured).toMatch(/^no inp2pc with node x answers on 127\.0\.0\.1:\d+ \(status_port\)/);
   }, 30_000);
 
