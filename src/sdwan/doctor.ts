@@ -1,4 +1,5 @@
-// `inp2pc doctor`: checks what SDWAN needs on this machine (FFI, the TUN device, CAP_NET_ADMIN).
+// The system layer of `inp2pc doctor` (src/client/doctor.ts): what SDWAN needs on this machine (FFI,
+// the TUN device, CAP_NET_ADMIN).
 
 import { open, readFile } from "node:fs/promises";
 import { loadLibc } from "./ffi.ts";
@@ -75,16 +76,4 @@ export async function runDoctor(): Promise<DoctorReport> {
     tunDevice: await checkTunDevice(),
     netAdmin: await checkNetAdmin(),
   };
-}
-
-export function formatDoctorReport(report: DoctorReport): string {
-  const rows: [string, DoctorCheck][] = [
-    ["ffi", report.ffi],
-    ["tun device", report.tunDevice],
-    ["net admin", report.netAdmin],
-  ];
-  const nameWidth = Math.max(...rows.map(([name]) => name.length));
-  return rows
-    .map(([name, check]) => `${name.padEnd(nameWidth)}  ${check.ok ? "ok  " : "FAIL"}  ${check.detail}`)
-    .join("\n");
 }

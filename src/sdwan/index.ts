@@ -9,7 +9,6 @@ export {
 } from "./ffi.ts";
 export {
   TUN_DEVICE_PATH,
-  formatDoctorReport,
   parseNetAdmin,
   runDoctor,
   type DoctorCheck,
