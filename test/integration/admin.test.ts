@@ -2,12 +2,11 @@
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { silentLogger } from "../../src/log/index.ts";
-import { ADMIN_CREDENTIAL_FILE, HEALTH_PATH, startServer as startInProcess, WS_PATH, type RunningServer } from "../../src/server/index.ts";
+import { ADMIN_CREDENTIAL_FILE, HEALTH_PATH, WS_PATH, type RunningServer } from "../../src/server/index.ts";
+import { startInProcessServer, type InProcessServer } from "../helpers/in-process-server.ts";
 import {
   api,
   freePort,
-  freeUdpPorts,
   INP2PC,
   INP2PS,
   onlineNodes,
@@ -85,46 +84,19 @@ describe("REST auth on every route", () => {
   /** Routes anyone may call: health, and the client WebSocket (whose login is its own authentication). */
   const PUBLIC_ROUTES = new Set([`GET ${HEALTH_PATH}`, `GET ${WS_PATH}`]);
   const USER_TOKEN = "1234567890123456789";
+  let inProcess: InProcessServer;
   let dir: string;
   let server: RunningServer;
   let base: string;
 
   beforeAll(async () => {
-    dir = tempDir("inp2ps-routes-");
-    const [udp1, udp2] = await freeUdpPorts();
     // In this process, so the test can read the app's own route table: routes added later are walked too.
-    server = await startInProcess(
-      {
-        listen: "127.0.0.1",
-        ws_port: await freePort(),
-        token: USER_TOKEN,
-        users: [{ name: "bob", token: BOB_TOKEN }],
-        tls: "off",
-        data_dir: dir,
-        heartbeat_interval_ms: 5_000,
-        heartbeat_timeout_ms: 30_000,
-        max_conns_per_ip: 8,
-        stun_udp1: udp1,
-        stun_udp2: udp2,
-        stun_tcp1: await freePort(),
-        stun_tcp2: await freePort(),
-        relay: false,
-        relay_port: 0,
-        relay_bw: 1,
-        trusted_relays: [],
-        prefer_super_relays: false,
-        admission: "approve",
-        auto_approve: [],
-        pairing_expiry_s: 60,
-      },
-      silentLogger,
-      "test",
-    );
+    inProcess = await startInProcessServer({ token: USER_TOKEN, users: [{ name: "bob", token: BOB_TOKEN }], admission: "approve" });
+    ({ server, dir } = inProcess);
     base = `http://127.0.0.1:${server.port}`;
   });
   afterAll(async () => {
-    await server?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await inProcess?.stop();
   });
 
   it("refuses every route but health without the admin credential: 401 without, 403 for a user token, served with it", async () => {

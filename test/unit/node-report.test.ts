@@ -1,21 +1,13 @@
 // The link table a node reports (protocol/node-report.ts) and what the server keeps of it (server/node-reports.ts).
 import { describe, expect, it } from "vitest";
-import { MAX_REPORTED_APPS, MAX_REPORTED_LINKS, parseClientMessage, ProtocolError, type LinksRequest } from "../../src/protocol/index.ts";
+import { refusal } from "../helpers/refusal.ts";
+import { MAX_REPORTED_APPS, MAX_REPORTED_LINKS, parseClientMessage, type LinksRequest } from "../../src/protocol/index.ts";
 import { nodeReport } from "../../src/server/node-reports.ts";
 
 const link = (peer: string, bytes = 0) => ({ peer, kind: "udp-punch", relay: null, rttMs: 1.5, bytesIn: bytes, bytesOut: bytes * 2 });
 const app = (name: string) => ({ name, protocol: "tcp", peer: "beta", state: "listening", connections: 2 });
 const message = (fields: Record<string, unknown>) => JSON.stringify({ type: "links", id: 5, links: [], apps: [], ...fields });
 
-function refusal(text: string): ProtocolError {
-  try {
-    parseClientMessage(text);
-  } catch (err) {
-    if (err instanceof ProtocolError) return err;
-    throw err;
-  }
-  throw new Error(`accepted: ${text.slice(0, 200)}`);
-}
 
 describe("links report validation", () => {
   it("accepts a report of links of every kind and apps", () => {

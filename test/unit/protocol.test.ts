@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { refusal } from "../helpers/refusal.ts";
 import {
   MAX_ERROR_MESSAGE_LENGTH,
   MAX_MESSAGE_BYTES,
@@ -12,15 +13,6 @@ import {
   type ClientRequestType,
 } from "../../src/protocol/index.ts";
 
-function refusal(text: string): ProtocolError {
-  try {
-    parseClientMessage(text);
-  } catch (err) {
-    if (err instanceof ProtocolError) return err;
-    throw err;
-  }
-  throw new Error(`accepted: ${text}`);
-}
 
 describe("signalling message validation", () => {
   it("accepts a well-formed heartbeat", () => {
