@@ -6,6 +6,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { safeEqualText } from "../crypto/index.ts";
 import { clientAddress } from "../net/index.ts";
 import { NODE_NAME_PATTERN } from "../protocol/index.ts";
+import type { ServerMetrics } from "../metrics/index.ts";
 import type { AdminCredential } from "../server/admin.ts";
 import { waitSeconds, type FailedLogins } from "../server/failed-logins.ts";
 import { AdmissionError, type SignalHub } from "../server/signal.ts";
@@ -23,6 +24,7 @@ export interface ConsoleInit extends ConsoleSources {
   hub: ConsoleSources["hub"] & Pick<SignalHub, "approve" | "reject" | "revoke">;
   admin: AdminCredential;
   failedLogins: FailedLogins;
+  metrics?: Pick<ServerMetrics, "authFailure">;
   trustedProxies(address: string): boolean;
   version: string;
 }
@@ -101,6 +103,7 @@ export function consoleRoutes(init: ConsoleInit): Hono<Env> {
     const credential = (await c.req.parseBody()).credential;
     if (typeof credential !== "string" || !safeEqualText(credential.trim(), init.admin.secret)) {
       init.failedLogins.failedAdmin(address);
+      init.metrics?.authFailure("admin_credential");
       return page(c, <LoginPage error="wrong admin credential" />, 401);
     }
     const session = sessions.create();

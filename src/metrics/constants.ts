@@ -8,7 +8,7 @@ export const UNKNOWN_NAT = "unknown";
  * Why the server refused (or held back) a login, as `inp2p_auth_failures_total{reason}`: a fixed list,
  * so that no client can grow the label set. A refusal code not listed here counts as "other".
  */
-export const AUTH_FAILURE_REASONS = ["bad_token", "bad_signature", "key_mismatch", "revoked", "pending", "rate_limited", "login_timeout", "other"] as const;
+export const AUTH_FAILURE_REASONS = ["bad_token", "bad_signature", "key_mismatch", "revoked", "pending", "rate_limited", "login_timeout", "admin_credential", "other"] as const;
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
 /** The server's limits, as `inp2p_rate_limited_total{limit}`. */

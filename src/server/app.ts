@@ -50,6 +50,7 @@ export function createApp(init: AppInit): Hono<Env> {
     const given = c.req.header("authorization")?.match(/^Bearer (.+)$/i)?.[1];
     if (!given) return c.json({ error: "admin credential required: send 'Authorization: Bearer <admin credential>'" }, 401);
     if (!safeEqualText(given, init.admin.secret)) {
+      init.metrics.authFailure("admin_credential");
       // Only a holder of a user token learns where the credential is kept; a stranger learns nothing.
       if (init.userTokens.some((token) => safeEqualText(given, token)))
         return c.json({ error: `that is a user token, which grants nothing on this API but health; send the admin credential (in ${adminCredentialSource(init.admin)})` }, 403);

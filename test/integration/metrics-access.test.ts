@@ -79,7 +79,7 @@ describe("inp2ps /metrics with metrics_allow = 127.0.0.1/32 and no trusted proxy
   it("has every auth failure reason and rate limit from the start, at zero", async () => {
     const samples = parseExposition((await scrape(s.url)).text);
     expect(samplesOf(samples, "inp2p_auth_failures_total").map((x) => [x.labels.reason, x.value])).toEqual(
-      ["bad_token", "bad_signature", "key_mismatch", "revoked", "pending", "rate_limited", "login_timeout", "other"].map((r) => [r, 0]),
+      ["bad_token", "bad_signature", "key_mismatch", "revoked", "pending", "rate_limited", "login_timeout", "admin_credential", "other"].map((r) => [r, 0]),
     );
     expect(samplesOf(samples, "inp2p_rate_limited_total").map((x) => x.labels.limit)).toEqual(["preauth", "logins", "plans", "messages", "stun", "relay"]);
   });

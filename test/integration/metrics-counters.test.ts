@@ -3,6 +3,7 @@
 // connections over the per-address share.
 import { createSocket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CONSOLE_PATHS } from "../../src/console/index.ts";
 import { bindingRequest } from "../../src/protocol/index.ts";
 import { MESSAGES_PER_SECOND_LIMIT, MAX_BAD_MESSAGES_PER_CONNECTION } from "../../src/server/constants.ts";
 import type { RunningServer } from "../../src/server/index.ts";
@@ -63,6 +64,17 @@ describe("inp2ps counters", () => {
     expect(await counter("inp2p_logins_total")).toBe(logins + 1);
     expect(await counter("inp2p_auth_failures_total", { reason: "bad_token" })).toBe(badToken + 1);
     expect(await counter("inp2p_auth_failures_total", { reason: "pending" })).toBe(pending + 1);
+  });
+
+  it("counts each wrong admin credential: on the REST API, on /metrics and at the console's login", async () => {
+    const before = await counter("inp2p_auth_failures_total", { reason: "admin_credential" });
+    const base = `http://127.0.0.1:${server.port}`;
+    const wrong = { authorization: "Bearer not-the-admin-credential" };
+    expect((await fetch(`${base}/api/v1/nodes`, { headers: wrong })).status).toBe(403);
+    expect((await fetch(`${base}/metrics`, { headers: wrong })).status).toBe(403);
+    const login = await fetch(`${base}${CONSOLE_PATHS.login}`, { method: "POST", headers: { origin: base, "content-type": "application/x-www-form-urlencoded" }, body: "credential=guess" });
+    expect(login.status).toBe(401);
+    expect(await counter("inp2p_auth_failures_total", { reason: "admin_credential" })).toBe(before + 3);
   });
 
   it("counts each link plan refused by the plan limit, and each plan made by path and NAT pair", async () => {
