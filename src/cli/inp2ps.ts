@@ -76,6 +76,7 @@ async function serve(parsed: Record<string, unknown>) {
       `  config:   ${wrote ? `${loaded.path} (written)` : loaded.fromFile ? loaded.path : "none (defaults and flags)"}`,
       `  token:    ${settings.token}`,
       `  admin:    ${admin}`,
+      `  console:  ${running.tls ? "https" : "http"}://${host}:${running.port}/ (log in with the admin credential)`,
       running.tls ? `  TLS:      ${running.tls.source} certificate ${running.tls.certPath}` : undefined,
       running.tls ? `  SHA-256:  ${running.tls.fingerprint256}` : undefined,
       `  admission: ${settings.admission === "approve" ? `approve: new nodes wait for the admin; see them with "inp2ps pairing list", let one in with "${approveCommand("NAME", DEFAULT_USER_NAME)}"` : "token: any node with its user's token is in"}`,

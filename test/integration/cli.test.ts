@@ -362,6 +362,10 @@ describe("first start without a config (npm start)", () => {
       // A config inp2ps writes itself admits nodes by approval, and the banner says how.
       expect(out).toContain('"inp2ps pairing list"');
       expect(out).toContain('"inp2ps pairing approve NAME"');
+      // The banner names the web console, and it answers there (asked on loopback) with its login page.
+      expect(out).toMatch(new RegExp(`console: +https://\\S+:${port}/ \\(log in with the admin credential\\)`));
+      const page = await fetch(`https://127.0.0.1:${port}/`, { tls: { rejectUnauthorized: false } } as RequestInit);
+      expect(await page.text()).toMatch(/name="credential"/);
     } finally {
       await proc.stop();
     }
