@@ -114,7 +114,10 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         peers.onLoggedIn();
         for (const peer of result.peers) peers.peerOnline(peer); // some may have restarted while we were away
         void relayNode?.onLoggedIn(result.user);
-        if (overlay?.ready) void joinOverlay();
+        if (overlay?.ready) {
+          overlay.loggedIn();
+          void joinOverlay();
+        }
         linkReporter.loggedIn();
         if (!appsStarted) {
           appsStarted = true;

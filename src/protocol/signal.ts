@@ -218,8 +218,13 @@ export const relayPlan = z.object({
 });
 export type RelayPlan = z.infer<typeof relayPlan>;
 
-/** The virtual network as one node sees it: its own address, and every other member online. */
+/**
+ * The virtual network as one node sees it: its own address, and every other member online. `version`
+ * counts the network's changes on the server since it started: a node applies a map only when it is
+ * newer than the one it has (maps pushed back to back, or a join's answer after a push, can cross).
+ */
 export const sdwanMap = z.object({
+  version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   subnet: ipv4Cidr,
   self: z.object({ name: nodeName, ip: ipv4 }),
   nodes: z.array(z.object({ name: nodeName, ip: ipv4, routes: z.array(ipv4Cidr).max(MAX_SDWAN_ROUTES) })).max(MAX_NODES_LISTED),

@@ -14,6 +14,6 @@ export {
   type DoctorCheck,
   type DoctorReport,
 } from "./doctor.ts";
-export { Overlay, type OverlayInit, type OverlayPeers, type OverlayStatus } from "./overlay.ts";
+export { Overlay, type OverlayInit, type OverlayPeers, type OverlayStatus, type OverlaySystem } from "./overlay.ts";
 export { openTun, TunError, type TunDevice, type TunErrorCode } from "./tun.ts";
 export { cidrContains, ipToNumber, ipv4Addresses, numberToIp, parseCidr, type Cidr } from "./packet.ts";

@@ -17,6 +17,16 @@ export interface OverlayPeers {
   connect(peer: string): Promise<Link>;
 }
 
+/** What the overlay does to the host: the TUN device and the `ip` command (tests give fakes). */
+export interface OverlaySystem {
+  openTun(name: string): TunDevice;
+  configureInterface(device: string, address: string, prefix: number, mtu: number): Promise<void>;
+  addRoute(device: string, cidr: string): Promise<void>;
+  removeRoute(device: string, cidr: string): Promise<void>;
+}
+
+const HOST_SYSTEM: OverlaySystem = { openTun, configureInterface, addRoute, removeRoute };
+
 export interface OverlayInit {
   device: string;
   mtu: number;
@@ -26,6 +36,8 @@ export interface OverlayInit {
   eager: boolean;
   peers: OverlayPeers;
   logger: Logger;
+  /** @default the host's TUN device and `ip` command */
+  system?: OverlaySystem;
 }
 
 export interface OverlayStatus {
@@ -70,14 +82,22 @@ export class Overlay {
   private readonly failedAt = new Map<string, number>();
   private readonly linking = new Set<string>();
   private configured = "";
+  /** Maps wait here to be applied one after the other. */
+  private applying: Promise<void> = Promise.resolve();
+  /** The version of the map applied last (-1: none since the last login). */
+  private appliedVersion = -1;
   private readonly stats = { packetsOut: 0, packetsIn: 0, dropped: { noRoute: 0, refused: 0, noLink: 0 } };
 
-  constructor(private readonly init: OverlayInit) {}
+  private readonly system: OverlaySystem;
+
+  constructor(private readonly init: OverlayInit) {
+    this.system = init.system ?? HOST_SYSTEM;
+  }
 
   /** Opens the TUN device; on failure says exactly why and leaves everything else running. */
   start(): boolean {
     try {
-      this.tun = openTun(this.init.device);
+      this.tun = this.system.openTun(this.init.device);
     } catch (err) {
       this.error = (err as Error).message;
       this.init.logger.error(`SDWAN is off: ${this.error}; everything else keeps running`);
@@ -109,21 +129,45 @@ export class Overlay {
     return cidrContains(parseCidr(this.map.subnet), address) || this.table.some(({ cidr }) => cidrContains(cidr, address));
   }
 
-  /** The server's current map: sets this node's address, routes to the members' subnets, and the table. */
-  async applyMap(map: SdwanMap): Promise<void> {
-    if (!this.tun) return;
+  /**
+   * The server's map: sets this node's address, routes to the members' subnets, and the table. Maps are
+   * applied one at a time in the order they came, and one older than the newest applied is ignored
+   * (the `ip` calls of two maps must not interleave, and a late one must not bring back a member that left).
+   */
+  applyMap(map: SdwanMap): Promise<void> {
+    this.applying = this.applying
+      .then(() => this.applyIfNewer(map))
+      .catch((err: Error) => this.init.logger.error(`SDWAN map ${map.version} could not be applied: ${err.message}`));
+    return this.applying;
+  }
+
+  /** A new login: the server (perhaps restarted) numbers its maps anew, so the next one holds whatever its version. */
+  loggedIn(): void {
+    this.applying = this.applying.then(() => {
+      this.appliedVersion = -1;
+    });
+  }
+
+  private async applyIfNewer(map: SdwanMap): Promise<void> {
+    const tun = this.tun;
+    if (!tun) return;
+    if (map.version <= this.appliedVersion) {
+      this.init.logger.debug("SDWAN map ignored: not newer than the one applied", { version: map.version, applied: this.appliedVersion });
+      return;
+    }
+    this.appliedVersion = map.version;
     this.map = map;
     const subnet = parseCidr(map.subnet);
     const wanted = `${map.self.ip}/${subnet.prefix}`;
     try {
       if (this.configured !== wanted) {
-        await configureInterface(this.tun.name, map.self.ip, subnet.prefix, this.init.mtu);
+        await this.system.configureInterface(tun.name, map.self.ip, subnet.prefix, this.init.mtu);
         this.configured = wanted;
-        this.init.logger.info("SDWAN address set", { device: this.tun.name, address: wanted, mtu: this.init.mtu });
+        this.init.logger.info("SDWAN address set", { device: tun.name, address: wanted, mtu: this.init.mtu });
       }
       const routes = new Set(map.nodes.flatMap((node) => node.routes).filter((route) => !this.init.routes.includes(route)));
-      for (const route of routes) if (!this.installedRoutes.has(route)) await addRoute(this.tun.name, route);
-      for (const route of this.installedRoutes) if (!routes.has(route)) await removeRoute(this.tun.name, route);
+      for (const route of routes) if (!this.installedRoutes.has(route)) await this.system.addRoute(tun.name, route);
+      for (const route of this.installedRoutes) if (!routes.has(route)) await this.system.removeRoute(tun.name, route);
       this.installedRoutes.clear();
       routes.forEach((route) => this.installedRoutes.add(route));
     } catch (err) {
@@ -149,7 +193,7 @@ export class Overlay {
     }
     this.rebuildTable();
     for (const name of this.pending.keys()) if (!this.members.has(name)) this.pending.delete(name);
-    this.init.logger.debug("SDWAN map", { self: map.self.ip, members: map.nodes.map((n) => `${n.name}=${n.ip}`).join(" ") });
+    this.init.logger.debug("SDWAN map", { version: map.version, self: map.self.ip, members: map.nodes.map((n) => `${n.name}=${n.ip}`).join(" ") });
     if (this.init.eager) for (const member of this.members.values()) this.linkTo(member.name);
   }
 

@@ -86,6 +86,9 @@ export class AddressBook {
  * holds, and it is told about, only the members `visible` (the ACL) puts beside it.
  */
 export class SdwanHub {
+  /** Each user's network's changes so far: the version of the maps it gives out now. */
+  private readonly versions = new Map<string, number>();
+
   constructor(
     private readonly book: AddressBook,
     private readonly registry: Registry,
@@ -96,6 +99,7 @@ export class SdwanHub {
   join(session: NodeSession, routes: string[]): SdwanMap {
     const inUse = new Set(this.members(session.user).filter((node) => node !== session).map((node) => node.sdwan!.ip));
     session.sdwan = { ip: this.book.assign(session.user, session.name, Date.now(), inUse), routes };
+    this.changed(session.user);
     this.broadcast(session.user, session);
     return this.mapFor(session);
   }
@@ -104,13 +108,19 @@ export class SdwanHub {
   leave(session: NodeSession): void {
     if (!session.sdwan) return;
     this.book.touch(session.user, session.name);
+    this.changed(session.user);
     this.broadcast(session.user, session);
   }
 
   /** What the ACL lets each member reach may have changed (the admin tagged a node): every member gets its map anew. */
   refresh(user: string): void {
+    this.changed(user);
     const members = this.members(user);
     for (const node of members) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node, members) }));
+  }
+
+  private changed(user: string): void {
+    this.versions.set(user, (this.versions.get(user) ?? 0) + 1);
   }
 
   private members(user: string): NodeSession[] {
@@ -119,6 +129,7 @@ export class SdwanHub {
 
   private mapFor(session: NodeSession, members = this.members(session.user)): SdwanMap {
     return {
+      version: this.versions.get(session.user) ?? 0,
       subnet: this.book.subnetText,
       self: { name: session.name, ip: session.sdwan!.ip },
       nodes: members.filter((node) => node !== session && this.visible(session, node)).map((node) => ({ name: node.name, ip: node.sdwan!.ip, routes: node.sdwan!.routes })),

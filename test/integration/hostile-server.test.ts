@@ -43,7 +43,7 @@ const MALFORMED: { what: string; text: string; logged: RegExp }[] = [
   },
   {
     what: "an SDWAN map with a bad IP",
-    text: JSON.stringify({ type: "sdwan", map: { subnet: "10.9.0.0/24", self: { name: "alpha", ip: "10.9.0.300" }, nodes: [] } }),
+    text: JSON.stringify({ type: "sdwan", map: { version: 1, subnet: "10.9.0.0/24", self: { name: "alpha", ip: "10.9.0.300" }, nodes: [] } }),
     logged: /"sdwan".*map\.self\.ip/,
   },
   {

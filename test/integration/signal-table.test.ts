@@ -61,6 +61,9 @@ describe("the server's messages against the protocol table", () => {
     expect(joined.sdwan?.self).toMatchObject({ name: "alpha" });
     const betaJoined = await accepted(beta, "report", { sdwan: { routes: [] } });
     expect(betaJoined.sdwan?.nodes.map((n) => n.name)).toEqual(["alpha"]);
+    const told = await alpha.waitMessage("alpha to hear of beta's join", (m) => m.type === "sdwan" && m.map.nodes.some((n: { name: string }) => n.name === "beta"));
+    expect(told.map.version, "the map pushed on beta's join is newer than alpha's own join answer").toBeGreaterThan(joined.sdwan!.version);
+    expect(told.map.version, "one change of the network, one version").toBe(betaJoined.sdwan!.version);
 
     const links = [{ peer: "beta", kind: "udp-punch", relay: null, rttMs: 0.4, bytesIn: 1_000, bytesOut: 2_000 }];
     const apps = [{ name: "ssh", protocol: "tcp", peer: "beta", state: "listening", connections: 1 }];

@@ -75,7 +75,7 @@ describe("server message validation (what inp2pc accepts from the server)", () =
   const peer = (i: number) => ({ name: `n${i}`, version: "1", onlineSince: 1 });
   const login = { user: "default", node: "alpha", address: "127.0.0.1:1", serverTime: 1, heartbeatIntervalMs: 500, heartbeatTimeoutMs: 2000, peers: [peer(0)] };
   const relayPlan = { sessionId: "S".repeat(22), role: "initiator", peer: { name: "beta", publicKey: KEY }, relay: { name: "default/r1", tier: "private", host: "192.0.2.1", port: 4000, ticket: "a.b" } };
-  const map = { subnet: "10.0.0.0/24", self: { name: "alpha", ip: "10.0.0.1" }, nodes: [{ name: "beta", ip: "10.0.0.2", routes: ["192.168.1.0/24"] }] };
+  const map = { version: 3, subnet: "10.0.0.0/24", self: { name: "alpha", ip: "10.0.0.1" }, nodes: [{ name: "beta", ip: "10.0.0.2", routes: ["192.168.1.0/24"] }] };
 
   /** The error a result is refused with; fails the test if it is accepted. */
   function resultRefusal(type: ClientRequestType, result: unknown): string {
@@ -105,6 +105,9 @@ describe("server message validation (what inp2pc accepts from the server)", () =
     ["a relay host that is a name to resolve", "relay", { ...relayPlan, relay: { ...relayPlan.relay, host: "evil.example" } }, /relay\.host: an IP address/],
     ["a ticket longer than a relay accepts", "relay", { ...relayPlan, relay: { ...relayPlan.relay, ticket: "t".repeat(MAX_TICKET_CHARS + 1) } }, /relay\.ticket/],
     ["a relay named neither user/node nor server", "relay", { ...relayPlan, relay: { ...relayPlan.relay, name: "../../etc" } }, /relay\.name/],
+    ["an SDWAN map without a version", "report", { sdwan: { ...map, version: undefined } }, /sdwan\.version/],
+    ["an SDWAN map with a fractional version", "report", { sdwan: { ...map, version: 1.5 } }, /sdwan\.version/],
+    ["an SDWAN map with a negative version", "report", { sdwan: { ...map, version: -1 } }, /sdwan\.version/],
     ["an SDWAN route with a prefix of 33", "report", { sdwan: { ...map, nodes: [{ ...map.nodes[0], routes: ["192.168.1.0/33"] }] } }, /routes\.0: an IPv4 CIDR/],
     ["a peer name with a space", "connect", { sessionId: "S".repeat(22), startAt: 1, role: "responder", peer: { name: "a b", publicKey: KEY, nat: null, candidates: null } }, /peer\.name/],
   ] as const)("refuses %s, naming the field", (_what, type, result, message) => {
