@@ -88,8 +88,7 @@ async function inp2pApp(emptyDir: string, name: string, opts: { label: string; p
     pids.push(proc.child.pid!);
   }
   await listening(lab!, hostNs("a"), "-t", `127.0.0.1:${opts.port}`, UP_TIMEOUT_MS);
-  await iperf3(lab!, hostNs("a"), "127.0.0.1", { port: opts.port, seconds: WARM_UP_SECONDS, reverse: false, pids: [] });
-  // A link may start relayed and move to a direct path: the bench measures the path it is about.
+  // An app's peer is linked at start, maybe relayed first and then direct: the bench measures the path it is about.
   const link = await waitFor(
     `${name}-near's link on ${opts.linkKinds.join(" or ")}`,
     async () => {
@@ -99,6 +98,7 @@ async function inp2pApp(emptyDir: string, name: string, opts: { label: string; p
     UP_TIMEOUT_MS,
     300,
   );
+  await iperf3(lab!, hostNs("a"), "127.0.0.1", { port: opts.port, seconds: WARM_UP_SECONDS, reverse: false, pids: [] });
   return { label: opts.label, link, port: opts.port, pids };
 }
 
