@@ -19,24 +19,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, listening, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, printTable, ratio, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, printTable, ratio, type Transfer } from "./lab-measure.ts";
 
-function positiveInteger(name: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) {
-    console.error(`--${name} takes a positive integer, got ${JSON.stringify(text)}`);
-    process.exit(2);
-  }
-  return value;
-}
-
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" } } });
-const SECONDS = positiveInteger("seconds", values.seconds);
-const ROUNDS = positiveInteger("rounds", values.rounds);
+const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
 const IPERF_PORT = 5201;
 const TARGET = `127.0.0.1:${IPERF_PORT}`;
 const SOCAT_PORT = 15201;
@@ -184,9 +172,9 @@ async function main(): Promise<void> {
     ratioRow("TCP path / socat", tcp, socat),
   ]);
   console.log("CPU: both ends' forwarding processes (forked children included) over the transfers, per GB received; RSS: both ends together, the largest seen during a transfer");
-  if (values.json) {
-    writeFileSync(values.json, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, forwards: figures }, null, 2) + "\n");
-    console.log(`figures written to ${values.json}`);
+  if (JSON_FILE) {
+    writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, forwards: figures }, null, 2) + "\n");
+    console.log(`figures written to ${JSON_FILE}`);
   }
 }
 

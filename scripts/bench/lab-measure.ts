@@ -2,6 +2,7 @@
 // when missing, iperf3 TCP and ping between namespaces, and the CPU time and memory of the processes
 // that carry the traffic, read from /proc.
 import { readFileSync, readdirSync } from "node:fs";
+import { parseArgs } from "node:util";
 import { hasCommand, run, type Lab } from "../natlab/lab.ts";
 import { formatTable } from "../../src/log/table.ts";
 
@@ -16,6 +17,18 @@ const CHILDREN_REAPED_TIMEOUT_MS = 5_000;
 const BYTES_PER_GB = 1e9;
 const IPERF_BUSY_ATTEMPTS = 20;
 const IPERF_BUSY_RETRY_MS = 500;
+
+/** The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file; exits 2 on a bad one. */
+export function benchOptions(): { seconds: number; rounds: number; json: string | undefined } {
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" } } });
+  const positiveInteger = (name: string, text: string) => {
+    const value = Number(text);
+    if (Number.isInteger(value) && value >= 1) return value;
+    console.error(`--${name} takes a positive integer, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  };
+  return { seconds: positiveInteger("seconds", values.seconds), rounds: positiveInteger("rounds", values.rounds), json: values.json };
+}
 
 /** Installs the Debian packages of the missing commands (`[command, package]` pairs); throws saying what to do when it cannot. */
 export async function ensureCommands(needs: readonly [string, string][]): Promise<void> {

@@ -24,24 +24,12 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printTable, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printTable, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
 
-function positiveInteger(name: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) {
-    console.error(`--${name} takes a positive integer, got ${JSON.stringify(text)}`);
-    process.exit(2);
-  }
-  return value;
-}
-
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" } } });
-const SECONDS = positiveInteger("seconds", values.seconds);
-const ROUNDS = positiveInteger("rounds", values.rounds);
+const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
 const PINGS_PER_ROUND = 20;
 const STATUS_PORT = 27190;
 const UP_TIMEOUT_MS = 30_000;
@@ -281,9 +269,9 @@ async function main(): Promise<void> {
   console.log(`CPU: both ends' processes over the transfers, per GB received; RSS: both ends together, the largest seen during a transfer (median of the transfers); inp2ps ${serverRssMb.toFixed(0)} MB besides`);
   if (tincNote) console.log(tincNote);
   console.log(`TUN loop alone (1400-byte packets): reads ${tun.readPps} packets/s (${tun.readMbps} Mbit/s), writes ${tun.writePps} packets/s (${tun.writeMbps} Mbit/s)`);
-  if (values.json) {
-    writeFileSync(values.json, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, serverRssMb, tunLoop: tun, systems: figures }, null, 2) + "\n");
-    console.log(`figures written to ${values.json}`);
+  if (JSON_FILE) {
+    writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, serverRssMb, tunLoop: tun, systems: figures }, null, 2) + "\n");
+    console.log(`figures written to ${JSON_FILE}`);
   }
 }
 
