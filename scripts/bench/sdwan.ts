@@ -1,117 +1,278 @@
 #!/usr/bin/env bun
-// SDWAN against the raw path (and tinc, when tincd is installed), in one NAT-lab run. Needs root,
-// iproute2, nftables, iperf3 and ping; tinc is optional (apt-get install tinc).
+// inp2p's SDWAN against the raw path, wireguard-go and Nebula (and tinc, when tincd is installed), in
+// one NAT-lab run with interleaved rounds. Needs root, iproute2, nftables, iperf3 and ping; installs
+// Debian's wireguard-go, wireguard-tools and nebula when missing (apt-get).
 //
-//   node_modules/.bin/bun scripts/bench/sdwan.ts [--seconds 5]
+//   node_modules/.bin/bun scripts/bench/sdwan.ts [--seconds 5] [--rounds 3] [--json figures.json]
 //
-// Two public sites ("a", "b") and inp2ps; both run inp2pc with [client.sdwan], linked directly
-// (udp-direct). From a to b, over:
-//   1. the raw path (b's public address)
-//   2. the inp2p overlay (b's virtual address)
-//   3. a tinc 1.0 VPN between the same hosts (router mode, its default cipher), when tincd exists
-// it measures ping RTT (20 pings, 0.2 s apart) and iperf3 TCP throughput (--seconds), and prints each
-// against the raw path. It also runs scripts/bench/tun-loop.ts in a scratch namespace: what the TUN
-// read/write loop alone moves, to show whether it is the bottleneck.
-// The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
+// Two public sites ("a", "b") on the lab's bridge, and inp2ps. Between the hosts of a and b:
+//   raw path       b's public address
+//   inp2p SDWAN    inp2pc with [client.sdwan] at both ends (udp-direct), b's virtual address
+//   wireguard-go   a userspace wg interface at each end, keys made per run, 10.31.0.0/24
+//   Nebula         a CA and two host certificates made per run, no lighthouse: a static host map of
+//                  the two public addresses, 10.32.0.0/24
+//   tinc 1.0       router mode, its default cipher, 10.30.0.0/24 (only when tincd is installed)
+// Each round runs, system after system: 20 pings (0.2 s apart), then iperf3 TCP for --seconds from a
+// to b and back (-R). It prints the medians: ping, Gbit/s each way, TCP retransmits a -> b, CPU seconds
+// per GB moved (both ends' processes: utime + stime from /proc/PID/stat over the transfers, divided by
+// the bytes received), the largest RSS of both ends together during a transfer (inp2ps's apart), and
+// each against wireguard-go. It also runs scripts/bench/tun-loop.ts in a scratch namespace: what the
+// TUN read/write loop alone moves.
+// The lab, its processes, the wireguard-go sockets and temp dirs are removed at the end, on error and
+// on Ctrl-C.
 
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
+import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, waitFor } from "../../test/helpers/processes.ts";
-import { labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { benchOptions, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printTable, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" } } });
-const SECONDS = Number(values.seconds);
+const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
+const PINGS_PER_ROUND = 20;
 const STATUS_PORT = 27190;
+const UP_TIMEOUT_MS = 30_000;
+const INP2P_SUBNET = "10.10.0.0/24";
 const TINC_SUBNET_PREFIX = "10.30.0";
+const WIREGUARD_SUBNET_PREFIX = "10.31.0";
+const NEBULA_SUBNET_PREFIX = "10.32.0";
+const WIREGUARD_PORT = 51820;
+const NEBULA_PORT = 4242;
+const WIREGUARD_SOCKET_DIR = "/var/run/wireguard";
+const SITES = ["a", "b"] as const;
+type SiteName = (typeof SITES)[number];
+
+/** A way from a's host to b's host, and the processes that carry it (none for the raw path). */
+interface System {
+  label: string;
+  ip: string;
+  pids: number[];
+}
 
 let lab: Lab | undefined;
 let workDir = "";
 const procs: Proc[] = [];
+const wireguardSockets: string[] = [];
+let cleaning: Promise<void> | undefined;
 
-async function cleanUp(): Promise<void> {
-  for (const proc of procs) await proc.stop();
-  await lab?.down();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const proc of procs) await proc.stop();
+    await lab?.down();
+    for (const socket of wireguardSockets) rmSync(socket, { force: true });
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  })();
+  return cleaning;
 }
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void cleanUp().finally(() => process.exit(130)));
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.on(signal, () => {
+    console.error(`\nSDWAN bench: ${signal}, cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
 
-async function ping(ns: string, ip: string): Promise<number> {
-  const result = await lab!.exec(ns, ["ping", "-n", "-q", "-c", "20", "-i", "0.2", "-W", "1", ip], { timeoutMs: 30_000 });
-  const avg = result.stdout.match(/= [\d.]+\/([\d.]+)\//)?.[1];
-  if (!avg) throw new Error(`ping ${ip} from ${ns} failed: ${result.stdout.trim().split("\n").pop()}`);
-  return Number(avg);
+async function must(ns: string, argv: string[], input?: string): Promise<string> {
+  const result = await lab!.exec(ns, argv, { input, timeoutMs: 60_000 });
+  if (result.code !== 0) throw new Error(`\`${argv.join(" ")}\` in ${ns} failed (${result.code}): ${result.stderr.trim()}`);
+  return result.stdout;
 }
 
-async function iperf(ns: string, ip: string): Promise<number> {
-  const result = await lab!.exec(ns, ["iperf3", "-c", ip, "-t", String(SECONDS), "-J"], { timeoutMs: (SECONDS + 20) * 1000 });
-  const report = JSON.parse(result.stdout);
-  if (report.error) throw new Error(`iperf3 to ${ip}: ${report.error}`);
-  return report.end.sum_received.bits_per_second / 1e6;
+function spawnFor(ns: string, argv: string[]): number {
+  const proc = new Proc(lab!.spawn(ns, argv));
+  procs.push(proc);
+  return proc.child.pid!;
 }
 
-/** A two-node tinc 1.0 VPN between the hosts of sites a and b; resolves with b's tinc address. */
-async function startTinc(): Promise<string> {
-  const nodes = ["a", "b"] as const;
-  const dirs = Object.fromEntries(nodes.map((n) => [n, join(workDir, `tinc-${n}`)])) as Record<(typeof nodes)[number], string>;
-  nodes.forEach((node, i) => {
+const hostNs = (site: SiteName) => lab!.sites[site]!.hostNs;
+
+async function answering(what: string, ip: string): Promise<void> {
+  await waitFor(`${what} answering`, async () => (await lab!.exec(hostNs("a"), ["ping", "-c", "1", "-W", "1", ip])).code === 0 || undefined, UP_TIMEOUT_MS, 300);
+}
+
+async function startInp2p(emptyDir: string): Promise<{ system: System; serverPid: number }> {
+  const server = await startLabServer(lab!, join(workDir, "server"), ["[server.sdwan]", `subnet = "${INP2P_SUBNET}"`]);
+  procs.push(server);
+  const pids: number[] = [];
+  for (const site of SITES) {
+    const config = writeClientConfig(lab!, join(workDir, site), { node: site, statusPort: STATUS_PORT, extra: ["[client.sdwan]", "enabled = true"] });
+    const proc = await startLabClient(lab!, hostNs(site), config, emptyDir);
+    procs.push(proc);
+    pids.push(proc.child.pid!);
+  }
+  const ip = await waitFor("b's virtual address", async () => (await labClientStatus(lab!, hostNs("b"), emptyDir, STATUS_PORT)).sdwan?.address ?? undefined, 15_000, 200);
+  await answering("the inp2p overlay", ip);
+  // The overlay answers over a relay first; the bench measures the direct link that replaces it.
+  const link = await waitFor(
+    "a direct link from a to b",
+    async () => {
+      const kind = (await labClientStatus(lab!, hostNs("a"), emptyDir, STATUS_PORT)).peers.b?.link;
+      return (DIRECT_LINK_KINDS as readonly string[]).includes(kind) ? (kind as string) : undefined;
+    },
+    UP_TIMEOUT_MS,
+    300,
+  );
+  return { system: { label: `inp2p SDWAN (${link})`, ip, pids }, serverPid: server.child.pid! };
+}
+
+async function startWireguard(): Promise<System> {
+  const dir = join(workDir, "wireguard");
+  mkdirSync(dir, { mode: 0o700 });
+  const keys = { a: { priv: "", pub: "" }, b: { priv: "", pub: "" } };
+  for (const site of SITES) {
+    keys[site].priv = (await must(hostNs(site), ["wg", "genkey"])).trim();
+    keys[site].pub = (await must(hostNs(site), ["wg", "pubkey"], keys[site].priv)).trim();
+    writeFileSync(join(dir, `${site}.key`), keys[site].priv + "\n", { mode: 0o600 });
+  }
+  const pids: number[] = [];
+  for (const [i, site] of SITES.entries()) {
+    const other = SITES[1 - i]!;
+    // The UAPI socket is /var/run/wireguard/<name>.sock in every namespace: the lab id keeps the name ours.
+    const device = `wg${lab!.id}${site}`;
+    wireguardSockets.push(join(WIREGUARD_SOCKET_DIR, `${device}.sock`));
+    pids.push(spawnFor(hostNs(site), ["wireguard-go", "-f", device]));
+    await waitFor(`wireguard-go's ${device}`, async () => (await lab!.exec(hostNs(site), ["wg", "show", device])).code === 0 || undefined, UP_TIMEOUT_MS, 200);
+    await must(hostNs(site), [
+      "wg", "set", device, "listen-port", String(WIREGUARD_PORT), "private-key", join(dir, `${site}.key`),
+      "peer", keys[other].pub, "endpoint", `${lab!.sites[other]!.publicIp}:${WIREGUARD_PORT}`, "allowed-ips", `${WIREGUARD_SUBNET_PREFIX}.${2 - i}/32`,
+    ]);
+    await must(hostNs(site), ["ip", "addr", "add", `${WIREGUARD_SUBNET_PREFIX}.${i + 1}/24`, "dev", device]);
+    await must(hostNs(site), ["ip", "link", "set", device, "up"]);
+  }
+  const ip = `${WIREGUARD_SUBNET_PREFIX}.2`;
+  await answering("wireguard-go", ip);
+  const version = (await lab!.exec(hostNs("a"), ["wireguard-go", "--version"])).stdout.match(/v?([\d.]+)/)?.[1];
+  return { label: `wireguard-go${version ? ` ${version}` : ""}`, ip, pids };
+}
+
+async function startNebula(): Promise<System> {
+  const dir = join(workDir, "nebula");
+  mkdirSync(dir, { mode: 0o700 });
+  const at = (name: string) => join(dir, name);
+  await must(hostNs("a"), ["nebula-cert", "ca", "-name", "inp2p bench", "-out-crt", at("ca.crt"), "-out-key", at("ca.key")]);
+  const pids: number[] = [];
+  for (const [i, site] of SITES.entries()) {
+    const other = SITES[1 - i]!;
+    await must(hostNs(site), ["nebula-cert", "sign", "-ca-crt", at("ca.crt"), "-ca-key", at("ca.key"), "-name", site, "-ip", `${NEBULA_SUBNET_PREFIX}.${i + 1}/24`, "-out-crt", at(`${site}.crt`), "-out-key", at(`${site}.key`)]);
+    const anyone = "[{ port: any, proto: any, host: any }]";
+    writeFileSync(
+      at(`${site}.yml`),
+      [
+        `pki: { ca: ${at("ca.crt")}, cert: ${at(`${site}.crt`)}, key: ${at(`${site}.key`)} }`,
+        `static_host_map: { "${NEBULA_SUBNET_PREFIX}.${2 - i}": ["${lab!.sites[other]!.publicIp}:${NEBULA_PORT}"] }`,
+        "lighthouse: { am_lighthouse: false, hosts: [] }",
+        `listen: { host: 0.0.0.0, port: ${NEBULA_PORT} }`,
+        `tun: { dev: neb${lab!.id}${site} }`,
+        "logging: { level: warning }",
+        `firewall: { outbound: ${anyone}, inbound: ${anyone} }`,
+      ].join("\n") + "\n",
+    );
+    pids.push(spawnFor(hostNs(site), ["nebula", "-config", at(`${site}.yml`)]));
+  }
+  const ip = `${NEBULA_SUBNET_PREFIX}.2`;
+  await answering("Nebula", ip);
+  const version = (await lab!.exec(hostNs("a"), ["nebula", "-version"])).stdout.match(/([\d.]+)/)?.[1];
+  return { label: `Nebula${version ? ` ${version}` : ""}`, ip, pids };
+}
+
+/** A two-node tinc 1.0 VPN between the hosts of sites a and b. */
+async function startTinc(): Promise<System> {
+  const dirs = Object.fromEntries(SITES.map((n) => [n, join(workDir, `tinc-${n}`)])) as Record<SiteName, string>;
+  SITES.forEach((node, i) => {
     mkdirSync(join(dirs[node], "hosts"), { recursive: true });
     writeFileSync(join(dirs[node], "tinc.conf"), [`Name = ${node}`, `Interface = tinc${node}`, "Mode = router", "AddressFamily = ipv4", ...(node === "a" ? ["ConnectTo = b"] : [])].join("\n") + "\n");
     writeFileSync(join(dirs[node], "hosts", node), [`Address = ${lab!.sites[node]!.publicIp}`, `Subnet = ${TINC_SUBNET_PREFIX}.${i + 1}/32`].join("\n") + "\n");
     writeFileSync(join(dirs[node], "tinc-up"), `#!/bin/sh\nip addr add ${TINC_SUBNET_PREFIX}.${i + 1}/24 dev $INTERFACE\nip link set $INTERFACE up\n`);
     chmodSync(join(dirs[node], "tinc-up"), 0o755);
   });
-  for (const node of nodes) {
-    const keys = await lab!.exec(lab!.sites[node]!.hostNs, ["tincd", "-c", dirs[node], "-K2048"], { input: "\n\n", timeoutMs: 60_000 });
-    if (keys.code !== 0) throw new Error(`tincd -K failed: ${keys.stderr.trim()}`);
-  }
-  for (const node of nodes) for (const other of nodes) if (other !== node) writeFileSync(join(dirs[node], "hosts", other), readFileSync(join(dirs[other], "hosts", other)));
-  for (const node of nodes) {
-    procs.push(new Proc(lab!.spawn(lab!.sites[node]!.hostNs, ["tincd", "-c", dirs[node], "-D", `--pidfile=${join(dirs[node], "pid")}`])));
-  }
-  const target = `${TINC_SUBNET_PREFIX}.2`;
-  await waitFor("tinc up", async () => (await lab!.exec(lab!.sites.a!.hostNs, ["ping", "-c", "1", "-W", "1", target])).code === 0 || undefined, 30_000, 500);
-  return target;
+  for (const node of SITES) await must(hostNs(node), ["tincd", "-c", dirs[node], "-K2048"], "\n\n");
+  for (const node of SITES) for (const other of SITES) if (other !== node) writeFileSync(join(dirs[node], "hosts", other), readFileSync(join(dirs[other], "hosts", other)));
+  const pids = SITES.map((node) => spawnFor(hostNs(node), ["tincd", "-c", dirs[node], "-D", `--pidfile=${join(dirs[node], "pid")}`]));
+  const ip = `${TINC_SUBNET_PREFIX}.2`;
+  await answering("tinc", ip);
+  return { label: "tinc 1.0 (router mode)", ip, pids };
+}
+
+interface Figures {
+  label: string;
+  pingMs: number;
+  abGbps: number;
+  baGbps: number;
+  abRetransmits: number | undefined;
+  cpuSecondsPerGb: number | undefined;
+  rssMb: number | undefined;
+  rounds: { pingMs: number[]; ab: Transfer[]; ba: Transfer[] };
 }
 
 async function main(): Promise<void> {
+  const support = labSupport();
+  if (!support.ok) throw new Error(support.reason);
+  await ensureCommands([["iperf3", "iperf3"], ["ping", "iputils-ping"], ["wireguard-go", "wireguard-go"], ["wg", "wireguard-tools"], ["nebula", "nebula"], ["nebula-cert", "nebula"]]);
+  const loadAtStart = loadAverage();
   await cleanupStaleLabs();
   workDir = mkdtempSync(join(tmpdir(), "inp2p-bench-sdwan-"));
   const emptyDir = join(workDir, "cwd");
   mkdirSync(emptyDir);
   lab = await labUp({ sites: [{ name: "a", nat: "none" }, { name: "b", nat: "none" }, { name: "scratch", nat: "none" }] });
-  procs.push(await startLabServer(lab, join(workDir, "server"), ["[server.sdwan]", 'subnet = "10.10.0.0/24"']));
-  for (const site of ["a", "b"]) {
-    const config = writeClientConfig(lab, join(workDir, site), { node: site, statusPort: STATUS_PORT, extra: ["[client.sdwan]", "enabled = true"] });
-    procs.push(await startLabClient(lab, lab.sites[site]!.hostNs, config, emptyDir));
-  }
-  const [a, b] = [lab.sites.a!, lab.sites.b!];
-  const overlayIp = await waitFor("b's virtual address", async () => (await labClientStatus(lab!, b.hostNs, emptyDir, STATUS_PORT)).sdwan?.address ?? undefined, 15_000, 200);
-  procs.push(new Proc(lab.spawn(b.hostNs, ["iperf3", "-s"])));
-  await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
-  const link = (await labClientStatus(lab, a.hostNs, emptyDir, STATUS_PORT)).peers.b?.link;
+  spawnFor(hostNs("b"), ["iperf3", "-s"]);
 
-  const rows: { label: string; rttMs: number; mbps: number }[] = [];
-  rows.push({ label: "raw path", rttMs: await ping(a.hostNs, b.publicIp), mbps: await iperf(a.hostNs, b.publicIp) });
-  rows.push({ label: `inp2p overlay (${link})`, rttMs: await ping(a.hostNs, overlayIp), mbps: await iperf(a.hostNs, overlayIp) });
-  let tincNote = "";
-  if ((await lab.exec(a.hostNs, ["sh", "-c", "command -v tincd"])).code === 0) {
-    const tincIp = await startTinc();
-    rows.push({ label: "tinc 1.0 (router mode)", rttMs: await ping(a.hostNs, tincIp), mbps: await iperf(a.hostNs, tincIp) });
-  } else tincNote = "tinc: not installed (apt-get install tinc), skipped";
+  const inp2p = await startInp2p(emptyDir);
+  const systems: System[] = [{ label: "raw path", ip: lab.sites.b!.publicIp, pids: [] }, inp2p.system, await startWireguard(), await startNebula()];
+  const tincNote = hasCommand("tincd") ? "" : "tinc: not installed (apt-get install tinc), skipped";
+  if (!tincNote) systems.push(await startTinc());
+
+  const runs = systems.map(() => ({ pingMs: [] as number[], ab: [] as Transfer[], ba: [] as Transfer[] }));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [i, system] of systems.entries()) {
+      runs[i]!.pingMs.push(...(await pingRtts(lab, hostNs("a"), system.ip, PINGS_PER_ROUND)));
+      for (const reverse of [false, true]) {
+        const transfer = await iperf3(lab, hostNs("a"), system.ip, { seconds: SECONDS, reverse, pids: system.pids });
+        (reverse ? runs[i]!.ba : runs[i]!.ab).push(transfer);
+        console.log(`round ${round}/${ROUNDS} ${system.label} ${reverse ? "b -> a" : "a -> b"}: ${transfer.gbps.toFixed(3)} Gbit/s`);
+      }
+    }
+  }
+  const serverRssMb = treeRssMb(inp2p.serverPid);
+  const loadAtEnd = loadAverage();
 
   const loop = await lab.exec(lab.sites.scratch!.hostNs, [BUN, resolve(import.meta.dirname, "tun-loop.ts"), "--seconds", "2"], { timeoutMs: 60_000 });
   const tun = JSON.parse(loop.stdout.trim().split("\n").pop() ?? "{}");
 
-  const raw = rows[0]!;
-  console.log(`\nSDWAN bench: a -> b, both public hosts in the NAT lab; iperf3 TCP ${SECONDS} s, 20 pings`);
-  console.log("path".padEnd(34) + "RTT ms".padStart(8) + "x raw".padStart(8) + "Mbit/s".padStart(10) + "x raw".padStart(8));
-  for (const row of rows)
-    console.log(row.label.padEnd(34) + row.rttMs.toFixed(3).padStart(8) + (row.rttMs / raw.rttMs).toFixed(2).padStart(8) + row.mbps.toFixed(0).padStart(10) + (row.mbps / raw.mbps).toFixed(3).padStart(8));
+  const figures: Figures[] = systems.map((system, i) => {
+    const r = runs[i]!;
+    const measured = system.pids.length > 0;
+    return {
+      label: system.label,
+      pingMs: median(r.pingMs),
+      abGbps: median(r.ab.map((t) => t.gbps)),
+      baGbps: median(r.ba.map((t) => t.gbps)),
+      abRetransmits: r.ab.every((t) => t.retransmits !== undefined) ? median(r.ab.map((t) => t.retransmits!)) : undefined,
+      cpuSecondsPerGb: cpuPerGb([...r.ab, ...r.ba], measured),
+      rssMb: measured ? median([...r.ab, ...r.ba].map((t) => t.rssMb)) : undefined,
+      rounds: r,
+    };
+  });
+  const wg = figures.find((f) => f.label.startsWith("wireguard-go"))!;
+  console.log(`\nSDWAN bench: a <-> b, two public hosts in the NAT lab; ${ROUNDS} interleaved rounds of ${PINGS_PER_ROUND} pings and iperf3 TCP ${SECONDS} s each way; medians`);
+  console.log(`load average at start ${loadAtStart}, at end ${loadAtEnd}`);
+  printTable([
+    ["system", "ping ms", "x wg", "a->b Gbit/s", "x wg", "b->a Gbit/s", "x wg", "retr a->b", "CPU s/GB", "x wg", "RSS MB", "x wg"],
+    ...figures.map((f) => [
+      f.label,
+      fixed(f.pingMs, 3), ratio(f.pingMs, wg.pingMs),
+      fixed(f.abGbps, 3), ratio(f.abGbps, wg.abGbps),
+      fixed(f.baGbps, 3), ratio(f.baGbps, wg.baGbps),
+      fixed(f.abRetransmits, 0),
+      fixed(f.cpuSecondsPerGb, 1), ratio(f.cpuSecondsPerGb, wg.cpuSecondsPerGb),
+      fixed(f.rssMb, 0), ratio(f.rssMb, wg.rssMb),
+    ]),
+  ]);
+  console.log(`CPU: both ends' processes over the transfers, per GB received; RSS: both ends together, the largest seen during a transfer (median of the transfers); inp2ps ${serverRssMb.toFixed(0)} MB besides`);
   if (tincNote) console.log(tincNote);
   console.log(`TUN loop alone (1400-byte packets): reads ${tun.readPps} packets/s (${tun.readMbps} Mbit/s), writes ${tun.writePps} packets/s (${tun.writeMbps} Mbit/s)`);
+  if (JSON_FILE) {
+    writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, serverRssMb, tunLoop: tun, systems: figures }, null, 2) + "\n");
+    console.log(`figures written to ${JSON_FILE}`);
+  }
 }
 
 main()

@@ -1,0 +1,174 @@
+// Measurements shared by the NAT-lab data-plane benches (sdwan.ts, apps.ts): Debian packages installed
+// when missing, iperf3 TCP and ping between namespaces, and the CPU time and memory of the processes
+// that carry the traffic, read from /proc.
+import { readFileSync, readdirSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { hasCommand, run, type Lab } from "../natlab/lab.ts";
+import { formatTable } from "../../src/log/table.ts";
+
+/** Kernel clock ticks a second, the unit of utime/stime in /proc/PID/stat (USER_HZ: 100 on Linux). */
+const CLOCK_TICKS_PER_SECOND = 100;
+const APT_LOCK_TIMEOUT_SECONDS = 300;
+const APT_TIMEOUT_MS = 600_000;
+const PING_INTERVAL_SECONDS = 0.2;
+const RSS_SAMPLE_INTERVAL_MS = 500;
+/** A forking forwarder (socat) reaps the child of a finished connection shortly after it ends. */
+const CHILDREN_REAPED_TIMEOUT_MS = 5_000;
+const BYTES_PER_GB = 1e9;
+const IPERF_BUSY_ATTEMPTS = 20;
+const IPERF_BUSY_RETRY_MS = 500;
+
+/** The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file; exits 2 on a bad one. */
+export function benchOptions(): { seconds: number; rounds: number; json: string | undefined } {
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" } } });
+  const positiveInteger = (name: string, text: string) => {
+    const value = Number(text);
+    if (Number.isInteger(value) && value >= 1) return value;
+    console.error(`--${name} takes a positive integer, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  };
+  return { seconds: positiveInteger("seconds", values.seconds), rounds: positiveInteger("rounds", values.rounds), json: values.json };
+}
+
+/** Installs the Debian packages of the missing commands (`[command, package]` pairs); throws saying what to do when it cannot. */
+export async function ensureCommands(needs: readonly [string, string][]): Promise<void> {
+  const missing = [...new Set(needs.filter(([command]) => !hasCommand(command)).map(([, pkg]) => pkg))];
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) throw new Error(`missing Debian packages ${missing.join(" ")}: run as root, or apt-get install -y ${missing.join(" ")}`);
+  console.log(`installing ${missing.join(" ")} (apt-get)`);
+  const install = () => run(["apt-get", "install", "-y", "-q", "-o", `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_SECONDS}`, ...missing], { timeoutMs: APT_TIMEOUT_MS, env: { DEBIAN_FRONTEND: "noninteractive" } });
+  let result = await install();
+  if (result.code !== 0) {
+    await run(["apt-get", "update", "-q"], { timeoutMs: APT_TIMEOUT_MS });
+    result = await install();
+  }
+  const still = needs.filter(([command]) => !hasCommand(command)).map(([command]) => command);
+  if (result.code !== 0 || still.length > 0)
+    throw new Error(`apt-get install ${missing.join(" ")} failed (exit ${result.code}; still missing: ${still.join(", ") || "none"}): ${result.stderr.trim().split("\n").slice(-3).join(" / ")}`);
+}
+
+export const median = (values: readonly number[]): number => {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+/** Round-trip times in ms of `count` pings from `ns` to `ip`, PING_INTERVAL_SECONDS apart; throws when none came back. */
+export async function pingRtts(lab: Lab, ns: string, ip: string, count: number): Promise<number[]> {
+  const result = await lab.exec(ns, ["ping", "-n", "-c", String(count), "-i", String(PING_INTERVAL_SECONDS), "-W", "1", ip], { timeoutMs: (count * PING_INTERVAL_SECONDS + 10) * 1000 });
+  const rtts = [...result.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (rtts.length === 0) throw new Error(`ping ${ip} from ${ns}: no answer (${result.stdout.trim().split("\n").pop()})`);
+  return rtts;
+}
+
+/** CPU seconds (user + system, with reaped children's) a process has used, from /proc/PID/stat; 0 when it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): state is field 3, utime..cstime 14..17.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
+    return (utime! + stime! + cutime! + cstime!) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/** Resident memory in MB (10^6 bytes) of a process and its descendants; 0 when it is gone. */
+export function treeRssMb(pid: number): number {
+  let kib = 0;
+  try {
+    kib = Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)\s+kB/m)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+  return (kib * 1024) / 1e6 + childrenOf(pid).reduce((sum, child) => sum + treeRssMb(child), 0);
+}
+
+export interface Transfer {
+  gbps: number;
+  bytes: number;
+  retransmits: number | undefined;
+  /** CPU seconds the measured processes used over the transfer. */
+  cpuSeconds: number;
+  /** Largest resident memory of the measured processes (summed) seen during the transfer, MB. */
+  rssMb: number;
+}
+
+/**
+ * One iperf3 TCP test of `seconds` from `ns` to `ip:port` (`reverse`: the server sends), with the CPU and
+ * memory of `pids` (the processes that carry it, on both ends) over it.
+ */
+export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: number; seconds: number; reverse: boolean; pids: readonly number[] }): Promise<Transfer> {
+  const cpuBefore = opts.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  let rssMb = 0;
+  const sampleRss = () => (rssMb = Math.max(rssMb, opts.pids.reduce((sum, pid) => sum + treeRssMb(pid), 0)));
+  const sampler = setInterval(sampleRss, RSS_SAMPLE_INTERVAL_MS);
+  let result;
+  try {
+    const argv = ["iperf3", "-c", ip, "-p", String(opts.port ?? 5201), "-t", String(opts.seconds), "-J", ...(opts.reverse ? ["-R"] : [])];
+    // The server takes one test at a time and is "busy" until the last test's control connection has
+    // closed, which through a forwarder comes a little after the client is done.
+    for (let attempt = 1; ; attempt++) {
+      result = await lab.exec(ns, argv, { timeoutMs: (opts.seconds + 30) * 1000 });
+      if (!result.stdout.includes("the server is busy") || attempt === IPERF_BUSY_ATTEMPTS) break;
+      await new Promise((r) => setTimeout(r, IPERF_BUSY_RETRY_MS));
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  sampleRss();
+  for (const pid of opts.pids) await childrenReaped(pid);
+  const cpuAfter = opts.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  let report;
+  try {
+    report = JSON.parse(result.stdout);
+  } catch {
+    throw new Error(`iperf3 to ${ip}:${opts.port ?? 5201} from ${ns} printed no report (exit ${result.code}): ${result.stderr.trim()}`);
+  }
+  if (report.error) throw new Error(`iperf3 to ${ip}:${opts.port ?? 5201} from ${ns}: ${report.error}`);
+  return {
+    gbps: report.end.sum_received.bits_per_second / 1e9,
+    bytes: report.end.sum_received.bytes,
+    retransmits: report.end.sum_sent.retransmits,
+    cpuSeconds: cpuAfter - cpuBefore,
+    rssMb,
+  };
+}
+
+async function childrenReaped(pid: number): Promise<void> {
+  const deadline = Date.now() + CHILDREN_REAPED_TIMEOUT_MS;
+  while (childrenOf(pid).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** CPU seconds per GB moved over a set of transfers (undefined when no process was measured). */
+export function cpuPerGb(transfers: readonly Transfer[], measured: boolean): number | undefined {
+  if (!measured) return undefined;
+  const bytes = transfers.reduce((sum, t) => sum + t.bytes, 0);
+  return transfers.reduce((sum, t) => sum + t.cpuSeconds, 0) / (bytes / BYTES_PER_GB);
+}
+
+/** A figure with `digits` decimals, "–" when there is none. */
+export const fixed = (value: number | undefined, digits: number): string => (value === undefined || !Number.isFinite(value) ? "–" : value.toFixed(digits));
+/** value / base as "0.00x", "–" when either is missing. */
+export const ratio = (value: number | undefined, base: number | undefined): string => (value === undefined || base === undefined || !Number.isFinite(value) || !base ? "–" : `${(value / base).toFixed(2)}x`);
+
+export function printTable(rows: string[][]): void {
+  for (const line of formatTable(rows)) console.log(line);
+}
+
+/** The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them. */
+export function loadAverage(): string {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
