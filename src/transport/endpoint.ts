@@ -320,7 +320,9 @@ export class PeerEndpoint {
   /**
    * Under a UDP flood Bun keeps draining the socket and TCP reads and timers starve for seconds (a
    * Bun 1.4 behaviour; Node does not). So the socket handler only queues, and the queue is worked
-   * in short slices between other I/O. A full queue drops; KCP resends.
+   * in short slices between other I/O. A full queue drops; KCP resends. The queue also makes a
+   * burst one task: Bun runs microtasks after each packet's callback, so routing there would flush
+   * KCP and send once per packet instead of once per burst (measured: a third less throughput).
    */
   private enqueue(packet: Buffer, from: UdpSource): void {
     if (this.queue.length - this.queueHead >= UDP_QUEUE_MAX_PACKETS) {
