@@ -53,6 +53,8 @@ export interface Libc {
   getpid(): number;
   /** Index of a network interface, 0 when there is no such interface. */
   if_nametoindex(name: string): number;
+  /** setsockopt with an int value; 0 on success, -1 on failure. */
+  setsockoptInt(fd: number, level: number, name: number, value: number): number;
 }
 
 let libc: Libc | undefined;
@@ -70,9 +72,12 @@ export function loadLibc(): Libc {
   }
   const getpid = lib.func("int getpid()");
   const ifNameToIndex = lib.func("unsigned int if_nametoindex(const char *ifname)");
+  const setsockopt = lib.func("int setsockopt(int fd, int level, int optname, const int *optval, uint32_t optlen)");
+  const INT_BYTES = 4;
   libc = {
     getpid: () => getpid() as number,
     if_nametoindex: (name: string) => ifNameToIndex(name) as number,
+    setsockoptInt: (fd, level, name, value) => setsockopt(fd, level, name, [value], INT_BYTES) as number,
   };
   return libc;
 }

@@ -1,4 +1,4 @@
-import type { RemoteInfo, Socket } from "node:dgram";
+import type { Socket } from "node:dgram";
 import { connect as tcpConnect, type Socket as TcpSocket } from "node:net";
 import { Handshake, type Identity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -20,7 +20,7 @@ import {
   SPRAY_WINDOW_MS,
   SPRAYS_PER_PEER_PER_WINDOW,
 } from "./constants.ts";
-import { endpointText, splitEndpoint, type PeerEndpoint } from "./endpoint.ts";
+import { endpointText, splitEndpoint, type PeerEndpoint, type UdpSource } from "./endpoint.ts";
 import { FramedSocket } from "./framing.ts";
 import { Link } from "./link.ts";
 import { openHardSide, ownSocketPath, pokePacket, sprayEasySide } from "./birthday.ts";
@@ -295,7 +295,7 @@ export class Connector {
       if (!chosen) socket.close();
     });
     socket.send(first, port, host);
-    const onMessage = (packet: Buffer, from: RemoteInfo) => {
+    const onMessage = (packet: Buffer, from: UdpSource) => {
       const body = handshakeBody(packet);
       if (!body || handshake.complete || endpointText(from.address, from.port) !== remote) return;
       try {

@@ -25,6 +25,7 @@ export interface Path {
   readonly reliable: boolean;
   /** The relay's name, on a relayed path. */
   readonly via?: string;
+  /** `packet` must not change afterwards: a path may hand it to the network later (UDP: at the end of the tick, batched). */
   send(packet: Uint8Array): void;
   /** Bytes accepted by send() but not yet handed to the network. */
   bufferedBytes(): number;

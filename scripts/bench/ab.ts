@@ -1,0 +1,162 @@
+#!/usr/bin/env bun
+// One lever against its baseline in the same run: the data plane of this tree against another
+// checkout's, in interleaved rounds on one NAT lab. Needs root, iproute2, nftables, iperf3 and ping.
+//
+//   git archive <base-commit> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/node_modules
+//   node_modules/.bin/bun scripts/bench/ab.ts --baseline /tmp/base [--seconds 5] [--rounds 3]
+//
+// Two public sites ("a", "b") and inp2ps (from this tree). Each round starts inp2pc on both sites from
+// one tree, then from the other (the order swaps every round: A B, B A, …), each pair with
+// [client.sdwan] and a TCP app on a forwarding to b's iperf3 (over KCP: the link is udp-direct).
+// Per pair it measures, from a to b: ping over the overlay (10 pings), iperf3 TCP over the overlay
+// and through the app (--seconds each), and the CPU seconds both inp2pc spent per GB received
+// (utime + stime from /proc/PID/stat). It prints every run, then medians per tree and their ratio.
+// The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
+
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
+import { BUN, Proc, REPO_ROOT, waitFor } from "../../test/helpers/processes.ts";
+import { listening, spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+
+const { values } = parseArgs({ options: { baseline: { type: "string" }, seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const STATUS_PORT = 27191;
+const IPERF_PORT = 5201;
+const APP_PORT = 5202;
+const CLOCK_TICKS_PER_S = 100;
+const PINGS = 10;
+if (!values.baseline || !existsSync(join(values.baseline, "src/cli/inp2pc.ts")) || !existsSync(join(values.baseline, "node_modules"))) {
+  console.error("--baseline must name a checkout with src/cli/inp2pc.ts and a node_modules (see the header of this file)");
+  process.exit(2);
+}
+if (!(SECONDS >= 1 && Number.isInteger(ROUNDS) && ROUNDS >= 1)) {
+  console.error("--seconds must be at least 1 and --rounds a positive integer");
+  process.exit(2);
+}
+const TREES = { base: resolve(values.baseline), this: REPO_ROOT } as const;
+type Tree = keyof typeof TREES;
+
+let lab: Lab | undefined;
+let workDir = "";
+const procs: Proc[] = [];
+
+async function cleanUp(): Promise<void> {
+  for (const proc of procs) await proc.stop();
+  await lab?.down();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+}
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void cleanUp().finally(() => process.exit(130)));
+
+/** CPU seconds a process has used so far (all its threads). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
+
+async function iperf(ns: string, host: string, port: number, seconds: number): Promise<{ mbps: number; bytes: number; retransmits: number }> {
+  const result = await lab!.exec(ns, ["iperf3", "-c", host, "-p", String(port), "-t", String(seconds), "-J"], { timeoutMs: (seconds + 20) * 1000 });
+  const report = JSON.parse(result.stdout);
+  if (report.error) throw new Error(`iperf3 to ${host}:${port}: ${report.error}`);
+  return { mbps: report.end.sum_received.bits_per_second / 1e6, bytes: report.end.sum_received.bytes, retransmits: report.end.sum_sent.retransmits ?? 0 };
+}
+
+interface Run {
+  tree: Tree;
+  pingMs: number;
+  sdwanMbps: number;
+  sdwanCpuSPerGb: number;
+  sdwanRetransmits: number;
+  appMbps: number;
+  appCpuSPerGb: number;
+}
+
+async function measurePair(tree: Tree, emptyDir: string): Promise<Run> {
+  const [a, b] = [lab!.sites.a!, lab!.sites.b!];
+  const clients: Proc[] = [];
+  try {
+    for (const site of ["b", "a"]) {
+      const config = join(workDir, site, "inp2pc.toml");
+      const proc = spawnIn(lab!, lab!.sites[site]!.hostNs, emptyDir, [BUN, join(TREES[tree], "src/cli/inp2pc.ts"), "--config", config]);
+      clients.push(proc);
+      procs.push(proc);
+      await proc.waitForOutput(/logged in/, 20_000);
+    }
+    const pids = clients.map((proc) => proc.child.pid!);
+    const overlayIp = await waitFor("b's virtual address", async () => {
+      const status = await lab!.exec(b.hostNs, ["sh", "-c", `cd "${emptyDir}" && exec "$@"`, "sh", BUN, join(REPO_ROOT, "src/cli/inp2pc.ts"), "status", "--json", "--status-port", String(STATUS_PORT)]);
+      return status.code === 0 ? ((JSON.parse(status.stdout).sdwan?.address as string | undefined) ?? undefined) : undefined;
+    }, 20_000, 300);
+    await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
+    await listening(lab!, a.hostNs, "-t", `127.0.0.1:${APP_PORT}`, 20_000);
+    await iperf(a.hostNs, overlayIp, IPERF_PORT, 1); // warm-up: the JIT has seen both paths
+    await iperf(a.hostNs, "127.0.0.1", APP_PORT, 1);
+
+    const pingOut = await lab!.exec(a.hostNs, ["ping", "-n", "-q", "-c", String(PINGS), "-i", "0.1", "-W", "1", overlayIp], { timeoutMs: 30_000 });
+    const pingMs = Number(pingOut.stdout.match(/= [\d.]+\/([\d.]+)\//)?.[1] ?? NaN);
+    const measured = async (host: string, port: number) => {
+      const before = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+      const result = await iperf(a.hostNs, host, port, SECONDS);
+      const cpu = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - before;
+      return { ...result, cpuSPerGb: cpu / (result.bytes / 1e9) };
+    };
+    const sdwan = await measured(overlayIp, IPERF_PORT);
+    const app = await measured("127.0.0.1", APP_PORT);
+    return { tree, pingMs, sdwanMbps: sdwan.mbps, sdwanCpuSPerGb: sdwan.cpuSPerGb, sdwanRetransmits: sdwan.retransmits, appMbps: app.mbps, appCpuSPerGb: app.cpuSPerGb };
+  } finally {
+    for (const proc of clients) await proc.stop();
+  }
+}
+
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+async function main(): Promise<void> {
+  console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; base = ${TREES.base}, this = ${TREES.this}`);
+  await cleanupStaleLabs();
+  workDir = mkdtempSync(join(tmpdir(), "inp2p-bench-ab-"));
+  const emptyDir = join(workDir, "cwd");
+  mkdirSync(emptyDir);
+  lab = await labUp({ sites: [{ name: "a", nat: "none" }, { name: "b", nat: "none" }] });
+  procs.push(await startLabServer(lab, join(workDir, "server"), ["[server.sdwan]", 'subnet = "10.10.0.0/24"']));
+  const app = { name: "iperf", protocol: "tcp" as const, listen: `127.0.0.1:${APP_PORT}`, peer: "b", target: `127.0.0.1:${IPERF_PORT}` };
+  writeClientConfig(lab, join(workDir, "a"), { node: "a", statusPort: STATUS_PORT, apps: [app], extra: ["[client.sdwan]", "enabled = true"] });
+  writeClientConfig(lab, join(workDir, "b"), { node: "b", statusPort: STATUS_PORT, expose: [`127.0.0.1:${IPERF_PORT}`], extra: ["[client.sdwan]", "enabled = true"] });
+  procs.push(new Proc(lab.spawn(lab.sites.b!.hostNs, ["iperf3", "-s"])));
+
+  const runs: Run[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const tree of (round % 2 === 0 ? ["base", "this"] : ["this", "base"]) as Tree[]) {
+      const run = await measurePair(tree, emptyDir);
+      runs.push(run);
+      console.log(
+        `round ${round + 1} ${tree.padEnd(4)}: ping ${run.pingMs.toFixed(3)} ms, SDWAN ${run.sdwanMbps.toFixed(0)} Mbit/s ${run.sdwanCpuSPerGb.toFixed(1)} CPU s/GB (${run.sdwanRetransmits} retransmits), KCP app ${run.appMbps.toFixed(0)} Mbit/s ${run.appCpuSPerGb.toFixed(1)} CPU s/GB`,
+      );
+    }
+  }
+  const columns: [string, keyof Run][] = [
+    ["ping ms", "pingMs"],
+    ["SDWAN Mbit/s", "sdwanMbps"],
+    ["SDWAN CPU s/GB", "sdwanCpuSPerGb"],
+    ["KCP app Mbit/s", "appMbps"],
+    ["KCP app CPU s/GB", "appCpuSPerGb"],
+  ];
+  const medians = (tree: Tree) => columns.map(([, key]) => median(runs.filter((run) => run.tree === tree).map((run) => run[key] as number)));
+  const [base, mine] = [medians("base"), medians("this")];
+  console.log(`\nmedians of ${ROUNDS} rounds, iperf3 TCP ${SECONDS} s, a -> b (udp-direct); load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  console.log("".padEnd(18) + "base".padStart(10) + "this".padStart(10) + "this/base".padStart(11));
+  columns.forEach(([label], i) => console.log(label.padEnd(18) + base[i]!.toFixed(2).padStart(10) + mine[i]!.toFixed(2).padStart(10) + (mine[i]! / base[i]!).toFixed(3).padStart(11)));
+}
+
+main()
+  .catch((err) => {
+    console.error(`A/B bench failed: ${(err as Error).message}`);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanUp());

@@ -1,0 +1,89 @@
+// The peer endpoint sends the UDP packets of one tick in batches (sendMany): real sockets on 127.0.0.1.
+import { randomBytes as cryptoRandomBytes } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { generateIdentity } from "../../src/crypto/index.ts";
+import { silentLogger } from "../../src/log/index.ts";
+import { Connector, PeerEndpoint, type Link } from "../../src/transport/index.ts";
+import { endpointText } from "../../src/transport/endpoint.ts";
+import { prng, randomBytes } from "../helpers/prng.ts";
+import { waitFor } from "../helpers/processes.ts";
+
+const SEED = 14;
+/** More than one sendMany batch (256) in a single tick. */
+const PACKETS_IN_ONE_TICK = 600;
+const PACKET_BYTES = 1200;
+const ARRIVAL_TIMEOUT_MS = 10_000;
+
+const open: { endpoints: PeerEndpoint[]; links: Link[] } = { endpoints: [], links: [] };
+afterEach(() => {
+  open.links.splice(0).forEach((link) => link.close("test over"));
+  open.endpoints.splice(0).forEach((endpoint) => endpoint.close());
+});
+
+async function endpoints(): Promise<[PeerEndpoint, PeerEndpoint]> {
+  const pair: [PeerEndpoint, PeerEndpoint] = [new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" }), new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" })];
+  open.endpoints.push(...pair);
+  await Promise.all(pair.map((endpoint) => endpoint.start()));
+  return pair;
+}
+
+/** Packets numbered in their first 4 bytes, the rest seeded random bytes. */
+function numberedPackets(count: number): Buffer[] {
+  const random = prng(SEED);
+  return Array.from({ length: count }, (_, i) => {
+    const packet = randomBytes(random, PACKET_BYTES);
+    packet.writeUInt32BE(i, 0);
+    return packet;
+  });
+}
+
+describe("UDP send batching", () => {
+  it("packets sent in one tick all arrive intact and in order", async () => {
+    const [a, b] = await endpoints();
+    const received: Buffer[] = [];
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => received.push(packet));
+    const packets = numberedPackets(PACKETS_IN_ONE_TICK);
+    for (const packet of packets) a.sendUdp(packet, endpointText("127.0.0.1", b.udpPort));
+    await waitFor("every packet at b", () => received.length >= packets.length || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(received.length).toBe(packets.length);
+    expect(received.map((packet) => packet.readUInt32BE(0))).toEqual(packets.map((_, i) => i));
+    expect(received.every((packet, i) => packet.equals(packets[i]!))).toBe(true);
+  });
+
+  it("a bad destination in a batch drops only its own packet, throws nowhere, and sends after close are dropped", async () => {
+    const [a, b] = await endpoints();
+    const received: number[] = [];
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => received.push(packet.readUInt32BE(0)));
+    const packets = numberedPackets(4);
+    const toB = endpointText("127.0.0.1", b.udpPort);
+    a.sendUdp(packets[0]!, toB);
+    a.sendUdp(packets[1]!, "not-an-ip:4000");
+    a.sendUdp(packets[2]!, "127.0.0.1:0");
+    a.sendUdp(packets[3]!, toB);
+    await waitFor("the good packets at b", () => received.length >= 2 || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(received).toEqual([0, 3]);
+    a.close();
+    expect(() => a.sendUdp(packets[0]!, toB)).not.toThrow();
+  });
+
+  it("datagrams sealed in one tick over a UDP link arrive intact and in order", async () => {
+    const [ea, eb] = await endpoints();
+    const [ia, ib] = [generateIdentity(), generateIdentity()];
+    const connector = (endpoint: PeerEndpoint, identity: typeof ia) => new Connector({ endpoint, identity, logger: silentLogger, localTimeOf: (t) => t });
+    const sessionId = cryptoRandomBytes(16).toString("base64url");
+    const startAt = Date.now() + 20;
+    const [a, b] = await Promise.all([
+      connector(ea, ia).run({ sessionId, startAt, role: "initiator", peer: { name: "b", publicKey: ib.publicKey, nat: null, candidates: eb.candidates() } }),
+      connector(eb, ib).run({ sessionId, startAt, role: "responder", peer: { name: "a", publicKey: ia.publicKey, nat: null, candidates: ea.candidates() } }),
+    ]);
+    open.links.push(a, b);
+    expect(a.kind).toBe("lan");
+    const received: Buffer[] = [];
+    b.onDatagram((data) => received.push(data));
+    const datagrams = numberedPackets(PACKETS_IN_ONE_TICK);
+    for (const datagram of datagrams) a.sendDatagram(datagram);
+    await waitFor("every datagram at b", () => received.length >= datagrams.length || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(received.map((data) => data.readUInt32BE(0))).toEqual(datagrams.map((_, i) => i));
+    expect(received.every((data, i) => data.equals(datagrams[i]!))).toBe(true);
+  });
+});
