@@ -12,8 +12,6 @@ export const DEFAULT_MAX_STREAM_WINDOW_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_LINK_WINDOW_BYTES = 16 * 1024 * 1024;
 /** The RTT that window auto-tuning uses is measured again (one PING) when older than this. */
 export const RTT_REFRESH_MS = 5_000;
-/** Weight of a new RTT sample in the smoothed RTT (as TCP's SRTT, RFC 6298). */
-const RTT_SAMPLE_WEIGHT = 1 / 8;
 export const DEFAULT_MAX_STREAMS = 1024;
 export const DEFAULT_MAX_FRAME_PAYLOAD_BYTES = 16 * 1024;
 /** The mux stops feeding DATA while the channel holds more than this; it resumes on onDrain. */
@@ -90,7 +88,8 @@ export class Mux {
   readonly #maxStreamWindowBytes: number;
   readonly #linkWindowBytes: number;
   #windowTotalBytes = 0; // the sum of the open streams' receive windows
-  #smoothedRttMs: number | null = null;
+  /** The smallest PING round trip seen: the path's own, without the queues a transfer builds up. */
+  #minRttMs: number | null = null;
   #rttMeasuredMs = -Infinity;
   #rttPingInFlight = false;
   readonly #maxStreams: number;
@@ -174,7 +173,7 @@ export class Mux {
   readonly #host: StreamHost = {
     rttMs: () => {
       if (performance.now() - this.#rttMeasuredMs > RTT_REFRESH_MS) this.#measureRtt();
-      return this.#smoothedRttMs;
+      return this.#minRttMs;
     },
     growWindow: (stream, wantedBytes) => {
       const current = stream.receiveWindowBytes;
@@ -318,12 +317,12 @@ export class Mux {
     this.#pings.delete(id);
     clearTimeout(ping.timer);
     const rttMs = performance.now() - ping.startedMs;
-    this.#smoothedRttMs = this.#smoothedRttMs === null ? rttMs : this.#smoothedRttMs + RTT_SAMPLE_WEIGHT * (rttMs - this.#smoothedRttMs);
+    this.#minRttMs = Math.min(this.#minRttMs ?? rttMs, rttMs);
     this.#rttMeasuredMs = performance.now();
     ping.resolve(rttMs);
   }
 
-  /** One PING at a time, for window auto-tuning; its answer lands in #smoothedRttMs. */
+  /** One PING at a time, for window auto-tuning; its answer lands in #minRttMs. */
   #measureRtt(): void {
     if (this.#rttPingInFlight || this.#closeReason !== null) return;
     this.#rttPingInFlight = true;

@@ -10,7 +10,11 @@ const MAX_SEND_CREDIT_BYTES = 0xffffffff;
 
 /** What a stream needs from its mux; kept off the public Mux API. */
 export interface StreamHost {
-  /** The mux's smoothed round-trip time, or null before its first sample (asking starts a measurement). */
+  /**
+   * The link's round-trip time, or null before its first sample (asking starts a measurement). The
+   * smallest sample: a smoothed one would include the queue a transfer builds (on loopback, or a box
+   * short of CPU, milliseconds of it), grow windows where bandwidth x RTT is small, and so feed the queue.
+   */
   rttMs(): number | null;
   /** Asks to grow the stream's receive window to `wantedBytes`; returns the window it may have. */
   growWindow(stream: MuxStream, wantedBytes: number): number;
@@ -39,8 +43,8 @@ interface PendingWrite {
  * Flow control: the peer may send at most `windowBytes` beyond what our application has read. Our
  * `_write` callback is held while we have no credit, so write()/pipe() backpressure reaches the app.
  * The receive window auto-tunes as QUIC's (quic-go) does: when the application read what it read
- * since the last update faster than the window allows at the link's RTT (half a window or more in
- * under 4 x fraction x RTT), the window doubles, up to the mux's per-stream and per-link bounds. A
+ * since the last update faster than the window allows at the link's (minimum) RTT (half a window or
+ * more in under 4 x fraction x RTT), the window doubles, up to the mux's per-stream and per-link bounds. A
  * slow reader never triggers it, so its stream stays at one initial window. WINDOW frames carry
  * increments, so a larger window is only a larger increment: the wire format does not change.
  */
