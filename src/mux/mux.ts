@@ -41,6 +41,8 @@ export interface MuxInit {
   streamWindowBytes?: number; // default 256 KiB: each stream's initial receive window
   maxStreamWindowBytes?: number; // default DEFAULT_MAX_STREAM_WINDOW_BYTES: how far auto-tuning grows one
   linkWindowBytes?: number; // default DEFAULT_LINK_WINDOW_BYTES: growth stops when all windows sum to this
+  /** The path's RTT measured below the mux (a link's own pings, not queued behind its streams); default: the mux's PINGs. */
+  pathRttMs?: () => number | null;
   maxStreams?: number; // default 1024; a SYN beyond it gets RST
   maxFramePayloadBytes?: number; // default 16 KiB, at most 65535
   channelHighWaterBytes?: number; // default CHANNEL_HIGH_WATER_BYTES
@@ -90,6 +92,7 @@ export class Mux {
   #windowTotalBytes = 0; // the sum of the open streams' receive windows
   /** The smallest PING round trip seen: the path's own, without the queues a transfer builds up. */
   #minRttMs: number | null = null;
+  readonly #pathRttMs: (() => number | null) | undefined;
   #rttMeasuredMs = -Infinity;
   #rttPingInFlight = false;
   readonly #maxStreams: number;
@@ -112,6 +115,7 @@ export class Mux {
     this.#windowBytes = checkedInteger("streamWindowBytes", init.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES, MIN_STREAM_WINDOW_BYTES, MAX_STREAM_WINDOW_BYTES);
     this.#maxStreamWindowBytes = checkedInteger("maxStreamWindowBytes", init.maxStreamWindowBytes ?? Math.max(this.#windowBytes, DEFAULT_MAX_STREAM_WINDOW_BYTES), this.#windowBytes, MAX_STREAM_WINDOW_BYTES);
     this.#linkWindowBytes = checkedInteger("linkWindowBytes", init.linkWindowBytes ?? DEFAULT_LINK_WINDOW_BYTES, 0, Number.MAX_SAFE_INTEGER);
+    this.#pathRttMs = init.pathRttMs;
     this.#maxStreams = checkedInteger("maxStreams", init.maxStreams ?? DEFAULT_MAX_STREAMS, 1, 2 ** 31);
     this.#maxFramePayloadBytes = checkedInteger("maxFramePayloadBytes", init.maxFramePayloadBytes ?? DEFAULT_MAX_FRAME_PAYLOAD_BYTES, 1, MAX_FRAME_PAYLOAD_BYTES);
     this.#channelHighWaterBytes = checkedInteger("channelHighWaterBytes", init.channelHighWaterBytes ?? CHANNEL_HIGH_WATER_BYTES, 1, Number.MAX_SAFE_INTEGER);
@@ -172,6 +176,8 @@ export class Mux {
 
   readonly #host: StreamHost = {
     rttMs: () => {
+      const pathRttMs = this.#pathRttMs?.() ?? null;
+      if (pathRttMs !== null) return pathRttMs;
       if (performance.now() - this.#rttMeasuredMs > RTT_REFRESH_MS) this.#measureRtt();
       return this.#minRttMs;
     },

@@ -96,7 +96,7 @@ export class Link {
       );
       this.scheduleKcp(0);
     }
-    this.mux = new Mux(channel, { side: init.role });
+    this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs });
     this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
   }
 

@@ -336,6 +336,21 @@ describe("mux flow control", () => {
     expect(peakTotalBytes).toBeLessThanOrEqual(linkWindowBytes);
   });
 
+  it("takes the RTT from pathRttMs when the link below the mux knows it", async () => {
+    // The channel has 20 ms each way, where the mux's own PINGs grow the window (the long fat test
+    // above). A path that reports 0.1 ms makes bandwidth x RTT tiny: the window must stay as it is.
+    const { client, server } = muxPair({ channel: { latencyMs: 20 }, server: { pathRttMs: () => 0.1 } });
+    const accepted = acceptNext(server);
+    const stream = client.openStream();
+    const data = randomBytes(4 * MiB);
+    const written = writeAll(stream, data, 256 * KiB);
+    const receiver = await accepted;
+    const digest = readAll(receiver).then(sha256);
+    await written;
+    expect(await digest).toBe(sha256(data));
+    expect(receiver.receiveWindowBytes).toBe(DEFAULT_STREAM_WINDOW_BYTES);
+  });
+
   it("keeps a slow reader's window at the initial size", async () => {
     const { client, server } = muxPair({ channel: { latencyMs: 20 } });
     const accepted = acceptNext(server);
