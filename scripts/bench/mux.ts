@@ -112,6 +112,8 @@ function printTable(rows: Record<string, string | number>[]): void {
 const totalBytes = parseMib() * MiB;
 const unlimited = { label: "memory", channel: {} };
 const limited = { label: "memory 100 MB/s", channel: { bytesPerSecond: 100e6 } };
+// A long fat path: 40 ms round trip at 100 MB/s; one 256 KiB window per round trip would cap a stream at 6.5 MB/s.
+const longFat = { label: "memory 100 MB/s 20 ms", channel: { bytesPerSecond: 100e6, latencyMs: 20 } };
 const rows: Row[] = [
   { ...unlimited, streams: 1, framePayloadBytes: DEFAULT_MAX_FRAME_PAYLOAD_BYTES },
   { ...unlimited, streams: 16, framePayloadBytes: DEFAULT_MAX_FRAME_PAYLOAD_BYTES },
@@ -119,6 +121,7 @@ const rows: Row[] = [
   { ...unlimited, streams: 16, framePayloadBytes: 65535 },
   { ...unlimited, streams: 1, framePayloadBytes: 1200 }, // about one KCP segment
   { ...limited, streams: 16, framePayloadBytes: DEFAULT_MAX_FRAME_PAYLOAD_BYTES },
+  { ...longFat, streams: 1, framePayloadBytes: DEFAULT_MAX_FRAME_PAYLOAD_BYTES },
 ];
 const results = [];
 for (const row of rows) {

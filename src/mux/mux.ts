@@ -3,6 +3,15 @@ import { decodeFrame, decodeU32, encodeFrame, encodeU32, Flag, MAX_FRAME_PAYLOAD
 import { MuxStream, type StreamHost } from "./stream.ts";
 
 export const DEFAULT_STREAM_WINDOW_BYTES = 256 * 1024;
+/** A stream's receive window auto-tunes up to this (bandwidth x RTT: 8 MiB is 1.3 Gbit/s at 50 ms). */
+export const DEFAULT_MAX_STREAM_WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * Streams grow their windows only while the sum of all windows on the mux stays within this, so what
+ * one link can make its receiver buffer stays max(this, streams x the initial window).
+ */
+export const DEFAULT_LINK_WINDOW_BYTES = 16 * 1024 * 1024;
+/** The RTT that window auto-tuning uses is measured again (one PING) when older than this. */
+export const RTT_REFRESH_MS = 5_000;
 export const DEFAULT_MAX_STREAMS = 1024;
 export const DEFAULT_MAX_FRAME_PAYLOAD_BYTES = 16 * 1024;
 /** The mux stops feeding DATA while the channel holds more than this; it resumes on onDrain. */
@@ -29,7 +38,11 @@ export interface MuxChannel {
 
 export interface MuxInit {
   side: "initiator" | "responder";
-  streamWindowBytes?: number; // default 256 KiB
+  streamWindowBytes?: number; // default 256 KiB: each stream's initial receive window
+  maxStreamWindowBytes?: number; // default DEFAULT_MAX_STREAM_WINDOW_BYTES: how far auto-tuning grows one
+  linkWindowBytes?: number; // default DEFAULT_LINK_WINDOW_BYTES: growth stops when all windows sum to this
+  /** The path's RTT measured below the mux (a link's own pings, not queued behind its streams); default: the mux's PINGs. */
+  pathRttMs?: () => number | null;
   maxStreams?: number; // default 1024; a SYN beyond it gets RST
   maxFramePayloadBytes?: number; // default 16 KiB, at most 65535
   channelHighWaterBytes?: number; // default CHANNEL_HIGH_WATER_BYTES
@@ -74,6 +87,14 @@ export class Mux {
   readonly #channel: MuxChannel;
   readonly #side: MuxInit["side"];
   readonly #windowBytes: number;
+  readonly #maxStreamWindowBytes: number;
+  readonly #linkWindowBytes: number;
+  #windowTotalBytes = 0; // the sum of the open streams' receive windows
+  /** The smallest PING round trip seen: the path's own, without the queues a transfer builds up. */
+  #minRttMs: number | null = null;
+  readonly #pathRttMs: (() => number | null) | undefined;
+  #rttMeasuredMs = -Infinity;
+  #rttPingInFlight = false;
   readonly #maxStreams: number;
   readonly #maxFramePayloadBytes: number;
   readonly #channelHighWaterBytes: number;
@@ -92,6 +113,9 @@ export class Mux {
     this.#channel = channel;
     this.#side = init.side;
     this.#windowBytes = checkedInteger("streamWindowBytes", init.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES, MIN_STREAM_WINDOW_BYTES, MAX_STREAM_WINDOW_BYTES);
+    this.#maxStreamWindowBytes = checkedInteger("maxStreamWindowBytes", init.maxStreamWindowBytes ?? Math.max(this.#windowBytes, DEFAULT_MAX_STREAM_WINDOW_BYTES), this.#windowBytes, MAX_STREAM_WINDOW_BYTES);
+    this.#linkWindowBytes = checkedInteger("linkWindowBytes", init.linkWindowBytes ?? DEFAULT_LINK_WINDOW_BYTES, 0, Number.MAX_SAFE_INTEGER);
+    this.#pathRttMs = init.pathRttMs;
     this.#maxStreams = checkedInteger("maxStreams", init.maxStreams ?? DEFAULT_MAX_STREAMS, 1, 2 ** 31);
     this.#maxFramePayloadBytes = checkedInteger("maxFramePayloadBytes", init.maxFramePayloadBytes ?? DEFAULT_MAX_FRAME_PAYLOAD_BYTES, 1, MAX_FRAME_PAYLOAD_BYTES);
     this.#channelHighWaterBytes = checkedInteger("channelHighWaterBytes", init.channelHighWaterBytes ?? CHANNEL_HIGH_WATER_BYTES, 1, Number.MAX_SAFE_INTEGER);
@@ -151,6 +175,20 @@ export class Mux {
   // ---------- stream host ----------
 
   readonly #host: StreamHost = {
+    rttMs: () => {
+      const pathRttMs = this.#pathRttMs?.() ?? null;
+      if (pathRttMs !== null) return pathRttMs;
+      if (performance.now() - this.#rttMeasuredMs > RTT_REFRESH_MS) this.#measureRtt();
+      return this.#minRttMs;
+    },
+    growWindow: (stream, wantedBytes) => {
+      const current = stream.receiveWindowBytes;
+      const grownBytes = Math.min(wantedBytes, this.#maxStreamWindowBytes) - current;
+      const allowedBytes = Math.min(grownBytes, this.#linkWindowBytes - this.#windowTotalBytes);
+      if (allowedBytes <= 0) return current;
+      this.#windowTotalBytes += allowedBytes;
+      return current + allowedBytes;
+    },
     dataQueued: (stream) => {
       if (stream.hasSendable()) this.#ready.add(stream);
       this.#pump();
@@ -168,6 +206,7 @@ export class Mux {
   #addStream(id: number): MuxStream {
     const stream = new MuxStream(id, this.#host, this.#windowBytes);
     this.#streams.set(id, stream);
+    this.#windowTotalBytes += this.#windowBytes;
     this.stats.streamsOpen = this.#streams.size;
     return stream;
   }
@@ -175,6 +214,7 @@ export class Mux {
   #removeStream(stream: MuxStream): void {
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
+    this.#windowTotalBytes -= stream.receiveWindowBytes;
     this.#ready.delete(stream);
     this.stats.streamsOpen = this.#streams.size;
   }
@@ -282,7 +322,20 @@ export class Mux {
     if (!ping) return; // answered after its timeout
     this.#pings.delete(id);
     clearTimeout(ping.timer);
-    ping.resolve(performance.now() - ping.startedMs);
+    const rttMs = performance.now() - ping.startedMs;
+    this.#minRttMs = Math.min(this.#minRttMs ?? rttMs, rttMs);
+    this.#rttMeasuredMs = performance.now();
+    ping.resolve(rttMs);
+  }
+
+  /** One PING at a time, for window auto-tuning; its answer lands in #minRttMs. */
+  #measureRtt(): void {
+    if (this.#rttPingInFlight || this.#closeReason !== null) return;
+    this.#rttPingInFlight = true;
+    const done = () => {
+      this.#rttPingInFlight = false;
+    };
+    this.ping().then(done, done);
   }
 
   #onSyn(id: number): void {
@@ -325,6 +378,7 @@ export class Mux {
     const error = new MuxError("MUX_CLOSED", `mux closed: ${reason}`);
     for (const stream of [...this.#streams.values()]) stream.abort(error);
     this.#streams.clear();
+    this.#windowTotalBytes = 0;
     this.#ready.clear();
     this.stats.streamsOpen = 0;
     for (const ping of this.#pings.values()) {

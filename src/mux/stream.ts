@@ -10,6 +10,14 @@ const MAX_SEND_CREDIT_BYTES = 0xffffffff;
 
 /** What a stream needs from its mux; kept off the public Mux API. */
 export interface StreamHost {
+  /**
+   * The link's round-trip time, or null before its first sample (asking starts a measurement). The
+   * smallest sample: a smoothed one would include the queue a transfer builds (on loopback, or a box
+   * short of CPU, milliseconds of it), grow windows where bandwidth x RTT is small, and so feed the queue.
+   */
+  rttMs(): number | null;
+  /** Asks to grow the stream's receive window to `wantedBytes`; returns the window it may have. */
+  growWindow(stream: MuxStream, wantedBytes: number): number;
   dataQueued(stream: MuxStream): void;
   sendFin(stream: MuxStream): void;
   sendWindow(stream: MuxStream, incrementBytes: number): void;
@@ -34,11 +42,16 @@ interface PendingWrite {
  * One multiplexed stream, a node:stream Duplex.
  * Flow control: the peer may send at most `windowBytes` beyond what our application has read. Our
  * `_write` callback is held while we have no credit, so write()/pipe() backpressure reaches the app.
+ * The receive window auto-tunes as QUIC's (quic-go) does: when the application read what it read
+ * since the last update faster than the window allows at the link's (minimum) RTT (half a window or
+ * more in under 4 x fraction x RTT), the window doubles, up to the mux's per-stream and per-link bounds. A
+ * slow reader never triggers it, so its stream stays at one initial window. WINDOW frames carry
+ * increments, so a larger window is only a larger increment: the wire format does not change.
  */
 export class MuxStream extends Duplex {
   readonly id: number;
   readonly #host: StreamHost;
-  readonly #windowBytes: number;
+  #windowBytes: number;
   #sendCreditBytes: number;
   #pending: PendingWrite | null = null;
   #grantedBytes: number; // credit granted to the peer so far, the initial window included
@@ -48,6 +61,8 @@ export class MuxStream extends Duplex {
   #finReceived = false;
   #silentDestroy = false; // the peer already knows (it reset us) or the mux is gone: no RST
   #grantCheckQueued = false;
+  #epochStartMs = performance.now();
+  #epochStartConsumedBytes = 0;
 
   /** @internal Streams come from Mux.openStream() and Mux.onStream(). */
   constructor(id: number, host: StreamHost, windowBytes: number) {
@@ -71,6 +86,10 @@ export class MuxStream extends Duplex {
   /** Bytes the peer may still send us: what we buffer never exceeds this plus readableLength. */
   get peerCreditBytes(): number {
     return this.#grantedBytes - this.#receivedBytes;
+  }
+  /** Bytes the peer may send beyond what the application has read; grows with bandwidth x RTT. */
+  get receiveWindowBytes(): number {
+    return this.#windowBytes;
   }
   get bytesIn(): number {
     return this.#receivedBytes;
@@ -177,9 +196,22 @@ export class MuxStream extends Duplex {
   #grantConsumed(): void {
     if (this.#finReceived || this.destroyed) return;
     const consumedBytes = this.#receivedBytes - this.readableLength;
+    if (consumedBytes + this.#windowBytes - this.#grantedBytes < this.#windowBytes / 2) return;
+    this.#autoTune(consumedBytes);
     const incrementBytes = consumedBytes + this.#windowBytes - this.#grantedBytes;
-    if (incrementBytes < this.#windowBytes / 2) return;
     this.#grantedBytes += incrementBytes;
     this.#host.sendWindow(this, incrementBytes);
+  }
+
+  /** At each update: double the window if this epoch's reads came faster than the window allows. */
+  #autoTune(consumedBytes: number): void {
+    const nowMs = performance.now();
+    const fraction = (consumedBytes - this.#epochStartConsumedBytes) / this.#windowBytes;
+    const rttMs = this.#host.rttMs();
+    if (rttMs !== null && nowMs - this.#epochStartMs < 4 * fraction * rttMs) {
+      this.#windowBytes = this.#host.growWindow(this, 2 * this.#windowBytes);
+    }
+    this.#epochStartMs = nowMs;
+    this.#epochStartConsumedBytes = consumedBytes;
   }
 }

@@ -1,6 +1,6 @@
 import type { SecureSession } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { Mux, type MuxChannel } from "../mux/index.ts";
+import { DEFAULT_STREAM_WINDOW_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
 import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
 import { Kcp, KCP_FAST } from "./kcp.ts";
 import type { Path, PathKind } from "./path.ts";
@@ -96,7 +96,10 @@ export class Link {
       );
       this.scheduleKcp(0);
     }
-    this.mux = new Mux(channel, { side: init.role });
+    // Windows grow on TCP paths only: over KCP a grown window fills KCP's queue to the mux's high-water
+    // mark, and KCP_FAST (no congestion control) then resent up to 65% of its segments on a loaded box.
+    const streamWindow = path.reliable ? {} : { maxStreamWindowBytes: DEFAULT_STREAM_WINDOW_BYTES };
+    this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...streamWindow });
     this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
   }
 

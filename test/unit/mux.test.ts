@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import {
   createMemoryChannelPair,
   decodeFrame,
+  DEFAULT_MAX_STREAM_WINDOW_BYTES,
+  DEFAULT_STREAM_WINDOW_BYTES,
   encodeFrame,
   Flag,
   type MemoryChannelOptions,
@@ -289,6 +291,91 @@ describe("mux flow control", () => {
     const stalledRead = readAll(stalledAtServer);
     await stalledWrite;
     expect(sha256(await stalledRead)).toBe(sha256(stalledData));
+  });
+
+  it("grows a long fat stream's window beyond the initial 256 KiB, within its bound", async () => {
+    // 20 ms each way: one initial window per 40 ms round trip is 6.5 MB/s, far below what the channel carries.
+    const { client, server } = muxPair({ channel: { latencyMs: 20 } });
+    const accepted = acceptNext(server);
+    const stream = client.openStream();
+    const data = randomBytes(16 * MiB);
+    let peakCreditBytes = 0;
+    const sampler = setInterval(() => (peakCreditBytes = Math.max(peakCreditBytes, stream.sendCreditBytes)), 1);
+    try {
+      const written = writeAll(stream, data, 256 * KiB);
+      const receiver = await accepted;
+      const digest = readAll(receiver).then(sha256);
+      await written;
+      expect(await digest).toBe(sha256(data));
+      // The sender saw the larger window as credit: more than one initial window at once.
+      expect(peakCreditBytes).toBeGreaterThan(DEFAULT_STREAM_WINDOW_BYTES);
+      expect(receiver.receiveWindowBytes).toBeGreaterThan(DEFAULT_STREAM_WINDOW_BYTES);
+      expect(receiver.receiveWindowBytes).toBeLessThanOrEqual(DEFAULT_MAX_STREAM_WINDOW_BYTES);
+      expect(client.stats.protocolErrors + server.stats.protocolErrors).toBe(0);
+    } finally {
+      clearInterval(sampler);
+    }
+  });
+
+  it("stops growing windows when the streams of a link hold linkWindowBytes together", async () => {
+    const linkWindowBytes = 2 * MiB;
+    const { client, server } = muxPair({ channel: { latencyMs: 20 }, server: { linkWindowBytes } });
+    const receivers: MuxStream[] = [];
+    const digests: Promise<string>[] = [];
+    let peakTotalBytes = 0;
+    server.onStream((stream) => {
+      receivers.push(stream);
+      digests.push(readAll(stream).then(sha256));
+      stream.on("data", () => (peakTotalBytes = Math.max(peakTotalBytes, receivers.reduce((sum, s) => sum + s.receiveWindowBytes, 0))));
+    });
+    const sends = Array.from({ length: 4 }, () => ({ stream: client.openStream(), data: randomBytes(6 * MiB) }));
+    await Promise.all(sends.map(({ stream, data }) => writeAll(stream, data, 256 * KiB)));
+    await waitFor(() => digests.length === sends.length, "streams accepted");
+    expect(await Promise.all(digests)).toEqual(sends.map(({ data }) => sha256(data)));
+    expect(peakTotalBytes).toBeGreaterThan(sends.length * DEFAULT_STREAM_WINDOW_BYTES); // some grew
+    expect(peakTotalBytes).toBeLessThanOrEqual(linkWindowBytes);
+  });
+
+  it("takes the RTT from pathRttMs when the link below the mux knows it", async () => {
+    // The channel has 20 ms each way, where the mux's own PINGs grow the window (the long fat test
+    // above). A path that reports 0.1 ms makes bandwidth x RTT tiny: the window must stay as it is.
+    const { client, server } = muxPair({ channel: { latencyMs: 20 }, server: { pathRttMs: () => 0.1 } });
+    const accepted = acceptNext(server);
+    const stream = client.openStream();
+    const data = randomBytes(4 * MiB);
+    const written = writeAll(stream, data, 256 * KiB);
+    const receiver = await accepted;
+    const digest = readAll(receiver).then(sha256);
+    await written;
+    expect(await digest).toBe(sha256(data));
+    expect(receiver.receiveWindowBytes).toBe(DEFAULT_STREAM_WINDOW_BYTES);
+  });
+
+  it("keeps a slow reader's window at the initial size", async () => {
+    const { client, server } = muxPair({ channel: { latencyMs: 20 } });
+    const accepted = acceptNext(server);
+    const stream = client.openStream();
+    const data = randomBytes(768 * KiB);
+    const written = writeAll(stream, data);
+    const receiver = await accepted;
+    // 16 KiB per 50 ms (320 KB/s): half a window takes 400 ms to read, 5x the 80 ms that would grow it.
+    const chunks: Buffer[] = [];
+    let ended = false;
+    receiver.on("end", () => (ended = true));
+    const reader = setInterval(() => {
+      const chunk = receiver.read(Math.min(16 * KiB, receiver.readableLength)) as Buffer | null;
+      if (chunk) chunks.push(chunk);
+      else receiver.read(0);
+    }, 50);
+    try {
+      await written;
+      await waitFor(() => ended, "the slow reader to read everything", 20_000);
+    } finally {
+      clearInterval(reader);
+    }
+    expect(sha256(Buffer.concat(chunks))).toBe(sha256(data));
+    expect(receiver.receiveWindowBytes).toBe(DEFAULT_STREAM_WINDOW_BYTES);
+    expect(stream.sendCreditBytes).toBeLessThanOrEqual(DEFAULT_STREAM_WINDOW_BYTES);
   });
 
   it("resets a stream whose peer sends DATA beyond the granted window", async () => {
