@@ -13,13 +13,14 @@
 // (utime + stime from /proc/PID/stat). It prints every run, then medians per tree and their ratio.
 // The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
 
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, REPO_ROOT, waitFor } from "../../test/helpers/processes.ts";
 import { listening, spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { cleanUpOnExit, cpuSeconds, median } from "./lab-measure.ts";
 
 const { values } = parseArgs({ options: { baseline: { type: "string" }, seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
 const SECONDS = Number(values.seconds);
@@ -27,7 +28,6 @@ const ROUNDS = Number(values.rounds);
 const STATUS_PORT = 27191;
 const IPERF_PORT = 5201;
 const APP_PORT = 5202;
-const CLOCK_TICKS_PER_S = 100;
 const PINGS = 10;
 if (!values.baseline || !existsSync(join(values.baseline, "src/cli/inp2pc.ts")) || !existsSync(join(values.baseline, "node_modules"))) {
   console.error("--baseline must name a checkout with src/cli/inp2pc.ts and a node_modules (see the header of this file)");
@@ -43,19 +43,7 @@ type Tree = keyof typeof TREES;
 let lab: Lab | undefined;
 let workDir = "";
 const procs: Proc[] = [];
-
-async function cleanUp(): Promise<void> {
-  for (const proc of procs) await proc.stop();
-  await lab?.down();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void cleanUp().finally(() => process.exit(130)));
-
-/** CPU seconds a process has used so far (all its threads). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
-}
+const cleanUp = cleanUpOnExit("A/B bench", () => ({ procs, lab, workDir }));
 
 async function iperf(ns: string, host: string, port: number, seconds: number): Promise<{ mbps: number; bytes: number; retransmits: number }> {
   const result = await lab!.exec(ns, ["iperf3", "-c", host, "-p", String(port), "-t", String(seconds), "-J"], { timeoutMs: (seconds + 20) * 1000 });
@@ -111,11 +99,6 @@ async function measurePair(tree: Tree, emptyDir: string): Promise<Run> {
   }
 }
 
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 async function main(): Promise<void> {
   console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; base = ${TREES.base}, this = ${TREES.this}`);

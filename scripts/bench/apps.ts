@@ -16,13 +16,13 @@
 // KCP / TCP path and TCP path / socat.
 // The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cleanupStaleLabs, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, listening, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { benchOptions, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, printTable, ratio, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, printTable, ratio, type Transfer } from "./lab-measure.ts";
 
 const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
 const IPERF_PORT = 5201;
@@ -42,21 +42,7 @@ interface Forward {
 let lab: Lab | undefined;
 let workDir = "";
 const procs: Proc[] = [];
-let cleaning: Promise<void> | undefined;
-
-function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const proc of procs) await proc.stop();
-    await lab?.down();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const)
-  process.on(signal, () => {
-    console.error(`\napps bench: ${signal}, cleaning up`);
-    void cleanUp().finally(() => process.exit(130));
-  });
+const cleanUp = cleanUpOnExit("apps bench", () => ({ procs, lab, workDir }));
 
 const hostNs = (site: "a" | "b") => lab!.sites[site]!.hostNs;
 

@@ -11,13 +11,14 @@
 // packets were dropped: a's TUN queue, b's UDP receive buffer. Medians over the rounds.
 // The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
 
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
 import { Proc, waitFor } from "../../test/helpers/processes.ts";
 import { labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { cleanUpOnExit, ensureCommands, median } from "./lab-measure.ts";
 
 const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
 const SECONDS = Number(values.seconds);
@@ -31,18 +32,7 @@ const FLOOD_LEAD_S = 1;
 let lab: Lab | undefined;
 let workDir = "";
 const procs: Proc[] = [];
-
-async function cleanUp(): Promise<void> {
-  for (const proc of procs) await proc.stop();
-  await lab?.down();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void cleanUp().finally(() => process.exit(130)));
-
-async function ensureIperf3(): Promise<void> {
-  if (Bun.spawnSync(["sh", "-c", "command -v iperf3"]).exitCode === 0) return;
-  if (Bun.spawnSync(["apt-get", "install", "-y", "-q", "iperf3"], { stdout: "inherit", stderr: "inherit" }).exitCode !== 0) throw new Error("iperf3 is missing and apt-get could not install it");
-}
+const cleanUp = cleanUpOnExit("fairness bench", () => ({ procs, lab, workDir }));
 
 /** iperf3 from `ns` to `ip`:`port` for `seconds`; received Mbit/s. */
 async function iperf(ns: string, ip: string, port: number, seconds: number, extra: string[] = []): Promise<number> {
@@ -59,10 +49,9 @@ async function drops(senderNs: string, receiverNs: string): Promise<{ tun: numbe
   return { tun: Number(tun.stdout.trim().split("\n")[0] ?? 0), udp: Number(udp.stdout.match(/UdpRcvbufErrors\s+(\d+)/)?.[1] ?? 0) };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  await ensureIperf3();
+  await ensureCommands([["iperf3", "iperf3"], ["nstat", "iproute2"]]);
   await cleanupStaleLabs();
   workDir = mkdtempSync(join(tmpdir(), "inp2p-bench-fairness-"));
   const emptyDir = join(workDir, "cwd");

@@ -1,10 +1,11 @@
 // Measurements shared by the NAT-lab data-plane benches (sdwan.ts, apps.ts): Debian packages installed
 // when missing, iperf3 TCP and ping between namespaces, and the CPU time and memory of the processes
 // that carry the traffic, read from /proc.
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { hasCommand, run, type Lab } from "../natlab/lab.ts";
 import { formatTable } from "../../src/log/table.ts";
+import type { Proc } from "../../test/helpers/processes.ts";
 
 /** Kernel clock ticks a second, the unit of utime/stime in /proc/PID/stat (USER_HZ: 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -17,6 +18,36 @@ const CHILDREN_REAPED_TIMEOUT_MS = 5_000;
 const BYTES_PER_GB = 1e9;
 const IPERF_BUSY_ATTEMPTS = 20;
 const IPERF_BUSY_RETRY_MS = 500;
+
+/** What a bench made, read when it cleans up: its processes, its lab, other files, its temp dir. */
+export interface BenchLeftovers {
+  procs: readonly Proc[];
+  lab?: Lab;
+  files?: readonly string[];
+  workDir: string;
+}
+
+/**
+ * The clean-up of a bench: stops its processes, takes its lab down and removes its files, once, whether
+ * it is called at the end, on an error, or on SIGINT/SIGTERM (then the bench exits 130).
+ */
+export function cleanUpOnExit(bench: string, leftovers: () => BenchLeftovers): () => Promise<void> {
+  let cleaning: Promise<void> | undefined;
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      const { procs, lab, files = [], workDir } = leftovers();
+      for (const proc of procs) await proc.stop();
+      await lab?.down();
+      for (const file of files) rmSync(file, { force: true });
+      if (workDir) rmSync(workDir, { recursive: true, force: true });
+    })());
+  for (const signal of ["SIGINT", "SIGTERM"] as const)
+    process.on(signal, () => {
+      console.error(`\n${bench}: ${signal}, cleaning up`);
+      void cleanUp().finally(() => process.exit(130));
+    });
+  return cleanUp;
+}
 
 /** The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file; exits 2 on a bad one. */
 export function benchOptions(): { seconds: number; rounds: number; json: string | undefined } {

@@ -21,13 +21,13 @@
 // The lab, its processes, the wireguard-go sockets and temp dirs are removed at the end, on error and
 // on Ctrl-C.
 
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { benchOptions, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printTable, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printTable, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
 
 const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
 const PINGS_PER_ROUND = 20;
@@ -54,22 +54,7 @@ let lab: Lab | undefined;
 let workDir = "";
 const procs: Proc[] = [];
 const wireguardSockets: string[] = [];
-let cleaning: Promise<void> | undefined;
-
-function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const proc of procs) await proc.stop();
-    await lab?.down();
-    for (const socket of wireguardSockets) rmSync(socket, { force: true });
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const)
-  process.on(signal, () => {
-    console.error(`\nSDWAN bench: ${signal}, cleaning up`);
-    void cleanUp().finally(() => process.exit(130));
-  });
+const cleanUp = cleanUpOnExit("SDWAN bench", () => ({ procs, lab, files: wireguardSockets, workDir }));
 
 async function must(ns: string, argv: string[], input?: string): Promise<string> {
   const result = await lab!.exec(ns, argv, { input, timeoutMs: 60_000 });
