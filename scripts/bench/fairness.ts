@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
 import { Proc, waitFor } from "../../test/helpers/processes.ts";
-import { labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
 import { cleanUpOnExit, ensureCommands, median } from "./lab-measure.ts";
 
 const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
@@ -66,7 +66,16 @@ async function main(): Promise<void> {
   const overlayIp = await waitFor("b's virtual address", async () => (await labClientStatus(lab!, b.hostNs, emptyDir, STATUS_PORT)).sdwan?.address ?? undefined, 15_000, 200);
   for (const port of [TCP_PORT, FLOOD_PORT]) procs.push(new Proc(lab.spawn(b.hostNs, ["iperf3", "-s", "-p", String(port)])));
   await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
-  const link = (await labClientStatus(lab, a.hostNs, emptyDir, STATUS_PORT)).peers.b?.link;
+  // The first link may be a relay carrying the first bytes while the punch runs: measure the direct one.
+  const link = await waitFor(
+    "a direct link from a to b",
+    async () => {
+      const kind = (await labClientStatus(lab!, a.hostNs, emptyDir, STATUS_PORT)).peers.b?.link;
+      return (DIRECT_LINK_KINDS as readonly string[]).includes(kind) ? (kind as string) : undefined;
+    },
+    30_000,
+    300,
+  );
   const load = Bun.spawnSync(["cat", "/proc/loadavg"]).stdout.toString().trim();
 
   const rows: { alone: number; shared: number; flood: number }[] = [];
