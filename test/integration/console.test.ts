@@ -13,6 +13,9 @@ import { appToml, exposeToml, freePort, INP2PS, linkedClientStatus, runToEnd, st
 const WAIT_MS = 15_000;
 const WAITING = /waiting for approval/;
 const CHROMIUM = Bun.which("chromium") ?? Bun.which("chromium-browser") ?? undefined;
+/** How long one start of Chromium may take to print its DevTools address, and how many starts are tried. */
+const BROWSER_START_TIMEOUT_MS = 20_000;
+const BROWSER_START_ATTEMPTS = 3;
 /** Why this test cannot run here; in CI it must run (scripts/natlab/deps.sh installs chromium). */
 const skipReason = CHROMIUM ? undefined : "`chromium` missing (apt package chromium; run scripts/natlab/deps.sh)";
 if (skipReason && process.env.CI !== "true") console.warn(`console browser test skipped: ${skipReason}`);
@@ -51,10 +54,25 @@ describe.skipIf(skipReason !== undefined && process.env.CI !== "true")("the web 
     echo = await startEcho();
     beta = await approvedNode("beta", exposeToml(`127.0.0.1:${echo.port}`));
     alpha = await approvedNode("alpha", appToml({ name: "echo", listen: await freePort(), peer: "beta", target: echo.port }));
-    browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, acceptInsecureCerts: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    browser = await launchBrowser();
     page = await browser.newPage();
     await page.setViewport({ width: 1280, height: 900 });
-  }, 60_000);
+  }, 90_000);
+
+  /**
+   * Chromium prints its DevTools address within a quarter second here, but once in a fresh-clone run
+   * the launcher saw nothing for 30 s: a start that does not answer is tried again (three tries).
+   */
+  async function launchBrowser(): Promise<Browser> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await puppeteer.launch({ executablePath: CHROMIUM, headless: true, acceptInsecureCerts: true, timeout: BROWSER_START_TIMEOUT_MS, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+      } catch (err) {
+        if (attempt >= BROWSER_START_ATTEMPTS) throw err;
+        console.warn(`chromium did not start (attempt ${attempt} of ${BROWSER_START_ATTEMPTS}): ${(err as Error).message}`);
+      }
+    }
+  }
 
   afterAll(async () => {
     await browser?.close();
