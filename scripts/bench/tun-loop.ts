@@ -62,7 +62,7 @@ packet.writeUInt16BE(0, 26);
 const writeUntil = performance.now() + SECONDS * 1000;
 await new Promise<void>((done) => {
   const burst = () => {
-    for (let i = 0; i < 64; i++) tun.write(packet);
+    for (let i = 0; i < 64; i++) tun.write(packet, false);
     if (performance.now() < writeUntil) setImmediate(burst);
     else setTimeout(done, 200);
   };

@@ -20,7 +20,8 @@
 // requester cannot use it to amplify.
 // A flow id is unique among the sending node's flows, so a reply reaches only the flow it answers;
 // the serving node keys a flow by peer, flow id and target. SDWAN's ipPacket (3) is the type
-// byte followed by one IP packet (src/sdwan/overlay.ts).
+// byte followed by one IP packet (src/sdwan/overlay.ts); ipPacketPartialChecksum (5) the same, its
+// TCP or UDP checksum field holding only the pseudo-header sum (src/sdwan/offload.ts).
 
 import { AppProtocolError, decodeFramedJson, encodeFramedJson } from "./framed-json.ts";
 import { parseSpeedtestRequest, type SpeedtestRequest } from "./speedtest.ts";
@@ -28,7 +29,7 @@ import { parseSpeedtestRequest, type SpeedtestRequest } from "./speedtest.ts";
 export { AppProtocolError, MAX_STREAM_HEADER_BYTES } from "./framed-json.ts";
 
 /** First byte of a link datagram: who it is for. */
-export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4 } as const;
+export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4, ipPacketPartialChecksum: 5 } as const;
 
 /** Why a serving node refused a stream or a UDP flow, with its byte in a udpRefused datagram. */
 export const RefusalCode = { NOT_EXPOSED: 1, UNREACHABLE: 2 } as const;

@@ -103,7 +103,7 @@ export class Overlay {
       this.init.logger.error(`SDWAN is off: ${this.error}; everything else keeps running`);
       return false;
     }
-    this.tun.start((packet) => this.fromDevice(packet));
+    this.tun.start((packet, checksumPartial) => this.fromDevice(packet, checksumPartial));
     this.init.logger.info("SDWAN interface created", { device: this.tun.name });
     return true;
   }
@@ -206,7 +206,8 @@ export class Overlay {
   /** A link to a peer came up: its datagrams may carry IP packets for us. */
   attach(peer: string, link: Link): void {
     link.onDatagram((datagram) => {
-      if (datagram[0] !== DatagramType.ipPacket || !this.tun) return;
+      const type = datagram[0];
+      if ((type !== DatagramType.ipPacket && type !== DatagramType.ipPacketPartialChecksum) || !this.tun) return;
       const packet = datagram.subarray(1);
       const addresses = ipv4Addresses(packet);
       const member = this.members.get(peer) ?? this.lingering.get(peer);
@@ -215,7 +216,7 @@ export class Overlay {
         return;
       }
       this.stats.packetsIn++;
-      this.tun.write(packet);
+      this.tun.write(packet, type === DatagramType.ipPacketPartialChecksum);
     });
     const queued = this.pending.get(peer);
     if (queued) {
@@ -238,7 +239,7 @@ export class Overlay {
     };
   }
 
-  private fromDevice(packet: Buffer): void {
+  private fromDevice(packet: Buffer, checksumPartial: boolean): void {
     const addresses = ipv4Addresses(packet);
     const member = addresses && this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member;
     if (!member) {
@@ -246,7 +247,7 @@ export class Overlay {
       return;
     }
     const datagram = Buffer.allocUnsafe(packet.length + 1);
-    datagram[0] = DatagramType.ipPacket;
+    datagram[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
     packet.copy(datagram, 1);
     const link = this.init.peers.link(member.name);
     if (link) {

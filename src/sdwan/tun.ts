@@ -1,9 +1,11 @@
-import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readSync, writevSync } from "node:fs";
 import { FfiUnavailableError, loadKoffi } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
+import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
 
 // A Linux TUN device through koffi: open /dev/net/tun (non-blocking), ioctl(TUNSETIFF) with IFF_TUN |
-// IFF_NO_PI (bare IP packets, no 4-byte header). Reading: poll() runs on koffi's worker thread, and
+// IFF_NO_PI | IFF_VNET_HDR (IP packets behind a virtio_net_hdr, with the TSO and checksum offloads of
+// offload.ts: super-packets in, segments out, and back). Reading: poll() runs on koffi's worker thread, and
 // when the device is readable the loop drains every queued packet with plain non-blocking reads, so
 // one thread hop serves a whole burst. (An asynchronous fs.read per packet managed ~3k packets/s;
 // this, ~160k: scripts/bench/tun-loop.ts.) Writes are synchronous and never block; a full queue drops.
@@ -11,12 +13,16 @@ import { TUN_DEVICE_PATH } from "./doctor.ts";
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+const TUNSETOFFLOAD = 0x400454d0;
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
 const IFNAMSIZ = 16;
 const IFREQ_BYTES = 40;
 const EPERM = 1;
 const EBUSY = 16;
-/** Largest packet read from the device: the interface MTU is far below this. */
-const READ_BUFFER_BYTES = 65_536;
+/** Largest packet read from the device (a TCP super-packet) and its virtio_net_hdr. */
+const READ_BUFFER_BYTES = 65_536 + VNET_HEADER_BYTES;
 const POLLIN = 0x0001;
 const POLLFD_BYTES = 8;
 /** poll() wakes up this often with nothing to read, so that close() is noticed. */
@@ -35,14 +41,18 @@ export class TunError extends Error {
 
 export interface TunDevice {
   readonly name: string;
-  /** Starts the read loop: `onPacket` gets each IP packet (its buffer is reused: copy to keep it). */
-  start(onPacket: (packet: Buffer) => void): void;
-  write(packet: Uint8Array): void;
+  /**
+   * Starts the read loop: `onPacket` gets each IP packet of at most the MTU (its buffer is reused: copy to
+   * keep it), and whether its TCP/UDP checksum is left partial (see offload.ts).
+   */
+  start(onPacket: (packet: Buffer, checksumPartial: boolean) => void): void;
+  /** Queues a packet for the device: what is written in one turn of the event loop goes at its end, runs of a TCP flow as one. */
+  write(packet: Buffer, checksumPartial: boolean): void;
   close(): void;
 }
 
 interface TunCalls {
-  ioctl(fd: number, request: number, type: string, arg: Buffer): number;
+  ioctl(fd: number, request: number, type: string, arg: Buffer | number): number;
   /** poll() on a worker thread; calls back with its result. */
   pollAsync(fds: Buffer, count: number, timeoutMs: number, done: (err: unknown, result: number) => void): void;
 }
@@ -74,7 +84,7 @@ export function openTun(name: string): TunDevice {
   }
   const request = Buffer.alloc(IFREQ_BYTES);
   request.write(name);
-  request.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFNAMSIZ);
+  request.writeUInt16LE(IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, IFNAMSIZ);
   let result: number;
   try {
     result = tunCalls().ioctl(fd, TUNSETIFF, "uint8_t *", request);
@@ -91,11 +101,26 @@ export function openTun(name: string): TunDevice {
     throw new TunError("TUN_FAILED", `ioctl(TUNSETIFF) for ${name} failed with errno ${errno}`);
   }
   const actualName = request.subarray(0, IFNAMSIZ).toString("utf8").replace(/\0.*$/s, "");
+  // Without the offloads (an old kernel) the device still speaks virtio_net_hdr, just never hands over a super-packet.
+  tunCalls().ioctl(fd, TUNSETOFFLOAD, "unsigned long", TUN_F_CSUM | TUN_F_TSO4);
   let closed = false;
+  const coalescer = new Coalescer((parts) => {
+    try {
+      writevSync(fd, parts);
+    } catch {
+      // the interface is down or the packet was refused: IP is best-effort, drop it
+    }
+  });
+  let flushQueued = false;
+  const flush = () => {
+    flushQueued = false;
+    if (!closed) coalescer.flush();
+  };
   return {
     name: actualName,
     start(onPacket) {
       const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      const scratch = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const pollFd = Buffer.alloc(POLLFD_BYTES);
       pollFd.writeInt32LE(fd, 0);
       pollFd.writeInt16LE(POLLIN, 4);
@@ -108,7 +133,11 @@ export function openTun(name: string): TunDevice {
             return; // EAGAIN: the queue is empty
           }
           if (bytes <= 0) return;
-          onPacket(buffer.subarray(0, bytes));
+          try {
+            splitRead(buffer.subarray(0, bytes), scratch, onPacket);
+          } catch (err) {
+            if (!(err instanceof OffloadError)) throw err; // the kernel sent what we did not ask for: drop it
+          }
           if (closed) return;
         }
       };
@@ -120,13 +149,12 @@ export function openTun(name: string): TunDevice {
         });
       wait();
     },
-    write(packet) {
+    write(packet, checksumPartial) {
       if (closed) return;
-      try {
-        writeSync(fd, packet);
-      } catch {
-        // the interface is down or the packet was refused: IP is best-effort, drop it
-      }
+      coalescer.add(packet, checksumPartial);
+      if (flushQueued) return;
+      flushQueued = true;
+      queueMicrotask(flush);
     },
     close() {
       if (closed) return;

@@ -14,7 +14,7 @@ const MAX_RELEASES = 100;
 function slowHost() {
   const waiting: (() => void)[] = [];
   const addresses = new Set<string>();
-  let onPacket: (packet: Buffer) => void = () => {};
+  let onPacket: (packet: Buffer, checksumPartial: boolean) => void = () => {};
   const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, close: () => {} };
   const system: OverlaySystem = {
     openTun: () => tun,
@@ -42,7 +42,7 @@ function slowHost() {
     ip[0] = 0x45;
     Buffer.from("10.9.0.1".split(".").map(Number)).copy(ip, 12);
     Buffer.from(destination.split(".").map(Number)).copy(ip, 16);
-    onPacket(ip);
+    onPacket(ip, false);
   }
   return { system, addresses, finishNewestFirst, packet };
 }
