@@ -1,7 +1,8 @@
 // Measurements shared by the NAT-lab data-plane benches (sdwan.ts, apps.ts): Debian packages installed
 // when missing, iperf3 TCP and ping between namespaces, and the CPU time and memory of the processes
 // that carry the traffic, read from /proc.
-import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { hasCommand, run, type Lab } from "../natlab/lab.ts";
 import { formatTable } from "../../src/log/table.ts";
@@ -49,16 +50,59 @@ export function cleanUpOnExit(bench: string, leftovers: () => BenchLeftovers): (
   return cleanUp;
 }
 
-/** The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file; exits 2 on a bad one. */
-export function benchOptions(): { seconds: number; rounds: number; json: string | undefined } {
-  const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" } } });
+/**
+ * The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file, `--profile`
+ * directory (inp2pc runs under Bun's CPU profiler; see printProfiles); exits 2 on a bad one.
+ */
+export function benchOptions(): { seconds: number; rounds: number; json: string | undefined; profile: string | undefined } {
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" }, profile: { type: "string" } } });
   const positiveInteger = (name: string, text: string) => {
     const value = Number(text);
     if (Number.isInteger(value) && value >= 1) return value;
     console.error(`--${name} takes a positive integer, got ${JSON.stringify(text)}`);
     process.exit(2);
   };
-  return { seconds: positiveInteger("seconds", values.seconds), rounds: positiveInteger("rounds", values.rounds), json: values.json };
+  return { seconds: positiveInteger("seconds", values.seconds), rounds: positiveInteger("rounds", values.rounds), json: values.json, profile: values.profile };
+}
+
+/** The environment that makes a Bun program write a CPU profile into `dir` when it exits. */
+export const profilerEnv = (dir: string): Record<string, string> => ({ BUN_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` });
+
+/**
+ * The functions a process spent its samples in during `windows` (wall-clock ms), from the CPU profiles
+ * Bun wrote into `dir` at its exit (self time, the top `count`). Sampling while the JS thread is busy,
+ * so the shares are of its busy time; names with no file are native (system calls, node:crypto).
+ */
+export function printProfiles(dir: string, title: string, windows: readonly { startMs: number; endMs: number }[], count = 15): void {
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
+  if (files.length === 0) return console.log(`${title}: no CPU profile in ${dir}`);
+  const bySelf = new Map<string, number>();
+  let total = 0;
+  for (const file of files) {
+    const profile = JSON.parse(readFileSync(join(dir, file), "utf8")) as CpuProfile;
+    const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+    let atUs = profile.startTime;
+    profile.samples.forEach((id, i) => {
+      atUs += profile.timeDeltas[i] ?? 0;
+      const atMs = atUs / 1000;
+      if (!windows.some((w) => atMs >= w.startMs && atMs <= w.endMs)) return;
+      const frame = frames.get(id);
+      if (!frame || frame.functionName === "(root)" || frame.functionName === "(program)" || frame.functionName === "(idle)") return;
+      const where = frame.url ? ` ${frame.url.split("/").slice(-2).join("/")}:${frame.lineNumber + 1}` : "";
+      const name = `${frame.functionName || "(anonymous)"}${where}`;
+      bySelf.set(name, (bySelf.get(name) ?? 0) + 1);
+      total++;
+    });
+  }
+  console.log(`\n${title}: ${total} samples in the transfers, self time`);
+  printTable([["share", "function"], ...[...bySelf].sort((x, y) => y[1] - x[1]).slice(0, count).map(([name, n]) => [`${((100 * n) / total).toFixed(1)}%`, name])]);
+}
+
+interface CpuProfile {
+  startTime: number;
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
 }
 
 /** Installs the Debian packages of the missing commands (`[command, package]` pairs); throws saying what to do when it cannot. */
@@ -135,6 +179,9 @@ export interface Transfer {
   cpuSeconds: number;
   /** Largest resident memory of the measured processes (summed) seen during the transfer, MB. */
   rssMb: number;
+  /** When the transfer ran (wall clock, ms). */
+  startMs: number;
+  endMs: number;
 }
 
 /**
@@ -143,6 +190,7 @@ export interface Transfer {
  */
 export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: number; seconds: number; reverse: boolean; pids: readonly number[] }): Promise<Transfer> {
   const cpuBefore = opts.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const startMs = Date.now();
   let rssMb = 0;
   const sampleRss = () => (rssMb = Math.max(rssMb, opts.pids.reduce((sum, pid) => sum + treeRssMb(pid), 0)));
   const sampler = setInterval(sampleRss, RSS_SAMPLE_INTERVAL_MS);
@@ -159,6 +207,7 @@ export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: nu
   } finally {
     clearInterval(sampler);
   }
+  const endMs = Date.now();
   sampleRss();
   for (const pid of opts.pids) await childrenReaped(pid);
   const cpuAfter = opts.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
@@ -175,6 +224,8 @@ export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: nu
     retransmits: report.end.sum_sent.retransmits,
     cpuSeconds: cpuAfter - cpuBefore,
     rssMb,
+    startMs,
+    endMs,
   };
 }
 

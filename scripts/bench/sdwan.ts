@@ -3,8 +3,11 @@
 // one NAT-lab run with interleaved rounds. Needs root, iproute2, nftables, iperf3 and ping; installs
 // Debian's wireguard-go, wireguard-tools and nebula when missing (apt-get).
 //
-//   node_modules/.bin/bun scripts/bench/sdwan.ts [--seconds 5] [--rounds 3] [--json figures.json]
+//   node_modules/.bin/bun scripts/bench/sdwan.ts [--seconds 5] [--rounds 3] [--json figures.json] [--profile DIR]
 //
+// --profile DIR: both inp2pc run under Bun's CPU profiler (BUN_OPTIONS=--cpu-prof, written into DIR/a
+// and DIR/b at their exit), and the end prints where each spent its time during inp2p's a -> b
+// transfers: a sending, b receiving.
 // Two public sites ("a", "b") on the lab's bridge, and inp2ps. Between the hosts of a and b:
 //   raw path       b's public address
 //   inp2p SDWAN    inp2pc with [client.sdwan] at both ends (udp-direct), b's virtual address
@@ -27,9 +30,9 @@ import { join, resolve } from "node:path";
 import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printTable, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printProfiles, printTable, profilerEnv, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
 
-const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
+const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR } = benchOptions();
 const PINGS_PER_ROUND = 20;
 const STATUS_PORT = 27190;
 const UP_TIMEOUT_MS = 30_000;
@@ -80,7 +83,7 @@ async function startInp2p(emptyDir: string): Promise<{ system: System; serverPid
   const pids: number[] = [];
   for (const site of SITES) {
     const config = writeClientConfig(lab!, join(workDir, site), { node: site, statusPort: STATUS_PORT, extra: ["[client.sdwan]", "enabled = true"] });
-    const proc = await startLabClient(lab!, hostNs(site), config, emptyDir);
+    const proc = await startLabClient(lab!, hostNs(site), config, emptyDir, PROFILE_DIR ? profilerEnv(join(PROFILE_DIR, site)) : {});
     procs.push(proc);
     pids.push(proc.child.pid!);
   }
@@ -258,11 +261,20 @@ async function main(): Promise<void> {
     writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, serverRssMb, tunLoop: tun, systems: figures }, null, 2) + "\n");
     console.log(`figures written to ${JSON_FILE}`);
   }
+  inp2pTransfers = runs[1]!;
 }
+
+/** inp2p's transfers, for the profiles printed once its processes have exited (and written them). */
+let inp2pTransfers: { ab: Transfer[]; ba: Transfer[] } | undefined;
 
 main()
   .catch((err) => {
     console.error(`SDWAN bench failed: ${(err as Error).message}`);
     process.exitCode = 1;
   })
-  .finally(() => cleanUp());
+  .finally(async () => {
+    await cleanUp();
+    if (!PROFILE_DIR || !inp2pTransfers) return;
+    printProfiles(join(PROFILE_DIR, "a"), "a, sending (a -> b)", inp2pTransfers.ab);
+    printProfiles(join(PROFILE_DIR, "b"), "b, receiving (a -> b)", inp2pTransfers.ab);
+  });

@@ -9,6 +9,7 @@ import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactio
 import { loadLibc } from "../sdwan/ffi.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 import type { PathReceiver } from "./path.ts";
+import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, udpGsoSender, type GsoSend } from "./udp-gso.ts";
 
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 
@@ -29,6 +30,10 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 /** Packets handed to the kernel in one sendMany at most (sendmmsg takes up to 1024). */
 const UDP_SEND_BATCH_MAX_PACKETS = 256;
+/** Runs shorter than this go with sendMany: GSO pays from a few datagrams on. */
+const GSO_MIN_RUN_DATAGRAMS = 4;
+/** GSO sends that failed in a row before the endpoint stops trying them. */
+const GSO_FAILURES_BEFORE_OFF = 16;
 /** Received UDP packets waiting to be handled; about a KCP window and a half. */
 const UDP_QUEUE_MAX_PACKETS = 4096;
 /** Longest stretch spent handling queued UDP before other I/O gets a turn. */
@@ -98,6 +103,9 @@ export class PeerEndpoint {
   private outbox: (Uint8Array | number | string)[] = [];
   private flushQueued = false;
   private lastRemote = { text: "", host: "", port: 0 };
+  /** Sends runs of datagrams with UDP_SEGMENT; undefined without FFI. */
+  private gsoSend?: GsoSend;
+  private gsoFailures = 0;
   private queueHead = 0;
   private draining = false;
   /** Packets dropped because the receive queue was full. */
@@ -122,6 +130,8 @@ export class PeerEndpoint {
       },
     });
     this.enlargeBuffers(this.udp);
+    const fd = (this.udp as unknown as { fd?: number }).fd;
+    if (typeof fd === "number") this.gsoSend = udpGsoSender(fd);
     await new Promise<void>((done, fail) => {
       this.tcp.once("error", fail);
       this.tcp.listen(this.init.tcpPort ?? 0, host, () => done());
@@ -287,6 +297,56 @@ export class PeerEndpoint {
     this.outbox = [];
     const udp = this.udp;
     if (!udp || udp.closed) return;
+    if (this.gsoSend) return this.sendRuns(batch);
+    this.sendEach(batch);
+  }
+
+  /**
+   * Runs of datagrams of one size to one address (the records of a TUN super-packet) go with GSO, one
+   * system call each; the rest, in their order among them, with sendMany.
+   */
+  private sendRuns(batch: (Uint8Array | number | string)[]): void {
+    let plainFrom = 0;
+    for (let i = 0; i < batch.length; ) {
+      const end = this.runEnd(batch, i);
+      if ((end - i) / 3 < GSO_MIN_RUN_DATAGRAMS) {
+        i = end;
+        continue;
+      }
+      if (plainFrom < i) this.sendEach(batch.slice(plainFrom, i));
+      const datagrams: Uint8Array[] = [];
+      for (let j = i; j < end; j += 3) datagrams.push(batch[j] as Uint8Array);
+      if (this.gsoSend!(datagrams, datagrams[0]!.length, batch[i + 2] as string, batch[i + 1] as number)) this.gsoFailures = 0;
+      else {
+        this.sendEach(batch.slice(i, end));
+        // A kernel without UDP_SEGMENT, or a route whose device cannot take it (EIO): stop trying.
+        if (++this.gsoFailures >= GSO_FAILURES_BEFORE_OFF) {
+          this.gsoSend = undefined;
+          this.init.logger.debug("UDP segmentation offload is off: the kernel refused it", { failures: this.gsoFailures });
+        }
+      }
+      plainFrom = i = end;
+    }
+    if (plainFrom < batch.length) this.sendEach(plainFrom === 0 ? batch : batch.slice(plainFrom));
+  }
+
+  /** Where the run of same-sized datagrams to the same address that starts at `start` ends (the last may be shorter). */
+  private runEnd(batch: (Uint8Array | number | string)[], start: number): number {
+    const size = (batch[start] as Uint8Array).length;
+    let bytes = size;
+    let end = start + 3;
+    while (end < batch.length && (end - start) / 3 < GSO_MAX_SEGMENTS && batch[end + 1] === batch[start + 1] && batch[end + 2] === batch[start + 2]) {
+      const length = (batch[end] as Uint8Array).length;
+      if (length > size || bytes + length > GSO_MAX_BYTES) break;
+      bytes += length;
+      end += 3;
+      if (length < size) break;
+    }
+    return end;
+  }
+
+  private sendEach(batch: (Uint8Array | number | string)[]): void {
+    const udp = this.udp!;
     try {
       udp.sendMany(batch);
     } catch {

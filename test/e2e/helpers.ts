@@ -106,8 +106,9 @@ export function writeClientConfig(
 }
 
 /** Starts inp2pc from its config inside `ns`; resolves once it has logged in. */
-export async function startLabClient(lab: Lab, ns: string, configPath: string, cwd: string): Promise<Proc> {
-  const proc = spawnIn(lab, ns, cwd, [BUN, INP2PC, "--config", configPath]);
+export async function startLabClient(lab: Lab, ns: string, configPath: string, cwd: string, env: Record<string, string> = {}): Promise<Proc> {
+  const setEnv = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+  const proc = spawnIn(lab, ns, cwd, [...(setEnv.length > 0 ? ["env", ...setEnv] : []), BUN, INP2PC, "--config", configPath]);
   await proc.waitForOutput(/logged in/, 15_000);
   return proc;
 }

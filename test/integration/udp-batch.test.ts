@@ -50,6 +50,35 @@ describe("UDP send batching", () => {
     expect(received.every((packet, i) => packet.equals(packets[i]!))).toBe(true);
   });
 
+  it("runs of one size to one address (sent with UDP segmentation offload) mixed with other sizes and addresses: each arrives intact, in order", async () => {
+    const [a, b] = await endpoints();
+    const [c] = await endpoints();
+    const atB: Buffer[] = [];
+    const atC: Buffer[] = [];
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => atB.push(packet));
+    c.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => atC.push(packet));
+    const random = prng(SEED + 1);
+    // Runs of 1-120 packets, each run one size (its last packet sometimes shorter), to b or to c.
+    const sent: { packet: Buffer; to: "b" | "c" }[] = [];
+    for (let n = 0; sent.length < 800; n++) {
+      const size = 40 + Math.floor(random() * 1400);
+      const count = 1 + Math.floor(random() * 120);
+      const to = random() < 0.7 ? "b" : "c";
+      for (let i = 0; i < count; i++) {
+        const packet = randomBytes(random, i === count - 1 && random() < 0.5 ? Math.max(8, size - 20) : size);
+        packet.writeUInt32BE(sent.length, 0);
+        sent.push({ packet, to });
+      }
+    }
+    for (const { packet, to } of sent) a.sendUdp(packet, endpointText("127.0.0.1", (to === "b" ? b : c).udpPort));
+    const toB = sent.filter((s) => s.to === "b").map((s) => s.packet);
+    const toC = sent.filter((s) => s.to === "c").map((s) => s.packet);
+    await waitFor("every packet at b and c", () => (atB.length >= toB.length && atC.length >= toC.length) || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(atB.map((p) => p.readUInt32BE(0))).toEqual(toB.map((p) => p.readUInt32BE(0)));
+    expect(atC.map((p) => p.readUInt32BE(0))).toEqual(toC.map((p) => p.readUInt32BE(0)));
+    expect(atB.every((p, i) => p.equals(toB[i]!)) && atC.every((p, i) => p.equals(toC[i]!))).toBe(true);
+  });
+
   it("a bad destination in a batch drops only its own packet, throws nowhere, and sends after close are dropped", async () => {
     const [a, b] = await endpoints();
     const received: number[] = [];
