@@ -14,7 +14,7 @@
 #
 # For tests only (test/integration/install.test.ts, release.test.ts):
 #   INP2P_TEST_RELEASE_PUBLIC_KEY  PEM of the key to verify SHA256SUMS.sig with, instead of the release key
-#   INP2P_TEST_LIB_DIR             where to look for the musl loader ld-musl-*, instead of /lib
+#   INP2P_TEST_LIB_DIR             where to look for the loaders ld-musl-* and ld-linux-*, instead of /lib /lib64
 # (`uname` is faked by putting another one first on PATH.)
 set -eu
 
@@ -65,10 +65,15 @@ detect_platform() {
     aarch64 | arm64) arch_name=arm64 ;;
     *) no_build "$os_name-$arch" ;;
   esac
-  libc_suffix=""
-  for loader in "${INP2P_TEST_LIB_DIR:-/lib}"/ld-musl-*; do
-    if [ -e "$loader" ]; then libc_suffix=-musl; fi
+  # musl when its loader is there and glibc's is not: Debian's `musl` package adds ld-musl-* to glibc systems.
+  musl="" glibc=""
+  for loader in ${INP2P_TEST_LIB_DIR:-/lib /lib64}/ld-*; do
+    case "$loader" in
+      */ld-musl-*) musl=1 ;;
+      */ld-linux-*) glibc=1 ;;
+    esac
   done
+  if [ -n "$musl" ] && [ -z "$glibc" ]; then libc_suffix=-musl; else libc_suffix=""; fi
   echo "$os_name-$arch_name$libc_suffix"
 }
 

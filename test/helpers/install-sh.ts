@@ -43,11 +43,13 @@ export interface FakeMachine {
   /** What `uname -m` prints. */
   machine: string;
   musl: boolean;
+  /** A glibc system that also has the musl loader (Debian's `musl` package installs one). */
+  glibcToo?: boolean;
 }
 
 /**
- * A directory holding a `uname` that reports Linux on the given CPU, and a stand-in for /lib that
- * holds a musl loader when the machine is musl. Returns the env that points install.sh at them.
+ * A directory holding a `uname` that reports Linux on the given CPU, and a stand-in for /lib and /lib64
+ * that holds a musl loader when the machine is musl (and a glibc loader beside it when glibcToo). Returns the env that points install.sh at them.
  */
 export function fakeMachine(dir: string, machine: FakeMachine): Record<string, string> {
   const bin = join(dir, "fake-bin");
@@ -57,6 +59,7 @@ export function fakeMachine(dir: string, machine: FakeMachine): Record<string, s
   writeFileSync(join(bin, "uname"), `#!/bin/sh\ncase "$1" in -m) echo ${machine.machine} ;; *) echo Linux ;; esac\n`);
   chmodSync(join(bin, "uname"), 0o755);
   if (machine.musl) writeFileSync(join(lib, `ld-musl-${machine.machine}.so.1`), "");
+  if (machine.glibcToo) writeFileSync(join(lib, `ld-linux-${machine.machine}.so.2`), "");
   return { PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`, INP2P_TEST_LIB_DIR: lib };
 }
 

@@ -157,6 +157,13 @@ describe("install.sh", () => {
     expect(ran.stdout.toString().trim()).toBe(`inp2pc ${FAKE_VERSION} ${platform}`);
   });
 
+  test("installs the glibc build on a glibc system that also has the musl loader (Debian's musl package)", async () => {
+    const t = freshTarget("glibc-and-musl", { machine: "x86_64", musl: true, glibcToo: true });
+    const run = await runInstall(["--role", "client"], { ...t.env, INP2P_BASE_URL: `${server.url}/good` });
+    expect(run.exitCode).toBe(0);
+    expect(Bun.spawnSync([join(t.prefix, "bin", "inp2pc")]).stdout.toString().trim()).toBe(`inp2pc ${FAKE_VERSION} linux-x64`);
+  });
+
   test("names the builds there are when this CPU has none", async () => {
     const t = freshTarget("armv7", { machine: "armv7l", musl: true });
     const run = await runInstall(["--role", "client"], { ...t.env, INP2P_BASE_URL: `${server.url}/good` });
