@@ -66,7 +66,7 @@ export function loadKoffi(): KoffiModule {
   } catch (err) {
     if (err instanceof FfiUnavailableError) throw err;
     throw new FfiUnavailableError(
-      `cannot load the koffi native module for ${platform} (it needs libstdc++ and libgcc_s): ${(err as Error).message}`,
+      `cannot load the koffi native module for ${platform} (a compiled binary writes it to $TMPDIR or /tmp first; it needs libstdc++.so.6 and libgcc_s.so.1): ${(err as Error).message}`,
       { cause: err },
     );
   }

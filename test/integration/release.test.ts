@@ -1,10 +1,12 @@
 // The release matrix, built once in a temp dir and signed with a test key: the layout, checksums and
 // signatures install.sh relies on; each target's ELF (CPU, loader, libraries) and embedded koffi
 // prebuilt; each build run where this machine can run it (x64 natively, arm64 under qemu-user; musl
-// cannot run here, see README); and install.sh installing each target's set from a local HTTP server.
+// cannot run here, see README); install.sh installing each target's set from a local HTTP server; and
+// the container's root filesystem (scripts/container-rootfs.sh, as the Dockerfile runs it) running
+// the programs in a chroot.
 
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -16,6 +18,7 @@ const ROOT = resolve(import.meta.dirname, "../..");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
 const BUILD_TIMEOUT_MS = 300_000;
 const QEMU_RUN_TIMEOUT_MS = 60_000;
+const CHROOT_RUN_TIMEOUT_MS = 30_000;
 const QEMU_LD_PREFIX = "/usr/aarch64-linux-gnu";
 const TARGET_FILES = [
   "inp2ps", "inp2pc", "inp2ps.example.toml", "inp2pc.example.toml", "inp2ps.service", "inp2pc.service",
@@ -89,6 +92,12 @@ const noQemu = skipReason(
 );
 const noOpenssl = skipReason("openssl verification", missing({ openssl: Bun.which("openssl") !== null }));
 const notX64 = process.arch === "x64" ? undefined : skipReason("native x64 run", `this machine is ${process.arch}`);
+const noChroot = skipReason(
+  "container root filesystem",
+  process.getuid?.() !== 0
+    ? "needs root (chroot, unshare)"
+    : missing({ "unshare (util-linux)": Bun.which("unshare") !== null, chroot: Bun.which("chroot") !== null, "ldconfig (libc-bin)": Bun.which("ldconfig", { PATH: "/usr/sbin:/sbin:/usr/bin:/bin" }) !== null }),
+);
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), "inp2p-release-"));
@@ -238,4 +247,36 @@ describe("the release matrix (scripts/build.ts)", () => {
       server.stop();
     }
   });
+
+  test.skipIf(noChroot)(
+    "the container's root filesystem holds the programs and their libraries only, and both run in it",
+    () => {
+      const rootfs = join(tmp, "rootfs");
+      const env = { PATH: "/usr/sbin:/sbin:/usr/bin:/bin" };
+      const assemble = run(["sh", join(ROOT, "scripts", "container-rootfs.sh"), join(dist, `linux-${process.arch}`), rootfs], env);
+      expect(assemble.exitCode, assemble.stderr).toBe(0);
+      const listed = Bun.spawnSync(["find", ".", "-type", "f"], { cwd: rootfs, stdout: "pipe" }).stdout.toString().trim().split("\n");
+      const libDir = process.arch === "x64" ? "x86_64-linux-gnu" : "aarch64-linux-gnu";
+      const loader = process.arch === "x64" ? "./lib64/ld-linux-x86-64.so.2" : "./lib/ld-linux-aarch64.so.1";
+      expect(listed.sort()).toEqual(
+        [
+          "./usr/local/bin/inp2ps", "./usr/local/bin/inp2pc", loader,
+          ...["libc.so.6", "libdl.so.2", "libm.so.6", "libpthread.so.0", "libstdc++.so.6", "libgcc_s.so.1"].map((lib) => `./lib/${libDir}/${lib}`),
+        ].sort(),
+      );
+      // What a container engine adds at run time: a PID namespace with its own /proc (Bun needs it).
+      mkdirSync(join(rootfs, "proc"));
+      const inContainer = (args: string[]) =>
+        run(["unshare", "--mount", "--pid", "--fork", `--mount-proc=${join(rootfs, "proc")}`, "chroot", rootfs, ...args], env);
+      for (const binary of ["inp2ps", "inp2pc"]) {
+        const version = inContainer([`/usr/local/bin/${binary}`, "--version"]);
+        expect(version.exitCode, version.stderr).toBe(0);
+        expect(version.stdout).toContain(`${binary}/${pkg.version} (bun `);
+      }
+      const doctor = inContainer(["/usr/local/bin/inp2pc", "doctor", "--system", "--json"]);
+      const ffi = JSON.parse(doctor.stdout).layers.find((l: { name: string }) => l.name === "system ffi");
+      expect(ffi.status, ffi.measured).toBe("ok");
+    },
+    CHROOT_RUN_TIMEOUT_MS,
+  );
 });
