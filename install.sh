@@ -33,10 +33,11 @@ usage() {
   cat <<'EOF'
 Usage: install.sh --role client|server
 
-Downloads the inp2p client (inp2pc) or server (inp2ps) for this machine, checks it against the
-release SHA256SUMS (and that file's Ed25519 signature, when openssl is installed), installs it to $PREFIX/bin (default /usr/local/bin), writes an example config
-to $INP2P_CONFIG_DIR (default /etc/inp2p) unless one exists, and enables a systemd unit when
-systemd is running (set INP2P_NO_SYSTEMD=1 to skip).
+Downloads the inp2p client (inp2pc) or server (inp2ps) for this machine (x64 or arm64, glibc or
+musl), checks it against the release SHA256SUMS and, when openssl is installed, that file's Ed25519
+signature, installs it to $PREFIX/bin (default /usr/local/bin), writes an example config to
+$INP2P_CONFIG_DIR (default /etc/inp2p) unless one exists, and enables a systemd unit when systemd
+is running (set INP2P_NO_SYSTEMD=1 to skip).
 
 Options:
   --role client|server   what to install (required)

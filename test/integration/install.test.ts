@@ -2,7 +2,7 @@
 // with a test key; `uname` and the musl loader are faked per test (test/helpers/install-sh.ts).
 
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -216,6 +216,30 @@ describe("install.sh", () => {
     expect(allowed.exitCode).toBe(0);
     expect(allowed.stdout).toContain("Warning: the release is unsigned");
     expect(Bun.spawnSync([join(t.prefix, "bin", "inp2pc")]).stdout.toString().trim()).toBe(`inp2pc ${FAKE_VERSION} linux-x64`);
+  });
+
+  test("without openssl it installs on checksums alone, says the signature was not checked, and still refuses a bad checksum", async () => {
+    const t = freshTarget("no-openssl");
+    // A PATH with what install.sh runs, except openssl.
+    const tools = join(t.dir, "tools");
+    mkdirSync(tools);
+    for (const tool of ["sh", "curl", "awk", "sed", "grep", "sort", "tr", "mktemp", "cp", "mv", "rm", "mkdir", "chmod", "sha256sum", "cat"]) {
+      const path = Bun.which(tool);
+      if (!path) throw new Error(`${tool} is not installed`);
+      symlinkSync(path, join(tools, tool));
+    }
+    const env = { ...t.env, PATH: `${t.env.PATH!.split(":")[0]}:${tools}` };
+    const run = await runInstall(["--role", "client"], { ...env, INP2P_BASE_URL: `${server.url}/good` });
+    expect(run.stderr).toBe("");
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toContain("Warning: openssl is not installed: the release signature was not checked (the checksums are)");
+    expect(run.stdout).toContain("Checksums OK");
+
+    const corrupt = freshTarget("no-openssl-corrupt");
+    const refused = await runInstall(["--role", "client"], { ...corrupt.env, PATH: env.PATH, INP2P_BASE_URL: `${server.url}/corrupt` });
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/checksum mismatch for inp2pc/);
+    expect(existsSync(corrupt.prefix)).toBe(false);
   });
 
   test("the real release key verifies nothing the test key signed", async () => {
