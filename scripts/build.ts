@@ -8,6 +8,9 @@
 //
 //   bun scripts/build.ts [--target linux-x64|linux-x64-musl|linux-arm64|linux-arm64-musl] [--outdir dist]
 //                        [--signing-key ed25519-private.pem]   (default: $INP2P_RELEASE_SIGNING_KEY)
+//
+// The signing key must be the release key (src/crypto/release-key.ts); tests sign with a key of their
+// own and name its public half in $INP2P_TEST_RELEASE_PUBLIC_KEY (PEM), which install.sh reads too.
 
 import { createHash, createPrivateKey, createPublicKey, sign, type KeyObject } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -149,7 +152,6 @@ function loadSigningKey(file: string): KeyObject {
     throw new BuildError(`the signing key ${file} is ${key.asymmetricKeyType}, not an Ed25519 key`);
   }
   const publicPem = createPublicKey(key).export({ type: "spki", format: "pem" }).toString();
-  // Tests sign with a key of their own and name its public half in this variable (install.sh reads it too).
   const expected = process.env[TEST_PUBLIC_KEY_ENV] || RELEASE_PUBLIC_KEY_PEM;
   if (publicPem.trim() !== expected.trim()) {
     throw new BuildError(
