@@ -10,9 +10,21 @@
 #   SYSTEMD_DIR       unit directory (default /etc/systemd/system)
 #   INP2P_NO_SYSTEMD  set to skip installing the systemd unit
 #   INP2P_FORCE_SYSTEMD  set to install the unit even when systemd does not seem to be running
+#   INP2P_ALLOW_UNSIGNED set to install a release that has no SHA256SUMS.sig (a build made without a key)
+#
+# For tests only (test/integration/install.test.ts, release.test.ts):
+#   INP2P_TEST_RELEASE_PUBLIC_KEY  PEM of the key to verify SHA256SUMS.sig with, instead of the release key
+#   INP2P_TEST_LIB_DIR             where to look for the loaders ld-musl-* and ld-linux-*, instead of /lib /lib64
+# (`uname` is faked by putting another one first on PATH.)
 set -eu
 
 DEFAULT_BASE_URL=https://github.com/inp2p/inp2p/releases/latest/download
+# The platforms releases are built for (scripts/build.ts), named when a release index cannot be read.
+KNOWN_PLATFORMS="linux-x64 linux-x64-musl linux-arm64 linux-arm64-musl"
+# The Ed25519 key that signs each SHA256SUMS (the same as RELEASE_PUBLIC_KEY_PEM in src/crypto/release-key.ts).
+RELEASE_PUBLIC_KEY='-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAEzQrA3TTcV++TLcIWrkoKWv90Ampymnkg1NixGxnTsU=
+-----END PUBLIC KEY-----'
 
 tmp_dir=""
 partial_file=""
@@ -21,10 +33,11 @@ usage() {
   cat <<'EOF'
 Usage: install.sh --role client|server
 
-Downloads the inp2p client (inp2pc) or server (inp2ps) for this machine, checks it against the
-release SHA256SUMS, installs it to $PREFIX/bin (default /usr/local/bin), writes an example config
-to $INP2P_CONFIG_DIR (default /etc/inp2p) unless one exists, and enables a systemd unit when
-systemd is running (set INP2P_NO_SYSTEMD=1 to skip).
+Downloads the inp2p client (inp2pc) or server (inp2ps) for this machine (x64 or arm64, glibc or
+musl), checks it against the release SHA256SUMS and, when openssl is installed, that file's Ed25519
+signature, installs it to $PREFIX/bin (default /usr/local/bin), writes an example config to
+$INP2P_CONFIG_DIR (default /etc/inp2p) unless one exists, and enables a systemd unit when systemd
+is running (set INP2P_NO_SYSTEMD=1 to skip).
 
 Options:
   --role client|server   what to install (required)
@@ -46,24 +59,73 @@ detect_platform() {
   arch=$(uname -m)
   case "$os" in
     Linux) os_name=linux ;;
-    *) die "unsupported platform: $os $arch (inp2p ships linux-x64 and linux-arm64)" ;;
+    *) no_build "$os-$arch" ;;
   esac
   case "$arch" in
     x86_64 | amd64) arch_name=x64 ;;
     aarch64 | arm64) arch_name=arm64 ;;
-    *) die "unsupported platform: $os $arch (inp2p ships linux-x64 and linux-arm64)" ;;
+    *) no_build "$os_name-$arch" ;;
   esac
-  echo "$os_name-$arch_name"
+  # musl when its loader is there and glibc's is not: Debian's `musl` package adds ld-musl-* to glibc systems.
+  musl="" glibc=""
+  for loader in ${INP2P_TEST_LIB_DIR:-/lib /lib64}/ld-*; do
+    case "$loader" in
+      */ld-musl-*) musl=1 ;;
+      */ld-linux-*) glibc=1 ;;
+    esac
+  done
+  if [ -n "$musl" ] && [ -z "$glibc" ]; then libc_suffix=-musl; else libc_suffix=""; fi
+  echo "$os_name-$arch_name$libc_suffix"
 }
 
-download() { # url file
+# The platforms this release has, from the index at the top of the release (`<sha256>  <platform>/<file>`).
+released_platforms() {
+  if try_download "$base_url/SHA256SUMS" "$tmp_dir/index" 2>/dev/null; then
+    awk '{ n = index($2, "/"); if (n > 0) print substr($2, 1, n - 1) }' "$tmp_dir/index" | sort -u | tr '\n' ' ' | sed 's/ $//'
+  else
+    echo "$KNOWN_PLATFORMS"
+  fi
+}
+
+no_build() { # platform
+  die "there is no inp2p build for $1 (builds: $(released_platforms))"
+}
+
+try_download() { # url file
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 -o "$2" "$1" || die "download failed: $1"
+    curl -fsSL --retry 3 -o "$2" "$1"
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$2" "$1" || die "download failed: $1"
+    wget -q -O "$2" "$1"
   else
     die "neither curl nor wget is installed"
   fi
+}
+
+download() { # url file
+  try_download "$1" "$2" || die "download failed: $1"
+}
+
+# Checks $tmp_dir/SHA256SUMS.sig against the release key with openssl (OpenSSL 3 verifies raw Ed25519).
+verify_signature() {
+  if ! try_download "$base_url/$platform/SHA256SUMS.sig" "$tmp_dir/SHA256SUMS.sig" 2>/dev/null; then
+    [ -n "${INP2P_ALLOW_UNSIGNED:-}" ] ||
+      die "the release has no $platform/SHA256SUMS.sig; refusing to install an unsigned release (set INP2P_ALLOW_UNSIGNED=1 to install it anyway)"
+    say "Warning: the release is unsigned (no SHA256SUMS.sig); installing it because INP2P_ALLOW_UNSIGNED is set"
+    return 0
+  fi
+  if ! command -v openssl >/dev/null 2>&1; then
+    say "Warning: openssl is not installed: the release signature was not checked (the checksums are)"
+    return 0
+  fi
+  if ! openssl pkeyutl -help 2>&1 | grep -q rawin; then
+    say "Warning: this openssl cannot verify Ed25519 signatures (OpenSSL 3 can): the release signature was not checked (the checksums are)"
+    return 0
+  fi
+  printf '%s\n' "${INP2P_TEST_RELEASE_PUBLIC_KEY:-$RELEASE_PUBLIC_KEY}" >"$tmp_dir/release-key.pem"
+  openssl pkeyutl -verify -pubin -inkey "$tmp_dir/release-key.pem" -rawin \
+    -in "$tmp_dir/SHA256SUMS" -sigfile "$tmp_dir/SHA256SUMS.sig" >/dev/null 2>&1 ||
+    die "bad signature: $platform/SHA256SUMS.sig does not verify SHA256SUMS with the inp2p release key; refusing to install"
+  say "Signature OK"
 }
 
 sha256_of() { # file
@@ -142,7 +204,6 @@ main() {
     use_systemd=1
   fi
 
-  platform=$(detect_platform)
   config_file=$config_dir/$binary.toml
   files="$binary $binary.example.toml $binary.service"
 
@@ -150,8 +211,15 @@ main() {
   trap cleanup EXIT
   trap 'exit 1' HUP INT TERM
 
+  platform=$(detect_platform)
   say "Downloading $binary for $platform from $base_url/$platform/"
-  download "$base_url/$platform/SHA256SUMS" "$tmp_dir/SHA256SUMS"
+  if ! try_download "$base_url/$platform/SHA256SUMS" "$tmp_dir/SHA256SUMS"; then
+    if try_download "$base_url/SHA256SUMS" "$tmp_dir/index" 2>/dev/null && ! grep -q "  $platform/" "$tmp_dir/index"; then
+      no_build "$platform"
+    fi
+    die "download failed: $base_url/$platform/SHA256SUMS"
+  fi
+  verify_signature
   for file in $files; do
     download "$base_url/$platform/$file" "$tmp_dir/$file"
   done

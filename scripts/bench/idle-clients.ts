@@ -9,7 +9,7 @@
 //    heartbeats) from this one process, in batches. Reads the server's RSS and CPU time from /proc and
 //    reports memory per node and CPU per heartbeat. A second row repeats it with a short heartbeat.
 // 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
-//    creates its identity key), from source and from compiled binaries: dist/ when it is newer than src/, else
+//    creates its identity key), from source and from compiled binaries: dist/linux-<cpu>/ when it is newer than src/, else
 //    built now into a temp dir (about a second; --build always does, --no-build never does).
 // Batches shrink as N grows: each login makes the server send node-online to every online peer, and all peers live in
 // this process, so unbounded batches delay heartbeat replies past an interval. --trace prints every batch and each second of the window.
@@ -614,7 +614,9 @@ async function main(): Promise<void> {
   // 2. cold start
   if (!opts.skipCold) {
     console.log(`\n== 2. cold start (fresh temp dirs: inp2ps generates its TLS cert, inp2pc its identity key), ${opts.coldRuns} runs each ==`);
-    const dist = { inp2ps: join(ROOT, "dist/inp2ps"), inp2pc: join(ROOT, "dist/inp2pc") };
+    // scripts/build.ts writes dist/<target>/; this machine's target is the glibc one of its CPU.
+    const hostTarget = `linux-${process.arch}`;
+    const dist = { inp2ps: join(ROOT, "dist", hostTarget, "inp2ps"), inp2pc: join(ROOT, "dist", hostTarget, "inp2pc") };
     const distState = !existsSync(dist.inp2ps) || !existsSync(dist.inp2pc)
       ? "missing"
       : Math.min(statSync(dist.inp2ps).mtimeMs, statSync(dist.inp2pc).mtimeMs) < newestMtime(join(ROOT, "src")) ? "stale" : "fresh";
@@ -624,8 +626,8 @@ async function main(): Promise<void> {
     if (opts.build === "always" || (opts.build === "auto" && distState !== "fresh")) {
       const outDir = tempDir("inp2p-bench-dist-");
       progress(`building the binaries with scripts/build.ts into a temp dir (dist/ is ${distState})`);
-      const r = spawnSync(BUN, [join(ROOT, "scripts/build.ts"), "--outdir", outDir], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-      if (r.status === 0) [compiled, compiledNote] = [{ inp2ps: join(outDir, "inp2ps"), inp2pc: join(outDir, "inp2pc") }, `built now; dist/ ${distState}`];
+      const r = spawnSync(BUN, [join(ROOT, "scripts/build.ts"), "--target", hostTarget, "--outdir", outDir], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+      if (r.status === 0) [compiled, compiledNote] = [{ inp2ps: join(outDir, hostTarget, "inp2ps"), inp2pc: join(outDir, hostTarget, "inp2pc") }, `built now; dist/ ${distState}`];
       else compiledMissing = `build failed (${(r.stderr || r.stdout || "").trim().split("\n").at(-1)}): run npm run build`;
     } else if (distState !== "missing") [compiled, compiledNote] = [dist, distState === "stale" ? "dist/, OLDER than src/" : "dist/"];
     const variants: { label: string; inp2ps: string; inp2pc: string }[] = [{ label: "source (bun src/cli/*.ts)", inp2ps: SRC_INP2PS, inp2pc: SRC_INP2PC }];

@@ -1,6 +1,7 @@
 import { writeSync } from "node:fs";
 import type { CAC } from "cac";
 import { ConfigError } from "../config/index.ts";
+import { releaseKeyFingerprint } from "../crypto/index.ts";
 import { createLogger, type LogFormat, type Logger, type LogLevel } from "../log/index.ts";
 import { VERSION } from "../protocol/index.ts";
 import { STUN_FLAGS } from "./args.ts";
@@ -22,7 +23,7 @@ export function addCommonOptions(cli: CAC, role: "server" | "client"): void {
   cli.help();
   cli.version(VERSION);
   // cac names the runtime by process.version, which under Bun is the Node version it mimics.
-  cli.outputVersion = () => writeSync(1, `${versionLine(cli.name)}\n`);
+  cli.outputVersion = () => writeSync(1, `${versionLine(cli.name)}\nrelease signing key: ed25519 sha256:${releaseKeyFingerprint()}\n`);
 }
 
 /** What --version prints: the product's version, and the Bun it runs on (compiled in, for a built binary). */

@@ -7,8 +7,15 @@ import type * as Koffi from "koffi";
 
 export type KoffiModule = typeof Koffi;
 
-export const SUPPORTED_PLATFORM = "linux-x64";
+/** The platforms koffi is embedded for (each in a glibc and a musl build, see scripts/build.ts). */
+export const SUPPORTED_PLATFORMS = ["linux-x64", "linux-arm64"] as const;
 const LIBC_SONAME = "libc.so.6";
+
+/**
+ * Set by scripts/build.ts (`bun build --define`) to the koffi prebuilt of the target being compiled,
+ * e.g. "musl_arm64"; not defined under `bun run` and in tests.
+ */
+declare const INP2P_KOFFI_PREBUILT: string;
 
 export class FfiUnavailableError extends Error {
   readonly code = "FFI_UNAVAILABLE";
@@ -22,23 +29,44 @@ export function currentPlatform(): string {
   return `${process.platform}-${process.arch}`;
 }
 
+/** koffi's name for this process's platform: linux_x64, musl_x64, linux_arm64 or musl_arm64. */
+function runningPrebuilt(): string {
+  const report = (process as { report?: { getReport(): { header?: { glibcVersionRuntime?: string } } } }).report;
+  const glibc = report?.getReport().header?.glibcVersionRuntime !== undefined;
+  return `${glibc ? "linux" : "musl"}_${process.arch}`;
+}
+
+function requireNative(): unknown {
+  if (typeof INP2P_KOFFI_PREBUILT === "undefined") {
+    // `bun run`: this checkout's node_modules holds the prebuilt for the machine it was installed on.
+    return require(`../../node_modules/@koromix/koffi-${currentPlatform()}/${runningPrebuilt()}/koffi.node`);
+  }
+  // A compiled executable: the bundler folds these comparisons and embeds the one file that matches.
+  // The paths must stay literals; scripts/build.ts fetches the packages a cross build needs.
+  if (INP2P_KOFFI_PREBUILT === "linux_x64") return require("../../node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node");
+  if (INP2P_KOFFI_PREBUILT === "musl_x64") return require("../../node_modules/@koromix/koffi-linux-x64/musl_x64/koffi.node");
+  if (INP2P_KOFFI_PREBUILT === "linux_arm64") return require("../../node_modules/@koromix/koffi-linux-arm64/linux_arm64/koffi.node");
+  if (INP2P_KOFFI_PREBUILT === "musl_arm64") return require("../../node_modules/@koromix/koffi-linux-arm64/musl_arm64/koffi.node");
+  throw new FfiUnavailableError(`this executable was built without a koffi module (target ${INP2P_KOFFI_PREBUILT})`);
+}
+
 let koffi: KoffiModule | undefined;
 
 export function loadKoffi(): KoffiModule {
   if (koffi) return koffi;
   const platform = currentPlatform();
-  if (platform !== SUPPORTED_PLATFORM) {
+  if (!(SUPPORTED_PLATFORMS as readonly string[]).includes(platform)) {
     throw new FfiUnavailableError(
-      `FFI (koffi) is only supported on ${SUPPORTED_PLATFORM} (glibc); this platform is ${platform}`,
+      `FFI (koffi) is only supported on ${SUPPORTED_PLATFORMS.join(" and ")}; this platform is ${platform}`,
     );
   }
   let native: KoffiModule;
   try {
-    // The literal path must stay a literal: the bundler embeds exactly this file.
-    native = require("../../node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node");
+    native = requireNative() as KoffiModule;
   } catch (err) {
+    if (err instanceof FfiUnavailableError) throw err;
     throw new FfiUnavailableError(
-      `cannot load the koffi native module for ${platform} (glibc is required): ${(err as Error).message}`,
+      `cannot load the koffi native module for ${platform} (a compiled binary writes it to $TMPDIR or /tmp first; it needs libstdc++.so.6 and libgcc_s.so.1): ${(err as Error).message}`,
       { cause: err },
     );
   }

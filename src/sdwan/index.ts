@@ -1,6 +1,6 @@
 export {
   FfiUnavailableError,
-  SUPPORTED_PLATFORM,
+  SUPPORTED_PLATFORMS,
   currentPlatform,
   loadKoffi,
   loadLibc,

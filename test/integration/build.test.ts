@@ -1,5 +1,6 @@
-// scripts/build.ts: both executables, support files and SHA256SUMS; the executables run without
-// bun or node on PATH, and the client's FFI works inside the compiled executable.
+// scripts/build.ts for this machine's target (linux-x64 or linux-arm64): both executables, support files and
+// SHA256SUMS; the executables run without bun or node on PATH, and the client's FFI works inside the
+// compiled executable. test/integration/release.test.ts covers the other targets.
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,11 +12,13 @@ import { freePort, waitFor } from "../helpers/processes.ts";
 const ROOT = resolve(import.meta.dirname, "../..");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
 const BUILD_TIMEOUT_MS = 240_000;
+const HOST_TARGET = `linux-${process.arch}`;
 const RELEASE_FILES = [
   "inp2ps", "inp2pc", "inp2ps.example.toml", "inp2pc.example.toml", "inp2ps.service", "inp2pc.service",
 ];
 
 let tmp: string;
+let distDir: string;
 let outDir: string;
 let emptyPathDir: string;
 let bareEnv: Record<string, string>;
@@ -27,13 +30,14 @@ function run(argv: string[], env = bareEnv) {
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), "inp2p-build-"));
-  outDir = join(tmp, "dist");
+  distDir = join(tmp, "dist");
+  outDir = join(distDir, HOST_TARGET);
   emptyPathDir = join(tmp, "empty-path");
   mkdirSync(emptyPathDir);
   bareEnv = { PATH: emptyPathDir, HOME: tmp };
 
   const started = performance.now();
-  const build = Bun.spawnSync([BUN, "scripts/build.ts", "--outdir", outDir], {
+  const build = Bun.spawnSync([BUN, "scripts/build.ts", "--target", HOST_TARGET, "--outdir", distDir], {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "pipe",

@@ -1,9 +1,11 @@
 // The two CLIs as users run them: real `bun src/cli/inp2ps.ts` / `inp2pc.ts` processes, loopback only.
+import { createHash, createPublicKey } from "node:crypto";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { BUN, freePort, INP2PC, INP2PS, REPO_ROOT, run, tempDir, type Proc } from "../helpers/processes.ts";
+import { RELEASE_PUBLIC_KEY_PEM } from "../../src/crypto/index.ts";
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
 const CLEAN_ENV = { INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined };
@@ -74,7 +76,13 @@ describe.concurrent("version and help", () => {
       expect(bunVersion, "bun --version").toMatch(/^\d+\.\d+\.\d+/);
       const r = await cli(program, ["--version"]);
       expect(r.code).toBe(0);
-      expect(r.stdout.trim()).toBe(`${name}/${VERSION} (bun ${bunVersion}, ${process.platform}-${process.arch})`);
+      expect(r.stdout.split("\n")[0]).toBe(`${name}/${VERSION} (bun ${bunVersion}, ${process.platform}-${process.arch})`);
+    });
+
+    it(`${name} --version names the release signing key it trusts`, async ({ expect }) => {
+      const r = await cli(program, ["--version"]);
+      const der = createPublicKey(RELEASE_PUBLIC_KEY_PEM).export({ type: "spki", format: "der" });
+      expect(r.stdout.split("\n")[1]).toBe(`release signing key: ed25519 sha256:${createHash("sha256").update(der).digest("hex")}`);
     });
   }
 
