@@ -25,7 +25,7 @@ type Load = (parsed: Record<string, unknown>, options?: { requireAll?: boolean }
 const out = (text: string) => writeSync(1, text + "\n");
 
 /** A number option within bounds, or a usage error naming it. */
-function boundedNumber(value: unknown, name: string, fallback: number, min: number, max: number, integer: boolean): number {
+export function boundedNumber(value: unknown, name: string, fallback: number, min: number, max: number, integer: boolean): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))

@@ -30,7 +30,7 @@ beforeAll(() => {
   outDir = join(tmp, "dist");
   emptyPathDir = join(tmp, "empty-path");
   mkdirSync(emptyPathDir);
-  bareEnv = { PATH: emptyPathDir, HOME: tmp };
+  bareEnv = { PATH: emptyPathDir, HOME: tmp, INP2P_DISABLE_BONJOUR: "1" }; // never advertise on this host's LAN
 
   const started = performance.now();
   const build = Bun.spawnSync([BUN, "scripts/build.ts", "--outdir", outDir], {
