@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ClientStatus } from "../../src/client/status.ts";
 import { cleanupStaleLabs, labUp, type Lab } from "../../scripts/natlab/lab.ts";
+import { encodeNodeTxt, encodeServerTxt, userHash } from "../../src/protocol/discovery.ts";
 import { BUN, INP2PC, INP2PS, REPO_ROOT, waitFor, type Proc } from "../helpers/processes.ts";
 import { inNamespace, labSkipReason, listening, spawnIn, STUN_UDP1, TOKEN, WS_PORT } from "./helpers.ts";
 
@@ -21,6 +22,7 @@ const LOGIN_TIMEOUT_MS = 15_000;
 /** Programs started here must advertise: the test runner turns Bonjour off for everything else. */
 const WITH_BONJOUR = ["env", "-u", "INP2P_DISABLE_BONJOUR"];
 const DISCOVER_SECONDS = "2";
+const ROGUE_UDP_PORT = 40_999;
 
 type Listed = { kind: string; name: string; host: string; port: number; tlsSha256?: string; node?: string };
 
@@ -76,6 +78,25 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
     procs.set(name, proc);
     await proc.waitForOutput(/logged in/, LOGIN_TIMEOUT_MS);
     return proc;
+  }
+
+  /** A rogue advertiser in the server's namespace: publishes `txt` as `kind`'s service, named `name`. */
+  async function forge(kind: "server" | "node", name: string, port: number, txt: Record<string, string>): Promise<Proc> {
+    const script = join(workDir, "forger.ts");
+    writeFileSync(
+      script,
+      `import { Mdns } from "${REPO_ROOT}/src/discovery/index.ts";
+       import { NODE_SERVICE, SERVER_SERVICE } from "${REPO_ROOT}/src/protocol/discovery.ts";
+       import { createLogger } from "${REPO_ROOT}/src/log/index.ts";
+       const [kind, name, port, txt] = [process.argv[2], process.argv[3], Number(process.argv[4]), JSON.parse(process.argv[5])];
+       const mdns = new Mdns({ logger: createLogger(), address: "${lab.server.ip}" });
+       mdns.publish({ ...(kind === "server" ? SERVER_SERVICE : NODE_SERVICE), name, port, txt });
+       console.log("advertising");`,
+    );
+    const rogue = spawnIn(lab, lab.server.ns, emptyDir, [BUN, script, kind, name, String(port), JSON.stringify(txt)]);
+    procs.set(`forger ${name}`, rogue);
+    await rogue.waitForOutput(/advertising/);
+    return rogue;
   }
 
   async function status(site: string): Promise<ClientStatus> {
@@ -141,12 +162,17 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
   }, 30_000);
 
   it("two nodes on the server's segment link as lan, and so do two LAN nodes behind different NAT routers", async () => {
+    // A rogue on the segment replays node a's user hash with an address of its own: b tries it, and the
+    // handshake (a's registered key) fails there while the real LAN path wins.
+    const rogue = await forge("node", "a-rogue", ROGUE_UDP_PORT, encodeNodeTxt({ role: "node", version: "9.9.9", node: "a", user: userHash(TOKEN), udpPort: ROGUE_UDP_PORT, tcpPort: 0 }));
     await startClient("a", "pub-a", clientConfig("a", ['server_host = "auto"']));
     await startClient("b", "pub-b", clientConfig("b", ['server_host = "auto"'], "a"));
     const pinned = [`server_host = "${lab.server.ip}"`, `tls_fingerprint = "${fingerprint}"`];
     await startClient("lan-a", "lan-a", clientConfig("lan-a", pinned));
     await startClient("lan-b", "lan-b", clientConfig("lan-b", pinned, "lan-a"));
     expect({ b: await linkKind("pub-b", "a"), a: await linkKind("pub-a", "b") }).toEqual({ b: "lan", a: "lan" });
+    expect((await status("pub-b")).peers.a?.remote).toMatch(new RegExp(`^${lab.sites["pub-a"]!.hostIp.replace(/\./g, "\\.")}:`));
+    await rogue.stop();
     expect({ "lan-b": await linkKind("lan-b", "lan-a"), "lan-a": await linkKind("lan-a", "lan-b") }).toEqual({ "lan-b": "lan", "lan-a": "lan" });
     // The public addresses the server sees differ: the LAN path is not the one it reported.
     const [natA, natB] = await Promise.all([status("lan-a"), status("lan-b")]);
@@ -163,20 +189,8 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
     // A rogue advertiser on the server's host names the real server's port with a fingerprint of its own.
     const wrong = fingerprint.split(":").reverse().join(":");
     expect(wrong).not.toBe(fingerprint);
-    const forger = join(workDir, "forger.ts");
-    writeFileSync(
-      forger,
-      `import { Mdns } from "${REPO_ROOT}/src/discovery/index.ts";
-       import { encodeServerTxt, SERVER_SERVICE } from "${REPO_ROOT}/src/protocol/discovery.ts";
-       import { createLogger } from "${REPO_ROOT}/src/log/index.ts";
-       const mdns = new Mdns({ logger: createLogger(), address: "${lab.server.ip}" });
-       const txt = encodeServerTxt({ role: "server", version: "9.9.9", wsPort: ${WS_PORT}, tls: true, tlsSha256: "${wrong}", stunUdp: [27182, 27183], stunTcp: [27180, 27181], lanHost: "rogue.local" });
-       mdns.publish({ ...SERVER_SERVICE, name: "rogue", port: ${WS_PORT}, txt });
-       console.log("advertising");`,
-    );
-    const rogue = spawnIn(lab, lab.server.ns, emptyDir, [BUN, forger]);
-    procs.set("forger", rogue);
-    await rogue.waitForOutput(/advertising/);
+    const txt = encodeServerTxt({ role: "server", version: "9.9.9", wsPort: WS_PORT, tls: true, tlsSha256: wrong, stunUdp: [27182, 27183], stunTcp: [27180, 27181], lanHost: "rogue.local" });
+    const rogue = await forge("server", "rogue", WS_PORT, txt);
     expect(await discover("pub-b")).toContainEqual(expect.objectContaining({ kind: "server", name: "rogue", tlsSha256: wrong }));
 
     const victim = spawnIn(lab, hostOf("pub-b"), emptyDir, [...WITH_BONJOUR, BUN, INP2PC, "--serverhost", "auto", "--node", "victim", "--token", TOKEN, "--status-port", String(STATUS_PORT + 1)]);
