@@ -1,11 +1,9 @@
-// `inp2pc discover` and `server_host = "auto"`: inp2p servers and nodes found on the LAN by Bonjour.
+// `inp2pc discover`: the inp2p servers and nodes found on the LAN by Bonjour.
 
 import { writeSync } from "node:fs";
 import type { CAC } from "cac";
-import { AUTO_SERVER_HOST, AutoServerError, chooseServer } from "../client/auto-server.ts";
-import { writeConfig, type ClientConfig, type LoadedConfig } from "../config/index.ts";
-import { DEFAULT_DISCOVER_TIMEOUT_MS, discover, type Discovered, type DiscoveredServer } from "../discovery/index.ts";
-import { createLogger, formatTable, type Logger } from "../log/index.ts";
+import { DEFAULT_DISCOVER_TIMEOUT_MS, discover, type Discovered } from "../discovery/index.ts";
+import { createLogger, formatTable } from "../log/index.ts";
 import { exitWithError } from "./common.ts";
 import { boundedNumber } from "./diag.ts";
 
@@ -38,24 +36,4 @@ export function addDiscoverCommand(cli: CAC, program: string): void {
         exitWithError(program, err);
       }
     });
-}
-
-/**
- * The client settings to run with: as loaded, or with server_host = "auto" the one server found on the
- * LAN, its advertised fingerprint pinned; with --newconfig that choice is stored as a direct endpoint.
- * A configured endpoint is used as it is: Bonjour is only asked when server_host is "auto".
- */
-export async function resolveServerHost(loaded: LoadedConfig, logger: Logger): Promise<ClientConfig> {
-  const settings = loaded.config.client!;
-  if (settings.server_host !== AUTO_SERVER_HOST) return settings;
-  if (!settings.bonjour)
-    throw new AutoServerError("BONJOUR_OFF", `server_host = "auto" finds the server by Bonjour, which is off (bonjour = false or INP2P_DISABLE_BONJOUR=1): set server_host, or turn Bonjour on`);
-  const found = await discover({ logger: logger.child("bonjour"), timeoutMs: DEFAULT_DISCOVER_TIMEOUT_MS, kinds: ["server"] });
-  const chosen: ClientConfig = { ...settings, ...chooseServer(found as DiscoveredServer[], settings, DEFAULT_DISCOVER_TIMEOUT_MS) };
-  logger.info("using the inp2ps found on this LAN; its certificate must match the advertised fingerprint", { server: `${chosen.server_host}:${chosen.server_port}`, sha256: chosen.tls_fingerprint ?? "none (insecure)" });
-  if (loaded.wrote) {
-    writeConfig(loaded.path, { ...loaded.config, client: chosen });
-    logger.info("stored the server found on the LAN in the config", { file: loaded.path });
-  }
-  return chosen;
 }

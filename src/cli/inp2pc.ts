@@ -2,14 +2,14 @@
 import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";
-import { formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { formatStatus, resolveServerHost, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
 import { reloadOnSighup } from "./reload.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
 import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
 import { addDiagCommands } from "./diag.ts";
-import { addDiscoverCommand, resolveServerHost } from "./discover.ts";
+import { addDiscoverCommand } from "./discover.ts";
 
 const PROGRAM = "inp2pc";
 
@@ -98,9 +98,9 @@ cli
   .option("--json", "print JSON")
   .action(async (parsed) => {
     try {
-      const { config } = load(parsed, { requireAll: false });
-      const settings = config.client!;
-      if (!settings.server_host) throw new Error("give --serverhost (or server_host in the config, or INP2P_SERVER)");
+      const loaded = load(parsed, { requireAll: false });
+      if (!loaded.config.client!.server_host) throw new Error("give --serverhost (or server_host in the config, or INP2P_SERVER)");
+      const settings = await resolveServerHost(loaded, makeLogger({ ...loaded.config, log_level: "warn" }));
       const report = await detectNat({
         serverHost: settings.server_host,
         udpPorts: [settings.stun_udp1, settings.stun_udp2],

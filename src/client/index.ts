@@ -28,6 +28,7 @@ export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
 export { formatStatus, type ClientStatus } from "./status.ts";
 export { KnownServers, decideTrust } from "./trust.ts";
+export { AUTO_SERVER_HOST, AutoServerError, chooseServer, resolveServerHost } from "./auto-server.ts";
 export { IDENTITY_FILE, KNOWN_SERVERS_FILE, NAT_CACHE_FILE } from "./constants.ts";
 
 export interface ClientInit {

@@ -136,10 +136,15 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it("discover lists the server with its fingerprint on the server's segment, and nothing behind a router", async () => {
+  it("discover lists the server with its fingerprint on the server's segment, and nothing behind a router; nat --serverhost auto uses it", async () => {
+    const natAuto = inNs(hostOf("pub-b"), [...WITH_BONJOUR, BUN, INP2PC, "nat", "--json", "--serverhost", "auto"]);
     const [a, b, far] = await Promise.all(["pub-a", "pub-b", "far"].map(discover));
     for (const listed of [a, b]) expect(listed).toEqual([expect.objectContaining({ kind: "server", host: lab.server.ip, port: WS_PORT, tlsSha256: fingerprint })]);
     expect(far).toEqual([]);
+    // inp2pc nat finds the server the same way (and its STUN ports from the advertisement).
+    const nat = await natAuto;
+    expect(nat.code, nat.stderr).toBe(0);
+    expect(JSON.parse(nat.stdout)).toMatchObject({ natType: "public", publicAddress: expect.stringMatching(new RegExp(`^${lab.sites["pub-b"]!.hostIp.replace(/\./g, "\\.")}:`)) });
     const table = await inNs(hostOf("pub-a"), [...WITH_BONJOUR, BUN, INP2PC, "discover", "--timeout", DISCOVER_SECONDS]);
     expect(table.stdout).toMatch(new RegExp(`^server\\s+\\S+\\s+${lab.server.ip.replace(/\./g, "\\.")}\\s+${WS_PORT}\\s+${fingerprint}\\s+\\S+$`, "m"));
   }, 30_000);
