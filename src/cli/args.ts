@@ -59,4 +59,4 @@ export const LOG_FLAGS: readonly FlagSpec[] = [
 
 /** Both programs: Bonjour on the LAN (inp2ps advertises itself; inp2pc advertises itself and finds LAN peers). */
 export const BONJOUR_FLAG: FlagSpec = { flag: "bonjour", key: "bonjour", kind: "string" };
-export const BONJOUR_HELP = "true | false: Bonjour/mDNS on the LAN (default: true; INP2P_DISABLE_BONJOUR=1 turns it off)";
+export const BONJOUR_HELP = "default: true; INP2P_DISABLE_BONJOUR=1 turns it off";

@@ -68,7 +68,7 @@ cli
   .option("--relay-port <port>", "relay listen port, TCP (default: 27185)")
   .option("--bw <mbps>", "relay bandwidth cap in Mbit/s (default: 10)")
   .option("--status-port <port>", "local status API port on 127.0.0.1 (default: 27186)")
-  .option("--bonjour <on>", `advertise this node on its LAN (_inp2p-node._udp: name, user hash, peer ports; never a token) and link to LAN peers found there; ${BONJOUR_HELP}`);
+  .option("--bonjour <true|false>", `advertise this node on its LAN (_inp2p-node._udp: name, user hash, peer ports; never a token) and link to LAN peers found there; ${BONJOUR_HELP}`);
 
 cli.command("", "connect to the server and stay online").action((parsed) => run(parsed).catch((err) => exitWithError(PROGRAM, err)));
 

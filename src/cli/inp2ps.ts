@@ -99,7 +99,7 @@ cli
   .option("--ws-port <port>", "WebSocket signalling and REST API port (default: 27183)")
   .option("--relay-port <port>", "TCP port of the server's own relay, the last resort for peers (default: 27184)")
   .option("--relay-bw <mbps>", "bandwidth cap of the server's relay in Mbit/s (default: 100)")
-  .option("--bonjour <on>", `advertise this server on its LAN as _inp2p._tcp (TXT: ports, TLS fingerprint; never a token); ${BONJOUR_HELP}`);
+  .option("--bonjour <true|false>", `advertise this server on its LAN as _inp2p._tcp (TXT: ports, TLS fingerprint; never a token); ${BONJOUR_HELP}`);
 
 cli.command("", "start the server").action((parsed) => serve(parsed).catch((err) => exitWithError(PROGRAM, err)));
 

@@ -197,13 +197,13 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   apps = init.apps.map(newApp);
   const expose = new ExposePolicy(init.expose);
   await peers.start();
-  // Peers behind the SDWAN device are not on this LAN.
-  const mdns = init.bonjour ? new Mdns({ logger: logger.child("bonjour"), skip: (device, address) => device === overlay?.device || (overlay?.carries(address) ?? false) }) : undefined;
+  // LAN peers are UDP endpoints; peers behind the SDWAN device are not on this LAN.
+  const mdns = init.bonjour && peers.endpoint.offers("udp") ? new Mdns({ logger: logger.child("bonjour"), skip: (device, address) => device === overlay?.device || (overlay?.carries(address) ?? false) }) : undefined;
   lanPeers = mdns?.active
     ? new LanPeers({
         mdns,
         logger: logger.child("bonjour"),
-        self: { version, node: init.node, user: userHash(init.token), udpPort: peers.endpoint.offers("udp") ? peers.endpoint.udpPort : 0, tcpPort: peers.endpoint.offers("tcp") ? peers.endpoint.tcpPort : 0 },
+        self: { version, node: init.node, user: userHash(init.token), udpPort: peers.endpoint.udpPort, tcpPort: peers.endpoint.offers("tcp") ? peers.endpoint.tcpPort : 0 },
       })
     : undefined;
   const service = new AppService({

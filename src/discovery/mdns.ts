@@ -96,9 +96,13 @@ export class Mdns {
   }
 
   publish(service: ServiceType & { name: string; port: number; txt: Record<string, string> }): void {
-    for (const { bonjour } of this.instances) {
-      // probe = false: names are unique by construction; a name conflict would print to the console.
-      bonjour.publish({ name: service.name, type: service.type, protocol: service.protocol, port: service.port, txt: service.txt, probe: false, disableIPv6: true });
+    for (const { device, bonjour } of this.instances) {
+      try {
+        // probe = false: names are unique by construction; a name conflict would print to the console.
+        bonjour.publish({ name: service.name, type: service.type, protocol: service.protocol, port: service.port, txt: service.txt, probe: false, disableIPv6: true });
+      } catch (err) {
+        this.warnOnce(`${device} publish ${service.name}`, `Bonjour on ${device}: cannot advertise ${service.name}: ${(err as Error).message}`, "warn");
+      }
     }
   }
 

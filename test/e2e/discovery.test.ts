@@ -186,6 +186,13 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
     await Promise.all(["a", "b", "lan-a", "lan-b"].map((name) => procs.get(name)!.stop()));
   }, 60_000);
 
+  it("a node with no peer UDP socket (peer_paths = [\"relay\"]) runs with Bonjour on: nothing to advertise, no crash", async () => {
+    const proc = await startClient("relay-only", "pub-a", clientConfig("relay-only", [`server_host = "${lab.server.ip}"`, `tls_fingerprint = "${fingerprint}"`, 'peer_paths = ["relay"]']));
+    expect((await status("pub-a")).server.state).toBe("online");
+    await proc.stop();
+    expect(proc.exitCode).toBe(0);
+  }, 30_000);
+
   it("with advertising off nothing is found, and a forged advertisement with a wrong fingerprint is refused at the TLS handshake", async () => {
     await server!.stop();
     server = await startServer(["env", "INP2P_DISABLE_BONJOUR=1"]);
