@@ -70,7 +70,11 @@ export class Mdns {
   constructor(private readonly init: MdnsInit) {
     const interfaces = multicastInterfaces(init.skip, init.address);
     if (interfaces.length === 0) {
-      init.logger.warn("Bonjour: no network interface that is up supports multicast; LAN discovery is off");
+      init.logger.warn(
+        init.address === undefined
+          ? "Bonjour: no network interface that is up supports multicast; LAN discovery is off"
+          : `Bonjour: no network interface that is up and supports multicast holds ${init.address}; not advertising on the LAN`,
+      );
       return;
     }
     for (const { device, address } of interfaces) {
