@@ -1,9 +1,11 @@
 // LAN discovery over Bonjour/mDNS in the NAT lab, with real inp2ps and inp2pc processes. The public
 // bridge is one L2 segment: the server and two public hosts on it (pub-a, pub-b); "far" sits behind
-// its own router on another segment; lan-a and lan-b share one LAN behind two different NAT routers.
+// its own router on another segment; lan-a and lan-b share one LAN behind two different NAT routers;
+// multi-a and multi-b sit behind their own routers and also share a side LAN on a second interface.
 // Checked: `inp2pc discover` lists the server with its fingerprint on its segment and nothing
 // elsewhere; server_host = "auto" joins (and --newconfig stores the choice); two nodes on the
-// server's segment and two behind different routers on one LAN link as `lan`; with advertising off
+// server's segment and two behind different routers on one LAN link as `lan`; a host on a side LAN
+// beside the uplink to its router is found on that LAN; with advertising off
 // nothing is found; a forged advertisement with a wrong fingerprint is refused at the TLS handshake.
 // Every program here runs in the lab's namespaces: nothing multicasts on this host's own LAN.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -120,7 +122,10 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
         { name: "far", nat: "port-restricted-cone" },
         { name: "lan-a", nat: "port-restricted-cone" },
         { name: "lan-b", nat: "symmetric", shareLanWith: "lan-a" },
+        { name: "multi-a", nat: "port-restricted-cone" },
+        { name: "multi-b", nat: "port-restricted-cone" },
       ],
+      sideLan: ["multi-a", "multi-b"],
     });
     server = await startServer();
     fingerprint = (await server.waitForOutput(/SHA-256:\s+(\S+)/))[1]!;
@@ -185,6 +190,14 @@ describe.skipIf(reason)("LAN discovery (Bonjour) in the NAT lab", () => {
     expect(natB.nat?.publicAddress?.split(":")[0]).toBe(lab.sites["lan-b"]!.publicIp);
     await Promise.all(["a", "b", "lan-a", "lan-b"].map((name) => procs.get(name)!.stop()));
   }, 60_000);
+
+  it("a multi-homed host asks and answers on each interface: a node on the side LAN is found there, not only out of the default route", async () => {
+    const pinned = [`server_host = "${lab.server.ip}"`, `tls_fingerprint = "${fingerprint}"`];
+    const proc = await startClient("ma", "multi-a", clientConfig("ma", pinned));
+    const listed = await discover("multi-b");
+    expect(listed.filter((entry) => entry.kind === "node")).toEqual([expect.objectContaining({ node: "ma", host: lab.sites["multi-a"]!.sideIp })]);
+    await proc.stop();
+  }, 30_000);
 
   it("a node with no peer UDP socket (peer_paths = [\"relay\"]) runs with Bonjour on: nothing to advertise, no crash", async () => {
     const proc = await startClient("relay-only", "pub-a", clientConfig("relay-only", [`server_host = "${lab.server.ip}"`, `tls_fingerprint = "${fingerprint}"`, 'peer_paths = ["relay"]']));
