@@ -1,6 +1,7 @@
 // NAT lab for humans: a thin wrapper over lab.ts.
 //   npm run natlab -- up --sites full-cone,symmetric [--id dev] [--loss full-cone=20] [--block-udp symmetric]
 //                        [--share-lan symmetric=full-cone]   (symmetric's host joins full-cone's LAN, own router)
+//                        [--side-lan full-cone,symmetric]    (their hosts also join 192.168.250.0/24 on eth1)
 //   npm run natlab -- status
 //   npm run natlab -- down [--id dev | --all]
 //   npm run natlab -- cleanup          (labs whose owner process died; labs made here are never stale)
@@ -9,6 +10,7 @@ import { cleanupStaleLabs, labSupport, labUp, listLabStates, listNamespaces, LAB
 
 const DEFAULT_ID = "dev";
 const USAGE = `usage: natlab up --sites KIND[,KIND...] [--id ID] [--loss SITE=PERCENT] [--block-udp SITE] [--share-lan SITE=OWNER]
+                [--side-lan SITE,SITE...]
        natlab status | down [--id ID | --all] | cleanup
 kinds: ${NAT_KINDS.join(", ")} (a site is named after its kind; repeats get -2, -3, ...)`;
 
@@ -49,12 +51,15 @@ async function up(args: string[]): Promise<void> {
     site.shareLanWith = owner;
   }
 
+  const sideLan = (option(args, "--side-lan")[0] ?? "").split(",").filter(Boolean);
+  for (const name of sideLan) if (!sites.some((s) => s.name === name)) fail(`--side-lan: no site ${name}`);
+
   const startedMs = Date.now();
-  const lab = await labUp({ id: option(args, "--id")[0] ?? DEFAULT_ID, sites, ownerPid: 0 });
+  const lab = await labUp({ id: option(args, "--id")[0] ?? DEFAULT_ID, sites, ownerPid: 0, sideLan });
   console.log(`lab ${lab.id} up in ${Date.now() - startedMs} ms`);
   console.log(`server  ${lab.server.ns}  ${lab.server.ip}${lab.server.altIp ? ` + ${lab.server.altIp}` : ""}`);
   for (const [name, site] of Object.entries(lab.sites)) {
-    const lan = site.sharedLan ? `  shared LAN ${site.sharedLan.subnet} (switch ${site.sharedLan.ns})` : "";
+    const lan = (site.sharedLan ? `  shared LAN ${site.sharedLan.subnet} (switch ${site.sharedLan.ns})` : "") + (site.sideIp ? `  side LAN ${site.sideIp}` : "");
     console.log(`${name.padEnd(22)} host ${site.hostNs} ${site.hostIp}  router ${site.routerNs} ${site.publicIp}${lan}`);
   }
 }

@@ -17,6 +17,10 @@
 // 192.168.(10+i).(200+k) and its host at 192.168.(10+i).(2+k), with that router as default gateway.
 // So the hosts reach each other directly on the LAN, while their STUN-mapped public addresses differ.
 // Loss/blockUdp of such a site act in its router only: LAN traffic between the hosts is not impaired.
+// Side LAN (LabSpec.sideLan): hosts of NAT sites that also sit on one more segment, 192.168.250.0/24,
+// through a second interface (eth1 = 192.168.250.(10+i)) into the switch namespace <prefix><id>-side.
+// Their default route stays via their own router: multi-homed hosts, as a box on an office LAN beside
+// the uplink to its own router. The switch is a plain bridge: multicast (mDNS) crosses it.
 // No namespace has a route outside the lab, and IPv6 is disabled everywhere.
 import { spawn as spawnChild, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -46,6 +50,8 @@ export interface LabSpec {
   serverAltIp?: boolean;
   /** Recorded owner process; a lab whose owner died is stale. 0 = never stale (labs made by the CLI). */
   ownerPid?: number;
+  /** NAT sites whose hosts also join the side LAN (see "Side LAN" above). */
+  sideLan?: string[];
 }
 export interface LabSite {
   routerNs: string;
@@ -55,6 +61,8 @@ export interface LabSite {
   nat: NatKind;
   /** Set on every member of a shared LAN (the owner too): the switch namespace and the LAN's subnet. */
   sharedLan?: { ns: string; subnet: string };
+  /** The host's address on the side LAN (eth1), when it is on it. */
+  sideIp?: string;
 }
 export interface ExecResult {
   code: number;
@@ -88,6 +96,7 @@ export const LAB_PREFIX = "inp2plab-";
 export const PUBLIC_SUBNET = "198.51.100.0/24";
 export const SERVER_IP = "198.51.100.2";
 export const SERVER_ALT_IP = "198.51.100.3";
+export const SIDE_LAN_SUBNET = "192.168.250.0/24";
 const STATE_DIR = "/run/inp2plab";
 const MAX_SITES = 100;
 /** Sites that may share one site's LAN (routers at .201 and up). */
@@ -400,6 +409,10 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
     }
     names.add(site.name);
   }
+  for (const name of spec.sideLan ?? []) {
+    const site = spec.sites.find((s) => s.name === name);
+    if (!site || site.nat === "none") throw new Error(`natlab: sideLan: ${JSON.stringify(name)} must name a NAT site (not "none")`);
+  }
   await removeLab(id);
 
   const ns = (role: string) => `${LAB_PREFIX}${id}-${role}`;
@@ -431,9 +444,11 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
       hostIp: `${net}.${2 + k}`,
       nat: site.nat,
       ...(switchNs ? { sharedLan: { ns: switchNs, subnet: `${net}.0/24` } } : {}),
+      ...(spec.sideLan?.includes(site.name) ? { sideIp: `192.168.250.${10 + i}` } : {}),
     };
   });
-  const switches = [...new Set([...lanOf.values()].flatMap((l) => (l.switchNs ? [l.switchNs] : [])))];
+  const sideNs = spec.sideLan?.length ? ns("side") : undefined;
+  const switches = [...new Set([...lanOf.values()].flatMap((l) => (l.switchNs ? [l.switchNs] : []))), ...(sideNs ? [sideNs] : [])];
   const namespaces = [pub, srv, ...Object.values(sites).flatMap((s) => (s.nat === "none" ? [s.hostNs] : [s.routerNs, s.hostNs])), ...switches];
 
   const ownerPid = spec.ownerPid ?? process.pid;
@@ -496,6 +511,12 @@ export async function labUp(spec: LabSpec): Promise<Lab> {
         await ip(s.hostNs, "route", "add", "default", "via", lanIp);
         await inNs(s.routerNs, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         await inNs(s.routerNs, ["nft", "-f", "-"], routerRuleset(s.nat, s.hostIp, s.publicIp));
+      }
+      if (sideNs && s.sideIp) {
+        await ip(sideNs, "link", "add", "name", `s${i}`, "type", "veth", "peer", "name", "eth1", "netns", s.hostNs);
+        await ip(sideNs, "link", "set", `s${i}`, "master", "br0", "up");
+        await ip(s.hostNs, "addr", "add", `${s.sideIp}/24`, "dev", "eth1");
+        await ip(s.hostNs, "link", "set", "eth1", "up");
       }
       const { lossPercent, blockUdp } = impairment.get(site.name)!;
       if (lossPercent > 0 || blockUdp) await inNs(s.routerNs, ["nft", "-f", "-"], impairRules(lossPercent, blockUdp));

@@ -56,3 +56,7 @@ export const LOG_FLAGS: readonly FlagSpec[] = [
   { flag: "log-level", key: "log_level", kind: "string" },
   { flag: "log-format", key: "log_format", kind: "string" },
 ];
+
+/** Both programs: Bonjour on the LAN (inp2ps advertises itself; inp2pc advertises itself and finds LAN peers). */
+export const BONJOUR_FLAG: FlagSpec = { flag: "bonjour", key: "bonjour", kind: "string" };
+export const BONJOUR_HELP = "default: true; INP2P_DISABLE_BONJOUR=1 turns it off";

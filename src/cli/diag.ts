@@ -8,6 +8,8 @@ import { callAction, PING_TIMEOUT_MS, SPEEDTEST_DEFAULT_SECONDS, SPEEDTEST_MAX_S
 import { DOCTOR_EXIT_CODES, DOCTOR_LAYER_CHECKS, formatDoctor, runLayeredDoctor } from "../client/doctor.ts";
 import type { SpeedtestLeg } from "../client/speedtest.ts";
 import { SPEEDTEST_MAX_DIRECTION_MS } from "../protocol/index.ts";
+import { resolveServerHost } from "../client/auto-server.ts";
+import { createLogger } from "../log/index.ts";
 import { EXIT_USAGE, exitWithError, UsageError } from "./common.ts";
 
 const PING_DEFAULT_COUNT = 4;
@@ -25,7 +27,7 @@ type Load = (parsed: Record<string, unknown>, options?: { requireAll?: boolean }
 const out = (text: string) => writeSync(1, text + "\n");
 
 /** A number option within bounds, or a usage error naming it. */
-function boundedNumber(value: unknown, name: string, fallback: number, min: number, max: number, integer: boolean): number {
+export function boundedNumber(value: unknown, name: string, fallback: number, min: number, max: number, integer: boolean): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
@@ -211,7 +213,7 @@ export function addDiagCommands(cli: CAC, program: string, load: Load): void {
     .option("--system", "check only this machine's native needs (SDWAN's): FFI, /dev/net/tun, CAP_NET_ADMIN; needs no config")
     .option("--json", "print JSON")
     .action(async (parsed) => {
-      const report = await runLayeredDoctor({ load: () => load(parsed), systemOnly: Boolean(parsed.system) });
+      const report = await runLayeredDoctor({ load: () => load(parsed), resolveServer: (loaded) => resolveServerHost(loaded, createLogger({ level: "error" })), systemOnly: Boolean(parsed.system) });
       // Synchronous: process.exit follows, and an asynchronous write to a pipe would be lost.
       out(parsed.json ? JSON.stringify(report, null, 2) : formatDoctor(report));
       process.exit(report.exitCode);

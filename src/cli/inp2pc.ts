@@ -2,13 +2,14 @@
 import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";
-import { formatStatus, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { formatStatus, resolveServerHost, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
 import { reloadOnSighup } from "./reload.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
-import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
+import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
 import { addDiagCommands } from "./diag.ts";
+import { addDiscoverCommand } from "./discover.ts";
 
 const PROGRAM = "inp2pc";
 
@@ -24,6 +25,7 @@ const CLIENT_FLAGS: readonly FlagSpec[] = [
   { flag: "relay-port", key: "relay_port", kind: "number" },
   { flag: "bw", key: "bw", kind: "number" },
   { flag: "status-port", key: "status_port", kind: "number" },
+  BONJOUR_FLAG,
   ...STUN_FLAGS,
 ];
 
@@ -43,9 +45,9 @@ function load(parsed: Record<string, unknown>, options: { newconfig?: boolean; r
 async function run(parsed: Record<string, unknown>) {
   const loaded = load(parsed, { newconfig: Boolean(parsed.newconfig) });
   const { config } = loaded;
-  const settings = config.client!;
   const logger = makeLogger(config);
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
+  const settings = await resolveServerHost(loaded, logger);
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
   const starting = startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
   reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (client, next) => client.reload(next.client!) });
@@ -55,7 +57,7 @@ async function run(parsed: Record<string, unknown>) {
 
 addCommonOptions(cli, "client");
 cli
-  .option("--serverhost <host>", "inp2ps host name or address (required)")
+  .option("--serverhost <host>", 'inp2ps host name or address (required), or "auto": the one inp2ps advertising itself on this LAN (Bonjour), its TLS fingerprint pinned')
   .option("--serverport <port>", "inp2ps WebSocket port (default: 27183)")
   .option("--node <name>", "this node's name, unique per user (required)")
   .option("--token <token>", "the user's token, a uint64 (required; ps shows it to every local user: prefer INP2P_TOKEN or token_file)")
@@ -65,7 +67,8 @@ cli
   .option("--super", "offer this node as a super relay, for every user's nodes")
   .option("--relay-port <port>", "relay listen port, TCP (default: 27185)")
   .option("--bw <mbps>", "relay bandwidth cap in Mbit/s (default: 10)")
-  .option("--status-port <port>", "local status API port on 127.0.0.1 (default: 27186)");
+  .option("--status-port <port>", "local status API port on 127.0.0.1 (default: 27186)")
+  .option("--bonjour <true|false>", `advertise this node on its LAN (_inp2p-node._udp: name, user hash, peer ports; never a token) and link to LAN peers found there; ${BONJOUR_HELP}`);
 
 cli.command("", "connect to the server and stay online").action((parsed) => run(parsed).catch((err) => exitWithError(PROGRAM, err)));
 
@@ -95,9 +98,9 @@ cli
   .option("--json", "print JSON")
   .action(async (parsed) => {
     try {
-      const { config } = load(parsed, { requireAll: false });
-      const settings = config.client!;
-      if (!settings.server_host) throw new Error("give --serverhost (or server_host in the config, or INP2P_SERVER)");
+      const loaded = load(parsed, { requireAll: false });
+      if (!loaded.config.client!.server_host) throw new Error("give --serverhost (or server_host in the config, or INP2P_SERVER)");
+      const settings = await resolveServerHost(loaded, makeLogger({ ...loaded.config, log_level: "warn" }));
       const report = await detectNat({
         serverHost: settings.server_host,
         udpPorts: [settings.stun_udp1, settings.stun_udp2],
@@ -111,6 +114,7 @@ cli
   });
 
 addDiagCommands(cli, PROGRAM, load);
+addDiscoverCommand(cli, PROGRAM);
 
 try {
   cli.parse(["bun", PROGRAM, ...args]);

@@ -6,7 +6,7 @@ import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
 import { nodeTable, startServer, type AuditEntry, type NodeListing, type PairingListEntry, type RelayListing } from "../server/index.ts";
-import { flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
+import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
 import { reloadOnSighup } from "./reload.ts";
@@ -18,6 +18,7 @@ const SERVER_FLAGS: readonly FlagSpec[] = [
   { flag: "ws-port", key: "ws_port", kind: "number" },
   { flag: "relay-port", key: "relay_port", kind: "number" },
   { flag: "relay-bw", key: "relay_bw", kind: "number" },
+  BONJOUR_FLAG,
   ...STUN_FLAGS,
 ];
 
@@ -97,7 +98,8 @@ cli
   .option("--token <token>", "the default user's token, a uint64 (generated and saved on first start when none is set)")
   .option("--ws-port <port>", "WebSocket signalling and REST API port (default: 27183)")
   .option("--relay-port <port>", "TCP port of the server's own relay, the last resort for peers (default: 27184)")
-  .option("--relay-bw <mbps>", "bandwidth cap of the server's relay in Mbit/s (default: 100)");
+  .option("--relay-bw <mbps>", "bandwidth cap of the server's relay in Mbit/s (default: 100)")
+  .option("--bonjour <true|false>", `advertise this server on its LAN as _inp2p._tcp (TXT: ports, TLS fingerprint; never a token); ${BONJOUR_HELP}`);
 
 cli.command("", "start the server").action((parsed) => serve(parsed).catch((err) => exitWithError(PROGRAM, err)));
 

@@ -18,6 +18,7 @@ import { callAction, type AppCheck, type PingAnswer } from "./control.ts";
 import { ServerSession } from "./session.ts";
 import type { ClientStatus } from "./status.ts";
 import { decideTrust, KnownServers } from "./trust.ts";
+import { AutoServerError } from "./auto-server.ts";
 
 /** The exit code of the first failing layer (0: none failed). */
 export const DOCTOR_EXIT_CODES = { config: 10, server: 11, tls: 12, login: 13, nat: 14, peer: 15, app: 16, system: 17 } as const;
@@ -75,6 +76,8 @@ export interface DoctorReport {
 export interface DoctorInit {
   /** Loads the client config; throws ConfigError naming what is wrong. */
   load(): LoadedConfig;
+  /** The settings with server_host = "auto" resolved (Bonjour); throws AutoServerError. Default: as loaded. */
+  resolveServer?(loaded: LoadedConfig): Promise<ClientConfig>;
   /** Only the system layer (no config needed), each missing piece a failure. */
   systemOnly?: boolean;
 }
@@ -100,7 +103,7 @@ export async function runLayeredDoctor(init: DoctorInit): Promise<DoctorReport> 
   let path: string;
   try {
     const loaded = init.load();
-    config = loaded.config.client!;
+    config = init.resolveServer ? await init.resolveServer(loaded) : loaded.config.client!;
     path = loaded.path;
     add({ layer: "config", name: "config", status: "ok", measured: `${path}: node ${config.node}, server ${config.server_host}:${config.server_port}`, threshold: "valid TOML, required settings given", fix: null });
   } catch (err) {
@@ -111,7 +114,7 @@ export async function runLayeredDoctor(init: DoctorInit): Promise<DoctorReport> 
       status: "fail",
       measured: message,
       threshold: "valid TOML, required settings given",
-      fix: err instanceof ConfigError ? CONFIG_FIXES[err.code] : "check the config file",
+      fix: err instanceof ConfigError ? CONFIG_FIXES[err.code] : err instanceof AutoServerError ? "see above: choose the server, or run inp2ps on this LAN with bonjour on" : "check the config file",
     });
     for (const [layer, name] of [["server", "server"], ["tls", "tls"], ["login", "login"], ["nat", "nat"], ["peer", "peers"], ["app", "apps"]] as const) skip(layer, name, "config is not valid");
     for (const layer of await checkSystem(false)) add(layer);

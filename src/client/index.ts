@@ -8,6 +8,8 @@ import { ClientMetrics } from "../metrics/index.ts";
 import { Overlay } from "../sdwan/index.ts";
 import { PATH_KINDS } from "../transport/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
+import { LanPeers, Mdns } from "../discovery/index.ts";
+import { userHash } from "../protocol/discovery.ts";
 import { App, AppService, UdpFlowIds } from "./apps.ts";
 import { ExposePolicy } from "./expose.ts";
 import { IDENTITY_FILE, KNOWN_SERVERS_FILE, LINK_RETRY_DELAY_MS, NAT_CACHE_FILE } from "./constants.ts";
@@ -26,6 +28,7 @@ export { PeerError, PeerManager } from "./peers.ts";
 export { ServerSession, RequestError, type SessionState, type ServerSessionInit } from "./session.ts";
 export { formatStatus, type ClientStatus } from "./status.ts";
 export { KnownServers, decideTrust } from "./trust.ts";
+export { AUTO_SERVER_HOST, AutoServerError, chooseServer, resolveServerHost } from "./auto-server.ts";
 export { IDENTITY_FILE, KNOWN_SERVERS_FILE, NAT_CACHE_FILE } from "./constants.ts";
 
 export interface ClientInit {
@@ -58,6 +61,8 @@ export interface ClientInit {
   expose: readonly string[];
   /** How long a UDP app flow lives without traffic. @default UDP_FLOW_IDLE_MS */
   udpFlowIdleMs?: number;
+  /** Advertise this node on the LAN and link to LAN peers found there (Bonjour _inp2p-node._udp). @default false: only inp2pc's command line turns it on, from the config. */
+  bonjour?: boolean;
 }
 
 export interface RunningClient {
@@ -83,6 +88,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   const appPeers = new Set(init.apps.filter((app) => app.enabled).map((app) => app.peer));
   let appsStarted = false;
   let stopped = false;
+  /** Nodes of this user advertised on the LAN (when bonjour is on); set once the peer sockets are bound. */
+  let lanPeers: LanPeers | undefined;
 
   /** Keeps a link to every peer an app needs, while that peer is online. */
   const ensureLink = (peer: string, verify = false) => {
@@ -165,6 +172,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     udpPort: init.peer_udp_port,
     tcpPort: init.peer_tcp_port,
     tunnelled: (ip) => overlay?.carries(ip) ?? false,
+    lanEndpoints: (peer) => lanPeers?.udpEndpoints(peer) ?? [],
   });
   const relayNode =
     init.relay || init.super
@@ -189,6 +197,15 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   apps = init.apps.map(newApp);
   const expose = new ExposePolicy(init.expose);
   await peers.start();
+  // LAN peers are UDP endpoints; peers behind the SDWAN device are not on this LAN.
+  const mdns = init.bonjour && peers.endpoint.offers("udp") ? new Mdns({ logger: logger.child("bonjour"), skip: (device, address) => device === overlay?.device || (overlay?.carries(address) ?? false) }) : undefined;
+  lanPeers = mdns?.active
+    ? new LanPeers({
+        mdns,
+        logger: logger.child("bonjour"),
+        self: { version, node: init.node, user: userHash(init.token), udpPort: peers.endpoint.udpPort, tcpPort: peers.endpoint.offers("tcp") ? peers.endpoint.tcpPort : 0 },
+      })
+    : undefined;
   const service = new AppService({
     flowIds,
     logger,
@@ -286,6 +303,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       relayNode?.stop();
       overlay?.stop();
       service.stop();
+      void mdns?.stop();
       peers.stop();
       session.stop();
     },

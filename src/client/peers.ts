@@ -99,6 +99,8 @@ export interface PeerManagerInit {
   tunnelled?(ip: string): boolean;
   /** Counts link attempts, their times and refused plans; default: nothing counted. */
   metrics?: ClientMetrics;
+  /** The peer's UDP endpoints found on this LAN (ConnectorInit.lanEndpoints). */
+  lanEndpoints?(peer: string): readonly string[];
 }
 
 /**
@@ -139,6 +141,7 @@ export class PeerManager {
       logger: init.logger,
       localTimeOf: (serverTime) => serverTime - init.session.clockOffsetMs,
       onProbingLimited: () => init.metrics?.limited("wide_probing"),
+      lanEndpoints: init.lanEndpoints,
     });
   }
 

@@ -27,6 +27,8 @@ export const NEW_CONFIG_ADMISSION = "approve";
 export const DEFAULT_PAIRING_EXPIRY_S = 3_600;
 /** Another user's super relay (approved by the admin) comes after the server's own relay unless this is set. */
 export const DEFAULT_PREFER_SUPER_RELAYS = false;
+/** inp2ps advertises itself on its LAN (_inp2p._tcp); inp2pc advertises itself and finds LAN peers (_inp2p-node._udp). */
+export const DEFAULT_BONJOUR = true;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;
@@ -80,3 +82,5 @@ export const CLIENT_CONFIG_FILE = "inp2pc.toml";
 export const ENV_TOKEN = "INP2P_TOKEN";
 export const ENV_NODE = "INP2P_NODE";
 export const ENV_SERVER = "INP2P_SERVER";
+/** "1": no Bonjour advertising (and no LAN peer discovery), whatever the config says. */
+export const ENV_DISABLE_BONJOUR = "INP2P_DISABLE_BONJOUR";

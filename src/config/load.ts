@@ -188,6 +188,7 @@ function envOverlays(role: Role, env: Record<string, string | undefined>): Overl
   const overlays: Overlay[] = [];
   const token = env[C.ENV_TOKEN];
   if (token) overlays.push({ source: C.ENV_TOKEN, key: "token", value: token });
+  if (env[C.ENV_DISABLE_BONJOUR] === "1") overlays.push({ source: C.ENV_DISABLE_BONJOUR, key: "bonjour", value: false });
   if (role !== "client") return overlays;
   const node = env[C.ENV_NODE];
   if (node) overlays.push({ source: C.ENV_NODE, key: "node", value: node });

@@ -117,6 +117,7 @@ export const serverShape = {
   trusted_proxies: z.array(cidrValue).max(C.MAX_TRUSTED_PROXY_CIDRS).default([]),
   metrics_allow: z.array(cidrValue).max(C.MAX_METRICS_ALLOW_CIDRS).default([]),
   pairing_expiry_s: intInRange(1, C.MAX_PAIRING_EXPIRY_S).default(C.DEFAULT_PAIRING_EXPIRY_S),
+  bonjour: booleanValue.default(C.DEFAULT_BONJOUR),
 };
 
 type Issue = { path: (string | number)[]; message: string };
@@ -270,6 +271,7 @@ export const clientShape = {
   /** What peers may reach through this node (nothing by default). */
   expose: z.array(exposeValue).max(C.MAX_EXPOSE_ENTRIES).default([...C.DEFAULT_EXPOSE]),
   sdwan: clientSdwanSchema.optional(),
+  bonjour: booleanValue.default(C.DEFAULT_BONJOUR),
 };
 
 export const clientSchema = z.strictObject(clientShape).superRefine((c, ctx) => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { websocket } from "hono/bun";
 import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME, type ReloadPlan } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
+import { advertiseServer, type Mdns } from "../discovery/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
 import { cidrMatcher } from "../net/index.ts";
 import { CloseCode, isLoopbackAddress } from "../protocol/index.ts";
@@ -85,6 +86,8 @@ export interface ServerInit {
   trusted_proxies?: string[];
   /** CIDRs that may read /metrics without the admin credential. */
   metrics_allow?: string[];
+  /** Advertise on the LAN (Bonjour _inp2p._tcp). @default false: only inp2ps's command line turns it on, from the config. */
+  bonjour?: boolean;
 }
 
 export interface RunningServer {
@@ -206,6 +209,13 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const sweeper = setInterval(() => hub.sweep(), HEARTBEAT_SWEEP_INTERVAL_MS);
   const lastSeen = trackLastSeen(registry, nodes);
   const port = server.port ?? init.ws_port;
+  let bonjour: Mdns | undefined;
+  if (init.bonjour)
+    bonjour = advertiseServer({
+      logger: logger.child("bonjour"),
+      listen: listenIp,
+      txt: { version, wsPort: port, tls: tls !== null, tlsSha256: tls?.fingerprint256, stunUdp: stun.udpPorts, stunTcp: stun.tcpPorts, relayPort: relay?.port },
+    });
   const host = init.listen === "0.0.0.0" || init.listen === "::" ? "127.0.0.1" : init.listen;
   return {
     port,
@@ -219,6 +229,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     async stop() {
       clearInterval(sweeper);
       lastSeen.stop();
+      await bonjour?.stop();
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);
       await stun.stop();

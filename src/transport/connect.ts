@@ -56,6 +56,8 @@ export interface ConnectorInit {
   onProbingLimited?(): void;
   /** Local time of a server timestamp. */
   localTimeOf(serverTime: number): number;
+  /** The peer's UDP endpoints found on this LAN (Bonjour): tried first, as `lan` paths. Default: none. */
+  lanEndpoints?(peer: string): readonly string[];
 }
 
 interface Candidate {
@@ -123,15 +125,23 @@ export function punchIsUncertain(mine: NatInfo | null | undefined, theirs: NatIn
   return (mine.natType === "symmetric" && hard.includes(theirs.natType)) || (theirs.natType === "symmetric" && hard.includes(mine.natType));
 }
 
+/** The peer's LAN endpoints: those found on this LAN (`onLan`), then those it reported that are not its public one. */
+function lanEndpoints(plan: ConnectPlan, onLan: readonly string[]): Set<string> {
+  const c = plan.peer.candidates;
+  // A public peer's reported LAN address is its public one: that is UDP direct, not LAN, unless its
+  // advertisement reached us on our own link.
+  return new Set([...onLan, ...(c?.udpLan ?? []).filter((remote) => remote !== c?.udpPublic)]);
+}
+
 /** The paths worth trying toward a peer, best first (LAN, then UDP direct, then TCP direct). */
-export function candidatePaths(plan: ConnectPlan): Candidate[] {
+export function candidatePaths(plan: ConnectPlan, onLan: readonly string[] = []): Candidate[] {
   const c = plan.peer.candidates;
   if (!c) return [];
-  // A public peer's LAN address is its public one: that is UDP direct, not LAN. A peer behind a NAT
-  // is reached at its mapped address only because both sides send at once: a punched path.
-  const list: Candidate[] = c.udpLan.filter((remote) => remote !== c.udpPublic).map((remote) => ({ kind: "lan" as const, transport: "udp" as const, remote }));
+  const lan = lanEndpoints(plan, onLan);
+  const list: Candidate[] = [...lan].map((remote) => ({ kind: "lan" as const, transport: "udp" as const, remote }));
+  // A peer behind a NAT is reached at its mapped address only because both sides send at once: a punched path.
   const peerBehindNat = plan.peer.nat ? plan.peer.nat.natType !== "public" : !c.udpLan.includes(c.udpPublic ?? "");
-  if (c.udpPublic) list.push({ kind: peerBehindNat ? "udp-punch" : "udp-direct", transport: "udp", remote: c.udpPublic });
+  if (c.udpPublic && !lan.has(c.udpPublic)) list.push({ kind: peerBehindNat ? "udp-punch" : "udp-direct", transport: "udp", remote: c.udpPublic });
   for (const remote of new Set([...c.tcpLan, ...(c.tcpPublic ? [c.tcpPublic] : [])])) list.push({ kind: "tcp-direct", transport: "tcp", remote });
   return list.slice(0, MAX_PATHS_PER_SESSION);
 }
@@ -172,7 +182,7 @@ export class Connector {
   private async initiate(plan: ConnectPlan): Promise<Link> {
     const { endpoint, logger } = this.init;
     const sessionId = Buffer.from(plan.sessionId, "base64url");
-    const candidates = candidatePaths(plan).filter((c) => endpoint.offers(c.transport) && !this.tunnelled(c.remote));
+    const candidates = candidatePaths(plan, this.init.lanEndpoints?.(plan.peer.name)).filter((c) => endpoint.offers(c.transport) && !this.tunnelled(c.remote));
     if (candidates.length === 0) throw new ConnectError(`peer ${plan.peer.name} has published no addresses yet`);
     await sleep(this.init.localTimeOf(plan.startAt) - Date.now());
 
@@ -391,7 +401,7 @@ export class Connector {
   private respond(plan: ConnectPlan): Promise<Link> {
     const { endpoint, logger } = this.init;
     const sessionId = Buffer.from(plan.sessionId, "base64url");
-    const peerLan = new Set((plan.peer.candidates?.udpLan ?? []).filter((remote) => remote !== plan.peer.candidates?.udpPublic));
+    const peerLan = lanEndpoints(plan, this.init.lanEndpoints?.(plan.peer.name) ?? []);
     const cleanups: (() => void)[] = [];
     const pokeStart = this.init.localTimeOf(plan.startAt) - Date.now();
 
@@ -404,7 +414,7 @@ export class Connector {
     });
 
     // Open our own NAT toward the initiator's addresses, so its first packets get in.
-    const listed = [...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : []), ...(plan.peer.candidates?.udpLan ?? [])];
+    const listed = [...(plan.peer.candidates?.udpPublic ? [plan.peer.candidates.udpPublic] : []), ...peerLan];
     const pokeTargets = [...new Set(listed)].filter((target) => !this.tunnelled(target)).slice(0, MAX_POKE_TARGETS);
     const poke = Buffer.from([Envelope.poke]);
     for (const at of POKE_AT_MS) {

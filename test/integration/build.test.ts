@@ -34,7 +34,7 @@ beforeAll(() => {
   outDir = join(distDir, HOST_TARGET);
   emptyPathDir = join(tmp, "empty-path");
   mkdirSync(emptyPathDir);
-  bareEnv = { PATH: emptyPathDir, HOME: tmp };
+  bareEnv = { PATH: emptyPathDir, HOME: tmp, INP2P_DISABLE_BONJOUR: "1" }; // never advertise on this host's LAN
 
   const started = performance.now();
   const build = Bun.spawnSync([BUN, "scripts/build.ts", "--target", HOST_TARGET, "--outdir", distDir], {
