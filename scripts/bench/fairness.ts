@@ -26,6 +26,8 @@ const ROUNDS = Number(values.rounds);
 const STATUS_PORT = 27190;
 const TCP_PORT = 5201;
 const FLOOD_PORT = 5202;
+const IPERF_BUSY_ATTEMPTS = 20;
+const IPERF_BUSY_RETRY_MS = 500;
 /** The flood starts this long before the TCP connection, so that it is at full rate when TCP starts. */
 const FLOOD_LEAD_S = 1;
 
@@ -36,8 +38,14 @@ const cleanUp = cleanUpOnExit("fairness bench", () => ({ procs, lab, workDir }))
 
 /** iperf3 from `ns` to `ip`:`port` for `seconds`; received Mbit/s. */
 async function iperf(ns: string, ip: string, port: number, seconds: number, extra: string[] = []): Promise<number> {
-  const result = await lab!.exec(ns, ["iperf3", "-c", ip, "-p", String(port), "-t", String(seconds), "-J", ...extra], { timeoutMs: (seconds + 20) * 1000 });
-  const report = JSON.parse(result.stdout);
+  let report;
+  // The server is "busy" until the last test's control connection has closed, a moment after the client is done.
+  for (let attempt = 1; ; attempt++) {
+    const result = await lab!.exec(ns, ["iperf3", "-c", ip, "-p", String(port), "-t", String(seconds), "-J", ...extra], { timeoutMs: (seconds + 20) * 1000 });
+    report = JSON.parse(result.stdout);
+    if (!String(report.error ?? "").includes("busy") || attempt === IPERF_BUSY_ATTEMPTS) break;
+    await new Promise((resolve) => setTimeout(resolve, IPERF_BUSY_RETRY_MS));
+  }
   if (report.error) throw new Error(`iperf3 to ${ip}:${port}: ${report.error}`);
   return (extra.includes("-u") ? report.end.sum.bits_per_second * (1 - report.end.sum.lost_percent / 100) : report.end.sum_received.bits_per_second) / 1e6;
 }
