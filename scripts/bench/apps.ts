@@ -2,8 +2,10 @@
 // A TCP app over each of inp2p's reliable paths against a plain forward, in one NAT-lab run with
 // interleaved rounds. Needs root, iproute2, nftables, iperf3 and socat (installed when missing).
 //
-//   node_modules/.bin/bun scripts/bench/apps.ts [--seconds 5] [--rounds 3] [--json figures.json]
+//   node_modules/.bin/bun scripts/bench/apps.ts [--seconds 5] [--rounds 3] [--json figures.json] [--profile DIR]
 //
+// --profile DIR: the inp2pc processes run under Bun's CPU profiler (written into DIR/<node> at their
+// exit), and the end prints where each spent its time during its forward's a -> b transfers.
 // Two public sites ("a", "b") on the lab's bridge, and inp2ps; iperf3's server listens on b's
 // 127.0.0.1. From a, through:
 //   KCP        a TCP app of a "near" inp2pc at a to a "far" inp2pc at b over the UDP path (KCP), the default
@@ -22,9 +24,9 @@ import { join } from "node:path";
 import { cleanupStaleLabs, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, listening, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, printTable, ratio, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, printProfiles, printTable, profilerEnv, ratio, type Transfer } from "./lab-measure.ts";
 
-const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE } = benchOptions();
+const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR } = benchOptions();
 const IPERF_PORT = 5201;
 const TARGET = `127.0.0.1:${IPERF_PORT}`;
 const SOCAT_PORT = 15201;
@@ -56,8 +58,8 @@ async function inp2pApp(emptyDir: string, name: string, opts: { label: string; p
     extra: opts.extra,
     apps: [{ name: "bench", protocol: "tcp", listen: `127.0.0.1:${opts.port}`, peer: `${name}-far`, target: TARGET }],
   });
-  for (const [site, config] of [["b", far], ["a", near]] as const) {
-    const proc = await startLabClient(lab!, hostNs(site), config, emptyDir);
+  for (const [site, config, node] of [["b", far, `${name}-far`], ["a", near, `${name}-near`]] as const) {
+    const proc = await startLabClient(lab!, hostNs(site), config, emptyDir, PROFILE_DIR ? profilerEnv(join(PROFILE_DIR, node)) : {});
     procs.push(proc);
     pids.push(proc.child.pid!);
   }
@@ -162,11 +164,22 @@ async function main(): Promise<void> {
     writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, forwards: figures }, null, 2) + "\n");
     console.log(`figures written to ${JSON_FILE}`);
   }
+  inp2pTransfers = { kcp: runs[0]!.ab, tcp: runs[1]!.ab };
 }
+
+/** The inp2p forwards' a -> b transfers, for the profiles printed once their processes have exited (and written them). */
+let inp2pTransfers: { kcp: Transfer[]; tcp: Transfer[] } | undefined;
 
 main()
   .catch((err) => {
     console.error(`apps bench failed: ${(err as Error).message}`);
     process.exitCode = 1;
   })
-  .finally(() => cleanUp());
+  .finally(async () => {
+    await cleanUp();
+    if (!PROFILE_DIR || !inp2pTransfers) return;
+    for (const name of ["kcp", "tcp"] as const) {
+      printProfiles(join(PROFILE_DIR, `${name}-near`), `${name}-near at a, sending (a -> b)`, inp2pTransfers[name]);
+      printProfiles(join(PROFILE_DIR, `${name}-far`), `${name}-far at b, receiving (a -> b)`, inp2pTransfers[name]);
+    }
+  });
