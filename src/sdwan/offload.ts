@@ -74,7 +74,8 @@ function completeChecksum(packet: Buffer, csumStart: number, csumOffset: number)
 /**
  * Takes one TUN read (virtio_net_hdr + packet) apart into IP packets of at most the interface MTU,
  * each given to `emit` with whether its transport checksum is still partial. `scratch` receives the
- * segments of a super-packet in turn (emit must copy what it keeps).
+ * segments of a super-packet in turn (emit must copy what it keeps). Every packet emitted has one spare
+ * byte in front of it in its buffer (the header's last byte, or scratch's first), which emit may overwrite.
  */
 export function splitRead(frame: Buffer, scratch: Buffer, emit: SegmentHandler): void {
   if (frame.length < VNET_HEADER_BYTES) throw new OffloadError(`a read of ${frame.length} bytes is shorter than the virtio_net_hdr`);
@@ -110,7 +111,7 @@ function segmentTcp(packet: Buffer, mss: number, scratch: Buffer, emit: SegmentH
   for (let offset = 0, index = 0; offset < payloadBytes; offset += mss, index++) {
     const length = Math.min(mss, payloadBytes - offset);
     const last = offset + length >= payloadBytes;
-    const segment = scratch.subarray(0, headerBytes + length);
+    const segment = scratch.subarray(1, 1 + headerBytes + length);
     packet.copy(segment, 0, 0, headerBytes);
     packet.copy(segment, headerBytes, headerBytes + offset, headerBytes + offset + length);
     segment.writeUInt16BE(segment.length, 2);

@@ -246,13 +246,13 @@ export class Overlay {
       this.stats.dropped.noRoute++;
       return;
     }
-    const datagram = Buffer.allocUnsafe(packet.length + 1);
+    // The device leaves a spare byte in front of each packet: the datagram's type goes there, no copy.
+    const datagram = Buffer.from(packet.buffer, packet.byteOffset - 1, packet.length + 1);
     datagram[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
-    packet.copy(datagram, 1);
     const link = this.init.peers.link(member.name);
     if (link) {
       this.stats.packetsOut++;
-      link.sendDatagram(datagram);
+      link.sendDatagram(datagram); // sealed at once: the buffer may be reused after
       return;
     }
     const queue = this.pending.get(member.name) ?? [];
@@ -260,7 +260,7 @@ export class Overlay {
       this.stats.dropped.noLink++;
       return;
     }
-    queue.push(datagram);
+    queue.push(Buffer.from(datagram));
     this.pending.set(member.name, queue);
     this.linkTo(member.name);
   }

@@ -43,7 +43,8 @@ export interface TunDevice {
   readonly name: string;
   /**
    * Starts the read loop: `onPacket` gets each IP packet of at most the MTU (its buffer is reused: copy to
-   * keep it), and whether its TCP/UDP checksum is left partial (see offload.ts).
+   * keep it; the byte before it is spare, for a header), and whether its TCP/UDP checksum is left
+   * partial (see offload.ts).
    */
   start(onPacket: (packet: Buffer, checksumPartial: boolean) => void): void;
   /** Queues a packet for the device: what is written in one turn of the event loop goes at its end, runs of a TCP flow as one. */
