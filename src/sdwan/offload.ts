@@ -133,7 +133,10 @@ interface Pending {
   checksumPartial: boolean;
   /** Payloads of the segments after the first, when this is a run of one TCP flow. */
   more: Buffer[];
-  flowKey: string;
+  /** The TCP flow: addresses and ports (0 when the packet is not one to join). */
+  source: number;
+  destination: number;
+  ports: number;
   headerBytes: number;
   segmentBytes: number;
   nextSeq: number;
@@ -149,9 +152,11 @@ interface Pending {
  * segments of one TCP flow (partial checksum, only ACK or a final PSH set, the same headers but for the
  * sequence number, every segment but the last the same size) as one super-packet, like the kernel's GRO.
  */
+/** A segment looks this far back among the packets collected for the run of its flow (interleaved flows). */
+const RUN_LOOKBACK = 8;
+
 export class Coalescer {
   private pending: Pending[] = [];
-  private readonly byFlow = new Map<string, Pending>();
 
   constructor(private readonly writeFrame: (parts: Buffer[]) => void) {}
 
@@ -162,7 +167,7 @@ export class Coalescer {
   add(packet: Buffer, checksumPartial: boolean): void {
     const flow = checksumPartial ? tcpFlowOf(packet) : undefined;
     if (flow) {
-      const run = this.byFlow.get(flow.key);
+      const run = this.runOf(flow);
       if (run && canJoin(run, packet, flow)) {
         run.more.push(packet.subarray(flow.headerBytes));
         run.nextSeq = (run.nextSeq + flow.payloadBytes) >>> 0;
@@ -176,7 +181,9 @@ export class Coalescer {
       first: packet,
       checksumPartial,
       more: [],
-      flowKey: flow?.key ?? "",
+      source: flow?.source ?? 0,
+      destination: flow?.destination ?? 0,
+      ports: flow?.ports ?? 0,
       headerBytes: flow?.headerBytes ?? 0,
       segmentBytes: flow?.payloadBytes ?? 0,
       nextSeq: flow ? (flow.seq + flow.payloadBytes) >>> 0 : 0,
@@ -185,20 +192,29 @@ export class Coalescer {
       pushed: false,
     };
     this.pending.push(entry);
-    if (flow) this.byFlow.set(flow.key, entry);
+  }
+
+  /** The latest packet collected of this TCP flow, if it is among the last few. */
+  private runOf(flow: TcpFlow): Pending | undefined {
+    for (let i = this.pending.length - 1; i >= 0 && i >= this.pending.length - RUN_LOOKBACK; i--) {
+      const entry = this.pending[i]!;
+      if (entry.ports === flow.ports && entry.source === flow.source && entry.destination === flow.destination && entry.headerBytes > 0) return entry;
+    }
+    return undefined;
   }
 
   /** Writes everything collected, in the order it came. */
   flush(): void {
     const pending = this.pending;
     this.pending = [];
-    this.byFlow.clear();
     for (const entry of pending) this.writeFrame(framesOf(entry));
   }
 }
 
 interface TcpFlow {
-  key: string;
+  source: number;
+  destination: number;
+  ports: number;
   seq: number;
   flags: number;
   headerBytes: number;
@@ -213,7 +229,9 @@ function tcpFlowOf(packet: Buffer): TcpFlow | undefined {
   const headerBytes = ipHeaderBytes + tcpHeaderBytes;
   if (tcpHeaderBytes < 20 || packet.length < headerBytes || packet.readUInt16BE(2) !== packet.length) return undefined;
   return {
-    key: `${packet.readUInt32BE(12)}:${packet.readUInt32BE(16)}:${packet.readUInt32BE(ipHeaderBytes)}`,
+    source: packet.readUInt32BE(12),
+    destination: packet.readUInt32BE(16),
+    ports: packet.readUInt32BE(ipHeaderBytes),
     seq: packet.readUInt32BE(ipHeaderBytes + 4),
     flags: packet[ipHeaderBytes + 13]!,
     headerBytes,

@@ -37,6 +37,6 @@ export function cidrContains(cidr: Cidr, ip: number): boolean {
 /** Source and destination of an IPv4 packet, as numbers; undefined for anything else (IPv6, garbage). */
 export function ipv4Addresses(packet: Uint8Array): { source: number; destination: number } | undefined {
   if (packet.length < 20 || packet[0]! >> 4 !== 4) return undefined;
-  const view = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
+  const view = Buffer.isBuffer(packet) ? packet : Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
   return { source: view.readUInt32BE(12), destination: view.readUInt32BE(16) };
 }
