@@ -316,7 +316,9 @@ export class PeerEndpoint {
       if (plainFrom < i) this.sendEach(batch.slice(plainFrom, i));
       const datagrams: Uint8Array[] = [];
       for (let j = i; j < end; j += 3) datagrams.push(batch[j] as Uint8Array);
-      if (this.gsoSend!(datagrams, datagrams[0]!.length, batch[i + 2] as string, batch[i + 1] as number)) this.gsoFailures = 0;
+      const sent = this.gsoSend!(datagrams, datagrams[0]!.length, batch[i + 2] as string, batch[i + 1] as number);
+      if (sent) this.gsoFailures = 0;
+      else if (sent === undefined) this.sendEach(batch.slice(i, end));
       else {
         this.sendEach(batch.slice(i, end));
         // A kernel without UDP_SEGMENT, or a route whose device cannot take it (EIO): stop trying.

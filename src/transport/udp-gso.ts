@@ -16,13 +16,20 @@ export const GSO_MAX_SEGMENTS = 64;
 export const GSO_MAX_BYTES = 65_507;
 const MAX_CACHED_ADDRESSES = 1024;
 
-/** Sends `datagrams` (all `segmentBytes` long but the last, which may be shorter) to host:port in one call; false: not sent. */
-export type GsoSend = (datagrams: readonly Uint8Array[], segmentBytes: number, host: string, port: number) => boolean;
+/**
+ * Sends `datagrams` (all `segmentBytes` long but the last, which may be shorter) to host:port in one
+ * call: true when sent, false when the kernel refused GSO, undefined when it does not apply (not IPv4)
+ * or the refusal was passing (the socket's buffer full).
+ */
+export type GsoSend = (datagrams: readonly Uint8Array[], segmentBytes: number, host: string, port: number) => boolean | undefined;
 
 interface SendmsgCall {
   sendmsg: (fd: number, message: object, flags: number) => unknown;
+  errno: () => number;
   sizeBytes: number;
 }
+const EAGAIN = 11;
+const ENOBUFS = 105;
 let call: SendmsgCall | null | undefined;
 
 /** libc's sendmsg through koffi, bound once per process; null where FFI is not to be had. */
@@ -41,7 +48,7 @@ function sendmsgCall(): SendmsgCall | null {
       msg_flags: "int",
     });
     const sendmsg = koffi.load("libc.so.6").func("intptr_t sendmsg(int fd, const inp2p_msghdr *msg, int flags)");
-    call = { sendmsg: (fd, message, flags) => sendmsg(fd, message, flags), sizeBytes: koffi.sizeof("size_t") };
+    call = { sendmsg: (fd, message, flags) => sendmsg(fd, message, flags), errno: () => koffi.errno(), sizeBytes: koffi.sizeof("size_t") };
   } catch {
     call = null;
   }
@@ -52,7 +59,7 @@ function sendmsgCall(): SendmsgCall | null {
 export function udpGsoSender(fd: number): GsoSend | undefined {
   const libc = sendmsgCall();
   if (!libc) return undefined;
-  const { sendmsg, sizeBytes } = libc;
+  const { sendmsg, errno, sizeBytes } = libc;
   // struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; } followed by the u16 segment size.
   const headerBytes = sizeBytes + 8;
   const control = Buffer.alloc(headerBytes + sizeBytes); // CMSG_SPACE(2): the data padded to size_t
@@ -76,7 +83,7 @@ export function udpGsoSender(fd: number): GsoSend | undefined {
   };
   return (datagrams, segmentBytes, host, port) => {
     const address = addressOf(host, port);
-    if (!address) return false;
+    if (!address) return undefined;
     control.writeUInt16LE(segmentBytes, headerBytes);
     const sent = Number(
       sendmsg(
@@ -93,6 +100,8 @@ export function udpGsoSender(fd: number): GsoSend | undefined {
         0,
       ),
     );
-    return sent >= 0;
+    if (sent >= 0) return true;
+    const error = errno();
+    return error === EAGAIN || error === ENOBUFS ? undefined : false;
   };
 }
