@@ -3,11 +3,14 @@
 //
 //   node_modules/.bin/bun scripts/bench/idle-clients.ts [--clients 1000] [--heartbeat-ms 10000] [--measure-s 30]
 //       [--batch 50] [--fast-heartbeat-ms 1000] [--fast-measure-s 10] [--cold-runs 5] [--build | --no-build] [--skip-cold] [--trace]
+//       [--no-reconnect]
 //
 // 1. Starts a real inp2ps process (127.0.0.1, free port, tls auto, heartbeat timeout 3x the interval) in a
 //    temp dir, then opens N real ServerSessions (real TLS, real login with their own identity key, real
 //    heartbeats) from this one process, in batches. Reads the server's RSS and CPU time from /proc and
 //    reports memory per node and CPU per heartbeat. A second row repeats it with a short heartbeat.
+//    After the first row's window: kill -9 the server with all N online, restart it (same port, data dir and certificate)
+//    and time until all N sessions are online again (the mass-reconnect row; --no-reconnect skips it).
 // 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
 //    creates its identity key), from source and from compiled binaries: dist/linux-<cpu>/ when it is newer than src/, else
 //    built now into a temp dir (about a second; --build always does, --no-build never does).
@@ -47,10 +50,11 @@ interface Options {
   build: "auto" | "always" | "never";
   skipCold: boolean;
   trace: boolean;
+  reconnect: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false };
+  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false, reconnect: true };
   const numeric: Record<string, keyof Options> = {
     "--clients": "clients",
     "--heartbeat-ms": "heartbeatMs",
@@ -66,8 +70,9 @@ function parseArgs(argv: string[]): Options {
     else if (name === "--no-build") o.build = "never";
     else if (name === "--skip-cold") o.skipCold = true;
     else if (name === "--trace") o.trace = true;
+    else if (name === "--no-reconnect") o.reconnect = false;
     else if (name === "-h" || name === "--help") {
-      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 14).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
       process.exit(0);
     } else if (numeric[name]) {
       const text = inline ?? argv[++i];
@@ -123,6 +128,8 @@ process.on("exit", cleanupNow);
 const OUTPUT_KEPT = 64 * 1024;
 /** node-online messages one login batch may make the server send to this process's sessions. */
 const MAX_FANOUT_PER_BATCH = 10_000;
+/** How long the mass-reconnect row waits for all N sessions to be online again. */
+const RECONNECT_BOUND_MS = 600_000;
 
 class Proc {
   output = "";
@@ -237,9 +244,9 @@ interface Server {
   startupMs: number;
 }
 
-async function startInp2ps(program: string, heartbeatMs: number, maxConns: number, label: string): Promise<Server> {
-  const dir = tempDir("inp2p-bench-s-");
-  const port = await freePort();
+async function startInp2ps(program: string, heartbeatMs: number, maxConns: number, label: string, again?: Server): Promise<Server> {
+  const dir = again?.dir ?? tempDir("inp2p-bench-s-");
+  const port = again?.port ?? (await freePort());
   const configPath = join(dir, "inp2ps.toml");
   writeFileSync(
     configPath,
@@ -297,6 +304,13 @@ interface IdleRow {
   warningsDuringLogin: number;
   warningsDuringWindow: number;
   loginServerCpuMs: number;
+  /** Server CPU per login over the first and the last tenth of the N logins, in ms. */
+  firstTenthCpuMs: number;
+  lastTenthCpuMs: number;
+  /** kill -9 of the server with N online -> all N online again on the restarted server; undefined when not measured. */
+  reconnectMs?: number;
+  reconnectServerCpuMs?: number;
+  reconnectedOnline?: number;
   settleMs: number;
   stable: boolean;
   serverFds: number;
@@ -349,10 +363,14 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const loginCpu0 = cpuMs(pid);
   const mine: ServerSession[] = [];
   const warningsBeforeLogin = warningCount;
+  /** (sessions online, server CPU ms) at the end of each batch: CPU per login by tenth of N. */
+  const cpuAt: [number, number][] = [[0, loginCpu0]];
   for (let first = 0, count = 0; first < n; first += count) {
-    // Every login makes the server tell each online peer (node-online), and all N peers live in this one process:
-    // keep each batch's fan-out bounded so heartbeat replies do not queue behind it for longer than an interval.
-    count = Math.max(1, Math.min(opts.batch, n - first, Math.floor(MAX_FANOUT_PER_BATCH / Math.max(1, online))));
+    // A server that tells every online peer of each login (node-online; before presence by interest) sends all N peers,
+    // which live in this one process, K fan-out messages per login: keep each batch's fan-out bounded so heartbeat
+    // replies do not queue behind it for longer than an interval.
+    const fanoutPerLogin = peerOnlineReceived > 0 ? online : 1;
+    count = Math.max(1, Math.min(opts.batch, n - first, Math.floor(MAX_FANOUT_PER_BATCH / Math.max(1, fanoutPerLogin))));
     const logins: Promise<void>[] = [];
     for (let i = first; i < first + count; i++) {
       let loggedIn!: () => void;
@@ -401,15 +419,22 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
           `\nserver fds: ${openFds(pid)}, bench fds: ${openFds("self")}\nclient warnings: ${topWarnings(warnings)}\nserver output:\n${server.proc.output.slice(-1500)}`,
       );
     // Wait until this process has read the node-online fan-out of the batch (K online => K(K-1)/2 in total).
+    // (None to wait for from a server that tells only interested nodes: no session here asks about a peer.)
     const fanout = ((first + count) * (first + count - 1)) / 2;
     const drainDeadline = performance.now() + 10_000;
-    while (peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
+    while (peerOnlineReceived > 0 && peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
+    cpuAt.push([online, cpuMs(pid)]);
     const step = Math.floor((first + count) / Math.ceil(n / 4));
     if (opts.trace || step !== Math.floor(first / Math.ceil(n / 4)) || first + count === n)
       progress(`${online}/${n} online after ${ms(performance.now() - started)} (batch ${count}), server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms, ${warningCount} client warnings`);
   }
   const loginMs = performance.now() - started;
   const loginServerCpuMs = cpuMs(pid) - loginCpu0;
+  const tenth = Math.max(1, Math.floor(n / 10));
+  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
+  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
+  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
+  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (cpuAt.at(-1)![0] - lastStart[0]);
   const warningsDuringLogin = warningCount - warningsBeforeLogin;
   const healthNodes = (await health(server)).nodes;
 
@@ -460,6 +485,27 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const benchCpuMsPerS = (cpuMs("self") - bench0) / elapsedS;
   const healthAfter = (await health(server)).nodes;
   const benchRssKiB = rssKiB("self");
+  const [dropsInWindow, warningsInWindow] = [drops - dropsBefore, warningCount - warningsBeforeWindow];
+
+  // Mass reconnect: the server dies with all N online and comes back on the same port, data dir and certificate.
+  let reconnect: Pick<IdleRow, "reconnectMs" | "reconnectServerCpuMs" | "reconnectedOnline"> = {};
+  if (opts.reconnect && opts.heartbeatMs === heartbeatMs) {
+    progress(`kill -9 inp2ps with ${online} online; restarting it`);
+    const killedAt = performance.now();
+    server.proc.child.kill("SIGKILL");
+    await server.proc.exited;
+    const deadline = killedAt + RECONNECT_BOUND_MS;
+    // The sessions notice the dead server (their sockets close) before it is back.
+    while (online > 0 && performance.now() < deadline) await sleep(50);
+    Object.assign(server, await startInp2ps(SRC_INP2PS, heartbeatMs, Math.min(100_000, n + 64), `inp2ps restarted (heartbeat ${heartbeatMs} ms)`, server));
+    const restartedPid = server.proc.pid;
+    while (online < n && performance.now() < deadline) {
+      await sleep(100);
+      if (opts.trace) progress(`${online}/${n} online again after ${ms(performance.now() - killedAt)}, server CPU ${Math.round(cpuMs(restartedPid))} ms`);
+    }
+    reconnect = { reconnectMs: performance.now() - killedAt, reconnectServerCpuMs: cpuMs(restartedPid), reconnectedOnline: online };
+    progress(`${online}/${n} online again ${ms(reconnect.reconnectMs!)} after the kill, restarted server CPU ${Math.round(reconnect.reconnectServerCpuMs!)} ms`);
+  }
 
   for (const s of mine) {
     s.stop();
@@ -482,11 +528,14 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
     heartbeatsSent,
     benchCpuMsPerS,
     benchRssKiB,
-    drops: drops - dropsBefore,
+    drops: dropsInWindow,
     warnings,
     warningsDuringLogin,
-    warningsDuringWindow: warningCount - warningsBeforeWindow,
+    warningsDuringWindow: warningsInWindow,
     loginServerCpuMs,
+    firstTenthCpuMs,
+    lastTenthCpuMs,
+    ...reconnect,
     settleMs,
     stable,
     serverFds,
@@ -609,6 +658,23 @@ async function main(): Promise<void> {
         `RSS/node x${(perNodeKiB(fast) / perNodeKiB(slow)).toFixed(2)}`,
     );
   }
+  console.log("  fleet scale (issue #17):");
+  console.log(
+    table([
+      ["N", "time to all online", "CPU/login first tenth", "last tenth", "last/first", "KiB/node", "µs/heartbeat", "kill -9 -> all N online again", "its server CPU"],
+      ...rows.map((r) => [
+        String(r.clients),
+        ms(r.loginMs),
+        `${r.firstTenthCpuMs.toFixed(2)} ms`,
+        `${r.lastTenthCpuMs.toFixed(2)} ms`,
+        (r.lastTenthCpuMs / r.firstTenthCpuMs).toFixed(2),
+        perNodeKiB(r).toFixed(1),
+        ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
+        r.reconnectMs === undefined ? "-" : `${ms(r.reconnectMs)}${r.reconnectedOnline === r.clients ? "" : ` (${r.reconnectedOnline}/${r.clients})`}`,
+        r.reconnectServerCpuMs === undefined ? "-" : ms(r.reconnectServerCpuMs),
+      ]),
+    ]),
+  );
   for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
 
   // 2. cold start
