@@ -17,6 +17,7 @@ import { LinkReporter, linksReport } from "./link-report.ts";
 import { PeerManager } from "./peers.ts";
 import { applyClientReload } from "./reload.ts";
 import { RelayNode } from "./relay-node.ts";
+import { SdwanMaps } from "./sdwan-maps.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { controlRoutes } from "./control.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
@@ -123,6 +124,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         // Links made with others (they linked to us) are watched too: the peer may have restarted while we were away.
         void session.watch(peers.allLinks().map(([name]) => name));
         void relayNode?.onLoggedIn(result.user);
+        sdwanMaps.reset();
         if (overlay?.ready) {
           overlay.loggedIn();
           void joinOverlay();
@@ -139,7 +141,13 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       },
       connectPlan: (plan) => peers.acceptPlan(plan),
       relayPlan: (plan) => peers.acceptRelayPlan(plan),
-      sdwanMap: (map) => void applyMap(map),
+      sdwanMap: (map) => void applyMap(sdwanMaps.full(map)),
+      sdwanDelta: (delta) => {
+        const map = sdwanMaps.delta(delta);
+        if (map !== "gap") return void applyMap(map);
+        logger.warn("SDWAN: a map change that does not follow on from this node's map; asking for the whole map", { from: delta.from, version: delta.version });
+        void joinOverlay();
+      },
       peerOnline: (peer) => {
         // A link to an earlier run of the peer closes now, and a new one is made at once; a peer that
         // cannot tell its runs apart (an older node) may have restarted: its link must prove itself.
@@ -183,8 +191,10 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })
     : undefined;
   overlay?.start();
+  const sdwanMaps = new SdwanMaps();
   /** The virtual network's members are peers this node needs to hear of (restarts, departures). */
-  const applyMap = async (map: SdwanMap) => {
+  const applyMap = async (map: SdwanMap | undefined) => {
+    if (!map) return;
     void session.watch(map.nodes.map((node) => node.name));
     await overlay?.applyMap(map);
   };
@@ -193,7 +203,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     try {
       const { sdwan } = await session.request("report", { sdwan: { routes: init.sdwan!.routes } });
       if (!sdwan) throw new Error("the server answered the join without a map");
-      await applyMap(sdwan);
+      await applyMap(sdwanMaps.full(sdwan));
     } catch (err) {
       logger.error(`SDWAN: could not join the virtual network: ${(err as Error).message}`);
     }

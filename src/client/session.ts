@@ -20,6 +20,7 @@ import {
   type RequestFields,
   type RequestResult,
   type ResponseMessage,
+  type SdwanDelta,
   type SdwanMap,
   type ServerMessage,
   type PresenceDelta,
@@ -68,6 +69,7 @@ export interface SessionEvents {
   connectPlan?(plan: ConnectPlan): void;
   relayPlan?(plan: RelayPlan): void;
   sdwanMap?(map: SdwanMap): void;
+  sdwanDelta?(delta: SdwanDelta): void;
   /** The session that was online ended; `closeCode` is the server's WebSocket close code. */
   offline?(reason: string, closeCode: number): void;
   peerOnline?(peer: PeerInfo): void;
@@ -356,6 +358,9 @@ export class ServerSession {
         return;
       case "sdwan":
         this.events.sdwanMap?.(message.map);
+        return;
+      case "sdwan-delta":
+        this.events.sdwanDelta?.(message.delta);
         return;
       case "presence":
         this.applyPresence(message);

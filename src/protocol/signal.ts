@@ -250,6 +250,20 @@ export const sdwanMap = z.object({
 });
 export type SdwanMap = z.infer<typeof sdwanMap>;
 
+/**
+ * One change of the virtual network, pushed to every member instead of a full map: applies to the map
+ * of version `from` only, and makes it `version`. `nodes`: members that joined or changed their
+ * routes; `gone`: members that left. A member whose map is not `from` asks for a full one (it joins
+ * again). Members the change is not visible to (the ACL) get it empty: their versions stay in step.
+ */
+export const sdwanDelta = z.object({
+  from: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  nodes: sdwanMap.shape.nodes,
+  gone: z.array(nodeName).max(MAX_NODES_LISTED),
+});
+export type SdwanDelta = z.infer<typeof sdwanDelta>;
+
 /** The peer changes one node is interested in, gathered over PRESENCE_BATCH_MS: each peer once, its latest state. */
 export const presenceDelta = z.object({
   type: z.literal("presence"),
@@ -299,6 +313,7 @@ export const serverPushes = {
   connect: z.object({ type: z.literal("connect"), plan: connectPlan }),
   relay: z.object({ type: z.literal("relay"), plan: relayPlan }),
   sdwan: z.object({ type: z.literal("sdwan"), map: sdwanMap }),
+  "sdwan-delta": z.object({ type: z.literal("sdwan-delta"), delta: sdwanDelta }),
   presence: presenceDelta,
   /** From servers older than presence by interest (one message per change, to every node of the user). */
   "node-online": z.object({ type: z.literal("node-online"), node: peerInfo }),

@@ -63,9 +63,10 @@ describe("the server's messages against the protocol table", () => {
     expect(joined.sdwan?.self).toMatchObject({ name: "alpha" });
     const betaJoined = await accepted(beta, "report", { sdwan: { routes: [] } });
     expect(betaJoined.sdwan?.nodes.map((n) => n.name)).toEqual(["alpha"]);
-    const told = await alpha.waitMessage("alpha to hear of beta's join", (m) => m.type === "sdwan" && m.map.nodes.some((n: { name: string }) => n.name === "beta"));
-    expect(told.map.version, "the map pushed on beta's join is newer than alpha's own join answer").toBeGreaterThan(joined.sdwan!.version);
-    expect(told.map.version, "one change of the network, one version").toBe(betaJoined.sdwan!.version);
+    // Beta's join reaches alpha as a delta from alpha's own map to the next version, not as a whole map.
+    const told = await alpha.waitMessage("alpha to hear of beta's join", (m) => m.type === "sdwan-delta" && m.delta.nodes.some((n: { name: string }) => n.name === "beta"));
+    expect(told.delta.from, "the delta follows on from alpha's own join answer").toBe(joined.sdwan!.version);
+    expect(told.delta.version, "one change of the network, one version").toBe(betaJoined.sdwan!.version);
 
     const links = [{ peer: "beta", kind: "udp-punch", relay: null, rttMs: 0.4, bytesIn: 1_000, bytesOut: 2_000 }];
     const apps = [{ name: "ssh", protocol: "tcp", peer: "beta", state: "listening", connections: 1 }];
@@ -94,7 +95,7 @@ describe("the server's messages against the protocol table", () => {
     relay.close();
     await alpha.waitMessage("r1 offline", (m) => m.type === "presence" && m.offline.some((n: { name: string }) => n.name === "r1"));
     const toAlpha = checkAll(alpha);
-    for (const type of ["sdwan", "presence"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
+    for (const type of ["sdwan-delta", "presence"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
     expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "links", "login", "peers", "relay", "report", "watch"]);
   }, 40_000);
 
