@@ -34,6 +34,7 @@ import {
   RECONNECT_BASE_DELAY_MS,
   RECONNECT_JITTER_FRACTION,
   RECONNECT_MAX_DELAY_MS,
+  RECONNECT_SPREAD_MIN_DELAY_MS,
 } from "./constants.ts";
 import { decideTrust, type KnownServers } from "./trust.ts";
 
@@ -169,6 +170,8 @@ export class ServerSession {
   rttMs?: number;
   /** The watched peers online now (presence by interest: see watch). */
   readonly peers = new Map<string, PeerInfo>();
+  /** The window the server asks reconnects to spread over (its last login or heartbeat answer). */
+  reconnectWindowMs = 0;
   /** What this node knows of its NAT; sent with the login and reported again when it changes. */
   nat?: NatInfo;
 
@@ -190,8 +193,7 @@ export class ServerSession {
   private asked = new Map<string, Promise<unknown>>();
   /** A deferred login's next attempt (LOGIN_DEFERRED), on the same connection. */
   private loginRetryTimer?: ReturnType<typeof setTimeout>;
-  /** The window the server asked reconnects to spread over (its last login answer). */
-  private reconnectWindowMs = 0;
+
   private readonly log: Logger;
 
   constructor(
@@ -515,9 +517,9 @@ export class ServerSession {
     if (wasOnline) this.events.offline?.(reason, closeCode);
     if (wasOnline && !BACKOFF_KEEPING_CLOSES.has(closeCode)) this.failedAttempts = 0;
     // A server that lost its whole fleet at once (a restart) gets it back spread evenly over the window it
-    // asked for (about as fast as it admits logins), none sooner than the usual first delay.
-    const spreadMs = wasOnline ? (this.init.random ?? Math.random)() * this.reconnectWindowMs : 0;
-    const delayMs = Math.max(this.reconnectDelayMs(), spreadMs);
+    // asked for: about as fast as it admits logins, with no crowd at the usual first delay.
+    const spread = wasOnline && this.reconnectWindowMs > 0;
+    const delayMs = spread ? RECONNECT_SPREAD_MIN_DELAY_MS + (this.init.random ?? Math.random)() * this.reconnectWindowMs : this.reconnectDelayMs();
     this.failedAttempts++;
     const retry = `retrying in ${(delayMs / 1000).toFixed(1)} s`;
     if (refused || ADMIN_CLOSES.has(closeCode)) this.log.error(`${reason}; ${retry}`);

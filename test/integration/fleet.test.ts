@@ -7,7 +7,7 @@ import { KnownServers, ServerSession } from "../../src/client/index.ts";
 import { generateIdentity } from "../../src/crypto/index.ts";
 import { createLogger, silentLogger } from "../../src/log/index.ts";
 import type { LoginResult, PeerInfo } from "../../src/protocol/index.ts";
-import { startServer, tempDir, waitFor, type ServerHandle } from "../helpers/processes.ts";
+import { freePort, startServer, tempDir, waitFor, type ServerHandle } from "../helpers/processes.ts";
 import { SignalClient, type Json } from "../helpers/signal-client.ts";
 
 const WAIT_MS = 10_000;
@@ -143,5 +143,52 @@ describe("login admission at a steady rate", () => {
     // One turn after another: the later ones came in no faster than the rate.
     const intervalMs = 1000 / RATE_PER_S;
     expect(admittedAt[NODES - 1]! - admittedAt[BURST]!).toBeGreaterThanOrEqual((NODES - 1 - BURST) * intervalMs * 0.9);
+  }, 60_000);
+});
+
+describe("reconnects spread over the window the server suggests", () => {
+  // Four nodes at one login a second beyond a burst of one: the server's window is 3 s.
+  const ADMISSION = "login_rate = 1\nlogin_burst = 1";
+  const WINDOW_MS = 3_000;
+  // Far above the window: a node that did not spread would still be waiting when the test looks.
+  const BASE_DELAY_MS = 30_000;
+  const sessions: ServerSession[] = [];
+  const servers: ServerHandle[] = [];
+  afterAll(async () => {
+    for (const session of sessions) session.stop();
+    for (const server of servers) await server.stop();
+  });
+
+  it("a killed server gets its nodes back spread over its window, in the order of their draws, long before their usual delay", async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const options = { tls: "off" as const, dir, port, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 30_000, extraToml: ADMISSION };
+    servers.push(await startServer(options));
+    // The draws of each node's random source, in an order unlike the nodes' own; the earliest comes
+    // back 2.5 s after the kill (1 s + 0.5 x 3 s), once the restarted server listens.
+    const draws = [0.9, 0.5, 0.7, 0.6];
+    const logins: number[][] = draws.map(() => []);
+    draws.forEach((draw, i) => {
+      const session = new ServerSession(
+        { host: "127.0.0.1", port, insecure: true, node: `spread-${i}`, token: servers[0]!.token, identity: generateIdentity(), version: "test", knownServers: new KnownServers(join(dir, `known-${i}.json`)), logger: silentLogger, reconnectBaseDelayMs: BASE_DELAY_MS, random: () => draw },
+        { online: () => void logins[i]!.push(Date.now()) },
+      );
+      sessions.push(session);
+      session.start();
+    });
+    await waitFor("all four online", () => logins.every((l) => l.length === 1), 15_000);
+    // The heartbeats bring each node the window for the fleet as it is now.
+    await waitFor("each node to hear the window of four", () => sessions.every((s) => s.reconnectWindowMs === WINDOW_MS), 10_000);
+
+    const killedAt = Date.now();
+    servers[0]!.proc.child.kill("SIGKILL");
+    await servers[0]!.proc.exited;
+    servers.push(await startServer(options));
+    await waitFor("all four online again", () => logins.every((l) => l.length === 2), 20_000);
+
+    const back = logins.map((l) => l[1]! - killedAt);
+    const byDraw = [...draws.keys()].sort((a, b) => draws[a]! - draws[b]!);
+    expect([...back.keys()].sort((a, b) => back[a]! - back[b]!), `back after ${back.join(", ")} ms`).toEqual(byDraw);
+    for (const ms of back) expect(ms).toBeLessThan(BASE_DELAY_MS / 2);
   }, 60_000);
 });
