@@ -3,11 +3,16 @@
 //
 //   node_modules/.bin/bun scripts/bench/idle-clients.ts [--clients 1000] [--heartbeat-ms 10000] [--measure-s 30]
 //       [--batch 50] [--fast-heartbeat-ms 1000] [--fast-measure-s 10] [--cold-runs 5] [--build | --no-build] [--skip-cold] [--trace]
+//       [--no-reconnect] [--procs 1]
 //
 // 1. Starts a real inp2ps process (127.0.0.1, free port, tls auto, heartbeat timeout 3x the interval) in a
 //    temp dir, then opens N real ServerSessions (real TLS, real login with their own identity key, real
 //    heartbeats) from this one process, in batches. Reads the server's RSS and CPU time from /proc and
 //    reports memory per node and CPU per heartbeat. A second row repeats it with a short heartbeat.
+//    After the first row's window: kill -9 the server with all N online, restart it (same port, data dir and certificate)
+//    and time until all N sessions are online again (the mass-reconnect row; --no-reconnect skips it).
+//    --procs P > 1 (for fleets one process cannot hold: each session is a socket): P worker processes hold the
+//    sessions and report how many are online; prints the fleet-scale row only (no per-heartbeat counts, no second row).
 // 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
 //    creates its identity key), from source and from compiled binaries: dist/linux-<cpu>/ when it is newer than src/, else
 //    built now into a temp dir (about a second; --build always does, --no-build never does).
@@ -47,10 +52,14 @@ interface Options {
   build: "auto" | "always" | "never";
   skipCold: boolean;
   trace: boolean;
+  reconnect: boolean;
+  procs: number;
+  /** Set in a worker process (--procs): the server to log in to and the sessions to hold. */
+  worker?: { port: number; fingerprint: string; first: number; count: number; dir: string };
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false };
+  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false, reconnect: true, procs: 1 };
   const numeric: Record<string, keyof Options> = {
     "--clients": "clients",
     "--heartbeat-ms": "heartbeatMs",
@@ -59,6 +68,7 @@ function parseArgs(argv: string[]): Options {
     "--fast-heartbeat-ms": "fastHeartbeatMs",
     "--fast-measure-s": "fastMeasureS",
     "--cold-runs": "coldRuns",
+    "--procs": "procs",
   };
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i]!.split("=", 2) as [string, string | undefined];
@@ -66,8 +76,13 @@ function parseArgs(argv: string[]): Options {
     else if (name === "--no-build") o.build = "never";
     else if (name === "--skip-cold") o.skipCold = true;
     else if (name === "--trace") o.trace = true;
+    else if (name === "--no-reconnect") o.reconnect = false;
+    else if (name === "--worker") {
+      const [port, fingerprint, first, count, dir] = (inline ?? argv[++i] ?? "").split(",");
+      o.worker = { port: Number(port), fingerprint: fingerprint!, first: Number(first), count: Number(count), dir: dir! };
+    }
     else if (name === "-h" || name === "--help") {
-      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 14).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
       process.exit(0);
     } else if (numeric[name]) {
       const text = inline ?? argv[++i];
@@ -79,6 +94,7 @@ function parseArgs(argv: string[]): Options {
   if (o.clients < 1 || o.clients > 50_000) throw new BenchError("--clients must be 1..50000");
   if (o.heartbeatMs < 100 || o.fastHeartbeatMs > 0 && o.fastHeartbeatMs < 100) throw new BenchError("heartbeat intervals must be >= 100 ms (the server's minimum)");
   if (o.batch < 1) throw new BenchError("--batch must be >= 1");
+  if (o.procs < 1 || o.procs > 64) throw new BenchError("--procs must be 1..64");
   return o;
 }
 
@@ -123,6 +139,8 @@ process.on("exit", cleanupNow);
 const OUTPUT_KEPT = 64 * 1024;
 /** node-online messages one login batch may make the server send to this process's sessions. */
 const MAX_FANOUT_PER_BATCH = 10_000;
+/** How long the mass-reconnect row waits for all N sessions to be online again. */
+const RECONNECT_BOUND_MS = 600_000;
 
 class Proc {
   output = "";
@@ -237,9 +255,9 @@ interface Server {
   startupMs: number;
 }
 
-async function startInp2ps(program: string, heartbeatMs: number, maxConns: number, label: string): Promise<Server> {
-  const dir = tempDir("inp2p-bench-s-");
-  const port = await freePort();
+async function startInp2ps(program: string, heartbeatMs: number, maxConns: number, label: string, again?: Server): Promise<Server> {
+  const dir = again?.dir ?? tempDir("inp2p-bench-s-");
+  const port = again?.port ?? (await freePort());
   const configPath = join(dir, "inp2ps.toml");
   writeFileSync(
     configPath,
@@ -297,6 +315,13 @@ interface IdleRow {
   warningsDuringLogin: number;
   warningsDuringWindow: number;
   loginServerCpuMs: number;
+  /** Server CPU per login over the first and the last tenth of the N logins, in ms. */
+  firstTenthCpuMs: number;
+  lastTenthCpuMs: number;
+  /** kill -9 of the server with N online -> all N online again on the restarted server; undefined when not measured. */
+  reconnectMs?: number;
+  reconnectServerCpuMs?: number;
+  reconnectedOnline?: number;
   settleMs: number;
   stable: boolean;
   serverFds: number;
@@ -349,10 +374,14 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const loginCpu0 = cpuMs(pid);
   const mine: ServerSession[] = [];
   const warningsBeforeLogin = warningCount;
+  /** (sessions online, server CPU ms) at the end of each batch: CPU per login by tenth of N. */
+  const cpuAt: [number, number][] = [[0, loginCpu0]];
   for (let first = 0, count = 0; first < n; first += count) {
-    // Every login makes the server tell each online peer (node-online), and all N peers live in this one process:
-    // keep each batch's fan-out bounded so heartbeat replies do not queue behind it for longer than an interval.
-    count = Math.max(1, Math.min(opts.batch, n - first, Math.floor(MAX_FANOUT_PER_BATCH / Math.max(1, online))));
+    // A server that tells every online peer of each login (node-online; before presence by interest) sends all N peers,
+    // which live in this one process, K fan-out messages per login: keep each batch's fan-out bounded so heartbeat
+    // replies do not queue behind it for longer than an interval.
+    const fanoutPerLogin = peerOnlineReceived > 0 ? online : 1;
+    count = Math.max(1, Math.min(opts.batch, n - first, Math.floor(MAX_FANOUT_PER_BATCH / Math.max(1, fanoutPerLogin))));
     const logins: Promise<void>[] = [];
     for (let i = first; i < first + count; i++) {
       let loggedIn!: () => void;
@@ -401,15 +430,22 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
           `\nserver fds: ${openFds(pid)}, bench fds: ${openFds("self")}\nclient warnings: ${topWarnings(warnings)}\nserver output:\n${server.proc.output.slice(-1500)}`,
       );
     // Wait until this process has read the node-online fan-out of the batch (K online => K(K-1)/2 in total).
+    // (None to wait for from a server that tells only interested nodes: no session here asks about a peer.)
     const fanout = ((first + count) * (first + count - 1)) / 2;
     const drainDeadline = performance.now() + 10_000;
-    while (peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
+    while (peerOnlineReceived > 0 && peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
+    cpuAt.push([online, cpuMs(pid)]);
     const step = Math.floor((first + count) / Math.ceil(n / 4));
     if (opts.trace || step !== Math.floor(first / Math.ceil(n / 4)) || first + count === n)
       progress(`${online}/${n} online after ${ms(performance.now() - started)} (batch ${count}), server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms, ${warningCount} client warnings`);
   }
   const loginMs = performance.now() - started;
   const loginServerCpuMs = cpuMs(pid) - loginCpu0;
+  const tenth = Math.max(1, Math.floor(n / 10));
+  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
+  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
+  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
+  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (cpuAt.at(-1)![0] - lastStart[0]);
   const warningsDuringLogin = warningCount - warningsBeforeLogin;
   const healthNodes = (await health(server)).nodes;
 
@@ -460,6 +496,27 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const benchCpuMsPerS = (cpuMs("self") - bench0) / elapsedS;
   const healthAfter = (await health(server)).nodes;
   const benchRssKiB = rssKiB("self");
+  const [dropsInWindow, warningsInWindow] = [drops - dropsBefore, warningCount - warningsBeforeWindow];
+
+  // Mass reconnect: the server dies with all N online and comes back on the same port, data dir and certificate.
+  let reconnect: Pick<IdleRow, "reconnectMs" | "reconnectServerCpuMs" | "reconnectedOnline"> = {};
+  if (opts.reconnect && opts.heartbeatMs === heartbeatMs) {
+    progress(`kill -9 inp2ps with ${online} online; restarting it`);
+    const killedAt = performance.now();
+    server.proc.child.kill("SIGKILL");
+    await server.proc.exited;
+    const deadline = killedAt + RECONNECT_BOUND_MS;
+    // The sessions notice the dead server (their sockets close) before it is back.
+    while (online > 0 && performance.now() < deadline) await sleep(50);
+    Object.assign(server, await startInp2ps(SRC_INP2PS, heartbeatMs, Math.min(100_000, n + 64), `inp2ps restarted (heartbeat ${heartbeatMs} ms)`, server));
+    const restartedPid = server.proc.pid;
+    while (online < n && performance.now() < deadline) {
+      await sleep(100);
+      if (opts.trace) progress(`${online}/${n} online again after ${ms(performance.now() - killedAt)}, server CPU ${Math.round(cpuMs(restartedPid))} ms`);
+    }
+    reconnect = { reconnectMs: performance.now() - killedAt, reconnectServerCpuMs: cpuMs(restartedPid), reconnectedOnline: online };
+    progress(`${online}/${n} online again ${ms(reconnect.reconnectMs!)} after the kill, restarted server CPU ${Math.round(reconnect.reconnectServerCpuMs!)} ms`);
+  }
 
   for (const s of mine) {
     s.stop();
@@ -482,11 +539,14 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
     heartbeatsSent,
     benchCpuMsPerS,
     benchRssKiB,
-    drops: drops - dropsBefore,
+    drops: dropsInWindow,
     warnings,
     warningsDuringLogin,
-    warningsDuringWindow: warningCount - warningsBeforeWindow,
+    warningsDuringWindow: warningsInWindow,
     loginServerCpuMs,
+    firstTenthCpuMs,
+    lastTenthCpuMs,
+    ...reconnect,
     settleMs,
     stable,
     serverFds,
@@ -528,8 +588,145 @@ function newestMtime(dir: string): number {
 
 // ---------- main ----------
 
+// ---------- part 1b: idle clients from several processes ----------
+
+/** A worker (--procs): logs its share of sessions in, a batch at a time, and prints "online K" whenever K changes (at most every 100 ms). */
+async function worker(opts: Options): Promise<void> {
+  const { port, fingerprint, first, count, dir } = opts.worker!;
+  const knownServers = new KnownServers(join(dir, `known-${first}.json`));
+  const logger = createLogger({ level: "error", format: "json", write: () => {} });
+  let online = 0;
+  let told = -1;
+  const report = setInterval(() => {
+    if (online !== told) process.stdout.write(`online ${(told = online)}\n`);
+  }, 100);
+  for (let i = first; i < first + count; ) {
+    const batch = Math.min(opts.batch, first + count - i);
+    const target = online + batch;
+    for (let j = 0; j < batch; j++, i++) {
+      const session = new ServerSession(
+        { host: "127.0.0.1", port, insecure: false, node: `bench-${i}`, token: TOKEN, identity: generateIdentity(), version: VERSION, tlsFingerprint: fingerprint, knownServers, logger },
+        { online: () => void online++, offline: () => void online-- },
+      );
+      sessions.add(session);
+      session.start();
+    }
+    const deadline = performance.now() + 60_000;
+    while (online < target && performance.now() < deadline) await sleep(20);
+  }
+  await new Promise(() => clearInterval.bind(null, report)); // held until the main process ends it (SIGTERM: cleanupNow)
+}
+
+/** The fleet-scale row for N sessions held by opts.procs worker processes. */
+async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
+  const n = opts.clients;
+  const heartbeatMs = opts.heartbeatMs;
+  const server = await startInp2ps(SRC_INP2PS, heartbeatMs, n + 64, `inp2ps (heartbeat ${heartbeatMs} ms)`);
+  const pid = server.proc.pid;
+  if (openFilesLimit(pid) < n + 64) throw new BenchError(`inp2ps cannot hold ${n} connections: its open-files limit is ${openFilesLimit(pid)}; raise it with ulimit -Hn/-n ${n + 1024}`);
+  const clientDir = tempDir("inp2p-bench-c-");
+  await sleep(1_500);
+  const rssIdleKiB = rssKiB(pid);
+  const idleCpu0 = cpuMs(pid);
+  await sleep(3_000);
+  const idleCpuMsPerS = (cpuMs(pid) - idleCpu0) / 3;
+  const per = Math.ceil(n / opts.procs);
+  const counts = new Map<Proc, number>();
+  const total = () => [...counts.values()].reduce((a, b) => a + b, 0);
+  const loginCpu0 = cpuMs(pid);
+  const cpuAt: [number, number][] = [[0, loginCpu0]];
+  const started = performance.now();
+  for (let p = 0; p < opts.procs; p++) {
+    const first = p * per;
+    const count = Math.min(per, n - first);
+    if (count <= 0) break;
+    const proc = run(import.meta.path, ["--worker", [server.port, server.fingerprint, first, count, clientDir].join(","), "--batch", String(opts.batch)], clientDir, `bench worker ${p}`);
+    counts.set(proc, 0);
+    proc.child.stdout?.on("data", (d: Buffer) => {
+      const last = d.toString().trim().split("\n").at(-1)?.match(/^online (\d+)$/);
+      if (last) counts.set(proc, Number(last[1]));
+    });
+  }
+  const loginBound = performance.now() + RECONNECT_BOUND_MS;
+  let shown = 0;
+  while (total() < n && performance.now() < loginBound) {
+    await sleep(250);
+    cpuAt.push([total(), cpuMs(pid)]);
+    if (total() >= shown + n / 10 || opts.trace) progress(`${(shown = total())}/${n} online after ${ms(performance.now() - started)}, server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms`);
+  }
+  const loginMs = performance.now() - started;
+  const loginServerCpuMs = cpuMs(pid) - loginCpu0;
+  cpuAt.push([total(), cpuMs(pid)]);
+  if (total() < n) throw new BenchError(`only ${total()}/${n} online after ${ms(loginMs)}`);
+  const tenth = Math.floor(n / 10);
+  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
+  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
+  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
+  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (n - lastStart[0]);
+
+  await sleep(Math.min(3_000, heartbeatMs));
+  const rssLoadedKiB = rssKiB(pid);
+  const cpu0 = cpuMs(pid);
+  const t0 = performance.now();
+  await sleep(opts.measureS * 1000);
+  const measureS = (performance.now() - t0) / 1000;
+  const cpuMsPerS = (cpuMs(pid) - cpu0) / measureS;
+  const heartbeatsExpected = (n * measureS * 1000) / heartbeatMs;
+  const stillOnline = total();
+  const serverFds = openFds(pid);
+
+  let reconnect: Pick<IdleRow, "reconnectMs" | "reconnectServerCpuMs" | "reconnectedOnline"> = {};
+  if (opts.reconnect) {
+    progress(`kill -9 inp2ps with ${total()} online; restarting it`);
+    const killedAt = performance.now();
+    server.proc.child.kill("SIGKILL");
+    await server.proc.exited;
+    const deadline = killedAt + RECONNECT_BOUND_MS;
+    while (total() > 0 && performance.now() < deadline) await sleep(50);
+    Object.assign(server, await startInp2ps(SRC_INP2PS, heartbeatMs, n + 64, `inp2ps restarted (heartbeat ${heartbeatMs} ms)`, server));
+    shown = 0;
+    while (total() < n && performance.now() < deadline) {
+      await sleep(100);
+      if (total() >= shown + n / 10 || opts.trace) progress(`${(shown = total())}/${n} online again after ${ms(performance.now() - killedAt)}`);
+    }
+    reconnect = { reconnectMs: performance.now() - killedAt, reconnectServerCpuMs: cpuMs(server.proc.pid), reconnectedOnline: total() };
+  }
+  for (const proc of counts.keys()) await proc.stop();
+  await stopServer(server);
+  removeDir(clientDir);
+  return {
+    heartbeatMs,
+    clients: n,
+    online: stillOnline,
+    healthNodes: n,
+    loginMs,
+    rssIdleKiB,
+    rssLoadedKiB,
+    idleCpuMsPerS,
+    cpuMsPerS,
+    measureS,
+    heartbeatsExpected,
+    heartbeatsSent: Math.round(heartbeatsExpected), // the workers do not count theirs
+    benchCpuMsPerS: NaN,
+    benchRssKiB: NaN,
+    drops: n - stillOnline,
+    warnings: new Map(),
+    warningsDuringLogin: 0,
+    warningsDuringWindow: 0,
+    loginServerCpuMs,
+    firstTenthCpuMs,
+    lastTenthCpuMs,
+    ...reconnect,
+    settleMs: 0,
+    stable: true,
+    serverFds,
+    healthAfter: n,
+  };
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.worker) return worker(opts);
   const started = performance.now();
   const model = cpus()[0]?.model?.trim() ?? "?";
   const nproc = spawnSync("nproc", { encoding: "utf8" }).stdout?.trim() || String(cpus().length);
@@ -537,7 +734,7 @@ async function main(): Promise<void> {
   console.log(`machine: nproc ${nproc} (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}`);
   console.log(`bun ${Bun.version} (${BUN}), CLK_TCK ${CLK_TCK}, open-files limit ${openFilesLimit("self")}`);
   const fdLimit = openFilesLimit("self");
-  if (fdLimit < opts.clients + 256)
+  if (fdLimit < Math.ceil(opts.clients / opts.procs) + 256)
     throw new BenchError(
       `this process opens ${opts.clients} sockets (and inp2ps as many) but the open-files limit is ${fdLimit} ` +
         `(Bun raises the soft limit to the hard one by itself, so the hard limit is too low): run \`ulimit -Hn ${opts.clients + 1024}; ulimit -n ${opts.clients + 1024}\` as root, or use fewer --clients`,
@@ -547,8 +744,9 @@ async function main(): Promise<void> {
   const rows: IdleRow[] = [];
   console.log(`\n== 1. idle clients held by one inp2ps process: ${opts.clients} real ServerSessions (TLS, own identity, login, heartbeats) from one bench process, batches of <= ${opts.batch} (fewer when the node-online fan-out grows), one user ==`);
   progress(`heartbeat ${opts.heartbeatMs} ms, measuring ${opts.measureS} s`);
-  rows.push(await idleClients(opts, opts.heartbeatMs, opts.measureS));
-  if (opts.fastHeartbeatMs > 0 && opts.fastHeartbeatMs !== opts.heartbeatMs) {
+  if (opts.procs > 1) progress(`${opts.procs} worker processes hold the sessions`);
+  rows.push(opts.procs > 1 ? await idleClientsFromProcs(opts) : await idleClients(opts, opts.heartbeatMs, opts.measureS));
+  if (opts.procs === 1 && opts.fastHeartbeatMs > 0 && opts.fastHeartbeatMs !== opts.heartbeatMs) {
     progress(`heartbeat ${opts.fastHeartbeatMs} ms, measuring ${opts.fastMeasureS} s`);
     Bun.gc(true); // the first row's sessions are gone; do not let their garbage land in the second row
     await sleep(500);
@@ -609,6 +807,23 @@ async function main(): Promise<void> {
         `RSS/node x${(perNodeKiB(fast) / perNodeKiB(slow)).toFixed(2)}`,
     );
   }
+  console.log("  fleet scale (issue #17):");
+  console.log(
+    table([
+      ["N", "time to all online", "CPU/login first tenth", "last tenth", "last/first", "KiB/node", "µs/heartbeat", "kill -9 -> all N online again", "its server CPU"],
+      ...rows.map((r) => [
+        String(r.clients),
+        ms(r.loginMs),
+        `${r.firstTenthCpuMs.toFixed(2)} ms`,
+        `${r.lastTenthCpuMs.toFixed(2)} ms`,
+        (r.lastTenthCpuMs / r.firstTenthCpuMs).toFixed(2),
+        perNodeKiB(r).toFixed(1),
+        ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
+        r.reconnectMs === undefined ? "-" : `${ms(r.reconnectMs)}${r.reconnectedOnline === r.clients ? "" : ` (${r.reconnectedOnline}/${r.clients})`}`,
+        r.reconnectServerCpuMs === undefined ? "-" : ms(r.reconnectServerCpuMs),
+      ]),
+    ]),
+  );
   for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
 
   // 2. cold start

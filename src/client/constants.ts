@@ -2,6 +2,8 @@ export const RECONNECT_BASE_DELAY_MS = 5_000;
 /** Each failed attempt multiplies the delay; gentle, so a server that restarts in a few seconds is found quickly. */
 export const RECONNECT_BACKOFF_FACTOR = 1.5;
 export const RECONNECT_MAX_DELAY_MS = 60_000;
+/** The least wait before reconnecting over the server's reconnect window (it needs a moment to come back). */
+export const RECONNECT_SPREAD_MIN_DELAY_MS = 1_000;
 /** Each reconnect delay is scaled by a random factor in [1 - J, 1 + J]. */
 export const RECONNECT_JITTER_FRACTION = 0.2;
 export const CONNECT_TIMEOUT_MS = 10_000;

@@ -165,7 +165,8 @@ async function linkTo(init: ControlInit, peer: string): Promise<{ link: Link; fa
   let madeMs: number | null = null;
   if (!link) {
     if (session.state !== "online") throw new ControlError(503, `this node is not logged in to the server (${session.state}): no link to ${peer} can be made`);
-    if (!session.peers.has(peer))
+    // Asked by name: this node hears of the peer from now on (presence by interest).
+    if ((await session.watch([peer])).length === 0)
       throw new ControlError(404, `peer ${peer} is not online: no node of this user by that name is logged in to the server (inp2ps nodes lists them)`);
     const started = performance.now();
     try {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { AppConfig, ClientConfig } from "../config/index.ts";
 import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CloseCode, INSTANCE_ID_BYTES } from "../protocol/index.ts";
+import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { ClientMetrics } from "../metrics/index.ts";
 import { Overlay } from "../sdwan/index.ts";
 import { PATH_KINDS } from "../transport/index.ts";
@@ -17,6 +17,7 @@ import { LinkReporter, linksReport } from "./link-report.ts";
 import { PeerManager } from "./peers.ts";
 import { applyClientReload } from "./reload.ts";
 import { RelayNode } from "./relay-node.ts";
+import { SdwanMaps } from "./sdwan-maps.ts";
 import { ServerSession, type SessionEvents } from "./session.ts";
 import { controlRoutes } from "./control.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
@@ -119,8 +120,11 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       online: (result) => {
         natWatcher.serverReachable(); // a result from while the server was away may be stale
         peers.onLoggedIn();
-        for (const peer of result.peers) peers.peerOnline(peer); // some may have restarted while we were away
+        // The peers this node needs: they come online (peerOnline, below) as the server answers the session's watch.
+        // Links made with others (they linked to us) are watched too: the peer may have restarted while we were away.
+        void session.watch(peers.allLinks().map(([name]) => name));
         void relayNode?.onLoggedIn(result.user);
+        sdwanMaps.reset();
         if (overlay?.ready) {
           overlay.loggedIn();
           void joinOverlay();
@@ -130,15 +134,20 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
           appsStarted = true;
           void Promise.all(apps.map((app) => app.start()));
         }
-        for (const peer of appPeers) {
-          if (!result.peers.some((p) => p.name === peer)) logger.warn(`app peer ${peer} is not online (yet)`);
-          else setTimeout(() => ensureLink(peer), LINK_RETRY_DELAY_MS);
-        }
+        void session.watch(appPeers).then((online) => {
+          for (const peer of appPeers) if (!online.some((p) => p.name === peer)) logger.warn(`app peer ${peer} is not online (yet)`);
+        });
         events.online?.(result);
       },
       connectPlan: (plan) => peers.acceptPlan(plan),
       relayPlan: (plan) => peers.acceptRelayPlan(plan),
-      sdwanMap: (map) => void overlay?.applyMap(map),
+      sdwanMap: (map) => void applyMap(sdwanMaps.full(map)),
+      sdwanDelta: (delta) => {
+        const map = sdwanMaps.delta(delta);
+        if (map !== "gap") return void applyMap(map);
+        logger.warn("SDWAN: a map change that does not follow on from this node's map; asking for the whole map", { from: delta.from, version: delta.version });
+        void joinOverlay();
+      },
       peerOnline: (peer) => {
         // A link to an earlier run of the peer closes now, and a new one is made at once; a peer that
         // cannot tell its runs apart (an older node) may have restarted: its link must prove itself.
@@ -182,12 +191,19 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })
     : undefined;
   overlay?.start();
+  const sdwanMaps = new SdwanMaps();
+  /** The virtual network's members are peers this node needs to hear of (restarts, departures). */
+  const applyMap = async (map: SdwanMap | undefined) => {
+    if (!map) return;
+    void session.watch(map.nodes.map((node) => node.name));
+    await overlay?.applyMap(map);
+  };
   /** Joins the server's virtual network (after each login): the answer is this node's address and the map. */
   const joinOverlay = async () => {
     try {
       const { sdwan } = await session.request("report", { sdwan: { routes: init.sdwan!.routes } });
       if (!sdwan) throw new Error("the server answered the join without a map");
-      await overlay!.applyMap(sdwan);
+      await applyMap(sdwanMaps.full(sdwan));
     } catch (err) {
       logger.error(`SDWAN: could not join the virtual network: ${(err as Error).message}`);
     }
@@ -218,6 +234,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   });
   const linkReporter = new LinkReporter(session, () => linksReport(peers.allLinks(), apps.map((app) => app.status())), logger);
   peers.onLink((peer, link) => {
+    void session.watch([peer]); // a peer that linked to us: hear when it leaves or restarts
     service.attach(peer, link);
     overlay?.attach(peer, link);
     linkReporter.changed();
@@ -293,7 +310,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     peers,
     statusPort: statusServer?.port ?? 0,
     status,
-    reload: (next) => applyClientReload({ apps, appPeers, newApp, appsStarted: () => appsStarted, ensureLink, expose }, next),
+    // A new app's peer is watched first: its link is made once the server says it is online.
+    reload: (next) => applyClientReload({ apps, appPeers, newApp, appsStarted: () => appsStarted, ensureLink: (peer) => void session.watch([peer]).then(() => ensureLink(peer)), expose }, next),
     stop: () => {
       stopped = true;
       natWatcher.stop();

@@ -6,6 +6,8 @@ import {
   approveCommand,
   CloseCode,
   MAX_NODES_LISTED,
+  MAX_WATCH_NAMES,
+  MAX_WATCHED_PER_NODE,
   parseResult,
   parseServerMessage,
   ProtocolError,
@@ -18,8 +20,10 @@ import {
   type RequestFields,
   type RequestResult,
   type ResponseMessage,
+  type SdwanDelta,
   type SdwanMap,
   type ServerMessage,
+  type PresenceDelta,
 } from "../protocol/index.ts";
 import {
   CLOCK_SAMPLES_KEPT,
@@ -30,6 +34,7 @@ import {
   RECONNECT_BASE_DELAY_MS,
   RECONNECT_JITTER_FRACTION,
   RECONNECT_MAX_DELAY_MS,
+  RECONNECT_SPREAD_MIN_DELAY_MS,
 } from "./constants.ts";
 import { decideTrust, type KnownServers } from "./trust.ts";
 
@@ -56,6 +61,8 @@ export interface ServerSessionInit {
   logger: Logger;
   reconnectBaseDelayMs?: number;
   reconnectMaxDelayMs?: number;
+  /** Spreads reconnects over the server's window (0 ≤ x < 1). @default Math.random */
+  random?: () => number;
 }
 
 export interface SessionEvents {
@@ -63,6 +70,7 @@ export interface SessionEvents {
   connectPlan?(plan: ConnectPlan): void;
   relayPlan?(plan: RelayPlan): void;
   sdwanMap?(map: SdwanMap): void;
+  sdwanDelta?(delta: SdwanDelta): void;
   /** The session that was online ended; `closeCode` is the server's WebSocket close code. */
   offline?(reason: string, closeCode: number): void;
   peerOnline?(peer: PeerInfo): void;
@@ -142,6 +150,8 @@ export class RequestError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** When the server said to ask again (LOGIN_DEFERRED). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -158,7 +168,10 @@ export class ServerSession {
   /** serverTime - localTime, estimated from heartbeats. */
   clockOffsetMs = 0;
   rttMs?: number;
+  /** The watched peers online now (presence by interest: see watch). */
   readonly peers = new Map<string, PeerInfo>();
+  /** The window the server asks reconnects to spread over (its last login or heartbeat answer). */
+  reconnectWindowMs = 0;
   /** What this node knows of its NAT; sent with the login and reported again when it changes. */
   nat?: NatInfo;
 
@@ -174,6 +187,13 @@ export class ServerSession {
   private failedAttempts = 0;
   /** Why the server refused the last login, in words; used when it closes the connection. */
   private refusal?: string;
+  /** The peers this node wants to hear of; asked for again after each login. */
+  private readonly interest = new Set<string>();
+  /** This login's watch requests, by the names each asked for. */
+  private asked = new Map<string, Promise<unknown>>();
+  /** A deferred login's next attempt (LOGIN_DEFERRED), on the same connection. */
+  private loginRetryTimer?: ReturnType<typeof setTimeout>;
+
   private readonly log: Logger;
 
   constructor(
@@ -207,6 +227,39 @@ export class ServerSession {
     this.nat = nat;
     if (this.state !== "online") return; // the next login carries it
     this.request("report", { nat }).catch((err: Error) => this.log.warn("could not report the NAT type to the server", { error: err.message }));
+  }
+
+  /**
+   * Asks to hear of `names` (presence by interest): they join session.peers and the peerOnline and
+   * peerOffline events while they are online, for this login and every later one. Resolves, once the
+   * server answered, with those of them online now; at once, with none, while not logged in.
+   */
+  async watch(names: Iterable<string>): Promise<PeerInfo[]> {
+    const wanted = [...new Set(names)].filter((name) => name !== this.init.node);
+    for (const name of wanted) {
+      if (this.interest.has(name)) continue;
+      if (this.interest.size >= MAX_WATCHED_PER_NODE) {
+        this.log.error(`not watching peer ${name}: this node watches ${MAX_WATCHED_PER_NODE} peers already, the most a server keeps`);
+        continue;
+      }
+      this.interest.add(name);
+    }
+    if (this.state !== "online") return [];
+    const fresh = wanted.filter((name) => this.interest.has(name) && !this.asked.has(name));
+    for (let i = 0; i < fresh.length; i += MAX_WATCH_NAMES) {
+      const chunk = fresh.slice(i, i + MAX_WATCH_NAMES);
+      const asked = this.asked;
+      const answer = this.request("watch", { peers: chunk }).then(
+        ({ peers }) => this.applyPresence({ online: peers, offline: [] }),
+        (err: Error) => {
+          for (const name of chunk) if (asked.get(name) === answer) asked.delete(name); // asked again next time
+          this.log.debug("could not watch peers", { error: err.message });
+        },
+      );
+      for (const name of chunk) asked.set(name, answer);
+    }
+    await Promise.all(wanted.map((name) => this.asked.get(name)));
+    return wanted.flatMap((name) => this.peers.get(name) ?? []);
   }
 
   request<K extends ClientRequestType>(type: K, fields: RequestFields<K>): Promise<RequestResult<K>> {
@@ -308,19 +361,17 @@ export class ServerSession {
       case "sdwan":
         this.events.sdwanMap?.(message.map);
         return;
+      case "sdwan-delta":
+        this.events.sdwanDelta?.(message.delta);
+        return;
+      case "presence":
+        this.applyPresence(message);
+        return;
       case "node-online":
-        if (!this.peers.has(message.node.name) && this.peers.size >= MAX_NODES_LISTED) {
-          this.log.error(`ignoring peer ${message.node.name}: the server already listed ${MAX_NODES_LISTED} peers, the most a client keeps`);
-          return;
-        }
-        this.peers.set(message.node.name, message.node);
-        this.log.info("peer online", { peer: message.node.name });
-        this.events.peerOnline?.(message.node);
+        this.applyPresence({ online: [message.node], offline: [] });
         return;
       case "node-offline":
-        this.peers.delete(message.node.name);
-        this.log.info("peer offline", { peer: message.node.name, ...(message.reason ? { reason: message.reason } : {}) });
-        this.events.peerOffline?.(message.node.name, message.reason);
+        this.applyPresence({ online: [], offline: [{ name: message.node.name, reason: message.reason }] });
         return;
       case "admitted":
         if (this.state !== "pending") return;
@@ -332,6 +383,24 @@ export class ServerSession {
     }
   }
 
+  /** Peers that went offline, then peers that are online (each named once in a delta). */
+  private applyPresence(delta: Pick<PresenceDelta, "online" | "offline">): void {
+    for (const { name, reason } of delta.offline) {
+      this.peers.delete(name);
+      this.log.info("peer offline", { peer: name, ...(reason ? { reason } : {}) });
+      this.events.peerOffline?.(name, reason);
+    }
+    for (const peer of delta.online) {
+      if (!this.peers.has(peer.name) && this.peers.size >= MAX_NODES_LISTED) {
+        this.log.error(`ignoring peer ${peer.name}: the server already listed ${MAX_NODES_LISTED} peers, the most a client keeps`);
+        continue;
+      }
+      this.peers.set(peer.name, peer);
+      this.log.info("peer online", { peer: peer.name });
+      this.events.peerOnline?.(peer);
+    }
+  }
+
   private settle(message: ResponseMessage): void {
     const pending = message.id === null ? undefined : this.pending.get(message.id);
     if (!pending) {
@@ -339,7 +408,7 @@ export class ServerSession {
       return;
     }
     this.pending.delete(message.id!);
-    if (!message.ok) return pending.reject(new RequestError(message.error?.code ?? "UNKNOWN", message.error?.message ?? "request failed"));
+    if (!message.ok) return pending.reject(new RequestError(message.error?.code ?? "UNKNOWN", message.error?.message ?? "request failed", message.error?.retryAfterMs));
     try {
       pending.resolve(parseResult(pending.type, message.result));
     } catch (err) {
@@ -369,6 +438,12 @@ export class ServerSession {
       });
       this.onLoggedIn(result);
     } catch (err) {
+      if (err instanceof RequestError && err.code === "LOGIN_DEFERRED" && err.retryAfterMs !== undefined) {
+        // Our turn is kept for us on this connection: no new handshake, no backoff.
+        this.log.info(`the server admits logins at a steady rate; logging in again in ${(err.retryAfterMs / 1000).toFixed(1)} s`);
+        this.loginRetryTimer = setTimeout(() => void this.sendLogin(nonce), err.retryAfterMs);
+        return;
+      }
       // A refusal is told when the server closes the connection, which follows it.
       if (err instanceof RequestError && /^login refused/.test(err.message)) this.refusal = explainRefusal(err.code, err.message, node);
       else this.log.error(`login failed: ${(err as Error).message}`);
@@ -383,7 +458,9 @@ export class ServerSession {
     this.login = result;
     this.awaitingApproval = result.pending ? approveCommand(result.node, result.user) : undefined;
     this.clockSamples = [];
+    this.reconnectWindowMs = result.reconnectWindowMs ?? 0;
     // Not cleared here: a node-online that came with the login answer is already in (teardown clears).
+    // (Only older servers list peers here; newer ones answer the watch below.)
     for (const peer of result.peers) this.peers.set(peer.name, peer);
     if (result.pending) this.log.warn(`waiting for approval: run "${this.awaitingApproval}" on the server`, { server: `${this.init.host}:${this.init.port}` });
     else this.log.info("logged in", { server: `${this.init.host}:${this.init.port}`, node: result.node, user: result.user, peers: result.peers.length });
@@ -391,7 +468,9 @@ export class ServerSession {
     this.lastHeartbeatAnswerAt = Date.now();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), result.heartbeatIntervalMs);
     this.heartbeat();
-    if (!result.pending) this.events.online?.(result);
+    if (result.pending) return;
+    void this.watch(this.interest);
+    this.events.online?.(result);
   }
 
   private heartbeat(): void {
@@ -411,6 +490,7 @@ export class ServerSession {
         this.heartbeatOutstanding = false;
         this.lastHeartbeatAnswerAt = Date.now();
         this.addClockSample(sentAt, Date.now(), result.serverTime);
+        if (result.reconnectWindowMs !== undefined) this.reconnectWindowMs = result.reconnectWindowMs;
       })
       .catch((err: Error) => {
         this.heartbeatOutstanding = false; // the next interval asks again; the silence check still counts from the last answer
@@ -436,7 +516,10 @@ export class ServerSession {
     this.problem = reason;
     if (wasOnline) this.events.offline?.(reason, closeCode);
     if (wasOnline && !BACKOFF_KEEPING_CLOSES.has(closeCode)) this.failedAttempts = 0;
-    const delayMs = this.reconnectDelayMs();
+    // A server that lost its whole fleet at once (a restart) gets it back spread evenly over the window it
+    // asked for: about as fast as it admits logins, with no crowd at the usual first delay.
+    const spread = wasOnline && this.reconnectWindowMs > 0;
+    const delayMs = spread ? RECONNECT_SPREAD_MIN_DELAY_MS + (this.init.random ?? Math.random)() * this.reconnectWindowMs : this.reconnectDelayMs();
     this.failedAttempts++;
     const retry = `retrying in ${(delayMs / 1000).toFixed(1)} s`;
     if (refused || ADMIN_CLOSES.has(closeCode)) this.log.error(`${reason}; ${retry}`);
@@ -456,6 +539,8 @@ export class ServerSession {
 
   private teardown(reason: string): void {
     this.peers.clear();
+    this.asked = new Map();
+    clearTimeout(this.loginRetryTimer);
     this.awaitingApproval = undefined;
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;

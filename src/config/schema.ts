@@ -104,6 +104,8 @@ export const serverShape = {
   heartbeat_timeout_ms: intInRange(1, C.MAX_HEARTBEAT_TIMEOUT_MS).default(C.DEFAULT_HEARTBEAT_TIMEOUT_MS),
   max_conns_per_ip: intInRange(1, C.MAX_CONNS_PER_IP_LIMIT).default(C.DEFAULT_MAX_CONNS_PER_IP),
   max_conns_before_login: intInRange(1, C.MAX_CONNS_PER_IP_LIMIT).default(C.DEFAULT_MAX_CONNS_BEFORE_LOGIN),
+  login_rate: intInRange(1, C.MAX_LOGIN_RATE_PER_S).default(C.DEFAULT_LOGIN_RATE_PER_S),
+  login_burst: intInRange(1, C.MAX_LOGIN_RATE_PER_S).default(C.DEFAULT_LOGIN_BURST),
   users: z.array(userSchema).default([]),
   relay: booleanValue.default(C.DEFAULT_SERVER_RELAY),
   relay_port: port(C.DEFAULT_SERVER_RELAY_PORT),

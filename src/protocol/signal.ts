@@ -133,6 +133,19 @@ export const heartbeatRequest = z.strictObject({
 
 export const peersRequest = z.strictObject({ type: z.literal("peers"), id: requestId });
 
+/** Names one watch request may add; a client with more asks in several. */
+export const MAX_WATCH_NAMES = 256;
+/** Peers one node may watch at once (over all its watch requests of one login). */
+export const MAX_WATCHED_PER_NODE = 4096;
+/**
+ * Presence by interest: the node hears of these peers (their online/offline changes, as presence
+ * deltas) for as long as its login lasts; the answer lists those online now. Asked again after each
+ * login: the interest goes with the session.
+ */
+export const watchRequest = z.strictObject({ type: z.literal("watch"), id: requestId, peers: z.array(nodeName).min(1).max(MAX_WATCH_NAMES) });
+
+/** The longest reconnect spread or login deferral a server may ask of a client. */
+export const MAX_RECONNECT_WINDOW_MS = 600_000;
 /** Nodes of one user a server may list to a client at once (peers, SDWAN members); more is hostile. */
 export const MAX_NODES_LISTED = 4096;
 /** Longest error message a client accepts from the server. */
@@ -177,7 +190,13 @@ export const loginResult = z.object({
   serverTime,
   heartbeatIntervalMs: z.number().int().min(MIN_HEARTBEAT_INTERVAL_MS).max(MAX_HEARTBEAT_INTERVAL_MS),
   heartbeatTimeoutMs: z.number().int().min(1).max(MAX_HEARTBEAT_TIMEOUT_MS),
+  /** Older servers list every peer online here; newer ones send it empty (presence by interest: `watch`), which older clients still accept. */
   peers: z.array(peerInfo).max(MAX_NODES_LISTED),
+  /**
+   * How long a window this node should spread its reconnect over when it loses the server (the
+   * server's estimate of how long its fleet takes to log in again at its admission rate).
+   */
+  reconnectWindowMs: z.number().int().nonnegative().max(MAX_RECONNECT_WINDOW_MS).optional(),
   /**
    * Set when the server admits nodes by approval and this name and key are not approved yet: the node
    * may only heartbeat (peers is empty) until an `admitted` event carries its real login result.
@@ -231,7 +250,35 @@ export const sdwanMap = z.object({
 });
 export type SdwanMap = z.infer<typeof sdwanMap>;
 
-export const heartbeatResult = z.object({ clientTime: z.number().finite(), serverTime });
+/**
+ * One change of the virtual network, pushed to every member instead of a full map: applies to the map
+ * of version `from` only, and makes it `version`. `nodes`: members that joined or changed their
+ * routes; `gone`: members that left. A member whose map is not `from` asks for a full one (it joins
+ * again). Members the change is not visible to (the ACL) get it empty: their versions stay in step.
+ */
+export const sdwanDelta = z.object({
+  from: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  nodes: sdwanMap.shape.nodes,
+  gone: z.array(nodeName).max(MAX_NODES_LISTED),
+});
+export type SdwanDelta = z.infer<typeof sdwanDelta>;
+
+/** The peer changes one node is interested in, gathered over PRESENCE_BATCH_MS: each peer once, its latest state. */
+export const presenceDelta = z.object({
+  type: z.literal("presence"),
+  online: z.array(peerInfo).max(MAX_NODES_LISTED),
+  /** `revoked`: the admin revoked the node; links to it close at once instead of being checked. */
+  offline: z.array(z.object({ name: nodeName, reason: z.literal("revoked").optional() })).max(MAX_NODES_LISTED),
+});
+export type PresenceDelta = z.infer<typeof presenceDelta>;
+
+export const heartbeatResult = z.object({
+  clientTime: z.number().finite(),
+  serverTime,
+  /** The login answer's reconnectWindowMs, for the fleet as it is now (it grows as the fleet logs in). */
+  reconnectWindowMs: z.number().int().nonnegative().max(MAX_RECONNECT_WINDOW_MS).optional(),
+});
 export type HeartbeatResult = z.infer<typeof heartbeatResult>;
 
 /**
@@ -242,6 +289,8 @@ export const signalRequests = {
   login: { request: loginRequest, result: loginResult },
   heartbeat: { request: heartbeatRequest, result: heartbeatResult },
   peers: { request: peersRequest, result: z.object({ peers: z.array(peerInfo).max(MAX_NODES_LISTED) }) },
+  /** The watched peers online now; their changes follow as `presence` pushes. */
+  watch: { request: watchRequest, result: z.object({ peers: z.array(peerInfo).max(MAX_WATCH_NAMES) }) },
   /** The virtual network's map when the report joined it (`sdwan`); otherwise nothing. */
   report: { request: reportRequest, result: z.object({ sdwan: sdwanMap.optional() }) },
   connect: { request: connectRequest, result: connectPlan },
@@ -264,6 +313,9 @@ export const serverPushes = {
   connect: z.object({ type: z.literal("connect"), plan: connectPlan }),
   relay: z.object({ type: z.literal("relay"), plan: relayPlan }),
   sdwan: z.object({ type: z.literal("sdwan"), map: sdwanMap }),
+  "sdwan-delta": z.object({ type: z.literal("sdwan-delta"), delta: sdwanDelta }),
+  presence: presenceDelta,
+  /** From servers older than presence by interest (one message per change, to every node of the user). */
   "node-online": z.object({ type: z.literal("node-online"), node: peerInfo }),
   /** `revoked`: the admin revoked the node; links to it close at once instead of being checked. */
   "node-offline": z.object({ type: z.literal("node-offline"), node: z.object({ name: nodeName }), reason: z.literal("revoked").optional() }),
@@ -297,6 +349,8 @@ export const ERROR_CODES = [
   "NODE_REVOKED",
   "TOO_MANY_PENDING",
   "PAIRING_RATE_LIMITED",
+  /** The server admits logins at a steady rate and this one's turn comes later: log in again (same connection) in `retryAfterMs`. */
+  "LOGIN_DEFERRED",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -310,7 +364,14 @@ export const responseMessage = z.object({
   id: requestId.nullable(),
   ok: z.boolean(),
   result: z.unknown().optional(),
-  error: z.object({ code: z.string().regex(/^[A-Z_]{1,64}$/, "an error code"), message: z.string().max(MAX_ERROR_MESSAGE_LENGTH) }).optional(),
+  error: z
+    .object({
+      code: z.string().regex(/^[A-Z_]{1,64}$/, "an error code"),
+      message: z.string().max(MAX_ERROR_MESSAGE_LENGTH),
+      /** When to ask again (LOGIN_DEFERRED). */
+      retryAfterMs: z.number().int().nonnegative().max(MAX_RECONNECT_WINDOW_MS).optional(),
+    })
+    .optional(),
 });
 export type ResponseMessage = z.infer<typeof responseMessage>;
 
@@ -343,6 +404,8 @@ export class ProtocolError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly id: number | null = null,
+    /** When the client may ask again (LOGIN_DEFERRED). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

@@ -46,3 +46,5 @@ export const REQUESTER_PLAN_BURST = 20;
 export const REQUESTER_PLAN_INTERVAL_MS = 250;
 /** Bound on the plan buckets remembered at once (full ones are forgotten first). */
 export const MAX_PLAN_BUCKETS = 10_000;
+/** How long presence changes gather before each interested node gets them as one delta. */
+export const PRESENCE_BATCH_MS = 50;

@@ -3,7 +3,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { websocket } from "hono/bun";
-import { DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME, type ReloadPlan } from "../config/index.ts";
+import { DEFAULT_LOGIN_BURST, DEFAULT_LOGIN_RATE_PER_S, DEFAULT_MAX_CONNS_BEFORE_LOGIN, DEFAULT_USER_NAME, type ReloadPlan } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { advertiseServer, type Mdns } from "../discovery/index.ts";
 import { startStunServer } from "../nat/stun-server.ts";
@@ -24,6 +24,8 @@ import { trackLastSeen } from "./last-seen.ts";
 import { NodeStore } from "./nodes.ts";
 import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
+import { Presence } from "./presence.ts";
+import { LoginAdmission } from "./admission.ts";
 import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
 import { applyServerReload, type ServerPolicy } from "./reload.ts";
 import { SignalHub, type User } from "./signal.ts";
@@ -57,6 +59,10 @@ export interface ServerInit {
   max_conns_per_ip: number;
   /** Connections that have not logged in yet, all addresses together; more are closed at once. Default DEFAULT_MAX_CONNS_BEFORE_LOGIN. */
   max_conns_before_login?: number;
+  /** Logins admitted per second once the burst is spent. @default DEFAULT_LOGIN_RATE_PER_S */
+  login_rate?: number;
+  /** Logins admitted at once before login_rate applies. @default DEFAULT_LOGIN_BURST */
+  login_burst?: number;
   stun_udp1: number;
   stun_udp2: number;
   stun_tcp1: number;
@@ -137,6 +143,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     onRateLimited: () => metrics.limited("stun"),
   });
   const registry = new Registry();
+  const presence = new Presence(registry);
   let relay: RunningRelay | undefined;
   const relayKey = randomBytes(32);
   if (init.relay) {
@@ -164,6 +171,8 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const hub: SignalHub = new SignalHub({
     users,
     registry,
+    presence,
+    loginAdmission: new LoginAdmission(init.login_rate ?? DEFAULT_LOGIN_RATE_PER_S, init.login_burst ?? DEFAULT_LOGIN_BURST),
     broker,
     // Called only once the hub exists (when a node joins the virtual network).
     sdwan: addressBook ? new SdwanHub(addressBook, registry, (node, member): boolean => hub.linkableBothWays(node, member)) : undefined,
@@ -229,6 +238,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     async stop() {
       clearInterval(sweeper);
       lastSeen.stop();
+      presence.stop();
       await bonjour?.stop();
       for (const session of registry.all()) session.close(CloseCode.shutdown, "server shutting down");
       await server.stop(true);

@@ -1,4 +1,4 @@
-import type { Candidates, NatInfo, PeerInfo, RelayOffer, ServerMessage } from "../protocol/index.ts";
+import type { Candidates, NatInfo, PeerInfo, RelayOffer } from "../protocol/index.ts";
 import type { NodeReport } from "./node-reports.ts";
 
 export interface NodeSession {
@@ -36,13 +36,18 @@ export const peerInfo = (session: NodeSession): PeerInfo => ({
   onlineSince: session.onlineSince,
 });
 
-/** The nodes online now, by user and name. Nodes of different users never see each other. */
+type ChangeListener = (session: NodeSession, event: "online" | "offline", reason?: "revoked") => void;
+
+/**
+ * The nodes online now, by user and name. Nodes of different users never see each other. Who hears of
+ * a change is the listeners' business (presence.ts: only the nodes interested in it).
+ */
 export class Registry {
   private readonly byUser = new Map<string, Map<string, NodeSession>>();
-  private readonly listeners: ((session: NodeSession, event: "online" | "offline") => void)[] = [];
+  private readonly listeners: ChangeListener[] = [];
 
-  /** Adds a listener for nodes coming online and going offline (after their peers were told). */
-  onChange(listener: (session: NodeSession, event: "online" | "offline") => void): void {
+  /** Adds a listener for nodes coming online and going offline (`reason`: the admin revoked it). */
+  onChange(listener: ChangeListener): void {
     this.listeners.push(listener);
   }
 
@@ -62,7 +67,6 @@ export class Registry {
     if (!nodes) this.byUser.set(session.user, (nodes = new Map()));
     const previous = nodes.get(session.name);
     nodes.set(session.name, session);
-    this.broadcast(session, { type: "node-online", node: peerInfo(session) });
     for (const listener of this.listeners) listener(session, "online");
     return previous;
   }
@@ -73,12 +77,11 @@ export class Registry {
     if (nodes?.get(session.name) !== session) return false;
     nodes.delete(session.name);
     if (nodes.size === 0) this.byUser.delete(session.user);
-    this.broadcast(session, { type: "node-offline", node: { name: session.name }, ...(reason ? { reason } : {}) });
-    for (const listener of this.listeners) listener(session, "offline");
+    for (const listener of this.listeners) listener(session, "offline", reason);
     return true;
   }
 
-  /** The nodes of one user online now. */
+  /** The nodes of one user online now: O(N) of that user, for answers asked for (peers, the console), never per login. */
   ofUser(user: string): NodeSession[] {
     return [...(this.byUser.get(user)?.values() ?? [])];
   }
@@ -89,10 +92,5 @@ export class Registry {
 
   all(): NodeSession[] {
     return [...this.byUser.values()].flatMap((nodes) => [...nodes.values()]);
-  }
-
-  private broadcast(about: NodeSession, message: ServerMessage): void {
-    const text = JSON.stringify(message); // once, not once per peer
-    for (const peer of this.peers(about)) peer.send(text);
   }
 }

@@ -1,7 +1,7 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { ProtocolError, type SdwanMap } from "../protocol/index.ts";
+import { ProtocolError, type SdwanDelta, type SdwanMap } from "../protocol/index.ts";
 import { cidrContains, ipToNumber, numberToIp, parseCidr, type Cidr } from "../sdwan/packet.ts";
 import type { NodeSession, Registry } from "./registry.ts";
 
@@ -95,21 +95,21 @@ export class SdwanHub {
     private readonly visible: (node: NodeSession, member: NodeSession) => boolean = () => true,
   ) {}
 
-  /** A node joins (or updates its routes): it gets its address and the map; the others hear of it. */
+  /** A node joins (or updates its routes): it gets its address and the map; the others hear of it (a delta). */
   join(session: NodeSession, routes: string[]): SdwanMap {
     const inUse = new Set(this.members(session.user).filter((node) => node !== session).map((node) => node.sdwan!.ip));
     session.sdwan = { ip: this.book.assign(session.user, session.name, Date.now(), inUse), routes };
     this.changed(session.user);
-    this.broadcast(session.user, session);
+    this.broadcast(session, { nodes: [{ name: session.name, ip: session.sdwan.ip, routes }], gone: [] });
     return this.mapFor(session);
   }
 
-  /** A node went offline: its address stays reserved, and it leaves every peer's map. */
+  /** A node went offline: its address stays reserved, and it leaves every peer's map (a delta). */
   leave(session: NodeSession): void {
     if (!session.sdwan) return;
     this.book.touch(session.user, session.name);
     this.changed(session.user);
-    this.broadcast(session.user, session);
+    this.broadcast(session, { nodes: [], gone: [session.name] });
   }
 
   /** What the ACL lets each member reach may have changed (the admin tagged a node): every member gets its map anew. */
@@ -136,8 +136,15 @@ export class SdwanHub {
     };
   }
 
-  private broadcast(user: string, except: NodeSession): void {
-    const members = this.members(user);
-    for (const node of members) if (node !== except && this.visible(node, except)) node.send(JSON.stringify({ type: "sdwan", map: this.mapFor(node, members) }));
+  /**
+   * Tells every other member of one change, as a delta from the version before: O(members) per change,
+   * not a full map each (O(members²)). Members the change is not visible to get it empty, so that
+   * every member's next delta follows on from its map.
+   */
+  private broadcast(about: NodeSession, change: Pick<SdwanDelta, "nodes" | "gone">): void {
+    const version = this.versions.get(about.user) ?? 0;
+    const text = (visible: boolean) => JSON.stringify({ type: "sdwan-delta", delta: { from: version - 1, version, ...(visible ? change : { nodes: [], gone: [] }) } });
+    const [seen, unseen] = [text(true), text(false)];
+    for (const node of this.members(about.user)) if (node !== about) node.send(this.visible(node, about) ? seen : unseen);
   }
 }

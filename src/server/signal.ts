@@ -14,7 +14,7 @@ import {
   type ErrorCode,
   type LoginRequest,
   type LoginResult,
-  type PeerInfo,
+  MAX_RECONNECT_WINDOW_MS,
   type ResponseMessage,
   type ServerMessage,
   withoutLoopback,
@@ -32,6 +32,8 @@ import type { PairingBook, PairingRequest } from "./pairing.ts";
 import { PlanLimits } from "./plan-limits.ts";
 import { authFailureReason, type ServerMetrics } from "../metrics/index.ts";
 import { peerInfo, type NodeSession, type Registry } from "./registry.ts";
+import type { Presence } from "./presence.ts";
+import type { LoginAdmission } from "./admission.ts";
 
 /**
  * Refusals that mean the client sent something it should not have; only these count towards dropping
@@ -93,12 +95,18 @@ export interface Connection {
   rateTokens: number;
   rateRefilledAt: number;
   loginTimer?: ReturnType<typeof setTimeout>;
+  /** Set once a login was told to come back later (LOGIN_DEFERRED): its turn, and the timer that closes it if it does not. */
+  turn?: { at: number; timer: ReturnType<typeof setTimeout> };
   closed: boolean;
 }
 
 export interface SignalHubInit {
   users: User[];
   registry: Registry;
+  /** Who hears of which node's changes. */
+  presence: Presence;
+  /** The steady rate logins are admitted at. */
+  loginAdmission: LoginAdmission;
   broker: RelayBroker;
   /** Set when the server runs a virtual network ([server.sdwan]). */
   sdwan?: SdwanHub;
@@ -219,6 +227,7 @@ export class SignalHub {
     if (connection.closed) return;
     connection.closed = true;
     this.endLoginWait(connection);
+    clearTimeout(connection.turn?.timer);
     this.init.guard.release(connection.address);
     if (connection.waiting && connection.pairing?.waiting === connection.waiting) connection.pairing.waiting = undefined;
     const session = connection.session;
@@ -326,9 +335,11 @@ export class SignalHub {
       case "heartbeat":
         session.lastHeartbeat = Date.now();
         if (request.rttMs !== undefined) session.rttMs = request.rttMs;
-        return { clientTime: request.clientTime, serverTime: Date.now() };
+        return { clientTime: request.clientTime, serverTime: Date.now(), reconnectWindowMs: this.reconnectWindowMs() };
       case "peers":
         return { peers: this.init.registry.peers(session).map(peerInfo) };
+      case "watch":
+        return { peers: this.init.presence.watch(session, request.peers) };
       case "report":
         if (request.nat && session.nat?.natType !== request.nat.natType)
           this.init.logger.info("node reports its NAT", { node: session.name, user: session.user, nat: request.nat.natType });
@@ -472,6 +483,7 @@ export class SignalHub {
         "KEY_MISMATCH",
         `node name "${node}" is registered to a different identity key; if that node was reinstalled, run "inp2ps forget ${node}" on the server, or pick another name`,
       );
+    this.admit(connection);
     if (!record && this.init.admission === "token") {
       this.init.nodes.approve(user.name, node, publicKey);
       this.init.audit.record("admitted", { user: user.name, node, from: connection.remote, by: "token" });
@@ -481,6 +493,32 @@ export class SignalHub {
       this.init.audit.record("approved", { user: user.name, node, from: connection.remote, by: "auto_approve" });
     } else if (record?.key !== publicKey) return this.pend(connection, user.name, request, record?.key);
     return this.enter(connection, user.name, request);
+  }
+
+  /**
+   * Lets an authenticated login in now if its turn has come (LoginAdmission), else tells it when to log
+   * in again on this connection (its turn is kept for it, and the connection closes if it misses it).
+   */
+  private admit(connection: Connection): void {
+    const now = Date.now();
+    const at = connection.turn?.at ?? this.init.loginAdmission.take();
+    if (at <= now) {
+      clearTimeout(connection.turn?.timer);
+      connection.turn = undefined;
+      return;
+    }
+    // No stranger any more (the proof held): it leaves the pre-login count, with a deadline of its own.
+    this.endLoginWait(connection);
+    connection.turn ??= {
+      at,
+      timer: setTimeout(() => {
+        this.init.metrics?.authFailure("login_timeout");
+        connection.socket.close(CloseCode.loginTimeout, "no login at the turn the server gave");
+      }, at - now + LOGIN_TIMEOUT_MS),
+    };
+    this.init.metrics?.limited("logins");
+    const retryAfterMs = Math.ceil(at - now);
+    throw new ProtocolError("LOGIN_DEFERRED", `the server admits logins at a steady rate; log in again in ${(retryAfterMs / 1000).toFixed(1)} s`, null, retryAfterMs);
   }
 
   /** Files (or finds again) a pairing request; the connection waits, heartbeating, for the admin. */
@@ -508,7 +546,7 @@ export class SignalHub {
     this.init.metrics?.authFailure("pending");
     if (isNew) this.init.audit.record("pending", { user, node, from: connection.remote, newKey: replacesKey !== undefined });
     this.init.logger.info("node waits for approval", { node, user, from: connection.remote, approve: approveCommand(node, user) });
-    return { ...this.loginResult(connection, user, node, now, []), pending: true };
+    return { ...this.loginResult(connection, user, node, now), pending: true };
   }
 
   /** Puts an admitted node in the registry: its peers learn of it, and it of them. */
@@ -541,12 +579,18 @@ export class SignalHub {
     } else {
       this.init.logger.info("node online", { node, user, from: connection.remote, version: request.version });
     }
-    return this.loginResult(connection, user, node, now, this.init.registry.peers(session).map(peerInfo));
+    return this.loginResult(connection, user, node, now);
   }
 
-  private loginResult(connection: Connection, user: string, node: string, now: number, peers: PeerInfo[]): LoginResult {
+  /** No peer list (a node asks for the peers it needs: watch); the reconnect window grows with the fleet. */
+  private loginResult(connection: Connection, user: string, node: string, now: number): LoginResult {
     const { heartbeatIntervalMs, heartbeatTimeoutMs } = this.init;
-    return { user, node, address: connection.remote, serverTime: now, heartbeatIntervalMs, heartbeatTimeoutMs, peers };
+    return { user, node, address: connection.remote, serverTime: now, heartbeatIntervalMs, heartbeatTimeoutMs, peers: [], reconnectWindowMs: this.reconnectWindowMs() };
+  }
+
+  /** How long the fleet online now would take to log in again at the admission rate: the spread its nodes should reconnect over. */
+  private reconnectWindowMs(): number {
+    return Math.min(MAX_RECONNECT_WINDOW_MS, this.init.loginAdmission.windowMs(this.init.registry.size));
   }
 
   private loginRefused(connection: Connection, node: string, code: ErrorCode, reason: string) {
@@ -573,7 +617,7 @@ export class SignalHub {
 
   private reply(connection: Connection, id: number | null, result: unknown, err?: ProtocolError): void {
     const response: ResponseMessage = err
-      ? { type: "response", id, ok: false, error: { code: err.code, message: err.message } }
+      ? { type: "response", id, ok: false, error: { code: err.code, message: err.message, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) } }
       : { type: "response", id, ok: true, result };
     this.send(connection, response);
   }

@@ -323,6 +323,7 @@ const validRequests: Record<ClientRequestType, fc.Arbitrary<Record<string, unkno
   }),
   heartbeat: fc.record({ type: fc.constant("heartbeat"), id: requestId, clientTime: fc.double({ noNaN: true, noDefaultInfinity: true }), rttMs: fc.nat(600_000) }),
   peers: fc.record({ type: fc.constant("peers"), id: requestId }),
+  watch: fc.record({ type: fc.constant("watch"), id: requestId, peers: fc.array(nodeName, { minLength: 1, maxLength: 8 }) }),
   report: fc.record({
     type: fc.constant("report"),
     id: requestId,

@@ -159,8 +159,11 @@ describe('admission = "approve"', () => {
     const admitted = await waitFor("admitted", () => pending.messages.find((m) => m.type === "admitted"), WAIT_MS, 10);
     expect(admitted.result).toMatchObject({ node: "ap-raw", user: "default" });
     expect(admitted.result.pending).toBeUndefined();
-    expect(admitted.result.peers.map((p: any) => p.name)).toContain("ap-raw-peer");
-    await peer.proc.waitForOutput(/peer online peer=ap-raw/, WAIT_MS);
+    // Presence by interest (issue #17): the answer lists no peers; the admitted node asks for those it needs.
+    expect(admitted.result.peers).toEqual([]);
+    expect((await pending.request("watch", { peers: ["ap-raw-peer"] })).result.peers.map((p: any) => p.name)).toEqual(["ap-raw-peer"]);
+    expect(await onlineNodes(server)).toContain("ap-raw");
+    expect(peer.proc.exitCode).toBeNull();
     pending.close();
   });
 

@@ -42,11 +42,13 @@ describe("the server's messages against the protocol table", () => {
     await server?.stop();
   });
 
-  it("answers login, heartbeat, peers, report, connect and relay, and pushes hello, node-online, node-offline, sdwan, connect and relay, all as the table says", async () => {
+  it("answers login, heartbeat, peers, watch, report, connect and relay, and pushes hello, presence, sdwan, connect and relay, all as the table says", async () => {
     const alpha = await SignalClient.online(server, "alpha");
     clients.push(alpha);
     const beta = await SignalClient.online(server, "beta");
     clients.push(beta);
+    expect(await accepted(beta, "watch", { peers: ["r1"] })).toEqual({ peers: [] });
+    expect((await accepted(alpha, "watch", { peers: ["beta", "r1"] })).peers.map((p) => p.name)).toEqual(["beta"]);
     const relay = await SignalClient.online(server, "r1");
     clients.push(relay);
 
@@ -61,9 +63,10 @@ describe("the server's messages against the protocol table", () => {
     expect(joined.sdwan?.self).toMatchObject({ name: "alpha" });
     const betaJoined = await accepted(beta, "report", { sdwan: { routes: [] } });
     expect(betaJoined.sdwan?.nodes.map((n) => n.name)).toEqual(["alpha"]);
-    const told = await alpha.waitMessage("alpha to hear of beta's join", (m) => m.type === "sdwan" && m.map.nodes.some((n: { name: string }) => n.name === "beta"));
-    expect(told.map.version, "the map pushed on beta's join is newer than alpha's own join answer").toBeGreaterThan(joined.sdwan!.version);
-    expect(told.map.version, "one change of the network, one version").toBe(betaJoined.sdwan!.version);
+    // Beta's join reaches alpha as a delta from alpha's own map to the next version, not as a whole map.
+    const told = await alpha.waitMessage("alpha to hear of beta's join", (m) => m.type === "sdwan-delta" && m.delta.nodes.some((n: { name: string }) => n.name === "beta"));
+    expect(told.delta.from, "the delta follows on from alpha's own join answer").toBe(joined.sdwan!.version);
+    expect(told.delta.version, "one change of the network, one version").toBe(betaJoined.sdwan!.version);
 
     const links = [{ peer: "beta", kind: "udp-punch", relay: null, rttMs: 0.4, bytesIn: 1_000, bytesOut: 2_000 }];
     const apps = [{ name: "ssh", protocol: "tcp", peer: "beta", state: "listening", connections: 1 }];
@@ -87,13 +90,13 @@ describe("the server's messages against the protocol table", () => {
 
     await beta.waitMessage("the relay plan pushed to beta", (m) => m.type === "relay" && m.plan.relay.name === "server");
     const pushed = new Set(checkAll(beta));
-    for (const type of ["hello", "node-online", "connect", "relay", "response"]) expect(pushed, `beta received a "${type}"`).toContain(type);
+    for (const type of ["hello", "presence", "connect", "relay", "response"]) expect(pushed, `beta received a "${type}"`).toContain(type);
     checkAll(relay);
     relay.close();
-    await alpha.waitMessage("r1 offline", (m) => m.type === "node-offline" && m.node.name === "r1");
+    await alpha.waitMessage("r1 offline", (m) => m.type === "presence" && m.offline.some((n: { name: string }) => n.name === "r1"));
     const toAlpha = checkAll(alpha);
-    for (const type of ["sdwan", "node-offline"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
-    expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "links", "login", "peers", "relay", "report"]);
+    for (const type of ["sdwan-delta", "presence"]) expect(toAlpha, `alpha received a "${type}"`).toContain(type);
+    expect(Object.keys(signalRequests).sort()).toEqual(["connect", "heartbeat", "links", "login", "peers", "relay", "report", "watch"]);
   }, 40_000);
 
   it("answers a login that waits for approval, and pushes admitted when the admin approves, as the table says", async ({ onTestFinished }) => {

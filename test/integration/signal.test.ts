@@ -143,8 +143,22 @@ class RawClient {
     return waitFor("the server to close the connection", () => this.closed, timeoutMs, 10);
   }
 
+  /** Presence changes heard, one per peer per delta, in order: { type: "node-online" | "node-offline", node }. */
   events(): Json[] {
-    return this.messages.filter((m) => m.type === "node-online" || m.type === "node-offline");
+    return this.messages
+      .filter((m) => m.type === "presence")
+      .flatMap((m) => [...m.offline.map((node: Json) => ({ type: "node-offline", node })), ...m.online.map((node: Json) => ({ type: "node-online", node }))]);
+  }
+
+  waitEvent(what: string, match: (event: Json) => boolean, timeoutMs = WAIT_MS): Promise<Json> {
+    return waitFor(what, () => this.events().find(match), timeoutMs, 10);
+  }
+
+  /** Asks to hear of `peers`; returns the names of those online now. */
+  async watch(...peers: string[]): Promise<string[]> {
+    const response = await this.request("watch", { peers });
+    expect(response, `watch ${peers.join(", ")}`).toMatchObject({ ok: true });
+    return response.result.peers.map((p: Json) => p.name);
   }
 
   async close(): Promise<void> {
@@ -195,7 +209,9 @@ describe("signalling on one server", () => {
     expect(response.ok).toBe(true);
     expect(response.result).toMatchObject({ user: "default", node: "sig-login", heartbeatIntervalMs: 5_000, heartbeatTimeoutMs: 30_000 });
     expect(response.result.address).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(response.result.peers.map((p: Json) => p.name)).toEqual(["sig-peer"]);
+    // Presence by interest (issue #17): the login answer lists no peers; the node asks for those it needs.
+    expect(response.result.peers).toEqual([]);
+    expect(await client.watch("sig-peer", "nobody")).toEqual(["sig-peer"]);
     expect(await onlineNodes(server)).toEqual(["sig-login", "sig-peer"]);
     await first.close();
   });
@@ -311,39 +327,42 @@ describe("signalling on one server", () => {
     expect(Math.abs(response.result.serverTime - Date.now())).toBeLessThan(1_000);
   });
 
-  it("tells a user's nodes when another of its nodes comes and goes, and nothing about other users", async () => {
+  it("tells a node when a peer it watches comes and goes, and nothing about other users' nodes of that name", async () => {
     const a = await RawClient.online(url, "ev-a");
+    expect(await a.watch("ev-b")).toEqual([]);
     const alice = await RawClient.connect(url);
     const aliceLogin = await alice.login("alice-1", ALICE_TOKEN, generateIdentity());
     expect(aliceLogin).toMatchObject({ ok: true, result: { user: "alice", peers: [] } });
+    expect(await alice.watch("ev-a", "ev-b", "alice-2")).toEqual([]);
 
     const b = await RawClient.online(url, "ev-b");
-    const online = await a.waitMessage("node-online ev-b", (m) => m.type === "node-online");
+    const online = await a.waitEvent("node-online ev-b", (e) => e.type === "node-online");
     expect(online.node).toMatchObject({ name: "ev-b", version: "test-0" });
 
     await b.close();
-    const offline = await a.waitMessage("node-offline ev-b", (m) => m.type === "node-offline");
+    const offline = await a.waitEvent("node-offline ev-b", (e) => e.type === "node-offline");
     expect(offline.node).toEqual({ name: "ev-b" });
 
     const alicePeers = await alice.request("peers");
     expect(alicePeers.result.peers).toEqual([]);
     // A second alice node does reach alice-1, so the silence above is not just a slow server.
     const alice2 = await RawClient.online(url, "alice-2", ALICE_TOKEN);
-    await alice.waitMessage("node-online alice-2", (m) => m.type === "node-online" && m.node.name === "alice-2");
+    await alice.waitEvent("node-online alice-2", (e) => e.type === "node-online" && e.node.name === "alice-2");
     expect((await alice2.request("peers")).result.peers.map((p: Json) => p.name)).toEqual(["alice-1"]);
     expect(alice.events().map((e) => e.node.name)).toEqual(["alice-2"]);
     expect(a.events().map((e) => `${e.type} ${e.node.name}`)).toEqual(["node-online ev-b", "node-offline ev-b"]);
   });
 
-  it("passes each node's instance id (its run of inp2pc) to its peers: node-online, peers, connect and relay plans", async () => {
+  it("passes each node's instance id (its run of inp2pc) to its peers: presence, watch, peers, connect and relay plans", async () => {
     const instances = { a: "AAAAAAAAAAAAAAAA", b: "bbbbbbbbbbbbbbbb" };
     const a = await RawClient.connect(url);
     expect(await a.login("inst-a", USER_TOKEN, generateIdentity(), undefined, { instance: instances.a })).toMatchObject({ ok: true });
     const bIdentity = generateIdentity();
     const b = await RawClient.connect(url);
-    const bLogin = await b.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: instances.b });
-    expect(bLogin.result.peers.find((p: Json) => p.name === "inst-a")).toMatchObject({ instance: instances.a });
-    const online = await a.waitMessage("node-online inst-b", (m) => m.type === "node-online" && m.node.name === "inst-b");
+    expect(await a.watch("inst-b")).toEqual([]);
+    expect(await b.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: instances.b })).toMatchObject({ ok: true });
+    expect((await b.request("watch", { peers: ["inst-a"] })).result.peers.find((p: Json) => p.name === "inst-a")).toMatchObject({ instance: instances.a });
+    const online = await a.waitEvent("node-online inst-b", (e) => e.type === "node-online" && e.node.name === "inst-b");
     expect(online.node.instance).toBe(instances.b);
     expect((await a.request("peers")).result.peers.find((p: Json) => p.name === "inst-b")).toMatchObject({ instance: instances.b });
 
@@ -359,7 +378,7 @@ describe("signalling on one server", () => {
 
     // A new run of inst-b logs in: its peers hear the new instance.
     await RawClient.connect(url).then((c) => c.login("inst-b", USER_TOKEN, bIdentity, undefined, { instance: "cccccccccccccccc" }));
-    await a.waitMessage("node-online of inst-b's new run", (m) => m.type === "node-online" && m.node.instance === "cccccccccccccccc");
+    await a.waitEvent("node-online of inst-b's new run", (e) => e.type === "node-online" && e.node.instance === "cccccccccccccccc");
   });
 
   it("a link plan waits for a peer that just logged in to finish its NAT detection, however slow (up to its worst case)", async () => {
@@ -457,12 +476,13 @@ describe("heartbeat timeout", () => {
     const url = wsUrl(server);
     const steady = await RawClient.online(url, "steady");
     steady.keepHeartbeating(HEARTBEAT_INTERVAL_MS);
+    await steady.watch("silent");
     const beforeLogin = Date.now();
     const silent = await RawClient.online(url, "silent");
     // Closed for its silence, and not before the timeout ran out (a loaded machine only makes it later).
     expect(await silent.closedWith(HEARTBEAT_TIMEOUT_MS + 15_000)).toMatchObject({ code: CloseCode.heartbeatTimeout });
     expect(Date.now() - beforeLogin).toBeGreaterThan(HEARTBEAT_TIMEOUT_MS);
-    const offline = await steady.waitMessage("node-offline silent", (m) => m.type === "node-offline");
+    const offline = await steady.waitEvent("node-offline silent", (e) => e.type === "node-offline");
     expect(offline.node).toEqual({ name: "silent" });
     expect(await onlineNodes(server)).toEqual(["steady"]);
     expect(steady.closed).toBeUndefined();
