@@ -36,6 +36,9 @@ export const DEFAULT_AUTO_UPGRADE = false;
 /** A node with auto_upgrade waits a random time up to this after the announcement, so a fleet does not upgrade at once. */
 export const DEFAULT_AUTO_UPGRADE_WINDOW_S = 3_600;
 export const MAX_AUTO_UPGRADE_WINDOW_S = 7 * 86_400;
+/** inp2ps checks release_url for a newer release this often (0: never; it still announces latest_version and its own). */
+export const DEFAULT_RELEASE_CHECK_HOURS = 0;
+export const MAX_RELEASE_CHECK_HOURS = 8_760;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;

@@ -123,6 +123,7 @@ export const serverShape = {
   release_url: httpUrlValue.default(C.DEFAULT_RELEASE_URL),
   /** The newest release the server tells nodes about; unset: what its own upgrade checks found. */
   latest_version: versionValue.optional(),
+  release_check_hours: intInRange(0, C.MAX_RELEASE_CHECK_HOURS).default(C.DEFAULT_RELEASE_CHECK_HOURS),
 };
 
 type Issue = { path: (string | number)[]; message: string };

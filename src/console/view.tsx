@@ -158,7 +158,10 @@ function NodesTable({ nodes }: { nodes: NodeListing[] }) {
           <td>{n.address ?? "–"}</td>
           <td>{n.natType ?? "–"}</td>
           <td>{n.allocation ?? "–"}</td>
-          <td>{n.version ?? "–"}</td>
+          <td>
+            {n.version ?? "–"}
+            {n.behind ? <span class="behind" title={`the newest release is ${n.behind}: inp2ps nodes upgrade ${n.name}`}>{` behind ${n.behind}`}</span> : null}
+          </td>
           <td>{n.tags.join(", ") || "–"}</td>
           <td>{n.state === "online" ? `online since ${shortTime(n.onlineSince)}` : n.state === "pending" ? "–" : n.lastSeen ? shortTime(n.lastSeen) : "never"}</td>
           <td>

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { makeSigningKey, serveDirectory, signChecksums, type TestSigningKey } from "../helpers/install-sh.ts";
-import { BUN, freePort, Proc, REPO_ROOT, run, runToEnd, startServer, waitFor, type ServerHandle } from "../helpers/processes.ts";
+import { api, BUN, freePort, INP2PS, Proc, REPO_ROOT, run, runToEnd, startServer, waitFor, type ServerHandle } from "../helpers/processes.ts";
 
 const BUILD_TIMEOUT_MS = 240_000;
 const RUN_TIMEOUT_MS = 60_000;
@@ -109,6 +109,7 @@ beforeAll(async () => {
   );
   releases = serveDirectory(root);
   copyFileSync(join(oldBuild, TARGET, "inp2pc"), join(tmp, "inp2pc-old"));
+  copyFileSync(join(oldBuild, TARGET, "inp2ps"), join(tmp, "inp2ps-old"));
   copyFileSync(join(newBuild, TARGET, "inp2pc"), join(tmp, "inp2pc-new"));
 }, BUILD_TIMEOUT_MS);
 
@@ -149,6 +150,45 @@ async function upgrade(binary: string, args: string[], statusPort?: number) {
 }
 
 const versionOf = async (binary: string) => (await runToEnd(binary, ["--version"], { timeoutMs: RUN_TIMEOUT_MS })).output.split("\n")[0];
+
+interface DaemonStatus {
+  version: string;
+  pid: number;
+  server: { state: string };
+  upgrade: { state: string; error: string | null } | null;
+}
+
+async function status(port: number): Promise<DaemonStatus | undefined> {
+  try {
+    return (await (await fetch(`http://127.0.0.1:${port}/api/v1/status`)).json()) as DaemonStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until the inp2pc on the status port is logged in (after a restart: the new process), and returns its status. */
+const loggedIn = (port: number, what: string, timeoutMs = RESTART_TIMEOUT_MS) =>
+  waitFor(what, async () => {
+    const s = await status(port);
+    return s?.server.state === "online" && s;
+  }, timeoutMs);
+
+/** Starts an installed inp2pc as a daemon logged in to the server (`toml`: more [client] keys); resolves with its status port. */
+async function startDaemon(server: ServerHandle, binary: string, node: string, toml = ""): Promise<number> {
+  const statusPort = await freePort();
+  const dir = mkdtempSync(join(tmp, `${node}-`));
+  installs.push(dir);
+  // Nodes fetch releases from their own release_url; the server only names the version.
+  writeFileSync(join(dir, "inp2pc.toml"), `role = "client"\n[client]\nbonjour = false\nrelease_url = "${releases.url}"\n${toml}\n`);
+  const proc = run(
+    binary,
+    ["--config", join(dir, "inp2pc.toml"), "-serverhost", "127.0.0.1", "-serverport", String(server.port), "-node", node, "-token", server.token, "-insecure", "--status-port", String(statusPort)],
+    { cwd: dir },
+  );
+  procs.push(proc);
+  await loggedIn(statusPort, `${node} logged in`, RUN_TIMEOUT_MS);
+  return statusPort;
+}
 
 describe("inp2pc upgrade, no inp2pc running", () => {
   test("--check says whether a newer release exists, and changes nothing", async () => {
@@ -226,41 +266,15 @@ describe("inp2pc upgrade of a running inp2pc", () => {
     await server?.stop();
   });
 
-  /** Starts the installed inp2pc as a daemon logged in to the server; resolves with its status port. */
-  async function startDaemon(binary: string, node: string): Promise<number> {
-    const statusPort = await freePort();
-    const dir = mkdtempSync(join(tmp, `${node}-`));
-    installs.push(dir);
-    const proc = run(
-      binary,
-      ["-serverhost", "127.0.0.1", "-serverport", String(server.port), "-node", node, "-token", server.token, "-insecure", "--status-port", String(statusPort), "--bonjour", "false"],
-      { cwd: dir },
-    );
-    procs.push(proc);
-    await waitFor(`${node} logged in`, async () => (await status(statusPort))?.server.state === "online", RUN_TIMEOUT_MS);
-    return statusPort;
-  }
-
-  async function status(port: number): Promise<{ version: string; pid: number; server: { state: string }; upgrade: { state: string; error: string | null } | null } | undefined> {
-    try {
-      return (await (await fetch(`http://127.0.0.1:${port}/api/v1/status`)).json()) as any;
-    } catch {
-      return undefined;
-    }
-  }
-
   test("upgrade restarts the running inp2pc into the new release: same arguments, logged in again", async () => {
     const { binary } = installOld();
-    const port = await startDaemon(binary, "upg-ok");
+    const port = await startDaemon(server, binary, "upg-ok");
     const oldPid = (await status(port))!.pid;
     const result = await upgrade(binary, [], port);
     expect(result.output).toContain(`installed inp2pc ${NEW} over ${OLD} at ${binary}`);
     expect(result.output).toContain(`inp2pc ${NEW} is running`);
     expect(result.code).toBe(0);
-    const now = await waitFor("the new inp2pc logged in", async () => {
-      const s = await status(port);
-      return s?.server.state === "online" && s;
-    }, RESTART_TIMEOUT_MS);
+    const now = await loggedIn(port, "the new inp2pc logged in");
     pids.push(now.pid);
     expect(now.version).toBe(NEW);
     expect(now.pid).not.toBe(oldPid);
@@ -269,19 +283,69 @@ describe("inp2pc upgrade of a running inp2pc", () => {
 
   test("a new binary that exits at start is rolled back, and the old one runs again", async () => {
     const { binary } = installOld();
-    const port = await startDaemon(binary, "upg-broken");
+    const port = await startDaemon(server, binary, "upg-broken");
     const oldPid = (await status(port))!.pid;
     const result = await upgrade(binary, ["--version", BROKEN], port);
     expect(result.output).toContain(`installed inp2pc ${BROKEN} over ${OLD}`);
     expect(result.output).toContain(`the upgrade to ${BROKEN} did not come up: the new binary was not healthy: it exited (code 1) before it was healthy; rolled back to the previous binary; inp2pc ${OLD} runs again`);
     expect(result.code).toBe(1);
     expect(sha256(binary)).toBe(sha256(join(tmp, "inp2pc-old")));
-    const again = await waitFor("the old inp2pc logged in again", async () => {
-      const s = await status(port);
-      return s?.server.state === "online" && s;
-    }, RESTART_TIMEOUT_MS);
+    const again = await loggedIn(port, "the old inp2pc logged in again");
     expect(again.version).toBe(OLD);
     expect(again.pid).toBe(oldPid);
     expect(again.upgrade?.state).toBe("rolled-back");
   }, RESTART_TIMEOUT_MS * 2);
+});
+
+describe("fleet upgrades", () => {
+  let server: ServerHandle;
+
+  beforeAll(async () => {
+    // The 1.0.0 build (it trusts the test key): it checks the release server at start, so it knows of 1.1.0.
+    server = await startServer({ tls: "off", program: join(tmp, "inp2ps-old"), extraToml: `release_url = "${releases.url}"\nrelease_check_hours = 1` });
+  }, RUN_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const listed = async (node: string) => ((await api(server, "/api/v1/nodes", server.adminToken)).body.nodes as { name: string; version: string; behind: string | null }[]).find((n) => n.name === node);
+
+  test("inp2ps nodes upgrade NAME asks the node, which restarts into the newest release the server knows", async () => {
+    const { binary } = installOld();
+    const port = await startDaemon(server, binary, "fleet-asked");
+    await waitFor("the server's release check", () => server.proc.output.includes(`newest release is ${NEW}; telling the nodes`), RUN_TIMEOUT_MS);
+    expect(await listed("fleet-asked")).toMatchObject({ version: OLD, behind: NEW });
+    const asked = await runToEnd(INP2PS, ["nodes", "upgrade", "fleet-asked", "--config", server.configPath], { cwd: server.dir, timeoutMs: RUN_TIMEOUT_MS });
+    expect(asked.output).toContain(`asked node fleet-asked (user default) to upgrade from ${OLD} to ${NEW}`);
+    expect(asked.code).toBe(0);
+    const now = await waitFor("the node back as 1.1.0", async () => {
+      const s = await status(port);
+      return s?.version === NEW && s.server.state === "online" && s;
+    }, RESTART_TIMEOUT_MS);
+    pids.push(now.pid);
+    await waitFor("the server listing it as 1.1.0, not behind", async () => {
+      const n = await listed("fleet-asked");
+      return n?.version === NEW && n.behind === null;
+    }, RESTART_TIMEOUT_MS);
+    const audit = (await api(server, "/api/v1/audit", server.adminToken)).body.entries as { event: string; node?: string }[];
+    expect(audit.some((e) => e.event === "upgrade-asked" && e.node === "fleet-asked")).toBe(true);
+  }, RESTART_TIMEOUT_MS * 2);
+
+  test("an auto_upgrade node takes the release the server announces, within its window (0 s here)", async () => {
+    const { binary } = installOld();
+    const port = await startDaemon(server, binary, "fleet-auto", "auto_upgrade = true\nauto_upgrade_window_s = 0");
+    const now = await waitFor("the node back as 1.1.0", async () => {
+      const s = await status(port);
+      return s?.version === NEW && s.server.state === "online" && s;
+    }, RESTART_TIMEOUT_MS);
+    pids.push(now.pid);
+    expect(sha256(`${binary}.previous`)).toBe(sha256(join(tmp, "inp2pc-old")));
+  }, RESTART_TIMEOUT_MS * 2);
+
+  test("nodes upgrade of a node that is not online says so", async () => {
+    const asked = await runToEnd(INP2PS, ["nodes", "upgrade", "nobody-here", "--config", server.configPath], { cwd: server.dir, timeoutMs: RUN_TIMEOUT_MS });
+    expect(asked.output).toContain("node nobody-here of user default is not online");
+    expect(asked.code).toBe(1);
+  }, RUN_TIMEOUT_MS);
 });
