@@ -21,7 +21,7 @@ export interface UpgradeAsked {
 /**
  * Upgrades (admin-only, as every route but health: see createApp): POST /nodes/:name/upgrade?user=U
  * and POST /nodes/upgrade-all (every online node behind the newest release) ask nodes to upgrade now;
- * GET /upgrade tells this server's version, the newest known and its own last upgrade; POST
+ * GET /upgrade tells this server's version and pid, the newest known and its own last upgrade; POST
  * /upgrade?version=V&url=U upgrades this server (the restart follows the answer).
  */
 export function upgradeRoutes(init: UpgradeRoutesInit): Hono<any> {
@@ -47,7 +47,8 @@ export function upgradeRoutes(init: UpgradeRoutesInit): Hono<any> {
     return c.json(asked({ asked: init.fleet.askUpgrade([session]) }));
   });
 
-  app.get("/upgrade", (c) => c.json({ version: VERSION, latest: init.fleet.latest, upgrade: init.upgrade?.last ?? null }));
+  // pid: the process answering (a restart changes it).
+  app.get("/upgrade", (c) => c.json({ version: VERSION, pid: process.pid, latest: init.fleet.latest, upgrade: init.upgrade?.last ?? null }));
   app.post("/upgrade", async (c) => {
     const upgrade = init.upgrade;
     if (!upgrade) return c.json({ error: "this inp2ps runs from source, not a release binary: it cannot upgrade itself (update the checkout)" }, 503);

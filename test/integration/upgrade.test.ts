@@ -113,15 +113,20 @@ beforeAll(async () => {
   copyFileSync(join(newBuild, TARGET, "inp2pc"), join(tmp, "inp2pc-new"));
 }, BUILD_TIMEOUT_MS);
 
-afterEach(async () => {
-  await Promise.all(procs.map((p) => p.stop()));
-  for (const pid of pids) {
+/** Stops the processes restarts started (known by pid only). */
+function killRestarted(): void {
+  for (const pid of pids.splice(0)) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {
       // already gone
     }
   }
+}
+
+afterEach(async () => {
+  await Promise.all(procs.map((p) => p.stop()));
+  killRestarted();
   for (const dir of installs) rmSync(dir, { recursive: true, force: true });
   [procs, pids, installs] = [[], [], []];
 });
@@ -348,4 +353,30 @@ describe("fleet upgrades", () => {
     expect(asked.output).toContain("node nobody-here of user default is not online");
     expect(asked.code).toBe(1);
   }, RUN_TIMEOUT_MS);
+});
+
+describe("inp2ps upgrade of a running inp2ps", () => {
+  test("restarts the server into the new release, listening on the same ports; the old binary is kept", async () => {
+    const dir = mkdtempSync(join(tmp, "inp2ps-bin-"));
+    installs.push(dir);
+    const binary = join(dir, "inp2ps");
+    copyFileSync(join(tmp, "inp2ps-old"), binary);
+    const server = await startServer({ tls: "off", program: binary });
+    try {
+      const before = (await api(server, "/api/v1/upgrade", server.adminToken)).body as { version: string; pid: number };
+      expect(before.version).toBe(OLD);
+      const result = await runToEnd(binary, ["upgrade", "--url", releases.url, "--config", server.configPath], { cwd: server.dir, timeoutMs: RESTART_TIMEOUT_MS });
+      expect(result.output).toContain(`installed inp2ps ${NEW} over ${OLD} at ${binary}`);
+      expect(result.output).toContain(`inp2ps ${NEW} is running`);
+      expect(result.code).toBe(0);
+      const after = (await api(server, "/api/v1/upgrade", server.adminToken)).body as { version: string; pid: number };
+      pids.push(after.pid);
+      expect(after.version).toBe(NEW);
+      expect(after.pid).not.toBe(before.pid);
+      expect(sha256(`${binary}.previous`)).toBe(sha256(join(tmp, "inp2ps-old")));
+    } finally {
+      killRestarted();
+      await server.stop();
+    }
+  }, RESTART_TIMEOUT_MS * 2);
 });
