@@ -45,7 +45,7 @@ export function takeUpgradeVersion(args: string[]): { args: string[]; version: s
   const version = rawFlagValue(args, "version");
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--version" || args[i] === "-v") i++;
+    if (args[i] === "--version") i++;
     else if (!args[i]!.startsWith("--version=")) rest.push(args[i]!);
   }
   if (version === undefined && rest.length !== args.length) throw new UsageError("upgrade --version needs a version, such as --version 1.2.3");

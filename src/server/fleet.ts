@@ -1,7 +1,8 @@
 // The fleet's releases: the newest version the server knows — the highest of its own version,
-// [server] latest_version and what its release checks found — is pushed to each node after its login
-// and to every node when it rises; auto_upgrade nodes take it. The admin asks nodes to upgrade now
-// (`inp2ps nodes upgrade`, REST), each to that version.
+// [server] latest_version and what its release checks found — is pushed to each node behind it after
+// its login, and to every node behind it when it rises; auto_upgrade nodes take it. Only nodes behind
+// are told: a node older than this push logs it as an unknown message, and one up to date needs nothing.
+// The admin asks nodes to upgrade now (`inp2ps nodes upgrade`, REST), each to that version.
 
 import type { Logger } from "../log/index.ts";
 import { compareVersions, type ServerPush } from "../protocol/index.ts";
@@ -32,7 +33,7 @@ export class Fleet {
   constructor(private readonly init: FleetInit) {
     init.registry.onChange((session, event) => {
       // After the login's answer, which is sent once the registry has the session.
-      if (event === "online") queueMicrotask(() => this.tell(session, { type: "release", version: this.latest }));
+      if (event === "online" && this.behind(session.version)) queueMicrotask(() => this.tell(session, { type: "release", version: this.latest }));
     });
     if (init.check && init.checkIntervalMs > 0) {
       void this.checkNow();
@@ -61,7 +62,7 @@ export class Fleet {
     this.found = this.found === undefined || compareVersions(version, this.found) > 0 ? version : this.found;
     if (compareVersions(this.latest, before) <= 0) return;
     this.init.logger.info(`newest release is ${this.latest}; telling the nodes`, { version: this.latest });
-    for (const session of this.init.registry.all()) this.tell(session, { type: "release", version: this.latest });
+    for (const session of this.init.registry.all()) if (this.behind(session.version)) this.tell(session, { type: "release", version: this.latest });
   }
 
   /** [server] latest_version after a reload. */

@@ -44,13 +44,13 @@ export interface Installed {
 
 /**
  * Installs the newest release (or query.version, older or not) over this program's binary; undefined
- * when the newest is not newer than this one.
+ * when the newest is not newer than this one, or the version asked for is this one.
  */
 export async function installUpgrade(program: Program, query: ReleaseQuery): Promise<Installed | undefined> {
   const binary = currentBinary(program);
   checkWritable(binary.path, program); // before any download
   const check = await checkUpgrade(query);
-  if (query.version === undefined && !check.newer) return undefined;
+  if (query.version === undefined ? !check.newer : compareVersions(check.latest, VERSION) === 0) return undefined;
   const previous = await installProgram(check.release, { ...binary, program });
   return { from: VERSION, to: check.latest, path: binary.path, previous };
 }
