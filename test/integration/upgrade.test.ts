@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { makeSigningKey, serveDirectory, signChecksums, type TestSigningKey } from "../helpers/install-sh.ts";
-import { api, BUN, freePort, INP2PS, Proc, REPO_ROOT, run, runToEnd, startServer, waitFor, type ServerHandle } from "../helpers/processes.ts";
+import { api, BUN, freePort, freeUdpPorts, INP2PS, Proc, REPO_ROOT, run, runToEnd, startServer, waitFor, type ServerHandle } from "../helpers/processes.ts";
 
 const BUILD_TIMEOUT_MS = 240_000;
 const RUN_TIMEOUT_MS = 60_000;
@@ -271,9 +271,11 @@ describe("inp2pc upgrade of a running inp2pc", () => {
     await server?.stop();
   });
 
-  test("upgrade restarts the running inp2pc into the new release: same arguments, logged in again", async () => {
+  test("upgrade restarts the running inp2pc into the new release: same arguments and fixed ports, logged in again", async () => {
     const { binary } = installOld();
-    const port = await startDaemon(server, binary, "upg-ok");
+    // Fixed peer and relay ports: the new process binds them once the old one let them go.
+    const [udpPort] = await freeUdpPorts();
+    const port = await startDaemon(server, binary, "upg-ok", `peer_bind = "127.0.0.1"\npeer_udp_port = ${udpPort}\npeer_tcp_port = ${await freePort()}\nrelay = true\nrelay_port = ${await freePort()}`);
     const oldPid = (await status(port))!.pid;
     const result = await upgrade(binary, [], port);
     expect(result.output).toContain(`installed inp2pc ${NEW} over ${OLD} at ${binary}`);
