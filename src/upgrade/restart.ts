@@ -85,6 +85,9 @@ export async function restartInto(init: RestartInit): Promise<string> {
   const timeoutMs = init.healthTimeoutMs ?? UPGRADE_HEALTH_TIMEOUT_MS;
   const scratch = mkdtempSync(join(tmpdir(), "inp2p-upgrade-"));
   const file = join(scratch, "healthy");
+  // A SIGTERM while it waits ends the process without the finally below.
+  const cleanUp = () => rmSync(scratch, { recursive: true, force: true });
+  process.once("exit", cleanUp);
   try {
     init.logger.info(`restarting into ${init.version}`, { binary: init.path });
     await init.stop();
@@ -94,12 +97,10 @@ export async function restartInto(init: RestartInit): Promise<string> {
       if (underSystemd(env)) {
         await stopChild(child);
         init.logger.info(`${init.version} is healthy; exiting for systemd to start it`, { exitCode: EXIT_UPGRADE_RESTART });
-        rmSync(scratch, { recursive: true, force: true });
         exit(EXIT_UPGRADE_RESTART);
       }
       init.logger.info(`${init.version} is healthy and runs as pid ${child.pid}; this process exits`);
       child.unref();
-      rmSync(scratch, { recursive: true, force: true });
       exit(0);
     }
     await stopChild(child);
@@ -109,6 +110,7 @@ export async function restartInto(init: RestartInit): Promise<string> {
     await init.resume();
     return reason;
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    process.off("exit", cleanUp);
+    cleanUp();
   }
 }

@@ -66,7 +66,7 @@ function derived(newBuild: string, version: string, signer: TestSigningKey, chan
 }
 
 beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), "inp2p-upgrade-"));
+  tmp = mkdtempSync(join(tmpdir(), "inp2p-upgrade-test-"));
   key = makeSigningKey();
   writeFileSync(join(tmp, "key.pem"), key.privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
   const started = performance.now();
