@@ -60,15 +60,14 @@ export class Fleet {
   learn(version: string): void {
     const before = this.latest;
     this.found = this.found === undefined || compareVersions(version, this.found) > 0 ? version : this.found;
-    if (compareVersions(this.latest, before) <= 0) return;
-    this.init.logger.info(`newest release is ${this.latest}; telling the nodes`, { version: this.latest });
-    for (const session of this.init.registry.all()) if (this.behind(session.version)) this.tell(session, { type: "release", version: this.latest });
+    this.announceIfRisen(before);
   }
 
   /** [server] latest_version after a reload. */
   setConfigured(version: string | undefined): void {
+    const before = this.latest;
     this.init.configured = version;
-    if (version) this.learn(version);
+    this.announceIfRisen(before);
   }
 
   /** Asks these nodes to upgrade now, to the newest version known. */
@@ -82,6 +81,12 @@ export class Fleet {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  private announceIfRisen(before: string): void {
+    if (compareVersions(this.latest, before) <= 0) return;
+    this.init.logger.info(`newest release is ${this.latest}; telling the nodes`, { version: this.latest });
+    for (const session of this.init.registry.all()) if (this.behind(session.version)) this.tell(session, { type: "release", version: this.latest });
   }
 
   private async checkNow(): Promise<void> {

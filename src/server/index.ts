@@ -249,7 +249,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
-    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, fleet, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
     async stop() {
       clearInterval(sweeper);
       fleet.stop();
