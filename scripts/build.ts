@@ -4,19 +4,24 @@
 // index, SHA256SUMS, whose lines are `<sha256>  <target>/<file>` (again `sha256sum -c` format, run from
 // <outdir>) for every target directory present there. With a signing key, each SHA256SUMS gets a
 // SHA256SUMS.sig beside it: the raw 64-byte Ed25519 signature of the file, as
-// `openssl pkeyutl -verify -rawin` checks it.
+// `openssl pkeyutl -verify -rawin` checks it. <outdir>/VERSION names the release's version (listed in the
+// index, so the signature covers it): `upgrade` reads it (src/protocol/release.ts describes the layout).
 //
 //   bun scripts/build.ts [--target linux-x64|linux-x64-musl|linux-arm64|linux-arm64-musl] [--outdir dist]
 //                        [--signing-key ed25519-private.pem]   (default: $INP2P_RELEASE_SIGNING_KEY)
+//                        [--version 1.2.3]                     (default: package.json's version)
 //
 // The signing key must be the release key (src/crypto/release-key.ts); tests sign with a key of their
-// own and name its public half in $INP2P_TEST_RELEASE_PUBLIC_KEY (PEM), which install.sh reads too.
+// own and name its public half in $INP2P_TEST_RELEASE_PUBLIC_KEY (PEM), which install.sh reads too and
+// which the binaries built then trust instead of the release key (their --version prints its fingerprint).
 
 import { createHash, createPrivateKey, createPublicKey, sign, type KeyObject } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
 import { RELEASE_PUBLIC_KEY_PEM } from "../src/crypto/release-key.ts";
+import { isVersion, RELEASE_VERSION_FILE } from "../src/protocol/release.ts";
+import pkg from "../package.json" with { type: "json" };
 
 const ROOT = resolve(import.meta.dir, "..");
 const BINARIES = ["inp2ps", "inp2pc"] as const;
@@ -48,14 +53,16 @@ interface Options {
   targets: readonly Target[];
   outDir: string;
   signingKeyFile?: string;
+  version: string;
 }
 
-const USAGE = `usage: bun scripts/build.ts [--target ${TARGETS.map((t) => t.name).join("|")}] [--outdir dist] [--signing-key FILE]`;
+const USAGE = `usage: bun scripts/build.ts [--target ${TARGETS.map((t) => t.name).join("|")}] [--outdir dist] [--signing-key FILE] [--version V]`;
 
 function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Options {
   let targets: readonly Target[] = TARGETS;
   let outDir = join(ROOT, "dist");
   let signingKeyFile = env[SIGNING_KEY_ENV] || undefined;
+  let version = pkg.version;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [name, inline] = arg.split("=", 2) as [string, string | undefined];
@@ -71,9 +78,13 @@ function parseArgs(argv: string[], env: NodeJS.ProcessEnv): Options {
       targets = [target];
     } else if (name === "--outdir") outDir = resolve(value());
     else if (name === "--signing-key") signingKeyFile = resolve(value());
+    else if (name === "--version") {
+      version = value();
+      if (!isVersion(version)) throw new BuildError(`--version ${version} is not a version such as 1.2.3 (semver)`);
+    }
     else throw new BuildError(`unknown argument ${arg} (${USAGE})`);
   }
-  return { targets, outDir, signingKeyFile };
+  return { targets, outDir, signingKeyFile, version };
 }
 
 function run(args: string[], what: string): void {
@@ -110,7 +121,15 @@ function ensureKoffiPrebuilt(target: Target): void {
   console.log(`fetched ${spec} from the npm registry for ${target.name}`);
 }
 
-function compile(binary: string, targetDir: string, target: Target): string {
+/** What the programs learn at build time: their version, their target (for upgrade), and in test builds the key they trust. */
+function defines(target: Target, version: string): string[] {
+  const values: Record<string, string> = { INP2P_KOFFI_PREBUILT: target.koffiPrebuilt, INP2P_BUILD_VERSION: version, INP2P_RELEASE_TARGET: target.name };
+  const testKey = process.env[TEST_PUBLIC_KEY_ENV];
+  if (testKey) values.INP2P_TEST_RELEASE_PUBLIC_KEY_PEM = testKey;
+  return Object.entries(values).map(([name, value]) => `--define=${name}=${JSON.stringify(value)}`);
+}
+
+function compile(binary: string, targetDir: string, target: Target, version: string): string {
   const entry = join(ROOT, "src", "cli", `${binary}.ts`);
   if (!existsSync(entry)) throw new BuildError(`entry point ${entry} is missing`);
   const outFile = join(targetDir, binary);
@@ -120,7 +139,7 @@ function compile(binary: string, targetDir: string, target: Target): string {
       // Bytecode starts the programs ~4x faster (44 vs 190 ms for --version) for ~4 MB; the embedded
       // source map keeps stack traces pointing at src/. --minify would save 0.4 MB and cost readable traces.
       "--bytecode", "--sourcemap",
-      `--define=INP2P_KOFFI_PREBUILT=${JSON.stringify(target.koffiPrebuilt)}`,
+      ...defines(target, version),
       // A deployed daemon must not pick up a stray .env or bunfig.toml from its working directory.
       "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
     ],
@@ -175,7 +194,7 @@ function formatSize(bytes: number): string {
   return bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
 }
 
-function buildTarget(target: Target, outDir: string, sources: string[], key: KeyObject | undefined): string[] {
+function buildTarget(target: Target, outDir: string, sources: string[], key: KeyObject | undefined, version: string): string[] {
   const dir = join(outDir, target.name);
   // Only our own files are removed: --outdir may point at a directory holding other things.
   mkdirSync(dir, { recursive: true });
@@ -183,7 +202,7 @@ function buildTarget(target: Target, outDir: string, sources: string[], key: Key
     rmSync(join(dir, name), { force: true });
   }
   ensureKoffiPrebuilt(target);
-  const artifacts = BINARIES.map((binary) => compile(binary, dir, target));
+  const artifacts = BINARIES.map((binary) => compile(binary, dir, target, version));
   for (const source of sources) {
     const dest = join(dir, basename(source));
     copyFileSync(source, dest);
@@ -193,10 +212,12 @@ function buildTarget(target: Target, outDir: string, sources: string[], key: Key
 }
 
 /** The index covers every target directory in outDir, built now or before, so one-target builds add up. */
-function writeIndex(outDir: string, key: KeyObject | undefined): string[] {
+function writeIndex(outDir: string, key: KeyObject | undefined, version: string): string[] {
   const installer = join(outDir, "install.sh");
   copyFileSync(join(ROOT, "install.sh"), installer);
-  const files = [installer];
+  const versionFile = join(outDir, RELEASE_VERSION_FILE);
+  writeFileSync(versionFile, `${version}\n`);
+  const files = [installer, versionFile];
   for (const target of TARGETS) {
     const sumsFile = join(outDir, target.name, CHECKSUMS_FILE);
     if (!existsSync(sumsFile)) continue;
@@ -204,23 +225,23 @@ function writeIndex(outDir: string, key: KeyObject | undefined): string[] {
       files.push(join(outDir, target.name, line.slice(line.indexOf("  ") + 2)));
     }
   }
-  return [installer, writeChecksums(outDir, files, key)];
+  return [installer, versionFile, writeChecksums(outDir, files, key)];
 }
 
 function main(): void {
   const started = performance.now();
-  const { targets, outDir, signingKeyFile } = parseArgs(process.argv.slice(2), process.env);
+  const { targets, outDir, signingKeyFile, version } = parseArgs(process.argv.slice(2), process.env);
   const key = signingKeyFile ? loadSigningKey(signingKeyFile) : undefined;
   const sources = supportFiles();
   mkdirSync(outDir, { recursive: true });
-  const written = targets.flatMap((target) => buildTarget(target, outDir, sources, key));
-  written.push(...writeIndex(outDir, key));
+  const written = targets.flatMap((target) => buildTarget(target, outDir, sources, key, version));
+  written.push(...writeIndex(outDir, key, version));
 
   const names = written.map((file) => relative(process.cwd(), file));
   const width = Math.max(...names.map((name) => name.length));
   for (const name of names) console.log(`${name.padEnd(width)}  ${formatSize(statSync(name).size).padStart(10)}`);
   console.log(
-    `built ${targets.map((t) => t.name).join(", ")} in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+    `built ${version} for ${targets.map((t) => t.name).join(", ")} in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
       (key ? `signed with ${signingKeyFile}` : `unsigned (no --signing-key and no $${SIGNING_KEY_ENV})`),
   );
 }

@@ -2,7 +2,7 @@
 import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";
-import { formatStatus, resolveServerHost, startClient, udpFlowIdleMsFrom, type ClientStatus } from "../client/index.ts";
+import { formatStatus, resolveServerHost, startClient, udpFlowIdleMsFrom, type ClientStatus, type RunningClient } from "../client/index.ts";
 import { reloadOnSighup } from "./reload.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
@@ -10,6 +10,8 @@ import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, 
 import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
 import { addDiagCommands } from "./diag.ts";
 import { addDiscoverCommand } from "./discover.ts";
+import { addUpgradeCommand, takeUpgradeVersion, type RunningProgram } from "./upgrade.ts";
+import { confirmHealthy, RELEASE_TARGET, SelfUpgrade } from "../upgrade/index.ts";
 
 const PROGRAM = "inp2pc";
 
@@ -29,7 +31,13 @@ const CLIENT_FLAGS: readonly FlagSpec[] = [
   ...STUN_FLAGS,
 ];
 
-const args = normalizeArgv(process.argv.slice(2));
+let args: string[];
+let upgradeVersion: string | undefined;
+try {
+  ({ args, version: upgradeVersion } = takeUpgradeVersion(normalizeArgv(process.argv.slice(2))));
+} catch (err) {
+  exitWithError(PROGRAM, err);
+}
 const cli = cac(PROGRAM);
 
 /** The client config from file, environment and flags; commands that need only part of it pass requireAll false. */
@@ -49,10 +57,45 @@ async function run(parsed: Record<string, unknown>) {
   if (loaded.wrote) logger.info("wrote config", { file: loaded.path });
   const settings = await resolveServerHost(loaded, logger);
   logger.info(`inp2pc ${VERSION} starting`, { node: settings.node, server: `${settings.server_host}:${settings.server_port}` });
-  const starting = startClient({ ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env) }, logger, VERSION);
-  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (client, next) => client.reload(next.client!) });
-  const client = await starting;
+  // A release binary upgrades itself when asked (status API, the server); run from source it cannot.
+  const upgrade: SelfUpgrade | undefined =
+    RELEASE_TARGET === undefined
+      ? undefined
+      : new SelfUpgrade({ program: PROGRAM, releaseUrl: settings.release_url, logger, stop: async () => client.stop(), resume: async () => void (client = await start()) });
+  const start = (): Promise<RunningClient> =>
+    startClient(
+      { ...settings, udpFlowIdleMs: udpFlowIdleMsFrom(process.env), upgrade, autoUpgradeWindowS: settings.auto_upgrade ? settings.auto_upgrade_window_s : undefined },
+      logger,
+      VERSION,
+      { online: () => confirmHealthy(VERSION) },
+    );
+  const starting = start();
+  // After an upgrade's rollback `client` is a new one: reloads and the shutdown go to the one running.
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (_, next) => client.reload(next.client!) });
+  let client: RunningClient = await starting;
   onShutdown(logger, () => client.stop());
+}
+
+/** The inp2pc running with this config, through its status API. */
+async function runningClient(parsed: Record<string, unknown>): Promise<RunningProgram | undefined> {
+  const port = load(parsed, { requireAll: false }).config.client!.status_port;
+  const base = `http://127.0.0.1:${port}/api/v1`;
+  const state = async () => {
+    const response = await fetch(`${base}/status`);
+    return (await response.json()) as ClientStatus;
+  };
+  if (!(await state().catch(() => undefined))) return undefined;
+  return {
+    describe: `the inp2pc with its status API on 127.0.0.1:${port}`,
+    state,
+    upgrade: async (body) => {
+      const response = await fetch(`${base}/upgrade`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const answer = (await response.json()) as { error?: string; installed?: unknown };
+      if (response.status === 404) throw new Error(`the running inp2pc on 127.0.0.1:${port} cannot upgrade itself (it runs from source, or is older than upgrades): stop it, then run "inp2pc upgrade" again`);
+      if (!response.ok) throw new Error(answer.error ?? `the running inp2pc answered HTTP ${response.status}`);
+      return answer as Awaited<ReturnType<RunningProgram["upgrade"]>>;
+    },
+  };
 }
 
 addCommonOptions(cli, "client");
@@ -114,6 +157,7 @@ cli
   });
 
 addDiagCommands(cli, PROGRAM, load);
+addUpgradeCommand(cli, { program: PROGRAM, releaseUrl: (parsed) => load(parsed, { requireAll: false }).config.client!.release_url, running: runningClient }, upgradeVersion);
 addDiscoverCommand(cli, PROGRAM);
 
 try {

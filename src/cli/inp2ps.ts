@@ -5,11 +5,13 @@ import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, typ
 import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
-import { nodeTable, startServer, type AuditEntry, type NodeListing, type PairingListEntry, type RelayListing } from "../server/index.ts";
+import { nodeTable, startServer, type AuditEntry, type NodeListing, type PairingListEntry, type RelayListing, type RunningServer, type UpgradeAsked } from "../server/index.ts";
 import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
 import { reloadOnSighup } from "./reload.ts";
+import { addUpgradeCommand, takeUpgradeVersion, type RunningProgram } from "./upgrade.ts";
+import { confirmHealthy, RELEASE_TARGET, SelfUpgrade, type UpgradeState } from "../upgrade/index.ts";
 
 const PROGRAM = "inp2ps";
 
@@ -22,7 +24,13 @@ const SERVER_FLAGS: readonly FlagSpec[] = [
   ...STUN_FLAGS,
 ];
 
-const args = normalizeArgv(process.argv.slice(2));
+let args: string[];
+let upgradeVersion: string | undefined;
+try {
+  ({ args, version: upgradeVersion } = takeUpgradeVersion(normalizeArgv(process.argv.slice(2))));
+} catch (err) {
+  exitWithError(PROGRAM, err);
+}
 const cli = cac(PROGRAM);
 
 function load(parsed: Record<string, unknown>, newconfig = false) {
@@ -60,9 +68,17 @@ async function serve(parsed: Record<string, unknown>) {
     logger.info("generated a token and saved it", { file: loaded.path });
   }
   const settings = config.server!;
-  const starting = startServer({ ...settings, token: settings.token!, users: settings.users ?? [] }, logger, VERSION);
-  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (server, next, plan) => server.reload(next.server!, plan) });
-  const running = await starting;
+  // A release binary upgrades itself when the admin asks (REST); run from source it cannot.
+  const upgrade: SelfUpgrade | undefined =
+    RELEASE_TARGET === undefined
+      ? undefined
+      : new SelfUpgrade({ program: PROGRAM, releaseUrl: settings.release_url, logger, stop: () => running.stop(), resume: async () => void (running = await start()) });
+  const start = (): Promise<RunningServer> => startServer({ ...settings, token: settings.token!, users: settings.users ?? [], upgrade }, logger, VERSION);
+  const starting = start();
+  // After an upgrade's rollback `running` is a new one: reloads and the shutdown go to the one running.
+  reloadOnSighup({ logger, config, load: () => load(parsed).config, starting, apply: (_, next, plan) => running.reload(next.server!, plan) });
+  let running: RunningServer = await starting;
+  confirmHealthy(VERSION);
   const host = reachableAddress(settings.listen);
   const pin = running.tls && running.tls.source !== "files" ? ` -tls-fingerprint ${running.tls.fingerprint256}` : "";
   const insecure = running.tls ? "" : " -insecure";
@@ -143,15 +159,17 @@ async function listNodes(parsed: Record<string, unknown>) {
 }
 
 cli
-  .command("nodes [action] [...args]", "list the nodes: online, offline (with last seen) and pending (uses this config's admin credential and port); `nodes revoke NAME` disconnects and refuses a node; `nodes tag NAME [TAG ...]` sets its tags")
+  .command("nodes [action] [...args]", "list the nodes: online, offline (with last seen) and pending (uses this config's admin credential and port); `nodes revoke NAME` disconnects and refuses a node; `nodes tag NAME [TAG ...]` sets its tags; `nodes upgrade NAME|--all` asks a node (or every node behind) to upgrade now to the newest release the server knows")
+  .option("--all", "upgrade: every online node behind the newest release")
   .option("--json", "print JSON (list)")
   .option("--user <user>", "the node's user (default: default)")
   .option("--host <host>", "server host to ask (default: 127.0.0.1)")
   .action(async (action: string | undefined, rest: string[], parsed) => {
     try {
       if (action === undefined || action === "list") return await listNodes(parsed);
+      if (action === "upgrade") return await upgradeNodes(rest, parsed);
       const [node, ...tags] = rest;
-      if (action !== "revoke" && action !== "tag") usage(`nodes: unknown action "${action}" (list, revoke NAME, tag NAME [TAG ...])`);
+      if (action !== "revoke" && action !== "tag") usage(`nodes: unknown action "${action}" (list, revoke NAME, tag NAME [TAG ...], upgrade NAME|--all)`);
       if (!node) usage(`nodes ${action}: give the node's name`);
       const { user, call, query } = apiTarget(parsed);
       const path = `/api/v1/nodes/${encodeURIComponent(node)}`;
@@ -170,6 +188,33 @@ cli
       exitWithError(PROGRAM, err);
     }
   });
+
+async function upgradeNodes(rest: string[], parsed: Record<string, unknown>) {
+  if (parsed.all ? rest.length !== 0 : rest.length !== 1) usage("nodes upgrade: give one node's name, or --all");
+  const { call, query } = apiTarget(parsed);
+  const path = parsed.all ? "/api/v1/nodes/upgrade-all" : `/api/v1/nodes/${encodeURIComponent(rest[0]!)}/upgrade${query}`;
+  const { asked } = (await call("POST", path)) as UpgradeAsked;
+  for (const a of asked) process.stdout.write(`asked node ${a.node} (user ${a.user}) to upgrade from ${a.from} to ${a.to}\n`);
+  if (asked.length === 0) process.stdout.write("no online node is behind the newest release\n");
+}
+
+/** The inp2ps running with this config, through its REST API and admin credential. */
+async function runningServer(parsed: Record<string, unknown>): Promise<RunningProgram | undefined> {
+  const { config } = load(parsed);
+  const call = (method: string, path: string) => fetchServerApi(config.server!, method, path, rawFlagValue(args, "host"));
+  const state = async () => (await call("GET", "/api/v1/upgrade")) as { version: string; upgrade: UpgradeState | null };
+  if (!(await state().catch(() => undefined))) return undefined;
+  return {
+    describe: `the inp2ps on port ${config.server!.ws_port}`,
+    state,
+    upgrade: async (body) => {
+      const query = new URLSearchParams(Object.entries(body).filter((e): e is [string, string] => e[1] !== undefined));
+      return (await call("POST", `/api/v1/upgrade?${query}`)) as Awaited<ReturnType<RunningProgram["upgrade"]>>;
+    },
+  };
+}
+
+addUpgradeCommand(cli, { program: PROGRAM, releaseUrl: (parsed) => load(parsed).config.server!.release_url, running: runningServer }, upgradeVersion);
 
 cli
   .command("pairing <action> [node]", "nodes waiting for approval: `pairing list`, `pairing approve NAME`, `pairing reject NAME`")

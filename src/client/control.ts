@@ -11,6 +11,8 @@ import { readAnswer, withTimeout } from "./apps.ts";
 import { PeerError, type PeerManager } from "./peers.ts";
 import type { ServerSession } from "./session.ts";
 import { runSpeedtest, SpeedtestError } from "./speedtest.ts";
+import { UpgradeError, type SelfUpgrade } from "../upgrade/index.ts";
+import { isVersion } from "../protocol/index.ts";
 
 /** Largest request body the actions read. */
 const MAX_CONTROL_BODY_BYTES = 4096;
@@ -32,6 +34,13 @@ export interface ControlInit {
   session: ServerSession;
   peers: PeerManager;
   apps: () => readonly App[];
+  /** POST /upgrade: present in a program that can upgrade itself (inp2pc run as a daemon). */
+  upgrade?: SelfUpgrade;
+}
+
+/** What POST /api/v1/upgrade answers: the versions installed (the restart follows), or null when already the newest. */
+export interface UpgradeAnswer {
+  installed: { from: string; to: string; path: string; previous: string } | null;
 }
 
 /** What ping and speedtest say about the link they used. */
@@ -77,6 +86,7 @@ export function controlRoutes(init: ControlInit): Hono {
   const api = new Hono();
   api.onError((err, c) => {
     if (err instanceof ControlError) return c.json({ error: err.message }, err.status);
+    if (err instanceof UpgradeError) return c.json({ error: err.message, code: err.code }, err.code === "BUSY" ? 409 : 502);
     return c.json({ error: err.message }, 500);
   });
 
@@ -133,6 +143,20 @@ export function controlRoutes(init: ControlInit): Hono {
     const { link } = await linkTo(init, app.config.peer);
     return c.json(await checkTarget(link, app));
   });
+
+  const upgrade = init.upgrade;
+  if (upgrade) {
+    // Installs only releases signed by the release key: the worst a local caller can ask is another signed version.
+    api.post("/upgrade", async (c) => {
+      const body = await readBody(c);
+      if (body.version !== undefined && (typeof body.version !== "string" || !isVersion(body.version)))
+        throw new ControlError(400, `"version" must be a version such as "1.2.3", not ${JSON.stringify(body.version)}`);
+      if (body.url !== undefined && (typeof body.url !== "string" || !/^https?:\/\/[^\s?#]+$/.test(body.url)))
+        throw new ControlError(400, `"url" must be an http:// or https:// URL, not ${JSON.stringify(body.url)}`);
+      const installed = await upgrade.upgrade({ version: body.version as string | undefined, releaseUrl: body.url as string | undefined });
+      return c.json({ installed: installed ?? null } satisfies UpgradeAnswer);
+    });
+  }
 
   return api;
 }

@@ -22,6 +22,8 @@ import { ServerSession, type SessionEvents } from "./session.ts";
 import { controlRoutes } from "./control.ts";
 import { startStatusServer, type ClientStatus } from "./status.ts";
 import { KnownServers } from "./trust.ts";
+import { AutoUpgrade } from "./auto-upgrade.ts";
+import type { SelfUpgrade } from "../upgrade/index.ts";
 
 export { App, AppService, udpFlowIdleMsFrom, type AppStatus } from "./apps.ts";
 export { ExposePolicy, type ExposeDecision } from "./expose.ts";
@@ -64,6 +66,10 @@ export interface ClientInit {
   udpFlowIdleMs?: number;
   /** Advertise this node on the LAN and link to LAN peers found there (Bonjour _inp2p-node._udp). @default false: only inp2pc's command line turns it on, from the config. */
   bonjour?: boolean;
+  /** Upgrades this program when asked (status API, the server); absent: no upgrades (tests, bun run). */
+  upgrade?: SelfUpgrade;
+  /** With upgrade: take the releases the server announces, within this window (s). @default undefined: only when asked */
+  autoUpgradeWindowS?: number;
 }
 
 export interface RunningClient {
@@ -159,12 +165,21 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
         peers.peerOffline(name, reason);
         events.peerOffline?.(name, reason);
       },
+      release: (version) => autoUpgrade?.announce(version),
+      upgrade: (version) => {
+        if (!init.upgrade) return logger.warn("the server asks for an upgrade, but this inp2pc cannot upgrade itself (not a release binary run as a daemon)");
+        init.upgrade.upgrade({ version }).catch((err: Error) => logger.error(`upgrade asked by the server failed: ${err.message}`));
+      },
       offline: (reason, closeCode) => {
         if (closeCode === CloseCode.revoked || closeCode === CloseCode.keyReplaced) peers.closeAll(reason);
         events.offline?.(reason, closeCode);
       },
     },
   );
+  const autoUpgrade =
+    init.upgrade && init.autoUpgradeWindowS !== undefined
+      ? new AutoUpgrade({ node: init.node, current: version, windowS: init.autoUpgradeWindowS, upgrade: init.upgrade, logger })
+      : undefined;
   // Read at scrape time only, when status and relayNode exist.
   const metrics = new ClientMetrics({ linkKinds: PATH_KINDS, view: () => status(), relay: init.relay || init.super ? () => relayNode?.counts() : undefined });
   peers = new PeerManager({
@@ -261,6 +276,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     return {
       node: init.node,
       version,
+      pid: process.pid,
       server: {
         address: `${init.server_host}:${init.server_port}`,
         state: session.state,
@@ -296,11 +312,12 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
       ),
       apps: apps.map((app) => app.status()),
       sdwan: overlay ? overlay.status() : null,
+      upgrade: init.upgrade?.last ?? null,
     };
   };
   let statusServer: { port: number; stop(): void } | undefined;
   try {
-    statusServer = startStatusServer(init.status_port, status, metrics, controlRoutes({ node: init.node, session, peers, apps: () => apps }));
+    statusServer = startStatusServer(init.status_port, status, metrics, controlRoutes({ node: init.node, session, peers, apps: () => apps, upgrade: init.upgrade }));
   } catch (err) {
     logger.warn(`status API not available on 127.0.0.1:${init.status_port}: ${(err as Error).message}`);
   }
@@ -314,6 +331,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     reload: (next) => applyClientReload({ apps, appPeers, newApp, appsStarted: () => appsStarted, ensureLink: (peer) => void session.watch([peer]).then(() => ensureLink(peer)), expose }, next),
     stop: () => {
       stopped = true;
+      autoUpgrade?.stop();
       natWatcher.stop();
       linkReporter.stop();
       statusServer?.stop();

@@ -76,6 +76,10 @@ export interface SessionEvents {
   peerOnline?(peer: PeerInfo): void;
   /** `reason` "revoked": the admin revoked the peer; links to it close at once. */
   peerOffline?(name: string, reason?: "revoked"): void;
+  /** The server announced the newest release it knows. */
+  release?(version: string): void;
+  /** The server's admin asks this node to upgrade now (to `version`, or the newest at its release_url). */
+  upgrade?(version: string | undefined): void;
 }
 
 const closeReasons: Record<number, string> = {
@@ -379,6 +383,13 @@ export class ServerSession {
         this.log.info("the server's admin approved this node");
         this.onLoggedIn(message.result);
         if (this.nat) this.setNat(this.nat); // found while pending: the login that carried it is older
+        return;
+      case "release":
+        this.events.release?.(message.version);
+        return;
+      case "upgrade":
+        this.log.info("the server's admin asks this node to upgrade", { version: message.version ?? "newest" });
+        this.events.upgrade?.(message.version);
         return;
     }
   }

@@ -4,10 +4,15 @@ import { METRICS_PATH, type ProgramMetrics } from "../metrics/index.ts";
 import type { NatInfo } from "../protocol/index.ts";
 import type { OverlayStatus } from "../sdwan/index.ts";
 import type { AppStatus } from "./apps.ts";
+import type { UpgradeState } from "../upgrade/index.ts";
 
 export interface ClientStatus {
   node: string;
   version: string;
+  /** The process answering: an upgrade's restart changes it. */
+  pid: number;
+  /** The last upgrade this process tried, while it runs: restarting, rolled back or failed (with why). */
+  upgrade: UpgradeState | null;
   /** approval: while the state is "pending", the command that approves this node on the server. */
   /** error: why the last connection or login failed, until the next login. */
   server: { address: string; state: string; approval: string | null; user: string | null; rttMs: number | null; clockOffsetMs: number; error?: string | null };
@@ -74,6 +79,7 @@ export function formatStatus(s: ClientStatus): string {
     `server   ${s.server.address}  ${s.server.state}${s.server.user ? ` as user ${s.server.user}` : ""}${s.server.rttMs !== null ? `  rtt ${s.server.rttMs} ms` : ""}`,
     ...(s.server.approval ? [`         waiting for approval: run "${s.server.approval}" on the server`] : []),
     `NAT      ${s.nat ? `${s.nat.natType}${s.nat.publicAddress ? ` (${s.nat.publicAddress})` : ""}` : "not detected yet"}`,
+    ...(s.upgrade ? [`upgrade  ${s.upgrade.to ?? "newest"}: ${s.upgrade.state}${s.upgrade.error ? ` (${s.upgrade.error})` : ""} at ${s.upgrade.at}`] : []),
     "",
   ];
   const peerRows = Object.entries(s.peers).map(([name, p]) => [

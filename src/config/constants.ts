@@ -34,6 +34,16 @@ export const DEFAULT_PAIRING_EXPIRY_S = 3_600;
 export const DEFAULT_PREFER_SUPER_RELAYS = false;
 /** inp2ps advertises itself on its LAN (_inp2p._tcp); inp2pc advertises itself and finds LAN peers (_inp2p-node._udp). */
 export const DEFAULT_BONJOUR = true;
+/** Where both programs look for releases to upgrade to (GitHub's layout; see src/protocol/release.ts). */
+export const DEFAULT_RELEASE_URL = "https://github.com/inp2p/inp2p/releases";
+/** Nodes upgrade themselves when the server announces a newer release only when this is set. */
+export const DEFAULT_AUTO_UPGRADE = false;
+/** A node with auto_upgrade waits a random time up to this after the announcement, so a fleet does not upgrade at once. */
+export const DEFAULT_AUTO_UPGRADE_WINDOW_S = 3_600;
+export const MAX_AUTO_UPGRADE_WINDOW_S = 7 * 86_400;
+/** inp2ps checks release_url for a newer release this often (0: never; it still announces latest_version and its own). */
+export const DEFAULT_RELEASE_CHECK_HOURS = 0;
+export const MAX_RELEASE_CHECK_HOURS = 8_760;
 
 export const DEFAULT_SERVER_PORT = DEFAULT_WS_PORT;
 export const DEFAULT_RELAY_PORT = 27185;

@@ -21,6 +21,7 @@ export const RELOADABLE_SETTINGS: Record<Role, readonly SettingPath[]> = {
     "server.trusted_relays",
     "server.prefer_super_relays",
     "server.metrics_allow",
+    "server.latest_version",
   ],
 };
 

@@ -14,6 +14,7 @@ import {
   fingerprintValue,
   hostPortValue,
   hostValue,
+  httpUrlValue,
   interfaceNameValue,
   intInRange,
   ipv4CidrValue,
@@ -23,6 +24,7 @@ import {
   optionalTokenValue,
   pathValue,
   positiveNumber,
+  versionValue,
   relayNameValue,
   stringValue,
   tokenValue,
@@ -120,6 +122,10 @@ export const serverShape = {
   metrics_allow: z.array(cidrValue).max(C.MAX_METRICS_ALLOW_CIDRS).default([]),
   pairing_expiry_s: intInRange(1, C.MAX_PAIRING_EXPIRY_S).default(C.DEFAULT_PAIRING_EXPIRY_S),
   bonjour: booleanValue.default(C.DEFAULT_BONJOUR),
+  release_url: httpUrlValue.default(C.DEFAULT_RELEASE_URL),
+  /** The newest release the server tells nodes about; unset: what its own upgrade checks found. */
+  latest_version: versionValue.optional(),
+  release_check_hours: intInRange(0, C.MAX_RELEASE_CHECK_HOURS).default(C.DEFAULT_RELEASE_CHECK_HOURS),
 };
 
 type Issue = { path: (string | number)[]; message: string };
@@ -274,6 +280,9 @@ export const clientShape = {
   expose: z.array(exposeValue).max(C.MAX_EXPOSE_ENTRIES).default([...C.DEFAULT_EXPOSE]),
   sdwan: clientSdwanSchema.optional(),
   bonjour: booleanValue.default(C.DEFAULT_BONJOUR),
+  release_url: httpUrlValue.default(C.DEFAULT_RELEASE_URL),
+  auto_upgrade: booleanValue.default(C.DEFAULT_AUTO_UPGRADE),
+  auto_upgrade_window_s: intInRange(0, C.MAX_AUTO_UPGRADE_WINDOW_S).default(C.DEFAULT_AUTO_UPGRADE_WINDOW_S),
 };
 
 export const clientSchema = z.strictObject(clientShape).superRefine((c, ctx) => {

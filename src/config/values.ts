@@ -3,7 +3,7 @@
 // the same whether the value came from TOML, a flag or the environment.
 import { isIPv4, isIPv6 } from "node:net";
 import * as z from "zod";
-import { MAX_NODE_NAME_LENGTH, NODE_NAME_PATTERN } from "../protocol/index.ts";
+import { isVersion, MAX_NODE_NAME_LENGTH, NODE_NAME_PATTERN } from "../protocol/index.ts";
 import { ACL_ANY, ACL_TAG_PREFIX, MAX_UINT64 } from "./constants";
 import { parseCidr } from "../sdwan/packet.ts";
 import { EXPOSE_EXAMPLES, parseExposeEntry } from "./expose";
@@ -192,6 +192,25 @@ export const pathValue = leaf<string>((value) =>
 
 export const stringValue = leaf<string>((value) =>
   typeof value === "string" ? { ok: value } : { error: expected("a string", value) },
+);
+
+/** An http(s) URL without query or fragment (release_url). */
+export const httpUrlValue = leaf<string>((value) => {
+  const what = "an http:// or https:// URL";
+  if (typeof value !== "string") return { error: expected(what, value) };
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return { error: expected(what, value) };
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.hash || url.username || url.password) return { error: expected(`${what} without query, fragment or credentials`, value) };
+  return { ok: value.replace(/\/+$/, "") };
+});
+
+/** A release version such as "1.2.3" (semver). */
+export const versionValue = leaf<string>((value) =>
+  typeof value === "string" && isVersion(value) ? { ok: value } : { error: expected('a version such as "1.2.3"', value) },
 );
 
 export const booleanValue = leaf<boolean>((value) =>

@@ -1,6 +1,7 @@
 import type { ReportedApp } from "../protocol/index.ts";
 import type { AuditEntry, AuditLog } from "../server/audit.ts";
 import { listNodes, type NodeListing } from "../server/node-list.ts";
+import type { Fleet } from "../server/fleet.ts";
 import type { NodeStore } from "../server/nodes.ts";
 import type { PairingRequest } from "../server/pairing.ts";
 import type { Registry } from "../server/registry.ts";
@@ -17,6 +18,8 @@ export interface ConsoleSources {
   audit: AuditLog;
   trustedRelays: TrustedRelays;
   hub: { pendingRequests(): readonly PairingRequest[] };
+  /** The newest release known, to mark nodes behind it. */
+  fleet?: Pick<Fleet, "behind" | "latest">;
 }
 
 /** One link between two nodes of a user, as one of them reported it. */
@@ -45,7 +48,7 @@ export interface ConsoleState {
 
 export function consoleState(sources: ConsoleSources): ConsoleState {
   const pending = sources.hub.pendingRequests();
-  const { online, offline, pending: waiting } = listNodes(sources.registry, sources.nodes, pending);
+  const { online, offline, pending: waiting } = listNodes(sources.registry, sources.nodes, pending, sources.fleet);
   const links = new Map<string, TopologyLink>();
   const apps: ConsoleState["apps"] = [];
   let reportBytes = 0;

@@ -19,6 +19,7 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.2em .5em;border-bottom:1px solid #eee;white-space:nowrap}
 th{color:#555;font-weight:600}
 .state{border-radius:3px;padding:0 .4em;color:#fff}
+.behind{color:#e65100;font-weight:600}
 .online{background:#43a047}.offline{background:#9e9e9e}.pending{background:#fb8c00}.revoked{background:#e53935}
 .empty{color:#888}
 form{display:inline}
@@ -158,7 +159,10 @@ function NodesTable({ nodes }: { nodes: NodeListing[] }) {
           <td>{n.address ?? "–"}</td>
           <td>{n.natType ?? "–"}</td>
           <td>{n.allocation ?? "–"}</td>
-          <td>{n.version ?? "–"}</td>
+          <td>
+            {n.version ?? "–"}
+            {n.behind ? <span class="behind" title={`the newest release is ${n.behind}: inp2ps nodes upgrade ${n.name}`}>{` behind ${n.behind}`}</span> : null}
+          </td>
           <td>{n.tags.join(", ") || "–"}</td>
           <td>{n.state === "online" ? `online since ${shortTime(n.onlineSince)}` : n.state === "pending" ? "–" : n.lastSeen ? shortTime(n.lastSeen) : "never"}</td>
           <td>

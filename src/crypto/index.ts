@@ -27,4 +27,4 @@ export {
 } from "./session.ts";
 export { Handshake, HandshakeError, isHandshakeMessage, SESSION_ID_BYTES, type HandshakeInit } from "./handshake.ts";
 export { relayTicketKey, signTicket, TicketError, verifyTicket, type TicketErrorCode, type TicketFields, type TicketTier } from "./ticket.ts";
-export { RELEASE_PUBLIC_KEY_PEM, releaseKeyFingerprint, verifyReleaseSignature } from "./release-key.ts";
+export { RELEASE_PUBLIC_KEY_PEM, releaseKeyFingerprint, TRUSTED_RELEASE_PUBLIC_KEY_PEM, verifyReleaseSignature } from "./release-key.ts";

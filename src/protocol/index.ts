@@ -6,3 +6,4 @@ export * from "./stun.ts";
 export { VERSION } from "./version.ts";
 export * from "./relay.ts";
 export * from "./speedtest.ts";
+export * from "./release.ts";

@@ -3,6 +3,7 @@ import * as z from "zod";
 import { DEFAULT_USER_NAME, MAX_HEARTBEAT_INTERVAL_MS, MAX_HEARTBEAT_TIMEOUT_MS, MIN_HEARTBEAT_INTERVAL_MS } from "../config/constants.ts";
 import { MAX_LAN_CANDIDATES } from "./candidates.ts";
 import { linksRequest } from "./node-report.ts";
+import { isVersion } from "./release.ts";
 
 // Signalling messages: JSON over one WebSocket per client. Requests carry a type and an id; every
 // request gets exactly one `response` with the same id. Server pushes (hello, node events) carry no id.
@@ -12,6 +13,7 @@ export const MAX_NODE_NAME_LENGTH = 63;
 /** Node, user and app names: what may appear in logs, URLs and file names without quoting. */
 export const NODE_NAME_PATTERN = new RegExp(`^[A-Za-z0-9._-]{1,${MAX_NODE_NAME_LENGTH}}$`);
 
+const releaseVersion = z.string().refine(isVersion, 'a version such as "1.2.3"');
 const requestId = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const nodeName = z.string().regex(NODE_NAME_PATTERN, "a node name of 1-63 letters, digits, '.', '_' or '-'");
 const base64url = (bytes: number) =>
@@ -321,6 +323,10 @@ export const serverPushes = {
   "node-offline": z.object({ type: z.literal("node-offline"), node: z.object({ name: nodeName }), reason: z.literal("revoked").optional() }),
   /** A pending node was approved: it is online now, as if this were its login answer. */
   admitted: z.object({ type: z.literal("admitted"), result: loginResult }),
+  /** The newest inp2p release the server knows of (after login, and when it learns of a newer one): auto_upgrade nodes take it. */
+  release: z.object({ type: z.literal("release"), version: releaseVersion }),
+  /** The admin asks this node to upgrade now: to `version`, or without one to the newest at the node's own release_url. */
+  upgrade: z.object({ type: z.literal("upgrade"), version: releaseVersion.optional() }),
 } as const;
 export type ServerPushType = keyof typeof serverPushes;
 export type ServerPush = z.infer<(typeof serverPushes)[ServerPushType]>;

@@ -17,6 +17,9 @@ import { metricsRoute } from "./rest-metrics.ts";
 import type { ServerMetrics } from "../metrics/index.ts";
 import type { TrustedRelays } from "./relay-trust.ts";
 import { createRelaysApi } from "./rest-relays.ts";
+import { upgradeRoutes } from "./rest-upgrade.ts";
+import type { Fleet } from "./fleet.ts";
+import type { SelfUpgrade } from "../upgrade/index.ts";
 import type { Connection, SignalHub } from "./signal.ts";
 
 export interface AppInit {
@@ -30,6 +33,9 @@ export interface AppInit {
   audit: AuditLog;
   trustedRelays: TrustedRelays;
   version: string;
+  fleet: Fleet;
+  /** This inp2ps upgrading itself (POST /api/v1/upgrade); absent when it cannot (run from source). */
+  upgrade?: SelfUpgrade;
   admin: AdminCredential;
   /** Every user's token, to tell a user who sent one that it grants nothing here. */
   userTokens: readonly string[];
@@ -65,8 +71,8 @@ export function createApp(init: AppInit): Hono<Env> {
 
   // `nodes`: the nodes online (as ever); `offline`: known nodes not online, with last seen; `pending`: waiting for approval.
   app.get("/api/v1/nodes", (c) => {
-    const { online, offline, pending } = listNodes(init.registry, init.nodes, init.hub.pendingRequests());
-    return c.json({ nodes: online, offline, pending });
+    const { online, offline, pending } = listNodes(init.registry, init.nodes, init.hub.pendingRequests(), init.fleet);
+    return c.json({ nodes: online, offline, pending, latest: init.fleet.latest });
   });
 
   // Releases a node name from its pinned identity key, for a node that was reinstalled.
@@ -79,6 +85,7 @@ export function createApp(init: AppInit): Hono<Env> {
   });
 
   app.get("/api/v1/audit", (c) => c.json({ entries: init.audit.list() }));
+  app.route("/api/v1", upgradeRoutes(init));
   app.route("/api/v1", pairingRoutes(init));
   app.route("/api/v1/relays", createRelaysApi({ registry: init.registry, trustedRelays: init.trustedRelays, audit: init.audit }));
   app.route("/", metricsRoute({ ...init, adminOnly }));

@@ -16,6 +16,7 @@ export type AuditEvent =
   | "expired"
   | "revoked"
   | "tagged"
+  | "upgrade-asked"
   | "acl-denied"
   | "target-refused"
   | "relay-approved"

@@ -37,6 +37,8 @@ export type { AuditEntry, AuditEvent } from "./audit.ts";
 export { ADMIN_CREDENTIAL_FILE, AdminCredentialError, adminCredentialFile, readAdminCredential, type AdminCredential } from "./admin.ts";
 export type { PairingListEntry } from "./rest-pairing.ts";
 export type { RelayListing } from "./rest-relays.ts";
+export type { UpgradeAsked } from "./rest-upgrade.ts";
+export { Fleet } from "./fleet.ts";
 export { nodeTable, type NodeListing } from "./node-list.ts";
 
 /** The node records (approved keys, revocations, tags); the name is the older pins file's, which it reads. */
@@ -44,6 +46,8 @@ export const NODE_STORE_FILE = "inp2ps.keys.json";
 export { NodeStore, type NodeRecord } from "./nodes.ts";
 export type { ServerPolicy } from "./reload.ts";
 
+import { Fleet } from "./fleet.ts";
+import { fetchRelease, type SelfUpgrade } from "../upgrade/index.ts";
 export interface ServerInit {
   listen: string;
   ws_port: number;
@@ -94,6 +98,14 @@ export interface ServerInit {
   metrics_allow?: string[];
   /** Advertise on the LAN (Bonjour _inp2p._tcp). @default false: only inp2ps's command line turns it on, from the config. */
   bonjour?: boolean;
+  /** Where releases live, for the release checks. */
+  release_url?: string;
+  /** The newest release nodes are told about, besides what checks find. */
+  latest_version?: string;
+  /** Hours between checks of release_url for a newer release; 0: none. @default 0 */
+  release_check_hours?: number;
+  /** This inp2ps upgrading itself when the admin asks (REST); absent: it cannot. */
+  upgrade?: SelfUpgrade;
 }
 
 export interface RunningServer {
@@ -193,7 +205,19 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     heartbeatTimeoutMs: init.heartbeat_timeout_ms,
   });
   let metricsAllow = cidrMatcher(init.metrics_allow ?? []);
-  const app = createApp({ hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, admin, userTokens: users.map((u) => u.token), metrics, metricsAllow: (address) => metricsAllow(address) });
+  const releaseUrl = init.release_url;
+  const fleet = new Fleet({
+    registry,
+    logger,
+    version,
+    configured: init.latest_version,
+    check: releaseUrl ? async () => (await fetchRelease({ releaseUrl })).version : undefined,
+    checkIntervalMs: (init.release_check_hours ?? 0) * 3_600_000,
+  });
+  const app = createApp({
+    hub, registry, nodes, guard, failedLogins, trustedProxies: cidrMatcher(init.trusted_proxies ?? []), audit, trustedRelays, version, fleet, upgrade: init.upgrade,
+    admin, userTokens: users.map((u) => u.token), metrics, metricsAllow: (address) => metricsAllow(address),
+  });
   let server: ReturnType<typeof Bun.serve<any>>;
   try {
     server = Bun.serve<any>({
@@ -234,9 +258,10 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     relayPort: relay?.port,
     admin,
     routes: app.routes.map((r) => ({ method: r.method, path: r.path })),
-    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
+    reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, fleet, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
     async stop() {
       clearInterval(sweeper);
+      fleet.stop();
       lastSeen.stop();
       presence.stop();
       await bonjour?.stop();

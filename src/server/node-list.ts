@@ -3,6 +3,7 @@ import type { NodeReport } from "./node-reports.ts";
 import type { NodeStore } from "./nodes.ts";
 import type { PairingRequest } from "./pairing.ts";
 import type { Registry } from "./registry.ts";
+import type { Fleet } from "./fleet.ts";
 
 /** A node as `GET /api/v1/nodes`, `inp2ps nodes` and the console show it; an offline one as it was when last seen. */
 export interface NodeListing {
@@ -17,6 +18,8 @@ export interface NodeListing {
   allocation: string | null;
   publicAddress: string | null;
   version: string | null;
+  /** The newest release the server knows, when this node runs an older one; else null. */
+  behind: string | null;
   tags: string[];
   onlineSince: string | null;
   lastHeartbeat: string | null;
@@ -32,8 +35,14 @@ export function allocationText(allocation: NatAllocation | undefined): string | 
 }
 
 /** The nodes online (as the REST answer always listed them), the known ones offline, and the pending ones. */
-export function listNodes(registry: Registry, nodes: NodeStore, pending: readonly PairingRequest[]): { online: NodeListing[]; offline: NodeListing[]; pending: NodeListing[] } {
+export function listNodes(
+  registry: Registry,
+  nodes: NodeStore,
+  pending: readonly PairingRequest[],
+  fleet?: Pick<Fleet, "behind" | "latest">,
+): { online: NodeListing[]; offline: NodeListing[]; pending: NodeListing[] } {
   const now = new Date().toISOString();
+  const behind = (version: string | null) => (fleet?.behind(version) ? fleet.latest : null);
   const online = registry
     .all()
     .sort((a, b) => a.user.localeCompare(b.user) || a.name.localeCompare(b.name))
@@ -46,6 +55,7 @@ export function listNodes(registry: Registry, nodes: NodeStore, pending: readonl
       allocation: allocationText(s.nat?.allocation),
       publicAddress: s.nat?.publicAddress ?? null,
       version: s.version,
+      behind: behind(s.version),
       tags: nodes.tagsOf(s.user, s.name),
       onlineSince: new Date(s.onlineSince).toISOString(),
       lastHeartbeat: new Date(s.lastHeartbeat).toISOString(),
@@ -64,6 +74,7 @@ export function listNodes(registry: Registry, nodes: NodeStore, pending: readonl
       allocation: record.lastNat?.allocation ?? null,
       publicAddress: null,
       version: record.lastVersion ?? null,
+      behind: behind(record.lastVersion ?? null),
       tags: record.tags,
       onlineSince: null,
       lastHeartbeat: null,
@@ -79,6 +90,7 @@ export function listNodes(registry: Registry, nodes: NodeStore, pending: readonl
     allocation: allocationText(r.login.nat?.allocation),
     publicAddress: r.login.nat?.publicAddress ?? null,
     version: r.login.version,
+    behind: behind(r.login.version),
     tags: nodes.tagsOf(r.user, r.node),
     onlineSince: null,
     lastHeartbeat: null,
@@ -97,7 +109,7 @@ export function nodeTable(nodes: readonly NodeListing[]): string[][] {
     n.address,
     n.natType,
     n.allocation,
-    n.version,
+    n.version && n.behind ? `${n.version} (behind ${n.behind})` : n.version,
     n.tags.join(","),
     n.onlineSince,
     n.state === "online" ? "now" : n.state === "pending" ? null : (n.lastSeen ?? "never"),

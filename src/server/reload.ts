@@ -1,5 +1,6 @@
 // What inp2ps applies on SIGHUP: the ACL, admission (mode, auto_approve, pairing_expiry_s) and relay
-// trust (trusted_relays, prefer_super_relays) and who may scrape /metrics (metrics_allow); the log level is config/reload.ts's. Node sessions and
+// trust (trusted_relays, prefer_super_relays), who may scrape /metrics (metrics_allow) and the newest
+// release nodes are told of (latest_version); the log level is config/reload.ts's. Node sessions and
 // the links between nodes are left alone: the new rules decide the next link request, relay choice
 // and login.
 import type { AclRuleConfig, ReloadPlan } from "../config/index.ts";
@@ -9,6 +10,7 @@ import type { RelayBroker } from "./broker.ts";
 import type { PairingBook } from "./pairing.ts";
 import type { TrustedRelays } from "./relay-trust.ts";
 import type { SignalHub } from "./signal.ts";
+import type { Fleet } from "./fleet.ts";
 
 export interface ServerPolicy {
   acl: readonly AclRuleConfig[];
@@ -18,6 +20,7 @@ export interface ServerPolicy {
   trusted_relays: readonly string[];
   prefer_super_relays: boolean;
   metrics_allow: readonly string[];
+  latest_version?: string;
 }
 
 /** The running server's parts a reload changes; index.ts hands them over. */
@@ -28,6 +31,7 @@ export interface ReloadableServer {
   trustedRelays: Pick<TrustedRelays, "setConfigured">;
   audit: Pick<AuditLog, "record">;
   setMetricsAllow(allowed: (address: string) => boolean): void;
+  fleet: Pick<Fleet, "setConfigured">;
 }
 
 /**
@@ -43,6 +47,7 @@ export function applyServerReload(server: ReloadableServer, policy: ServerPolicy
   if (changed("trusted_relays")) server.trustedRelays.setConfigured(policy.trusted_relays);
   if (changed("prefer_super_relays")) server.broker.setPreferSuperRelays(policy.prefer_super_relays);
   if (changed("metrics_allow")) server.setMetricsAllow(cidrMatcher(policy.metrics_allow));
+  if (changed("latest_version")) server.fleet.setConfigured(policy.latest_version);
   server.audit.record("config-reloaded", { changed: plan.changed, notApplied: plan.restartOnly });
   return plan.changed.filter((path) => path.startsWith("server.")).map((path) => path.slice("server.".length));
 }

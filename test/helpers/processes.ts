@@ -134,6 +134,8 @@ export interface ServerOptions {
   maxConnsPerIp?: number;
   extraToml?: string; // appended inside [server]
   tail?: string; // appended after [server] (e.g. [[server.users]])
+  /** The program to run: a built inp2ps binary instead of src/cli/inp2ps.ts. */
+  program?: string;
 }
 
 /** Starts inp2ps from a TOML file in a fresh directory; resolves once it listens. */
@@ -169,7 +171,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     ].join("\n"),
     { mode: 0o600 },
   );
-  const proc = run(INP2PS, ["--config", configPath], { cwd: dir });
+  const proc = run(options.program ?? INP2PS, ["--config", configPath], { cwd: dir });
   await proc.waitForOutput(/listening on/).catch(async (err) => {
     await proc.stop();
     throw err;

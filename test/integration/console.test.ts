@@ -6,11 +6,13 @@ import { join } from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_CONSOLE_FORM_BYTES } from "../../src/console/routes.tsx";
+import pkg from "../../package.json";
 import { FREE_FAILED_LOGINS } from "../../src/server/constants.ts";
 import { startEcho } from "../helpers/echo.ts";
 import { appToml, exposeToml, freePort, INP2PS, linkedClientStatus, runToEnd, startLinkedClient, startServer, stopLinkedClient, tempDir, waitFor, type LinkedClient, type ServerHandle } from "../helpers/processes.ts";
 
 const WAIT_MS = 15_000;
+const NEWER_RELEASE = "99.0.0";
 const WAITING = /waiting for approval/;
 const CHROMIUM = Bun.which("chromium") ?? Bun.which("chromium-browser") ?? undefined;
 /** How long one start of Chromium may take to print its DevTools address, and how many starts are tried. */
@@ -49,7 +51,8 @@ describe.skipIf(skipReason !== undefined && process.env.CI !== "true")("the web 
   }
 
   beforeAll(async () => {
-    server = await startServer({ extraToml: 'admission = "approve"' });
+    // latest_version: a release newer than the nodes' own (package.json's), which the console marks them behind.
+    server = await startServer({ extraToml: `admission = "approve"\nlatest_version = "${NEWER_RELEASE}"` });
     base = `https://127.0.0.1:${server.port}`;
     echo = await startEcho();
     beta = await approvedNode("beta", exposeToml(`127.0.0.1:${echo.port}`));
@@ -97,6 +100,9 @@ describe.skipIf(skipReason !== undefined && process.env.CI !== "true")("the web 
     expect(cookie).toMatchObject({ name: "inp2ps_console", httpOnly: true, sameSite: "Strict", secure: true });
     await page.waitForSelector(row("alpha", "online"), { timeout: WAIT_MS });
     await page.waitForSelector(row("beta", "online"), { timeout: WAIT_MS });
+    // Each node's version, and that it is behind the newest release the server knows.
+    for (const name of ["alpha", "beta"])
+      expect(await page.$eval(row(name, "online"), (e) => e.textContent)).toContain(`${pkg.version} behind ${NEWER_RELEASE}`);
     // The link alpha's app made, as alpha itself sees it, drawn between the two.
     const kind = await waitFor("alpha's link to beta", async () => (await linkedClientStatus(alpha)).peers.beta?.link as string | null, WAIT_MS);
     const link = `#topology g.link[data-peers="alpha beta"][data-kind="${kind}"]`;

@@ -123,7 +123,8 @@ afterAll(() => {
 
 describe("the release matrix (scripts/build.ts)", () => {
   test("each target directory holds both programs, configs, units, SHA256SUMS and its signature; the index covers them all", () => {
-    expect(readdirSync(dist).sort()).toEqual(["SHA256SUMS", "SHA256SUMS.sig", "install.sh", ...TARGETS.map((t) => t.name)].sort());
+    expect(readdirSync(dist).sort()).toEqual(["SHA256SUMS", "SHA256SUMS.sig", "VERSION", "install.sh", ...TARGETS.map((t) => t.name)].sort());
+    expect(readFileSync(join(dist, "VERSION"), "utf8")).toBe(`${pkg.version}\n`);
     for (const target of TARGETS) {
       const dir = join(dist, target.name);
       expect(readdirSync(dir).sort(), target.name).toEqual([...TARGET_FILES, "SHA256SUMS", "SHA256SUMS.sig"].sort());
@@ -136,7 +137,7 @@ describe("the release matrix (scripts/build.ts)", () => {
     const perTarget = TARGETS.flatMap((t) =>
       readFileSync(join(dist, t.name, "SHA256SUMS"), "utf8").trim().split("\n").map((line) => line.replace("  ", `  ${t.name}/`)),
     );
-    expect(index.trim().split("\n").sort()).toEqual([`${sha256(join(dist, "install.sh"))}  install.sh`, ...perTarget].sort());
+    expect(index.trim().split("\n").sort()).toEqual([`${sha256(join(dist, "install.sh"))}  install.sh`, `${sha256(join(dist, "VERSION"))}  VERSION`, ...perTarget].sort());
     expect(readFileSync(join(dist, "install.sh"), "utf8")).toBe(readFileSync(join(ROOT, "install.sh"), "utf8"));
     for (const target of TARGETS) {
       const sums = Bun.spawnSync(["sha256sum", "--strict", "-c", "SHA256SUMS"], { cwd: join(dist, target.name), stdout: "pipe", stderr: "pipe" });

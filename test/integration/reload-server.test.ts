@@ -109,6 +109,18 @@ describe("inp2ps reloads its config on SIGHUP", () => {
     expect(await reload()).toMatch(/reloaded config: no changes$/m);
   }, 30_000);
 
+  it("latest_version: the nodes are listed behind the release it names, and the nodes behind are told of it", async () => {
+    await resetServer();
+    const listed = async () => ((await api(server, "/api/v1/nodes", server.adminToken)).body.nodes as { name: string; behind: string | null }[]).find((n) => n.name === "alpha");
+    expect((await listed())?.behind).toBeNull();
+    writeServer({ inServer: 'latest_version = "99.0.0"' });
+    expect(await reload()).toMatch(/reloaded config: latest_version$/m);
+    expect((await listed())?.behind).toBe("99.0.0");
+    await server.proc.waitForOutput(/newest release is 99\.0\.0; telling the nodes/);
+    await resetServer();
+    expect((await listed())?.behind).toBeNull();
+  }, 30_000);
+
   it("settings that need a restart are named and not applied; the reloadable ones are", async () => {
     await resetServer();
     writeServer({ inServer: 'admission = "approve"' });

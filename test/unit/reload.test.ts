@@ -285,11 +285,24 @@ describe("applyServerReload", () => {
     const pairing = new PairingBook(3_600_000);
     const audit = new AuditLog(createLogger({ write: () => {} }));
     const metricsAllowed: ((address: string) => boolean)[] = [];
-    const targets: ReloadableServer = { hub: { setPolicy: (policy) => void policies.push(policy) }, broker, pairing, trustedRelays, audit, setMetricsAllow: (allowed) => void metricsAllowed.push(allowed) };
-    return { targets, policies, audit, pairing, trustedRelays, metricsAllowed, relayFor: () => broker.plan(a, b).mine.relay.name };
+    const latest: (string | undefined)[] = [];
+    const targets: ReloadableServer = {
+      hub: { setPolicy: (policy) => void policies.push(policy) }, broker, pairing, trustedRelays, audit,
+      setMetricsAllow: (allowed) => void metricsAllowed.push(allowed),
+      fleet: { setConfigured: (version) => void latest.push(version) },
+    };
+    return { targets, policies, audit, pairing, trustedRelays, metricsAllowed, latest, relayFor: () => broker.plan(a, b).mine.relay.name };
   }
   const policy = (more: Partial<ServerPolicy> = {}): ServerPolicy => ({ acl: [], admission: "token", auto_approve: [], pairing_expiry_s: 3600, trusted_relays: [], prefer_super_relays: false, metrics_allow: [], ...more });
   const fileRequest = (pairing: PairingBook, node: string, now: number) => pairing.file({ user: "default", node, publicKey: "k", replacesKey: undefined, address: "10.0.0.1:1", login: {} as never }, `10.0.0.${node.length}`, now);
+
+  it("hands the fleet a new latest_version only when it changed", () => {
+    const { targets, latest } = server();
+    applyServerReload(targets, policy({ latest_version: "2.0.0" }), { changed: ["server.admission"], restartOnly: [] });
+    expect(latest).toEqual([]);
+    expect(applyServerReload(targets, policy({ latest_version: "2.0.0" }), { changed: ["server.latest_version"], restartOnly: [] })).toEqual(["latest_version"]);
+    expect(latest).toEqual(["2.0.0"]);
+  });
 
   it("hands the hub the new ACL and admission, with auto_approve as a matcher, only when one of them changed", () => {
     const { targets, policies } = server();

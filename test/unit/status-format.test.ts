@@ -28,6 +28,8 @@ const SINCE = "2026-12-01T23:00:00.000Z";
 const status: ClientStatus = {
   node: "edge-1",
   version: "0.1.0",
+  pid: 1,
+  upgrade: null,
   server: { address: "127.0.0.1:27183", state: "online", approval: null, user: "default", rttMs: 3, clockOffsetMs: 0 },
   nat: null,
   peers: {
