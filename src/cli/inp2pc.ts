@@ -6,11 +6,11 @@ import { formatStatus, resolveServerHost, startClient, udpFlowIdleMsFrom, type C
 import { reloadOnSighup } from "./reload.ts";
 import { VERSION } from "../protocol/index.ts";
 import { detectNat, formatNatReport } from "../nat/index.ts";
-import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
+import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, makeLogger, onShutdown } from "./common.ts";
 import { addDiagCommands } from "./diag.ts";
 import { addDiscoverCommand } from "./discover.ts";
-import { addUpgradeCommand, takeUpgradeVersion, type RunningProgram } from "./upgrade.ts";
+import { addUpgradeCommand, commandLine, type RunningProgram } from "./upgrade.ts";
 import { confirmHealthy, RELEASE_TARGET, SelfUpgrade } from "../upgrade/index.ts";
 
 const PROGRAM = "inp2pc";
@@ -31,13 +31,7 @@ const CLIENT_FLAGS: readonly FlagSpec[] = [
   ...STUN_FLAGS,
 ];
 
-let args: string[];
-let upgradeVersion: string | undefined;
-try {
-  ({ args, version: upgradeVersion } = takeUpgradeVersion(normalizeArgv(process.argv.slice(2))));
-} catch (err) {
-  exitWithError(PROGRAM, err);
-}
+const { args, upgradeVersion } = commandLine(PROGRAM);
 const cli = cac(PROGRAM);
 
 /** The client config from file, environment and flags; commands that need only part of it pass requireAll false. */

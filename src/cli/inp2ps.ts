@@ -6,11 +6,11 @@ import { generateToken, tokenFromCredentials } from "../crypto/index.ts";
 import { approveCommand, NODE_NAME_PATTERN, VERSION } from "../protocol/index.ts";
 import { formatTable } from "../log/index.ts";
 import { nodeTable, startServer, type AuditEntry, type NodeListing, type PairingListEntry, type RelayListing, type RunningServer, type UpgradeAsked } from "../server/index.ts";
-import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, normalizeArgv, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
+import { BONJOUR_FLAG, BONJOUR_HELP, flagsToSettings, LOG_FLAGS, rawFlagValue, STUN_FLAGS, type FlagSpec } from "./args.ts";
 import { addCommonOptions, exitWithError, EXIT_USAGE, makeLogger, onShutdown, printError } from "./common.ts";
 import { fetchServerApi } from "./server-api.ts";
 import { reloadOnSighup } from "./reload.ts";
-import { addUpgradeCommand, takeUpgradeVersion, type RunningProgram } from "./upgrade.ts";
+import { addUpgradeCommand, commandLine, type RunningProgram } from "./upgrade.ts";
 import { confirmHealthy, RELEASE_TARGET, SelfUpgrade, type UpgradeState } from "../upgrade/index.ts";
 
 const PROGRAM = "inp2ps";
@@ -24,13 +24,7 @@ const SERVER_FLAGS: readonly FlagSpec[] = [
   ...STUN_FLAGS,
 ];
 
-let args: string[];
-let upgradeVersion: string | undefined;
-try {
-  ({ args, version: upgradeVersion } = takeUpgradeVersion(normalizeArgv(process.argv.slice(2))));
-} catch (err) {
-  exitWithError(PROGRAM, err);
-}
+const { args, upgradeVersion } = commandLine(PROGRAM);
 const cli = cac(PROGRAM);
 
 function load(parsed: Record<string, unknown>, newconfig = false) {

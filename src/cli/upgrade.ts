@@ -7,7 +7,7 @@ import { writeSync } from "node:fs";
 import type { CAC } from "cac";
 import { isVersion, VERSION } from "../protocol/index.ts";
 import { checkUpgrade, installUpgrade, UPGRADE_HEALTH_TIMEOUT_MS, type Installed, type Program, type UpgradeState } from "../upgrade/index.ts";
-import { rawFlagValue } from "./args.ts";
+import { normalizeArgv, rawFlagValue } from "./args.ts";
 import { exitWithError, UsageError } from "./common.ts";
 
 /** How long the command waits for the restarted program, beyond the health check's own bound. */
@@ -50,6 +50,16 @@ export function takeUpgradeVersion(args: string[]): { args: string[]; version: s
   }
   if (version === undefined && rest.length !== args.length) throw new UsageError("upgrade --version needs a version, such as --version 1.2.3");
   return { args: rest, version };
+}
+
+/** The program's arguments, normalized, with `upgrade --version V` taken out; exits with a usage error on a bad one. */
+export function commandLine(program: string): { args: string[]; upgradeVersion: string | undefined } {
+  try {
+    const { args, version } = takeUpgradeVersion(normalizeArgv(process.argv.slice(2)));
+    return { args, upgradeVersion: version };
+  } catch (err) {
+    exitWithError(program, err);
+  }
 }
 
 const print = (text: string) => writeSync(1, text.endsWith("\n") ? text : `${text}\n`);

@@ -19,9 +19,12 @@ export class LoginAdmission {
     return 1000 / this.perSecond;
   }
 
-  /** The turn of a login arriving now: now (admit it), or the time it should log in again. */
-  take(): number {
-    const now = this.now();
+  /**
+   * The turn of a login arriving at `now`: `now` itself (admit it), or the time it should log in again.
+   * The caller passes the time it compares the turn with: a second reading of the clock could fall a
+   * millisecond later and defer a login by nothing.
+   */
+  take(now: number = this.now()): number {
     const at = Math.max(this.theoreticalAt, now);
     this.theoreticalAt = at + this.intervalMs;
     return Math.max(now, at - (this.burst - 1) * this.intervalMs);

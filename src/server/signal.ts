@@ -501,7 +501,7 @@ export class SignalHub {
    */
   private admit(connection: Connection): void {
     const now = Date.now();
-    const at = connection.turn?.at ?? this.init.loginAdmission.take();
+    const at = connection.turn?.at ?? this.init.loginAdmission.take(now);
     if (at <= now) {
       clearTimeout(connection.turn?.timer);
       connection.turn = undefined;

@@ -88,35 +88,36 @@ describe("the ACL in signalling (raw clients)", () => {
     expect(deniedLines().filter((line) => line.includes("from=x to=z ")).length).toBe(1);
   });
 
-  it("SDWAN: a node's map and the pushes it gets hold only members the ACL lets it link with both ways", async () => {
+  it("SDWAN: a node's map and the changes pushed to it hold only members the ACL lets it link with both ways", async () => {
     const join = async (client: SignalClient) => {
       const response = await client.request("report", { sdwan: { routes: [] } });
       expect(response).toMatchObject({ ok: true });
       return response.result.sdwan as Json;
     };
     const names = (map: Json) => map.nodes.map((n: Json) => n.name).sort();
-    const pushes = (client: SignalClient) => client.messages.filter((m) => m.type === "sdwan").map((m) => m.map as Json);
+    /** The SDWAN changes pushed to a member (since presence by interest: deltas, not whole maps). */
+    const deltas = (client: SignalClient) => client.messages.filter((m) => m.type === "sdwan-delta").map((m) => m.delta as Json);
+    const named = (client: SignalClient, name: string) => deltas(client).filter((delta) => names(delta).includes(name) || delta.gone.includes(name));
     const [a, b, c] = [await online("sd-a"), await online("sd-b"), await online("sd-c")];
     expect(names(await join(a))).toEqual([]);
     expect(names(await join(b))).toEqual(["sd-a"]);
-    await a.waitMessage("sd-a to hear of sd-b", (m) => m.type === "sdwan" && names(m.map).includes("sd-b"));
+    await waitFor("sd-a to hear of sd-b", () => named(a, "sd-b").length > 0 || undefined);
     // sd-c may link to sd-a, but not back: no reply could reach it, so neither is on the other's map.
     expect(names(await join(c))).toEqual([]);
     expect((await c.request("connect", { peer: "sd-a" })).ok).toBe(true);
     expect(await a.request("connect", { peer: "sd-c" })).toMatchObject({ error: { code: "ACL_DENIED" } });
-    // sd-b joins again: the push it makes reaches sd-a after any push from sd-c's join would have.
-    const before = pushes(a).length;
+    // sd-b joins again: the change it makes reaches sd-a after any change from sd-c's join would have.
+    const before = named(a, "sd-b").length;
     await join(b);
-    await waitFor("sd-a to hear of sd-b again", () => pushes(a).length > before || undefined);
-    expect(pushes(a).map(names)).toEqual(pushes(a).map(() => ["sd-b"]));
-    expect(pushes(b).every((map) => !names(map).includes("sd-c"))).toBe(true);
-    expect(pushes(c)).toEqual([]);
-    // sd-b leaves: sd-a's map loses it, sd-c is not told (it never saw sd-b).
-    const leaving = pushes(a).length;
+    await waitFor("sd-a to hear of sd-b again", () => named(a, "sd-b").length > before || undefined);
+    expect(named(a, "sd-c")).toEqual([]);
+    expect(named(b, "sd-c")).toEqual([]);
+    expect(named(c, "sd-a")).toEqual([]);
+    expect(named(c, "sd-b")).toEqual([]);
+    // sd-b leaves: sd-a hears it is gone, sd-c is not told (it never saw sd-b).
     b.close();
-    await waitFor("sd-a to see sd-b leave", () => pushes(a).length > leaving || undefined);
-    expect(names(pushes(a).at(-1)!)).toEqual([]);
-    expect(pushes(c)).toEqual([]);
+    await waitFor("sd-a to see sd-b leave", () => deltas(a).some((delta) => delta.gone.includes("sd-b")) || undefined);
+    expect(named(c, "sd-b")).toEqual([]);
   });
 
   it("tags set by the admin take effect at once: both members get a map holding the other, and a link may be asked for", async () => {

@@ -100,6 +100,16 @@ describe("LoginAdmission", () => {
     expect([admission.take(), admission.take(), admission.take(), admission.take()].map((t) => t - now)).toEqual([0, 0, 0, 100]);
   });
 
+  it("admits a burst at the moment the caller read, even when the clock ticks on meanwhile (a login was told to come back in 0.0 s)", () => {
+    let now = 10_000;
+    const tick = () => now++;
+    const admission = new LoginAdmission(400, 200, tick);
+    for (let i = 0; i < 200; i++) {
+      const readAt = tick();
+      expect(admission.take(readAt), `login ${i}`).toBe(readAt);
+    }
+  });
+
   it("suggests a reconnect window as long as the fleet takes to get in beyond the burst", () => {
     const admission = new LoginAdmission(400, 200);
     expect(admission.windowMs(100)).toBe(0);
