@@ -160,10 +160,6 @@ export class Coalescer {
 
   constructor(private readonly writeFrame: (parts: Buffer[]) => void) {}
 
-  get queued(): number {
-    return this.pending.length;
-  }
-
   add(packet: Buffer, checksumPartial: boolean): void {
     const flow = checksumPartial ? tcpFlowOf(packet) : undefined;
     if (flow) {
