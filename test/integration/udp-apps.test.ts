@@ -99,6 +99,11 @@ if (missingDnsTools.length) console.warn(`udp-apps: skipping the dig/dnsmasq tes
 
 /** Warnings and worse in a process's log since `from` (an offset into its output). */
 const warningsSince = (proc: Proc, from: number) => proc.output.slice(from).split("\n").filter((line) => /\s(WARN|ERROR)\s/.test(line));
+/** What each side logged since `from`, the last lines only: for a failure message. */
+const logsSince = (sides: Record<string, { proc: Proc; from: number }>) =>
+  Object.entries(sides)
+    .map(([name, { proc, from }]) => `--- ${name}:\n${proc.output.slice(from).split("\n").slice(-20).join("\n")}`)
+    .join("\n");
 
 describe("two UDP apps toward one peer", () => {
   let server: ServerHandle;
@@ -326,7 +331,8 @@ describe("TCP connections that end normally", () => {
       });
       socket.on("close", () => resolve(answer));
       socket.on("error", () => socket.destroy());
-      setTimeout(() => reject(new Error(`no close within ${ANSWER_WITHIN_MS} ms (answer so far: ${JSON.stringify(answer)})`)), ANSWER_WITHIN_MS);
+      const logs = () => logsSince({ near: { proc: near.proc, from: logFrom.near }, far: { proc: far.proc, from: logFrom.far } });
+      setTimeout(() => reject(new Error(`no close within ${ANSWER_WITHIN_MS} ms (answer so far: ${JSON.stringify(answer)})\n${logs()}`)), ANSWER_WITHIN_MS);
     });
     expect(answer).toBe("bye\n");
     // The far side did see the target go away under its writes (so this test took that path) ...
@@ -347,7 +353,8 @@ describe("TCP connections that end normally", () => {
       });
       socket.on("close", () => resolve(bytes));
       socket.on("error", reject);
-      setTimeout(() => reject(new Error(`no 256 KiB within ${ANSWER_WITHIN_MS} ms (got ${bytes})`)), ANSWER_WITHIN_MS);
+      const logs = () => logsSince({ near: { proc: near.proc, from: logFrom.near }, far: { proc: far.proc, from: logFrom.far } });
+      setTimeout(() => reject(new Error(`no 256 KiB within ${ANSWER_WITHIN_MS} ms (got ${bytes})\n${logs()}`)), ANSWER_WITHIN_MS);
     });
     expect(received).toBeGreaterThanOrEqual(256 * 1024);
     // The target's connection is closed in turn, not left talking into the void.
