@@ -1,0 +1,57 @@
+// Run by tun.test.ts inside a network namespace the test made: opens a TUN device with openTun, gives it
+// 10.77.0.1/24, writes ICMP echo requests from 10.77.0.2 to it, and prints one JSON line per request:
+// whether the kernel's echo reply was read already when the microtask after the write's ran (before any
+// other I/O event), and whether it came at all within REPLY_TIMEOUT_MS.
+import { configureInterface } from "../../src/sdwan/netconf.ts";
+import { openTun } from "../../src/sdwan/tun.ts";
+
+const DEVICE = "inp2ptest0";
+const ECHO_REQUESTS = 5;
+const REPLY_TIMEOUT_MS = 5_000;
+const IPV4_HEADER_BYTES = 20;
+const ICMP_ECHO_REQUEST = 8;
+const ICMP_ECHO_REPLY = 0;
+const PROTOCOL_ICMP = 1;
+
+/** RFC 1071 over `bytes`. */
+function checksum(bytes: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i + 1 < bytes.length; i += 2) sum += bytes.readUInt16BE(i);
+  if (bytes.length % 2) sum += bytes[bytes.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+function echoRequest(sequence: number): Buffer {
+  const packet = Buffer.alloc(IPV4_HEADER_BYTES + 8 + 32);
+  packet[0] = 0x45;
+  packet.writeUInt16BE(packet.length, 2);
+  packet[8] = 64; // TTL
+  packet[9] = PROTOCOL_ICMP;
+  Buffer.from([10, 77, 0, 2, 10, 77, 0, 1]).copy(packet, 12);
+  packet.writeUInt16BE(checksum(packet.subarray(0, IPV4_HEADER_BYTES)), 10);
+  const icmp = packet.subarray(IPV4_HEADER_BYTES);
+  icmp[0] = ICMP_ECHO_REQUEST;
+  icmp.writeUInt16BE(0x1234, 4); // identifier
+  icmp.writeUInt16BE(sequence, 6);
+  icmp.fill(sequence, 8);
+  icmp.writeUInt16BE(checksum(icmp), 2);
+  return packet;
+}
+
+const tun = openTun(DEVICE);
+await configureInterface(tun.name, "10.77.0.1", 24, 1400);
+const replies = new Set<number>();
+tun.start((packet) => {
+  if (packet[9] === PROTOCOL_ICMP && packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REPLY) replies.add(packet.readUInt16BE(IPV4_HEADER_BYTES + 6));
+});
+for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
+  tun.write(echoRequest(sequence), false);
+  await Promise.resolve(); // runs after the device's flush, queued by write(), and before any I/O callback
+  const atOnce = replies.has(sequence);
+  const deadline = Date.now() + REPLY_TIMEOUT_MS;
+  while (!replies.has(sequence) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  console.log(JSON.stringify({ sequence, atOnce, replied: replies.has(sequence) }));
+}
+tun.close();
+process.exit(0);
