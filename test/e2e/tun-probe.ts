@@ -1,7 +1,10 @@
 // Run by tun.test.ts inside a network namespace the test made: opens a TUN device with openTun, gives it
 // 10.77.0.1/24, writes ICMP echo requests from 10.77.0.2 to it, and prints one JSON line per request:
 // whether the kernel's echo reply was read already when the microtask after the write's ran (before any
-// other I/O event), and whether it came at all within REPLY_TIMEOUT_MS.
+// other I/O event), and whether it came at all within REPLY_TIMEOUT_MS. Then it runs `ping` to
+// 10.77.0.2, so that packets arrive on the device with nothing written before them (the device must
+// wake the reader itself), and prints the sequence numbers of the echo requests it read.
+import { execFile } from "node:child_process";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
 import { openTun } from "../../src/sdwan/tun.ts";
 
@@ -12,6 +15,7 @@ const IPV4_HEADER_BYTES = 20;
 const ICMP_ECHO_REQUEST = 8;
 const ICMP_ECHO_REPLY = 0;
 const PROTOCOL_ICMP = 1;
+const PINGS = 3;
 
 /** RFC 1071 over `bytes`. */
 function checksum(bytes: Buffer): number {
@@ -42,8 +46,12 @@ function echoRequest(sequence: number): Buffer {
 const tun = openTun(DEVICE);
 await configureInterface(tun.name, "10.77.0.1", 24, 1400);
 const replies = new Set<number>();
+const requests: number[] = [];
 tun.start((packet) => {
-  if (packet[9] === PROTOCOL_ICMP && packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REPLY) replies.add(packet.readUInt16BE(IPV4_HEADER_BYTES + 6));
+  if (packet[9] !== PROTOCOL_ICMP) return;
+  const sequence = packet.readUInt16BE(IPV4_HEADER_BYTES + 6);
+  if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REPLY) replies.add(sequence);
+  if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REQUEST) requests.push(sequence);
 });
 for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
   tun.write(echoRequest(sequence), false);
@@ -53,5 +61,8 @@ for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
   while (!replies.has(sequence) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   console.log(JSON.stringify({ sequence, atOnce, replied: replies.has(sequence) }));
 }
+// Nobody answers these: ping exits 1 after its last request's wait, which is all it needs to do here.
+await new Promise((resolve) => execFile("ping", ["-n", "-c", String(PINGS), "-i", "0.2", "-W", "1", "10.77.0.2"], resolve));
+console.log(JSON.stringify({ pingRequestsRead: requests }));
 tun.close();
 process.exit(0);
