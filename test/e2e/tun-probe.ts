@@ -7,6 +7,7 @@
 import { execFile } from "node:child_process";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
 import { openTun } from "../../src/sdwan/tun.ts";
+import { internetChecksum } from "../helpers/checksum.ts";
 
 const DEVICE = "inp2ptest0";
 const ECHO_REQUESTS = 5;
@@ -17,15 +18,6 @@ const ICMP_ECHO_REPLY = 0;
 const PROTOCOL_ICMP = 1;
 const PINGS = 3;
 
-/** RFC 1071 over `bytes`. */
-function checksum(bytes: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < bytes.length; i += 2) sum += bytes.readUInt16BE(i);
-  if (bytes.length % 2) sum += bytes[bytes.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
 function echoRequest(sequence: number): Buffer {
   const packet = Buffer.alloc(IPV4_HEADER_BYTES + 8 + 32);
   packet[0] = 0x45;
@@ -33,13 +25,13 @@ function echoRequest(sequence: number): Buffer {
   packet[8] = 64; // TTL
   packet[9] = PROTOCOL_ICMP;
   Buffer.from([10, 77, 0, 2, 10, 77, 0, 1]).copy(packet, 12);
-  packet.writeUInt16BE(checksum(packet.subarray(0, IPV4_HEADER_BYTES)), 10);
+  packet.writeUInt16BE(internetChecksum(packet.subarray(0, IPV4_HEADER_BYTES)), 10);
   const icmp = packet.subarray(IPV4_HEADER_BYTES);
   icmp[0] = ICMP_ECHO_REQUEST;
   icmp.writeUInt16BE(0x1234, 4); // identifier
   icmp.writeUInt16BE(sequence, 6);
   icmp.fill(sequence, 8);
-  icmp.writeUInt16BE(checksum(icmp), 2);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
   return packet;
 }
 
