@@ -3,14 +3,16 @@
 // checkout's, in interleaved rounds on one NAT lab. Needs root, iproute2, nftables, iperf3 and ping.
 //
 //   git archive <base-commit> | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/node_modules
-//   node_modules/.bin/bun scripts/bench/ab.ts --baseline /tmp/base [--seconds 5] [--rounds 3]
+//   node_modules/.bin/bun scripts/bench/ab.ts --baseline /tmp/base [--seconds 5] [--rounds 3] [--pings 20] [--ping-only]
 //
 // Two public sites ("a", "b") and inp2ps (from this tree). Each round starts inp2pc on both sites from
 // one tree, then from the other (the order swaps every round: A B, B A, …), each pair with
 // [client.sdwan] and a TCP app on a forwarding to b's iperf3 (over KCP: the link is udp-direct).
-// Per pair it measures, from a to b: ping over the overlay (10 pings), iperf3 TCP over the overlay
-// and through the app (--seconds each), and the CPU seconds both inp2pc spent per GB received
-// (utime + stime from /proc/PID/stat). It prints every run, then medians per tree and their ratio.
+// Per pair it measures, from a to b: ping over the overlay (--pings, 0.2 s apart: the median and 90th
+// percentile RTT), iperf3 TCP over the overlay and through the app (--seconds each; not with
+// --ping-only), and the CPU seconds both inp2pc spent per GB received (utime + stime from
+// /proc/PID/stat). Each round also pings over the raw path. It prints every run, then medians per
+// tree and their ratio.
 // The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
 
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
@@ -20,25 +22,32 @@ import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, REPO_ROOT, waitFor } from "../../test/helpers/processes.ts";
 import { listening, spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cleanUpOnExit, cpuSeconds, median } from "./lab-measure.ts";
+import { cleanUpOnExit, cpuSeconds, median, pingRtts } from "./lab-measure.ts";
 
-const { values } = parseArgs({ options: { baseline: { type: "string" }, seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
+const { values } = parseArgs({
+  options: { baseline: { type: "string" }, seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, pings: { type: "string", default: "20" }, "ping-only": { type: "boolean", default: false } },
+});
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
+const PINGS = Number(values.pings);
+const PING_ONLY = values["ping-only"];
 const STATUS_PORT = 27191;
 const IPERF_PORT = 5201;
 const APP_PORT = 5202;
-const PINGS = 10;
+const WARM_UP_PINGS = 5;
 if (!values.baseline || !existsSync(join(values.baseline, "src/cli/inp2pc.ts")) || !existsSync(join(values.baseline, "node_modules"))) {
   console.error("--baseline must name a checkout with src/cli/inp2pc.ts and a node_modules (see the header of this file)");
   process.exit(2);
 }
-if (!(SECONDS >= 1 && Number.isInteger(ROUNDS) && ROUNDS >= 1)) {
-  console.error("--seconds must be at least 1 and --rounds a positive integer");
+if (!(SECONDS >= 1 && Number.isInteger(ROUNDS) && ROUNDS >= 1 && Number.isInteger(PINGS) && PINGS >= 1)) {
+  console.error("--seconds must be at least 1, --rounds and --pings positive integers");
   process.exit(2);
 }
 const TREES = { base: resolve(values.baseline), this: REPO_ROOT } as const;
 type Tree = keyof typeof TREES;
+
+/** The 90th percentile of `values` (nearest rank). */
+const percentile90 = (values: readonly number[]) => [...values].sort((x, y) => x - y)[Math.min(values.length - 1, Math.ceil(values.length * 0.9) - 1)]!;
 
 let lab: Lab | undefined;
 let workDir = "";
@@ -55,6 +64,7 @@ async function iperf(ns: string, host: string, port: number, seconds: number): P
 interface Run {
   tree: Tree;
   pingMs: number;
+  pingP90Ms: number;
   sdwanMbps: number;
   sdwanCpuSPerGb: number;
   sdwanRetransmits: number;
@@ -79,12 +89,16 @@ async function measurePair(tree: Tree, emptyDir: string): Promise<Run> {
       return status.code === 0 ? ((JSON.parse(status.stdout).sdwan?.address as string | undefined) ?? undefined) : undefined;
     }, 20_000, 300);
     await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
-    await listening(lab!, a.hostNs, "-t", `127.0.0.1:${APP_PORT}`, 20_000);
-    await iperf(a.hostNs, overlayIp, IPERF_PORT, 1); // warm-up: the JIT has seen both paths
-    await iperf(a.hostNs, "127.0.0.1", APP_PORT, 1);
+    if (PING_ONLY) await pingRtts(lab!, a.hostNs, overlayIp, WARM_UP_PINGS);
+    else {
+      await listening(lab!, a.hostNs, "-t", `127.0.0.1:${APP_PORT}`, 20_000);
+      await iperf(a.hostNs, overlayIp, IPERF_PORT, 1); // warm-up: the JIT has seen both paths
+      await iperf(a.hostNs, "127.0.0.1", APP_PORT, 1);
+    }
 
-    const pingOut = await lab!.exec(a.hostNs, ["ping", "-n", "-q", "-c", String(PINGS), "-i", "0.1", "-W", "1", overlayIp], { timeoutMs: 30_000 });
-    const pingMs = Number(pingOut.stdout.match(/= [\d.]+\/([\d.]+)\//)?.[1] ?? NaN);
+    const rtts = await pingRtts(lab!, a.hostNs, overlayIp, PINGS);
+    const ping = { pingMs: median(rtts), pingP90Ms: percentile90(rtts) };
+    if (PING_ONLY) return { tree, ...ping, sdwanMbps: NaN, sdwanCpuSPerGb: NaN, sdwanRetransmits: NaN, appMbps: NaN, appCpuSPerGb: NaN };
     const measured = async (host: string, port: number) => {
       const before = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
       const result = await iperf(a.hostNs, host, port, SECONDS);
@@ -93,7 +107,7 @@ async function measurePair(tree: Tree, emptyDir: string): Promise<Run> {
     };
     const sdwan = await measured(overlayIp, IPERF_PORT);
     const app = await measured("127.0.0.1", APP_PORT);
-    return { tree, pingMs, sdwanMbps: sdwan.mbps, sdwanCpuSPerGb: sdwan.cpuSPerGb, sdwanRetransmits: sdwan.retransmits, appMbps: app.mbps, appCpuSPerGb: app.cpuSPerGb };
+    return { tree, ...ping, sdwanMbps: sdwan.mbps, sdwanCpuSPerGb: sdwan.cpuSPerGb, sdwanRetransmits: sdwan.retransmits, appMbps: app.mbps, appCpuSPerGb: app.cpuSPerGb };
   } finally {
     for (const proc of clients) await proc.stop();
   }
@@ -114,25 +128,35 @@ async function main(): Promise<void> {
   procs.push(new Proc(lab.spawn(lab.sites.b!.hostNs, ["iperf3", "-s"])));
 
   const runs: Run[] = [];
+  const rawPings: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
+    const raw = await pingRtts(lab, lab.sites.a!.hostNs, lab.sites.b!.publicIp, PINGS);
+    rawPings.push(...raw);
+    console.log(`round ${round + 1} raw : ping ${median(raw).toFixed(3)} ms (p90 ${percentile90(raw).toFixed(3)}); load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
     for (const tree of (round % 2 === 0 ? ["base", "this"] : ["this", "base"]) as Tree[]) {
       const run = await measurePair(tree, emptyDir);
       runs.push(run);
       console.log(
-        `round ${round + 1} ${tree.padEnd(4)}: ping ${run.pingMs.toFixed(3)} ms, SDWAN ${run.sdwanMbps.toFixed(0)} Mbit/s ${run.sdwanCpuSPerGb.toFixed(1)} CPU s/GB (${run.sdwanRetransmits} retransmits), KCP app ${run.appMbps.toFixed(0)} Mbit/s ${run.appCpuSPerGb.toFixed(1)} CPU s/GB`,
+        `round ${round + 1} ${tree.padEnd(4)}: ping ${run.pingMs.toFixed(3)} ms (p90 ${run.pingP90Ms.toFixed(3)})` +
+          (PING_ONLY ? "" : `, SDWAN ${run.sdwanMbps.toFixed(0)} Mbit/s ${run.sdwanCpuSPerGb.toFixed(1)} CPU s/GB (${run.sdwanRetransmits} retransmits), KCP app ${run.appMbps.toFixed(0)} Mbit/s ${run.appCpuSPerGb.toFixed(1)} CPU s/GB`),
       );
     }
   }
   const columns: [string, keyof Run][] = [
     ["ping ms", "pingMs"],
-    ["SDWAN Mbit/s", "sdwanMbps"],
-    ["SDWAN CPU s/GB", "sdwanCpuSPerGb"],
-    ["KCP app Mbit/s", "appMbps"],
-    ["KCP app CPU s/GB", "appCpuSPerGb"],
+    ["ping p90 ms", "pingP90Ms"],
+    ...(PING_ONLY
+      ? []
+      : ([
+          ["SDWAN Mbit/s", "sdwanMbps"],
+          ["SDWAN CPU s/GB", "sdwanCpuSPerGb"],
+          ["KCP app Mbit/s", "appMbps"],
+          ["KCP app CPU s/GB", "appCpuSPerGb"],
+        ] as [string, keyof Run][])),
   ];
   const medians = (tree: Tree) => columns.map(([, key]) => median(runs.filter((run) => run.tree === tree).map((run) => run[key] as number)));
   const [base, mine] = [medians("base"), medians("this")];
-  console.log(`\nmedians of ${ROUNDS} rounds, iperf3 TCP ${SECONDS} s, a -> b (udp-direct); load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  console.log(`\nmedians of ${ROUNDS} rounds, ${PINGS} pings${PING_ONLY ? "" : `, iperf3 TCP ${SECONDS} s`}, a -> b (udp-direct); raw path ping ${median(rawPings).toFixed(3)} ms; load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
   console.log("".padEnd(18) + "base".padStart(10) + "this".padStart(10) + "this/base".padStart(11));
   columns.forEach(([label], i) => console.log(label.padEnd(18) + base[i]!.toFixed(2).padStart(10) + mine[i]!.toFixed(2).padStart(10) + (mine[i]! / base[i]!).toFixed(3).padStart(11)));
 }

@@ -113,9 +113,15 @@ export function openTun(name: string): TunDevice {
     }
   });
   let flushQueued = false;
+  /** Reads what the device holds now; set by start(). */
+  let drainDevice: (() => void) | undefined;
   const flush = () => {
     flushQueued = false;
-    if (!closed) coalescer.flush();
+    if (closed) return;
+    coalescer.flush();
+    // What the kernel answers to a packet written (an echo reply, a TCP ACK) is often queued on the
+    // device before the write returns: reading it now saves the worker thread's wake-up and hand-off.
+    drainDevice?.();
   };
   return {
     name: actualName,
@@ -146,8 +152,10 @@ export function openTun(name: string): TunDevice {
         tunCalls().pollAsync(pollFd, 1, POLL_TIMEOUT_MS, () => {
           if (closed) return;
           drain();
-          if (!closed) wait();
+          // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
+          if (!closed) queueMicrotask(wait);
         });
+      drainDevice = drain;
       wait();
     },
     write(packet, checksumPartial) {

@@ -30,6 +30,12 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 /** Packets handed to the kernel in one sendMany at most (sendmmsg takes up to 1024). */
 const UDP_SEND_BATCH_MAX_PACKETS = 256;
+/**
+ * A packet sent when nothing went out for this long leaves at once instead of at the tick's end: a lone
+ * packet (an idle link's ping) need not wait for the rest of the tick; under load sends are closer
+ * together than this, so they keep being batched.
+ */
+const LONE_SEND_IDLE_MS = 1;
 /** Runs shorter than this go with sendMany: GSO pays from a few datagrams on. */
 const GSO_MIN_RUN_DATAGRAMS = 4;
 /** GSO sends that failed in a row before the endpoint stops trying them. */
@@ -102,6 +108,7 @@ export class PeerEndpoint {
   /** Packets sent during this tick, flattened for sendMany: packet, port, host, packet, port, host… */
   private outbox: (Uint8Array | number | string)[] = [];
   private flushQueued = false;
+  private lastSendAt = -Infinity;
   private lastRemote = { text: "", host: "", port: 0 };
   /** Sends runs of datagrams with UDP_SEGMENT; undefined without FFI. */
   private gsoSend?: GsoSend;
@@ -266,9 +273,9 @@ export class PeerEndpoint {
 
   /**
    * Sends `packet` to `remote` ("ip:port") before this tick ends: the packets of one tick (a KCP
-   * flush, a burst read from the TUN) leave in one sendMany, one system call instead of one each.
-   * `packet` must not change until then. Errors (an unroutable address, a closed socket) are logged,
-   * never thrown: UDP is best-effort.
+   * flush, a burst read from the TUN) leave in one sendMany, one system call instead of one each; the
+   * first after LONE_SEND_IDLE_MS without sends leaves at once. `packet` must not change until it has
+   * left. Errors (an unroutable address, a closed socket) are logged, never thrown: UDP is best-effort.
    */
   sendUdp(packet: Uint8Array, remote: string): void {
     if (!this.udp || this.udp.closed) return;
@@ -276,6 +283,10 @@ export class PeerEndpoint {
       const { host, port } = splitEndpoint(remote);
       this.lastRemote = { text: remote, host, port };
     }
+    const now = performance.now();
+    const idle = now - this.lastSendAt >= LONE_SEND_IDLE_MS && this.outbox.length === 0;
+    this.lastSendAt = now;
+    if (idle) return this.sendEach([packet, this.lastRemote.port, this.lastRemote.host]);
     this.outbox.push(packet, this.lastRemote.port, this.lastRemote.host);
     if (this.outbox.length >= UDP_SEND_BATCH_MAX_PACKETS * 3) this.flushOutbox();
     else if (!this.flushQueued) {

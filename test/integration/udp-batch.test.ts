@@ -5,6 +5,7 @@ import { generateIdentity } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import { Connector, PeerEndpoint, type Link } from "../../src/transport/index.ts";
 import { endpointText } from "../../src/transport/endpoint.ts";
+import { loadKoffi } from "../../src/sdwan/index.ts";
 import { prng, randomBytes } from "../helpers/prng.ts";
 import { waitFor } from "../helpers/processes.ts";
 
@@ -13,6 +14,7 @@ const SEED = 14;
 const PACKETS_IN_ONE_TICK = 600;
 const PACKET_BYTES = 1200;
 const ARRIVAL_TIMEOUT_MS = 10_000;
+const MSG_DONTWAIT = 0x40;
 
 const open: { endpoints: PeerEndpoint[]; links: Link[] } = { endpoints: [], links: [] };
 afterEach(() => {
@@ -38,6 +40,35 @@ function numberedPackets(count: number): Buffer[] {
 }
 
 describe("UDP send batching", () => {
+  it("a packet sent after a quiet spell leaves at once; those right after it leave at the tick's end, all in order", async () => {
+    const [a] = await endpoints();
+    const received: Buffer[] = [];
+    const receiver = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, binaryType: "buffer", socket: { data: (_socket, packet) => void received.push(packet) } });
+    try {
+      // Read the receiver's socket directly, without its event loop: on loopback a datagram is in the
+      // receiving socket's queue as soon as the send's system call returns.
+      const recv = loadKoffi().load("libc.so.6").func("long recv(int fd, _Out_ uint8_t *buf, unsigned long len, int flags)");
+      const fd = (receiver as unknown as { fd: number }).fd;
+      const queued = () => {
+        const buffer = Buffer.alloc(PACKET_BYTES * 2);
+        const bytes = recv(fd, buffer, buffer.length, MSG_DONTWAIT) as number;
+        return bytes < 0 ? undefined : buffer.subarray(0, bytes);
+      };
+      const [first, second, third] = numberedPackets(3);
+      const to = endpointText("127.0.0.1", receiver.port);
+      a.sendUdp(first!, to);
+      expect(queued()?.readUInt32BE(0)).toBe(0);
+      a.sendUdp(second!, to);
+      a.sendUdp(third!, to);
+      expect(queued()).toBeUndefined();
+      await waitFor("the other two at the receiver", () => received.length >= 2 || undefined, ARRIVAL_TIMEOUT_MS);
+      expect(received.map((packet) => packet.readUInt32BE(0))).toEqual([1, 2]);
+      expect(received[1]!.equals(third!)).toBe(true);
+    } finally {
+      receiver.close();
+    }
+  });
+
   it("packets sent in one tick all arrive intact and in order", async () => {
     const [a, b] = await endpoints();
     const received: Buffer[] = [];

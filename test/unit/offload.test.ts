@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
+import { internetChecksum } from "../helpers/checksum.ts";
 import { prng, randomBytes } from "../helpers/prng.ts";
 
 const MSS = 1348;
@@ -16,11 +17,7 @@ function referenceChecksum(packet: Buffer): number {
   packet.copy(pseudo, 0, 12, 20);
   pseudo[9] = packet[9]!;
   pseudo.writeUInt16BE(transport.length, 10);
-  const all = Buffer.concat([pseudo, transport, Buffer.alloc(transport.length % 2)]);
-  let sum = 0;
-  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+  return internetChecksum(Buffer.concat([pseudo, transport]));
 }
 
 /** What the kernel does to a partial checksum: sums from the transport header on, the field's seed included. */

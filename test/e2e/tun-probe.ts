@@ -1,0 +1,60 @@
+// Run by tun.test.ts inside a network namespace the test made: opens a TUN device with openTun, gives it
+// 10.77.0.1/24, writes ICMP echo requests from 10.77.0.2 to it, and prints one JSON line per request:
+// whether the kernel's echo reply was read already when the microtask after the write's ran (before any
+// other I/O event), and whether it came at all within REPLY_TIMEOUT_MS. Then it runs `ping` to
+// 10.77.0.2, so that packets arrive on the device with nothing written before them (the device must
+// wake the reader itself), and prints the sequence numbers of the echo requests it read.
+import { execFile } from "node:child_process";
+import { configureInterface } from "../../src/sdwan/netconf.ts";
+import { openTun } from "../../src/sdwan/tun.ts";
+import { internetChecksum } from "../helpers/checksum.ts";
+
+const DEVICE = "inp2ptest0";
+const ECHO_REQUESTS = 5;
+const REPLY_TIMEOUT_MS = 5_000;
+const IPV4_HEADER_BYTES = 20;
+const ICMP_ECHO_REQUEST = 8;
+const ICMP_ECHO_REPLY = 0;
+const PROTOCOL_ICMP = 1;
+const PINGS = 3;
+
+function echoRequest(sequence: number): Buffer {
+  const packet = Buffer.alloc(IPV4_HEADER_BYTES + 8 + 32);
+  packet[0] = 0x45;
+  packet.writeUInt16BE(packet.length, 2);
+  packet[8] = 64; // TTL
+  packet[9] = PROTOCOL_ICMP;
+  Buffer.from([10, 77, 0, 2, 10, 77, 0, 1]).copy(packet, 12);
+  packet.writeUInt16BE(internetChecksum(packet.subarray(0, IPV4_HEADER_BYTES)), 10);
+  const icmp = packet.subarray(IPV4_HEADER_BYTES);
+  icmp[0] = ICMP_ECHO_REQUEST;
+  icmp.writeUInt16BE(0x1234, 4); // identifier
+  icmp.writeUInt16BE(sequence, 6);
+  icmp.fill(sequence, 8);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
+  return packet;
+}
+
+const tun = openTun(DEVICE);
+await configureInterface(tun.name, "10.77.0.1", 24, 1400);
+const replies = new Set<number>();
+const requests: number[] = [];
+tun.start((packet) => {
+  if (packet[9] !== PROTOCOL_ICMP) return;
+  const sequence = packet.readUInt16BE(IPV4_HEADER_BYTES + 6);
+  if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REPLY) replies.add(sequence);
+  if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REQUEST) requests.push(sequence);
+});
+for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
+  tun.write(echoRequest(sequence), false);
+  await Promise.resolve(); // runs after the device's flush, queued by write(), and before any I/O callback
+  const atOnce = replies.has(sequence);
+  const deadline = Date.now() + REPLY_TIMEOUT_MS;
+  while (!replies.has(sequence) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  console.log(JSON.stringify({ sequence, atOnce, replied: replies.has(sequence) }));
+}
+// Nobody answers these: ping exits 1 after its last request's wait, which is all it needs to do here.
+await new Promise((resolve) => execFile("ping", ["-n", "-c", String(PINGS), "-i", "0.2", "-W", "1", "10.77.0.2"], resolve));
+console.log(JSON.stringify({ pingRequestsRead: requests }));
+tun.close();
+process.exit(0);

@@ -1,0 +1,34 @@
+// The TUN device (src/sdwan/tun.ts) on a real device in a network namespace of its own: what the kernel
+// answers to a packet written (here an echo reply) is read at once, without waiting for a wake-up (that
+// was ~100 us of every idle ping's RTT); packets the kernel sends on its own (ping's) wake the reader.
+// Needs root, iproute2 and ping.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { TUN_DEVICE_PATH } from "../../src/sdwan/index.ts";
+import { BUN, REPO_ROOT } from "../helpers/processes.ts";
+import { labSkipReason } from "./helpers.ts";
+
+const NAMESPACE = `inp2p-tuntest-${process.pid}`;
+const PROBE_TIMEOUT_MS = 60_000;
+
+const reason = labSkipReason([["ping", "iputils-ping"]]) ?? (existsSync(TUN_DEVICE_PATH) ? undefined : `${TUN_DEVICE_PATH} is missing`);
+if (reason) console.warn(`TUN e2e tests skipped: ${reason}`);
+
+describe.skipIf(reason)("TUN device", () => {
+  afterAll(() => {
+    execFileSync("ip", ["netns", "del", NAMESPACE], { stdio: "ignore" });
+  });
+
+  it("reads the kernel's answer to a written packet before any other I/O event, and what the kernel sends unprompted", () => {
+    execFileSync("ip", ["netns", "add", NAMESPACE]);
+    const output = execFileSync("ip", ["netns", "exec", NAMESPACE, BUN, join(REPO_ROOT, "test/e2e/tun-probe.ts")], { cwd: REPO_ROOT, timeout: PROBE_TIMEOUT_MS, encoding: "utf8" });
+    const lines = output.trim().split("\n").map((line) => JSON.parse(line));
+    const results = lines.slice(0, -1) as { sequence: number; atOnce: boolean; replied: boolean }[];
+    expect(lines.at(-1)).toEqual({ pingRequestsRead: [1, 2, 3] });
+    expect(results.map((result) => result.sequence)).toEqual([1, 2, 3, 4, 5]);
+    expect(results.filter((result) => !result.replied)).toEqual([]);
+    expect(results.filter((result) => !result.atOnce)).toEqual([]);
+  }, PROBE_TIMEOUT_MS + 10_000);
+});
