@@ -34,15 +34,18 @@ describe("the ACL with real processes", () => {
     const toml = [...(paths ? [`peer_paths = ${paths}`] : []), appToml({ name: "echo", listen: appPort, peer: "far", target: echo.port })].join("\n");
     const client = await startLinkedClient(server, node, toml, { logLevel: "info" });
     clients.push(client);
+    // "logged in" comes before the app's listener is bound: a connection in between is refused by the kernel, not the app.
+    await waitFor("the app listening", async () => (await linkedClientStatus(client)).apps[0]?.state === "listening", 10_000);
     return { client, appPort };
   };
-  /** Connects to the app and resolves once the app closes the connection (a refusal), or rejects if bytes come back. */
+  /** Connects to the app and resolves once the app closes the connection (a refusal), or rejects if bytes come back or nothing listens. */
   const refused = (port: number) =>
     new Promise<void>((done, fail) => {
-      const socket = connect({ host: "127.0.0.1", port }, () => socket.write("hello"));
+      let accepted = false;
+      const socket = connect({ host: "127.0.0.1", port }, () => ((accepted = true), socket.write("hello")));
       const timer = setTimeout(() => (socket.destroy(), fail(new Error("the app neither refused nor answered within 15 s"))), 15_000);
       socket.on("data", () => (clearTimeout(timer), socket.destroy(), fail(new Error("an app through a denied pair answered"))));
-      socket.on("close", () => (clearTimeout(timer), done()));
+      socket.on("close", () => (clearTimeout(timer), accepted ? done() : fail(new Error(`nothing accepted the connection to the app's port ${port}`))));
       socket.on("error", () => {});
     });
   /** Link requests of `from` the server denied (its debug log has each; the audit only one per minute). */
