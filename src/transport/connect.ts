@@ -485,11 +485,12 @@ export class Connector {
           const done = handshake;
           // Until a path is chosen, this remote's records come here; the first authentic one chooses it.
           cleanupByRemote.set(remote, endpoint.routeAddress(remote, (packet) => {
-            if (packet[0] !== Envelope.sealed || !done.session().open(packet.subarray(1))) return;
+            if (packet[0] !== Envelope.sealed || !done.session().open(packet.subarray(1), { trial: true })) return false;
             // Punched only when both sides are behind NATs; a public side is reached directly.
             const bothBehindNat = plan.peer.nat?.natType !== "public" && endpoint.nat !== undefined && endpoint.nat.natType !== "public";
             const kind: PathKind = peerLan.has(remote) ? "lan" : bothBehindNat ? "udp-punch" : "udp-direct";
             finish(() => this.link(plan, sessionId, udpPath(endpoint, remote, kind), done));
+            return true;
           }));
         }
       };

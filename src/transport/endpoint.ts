@@ -72,10 +72,19 @@ export interface UdpSource {
 
 type UdpHandler = (packet: Buffer, from: UdpSource) => void;
 
+/** Takes a packet from a remote; true when the packet was its own (it opened under its session). */
+type AddressHandler = (packet: Buffer) => boolean;
+
 interface AddressRoute {
-  handler: UdpHandler;
-  /** An established path's: it may follow its peer to a new port of the same IP. */
-  roaming?: { ip: string; trial: (packet: Buffer, from: string) => boolean };
+  /** Packets from its address while it is the only route there. */
+  handler: AddressHandler;
+  /**
+   * Whether a packet from `remote` is this route's, counting no refusal: asked in turn when several
+   * routes share an address (two links, or a handshake beside a path, between the same two sockets).
+   */
+  claims: (packet: Buffer, remote: string) => boolean;
+  /** An established path's IP: it may follow its peer to a new port of the same IP. */
+  roaming?: { ip: string };
 }
 
 /** An established path's route: `move` re-keys it to the peer's new address. */
@@ -100,7 +109,8 @@ export class PeerEndpoint {
   nat: NatInfo | undefined;
   /** Behind a sequentially allocating symmetric NAT: the public port of the latest fresh mapping. */
   predictBase: number | null = null;
-  private readonly byAddress = new Map<string, AddressRoute>();
+  /** Routes by remote address, the newest first; almost always one. */
+  private readonly byAddress = new Map<string, AddressRoute[]>();
   private readonly bySession = new Map<string, UdpHandler>();
   private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
   private tcpHandler: (socket: Socket) => void = (socket) => socket.destroy();
@@ -237,11 +247,11 @@ export class PeerEndpoint {
     this.tcpHandler = handler;
   }
 
-  /** Packets from this remote go to `handler` (a handshake's, until the path is chosen). */
-  routeAddress(remote: string, handler: UdpHandler): () => void {
-    const route: AddressRoute = { handler };
-    this.byAddress.set(remote, route);
-    return () => this.byAddress.get(remote) === route && this.byAddress.delete(remote);
+  /** Packets from this remote that open under its session go to `handler` (a handshake's, until the path is chosen). */
+  routeAddress(remote: string, handler: AddressHandler): () => void {
+    const route: AddressRoute = { handler, claims: handler };
+    this.addRoute(remote, route);
+    return () => this.removeRoute(remote, route);
   }
 
   /**
@@ -250,16 +260,16 @@ export class PeerEndpoint {
    */
   routePath(remote: string, receive: PathReceiver): PathRoute {
     let current = remote;
-    const roaming = { ip: splitEndpoint(remote).host, trial: (packet: Buffer, from: string) => receive(packet, from) === true };
-    const route: AddressRoute = { handler: (packet) => void receive(packet), roaming };
-    this.byAddress.set(remote, route);
-    const unroute = () => void (this.byAddress.get(current) === route && this.byAddress.delete(current));
+    // A trial (a `from` given) counts no refusal; from the path's own address it moves nothing.
+    const route: AddressRoute = { handler: (packet) => receive(packet) === true, claims: (packet, from) => receive(packet, from) === true, roaming: { ip: splitEndpoint(remote).host } };
+    this.addRoute(remote, route);
+    const unroute = () => this.removeRoute(current, route);
     return {
       move: (to) => {
         unroute();
         current = to;
-        roaming.ip = splitEndpoint(to).host;
-        this.byAddress.set(to, route);
+        route.roaming!.ip = splitEndpoint(to).host;
+        this.addRoute(to, route);
       },
       unroute,
     };
@@ -453,9 +463,11 @@ export class PeerEndpoint {
       return;
     }
     const remote = endpointText(from.address, from.port);
-    const route = this.byAddress.get(remote);
-    if (route) route.handler(packet, from);
-    else if (packet[0] === Envelope.sealed) this.roam(packet, from.address, remote);
+    const routes = this.byAddress.get(remote);
+    if (!routes) {
+      if (packet[0] === Envelope.sealed) this.roam(packet, from.address, remote);
+    } else if (routes.length === 1) routes[0]!.handler(packet);
+    else for (const route of routes) if (route.claims(packet, remote)) return;
   }
 
   /**
@@ -468,9 +480,24 @@ export class PeerEndpoint {
    */
   private roam(packet: Buffer, ip: string, from: string): void {
     let trials = 0;
-    for (const route of this.byAddress.values()) {
-      if (route.roaming?.ip !== ip) continue;
-      if (route.roaming.trial(packet, from) || ++trials >= ROAM_TRIALS_MAX) return;
-    }
+    for (const routes of this.byAddress.values())
+      for (const route of routes) {
+        if (route.roaming?.ip !== ip) continue;
+        if (route.claims(packet, from) || ++trials >= ROAM_TRIALS_MAX) return;
+      }
+  }
+
+  private addRoute(remote: string, route: AddressRoute): void {
+    const routes = this.byAddress.get(remote);
+    if (routes) routes.unshift(route);
+    else this.byAddress.set(remote, [route]);
+  }
+
+  private removeRoute(remote: string, route: AddressRoute): void {
+    const routes = this.byAddress.get(remote);
+    const index = routes?.indexOf(route) ?? -1;
+    if (index < 0) return;
+    routes!.splice(index, 1);
+    if (routes!.length === 0) this.byAddress.delete(remote);
   }
 }

@@ -606,7 +606,7 @@ describe("a UDP peer link follows its peer to a new port (NAT rebinding)", () =>
     // More paths to 127.0.0.1 than the bound, one to another IP, and a handshake's route (not a path).
     for (let i = 0; i < ROAM_TRIALS_MAX + 4; i++) route(`127.0.0.1:${20_000 + i}`, (_packet, from) => (from !== undefined && tried.push(`path ${i}`), false));
     route("127.0.0.2:20000", (_packet, from) => (from !== undefined && tried.push("127.0.0.2"), false));
-    const handshake = b.endpoint.routeAddress("127.0.0.1:19999", () => tried.push("handshake"));
+    const handshake = b.endpoint.routeAddress("127.0.0.1:19999", () => (tried.push("handshake"), false));
     cleanups.push(handshake);
 
     const sockets = await Promise.all(

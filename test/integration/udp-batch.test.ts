@@ -72,7 +72,7 @@ describe("UDP send batching", () => {
   it("packets sent in one tick all arrive intact and in order", async () => {
     const [a, b] = await endpoints();
     const received: Buffer[] = [];
-    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => received.push(packet));
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (received.push(packet), true));
     const packets = numberedPackets(PACKETS_IN_ONE_TICK);
     for (const packet of packets) a.sendUdp(packet, endpointText("127.0.0.1", b.udpPort));
     await waitFor("every packet at b", () => received.length >= packets.length || undefined, ARRIVAL_TIMEOUT_MS);
@@ -86,8 +86,8 @@ describe("UDP send batching", () => {
     const [c] = await endpoints();
     const atB: Buffer[] = [];
     const atC: Buffer[] = [];
-    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => atB.push(packet));
-    c.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => atC.push(packet));
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (atB.push(packet), true));
+    c.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (atC.push(packet), true));
     const random = prng(SEED + 1);
     // Runs of 1-120 packets, each run one size (its last packet sometimes shorter), to b or to c.
     const sent: { packet: Buffer; to: "b" | "c" }[] = [];
@@ -113,7 +113,7 @@ describe("UDP send batching", () => {
   it("a bad destination in a batch drops only its own packet, throws nowhere, and sends after close are dropped", async () => {
     const [a, b] = await endpoints();
     const received: number[] = [];
-    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => received.push(packet.readUInt32BE(0)));
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (received.push(packet.readUInt32BE(0)), true));
     const packets = numberedPackets(4);
     const toB = endpointText("127.0.0.1", b.udpPort);
     a.sendUdp(packets[0]!, toB);
