@@ -24,13 +24,13 @@
 // libstdc++/libgcc that no registry here has (see README, install notes).
 // The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
 
-import { existsSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, REPO_ROOT, run, waitFor } from "../../test/helpers/processes.ts";
-import { labClientStatus, listening, spawnIn, startLabClient, startLabServer, WS_PORT, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { DIRECT_LINK_KINDS, labClientStatus, listening, spawnIn, startLabClient, startLabServer, WS_PORT, writeClientConfig } from "../../test/e2e/helpers.ts";
 import { cleanUpOnExit, ensureCommands, fixed, iperf3, loadAverage, median, printTable, treeRssMb } from "./lab-measure.ts";
 
 const STATUS_PORT = 27191;
@@ -41,6 +41,7 @@ const SETTLE_IDLE_MS = 5_000;
 const SETTLE_AFTER_LOAD_MS = 10_000;
 const PEERS_ONLINE_TIMEOUT_MS = 120_000;
 const LINK_UP_TIMEOUT_MS = 30_000;
+const MB = 1e6;
 
 const { values } = parseArgs({
   options: {
@@ -83,10 +84,28 @@ interface Figures {
   settledMb: [number, number];
 }
 
-/** One transfer a -> b: its rate and the largest RSS of each inp2pc during it ([a sending, b receiving]). */
+/** One transfer a -> b: its rate, the largest RSS of each inp2pc during it and where each one's memory was as it ended ([a sending, b receiving]). */
 interface Loaded {
   gbps: number;
   peakMb: [number, number];
+  split: [Split, Split];
+}
+
+/** A process's memory in MB: anonymous and file-backed resident pages (/proc), its JavaScript heap and external (Buffer) memory (its /metrics). */
+interface Split {
+  anonMb: number;
+  fileMb: number;
+  heapUsedMb: number;
+  heapTotalMb: number;
+  externalMb: number;
+}
+
+async function split(pid: number, ns: string): Promise<Split> {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
+  const metrics = (await lab!.exec(ns, ["curl", "-s", "--max-time", "5", `http://127.0.0.1:${STATUS_PORT}/metrics`])).stdout;
+  const gauge = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? NaN) / MB;
+  return { anonMb: (kib("RssAnon") * 1024) / MB, fileMb: (kib("RssFile") * 1024) / MB, heapUsedMb: gauge("inp2p_heap_used_bytes"), heapTotalMb: gauge("inp2p_heap_total_bytes"), externalMb: gauge("inp2p_external_memory_bytes") };
 }
 
 /** The command that runs a compiled program, with --env set. */
@@ -122,10 +141,13 @@ async function measure(dist: string, round: number): Promise<Figures> {
     const overlayIp = await waitFor("b's virtual address", async () => (await labClientStatus(lab!, hostNs("b"), emptyDir, STATUS_PORT)).sdwan?.address as string | undefined, LINK_UP_TIMEOUT_MS, 300);
     await waitFor("the overlay answering", async () => (await lab!.exec(hostNs("a"), ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, LINK_UP_TIMEOUT_MS, 300);
     await listening(lab!, hostNs("a"), "-t", `127.0.0.1:${APP_PORT}`, LINK_UP_TIMEOUT_MS);
+    // The overlay answers over a relay first; the bench loads the direct link that replaces it.
+    await waitFor("a direct link from a to b", async () => (DIRECT_LINK_KINDS as readonly string[]).includes((await labClientStatus(lab!, hostNs("a"), emptyDir, STATUS_PORT)).peers.b?.link) || undefined, LINK_UP_TIMEOUT_MS, 300);
     const pids = [a.child.pid!, b.child.pid!];
     const loaded = async (ip: string, port: number): Promise<Loaded> => {
       const transfer = await iperf3(lab!, hostNs("a"), ip, { port, seconds: SECONDS, reverse: false, pids });
-      return { gbps: transfer.gbps, peakMb: transfer.rssEachMb as [number, number] };
+      const splits = [await split(pids[0]!, hostNs("a")), await split(pids[1]!, hostNs("b"))] as [Split, Split];
+      return { gbps: transfer.gbps, peakMb: transfer.rssEachMb as [number, number], split: splits };
     };
     const sdwan = await loaded(overlayIp, IPERF_PORT);
     const appLoad = await loaded("127.0.0.1", APP_PORT);
@@ -207,6 +229,19 @@ async function main(): Promise<void> {
       `${of(dist, (f) => f.app.peakMb[0])}/${of(dist, (f) => f.app.peakMb[1])}`,
       `${of(dist, (f) => f.settledMb[0])}/${of(dist, (f) => f.settledMb[1])}`,
     ]),
+  ]);
+  console.log("\nWhere each inp2pc's memory was as a transfer ended (MB; heap and external from its /metrics; last round):");
+  printTable([
+    ["binaries", "transfer", "inp2pc", "RSS anon", "RSS file", "heap used", "heap total", "external"],
+    ...dists.flatMap((dist) => {
+      const last = runs.filter((f) => f.dist === dist).at(-1)!;
+      return (["sdwan", "app"] as const).flatMap((kind) =>
+        (["a", "b"] as const).map((site, i) => {
+          const m = last[kind].split[i]!;
+          return [dist, kind, site, mb(m.anonMb), mb(m.fileMb), mb(m.heapUsedMb), mb(m.heapTotalMb), mb(m.externalMb)];
+        }),
+      );
+    }),
   ]);
   console.log(`a sends, b receives; "after": ${SETTLE_AFTER_LOAD_MS / 1000} s after the transfers. A compiled Bun program that only waits: ${mb(floorMb)} MB.`);
   console.log("Measured: linux-x64 (baseline) only. Not measured: linux-arm64(-musl) (qemu-user would measure qemu), linux-x64-musl (needs a musl libstdc++/libgcc no registry here has).");
