@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import pkg from "../../package.json";
-import { freePort, waitFor } from "../helpers/processes.ts";
+import { HEAP_RAM_SIZE_BYTES, HEAP_RAM_SIZE_ENV } from "../../src/cli/heap.ts";
+import { freePort, freeUdpPorts, waitFor } from "../helpers/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
@@ -116,18 +117,23 @@ describe("scripts/build.ts", () => {
         })();
       return seen;
     };
-    const server = spawnBare("inp2ps", ["-ws-port", String(port), "--log-level", "debug"], serverDir);
+    // Free ports only: the default STUN and relay ports may be taken on this host (another inp2ps, a test suite).
+    const [udp1, udp2] = await freeUdpPorts();
+    const stunFlags = ["--stun-udp1", udp1, "--stun-udp2", udp2, "--stun-tcp1", await freePort(), "--stun-tcp2", await freePort()].map(String);
+    const server = spawnBare("inp2ps", ["-ws-port", String(port), "-relay-port", String(await freePort()), ...stunFlags, "--log-level", "debug"], serverDir);
     const serverOut = collect(server);
     let client: ReturnType<typeof spawnBare> | undefined;
     try {
       const token = (await waitFor("server banner", () => serverOut.text.match(/token:\s+(\d+)/) ?? undefined, 15_000))[1]!;
-      client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), "-node", "compiled", "-token", token], clientDir);
+      client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), "-node", "compiled", "-token", token, ...stunFlags], clientDir);
       const clientOut = collect(client);
       // The config the compiled server wrote admits nodes by approval: the client waits, the admin approves.
       await waitFor("the client to wait for approval", () => clientOut.text.includes('waiting for approval: run "inp2ps pairing approve compiled"'), 15_000);
       const approve = run([join(outDir, "inp2ps"), "pairing", "approve", "compiled", "--config", join(serverDir, "inp2ps.toml")]);
       expect(approve.exitCode, approve.stderr).toBe(0);
       await waitFor("client login", () => clientOut.text.includes("logged in"), 15_000);
+      // Both re-executed themselves (same pid) with JSC's smaller collection budget (src/cli/heap.ts).
+      for (const pid of [server.pid, client.pid]) expect(readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")).toContain(`${HEAP_RAM_SIZE_ENV}=${HEAP_RAM_SIZE_BYTES}`);
       const nodes = run([join(outDir, "inp2ps"), "nodes", "--json", "--config", join(serverDir, "inp2ps.toml")]);
       expect(nodes.exitCode, nodes.stderr).toBe(0);
       expect(JSON.parse(nodes.stdout).map((n: { name: string }) => n.name)).toEqual(["compiled"]);
