@@ -15,8 +15,10 @@
 //                   them: scripts/bench/idle-clients.ts --worker), settled
 //   loaded          inp2pc at a and b with [client.sdwan] and a TCP app (a -> b's iperf3, over KCP):
 //                   iperf3 TCP for --seconds over the SDWAN and then through the app, a -> b; the
-//                   largest RSS of each inp2pc during each transfer, and each one's RSS once the
-//                   transfers are over and it has been idle for SETTLE_AFTER_LOAD_MS
+//                   largest RSS of each inp2pc during each transfer, the CPU seconds both used per GB
+//                   (the price of a smaller heap is more collections), where each one's memory was
+//                   as the transfer ended (anonymous vs file-backed RSS, JS heap, external), and each
+//                   one's RSS once the transfers are over and it has been idle for SETTLE_AFTER_LOAD_MS
 // "Settled": SETTLE_IDLE_MS after the process logged in (or listened). RSS is VmRSS from /proc (MB =
 // 10^6 bytes). It prints the binary sizes and, for reference, the RSS of a compiled Bun program that
 // only waits (`setInterval`): the runtime's own floor. Only linux-x64 (the baseline build) runs here:
@@ -87,6 +89,8 @@ interface Figures {
 /** One transfer a -> b: its rate, the largest RSS of each inp2pc during it and where each one's memory was as it ended ([a sending, b receiving]). */
 interface Loaded {
   gbps: number;
+  /** CPU seconds both inp2pc used per GB received. */
+  cpuSPerGb: number;
   peakMb: [number, number];
   split: [Split, Split];
 }
@@ -147,7 +151,7 @@ async function measure(dist: string, round: number): Promise<Figures> {
     const loaded = async (ip: string, port: number): Promise<Loaded> => {
       const transfer = await iperf3(lab!, hostNs("a"), ip, { port, seconds: SECONDS, reverse: false, pids });
       const splits = [await split(pids[0]!, hostNs("a")), await split(pids[1]!, hostNs("b"))] as [Split, Split];
-      return { gbps: transfer.gbps, peakMb: transfer.rssEachMb as [number, number], split: splits };
+      return { gbps: transfer.gbps, cpuSPerGb: transfer.cpuSeconds / (transfer.bytes / 1e9), peakMb: transfer.rssEachMb as [number, number], split: splits };
     };
     const sdwan = await loaded(overlayIp, IPERF_PORT);
     const appLoad = await loaded("127.0.0.1", APP_PORT);
@@ -206,7 +210,7 @@ async function main(): Promise<void> {
     for (const dist of round % 2 === 0 ? dists : [...dists].reverse()) {
       const figures = await measure(dist, round);
       runs.push(figures);
-      console.log(`round ${round + 1}/${ROUNDS} ${dist}: inp2pc idle ${mb(figures.clientIdleMb)} MB, SDWAN ${figures.sdwan.gbps.toFixed(3)} Gbit/s peak a/b ${figures.sdwan.peakMb.map(mb).join("/")} MB, app ${figures.app.gbps.toFixed(3)} Gbit/s peak a/b ${figures.app.peakMb.map(mb).join("/")} MB (load ${loadAverage()})`);
+      console.log(`round ${round + 1}/${ROUNDS} ${dist}: inp2pc idle ${mb(figures.clientIdleMb)} MB, SDWAN ${figures.sdwan.gbps.toFixed(3)} Gbit/s ${figures.sdwan.cpuSPerGb.toFixed(1)} CPU s/GB peak a/b ${figures.sdwan.peakMb.map(mb).join("/")} MB, app ${figures.app.gbps.toFixed(3)} Gbit/s ${figures.app.cpuSPerGb.toFixed(1)} CPU s/GB peak a/b ${figures.app.peakMb.map(mb).join("/")} MB (load ${loadAverage()})`);
     }
   }
   const loadAtEnd = loadAverage();
@@ -215,7 +219,7 @@ async function main(): Promise<void> {
   console.log(`load average at start ${loadAtStart}, at end ${loadAtEnd}`);
   const of = (dist: string, pick: (f: Figures) => number) => mb(median(runs.filter((f) => f.dist === dist).map(pick)));
   printTable([
-    ["binaries", "inp2ps MiB", "inp2pc MiB", "inp2ps idle", `inp2ps ${PEERS} peers`, "inp2pc idle", "SDWAN Gbit/s", "SDWAN peak a/b", "app Gbit/s", "app peak a/b", "after a/b"],
+    ["binaries", "inp2ps MiB", "inp2pc MiB", "inp2ps idle", `inp2ps ${PEERS} peers`, "inp2pc idle", "SDWAN Gbit/s", "CPU s/GB", "SDWAN peak a/b", "app Gbit/s", "CPU s/GB", "app peak a/b", "after a/b"],
     ...dists.map((dist) => [
       dist,
       sizeMiB(join(dist, "inp2ps")),
@@ -224,8 +228,10 @@ async function main(): Promise<void> {
       of(dist, (f) => f.serverWithPeersMb),
       of(dist, (f) => f.clientIdleMb),
       fixed(median(runs.filter((f) => f.dist === dist).map((f) => f.sdwan.gbps)), 3),
+      fixed(median(runs.filter((f) => f.dist === dist).map((f) => f.sdwan.cpuSPerGb)), 1),
       `${of(dist, (f) => f.sdwan.peakMb[0])}/${of(dist, (f) => f.sdwan.peakMb[1])}`,
       fixed(median(runs.filter((f) => f.dist === dist).map((f) => f.app.gbps)), 3),
+      fixed(median(runs.filter((f) => f.dist === dist).map((f) => f.app.cpuSPerGb)), 1),
       `${of(dist, (f) => f.app.peakMb[0])}/${of(dist, (f) => f.app.peakMb[1])}`,
       `${of(dist, (f) => f.settledMb[0])}/${of(dist, (f) => f.settledMb[1])}`,
     ]),
