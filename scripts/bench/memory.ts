@@ -77,9 +77,13 @@ const hostNs = (site: string) => lab!.sites[site]!.hostNs;
 
 interface Figures {
   dist: string;
+  /** Idle figures: VmRSS and its anonymous part (the file-backed rest moves with the page cache). */
   serverIdleMb: number;
+  serverIdleAnonMb: number;
   clientIdleMb: number;
+  clientIdleAnonMb: number;
   serverWithPeersMb: number;
+  serverWithPeersAnonMb: number;
   sdwan: Loaded;
   app: Loaded;
   /** Each inp2pc's RSS SETTLE_AFTER_LOAD_MS after the transfers: [a, b]. */
@@ -104,12 +108,17 @@ interface Split {
   externalMb: number;
 }
 
-async function split(pid: number, ns: string): Promise<Split> {
+/** A process's resident memory in MB, anonymous and file-backed (/proc/PID/status). */
+function rssPartsMb(pid: number): { anonMb: number; fileMb: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kib = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
+  const mbOf = (field: string) => (Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN) * 1024) / MB;
+  return { anonMb: mbOf("RssAnon"), fileMb: mbOf("RssFile") };
+}
+
+async function split(pid: number, ns: string): Promise<Split> {
   const metrics = (await lab!.exec(ns, ["curl", "-s", "--max-time", "5", `http://127.0.0.1:${STATUS_PORT}/metrics`])).stdout;
   const gauge = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? NaN) / MB;
-  return { anonMb: (kib("RssAnon") * 1024) / MB, fileMb: (kib("RssFile") * 1024) / MB, heapUsedMb: gauge("inp2p_heap_used_bytes"), heapTotalMb: gauge("inp2p_heap_total_bytes"), externalMb: gauge("inp2p_external_memory_bytes") };
+  return { ...rssPartsMb(pid), heapUsedMb: gauge("inp2p_heap_used_bytes"), heapTotalMb: gauge("inp2p_heap_total_bytes"), externalMb: gauge("inp2p_external_memory_bytes") };
 }
 
 /** The command that runs a compiled program, with --env set. */
@@ -126,6 +135,7 @@ async function measure(dist: string, round: number): Promise<Figures> {
     const server = start(await startLabServer(lab!, join(dir, "server"), [`max_conns_per_ip = ${PEERS + 16}`, `max_conns_before_login = ${PEERS + 16}`, "[server.sdwan]", `subnet = "${SUBNET}"`], command(dist, "inp2ps")));
     await sleep(SETTLE_IDLE_MS);
     const serverIdleMb = treeRssMb(server.child.pid!);
+    const serverIdleAnonMb = rssPartsMb(server.child.pid!).anonMb;
 
     const app = { name: "iperf", protocol: "tcp" as const, listen: `127.0.0.1:${APP_PORT}`, peer: "b", target: `127.0.0.1:${IPERF_PORT}` };
     const configB = writeClientConfig(lab!, join(dir, "b"), { node: "b", statusPort: STATUS_PORT, expose: [`127.0.0.1:${IPERF_PORT}`], extra: ["[client.sdwan]", "enabled = true"] });
@@ -133,12 +143,14 @@ async function measure(dist: string, round: number): Promise<Figures> {
     const b = start(await startLabClient(lab!, hostNs("b"), configB, emptyDir, {}, command(dist, "inp2pc")));
     await sleep(SETTLE_IDLE_MS);
     const clientIdleMb = treeRssMb(b.child.pid!);
+    const clientIdleAnonMb = rssPartsMb(b.child.pid!).anonMb;
 
     mkdirSync(join(dir, "peers"), { recursive: true });
     const peers = start(spawnIn(lab!, hostNs("a"), emptyDir, [BUN, resolve(import.meta.dirname, "idle-clients.ts"), "--worker", [WS_PORT, "", 0, PEERS, join(dir, "peers"), lab!.server.ip].join(",")]));
     await peers.waitForOutput(new RegExp(`^online ${PEERS}$`, "m"), PEERS_ONLINE_TIMEOUT_MS);
     await sleep(SETTLE_IDLE_MS);
     const serverWithPeersMb = treeRssMb(server.child.pid!);
+    const serverWithPeersAnonMb = rssPartsMb(server.child.pid!).anonMb;
     await peers.stop();
 
     const a = start(await startLabClient(lab!, hostNs("a"), configA, emptyDir, {}, command(dist, "inp2pc")));
@@ -157,7 +169,7 @@ async function measure(dist: string, round: number): Promise<Figures> {
     const appLoad = await loaded("127.0.0.1", APP_PORT);
     await sleep(SETTLE_AFTER_LOAD_MS);
     const settledMb = pids.map((pid) => treeRssMb(pid)) as [number, number];
-    return { dist, serverIdleMb, clientIdleMb, serverWithPeersMb, sdwan, app: appLoad, settledMb };
+    return { dist, serverIdleMb, serverIdleAnonMb, clientIdleMb, clientIdleAnonMb, serverWithPeersMb, serverWithPeersAnonMb, sdwan, app: appLoad, settledMb };
   } finally {
     for (const proc of started.reverse()) await proc.stop();
   }
@@ -224,9 +236,9 @@ async function main(): Promise<void> {
       dist,
       sizeMiB(join(dist, "inp2ps")),
       sizeMiB(join(dist, "inp2pc")),
-      of(dist, (f) => f.serverIdleMb),
-      of(dist, (f) => f.serverWithPeersMb),
-      of(dist, (f) => f.clientIdleMb),
+      `${of(dist, (f) => f.serverIdleMb)} (${of(dist, (f) => f.serverIdleAnonMb)})`,
+      `${of(dist, (f) => f.serverWithPeersMb)} (${of(dist, (f) => f.serverWithPeersAnonMb)})`,
+      `${of(dist, (f) => f.clientIdleMb)} (${of(dist, (f) => f.clientIdleAnonMb)})`,
       fixed(median(runs.filter((f) => f.dist === dist).map((f) => f.sdwan.gbps)), 3),
       fixed(median(runs.filter((f) => f.dist === dist).map((f) => f.sdwan.cpuSPerGb)), 1),
       `${of(dist, (f) => f.sdwan.peakMb[0])}/${of(dist, (f) => f.sdwan.peakMb[1])}`,
@@ -249,6 +261,7 @@ async function main(): Promise<void> {
       );
     }),
   ]);
+  console.log(`Idle columns: VmRSS (its anonymous part; the file-backed rest, the executable's pages, moves with the page cache).`);
   console.log(`a sends, b receives; "after": ${SETTLE_AFTER_LOAD_MS / 1000} s after the transfers. A compiled Bun program that only waits: ${mb(floorMb)} MB.`);
   console.log("Measured: linux-x64 (baseline) only. Not measured: linux-arm64(-musl) (qemu-user would measure qemu), linux-x64-musl (needs a musl libstdc++/libgcc no registry here has).");
 }
