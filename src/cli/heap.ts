@@ -4,7 +4,7 @@
 // JSC sizes its collection cycles from the machine's RAM, and collects eagerly only once the process's
 // footprint nears most of that RAM. On a box with gigabytes it lets tens of MB of garbage pile up, and
 // the data plane makes garbage at the packet rate (Buffers and a cipher per packet): a saturated link
-// held 115-150 MB. Told it has 128 MiB, it holds about 100 MB at the same CPU per GB (64 MiB held
+// held 115-150 MB. Told it has 128 MiB, it holds about 100 MB for 10-20% more CPU per GB (64 MiB held
 // 80-85 MB but cost 2.7x the CPU per GB: about 50 MB of the footprint is the runtime's own code, so the
 // process never left the eager zone). Numbers: scripts/bench/memory.ts, README "Memory".
 // JSC reads its options only from BUN_JSC_* variables, once, when the runtime starts, so the binary
