@@ -1,5 +1,4 @@
 #!/usr/bin/env bun
-import "./heap.ts"; // first: it may re-execute the process
 import { writeSync } from "node:fs";
 import cac from "cac";
 import { loadConfig } from "../config/index.ts";

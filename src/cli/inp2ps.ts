@@ -1,5 +1,4 @@
 #!/usr/bin/env bun
-import "./heap.ts"; // first: it may re-execute the process
 import { networkInterfaces } from "node:os";
 import cac from "cac";
 import { ConfigError, DEFAULT_USER_NAME, ENV_TOKEN, loadConfig, writeConfig, type Config } from "../config/index.ts";
