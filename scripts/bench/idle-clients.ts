@@ -55,7 +55,8 @@ interface Options {
   reconnect: boolean;
   procs: number;
   /** Set in a worker process (--procs): the server to log in to and the sessions to hold. */
-  worker?: { port: number; fingerprint: string; first: number; count: number; dir: string };
+  /** `host` defaults to 127.0.0.1; an empty fingerprint means plain ws (a server with tls = "off", as in the NAT lab). */
+  worker?: { port: number; fingerprint: string; first: number; count: number; dir: string; host: string };
 }
 
 function parseArgs(argv: string[]): Options {
@@ -78,8 +79,8 @@ function parseArgs(argv: string[]): Options {
     else if (name === "--trace") o.trace = true;
     else if (name === "--no-reconnect") o.reconnect = false;
     else if (name === "--worker") {
-      const [port, fingerprint, first, count, dir] = (inline ?? argv[++i] ?? "").split(",");
-      o.worker = { port: Number(port), fingerprint: fingerprint!, first: Number(first), count: Number(count), dir: dir! };
+      const [port, fingerprint, first, count, dir, host] = (inline ?? argv[++i] ?? "").split(",");
+      o.worker = { port: Number(port), fingerprint: fingerprint!, first: Number(first), count: Number(count), dir: dir!, host: host || "127.0.0.1" };
     }
     else if (name === "-h" || name === "--help") {
       console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
@@ -592,7 +593,7 @@ function newestMtime(dir: string): number {
 
 /** A worker (--procs): logs its share of sessions in, a batch at a time, and prints "online K" whenever K changes (at most every 100 ms). */
 async function worker(opts: Options): Promise<void> {
-  const { port, fingerprint, first, count, dir } = opts.worker!;
+  const { port, fingerprint, first, count, dir, host } = opts.worker!;
   const knownServers = new KnownServers(join(dir, `known-${first}.json`));
   const logger = createLogger({ level: "error", format: "json", write: () => {} });
   let online = 0;
@@ -605,7 +606,7 @@ async function worker(opts: Options): Promise<void> {
     const target = online + batch;
     for (let j = 0; j < batch; j++, i++) {
       const session = new ServerSession(
-        { host: "127.0.0.1", port, insecure: false, node: `bench-${i}`, token: TOKEN, identity: generateIdentity(), version: VERSION, tlsFingerprint: fingerprint, knownServers, logger },
+        { host, port, insecure: !fingerprint, node: `bench-${i}`, token: TOKEN, identity: generateIdentity(), version: VERSION, tlsFingerprint: fingerprint || undefined, knownServers, logger },
         { online: () => void online++, offline: () => void online-- },
       );
       sessions.add(session);

@@ -171,6 +171,26 @@ export function treeRssMb(pid: number): number {
   return (kib * 1024) / 1e6 + childrenOf(pid).reduce((sum, child) => sum + treeRssMb(child), 0);
 }
 
+/**
+ * The largest resident memory (MB, with descendants) seen of each of `pids`, and of all together,
+ * sampled every RSS_SAMPLE_INTERVAL_MS from now until stop() (which takes a last sample).
+ */
+export function rssPeaks(pids: readonly number[]): { readonly eachMb: number[]; readonly sumMb: number; stop(): void } {
+  const peaks = { eachMb: pids.map(() => 0), sumMb: 0, stop: () => {} };
+  const sample = () => {
+    const now = pids.map((pid) => treeRssMb(pid));
+    peaks.eachMb = peaks.eachMb.map((peak, i) => Math.max(peak, now[i]!));
+    peaks.sumMb = Math.max(peaks.sumMb, now.reduce((sum, mb) => sum + mb, 0));
+  };
+  sample();
+  const timer = setInterval(sample, RSS_SAMPLE_INTERVAL_MS);
+  peaks.stop = () => {
+    clearInterval(timer);
+    sample();
+  };
+  return peaks;
+}
+
 export interface Transfer {
   gbps: number;
   bytes: number;
@@ -179,6 +199,8 @@ export interface Transfer {
   cpuSeconds: number;
   /** Largest resident memory of the measured processes (summed) seen during the transfer, MB. */
   rssMb: number;
+  /** Largest resident memory of each measured process seen during the transfer, MB, in the order of `pids`. */
+  rssEachMb: number[];
   /** When the transfer ran (wall clock, ms). */
   startMs: number;
   endMs: number;
@@ -191,9 +213,7 @@ export interface Transfer {
 export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: number; seconds: number; reverse: boolean; pids: readonly number[] }): Promise<Transfer> {
   const cpuBefore = opts.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const startMs = Date.now();
-  let rssMb = 0;
-  const sampleRss = () => (rssMb = Math.max(rssMb, opts.pids.reduce((sum, pid) => sum + treeRssMb(pid), 0)));
-  const sampler = setInterval(sampleRss, RSS_SAMPLE_INTERVAL_MS);
+  const peaks = rssPeaks(opts.pids);
   let result;
   try {
     const argv = ["iperf3", "-c", ip, "-p", String(opts.port ?? 5201), "-t", String(opts.seconds), "-J", ...(opts.reverse ? ["-R"] : [])];
@@ -205,10 +225,9 @@ export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: nu
       await new Promise((r) => setTimeout(r, IPERF_BUSY_RETRY_MS));
     }
   } finally {
-    clearInterval(sampler);
+    peaks.stop();
   }
   const endMs = Date.now();
-  sampleRss();
   for (const pid of opts.pids) await childrenReaped(pid);
   const cpuAfter = opts.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   let report;
@@ -223,7 +242,8 @@ export async function iperf3(lab: Lab, ns: string, ip: string, opts: { port?: nu
     bytes: report.end.sum_received.bytes,
     retransmits: report.end.sum_sent.retransmits,
     cpuSeconds: cpuAfter - cpuBefore,
-    rssMb,
+    rssMb: peaks.sumMb,
+    rssEachMb: peaks.eachMb,
     startMs,
     endMs,
   };

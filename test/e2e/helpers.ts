@@ -38,9 +38,10 @@ export function listening(lab: Lab, ns: string, proto: "-u" | "-t", address: str
 
 /**
  * Starts inp2ps in the lab's server namespace (plain ws, STUN with the alternate IP) and waits until
- * its STUN and ws ports listen. Its config and data live in `dir`.
+ * its STUN and ws ports listen. Its config and data live in `dir`. `command` runs it (default: from
+ * source; a bench passes a compiled binary, perhaps behind `env`).
  */
-export async function startLabServer(lab: Lab, dir: string, extraToml: string[] = []): Promise<Proc> {
+export async function startLabServer(lab: Lab, dir: string, extraToml: string[] = [], command: string[] = [BUN, INP2PS]): Promise<Proc> {
   mkdirSync(dir, { recursive: true });
   const config = join(dir, "inp2ps.toml");
   writeFileSync(
@@ -57,7 +58,7 @@ export async function startLabServer(lab: Lab, dir: string, extraToml: string[] 
     ].join("\n"),
     { mode: 0o600 },
   );
-  const server = spawnIn(lab, lab.server.ns, dir, [BUN, INP2PS, "--config", config]);
+  const server = spawnIn(lab, lab.server.ns, dir, [...command, "--config", config]);
   if (lab.server.altIp) await listening(lab, lab.server.ns, "-u", `${lab.server.altIp}:${STUN_UDP1}`, 15_000);
   await listening(lab, lab.server.ns, "-t", `${lab.server.ip}:${WS_PORT}`, 15_000);
   return server;
@@ -105,10 +106,10 @@ export function writeClientConfig(
   return path;
 }
 
-/** Starts inp2pc from its config inside `ns`; resolves once it has logged in. */
-export async function startLabClient(lab: Lab, ns: string, configPath: string, cwd: string, env: Record<string, string> = {}): Promise<Proc> {
+/** Starts inp2pc from its config inside `ns` (`command`: see startLabServer); resolves once it has logged in. */
+export async function startLabClient(lab: Lab, ns: string, configPath: string, cwd: string, env: Record<string, string> = {}, command: string[] = [BUN, INP2PC]): Promise<Proc> {
   const setEnv = Object.entries(env).map(([name, value]) => `${name}=${value}`);
-  const proc = spawnIn(lab, ns, cwd, [...(setEnv.length > 0 ? ["env", ...setEnv] : []), BUN, INP2PC, "--config", configPath]);
+  const proc = spawnIn(lab, ns, cwd, [...(setEnv.length > 0 ? ["env", ...setEnv] : []), ...command, "--config", configPath]);
   await proc.waitForOutput(/logged in/, 15_000);
   return proc;
 }

@@ -100,6 +100,18 @@ describe("ClientMetrics", () => {
   });
 });
 
+describe("process metrics", () => {
+  it("report the memory of Buffers the program holds, apart from the JavaScript heap", async () => {
+    const metrics = new ClientMetrics({ linkKinds: PATH_KINDS, view: () => ({ server: { state: "online" }, peers: {}, apps: [] }) });
+    const external = async () => samplesOf(await scrape(metrics), "inp2p_external_memory_bytes")[0]!.value;
+    const before = await external();
+    const held = Array.from({ length: 64 }, () => Buffer.alloc(1024 * 1024, 1));
+    // Half of what is held: other Buffers of the process may be collected meanwhile.
+    expect(await external()).toBeGreaterThanOrEqual(before + 32 * 1024 * 1024);
+    expect(held.length).toBe(64);
+  });
+});
+
 describe("[server] metrics_allow", () => {
   const server = (extra: string) => () => parseConfig(`role = "server"\n[server]\ntoken = "1"\n${extra}\n`, "/x.toml");
 
