@@ -45,15 +45,21 @@ export const LINK_RACE_WINDOW_MS = 1_000;
 
 const isRelayed = (link: Pick<Link, "kind">) => link.kind.startsWith("relay-");
 
+type LinkChoice = Pick<Link, "kind" | "since" | "sessionKey"> & { plannedAt?: number };
+
 /**
  * Whether a node keeps the link it holds to a peer over a new one; both sides decide alike. A link to
  * an earlier run of the peer (`existingStale`) never stays; a direct link beats a relayed one; a link
- * made after the race window wins; links that raced are decided by the smaller session id.
+ * made after the race window wins; links that raced are decided by the smaller session id. When both
+ * come from server plans, "made" is the plan's time, which both sides share: each side's own clock
+ * reading after its handshake can straddle the window on one side and not on the other (a busy node).
  */
-export function keepsExistingLink(existing: Pick<Link, "kind" | "since" | "sessionKey">, candidate: Pick<Link, "kind" | "since" | "sessionKey">, existingStale: boolean): boolean {
+export function keepsExistingLink(existing: LinkChoice, candidate: LinkChoice, existingStale: boolean): boolean {
   if (existingStale) return false;
   if (isRelayed(existing) !== isRelayed(candidate)) return isRelayed(candidate);
-  if (Math.abs(candidate.since - existing.since) >= LINK_RACE_WINDOW_MS) return candidate.since < existing.since;
+  const planned = existing.plannedAt !== undefined && candidate.plannedAt !== undefined;
+  const [held, made] = planned ? [existing.plannedAt!, candidate.plannedAt!] : [existing.since, candidate.since];
+  if (Math.abs(made - held) >= LINK_RACE_WINDOW_MS) return made < held;
   return existing.sessionKey < candidate.sessionKey;
 }
 /** Relayed links closed on purpose (a direct path took over, or the peer restarted): their relay did not fail. */

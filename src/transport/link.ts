@@ -22,6 +22,8 @@ export interface LinkInit {
   logger: Logger;
   /** On a reliable path, the counter of the first record this link will see (an earlier one may have chosen the path). */
   firstCounter?: number;
+  /** The server's start time in the plan that made this link: the same number on both sides (a relayed link has none). */
+  plannedAt?: number;
 }
 
 export interface LinkStats {
@@ -110,6 +112,10 @@ export class Link {
   /** The relay's name, on a relayed path. */
   get via(): string | null {
     return this.init.path.via ?? null;
+  }
+
+  get plannedAt(): number | undefined {
+    return this.init.plannedAt;
   }
 
   get sessionKey(): string {

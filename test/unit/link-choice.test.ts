@@ -27,6 +27,16 @@ describe("choosing between two links to one peer", () => {
     expect(keepsExistingLink(relayed, direct, false)).toBe(false);
   });
 
+  it("two direct links are told apart by the server's plan times, which both sides share, not by when each side finished its handshake", () => {
+    // The plans went out 300 ms apart; a busy node finished one handshake 1.2 s after the other, its peer 0.2 s.
+    const plannedAt = { first: 50_000, second: 50_300 };
+    const atA = { first: { ...link("udp-direct", 0, "AAAA"), plannedAt: plannedAt.first }, second: { ...link("udp-direct", 1_200, "zzzz"), plannedAt: plannedAt.second } };
+    const atB = { first: { ...link("udp-direct", 0, "AAAA"), plannedAt: plannedAt.first }, second: { ...link("udp-direct", 200, "zzzz"), plannedAt: plannedAt.second } };
+    const keptAtA = keepsExistingLink(atA.first, atA.second, false) ? "first" : "second";
+    const keptAtB = keepsExistingLink(atB.first, atB.second, false) ? "first" : "second";
+    expect(keptAtA).toBe(keptAtB);
+  });
+
   it("a link to an earlier run of the peer never wins", () => {
     expect(keepsExistingLink(link("udp-direct", 0, "AAAA"), link("relay-server", 10, "zzzz"), true)).toBe(false);
   });
