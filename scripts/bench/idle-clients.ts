@@ -315,9 +315,8 @@ interface IdleRow {
   warningsDuringLogin: number;
   warningsDuringWindow: number;
   loginServerCpuMs: number;
-  /** Server CPU per login over the first and the last tenth of the N logins, in ms. */
-  firstTenthCpuMs: number;
-  lastTenthCpuMs: number;
+  /** Sessions online and the server's CPU while they logged in (the first at 0 online): CPU per login by tenth of N. */
+  loginSamples: LoginSample[];
   /** kill -9 of the server with N online -> all N online again on the restarted server; undefined when not measured. */
   reconnectMs?: number;
   reconnectServerCpuMs?: number;
@@ -326,6 +325,36 @@ interface IdleRow {
   stable: boolean;
   serverFds: number;
   healthAfter: number;
+}
+
+interface LoginSample {
+  online: number;
+  cpuMs: number;
+  atMs: number;
+}
+
+/**
+ * Server CPU per login over the first and the last tenth of the N logins, raw and net. Net takes off what the server
+ * spends meanwhile without any login (the empty server, plus the heartbeat CPU per node, measured in the window after
+ * the logins, times the nodes online), so that the last tenth is not charged for the heartbeats of the nine before it.
+ */
+function loginCost(r: IdleRow) {
+  const heartbeatCpuMsPerNodeS = (r.cpuMsPerS - r.idleCpuMsPerS) / r.clients;
+  const samples = r.loginSamples;
+  const between = (from: number, to: number) => {
+    let [raw, baseline] = [0, 0];
+    for (let i = from + 1; i <= to; i++) {
+      const [a, b] = [samples[i - 1]!, samples[i]!];
+      raw += b.cpuMs - a.cpuMs;
+      baseline += ((b.atMs - a.atMs) / 1000) * (r.idleCpuMsPerS + (heartbeatCpuMsPerNodeS * (a.online + b.online)) / 2);
+    }
+    const logins = samples[to]!.online - samples[from]!.online;
+    return { rawMs: raw / logins, netMs: (raw - baseline) / logins };
+  };
+  const tenth = Math.max(1, Math.floor(r.clients / 10));
+  const firstEnd = samples.findIndex((x) => x.online >= tenth);
+  const lastStart = samples.length - 1 - [...samples].reverse().findIndex((x) => x.online <= r.clients - tenth);
+  return { heartbeatCpuMsPerNodeS, first: between(0, firstEnd), last: between(lastStart, samples.length - 1) };
 }
 
 /** Top client warning messages with counts, e.g. `1900x "heartbeat went unanswered; reconnecting"`. */
@@ -374,8 +403,7 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const loginCpu0 = cpuMs(pid);
   const mine: ServerSession[] = [];
   const warningsBeforeLogin = warningCount;
-  /** (sessions online, server CPU ms) at the end of each batch: CPU per login by tenth of N. */
-  const cpuAt: [number, number][] = [[0, loginCpu0]];
+  const loginSamples: LoginSample[] = [{ online: 0, cpuMs: loginCpu0, atMs: started }];
   for (let first = 0, count = 0; first < n; first += count) {
     // A server that tells every online peer of each login (node-online; before presence by interest) sends all N peers,
     // which live in this one process, K fan-out messages per login: keep each batch's fan-out bounded so heartbeat
@@ -434,18 +462,13 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
     const fanout = ((first + count) * (first + count - 1)) / 2;
     const drainDeadline = performance.now() + 10_000;
     while (peerOnlineReceived > 0 && peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
-    cpuAt.push([online, cpuMs(pid)]);
+    loginSamples.push({ online, cpuMs: cpuMs(pid), atMs: performance.now() });
     const step = Math.floor((first + count) / Math.ceil(n / 4));
     if (opts.trace || step !== Math.floor(first / Math.ceil(n / 4)) || first + count === n)
       progress(`${online}/${n} online after ${ms(performance.now() - started)} (batch ${count}), server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms, ${warningCount} client warnings`);
   }
   const loginMs = performance.now() - started;
   const loginServerCpuMs = cpuMs(pid) - loginCpu0;
-  const tenth = Math.max(1, Math.floor(n / 10));
-  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
-  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
-  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
-  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (cpuAt.at(-1)![0] - lastStart[0]);
   const warningsDuringLogin = warningCount - warningsBeforeLogin;
   const healthNodes = (await health(server)).nodes;
 
@@ -544,8 +567,7 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
     warningsDuringLogin,
     warningsDuringWindow: warningsInWindow,
     loginServerCpuMs,
-    firstTenthCpuMs,
-    lastTenthCpuMs,
+    loginSamples,
     ...reconnect,
     settleMs,
     stable,
@@ -634,8 +656,8 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const counts = new Map<Proc, number>();
   const total = () => [...counts.values()].reduce((a, b) => a + b, 0);
   const loginCpu0 = cpuMs(pid);
-  const cpuAt: [number, number][] = [[0, loginCpu0]];
   const started = performance.now();
+  const loginSamples: LoginSample[] = [{ online: 0, cpuMs: loginCpu0, atMs: started }];
   for (let p = 0; p < opts.procs; p++) {
     const first = p * per;
     const count = Math.min(per, n - first);
@@ -651,18 +673,13 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   let shown = 0;
   while (total() < n && performance.now() < loginBound) {
     await sleep(250);
-    cpuAt.push([total(), cpuMs(pid)]);
+    loginSamples.push({ online: total(), cpuMs: cpuMs(pid), atMs: performance.now() });
     if (total() >= shown + n / 10 || opts.trace) progress(`${(shown = total())}/${n} online after ${ms(performance.now() - started)}, server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms`);
   }
   const loginMs = performance.now() - started;
   const loginServerCpuMs = cpuMs(pid) - loginCpu0;
-  cpuAt.push([total(), cpuMs(pid)]);
+  loginSamples.push({ online: total(), cpuMs: cpuMs(pid), atMs: performance.now() });
   if (total() < n) throw new BenchError(`only ${total()}/${n} online after ${ms(loginMs)}`);
-  const tenth = Math.floor(n / 10);
-  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
-  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
-  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
-  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (n - lastStart[0]);
 
   await sleep(Math.min(3_000, heartbeatMs));
   const rssLoadedKiB = rssKiB(pid);
@@ -714,8 +731,7 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
     warningsDuringLogin: 0,
     warningsDuringWindow: 0,
     loginServerCpuMs,
-    firstTenthCpuMs,
-    lastTenthCpuMs,
+    loginSamples,
     ...reconnect,
     settleMs: 0,
     stable: true,
@@ -810,19 +826,30 @@ async function main(): Promise<void> {
   console.log("  fleet scale (issue #17):");
   console.log(
     table([
-      ["N", "time to all online", "CPU/login first tenth", "last tenth", "last/first", "KiB/node", "µs/heartbeat", "kill -9 -> all N online again", "its server CPU"],
-      ...rows.map((r) => [
-        String(r.clients),
-        ms(r.loginMs),
-        `${r.firstTenthCpuMs.toFixed(2)} ms`,
-        `${r.lastTenthCpuMs.toFixed(2)} ms`,
-        (r.lastTenthCpuMs / r.firstTenthCpuMs).toFixed(2),
-        perNodeKiB(r).toFixed(1),
-        ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
-        r.reconnectMs === undefined ? "-" : `${ms(r.reconnectMs)}${r.reconnectedOnline === r.clients ? "" : ` (${r.reconnectedOnline}/${r.clients})`}`,
-        r.reconnectServerCpuMs === undefined ? "-" : ms(r.reconnectServerCpuMs),
-      ]),
+      ["N", "time to all online", "CPU/login first tenth raw", "net", "last tenth raw", "net", "last/first raw", "net", "heartbeat CPU/node", "KiB/node", "µs/heartbeat", "kill -9 -> all N online again", "its server CPU"],
+      ...rows.map((r) => {
+        const cost = loginCost(r);
+        return [
+          String(r.clients),
+          ms(r.loginMs),
+          `${cost.first.rawMs.toFixed(2)} ms`,
+          `${cost.first.netMs.toFixed(2)} ms`,
+          `${cost.last.rawMs.toFixed(2)} ms`,
+          `${cost.last.netMs.toFixed(2)} ms`,
+          (cost.last.rawMs / cost.first.rawMs).toFixed(2),
+          (cost.last.netMs / cost.first.netMs).toFixed(2),
+          `${(cost.heartbeatCpuMsPerNodeS * 1000).toFixed(1)} µs/s`,
+          perNodeKiB(r).toFixed(1),
+          ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
+          r.reconnectMs === undefined ? "-" : `${ms(r.reconnectMs)}${r.reconnectedOnline === r.clients ? "" : ` (${r.reconnectedOnline}/${r.clients})`}`,
+          r.reconnectServerCpuMs === undefined ? "-" : ms(r.reconnectServerCpuMs),
+        ];
+      }),
     ]),
+  );
+  console.log(
+    "  raw = the server's CPU over a tenth of the logins / its logins; net = less what the server spends in that time with no login\n" +
+      "  (CPU empty + heartbeat CPU/node x nodes online; heartbeat CPU/node = (CPU with N - CPU empty) / N, from the window after the logins).",
   );
   for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
 
