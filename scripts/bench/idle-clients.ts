@@ -221,9 +221,29 @@ function rssKiB(pid: number | "self"): number {
   return m ? Number(m[1]) : NaN;
 }
 
-function openFilesLimit(pid: number | "self"): number {
-  const m = readFileSync(`/proc/${pid}/limits`, "utf8").match(/^Max open files\s+(\d+|unlimited)/m);
+/** The hard open-files limit: Bun raises the soft one to it by itself, and inp2ps and the workers inherit it from this process. */
+function openFilesHardLimit(): number {
+  const m = readFileSync("/proc/self/limits", "utf8").match(/^Max open files\s+\S+\s+(\d+|unlimited)/m);
   return !m ? NaN : m[1] === "unlimited" ? Infinity : Number(m[1]);
+}
+
+/** Files inp2ps and a bench process hold beside their sockets (measured: inp2ps 1013 with 1000 nodes). */
+const SERVER_SPARE_FILES = 64;
+const BENCH_SPARE_FILES = 256;
+
+/** Why this box cannot hold N nodes (each a socket in inp2ps and one in a bench process, all from 127.0.0.1), or undefined. */
+function fleetLimitProblem(n: number, procs: number): string | undefined {
+  const hard = openFilesHardLimit();
+  const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number) as [number, number];
+  const ports = high - low + 1;
+  if (n + SERVER_SPARE_FILES > hard)
+    return `inp2ps needs a socket per node, ${n + SERVER_SPARE_FILES} files for ${n} nodes, but the hard open-files limit (ulimit -Hn) is ${hard}: ` +
+      `at most ${hard - SERVER_SPARE_FILES} nodes here (raise it as root: ulimit -Hn ${n + 1024}, or LimitNOFILE in a systemd unit)`;
+  const perProc = Math.ceil(n / procs);
+  if (perProc + BENCH_SPARE_FILES > hard)
+    return `each bench process would hold ${perProc} sessions but the hard open-files limit (ulimit -Hn) is ${hard}: use --procs ${Math.ceil(n / (hard - BENCH_SPARE_FILES))} or more`;
+  if (n > ports) return `every session connects from 127.0.0.1 to one port, so at most ${ports} of them (net.ipv4.ip_local_port_range ${low}-${high}); ${n} do not fit`;
+  return undefined;
 }
 
 const openFds = (pid: number | "self") => readdirSync(`/proc/${pid}/fd`).length;
@@ -369,8 +389,6 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const server = await startInp2ps(SRC_INP2PS, heartbeatMs, Math.min(100_000, n + 64), `inp2ps (heartbeat ${heartbeatMs} ms)`);
   const clientDir = tempDir("inp2p-bench-c-");
   const pid = server.proc.pid;
-  const limit = openFilesLimit(pid);
-  if (limit < n + 64) progress(`WARNING: inp2ps may run out of file descriptors: limit ${limit} < ${n} clients; raise it with ulimit -n ${n + 1024}`);
 
   // Idle baseline: the empty server, settled.
   await sleep(1_500);
@@ -645,7 +663,6 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const heartbeatMs = opts.heartbeatMs;
   const server = await startInp2ps(SRC_INP2PS, heartbeatMs, n + 64, `inp2ps (heartbeat ${heartbeatMs} ms)`);
   const pid = server.proc.pid;
-  if (openFilesLimit(pid) < n + 64) throw new BenchError(`inp2ps cannot hold ${n} connections: its open-files limit is ${openFilesLimit(pid)}; raise it with ulimit -Hn/-n ${n + 1024}`);
   const clientDir = tempDir("inp2p-bench-c-");
   await sleep(1_500);
   const rssIdleKiB = rssKiB(pid);
@@ -748,13 +765,9 @@ async function main(): Promise<void> {
   const nproc = spawnSync("nproc", { encoding: "utf8" }).stdout?.trim() || String(cpus().length);
   console.log(`inp2p ${VERSION} bench: idle clients and cold start`);
   console.log(`machine: nproc ${nproc} (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}`);
-  console.log(`bun ${Bun.version} (${BUN}), CLK_TCK ${CLK_TCK}, open-files limit ${openFilesLimit("self")}`);
-  const fdLimit = openFilesLimit("self");
-  if (fdLimit < Math.ceil(opts.clients / opts.procs) + 256)
-    throw new BenchError(
-      `this process opens ${opts.clients} sockets (and inp2ps as many) but the open-files limit is ${fdLimit} ` +
-        `(Bun raises the soft limit to the hard one by itself, so the hard limit is too low): run \`ulimit -Hn ${opts.clients + 1024}; ulimit -n ${opts.clients + 1024}\` as root, or use fewer --clients`,
-    );
+  console.log(`bun ${Bun.version} (${BUN}), CLK_TCK ${CLK_TCK}, open-files hard limit ${openFilesHardLimit()}`);
+  const limitProblem = fleetLimitProblem(opts.clients, opts.procs);
+  if (limitProblem) throw new BenchError(`--clients ${opts.clients} is more than this box allows: ${limitProblem}`);
 
   // 1. idle clients
   const rows: IdleRow[] = [];
