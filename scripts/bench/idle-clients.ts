@@ -3,7 +3,7 @@
 //
 //   node_modules/.bin/bun scripts/bench/idle-clients.ts [--clients 1000] [--heartbeat-ms 10000] [--measure-s 30]
 //       [--batch 50] [--fast-heartbeat-ms 1000] [--fast-measure-s 10] [--cold-runs 5] [--build | --no-build] [--skip-cold] [--trace]
-//       [--no-reconnect] [--procs 1]
+//       [--no-reconnect] [--procs 1] [--profile DIR]
 //
 // 1. Starts a real inp2ps process (127.0.0.1, free port, tls auto, heartbeat timeout 3x the interval) in a
 //    temp dir, then opens N real ServerSessions (real TLS, real login with their own identity key, real
@@ -13,6 +13,8 @@
 //    and time until all N sessions are online again (the mass-reconnect row; --no-reconnect skips it).
 //    --procs P > 1 (for fleets one process cannot hold: each session is a socket): P worker processes hold the
 //    sessions and report how many are online; prints the fleet-scale row only (no per-heartbeat counts, no second row).
+//    --profile DIR: each inp2ps of part 1 runs under Bun's CPU profiler (written into DIR when it exits; a kill -9
+//    writes none, so the profile is the restarted server's, or the second row's); prints the top functions.
 // 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
 //    creates its identity key), from source and from compiled binaries: dist/linux-<cpu>/ when it is newer than src/, else
 //    built now into a temp dir (about a second; --build always does, --no-build never does).
@@ -29,6 +31,7 @@ import { generateIdentity } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { VERSION } from "../../src/protocol/index.ts";
 import { freePort } from "../../test/helpers/processes.ts";
+import { printProfiles, profilerEnv } from "./lab-measure.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BUN = process.execPath;
@@ -54,6 +57,7 @@ interface Options {
   trace: boolean;
   reconnect: boolean;
   procs: number;
+  profileDir?: string;
   /** Set in a worker process (--procs): the server to log in to and the sessions to hold. */
   worker?: { port: number; fingerprint: string; first: number; count: number; dir: string };
 }
@@ -77,6 +81,7 @@ function parseArgs(argv: string[]): Options {
     else if (name === "--skip-cold") o.skipCold = true;
     else if (name === "--trace") o.trace = true;
     else if (name === "--no-reconnect") o.reconnect = false;
+    else if (name === "--profile") o.profileDir = resolve(inline ?? argv[++i] ?? "");
     else if (name === "--worker") {
       const [port, fingerprint, first, count, dir] = (inline ?? argv[++i] ?? "").split(",");
       o.worker = { port: Number(port), fingerprint: fingerprint!, first: Number(first), count: Number(count), dir: dir! };
@@ -192,8 +197,11 @@ class Proc {
   }
 }
 
-function run(program: string, args: string[], cwd: string, label: string): Proc {
-  const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined };
+/** Extra environment of the inp2ps processes of part 1 (--profile). */
+let serverEnv: Record<string, string> = {};
+
+function run(program: string, args: string[], cwd: string, label: string, extraEnv: Record<string, string> = {}): Proc {
+  const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined, ...extraEnv };
   const [command, argv] = program.endsWith(".ts") ? [BUN, [program, ...args]] : [program, args];
   return new Proc(spawn(command, argv, { cwd, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] }), label);
 }
@@ -296,7 +304,7 @@ async function startInp2ps(program: string, heartbeatMs: number, maxConns: numbe
     ].join("\n"),
     { mode: 0o600 },
   );
-  const proc = run(program, ["--config", configPath], dir, label);
+  const proc = run(program, ["--config", configPath], dir, label, program === SRC_INP2PS ? serverEnv : {});
   const at = await proc.waitForOutput(/listening on/);
   await proc.waitForOutput(/SHA-256:\s+[0-9A-F:]{95}/, 2_000);
   const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)![1]!;
@@ -341,6 +349,8 @@ interface IdleRow {
   reconnectMs?: number;
   reconnectServerCpuMs?: number;
   reconnectedOnline?: number;
+  /** Heartbeat answer times (sent -> answered, in the bench worker) while the N logged in and while they came back; --procs only. */
+  heartbeatAnswersMs?: { login: number[]; reconnect: number[] };
   settleMs: number;
   stable: boolean;
   serverFds: number;
@@ -637,8 +647,11 @@ async function worker(opts: Options): Promise<void> {
   const logger = createLogger({ level: "error", format: "json", write: () => {} });
   let online = 0;
   let told = -1;
+  let heartbeatAnswersMs: number[] = [];
   const report = setInterval(() => {
     if (online !== told) process.stdout.write(`online ${(told = online)}\n`);
+    if (heartbeatAnswersMs.length) process.stdout.write(`heartbeats ${heartbeatAnswersMs.join(",")}\n`);
+    heartbeatAnswersMs = [];
   }, 100);
   for (let i = first; i < first + count; ) {
     const batch = Math.min(opts.batch, first + count - i);
@@ -648,6 +661,13 @@ async function worker(opts: Options): Promise<void> {
         { host: "127.0.0.1", port, insecure: false, node: `bench-${i}`, token: TOKEN, identity: generateIdentity(), version: VERSION, tlsFingerprint: fingerprint, knownServers, logger },
         { online: () => void online++, offline: () => void online-- },
       );
+      const request = session.request.bind(session);
+      session.request = ((type: Parameters<typeof request>[0], fields: Parameters<typeof request>[1]) => {
+        const sentAt = performance.now();
+        const answer = request(type, fields);
+        if (type === "heartbeat") void answer.then(() => heartbeatAnswersMs.push(Math.round(performance.now() - sentAt)), () => {});
+        return answer;
+      }) as typeof session.request;
       sessions.add(session);
       session.start();
     }
@@ -671,6 +691,9 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const idleCpuMsPerS = (cpuMs(pid) - idleCpu0) / 3;
   const per = Math.ceil(n / opts.procs);
   const counts = new Map<Proc, number>();
+  /** Heartbeat answer times the workers measured (request sent -> answer read), with when they told us. */
+  const heartbeatAnswers: { atMs: number; answerMs: number }[] = [];
+  const heartbeatsBetween = (fromMs: number, toMs: number) => heartbeatAnswers.filter((h) => h.atMs >= fromMs && h.atMs <= toMs).map((h) => h.answerMs);
   const total = () => [...counts.values()].reduce((a, b) => a + b, 0);
   const loginCpu0 = cpuMs(pid);
   const started = performance.now();
@@ -681,9 +704,15 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
     if (count <= 0) break;
     const proc = run(import.meta.path, ["--worker", [server.port, server.fingerprint, first, count, clientDir].join(","), "--batch", String(opts.batch)], clientDir, `bench worker ${p}`);
     counts.set(proc, 0);
+    let partial = "";
     proc.child.stdout?.on("data", (d: Buffer) => {
-      const last = d.toString().trim().split("\n").at(-1)?.match(/^online (\d+)$/);
-      if (last) counts.set(proc, Number(last[1]));
+      const lines = (partial + d.toString()).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const [word, value = ""] = line.split(" ");
+        if (word === "online") counts.set(proc, Number(value));
+        else if (word === "heartbeats") for (const answerMs of value.split(",")) heartbeatAnswers.push({ atMs: performance.now(), answerMs: Number(answerMs) });
+      }
     });
   }
   const loginBound = performance.now() + RECONNECT_BOUND_MS;
@@ -709,7 +738,9 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const stillOnline = total();
   const serverFds = openFds(pid);
 
+  const loginHeartbeats = heartbeatsBetween(started, started + loginMs);
   let reconnect: Pick<IdleRow, "reconnectMs" | "reconnectServerCpuMs" | "reconnectedOnline"> = {};
+  let reconnectHeartbeats: number[] = [];
   if (opts.reconnect) {
     progress(`kill -9 inp2ps with ${total()} online; restarting it`);
     const killedAt = performance.now();
@@ -724,6 +755,7 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
       if (total() >= shown + n / 10 || opts.trace) progress(`${(shown = total())}/${n} online again after ${ms(performance.now() - killedAt)}`);
     }
     reconnect = { reconnectMs: performance.now() - killedAt, reconnectServerCpuMs: cpuMs(server.proc.pid), reconnectedOnline: total() };
+    reconnectHeartbeats = heartbeatsBetween(killedAt, performance.now());
   }
   for (const proc of counts.keys()) await proc.stop();
   await stopServer(server);
@@ -750,6 +782,7 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
     loginServerCpuMs,
     loginSamples,
     ...reconnect,
+    heartbeatAnswersMs: { login: loginHeartbeats, reconnect: reconnectHeartbeats },
     settleMs: 0,
     stable: true,
     serverFds,
@@ -769,6 +802,7 @@ async function main(): Promise<void> {
   const limitProblem = fleetLimitProblem(opts.clients, opts.procs);
   if (limitProblem) throw new BenchError(`--clients ${opts.clients} is more than this box allows: ${limitProblem}`);
 
+  if (opts.profileDir) serverEnv = profilerEnv(opts.profileDir);
   // 1. idle clients
   const rows: IdleRow[] = [];
   console.log(`\n== 1. idle clients held by one inp2ps process: ${opts.clients} real ServerSessions (TLS, own identity, login, heartbeats) from one bench process, batches of <= ${opts.batch} (fewer when the node-online fan-out grows), one user ==`);
@@ -864,6 +898,15 @@ async function main(): Promise<void> {
     "  raw = the server's CPU over a tenth of the logins / its logins; net = less what the server spends in that time with no login\n" +
       "  (CPU empty + heartbeat CPU/node x nodes online; heartbeat CPU/node = (CPU with N - CPU empty) / N, from the window after the logins).",
   );
+  const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+  const answers = (xs: number[]) => (xs.length ? `median ${quantile(xs, 0.5)} ms, p99 ${quantile(xs, 0.99)} ms, max ${Math.max(...xs)} ms (${xs.length} heartbeats)` : "none answered");
+  for (const r of rows)
+    if (r.heartbeatAnswersMs)
+      console.log(
+        `  heartbeat answer time (sent -> answered, as a bench worker saw it), N ${r.clients}: while logging in ${answers(r.heartbeatAnswersMs.login)}; ` +
+          `while coming back after kill -9 ${answers(r.heartbeatAnswersMs.reconnect)}`,
+      );
+  if (opts.profileDir) printProfiles(opts.profileDir, "inp2ps CPU profile", [{ startMs: 0, endMs: Infinity }], 25);
   for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
 
   // 2. cold start
