@@ -3,7 +3,7 @@
 //
 //   node_modules/.bin/bun scripts/bench/idle-clients.ts [--clients 1000] [--heartbeat-ms 10000] [--measure-s 30]
 //       [--batch 50] [--fast-heartbeat-ms 1000] [--fast-measure-s 10] [--cold-runs 5] [--build | --no-build] [--skip-cold] [--trace]
-//       [--no-reconnect] [--procs 1] [--profile DIR]
+//       [--no-reconnect] [--procs 1] [--profile DIR] [--login-rate R]
 //
 // 1. Starts a real inp2ps process (127.0.0.1, free port, tls auto, heartbeat timeout 3x the interval) in a
 //    temp dir, then opens N real ServerSessions (real TLS, real login with their own identity key, real
@@ -57,13 +57,15 @@ interface Options {
   trace: boolean;
   reconnect: boolean;
   procs: number;
+  /** [server] login_rate; 0 = the server's default. */
+  loginRate: number;
   profileDir?: string;
   /** Set in a worker process (--procs): the server to log in to and the sessions to hold. */
   worker?: { port: number; fingerprint: string; first: number; count: number; dir: string };
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false, reconnect: true, procs: 1 };
+  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false, reconnect: true, procs: 1, loginRate: 0 };
   const numeric: Record<string, keyof Options> = {
     "--clients": "clients",
     "--heartbeat-ms": "heartbeatMs",
@@ -73,6 +75,7 @@ function parseArgs(argv: string[]): Options {
     "--fast-measure-s": "fastMeasureS",
     "--cold-runs": "coldRuns",
     "--procs": "procs",
+    "--login-rate": "loginRate",
   };
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i]!.split("=", 2) as [string, string | undefined];
@@ -197,8 +200,9 @@ class Proc {
   }
 }
 
-/** Extra environment of the inp2ps processes of part 1 (--profile). */
+/** Extra environment of the inp2ps processes of part 1 (--profile), and their login_rate (--login-rate; 0: the default). */
 let serverEnv: Record<string, string> = {};
+let serverLoginRate = 0;
 
 function run(program: string, args: string[], cwd: string, label: string, extraEnv: Record<string, string> = {}): Proc {
   const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined, ...extraEnv };
@@ -300,6 +304,7 @@ async function startInp2ps(program: string, heartbeatMs: number, maxConns: numbe
       `heartbeat_interval_ms = ${heartbeatMs}`,
       `heartbeat_timeout_ms = ${heartbeatMs * 3}`,
       `max_conns_per_ip = ${maxConns}`,
+      ...(serverLoginRate ? [`login_rate = ${serverLoginRate}`] : []),
       "",
     ].join("\n"),
     { mode: 0o600 },
@@ -644,7 +649,8 @@ function newestMtime(dir: string): number {
 async function worker(opts: Options): Promise<void> {
   const { port, fingerprint, first, count, dir } = opts.worker!;
   const knownServers = new KnownServers(join(dir, `known-${first}.json`));
-  const logger = createLogger({ level: "error", format: "json", write: () => {} });
+  // Warnings and errors go to the main process, a line each, without their numbers (counted by message).
+  const logger = createLogger({ level: "warn", format: "json", write: (line) => process.stdout.write(`warning ${(JSON.parse(line) as { msg: string }).msg.replace(/\d+(\.\d+)?/g, "N")}\n`) });
   let online = 0;
   let told = -1;
   let heartbeatAnswersMs: number[] = [];
@@ -691,6 +697,7 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const idleCpuMsPerS = (cpuMs(pid) - idleCpu0) / 3;
   const per = Math.ceil(n / opts.procs);
   const counts = new Map<Proc, number>();
+  const warnings = new Map<string, number>();
   /** Heartbeat answer times the workers measured (request sent -> answer read), with when they told us. */
   const heartbeatAnswers: { atMs: number; answerMs: number }[] = [];
   const heartbeatsBetween = (fromMs: number, toMs: number) => heartbeatAnswers.filter((h) => h.atMs >= fromMs && h.atMs <= toMs).map((h) => h.answerMs);
@@ -711,7 +718,10 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
       for (const line of lines) {
         const [word, value = ""] = line.split(" ");
         if (word === "online") counts.set(proc, Number(value));
-        else if (word === "heartbeats") for (const answerMs of value.split(",")) heartbeatAnswers.push({ atMs: performance.now(), answerMs: Number(answerMs) });
+        else if (word === "warning") {
+          const message = line.slice("warning ".length);
+          warnings.set(message, (warnings.get(message) ?? 0) + 1);
+        } else if (word === "heartbeats") for (const answerMs of value.split(",")) heartbeatAnswers.push({ atMs: performance.now(), answerMs: Number(answerMs) });
       }
     });
   }
@@ -776,7 +786,7 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
     benchCpuMsPerS: NaN,
     benchRssKiB: NaN,
     drops: n - stillOnline,
-    warnings: new Map(),
+    warnings,
     warningsDuringLogin: 0,
     warningsDuringWindow: 0,
     loginServerCpuMs,
@@ -803,6 +813,7 @@ async function main(): Promise<void> {
   if (limitProblem) throw new BenchError(`--clients ${opts.clients} is more than this box allows: ${limitProblem}`);
 
   if (opts.profileDir) serverEnv = profilerEnv(opts.profileDir);
+  serverLoginRate = opts.loginRate;
   // 1. idle clients
   const rows: IdleRow[] = [];
   console.log(`\n== 1. idle clients held by one inp2ps process: ${opts.clients} real ServerSessions (TLS, own identity, login, heartbeats) from one bench process, batches of <= ${opts.batch} (fewer when the node-online fan-out grows), one user ==`);
@@ -907,7 +918,7 @@ async function main(): Promise<void> {
           `while coming back after kill -9 ${answers(r.heartbeatAnswersMs.reconnect)}`,
       );
   if (opts.profileDir) printProfiles(opts.profileDir, "inp2ps CPU profile", [{ startMs: 0, endMs: Infinity }], 25);
-  for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
+  for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings, 8)}`);
 
   // 2. cold start
   if (!opts.skipCold) {
