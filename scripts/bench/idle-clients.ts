@@ -12,7 +12,12 @@
 //    After the first row's window: kill -9 the server with all N online, restart it (same port, data dir and certificate)
 //    and time until all N sessions are online again (the mass-reconnect row; --no-reconnect skips it).
 //    --procs P > 1 (for fleets one process cannot hold: each session is a socket): P worker processes hold the
-//    sessions and report how many are online; prints the fleet-scale row only (no per-heartbeat counts, no second row).
+//    sessions and report how many are online; prints the fleet-scale row only (no per-heartbeat counts, no second row),
+//    with the heartbeat answer times the workers saw while logging in and while coming back, and their warnings.
+//    The fleet-scale row gives server CPU per login over the first and the last tenth of the logins, raw and net of
+//    the heartbeat CPU of the nodes already online (see loginCost), and the heartbeat CPU per node.
+//    Before starting, the bench says when N is more than the open-file limits (or loopback ports) of this box allow.
+//    --login-rate R: the server's login_rate (default: inp2ps's own).
 //    --profile DIR: each inp2ps of part 1 runs under Bun's CPU profiler (written into DIR when it exits; a kill -9
 //    writes none, so the profile is the restarted server's, or the second row's); prints the top functions.
 // 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
@@ -90,7 +95,8 @@ function parseArgs(argv: string[]): Options {
       o.worker = { port: Number(port), fingerprint: fingerprint!, first: Number(first), count: Number(count), dir: dir! };
     }
     else if (name === "-h" || name === "--help") {
-      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+      const lines = readFileSync(import.meta.path, "utf8").split("\n").slice(1);
+      console.log(lines.slice(0, lines.findIndex((l) => !l.startsWith("//"))).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
       process.exit(0);
     } else if (numeric[name]) {
       const text = inline ?? argv[++i];
