@@ -3,7 +3,7 @@
 //
 //   node_modules/.bin/bun scripts/bench/idle-clients.ts [--clients 1000] [--heartbeat-ms 10000] [--measure-s 30]
 //       [--batch 50] [--fast-heartbeat-ms 1000] [--fast-measure-s 10] [--cold-runs 5] [--build | --no-build] [--skip-cold] [--trace]
-//       [--no-reconnect] [--procs 1]
+//       [--no-reconnect] [--procs 1] [--profile DIR] [--login-rate R]
 //
 // 1. Starts a real inp2ps process (127.0.0.1, free port, tls auto, heartbeat timeout 3x the interval) in a
 //    temp dir, then opens N real ServerSessions (real TLS, real login with their own identity key, real
@@ -12,7 +12,14 @@
 //    After the first row's window: kill -9 the server with all N online, restart it (same port, data dir and certificate)
 //    and time until all N sessions are online again (the mass-reconnect row; --no-reconnect skips it).
 //    --procs P > 1 (for fleets one process cannot hold: each session is a socket): P worker processes hold the
-//    sessions and report how many are online; prints the fleet-scale row only (no per-heartbeat counts, no second row).
+//    sessions and report how many are online; prints the fleet-scale row only (no per-heartbeat counts, no second row),
+//    with the heartbeat answer times the workers saw while logging in and while coming back, and their warnings.
+//    The fleet-scale row gives server CPU per login over the first and the last tenth of the logins, raw and net of
+//    the heartbeat CPU of the nodes already online (see loginCost), and the heartbeat CPU per node.
+//    Before starting, the bench says when N is more than the open-file limits (or loopback ports) of this box allow.
+//    --login-rate R: the server's login_rate (default: inp2ps's own).
+//    --profile DIR: each inp2ps of part 1 runs under Bun's CPU profiler (written into DIR when it exits; a kill -9
+//    writes none, so the profile is the restarted server's, or the second row's); prints the top functions.
 // 2. Times spawn -> "listening on" for inp2ps and spawn -> "logged in" for a fresh inp2pc (new temp dir, so it
 //    creates its identity key), from source and from compiled binaries: dist/linux-<cpu>/ when it is newer than src/, else
 //    built now into a temp dir (about a second; --build always does, --no-build never does).
@@ -29,6 +36,7 @@ import { generateIdentity } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { VERSION } from "../../src/protocol/index.ts";
 import { freePort } from "../../test/helpers/processes.ts";
+import { printProfiles, profilerEnv } from "./lab-measure.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BUN = process.execPath;
@@ -54,13 +62,16 @@ interface Options {
   trace: boolean;
   reconnect: boolean;
   procs: number;
+  /** [server] login_rate; 0 = the server's default. */
+  loginRate: number;
+  profileDir?: string;
   /** Set in a worker process (--procs): the server to log in to and the sessions to hold. */
   /** `host` defaults to 127.0.0.1; an empty fingerprint means plain ws (a server with tls = "off", as in the NAT lab). */
   worker?: { port: number; fingerprint: string; first: number; count: number; dir: string; host: string };
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false, reconnect: true, procs: 1 };
+  const o: Options = { clients: 1000, heartbeatMs: 10_000, measureS: 30, batch: 50, fastHeartbeatMs: 1000, fastMeasureS: 10, coldRuns: 5, build: "auto", skipCold: false, trace: false, reconnect: true, procs: 1, loginRate: 0 };
   const numeric: Record<string, keyof Options> = {
     "--clients": "clients",
     "--heartbeat-ms": "heartbeatMs",
@@ -70,6 +81,7 @@ function parseArgs(argv: string[]): Options {
     "--fast-measure-s": "fastMeasureS",
     "--cold-runs": "coldRuns",
     "--procs": "procs",
+    "--login-rate": "loginRate",
   };
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i]!.split("=", 2) as [string, string | undefined];
@@ -78,12 +90,14 @@ function parseArgs(argv: string[]): Options {
     else if (name === "--skip-cold") o.skipCold = true;
     else if (name === "--trace") o.trace = true;
     else if (name === "--no-reconnect") o.reconnect = false;
+    else if (name === "--profile") o.profileDir = resolve(inline ?? argv[++i] ?? "");
     else if (name === "--worker") {
       const [port, fingerprint, first, count, dir, host] = (inline ?? argv[++i] ?? "").split(",");
       o.worker = { port: Number(port), fingerprint: fingerprint!, first: Number(first), count: Number(count), dir: dir!, host: host || "127.0.0.1" };
     }
     else if (name === "-h" || name === "--help") {
-      console.log(readFileSync(import.meta.path, "utf8").split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
+      const lines = readFileSync(import.meta.path, "utf8").split("\n").slice(1);
+      console.log(lines.slice(0, lines.findIndex((l) => !l.startsWith("//"))).map((l) => l.replace(/^\/\/ ?/, "")).join("\n"));
       process.exit(0);
     } else if (numeric[name]) {
       const text = inline ?? argv[++i];
@@ -193,8 +207,12 @@ class Proc {
   }
 }
 
-function run(program: string, args: string[], cwd: string, label: string): Proc {
-  const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined };
+/** Extra environment of the inp2ps processes of part 1 (--profile), and their login_rate (--login-rate; 0: the default). */
+let serverEnv: Record<string, string> = {};
+let serverLoginRate = 0;
+
+function run(program: string, args: string[], cwd: string, label: string, extraEnv: Record<string, string> = {}): Proc {
+  const env = { ...process.env, INP2P_TOKEN: undefined, INP2P_NODE: undefined, INP2P_SERVER: undefined, ...extraEnv };
   const [command, argv] = program.endsWith(".ts") ? [BUN, [program, ...args]] : [program, args];
   return new Proc(spawn(command, argv, { cwd, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] }), label);
 }
@@ -222,9 +240,29 @@ function rssKiB(pid: number | "self"): number {
   return m ? Number(m[1]) : NaN;
 }
 
-function openFilesLimit(pid: number | "self"): number {
-  const m = readFileSync(`/proc/${pid}/limits`, "utf8").match(/^Max open files\s+(\d+|unlimited)/m);
+/** The hard open-files limit: Bun raises the soft one to it by itself, and inp2ps and the workers inherit it from this process. */
+function openFilesHardLimit(): number {
+  const m = readFileSync("/proc/self/limits", "utf8").match(/^Max open files\s+\S+\s+(\d+|unlimited)/m);
   return !m ? NaN : m[1] === "unlimited" ? Infinity : Number(m[1]);
+}
+
+/** Files inp2ps and a bench process hold beside their sockets (measured: inp2ps 1013 with 1000 nodes). */
+const SERVER_SPARE_FILES = 64;
+const BENCH_SPARE_FILES = 256;
+
+/** Why this box cannot hold N nodes (each a socket in inp2ps and one in a bench process, all from 127.0.0.1), or undefined. */
+function fleetLimitProblem(n: number, procs: number): string | undefined {
+  const hard = openFilesHardLimit();
+  const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number) as [number, number];
+  const ports = high - low + 1;
+  if (n + SERVER_SPARE_FILES > hard)
+    return `inp2ps needs a socket per node, ${n + SERVER_SPARE_FILES} files for ${n} nodes, but the hard open-files limit (ulimit -Hn) is ${hard}: ` +
+      `at most ${hard - SERVER_SPARE_FILES} nodes here (raise it as root: ulimit -Hn ${n + 1024}, or LimitNOFILE in a systemd unit)`;
+  const perProc = Math.ceil(n / procs);
+  if (perProc + BENCH_SPARE_FILES > hard)
+    return `each bench process would hold ${perProc} sessions but the hard open-files limit (ulimit -Hn) is ${hard}: use --procs ${Math.ceil(n / (hard - BENCH_SPARE_FILES))} or more`;
+  if (n > ports) return `every session connects from 127.0.0.1 to one port, so at most ${ports} of them (net.ipv4.ip_local_port_range ${low}-${high}); ${n} do not fit`;
+  return undefined;
 }
 
 const openFds = (pid: number | "self") => readdirSync(`/proc/${pid}/fd`).length;
@@ -273,11 +311,12 @@ async function startInp2ps(program: string, heartbeatMs: number, maxConns: numbe
       `heartbeat_interval_ms = ${heartbeatMs}`,
       `heartbeat_timeout_ms = ${heartbeatMs * 3}`,
       `max_conns_per_ip = ${maxConns}`,
+      ...(serverLoginRate ? [`login_rate = ${serverLoginRate}`] : []),
       "",
     ].join("\n"),
     { mode: 0o600 },
   );
-  const proc = run(program, ["--config", configPath], dir, label);
+  const proc = run(program, ["--config", configPath], dir, label, program === SRC_INP2PS ? serverEnv : {});
   const at = await proc.waitForOutput(/listening on/);
   await proc.waitForOutput(/SHA-256:\s+[0-9A-F:]{95}/, 2_000);
   const fingerprint = proc.output.match(/SHA-256:\s+([0-9A-F:]{95})/)![1]!;
@@ -316,17 +355,48 @@ interface IdleRow {
   warningsDuringLogin: number;
   warningsDuringWindow: number;
   loginServerCpuMs: number;
-  /** Server CPU per login over the first and the last tenth of the N logins, in ms. */
-  firstTenthCpuMs: number;
-  lastTenthCpuMs: number;
+  /** Sessions online and the server's CPU while they logged in (the first at 0 online): CPU per login by tenth of N. */
+  loginSamples: LoginSample[];
   /** kill -9 of the server with N online -> all N online again on the restarted server; undefined when not measured. */
   reconnectMs?: number;
   reconnectServerCpuMs?: number;
   reconnectedOnline?: number;
+  /** Heartbeat answer times (sent -> answered, in the bench worker) while the N logged in and while they came back; --procs only. */
+  heartbeatAnswersMs?: { login: number[]; reconnect: number[] };
   settleMs: number;
   stable: boolean;
   serverFds: number;
   healthAfter: number;
+}
+
+interface LoginSample {
+  online: number;
+  cpuMs: number;
+  atMs: number;
+}
+
+/**
+ * Server CPU per login over the first and the last tenth of the N logins, raw and net. Net takes off what the server
+ * spends meanwhile without any login (the empty server, plus the heartbeat CPU per node, measured in the window after
+ * the logins, times the nodes online), so that the last tenth is not charged for the heartbeats of the nine before it.
+ */
+function loginCost(r: IdleRow) {
+  const heartbeatCpuMsPerNodeS = (r.cpuMsPerS - r.idleCpuMsPerS) / r.clients;
+  const samples = r.loginSamples;
+  const between = (from: number, to: number) => {
+    let [raw, baseline] = [0, 0];
+    for (let i = from + 1; i <= to; i++) {
+      const [a, b] = [samples[i - 1]!, samples[i]!];
+      raw += b.cpuMs - a.cpuMs;
+      baseline += ((b.atMs - a.atMs) / 1000) * (r.idleCpuMsPerS + (heartbeatCpuMsPerNodeS * (a.online + b.online)) / 2);
+    }
+    const logins = samples[to]!.online - samples[from]!.online;
+    return { rawMs: raw / logins, netMs: (raw - baseline) / logins };
+  };
+  const tenth = Math.max(1, Math.floor(r.clients / 10));
+  const firstEnd = samples.findIndex((x) => x.online >= tenth);
+  const lastStart = samples.length - 1 - [...samples].reverse().findIndex((x) => x.online <= r.clients - tenth);
+  return { heartbeatCpuMsPerNodeS, first: between(0, firstEnd), last: between(lastStart, samples.length - 1) };
 }
 
 /** Top client warning messages with counts, e.g. `1900x "heartbeat went unanswered; reconnecting"`. */
@@ -341,8 +411,6 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const server = await startInp2ps(SRC_INP2PS, heartbeatMs, Math.min(100_000, n + 64), `inp2ps (heartbeat ${heartbeatMs} ms)`);
   const clientDir = tempDir("inp2p-bench-c-");
   const pid = server.proc.pid;
-  const limit = openFilesLimit(pid);
-  if (limit < n + 64) progress(`WARNING: inp2ps may run out of file descriptors: limit ${limit} < ${n} clients; raise it with ulimit -n ${n + 1024}`);
 
   // Idle baseline: the empty server, settled.
   await sleep(1_500);
@@ -375,8 +443,7 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
   const loginCpu0 = cpuMs(pid);
   const mine: ServerSession[] = [];
   const warningsBeforeLogin = warningCount;
-  /** (sessions online, server CPU ms) at the end of each batch: CPU per login by tenth of N. */
-  const cpuAt: [number, number][] = [[0, loginCpu0]];
+  const loginSamples: LoginSample[] = [{ online: 0, cpuMs: loginCpu0, atMs: started }];
   for (let first = 0, count = 0; first < n; first += count) {
     // A server that tells every online peer of each login (node-online; before presence by interest) sends all N peers,
     // which live in this one process, K fan-out messages per login: keep each batch's fan-out bounded so heartbeat
@@ -435,18 +502,13 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
     const fanout = ((first + count) * (first + count - 1)) / 2;
     const drainDeadline = performance.now() + 10_000;
     while (peerOnlineReceived > 0 && peerOnlineReceived < fanout && performance.now() < drainDeadline) await sleep(10);
-    cpuAt.push([online, cpuMs(pid)]);
+    loginSamples.push({ online, cpuMs: cpuMs(pid), atMs: performance.now() });
     const step = Math.floor((first + count) / Math.ceil(n / 4));
     if (opts.trace || step !== Math.floor(first / Math.ceil(n / 4)) || first + count === n)
       progress(`${online}/${n} online after ${ms(performance.now() - started)} (batch ${count}), server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms, ${warningCount} client warnings`);
   }
   const loginMs = performance.now() - started;
   const loginServerCpuMs = cpuMs(pid) - loginCpu0;
-  const tenth = Math.max(1, Math.floor(n / 10));
-  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
-  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
-  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
-  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (cpuAt.at(-1)![0] - lastStart[0]);
   const warningsDuringLogin = warningCount - warningsBeforeLogin;
   const healthNodes = (await health(server)).nodes;
 
@@ -545,8 +607,7 @@ async function idleClients(opts: Options, heartbeatMs: number, requestedMeasureS
     warningsDuringLogin,
     warningsDuringWindow: warningsInWindow,
     loginServerCpuMs,
-    firstTenthCpuMs,
-    lastTenthCpuMs,
+    loginSamples,
     ...reconnect,
     settleMs,
     stable,
@@ -595,11 +656,15 @@ function newestMtime(dir: string): number {
 async function worker(opts: Options): Promise<void> {
   const { port, fingerprint, first, count, dir, host } = opts.worker!;
   const knownServers = new KnownServers(join(dir, `known-${first}.json`));
-  const logger = createLogger({ level: "error", format: "json", write: () => {} });
+  // Warnings and errors go to the main process, a line each, without their numbers (counted by message).
+  const logger = createLogger({ level: "warn", format: "json", write: (line) => process.stdout.write(`warning ${(JSON.parse(line) as { msg: string }).msg.replace(/\d+(\.\d+)?/g, "N")}\n`) });
   let online = 0;
   let told = -1;
+  let heartbeatAnswersMs: number[] = [];
   const report = setInterval(() => {
     if (online !== told) process.stdout.write(`online ${(told = online)}\n`);
+    if (heartbeatAnswersMs.length) process.stdout.write(`heartbeats ${heartbeatAnswersMs.join(",")}\n`);
+    heartbeatAnswersMs = [];
   }, 100);
   for (let i = first; i < first + count; ) {
     const batch = Math.min(opts.batch, first + count - i);
@@ -609,6 +674,13 @@ async function worker(opts: Options): Promise<void> {
         { host, port, insecure: !fingerprint, node: `bench-${i}`, token: TOKEN, identity: generateIdentity(), version: VERSION, tlsFingerprint: fingerprint || undefined, knownServers, logger },
         { online: () => void online++, offline: () => void online-- },
       );
+      const request = session.request.bind(session);
+      session.request = ((type: Parameters<typeof request>[0], fields: Parameters<typeof request>[1]) => {
+        const sentAt = performance.now();
+        const answer = request(type, fields);
+        if (type === "heartbeat") void answer.then(() => heartbeatAnswersMs.push(Math.round(performance.now() - sentAt)), () => {});
+        return answer;
+      }) as typeof session.request;
       sessions.add(session);
       session.start();
     }
@@ -624,7 +696,6 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const heartbeatMs = opts.heartbeatMs;
   const server = await startInp2ps(SRC_INP2PS, heartbeatMs, n + 64, `inp2ps (heartbeat ${heartbeatMs} ms)`);
   const pid = server.proc.pid;
-  if (openFilesLimit(pid) < n + 64) throw new BenchError(`inp2ps cannot hold ${n} connections: its open-files limit is ${openFilesLimit(pid)}; raise it with ulimit -Hn/-n ${n + 1024}`);
   const clientDir = tempDir("inp2p-bench-c-");
   await sleep(1_500);
   const rssIdleKiB = rssKiB(pid);
@@ -633,37 +704,45 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const idleCpuMsPerS = (cpuMs(pid) - idleCpu0) / 3;
   const per = Math.ceil(n / opts.procs);
   const counts = new Map<Proc, number>();
+  const warnings = new Map<string, number>();
+  /** Heartbeat answer times the workers measured (request sent -> answer read), with when they told us. */
+  const heartbeatAnswers: { atMs: number; answerMs: number }[] = [];
+  const heartbeatsBetween = (fromMs: number, toMs: number) => heartbeatAnswers.filter((h) => h.atMs >= fromMs && h.atMs <= toMs).map((h) => h.answerMs);
   const total = () => [...counts.values()].reduce((a, b) => a + b, 0);
   const loginCpu0 = cpuMs(pid);
-  const cpuAt: [number, number][] = [[0, loginCpu0]];
   const started = performance.now();
+  const loginSamples: LoginSample[] = [{ online: 0, cpuMs: loginCpu0, atMs: started }];
   for (let p = 0; p < opts.procs; p++) {
     const first = p * per;
     const count = Math.min(per, n - first);
     if (count <= 0) break;
     const proc = run(import.meta.path, ["--worker", [server.port, server.fingerprint, first, count, clientDir].join(","), "--batch", String(opts.batch)], clientDir, `bench worker ${p}`);
     counts.set(proc, 0);
+    let partial = "";
     proc.child.stdout?.on("data", (d: Buffer) => {
-      const last = d.toString().trim().split("\n").at(-1)?.match(/^online (\d+)$/);
-      if (last) counts.set(proc, Number(last[1]));
+      const lines = (partial + d.toString()).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const [word, value = ""] = line.split(" ");
+        if (word === "online") counts.set(proc, Number(value));
+        else if (word === "warning") {
+          const message = line.slice("warning ".length);
+          warnings.set(message, (warnings.get(message) ?? 0) + 1);
+        } else if (word === "heartbeats") for (const answerMs of value.split(",")) heartbeatAnswers.push({ atMs: performance.now(), answerMs: Number(answerMs) });
+      }
     });
   }
   const loginBound = performance.now() + RECONNECT_BOUND_MS;
   let shown = 0;
   while (total() < n && performance.now() < loginBound) {
     await sleep(250);
-    cpuAt.push([total(), cpuMs(pid)]);
+    loginSamples.push({ online: total(), cpuMs: cpuMs(pid), atMs: performance.now() });
     if (total() >= shown + n / 10 || opts.trace) progress(`${(shown = total())}/${n} online after ${ms(performance.now() - started)}, server CPU ${Math.round(cpuMs(pid) - loginCpu0)} ms`);
   }
   const loginMs = performance.now() - started;
   const loginServerCpuMs = cpuMs(pid) - loginCpu0;
-  cpuAt.push([total(), cpuMs(pid)]);
+  loginSamples.push({ online: total(), cpuMs: cpuMs(pid), atMs: performance.now() });
   if (total() < n) throw new BenchError(`only ${total()}/${n} online after ${ms(loginMs)}`);
-  const tenth = Math.floor(n / 10);
-  const firstEnd = cpuAt.find(([count]) => count >= tenth)!;
-  const lastStart = cpuAt.filter(([count]) => count <= n - tenth).at(-1)!;
-  const firstTenthCpuMs = (firstEnd[1] - loginCpu0) / firstEnd[0];
-  const lastTenthCpuMs = (cpuAt.at(-1)![1] - lastStart[1]) / (n - lastStart[0]);
 
   await sleep(Math.min(3_000, heartbeatMs));
   const rssLoadedKiB = rssKiB(pid);
@@ -676,7 +755,9 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
   const stillOnline = total();
   const serverFds = openFds(pid);
 
+  const loginHeartbeats = heartbeatsBetween(started, started + loginMs);
   let reconnect: Pick<IdleRow, "reconnectMs" | "reconnectServerCpuMs" | "reconnectedOnline"> = {};
+  let reconnectHeartbeats: number[] = [];
   if (opts.reconnect) {
     progress(`kill -9 inp2ps with ${total()} online; restarting it`);
     const killedAt = performance.now();
@@ -691,6 +772,7 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
       if (total() >= shown + n / 10 || opts.trace) progress(`${(shown = total())}/${n} online again after ${ms(performance.now() - killedAt)}`);
     }
     reconnect = { reconnectMs: performance.now() - killedAt, reconnectServerCpuMs: cpuMs(server.proc.pid), reconnectedOnline: total() };
+    reconnectHeartbeats = heartbeatsBetween(killedAt, performance.now());
   }
   for (const proc of counts.keys()) await proc.stop();
   await stopServer(server);
@@ -711,13 +793,13 @@ async function idleClientsFromProcs(opts: Options): Promise<IdleRow> {
     benchCpuMsPerS: NaN,
     benchRssKiB: NaN,
     drops: n - stillOnline,
-    warnings: new Map(),
+    warnings,
     warningsDuringLogin: 0,
     warningsDuringWindow: 0,
     loginServerCpuMs,
-    firstTenthCpuMs,
-    lastTenthCpuMs,
+    loginSamples,
     ...reconnect,
+    heartbeatAnswersMs: { login: loginHeartbeats, reconnect: reconnectHeartbeats },
     settleMs: 0,
     stable: true,
     serverFds,
@@ -733,14 +815,12 @@ async function main(): Promise<void> {
   const nproc = spawnSync("nproc", { encoding: "utf8" }).stdout?.trim() || String(cpus().length);
   console.log(`inp2p ${VERSION} bench: idle clients and cold start`);
   console.log(`machine: nproc ${nproc} (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}`);
-  console.log(`bun ${Bun.version} (${BUN}), CLK_TCK ${CLK_TCK}, open-files limit ${openFilesLimit("self")}`);
-  const fdLimit = openFilesLimit("self");
-  if (fdLimit < Math.ceil(opts.clients / opts.procs) + 256)
-    throw new BenchError(
-      `this process opens ${opts.clients} sockets (and inp2ps as many) but the open-files limit is ${fdLimit} ` +
-        `(Bun raises the soft limit to the hard one by itself, so the hard limit is too low): run \`ulimit -Hn ${opts.clients + 1024}; ulimit -n ${opts.clients + 1024}\` as root, or use fewer --clients`,
-    );
+  console.log(`bun ${Bun.version} (${BUN}), CLK_TCK ${CLK_TCK}, open-files hard limit ${openFilesHardLimit()}`);
+  const limitProblem = fleetLimitProblem(opts.clients, opts.procs);
+  if (limitProblem) throw new BenchError(`--clients ${opts.clients} is more than this box allows: ${limitProblem}`);
 
+  if (opts.profileDir) serverEnv = profilerEnv(opts.profileDir);
+  serverLoginRate = opts.loginRate;
   // 1. idle clients
   const rows: IdleRow[] = [];
   console.log(`\n== 1. idle clients held by one inp2ps process: ${opts.clients} real ServerSessions (TLS, own identity, login, heartbeats) from one bench process, batches of <= ${opts.batch} (fewer when the node-online fan-out grows), one user ==`);
@@ -811,21 +891,41 @@ async function main(): Promise<void> {
   console.log("  fleet scale (issue #17):");
   console.log(
     table([
-      ["N", "time to all online", "CPU/login first tenth", "last tenth", "last/first", "KiB/node", "µs/heartbeat", "kill -9 -> all N online again", "its server CPU"],
-      ...rows.map((r) => [
-        String(r.clients),
-        ms(r.loginMs),
-        `${r.firstTenthCpuMs.toFixed(2)} ms`,
-        `${r.lastTenthCpuMs.toFixed(2)} ms`,
-        (r.lastTenthCpuMs / r.firstTenthCpuMs).toFixed(2),
-        perNodeKiB(r).toFixed(1),
-        ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
-        r.reconnectMs === undefined ? "-" : `${ms(r.reconnectMs)}${r.reconnectedOnline === r.clients ? "" : ` (${r.reconnectedOnline}/${r.clients})`}`,
-        r.reconnectServerCpuMs === undefined ? "-" : ms(r.reconnectServerCpuMs),
-      ]),
+      ["N", "time to all online", "CPU/login first tenth raw", "net", "last tenth raw", "net", "last/first raw", "net", "heartbeat CPU/node", "KiB/node", "µs/heartbeat", "kill -9 -> all N online again", "its server CPU"],
+      ...rows.map((r) => {
+        const cost = loginCost(r);
+        return [
+          String(r.clients),
+          ms(r.loginMs),
+          `${cost.first.rawMs.toFixed(2)} ms`,
+          `${cost.first.netMs.toFixed(2)} ms`,
+          `${cost.last.rawMs.toFixed(2)} ms`,
+          `${cost.last.netMs.toFixed(2)} ms`,
+          (cost.last.rawMs / cost.first.rawMs).toFixed(2),
+          (cost.last.netMs / cost.first.netMs).toFixed(2),
+          `${(cost.heartbeatCpuMsPerNodeS * 1000).toFixed(1)} µs/s`,
+          perNodeKiB(r).toFixed(1),
+          ((r.cpuMsPerS * r.measureS * 1000) / r.heartbeatsSent).toFixed(1),
+          r.reconnectMs === undefined ? "-" : `${ms(r.reconnectMs)}${r.reconnectedOnline === r.clients ? "" : ` (${r.reconnectedOnline}/${r.clients})`}`,
+          r.reconnectServerCpuMs === undefined ? "-" : ms(r.reconnectServerCpuMs),
+        ];
+      }),
     ]),
   );
-  for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings)}`);
+  console.log(
+    "  raw = the server's CPU over a tenth of the logins / its logins; net = less what the server spends in that time with no login\n" +
+      "  (CPU empty + heartbeat CPU/node x nodes online; heartbeat CPU/node = (CPU with N - CPU empty) / N, from the window after the logins).",
+  );
+  const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+  const answers = (xs: number[]) => (xs.length ? `median ${quantile(xs, 0.5)} ms, p99 ${quantile(xs, 0.99)} ms, max ${Math.max(...xs)} ms (${xs.length} heartbeats)` : "none answered");
+  for (const r of rows)
+    if (r.heartbeatAnswersMs)
+      console.log(
+        `  heartbeat answer time (sent -> answered, as a bench worker saw it), N ${r.clients}: while logging in ${answers(r.heartbeatAnswersMs.login)}; ` +
+          `while coming back after kill -9 ${answers(r.heartbeatAnswersMs.reconnect)}`,
+      );
+  if (opts.profileDir) printProfiles(opts.profileDir, "inp2ps CPU profile", [{ startMs: 0, endMs: Infinity }], 25);
+  for (const r of rows) if (r.warnings.size) console.log(`  client warnings at ${r.heartbeatMs} ms: ${topWarnings(r.warnings, 8)}`);
 
   // 2. cold start
   if (!opts.skipCold) {

@@ -1,8 +1,16 @@
 /**
+ * The event-loop lag (LoopLag) above which logins are admitted more slowly: a heartbeat answered this late
+ * is still far inside its interval, and a link plan's start time (COORDINATION_LEAD_MS ahead) still holds.
+ */
+export const LOGIN_LAG_TARGET_MS = 50;
+
+/**
  * Admits logins at a steady rate: `burst` at once, then one every 1000 / `perSecond` ms (a generic
  * cell rate algorithm). A login beyond that gets the next free turn, later, and is told to log in again
  * then; turns go out in the order logins arrive, so a burst larger than the rate gets in, in order,
- * while the server keeps answering heartbeats and coordinating links.
+ * while the server keeps answering heartbeats and coordinating links. While the event loop lags more
+ * than LOGIN_LAG_TARGET_MS (a slower machine, or other work on it), each login takes turns in proportion
+ * (lag 4x the target: 4 turns), so the rate adapts to what the server keeps up with.
  */
 export class LoginAdmission {
   /** When the next turn would fall if there were no burst allowance. */
@@ -12,6 +20,7 @@ export class LoginAdmission {
     private readonly perSecond: number,
     private readonly burst: number,
     private readonly now: () => number = Date.now,
+    private readonly lagMs: () => number = () => 0,
   ) {}
 
   /** How long one login's turn lasts, in ms. */
@@ -26,7 +35,7 @@ export class LoginAdmission {
    */
   take(now: number = this.now()): number {
     const at = Math.max(this.theoreticalAt, now);
-    this.theoreticalAt = at + this.intervalMs;
+    this.theoreticalAt = at + this.intervalMs * Math.max(1, this.lagMs() / LOGIN_LAG_TARGET_MS);
     return Math.max(now, at - (this.burst - 1) * this.intervalMs);
   }
 

@@ -26,6 +26,7 @@ import { PairingBook } from "./pairing.ts";
 import { Registry } from "./registry.ts";
 import { Presence } from "./presence.ts";
 import { LoginAdmission } from "./admission.ts";
+import { LoopLag } from "./loop-lag.ts";
 import { TRUSTED_RELAYS_FILE, TrustedRelays } from "./relay-trust.ts";
 import { applyServerReload, type ServerPolicy } from "./reload.ts";
 import { SignalHub, type User } from "./signal.ts";
@@ -180,11 +181,12 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
   const nodes = new NodeStore(join(init.data_dir, NODE_STORE_FILE));
   const audit = new AuditLog(logger.child("audit"));
   const pairing = new PairingBook(init.pairing_expiry_s * 1000);
+  const loopLag = new LoopLag();
   const hub: SignalHub = new SignalHub({
     users,
     registry,
     presence,
-    loginAdmission: new LoginAdmission(init.login_rate ?? DEFAULT_LOGIN_RATE_PER_S, init.login_burst ?? DEFAULT_LOGIN_BURST),
+    loginAdmission: new LoginAdmission(init.login_rate ?? DEFAULT_LOGIN_RATE_PER_S, init.login_burst ?? DEFAULT_LOGIN_BURST, Date.now, () => loopLag.ms),
     broker,
     // Called only once the hub exists (when a node joins the virtual network).
     sdwan: addressBook ? new SdwanHub(addressBook, registry, (node, member): boolean => hub.linkableBothWays(node, member)) : undefined,
@@ -234,6 +236,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
       ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     });
   } catch (err) {
+    loopLag.stop();
     await stun.stop();
     await relay?.stop();
     addressBook?.close();
@@ -261,6 +264,7 @@ export async function startServer(init: ServerInit, logger: Logger, version: str
     reload: (policy, plan) => applyServerReload({ hub, broker, pairing, trustedRelays, audit, fleet, setMetricsAllow: (allowed) => (metricsAllow = allowed) }, policy, plan),
     async stop() {
       clearInterval(sweeper);
+      loopLag.stop();
       fleet.stop();
       lastSeen.stop();
       presence.stop();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PresenceDelta } from "../../src/protocol/index.ts";
-import { LoginAdmission } from "../../src/server/admission.ts";
+import { LOGIN_LAG_TARGET_MS, LoginAdmission } from "../../src/server/admission.ts";
 import { Presence } from "../../src/server/presence.ts";
 import { Registry, type NodeSession } from "../../src/server/registry.ts";
 
@@ -108,6 +108,19 @@ describe("LoginAdmission", () => {
       const readAt = tick();
       expect(admission.take(readAt), `login ${i}`).toBe(readAt);
     }
+  });
+
+  it("spaces turns further apart while the event loop lags behind, still in arrival order", () => {
+    const now = 10_000;
+    let lagMs = 0;
+    const admission = new LoginAdmission(10, 1, () => now, () => lagMs);
+    expect([admission.take(), admission.take()].map((t) => t - now)).toEqual([0, 100]);
+    // Timers run 4x the target late: each login now takes four turns' worth of the rate.
+    lagMs = 4 * LOGIN_LAG_TARGET_MS;
+    expect([admission.take(), admission.take(), admission.take()].map((t) => t - now)).toEqual([200, 600, 1000]);
+    // The loop has caught up: one interval apart again, after those already given.
+    lagMs = LOGIN_LAG_TARGET_MS / 2;
+    expect([admission.take(), admission.take()].map((t) => t - now)).toEqual([1400, 1500]);
   });
 
   it("suggests a reconnect window as long as the fleet takes to get in beyond the burst", () => {
