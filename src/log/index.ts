@@ -27,24 +27,6 @@ export interface LoggerInit {
 
 const rank = (level: LogLevel) => LOG_LEVELS.indexOf(level);
 
-let stderrLines: string[] = [];
-
-function flushStderr(): void {
-  if (stderrLines.length === 0) return;
-  const text = stderrLines.join("\n") + "\n";
-  stderrLines = [];
-  process.stderr.write(text);
-}
-
-/**
- * The lines logged in one turn of the event loop go to stderr in one write (and any left at exit): a
- * server taking a fleet's logins logs a line per node, and a write each was a fifth of its busy time.
- */
-function writeStderr(line: string): void {
-  if (stderrLines.push(line) === 1) setImmediate(flushStderr);
-}
-process.on("exit", flushStderr);
-
 /** The more verbose of two levels. */
 export const moreVerbose = (a: LogLevel, b: LogLevel): LogLevel => (rank(a) <= rank(b) ? a : b);
 
@@ -61,7 +43,7 @@ export function createLogger(init: LoggerInit = {}): Logger {
 /** A logger and its children share one level, so that changing it reaches them all. */
 function makeLogger(init: LoggerInit, shared: { level: LogLevel }): Logger {
   const format = init.format ?? "text";
-  const write = init.write ?? writeStderr;
+  const write = init.write ?? ((line: string) => process.stderr.write(line + "\n"));
 
   const emit = (at: LogLevel, message: string, fields: LogFields = {}) => {
     if (rank(at) < rank(shared.level)) return;
