@@ -35,7 +35,7 @@ import { ServerSession, KnownServers } from "../../src/client/index.ts";
 import { generateIdentity } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { VERSION } from "../../src/protocol/index.ts";
-import { freePort, freeUdpPorts } from "../../test/helpers/processes.ts";
+import { freePort, ownServerPorts, portToml } from "../../test/helpers/processes.ts";
 import { printProfiles, profilerEnv } from "./lab-measure.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -290,8 +290,8 @@ interface Server {
   proc: Proc;
   dir: string;
   port: number;
-  /** Its STUN and relay ports (TOML lines), kept across a restart: never the defaults, which a test on this host may use. */
-  ownPorts: string[];
+  /** Its STUN and relay ports (TOML), kept across a restart: never the defaults, which a test on this host may use. */
+  ownPorts: string;
   fingerprint: string;
   startupMs: number;
 }
@@ -299,8 +299,7 @@ interface Server {
 async function startInp2ps(program: string, heartbeatMs: number, maxConns: number, label: string, again?: Server): Promise<Server> {
   const dir = again?.dir ?? tempDir("inp2p-bench-s-");
   const port = again?.port ?? (await freePort());
-  const [udp1, udp2] = await freeUdpPorts();
-  const ownPorts = again?.ownPorts ?? [`stun_udp1 = ${udp1}`, `stun_udp2 = ${udp2}`, `stun_tcp1 = ${await freePort()}`, `stun_tcp2 = ${await freePort()}`, `relay_port = ${await freePort()}`];
+  const ownPorts = again?.ownPorts ?? portToml(await ownServerPorts());
   const configPath = join(dir, "inp2ps.toml");
   writeFileSync(
     configPath,
@@ -310,7 +309,7 @@ async function startInp2ps(program: string, heartbeatMs: number, maxConns: numbe
       "[server]",
       'listen = "127.0.0.1"',
       `ws_port = ${port}`,
-      ...ownPorts,
+      ownPorts,
       `token = "${TOKEN}"`,
       'tls = "auto"',
       `heartbeat_interval_ms = ${heartbeatMs}`,

@@ -47,6 +47,29 @@ export async function freeUdpPorts(): Promise<[number, number]> {
   return ports;
 }
 
+export type StunPorts = Record<"stun_udp1" | "stun_udp2" | "stun_tcp1" | "stun_tcp2", number>;
+
+/**
+ * STUN and relay ports of its own for an inp2ps (TOML keys), free a moment ago: never the defaults, which
+ * another inp2ps on this host (a bench, a test) may hold.
+ */
+export async function ownServerPorts(): Promise<StunPorts & { relay_port: number }> {
+  const [udp1, udp2] = await freeUdpPorts();
+  return { stun_udp1: udp1, stun_udp2: udp2, stun_tcp1: await freePort(), stun_tcp2: await freePort(), relay_port: await freePort() };
+}
+
+/** The command-line flags that set `ports` (TOML keys: stun_udp1 -> --stun-udp1). */
+export const portFlags = (ports: Record<string, number>): string[] => Object.entries(ports).flatMap(([key, port]) => [`--${key.replaceAll("_", "-")}`, String(port)]);
+
+/** The TOML lines that set `ports`. */
+export const portToml = (ports: Record<string, number>): string => Object.entries(ports).map(([key, port]) => `${key} = ${port}`).join("\n");
+
+/** What each process logged since `from` (an offset into its output), its last `lines` lines: for a failure message. */
+export const logsSince = (sides: Record<string, { proc: Proc; from: number }>, lines = 20): string =>
+  Object.entries(sides)
+    .map(([name, { proc, from }]) => `--- ${name}:\n${proc.output.slice(from).split("\n").slice(-lines).join("\n")}`)
+    .join("\n");
+
 export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -112,7 +135,7 @@ export async function runToEnd(program: string, args: string[], options: { cwd?:
 export interface ServerHandle {
   proc: Proc;
   /** The STUN ports the helper chose (unless the test set its own in extraToml). */
-  stunPorts: Record<"stun_udp1" | "stun_udp2" | "stun_tcp1" | "stun_tcp2", number>;
+  stunPorts: StunPorts;
   dir: string;
   port: number;
   token: string;
@@ -144,13 +167,10 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const port = options.port ?? (await freePort());
   const token = options.token ?? "1234567890123456789";
   const configPath = join(dir, "inp2ps.toml");
-  // Each server gets its own STUN ports so that servers can run side by side, unless the test sets them.
-  const [udp1, udp2] = await freeUdpPorts();
-  const stunPorts = { stun_udp1: udp1, stun_udp2: udp2, stun_tcp1: await freePort(), stun_tcp2: await freePort() };
-  const stunToml = /\bstun_(udp|tcp)[12]\b/.test(options.extraToml ?? "")
-    ? ""
-    : Object.entries(stunPorts).map(([key, port]) => `${key} = ${port}`).join("\n");
-  const relayToml = /\brelay_port\b/.test(options.extraToml ?? "") ? "" : `relay_port = ${await freePort()}`;
+  // Each server gets its own STUN and relay ports so that servers can run side by side, unless the test sets them.
+  const { relay_port, ...stunPorts } = await ownServerPorts();
+  const stunToml = /\bstun_(udp|tcp)[12]\b/.test(options.extraToml ?? "") ? "" : portToml(stunPorts);
+  const relayToml = /\brelay_port\b/.test(options.extraToml ?? "") ? "" : portToml({ relay_port });
   writeFileSync(
     configPath,
     [

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import pkg from "../../package.json";
-import { freePort, freeUdpPorts, waitFor } from "../helpers/processes.ts";
+import { freePort, ownServerPorts, portFlags, waitFor } from "../helpers/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
@@ -117,17 +117,16 @@ describe("scripts/build.ts", () => {
       return seen;
     };
     // Ports of its own for every listener, so that nothing else on the host (another inp2ps on the defaults) is in the way.
-    const [udp1, udp2] = await freeUdpPorts();
-    const stunFlags = ["--stun-udp1", udp1, "--stun-udp2", udp2, "--stun-tcp1", await freePort(), "--stun-tcp2", await freePort()].map(String);
-    const server = spawnBare("inp2ps", ["-ws-port", String(port), "--relay-port", String(await freePort()), ...stunFlags, "--log-level", "debug"], serverDir);
+    const { relay_port, ...stunPorts } = await ownServerPorts();
+    const server = spawnBare("inp2ps", ["-ws-port", String(port), ...portFlags({ ...stunPorts, relay_port }), "--log-level", "debug"], serverDir);
     const serverOut = collect(server);
     let client: ReturnType<typeof spawnBare> | undefined;
     try {
       const token = (await waitFor("server banner", () => serverOut.text.match(/token:\s+(\d+)/) ?? undefined, 15_000).catch((err: Error) => {
         throw new Error(`${err.message}; inp2ps printed:\n${serverOut.text}`);
       }))[1]!;
-      const clientPorts = ["--relay-port", await freePort(), "--status-port", await freePort()].map(String);
-      client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), ...stunFlags, ...clientPorts, "-node", "compiled", "-token", token], clientDir);
+      const clientPorts = portFlags({ ...stunPorts, relay_port: await freePort(), status_port: await freePort() });
+      client = spawnBare("inp2pc", ["-serverhost", "127.0.0.1", "-serverport", String(port), ...clientPorts, "-node", "compiled", "-token", token], clientDir);
       const clientOut = collect(client);
       // The config the compiled server wrote admits nodes by approval: the client waits, the admin approves.
       await waitFor("the client to wait for approval", () => clientOut.text.includes('waiting for approval: run "inp2ps pairing approve compiled"'), 15_000);

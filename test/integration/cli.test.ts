@@ -4,7 +4,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { BUN, freePort, freeUdpPorts, INP2PC, INP2PS, REPO_ROOT, run, tempDir, type Proc } from "../helpers/processes.ts";
+import { BUN, freePort, INP2PC, INP2PS, ownServerPorts, portFlags, portToml, REPO_ROOT, run, tempDir, type Proc } from "../helpers/processes.ts";
 import { RELEASE_PUBLIC_KEY_PEM } from "../../src/crypto/index.ts";
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -312,9 +312,7 @@ describe.concurrent("precedence: flags > environment > TOML > defaults", () => {
     const cwd = dir("inp2ps-prec-");
     const config = join(cwd, "s.toml");
     const [p1, p2, p3, p4] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const [udp1, udp2] = await freeUdpPorts();
-    const ownPorts = `stun_udp1 = ${udp1}\nstun_udp2 = ${udp2}\nstun_tcp1 = ${await freePort()}\nstun_tcp2 = ${await freePort()}\nrelay_port = ${await freePort()}\n`;
-    writeFileSync(config, `role = "server"\n[server]\nlisten = "127.0.0.1"\nws_port = ${p1}\ntoken = "111"\ntls = "off"\n${ownPorts}`);
+    writeFileSync(config, `role = "server"\n[server]\nlisten = "127.0.0.1"\nws_port = ${p1}\ntoken = "111"\ntls = "off"\n${portToml(await ownServerPorts())}\n`);
 
     async function banner(args: string[], env: Record<string, string | undefined> = {}): Promise<{ port: number; token: string }> {
       const proc = track(run(INP2PS, ["--config", config, ...args], { cwd, env }));
@@ -346,10 +344,7 @@ describe("first start without a config (npm start)", () => {
   it("generates a token, an admin credential and a certificate, prints them and a join line, writes the secrets 0600", async () => {
     cwd = dir("inp2ps-fresh-");
     port = await freePort();
-    // Ports of its own for the other listeners, so that another inp2ps on the host's defaults is not in the way.
-    const [udp1, udp2] = await freeUdpPorts();
-    const ownPorts = ["--stun-udp1", udp1, "--stun-udp2", udp2, "--stun-tcp1", await freePort(), "--stun-tcp2", await freePort(), "--relay-port", await freePort()].map(String);
-    const proc = track(run(INP2PS, ["--ws-port", String(port), ...ownPorts], { cwd }));
+    const proc = track(run(INP2PS, ["--ws-port", String(port), ...portFlags(await ownServerPorts())], { cwd }));
     try {
       await proc.waitForOutput(/join a node with:\n.*inp2pc .*\n/);
       const out = proc.output;
@@ -392,10 +387,7 @@ describe("first start without a config (npm start)", () => {
 
   it("a restart reuses the same token, admin credential and certificate, and prints only where the credential is", async () => {
     expect(token).toBeDefined();
-    // Ports of its own for the other listeners, so that another inp2ps on the host's defaults is not in the way.
-    const [udp1, udp2] = await freeUdpPorts();
-    const ownPorts = ["--stun-udp1", udp1, "--stun-udp2", udp2, "--stun-tcp1", await freePort(), "--stun-tcp2", await freePort(), "--relay-port", await freePort()].map(String);
-    const proc = track(run(INP2PS, ["--ws-port", String(port), ...ownPorts], { cwd }));
+    const proc = track(run(INP2PS, ["--ws-port", String(port), ...portFlags(await ownServerPorts())], { cwd }));
     try {
       await proc.waitForOutput(/join a node with:\n.*inp2pc .*\n/);
       expect(proc.output).toMatch(new RegExp(`token:\\s+${token}\\n`));

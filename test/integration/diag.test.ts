@@ -11,6 +11,7 @@ import {
   freePort,
   freeUdpPorts,
   INP2PC,
+  logsSince,
   run,
   runToEnd,
   startLinkedClient,
@@ -87,13 +88,10 @@ describe("doctor, ping and speedtest between two running nodes", () => {
   });
 
   it("doctor on a healthy node: every layer ok, exit 0", async () => {
-    const logFrom = { alpha: alpha.proc.output.length, beta: beta.proc.output.length };
+    const sides = { alpha: { proc: alpha.proc, from: alpha.proc.output.length }, beta: { proc: beta.proc, from: beta.proc.output.length } };
     const { code, output, report } = await doctor(["--config", beta.config]);
     // On failure, what both nodes said meanwhile: a link that stops answering is seen in their logs.
-    const logs = Object.entries({ alpha, beta })
-      .map(([name, node]) => `--- ${name}:\n${node.proc.output.slice(logFrom[name as "alpha" | "beta"]).split("\n").slice(-40).join("\n")}`)
-      .join("\n");
-    expect(report.layers.filter((l) => l.status === "fail"), `${output}\n${logs}`).toEqual([]);
+    expect(report.layers.filter((l) => l.status === "fail"), `${output}\n${logsSince(sides, 40)}`).toEqual([]);
     expect(code).toBe(0);
     expect(report.exitCode).toBe(0);
     for (const name of ["config", "server", "tls", "login", "nat", "peer alpha", "app web", "system ffi"]) expect(layer(report, name).status, name).toBe("ok");

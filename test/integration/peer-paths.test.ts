@@ -11,20 +11,29 @@ afterEach(() => {
   open.endpoints.splice(0).forEach((endpoint) => endpoint.close());
 });
 
-async function linkPair(transports: ("udp" | "tcp")[]): Promise<[Link, Link]> {
-  const [ia, ib] = [generateIdentity(), generateIdentity()];
-  const [ea, eb] = [new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1", transports }), new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1", transports })];
-  open.endpoints.push(ea, eb);
-  await Promise.all([ea.start(), eb.start()]);
-  const connector = (endpoint: PeerEndpoint, identity: typeof ia) => new Connector({ endpoint, identity, logger: silentLogger, localTimeOf: (t) => t });
-  const sessionId = randomBytes(16).toString("base64url");
-  const startAt = Date.now() + 20;
-  const links = await Promise.all([
-    connector(ea, ia).run({ sessionId, startAt, role: "initiator", peer: { name: "b", publicKey: ib.publicKey, nat: null, candidates: eb.candidates() } }),
-    connector(eb, ib).run({ sessionId, startAt, role: "responder", peer: { name: "a", publicKey: ia.publicKey, nat: null, candidates: ea.candidates() } }),
-  ]);
-  open.links.push(...links);
-  return links;
+/**
+ * Two endpoints on 127.0.0.1 offering `transports`, and `link()`, which runs one server plan between them
+ * (both sides at once, as when a node asks for a link) and resolves to the link each side made.
+ */
+async function endpointPair(transports: ("udp" | "tcp")[]) {
+  const identities = [generateIdentity(), generateIdentity()] as const;
+  const endpoints = [new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1", transports }), new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1", transports })] as const;
+  open.endpoints.push(...endpoints);
+  await Promise.all(endpoints.map((endpoint) => endpoint.start()));
+  const names = ["a", "b"] as const;
+  const run = (side: 0 | 1, plan: { sessionId: string; startAt: number; role: "initiator" | "responder" }) => {
+    const other = (1 - side) as 0 | 1;
+    const connector = new Connector({ endpoint: endpoints[side], identity: identities[side], logger: silentLogger, localTimeOf: (t) => t });
+    return connector.run({ ...plan, peer: { name: names[other], publicKey: identities[other].publicKey, nat: null, candidates: endpoints[other].candidates() } });
+  };
+  const link = async (): Promise<[Link, Link]> => {
+    const sessionId = randomBytes(16).toString("base64url");
+    const startAt = Date.now() + 20;
+    const links = await Promise.all([run(0, { sessionId, startAt, role: "initiator" }), run(1, { sessionId, startAt, role: "responder" })]);
+    open.links.push(...links);
+    return links;
+  };
+  return { link };
 }
 
 async function roundTrip(a: Link, b: Link): Promise<string> {
@@ -44,29 +53,18 @@ describe("peer_paths", () => {
     [["udp"], "lan"],
     [["tcp"], "tcp-direct"],
   ] as const)("offering %j gives a %s path that carries a stream both ways", async (transports, kind) => {
-    const [a, b] = await linkPair([...transports]);
+    const [a, b] = await (await endpointPair([...transports])).link();
     expect([a.kind, b.kind]).toEqual([kind, kind]);
     expect(await roundTrip(a, b)).toBe("echo:hi");
   });
 });
 
 describe("two links between the same two sockets", () => {
-  /** A second plan between the endpoints of `first`'s pair: the race both nodes run when each asks for the other at once. */
-  async function secondLink(pair: Awaited<ReturnType<typeof linkPairWithEndpoints>>): Promise<[Link, Link]> {
-    const sessionId = randomBytes(16).toString("base64url");
-    const startAt = Date.now() + 20;
-    const links = await Promise.all([
-      pair.connect(0, { sessionId, startAt, role: "initiator" }),
-      pair.connect(1, { sessionId, startAt, role: "responder" }),
-    ]);
-    open.links.push(...links);
-    return links;
-  }
-
   it("the first still carries streams while the second is up, and after the second closes", async () => {
-    const pair = await linkPairWithEndpoints();
-    const [a1, b1] = pair.links;
-    const [a2, b2] = await secondLink(pair);
+    const pair = await endpointPair(["udp"]);
+    const [a1, b1] = await pair.link();
+    // A second plan between the same sockets: the race both nodes run when each asks for the other at once.
+    const [a2, b2] = await pair.link();
     expect(await roundTrip(a2, b2)).toBe("echo:hi");
     expect(await withinMs(roundTrip(a1, b1), 3_000)).toBe("echo:hi");
     // One side keeps the first link, as a node does when the parallel one loses the race.
@@ -75,25 +73,6 @@ describe("two links between the same two sockets", () => {
     expect(await withinMs(roundTrip(a1, b1), 3_000)).toBe("echo:hi");
   });
 });
-
-async function linkPairWithEndpoints() {
-  const [ia, ib] = [generateIdentity(), generateIdentity()];
-  const endpoints = [new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1", transports: ["udp"] }), new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1", transports: ["udp"] })] as const;
-  open.endpoints.push(...endpoints);
-  await Promise.all(endpoints.map((endpoint) => endpoint.start()));
-  const identities = [ia, ib] as const;
-  const names = ["a", "b"] as const;
-  const connect = (side: 0 | 1, plan: { sessionId: string; startAt: number; role: "initiator" | "responder" }) => {
-    const other = (1 - side) as 0 | 1;
-    const connector = new Connector({ endpoint: endpoints[side], identity: identities[side], logger: silentLogger, localTimeOf: (t) => t });
-    return connector.run({ ...plan, peer: { name: names[other], publicKey: identities[other].publicKey, nat: null, candidates: endpoints[other].candidates() } });
-  };
-  const sessionId = randomBytes(16).toString("base64url");
-  const startAt = Date.now() + 20;
-  const links = await Promise.all([connect(0, { sessionId, startAt, role: "initiator" }), connect(1, { sessionId, startAt, role: "responder" })]);
-  open.links.push(...links);
-  return { links, connect };
-}
 
 function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, new Promise<T>((_, fail) => setTimeout(() => fail(new Error(`nothing within ${ms} ms`)), ms))]);

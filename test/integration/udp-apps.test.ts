@@ -10,6 +10,7 @@ import {
   freePort,
   freeUdpPorts,
   INP2PC,
+  logsSince,
   restartLinkedClient,
   run,
   runToEnd,
@@ -99,11 +100,6 @@ if (missingDnsTools.length) console.warn(`udp-apps: skipping the dig/dnsmasq tes
 
 /** Warnings and worse in a process's log since `from` (an offset into its output). */
 const warningsSince = (proc: Proc, from: number) => proc.output.slice(from).split("\n").filter((line) => /\s(WARN|ERROR)\s/.test(line));
-/** What each side logged since `from`, the last lines only: for a failure message. */
-const logsSince = (sides: Record<string, { proc: Proc; from: number }>) =>
-  Object.entries(sides)
-    .map(([name, { proc, from }]) => `--- ${name}:\n${proc.output.slice(from).split("\n").slice(-20).join("\n")}`)
-    .join("\n");
 
 describe("two UDP apps toward one peer", () => {
   let server: ServerHandle;
