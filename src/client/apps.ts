@@ -234,7 +234,11 @@ export class App {
         socket.resume();
         readAnswer(stream).then(
           (answered) => {
-            if (!answered) return; // the connection or the link ended first: nothing to say
+            if (!answered) {
+              // The stream ended or failed before the serving node answered: nothing will come.
+              socket.destroy();
+              return;
+            }
             const { answer, rest } = answered;
             if (!answer.ok) {
               this.refused(answer.code, answer.error);
