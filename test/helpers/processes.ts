@@ -19,6 +19,7 @@ export function tempDir(prefix = "inp2p-test-"): string {
 /** TCP ports freePort has handed out in this test process: never twice, so servers started side by side cannot collide. */
 const handedOutPorts = new Set<number>();
 const FREE_PORT_TRIES = 100;
+const APPS_STARTED_TIMEOUT_MS = 10_000;
 
 /** A TCP port that was free a moment ago on 127.0.0.1, and that this process has not handed out before. */
 export async function freePort(): Promise<number> {
@@ -314,11 +315,23 @@ export async function startLinkedClient(
   );
   const env = options.env;
   const proc = options.wrap ? run(options.wrap[0]!, [...options.wrap.slice(1), BUN, INP2PC, "--config", config], { cwd: dir, env }) : run(INP2PC, ["--config", config], { cwd: dir, env });
-  await proc.waitForOutput(options.ready ?? /logged in/).catch(async (err) => {
+  const client = { proc, node, dir, config, statusPort, env };
+  try {
+    await proc.waitForOutput(options.ready ?? /logged in/);
+    // Apps start listening just after the login (tens of ms later on a busy box): a test that connects
+    // to one right after "logged in" could be refused by the kernel.
+    const apps = (toml.match(/^\[\[client\.apps\]\]/gm) ?? []).length;
+    if (apps && !options.ready) {
+      await waitFor(`${node}'s ${apps} app(s) started`, async () => {
+        const started = ((await linkedClientStatus(client)).apps as { state: string }[]).filter((app) => app.state !== "starting");
+        return started.length >= apps || undefined;
+      }, APPS_STARTED_TIMEOUT_MS);
+    }
+  } catch (err) {
     await proc.stop();
     throw err;
-  });
-  return { proc, node, dir, config, statusPort, env };
+  }
+  return client;
 }
 
 /** The `[client] expose` line of a serving node that lets peers reach exactly these "host:port" targets. */
