@@ -1,4 +1,4 @@
-import { closeSync, constants, openSync, readSync, writevSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, readSync, writevSync } from "node:fs";
 import { FfiUnavailableError, loadKoffi } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
@@ -49,6 +49,8 @@ export interface TunDevice {
   start(onPacket: (packet: Buffer, checksumPartial: boolean) => void): void;
   /** Queues a packet for the device: what is written in one turn of the event loop goes at its end, runs of a TCP flow as one. */
   write(packet: Buffer, checksumPartial: boolean): void;
+  /** Packets the kernel dropped at the device's queue so far (the node read too slowly), or 0 if unknown. */
+  queueDrops(): number;
   close(): void;
 }
 
@@ -164,6 +166,13 @@ export function openTun(name: string): TunDevice {
       if (flushQueued) return;
       flushQueued = true;
       queueMicrotask(flush);
+    },
+    queueDrops() {
+      try {
+        return Number(readFileSync(`/sys/class/net/${actualName}/statistics/tx_dropped`, "latin1"));
+      } catch {
+        return 0; // no sysfs here: the drops go unseen
+      }
     },
     close() {
       if (closed) return;
