@@ -35,10 +35,10 @@ export class FlowAllowances {
   /** Packets dropped here for being over their flow's allowance. */
   droppedPackets = 0;
 
-  /** Whether an IPv4 packet may go on (counting it if so); false: its flow is over its allowance, drop it. */
+  /** Whether a packet may go on (counting it if so); false: its flow is over its allowance, drop it. */
   admit(packet: Buffer): boolean {
     const protocol = packet[9];
-    if (protocol === PROTOCOL_TCP || packet.length < 20) return true;
+    if (protocol === PROTOCOL_TCP || packet.length < 20 || packet[0]! >> 4 !== 4) return true;
     const bucket = flowBucket(packet, protocol!);
     const sent = this.sentBytes[bucket]! + packet.length;
     if (sent > this.allowanceBytes[bucket]!) {

@@ -250,6 +250,7 @@ export class Overlay {
   }
 
   private fromDevice(packet: Buffer, checksumPartial: boolean): void {
+    if (!this.allowances.admit(packet)) return; // first: under a flood, the fewer steps a dropped packet costs, the better
     const addresses = ipv4Addresses(packet);
     const member = addresses && this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member;
     if (!member) {
@@ -261,7 +262,6 @@ export class Overlay {
     datagram[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
     const link = this.init.peers.link(member.name);
     if (link) {
-      if (!this.allowances.admit(packet)) return;
       this.stats.packetsOut++;
       link.sendDatagram(datagram); // sealed at once: the buffer may be reused after
       return;
