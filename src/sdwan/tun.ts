@@ -27,6 +27,13 @@ const POLLIN = 0x0001;
 const POLLFD_BYTES = 8;
 /** poll() wakes up this often with nothing to read, so that close() is noticed. */
 const POLL_TIMEOUT_MS = 250;
+/**
+ * Reads from the device in one turn of the event loop at most. Under a flood the device never runs dry,
+ * and a loop that reads until it does holds the JS thread for as long as the flood lasts: the link's
+ * received packets (a TCP connection's ACKs) and timers wait, and the TCP connection beside the flood
+ * starves. 256 reads are 256 packets of a flood, or up to 16 MB of TCP super-packets.
+ */
+const DEVICE_READS_PER_TURN = 256;
 
 export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
 
@@ -115,7 +122,7 @@ export function openTun(name: string): TunDevice {
     }
   });
   let flushQueued = false;
-  /** Reads what the device holds now; set by start(). */
+  /** Reads what the device holds now (up to DEVICE_READS_PER_TURN packets); set by start(). */
   let drainDevice: (() => void) | undefined;
   const flush = () => {
     flushQueued = false;
@@ -134,7 +141,7 @@ export function openTun(name: string): TunDevice {
       pollFd.writeInt32LE(fd, 0);
       pollFd.writeInt16LE(POLLIN, 4);
       const drain = () => {
-        for (;;) {
+        for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
           let bytes: number;
           try {
             bytes = readSync(fd, buffer, 0, buffer.length, null);
