@@ -10,10 +10,13 @@ import type { Proc } from "../helpers/processes.ts";
 import { floodRound, labSkipReason, startFloodPair, type FloodPair, type FloodRound } from "./helpers.ts";
 
 const STATUS_PORT = 27190;
-const ROUNDS = 3;
+/** Before issue 14's fix about one round in three starved TCP: in five, at least one does, nearly always. */
+const ROUNDS = 5;
 const SECONDS = 3;
 /** The issue's goal: beside the flood, TCP keeps at least this share of what it moves alone (median of the rounds). */
-const MIN_TCP_SHARE = 0.25;
+const MIN_MEDIAN_TCP_SHARE = 0.25;
+/** And no round starves it: each keeps at least this share (measured after the fix: 22% and more). */
+const MIN_ROUND_TCP_SHARE = 0.1;
 
 const reason = labSkipReason([
   ["iperf3", "iperf3"],
@@ -42,7 +45,7 @@ describe.skipIf(reason)("SDWAN fairness under a flood", () => {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it("a TCP connection keeps at least a quarter of its rate alone beside an unlimited UDP flood on the same link", async () => {
+  it("a TCP connection keeps at least a quarter of its rate alone (median), and never starves, beside an unlimited UDP flood on the same link", async () => {
     const rounds: FloodRound[] = [];
     for (let round = 0; round < ROUNDS; round++) rounds.push(await floodRound(lab, lab.sites.a!.hostNs, pair.overlayIp, SECONDS));
     const shares = rounds.map((r) => r.shared / r.alone).sort((x, y) => x - y);
@@ -54,6 +57,8 @@ describe.skipIf(reason)("SDWAN fairness under a flood", () => {
       expect(r.alone, "TCP alone moved something").toBeGreaterThan(0);
       expect(r.flood, "the flood delivered something: it ran beside TCP").toBeGreaterThan(0);
     }
-    expect(shares[Math.floor(ROUNDS / 2)], `median TCP share beside the flood (rounds: ${shares.map((s) => s.toFixed(2)).join(", ")})`).toBeGreaterThanOrEqual(MIN_TCP_SHARE);
-  }, 180_000);
+    const sharesText = shares.map((s) => s.toFixed(2)).join(", ");
+    expect(shares[0], `smallest TCP share beside the flood (rounds: ${sharesText})`).toBeGreaterThanOrEqual(MIN_ROUND_TCP_SHARE);
+    expect(shares[Math.floor(ROUNDS / 2)], `median TCP share beside the flood (rounds: ${sharesText})`).toBeGreaterThanOrEqual(MIN_MEDIAN_TCP_SHARE);
+  }, 240_000);
 });
