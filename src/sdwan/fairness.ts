@@ -7,7 +7,8 @@
 // that is dropped here, before sealing: a dropped packet then costs a read, not a seal and a send, so
 // the node reads faster, the device's queue stops overflowing, and TCP's packets get through. With no
 // drops in a window, allowances grow back until they no longer bind. TCP is never held back: it
-// backs off by itself on loss.
+// backs off by itself on loss. A flow alone is not held either: there is no one to protect, and
+// holding it would only lower what it delivers.
 //
 // Flows are hashed into a fixed table (like SFQ), so a stranger sending from many ports cannot make
 // it grow; flows sharing a bucket share an allowance.
@@ -30,6 +31,8 @@ export class FlowAllowances {
   private readonly sentBytes = new Float64Array(FLOW_BUCKETS);
   /** Bytes each bucket may send a window (Infinity: not limited). */
   private readonly allowanceBytes = new Float64Array(FLOW_BUCKETS).fill(Infinity);
+  /** TCP bytes sent in the current window. */
+  private tcpBytes = 0;
   private limitedBuckets = 0;
   private lastDeviceDrops: number | undefined;
   /** Packets dropped here for being over their flow's allowance. */
@@ -37,8 +40,12 @@ export class FlowAllowances {
 
   /** Whether a packet may go on (counting it if so); false: its flow is over its allowance, drop it. */
   admit(packet: Buffer): boolean {
+    if (packet.length < 20 || packet[0]! >> 4 !== 4) return true;
     const protocol = packet[9];
-    if (protocol === PROTOCOL_TCP || packet.length < 20 || packet[0]! >> 4 !== 4) return true;
+    if (protocol === PROTOCOL_TCP) {
+      this.tcpBytes += packet.length;
+      return true;
+    }
     const bucket = flowBucket(packet, protocol!);
     const sent = this.sentBytes[bucket]! + packet.length;
     if (sent > this.allowanceBytes[bucket]!) {
@@ -53,18 +60,24 @@ export class FlowAllowances {
   endWindow(deviceDrops: number): void {
     const overflowed = this.lastDeviceDrops !== undefined && deviceDrops > this.lastDeviceDrops;
     this.lastDeviceDrops = deviceDrops;
-    if (overflowed) this.cutHeaviest();
-    else if (this.limitedBuckets > 0) this.growAll();
+    if (!(overflowed && this.cutHeaviest()) && this.limitedBuckets > 0) this.growAll();
     this.sentBytes.fill(0);
+    this.tcpBytes = 0;
   }
 
-  private cutHeaviest(): void {
+  /** Halves the allowance of the heaviest flow other than TCP if it sent more than the floor and others sent too; whether it did. */
+  private cutHeaviest(): boolean {
     let heaviest = 0;
-    for (let bucket = 1; bucket < FLOW_BUCKETS; bucket++) if (this.sentBytes[bucket]! > this.sentBytes[heaviest]!) heaviest = bucket;
+    let totalBytes = this.tcpBytes;
+    for (let bucket = 0; bucket < FLOW_BUCKETS; bucket++) {
+      totalBytes += this.sentBytes[bucket]!;
+      if (this.sentBytes[bucket]! > this.sentBytes[heaviest]!) heaviest = bucket;
+    }
     const sent = this.sentBytes[heaviest]!;
-    if (sent <= ALLOWANCE_FLOOR_BYTES) return;
+    if (sent <= ALLOWANCE_FLOOR_BYTES || totalBytes === sent) return false;
     if (this.allowanceBytes[heaviest] === Infinity) this.limitedBuckets++;
     this.allowanceBytes[heaviest] = Math.max(ALLOWANCE_FLOOR_BYTES, sent / 2);
+    return true;
   }
 
   private growAll(): void {

@@ -52,10 +52,21 @@ describe("flow allowances (fairness under a flood)", () => {
     expect(allowances.droppedPackets).toBe(500);
   });
 
+  it("hold no flow that is alone: there is no one to protect", () => {
+    const allowances = new FlowAllowances();
+    allowances.endWindow(0);
+    for (let window = 1; window <= 5; window++) {
+      expect(offer(allowances, FLOOD, 1000)).toBe(1000 * 1200);
+      allowances.endWindow(window * 500);
+    }
+    expect(allowances.droppedPackets).toBe(0);
+  });
+
   it("grow a held flow's allowance back once the device stops dropping, and lift it when the flow slows down", () => {
     const allowances = new FlowAllowances();
     allowances.endWindow(0);
     offer(allowances, FLOOD, 1000);
+    offer(allowances, TCP_SEGMENT, 10);
     allowances.endWindow(500);
     const held = offer(allowances, FLOOD, 1000);
     allowances.endWindow(500); // no new drops: the allowance grows
@@ -75,6 +86,7 @@ describe("flow allowances (fairness under a flood)", () => {
     let passed = 0;
     for (let window = 1; window <= 50; window++) {
       passed = offer(allowances, FLOOD, 1000);
+      offer(allowances, TCP_SEGMENT, 10);
       allowances.endWindow(window * 100);
     }
     expect(passed).toBeGreaterThan(0);
