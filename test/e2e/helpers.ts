@@ -431,6 +431,8 @@ table ip punchcount {
 
 export const FLOOD_TCP_PORT = 5201;
 export const FLOOD_UDP_PORT = 5202;
+/** iperf3 flags of the flood: UDP, no rate limit, 1200-byte datagrams. */
+export const FLOOD_FLAGS = ["-u", "-b", "0", "-l", "1200"];
 const IPERF_BUSY_ATTEMPTS = 20;
 const IPERF_BUSY_RETRY_MS = 500;
 /** The flood starts this long before the TCP connection, so that it is at full rate when TCP starts. */
@@ -498,7 +500,7 @@ export interface FloodRound {
  */
 export async function floodRound(lab: Lab, ns: string, ip: string, seconds: number): Promise<FloodRound> {
   const alone = await labIperfMbps(lab, ns, ip, FLOOD_TCP_PORT, seconds);
-  const flood = labIperfMbps(lab, ns, ip, FLOOD_UDP_PORT, seconds + 2 * FLOOD_LEAD_S, ["-u", "-b", "0", "-l", "1200"]);
+  const flood = labIperfMbps(lab, ns, ip, FLOOD_UDP_PORT, seconds + 2 * FLOOD_LEAD_S, FLOOD_FLAGS);
   await new Promise((resolve) => setTimeout(resolve, FLOOD_LEAD_S * 1000));
   const shared = await labIperfMbps(lab, ns, ip, FLOOD_TCP_PORT, seconds).catch(() => 0);
   return { alone, shared, flood: await flood };
