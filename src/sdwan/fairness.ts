@@ -1,3 +1,5 @@
+import { PROTOCOL_TCP, PROTOCOL_UDP } from "./packet.ts";
+
 // Fairness between flows leaving the TUN device, under a flood this node cannot keep up with.
 //
 // The TUN device has no backpressure: when inp2pc reads more slowly than the host writes, the kernel
@@ -23,8 +25,6 @@ const ALLOWANCE_FLOOR_BYTES = 65_536;
 const ALLOWANCE_STEP_BYTES = 65_536;
 /** An allowance this many times what its bucket sent in the last window no longer binds: it is lifted. */
 const ALLOWANCE_LIFT_RATIO = 4;
-const PROTOCOL_TCP = 6;
-const PROTOCOL_UDP = 17;
 
 export class FlowAllowances {
   /** Bytes each bucket sent in the current window. */
