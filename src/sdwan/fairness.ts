@@ -6,8 +6,8 @@ import { PROTOCOL_TCP, PROTOCOL_UDP } from "./packet.ts";
 // drops at the device's queue, whatever the flow, so an unlimited UDP flood starves a TCP connection
 // beside it. Only the kernel's drop counter shows it. While it rises, the heaviest flow other than TCP
 // gets an allowance (half of what it sent in the last window, down to a floor) and what it sends over
-// that is dropped here, before sealing: a dropped packet then costs a read, not a seal and a send, so
-// the node reads faster, the device's queue stops overflowing, and TCP's packets get through. With no
+// that is dropped here, before sealing: a dropped packet then costs a read, not a seal and a send (nor
+// the receiver's work), so the node's time goes to the other flows, and TCP's packets get through. With no
 // drops in a window, allowances grow back until they no longer bind. TCP is never held back: it
 // backs off by itself on loss. A flow alone is not held either: there is no one to protect, and
 // holding it would only lower what it delivers.
