@@ -30,8 +30,8 @@ const POLL_TIMEOUT_MS = 250;
 /**
  * Reads from the device in one turn of the event loop at most. Under a flood the device never runs dry,
  * and a loop that reads until it does holds the JS thread for as long as the flood lasts: the link's
- * received packets (a TCP connection's ACKs) and timers wait, and the TCP connection beside the flood
- * starves. 256 reads are 256 packets of a flood, or up to 16 MB of TCP super-packets.
+ * received packets (a TCP connection's ACKs) and timers (the flow allowances' of fairness.ts) wait.
+ * 256 reads are 256 packets of a flood, or up to 16 MB of TCP super-packets.
  */
 const DEVICE_READS_PER_TURN = 256;
 
