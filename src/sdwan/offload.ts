@@ -1,3 +1,5 @@
+import { PROTOCOL_TCP, PROTOCOL_UDP } from "./packet.ts";
+
 // TUN offloads (IFF_VNET_HDR with TUN_F_CSUM | TUN_F_TSO4), the way the fastest userspace VPNs use them:
 // the kernel hands over a TCP flow as super-packets of up to 64 KB with the checksums left to do
 // ("partial"), so one read carries what took ~45; and a receiver that hands back consecutive segments of
@@ -15,8 +17,6 @@ const GSO_TCPV4 = 1;
 const GSO_ECN_BIT = 0x80;
 
 const IPV4_VERSION = 4;
-const PROTOCOL_TCP = 6;
-const PROTOCOL_UDP = 17;
 const TCP_CHECKSUM_OFFSET = 16;
 const UDP_CHECKSUM_OFFSET = 6;
 const TCP_FIN = 0x01;

@@ -2,6 +2,7 @@ import { isIPv4 } from "node:net";
 import type { Logger } from "../log/index.ts";
 import { DatagramType, type SdwanMap } from "../protocol/index.ts";
 import type { Link } from "../transport/index.ts";
+import { FAIRNESS_WINDOW_MS, FlowAllowances } from "./fairness.ts";
 import { addRoute, configureInterface, removeRoute } from "./netconf.ts";
 import { cidrContains, ipToNumber, ipv4Addresses, parseCidr, type Cidr } from "./packet.ts";
 import { openTun, type TunDevice } from "./tun.ts";
@@ -49,8 +50,11 @@ export interface OverlayStatus {
   members: number;
   packetsOut: number;
   packetsIn: number;
-  /** Packets dropped: no member owns the destination, a peer sent one it may not, or no link came up. */
-  dropped: { noRoute: number; refused: number; noLink: number };
+  /**
+   * Packets dropped: no member owns the destination, a peer sent one it may not, no link came up, or
+   * its flow was over its allowance while the device's queue overflowed (see fairness.ts).
+   */
+  dropped: { noRoute: number; refused: number; noLink: number; overAllowance: number };
 }
 
 interface Member {
@@ -89,6 +93,8 @@ export class Overlay {
   private readonly stats = { packetsOut: 0, packetsIn: 0, dropped: { noRoute: 0, refused: 0, noLink: 0 } };
 
   private readonly system: OverlaySystem;
+  private readonly allowances = new FlowAllowances();
+  private fairnessTimer?: ReturnType<typeof setInterval>;
 
   constructor(private readonly init: OverlayInit) {
     this.system = init.system ?? HOST_SYSTEM;
@@ -104,6 +110,9 @@ export class Overlay {
       return false;
     }
     this.tun.start((packet, checksumPartial) => this.fromDevice(packet, checksumPartial));
+    const tun = this.tun;
+    this.fairnessTimer = setInterval(() => this.allowances.endWindow(tun.queueDrops()), FAIRNESS_WINDOW_MS);
+    this.fairnessTimer.unref();
     this.init.logger.info("SDWAN interface created", { device: this.tun.name });
     return true;
   }
@@ -118,6 +127,7 @@ export class Overlay {
   }
 
   stop(): void {
+    clearInterval(this.fairnessTimer);
     this.tun?.close();
     this.tun = undefined;
   }
@@ -235,11 +245,12 @@ export class Overlay {
       members: this.members.size,
       packetsOut: this.stats.packetsOut,
       packetsIn: this.stats.packetsIn,
-      dropped: { ...this.stats.dropped },
+      dropped: { ...this.stats.dropped, overAllowance: this.allowances.droppedPackets },
     };
   }
 
   private fromDevice(packet: Buffer, checksumPartial: boolean): void {
+    if (!this.allowances.admit(packet)) return; // first: under a flood, the fewer steps a dropped packet costs, the better
     const addresses = ipv4Addresses(packet);
     const member = addresses && this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member;
     if (!member) {

@@ -2,6 +2,10 @@ import { isIPv4 } from "node:net";
 
 // The little of IPv4 SDWAN needs: where a packet comes from and goes to, and CIDR blocks as numbers.
 
+/** IPv4 header's protocol numbers. */
+export const PROTOCOL_TCP = 6;
+export const PROTOCOL_UDP = 17;
+
 export interface Cidr {
   text: string;
   network: number;

@@ -1,4 +1,4 @@
-import { closeSync, constants, openSync, readSync, writevSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, readSync, writevSync } from "node:fs";
 import { FfiUnavailableError, loadKoffi } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
@@ -27,6 +27,13 @@ const POLLIN = 0x0001;
 const POLLFD_BYTES = 8;
 /** poll() wakes up this often with nothing to read, so that close() is noticed. */
 const POLL_TIMEOUT_MS = 250;
+/**
+ * Reads from the device in one turn of the event loop at most. Under a flood the device never runs dry,
+ * and a loop that reads until it does holds the JS thread for as long as the flood lasts: the link's
+ * received packets (a TCP connection's ACKs) and timers (the flow allowances' of fairness.ts) wait.
+ * 256 reads are 256 packets of a flood, or up to 16 MB of TCP super-packets.
+ */
+const DEVICE_READS_PER_TURN = 256;
 
 export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
 
@@ -49,6 +56,8 @@ export interface TunDevice {
   start(onPacket: (packet: Buffer, checksumPartial: boolean) => void): void;
   /** Queues a packet for the device: what is written in one turn of the event loop goes at its end, runs of a TCP flow as one. */
   write(packet: Buffer, checksumPartial: boolean): void;
+  /** Packets the kernel dropped at the device's queue so far (the node read too slowly), or 0 if unknown. */
+  queueDrops(): number;
   close(): void;
 }
 
@@ -113,7 +122,7 @@ export function openTun(name: string): TunDevice {
     }
   });
   let flushQueued = false;
-  /** Reads what the device holds now; set by start(). */
+  /** Reads what the device holds now (up to DEVICE_READS_PER_TURN packets); set by start(). */
   let drainDevice: (() => void) | undefined;
   const flush = () => {
     flushQueued = false;
@@ -132,7 +141,7 @@ export function openTun(name: string): TunDevice {
       pollFd.writeInt32LE(fd, 0);
       pollFd.writeInt16LE(POLLIN, 4);
       const drain = () => {
-        for (;;) {
+        for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
           let bytes: number;
           try {
             bytes = readSync(fd, buffer, 0, buffer.length, null);
@@ -164,6 +173,13 @@ export function openTun(name: string): TunDevice {
       if (flushQueued) return;
       flushQueued = true;
       queueMicrotask(flush);
+    },
+    queueDrops() {
+      try {
+        return Number(readFileSync(`/sys/class/net/${actualName}/statistics/tx_dropped`, "latin1"));
+      } catch {
+        return 0; // no sysfs here: the drops go unseen
+      }
     },
     close() {
       if (closed) return;

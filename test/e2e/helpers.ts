@@ -426,3 +426,82 @@ table ip punchcount {
     remove: async () => void (await lab.exec(s.routerNs, ["nft", "delete", "table", "ip", "punchcount"])),
   };
 }
+
+// ---------- fairness under a flood: shared by test/e2e/fairness.test.ts and scripts/bench/fairness.ts ----------
+
+export const FLOOD_TCP_PORT = 5201;
+export const FLOOD_UDP_PORT = 5202;
+/** iperf3 flags of the flood: UDP, no rate limit, 1200-byte datagrams. */
+export const FLOOD_FLAGS = ["-u", "-b", "0", "-l", "1200"];
+const IPERF_BUSY_ATTEMPTS = 20;
+const IPERF_BUSY_RETRY_MS = 500;
+/** The flood starts this long before the TCP connection, so that it is at full rate when TCP starts. */
+const FLOOD_LEAD_S = 1;
+
+/** iperf3 from `ns` to `ip`:`port` (an iperf3 server) for `seconds`; Mbit/s received (for UDP, what was not lost). */
+export async function labIperfMbps(lab: Lab, ns: string, ip: string, port: number, seconds: number, extra: string[] = []): Promise<number> {
+  let report;
+  // The server is "busy" until the last test's control connection has closed, a moment after the client is done.
+  for (let attempt = 1; ; attempt++) {
+    const result = await lab.exec(ns, ["iperf3", "-c", ip, "-p", String(port), "-t", String(seconds), "-J", ...extra], { timeoutMs: (seconds + 20) * 1000 });
+    report = JSON.parse(result.stdout);
+    if (!String(report.error ?? "").includes("busy") || attempt === IPERF_BUSY_ATTEMPTS) break;
+    await new Promise((resolve) => setTimeout(resolve, IPERF_BUSY_RETRY_MS));
+  }
+  if (report.error) throw new Error(`iperf3 to ${ip}:${port}: ${report.error}`);
+  return (extra.includes("-u") ? report.end.sum.bits_per_second * (1 - report.end.sum.lost_percent / 100) : report.end.sum_received.bits_per_second) / 1e6;
+}
+
+export interface FloodPair {
+  /** b's virtual address. */
+  overlayIp: string;
+  /** The kind of a's link to b: a direct one. */
+  link: string;
+}
+
+/**
+ * For the lab's public sites "a" and "b": inp2ps with [server.sdwan] and inp2pc with [client.sdwan] at
+ * both (configs and data in `workDir`), b's iperf3 servers; resolves once a reaches b over a direct link
+ * (the first link may be a relay carrying the first bytes while the punch runs). Pushes each process
+ * to `procs` as it starts, so that the caller can stop them if this fails.
+ */
+export async function startFloodPair(lab: Lab, workDir: string, cwd: string, statusPort: number, procs: Proc[]): Promise<FloodPair> {
+  procs.push(await startLabServer(lab, join(workDir, "server"), ["[server.sdwan]", 'subnet = "10.10.0.0/24"']));
+  for (const site of ["a", "b"]) {
+    const config = writeClientConfig(lab, join(workDir, site), { node: site, statusPort, extra: ["[client.sdwan]", "enabled = true"] });
+    procs.push(await startLabClient(lab, lab.sites[site]!.hostNs, config, cwd));
+  }
+  const [a, b] = [lab.sites.a!, lab.sites.b!];
+  const overlayIp = await waitFor("b's virtual address", async () => (await labClientStatus(lab, b.hostNs, cwd, statusPort)).sdwan?.address ?? undefined, 15_000, 200);
+  for (const port of [FLOOD_TCP_PORT, FLOOD_UDP_PORT]) procs.push(new Proc(lab.spawn(b.hostNs, ["iperf3", "-s", "-p", String(port)])));
+  await waitFor("the overlay answering", async () => (await lab.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
+  const link = await waitFor(
+    "a direct link from a to b",
+    async () => {
+      const kind = (await labClientStatus(lab, a.hostNs, cwd, statusPort)).peers.b?.link;
+      return (DIRECT_LINK_KINDS as readonly string[]).includes(kind) ? (kind as string) : undefined;
+    },
+    30_000,
+    300,
+  );
+  return { overlayIp, link };
+}
+
+export interface FloodRound {
+  /** TCP Mbit/s alone, then beside the flood (0 if the TCP test failed beside it), and the flood's delivered Mbit/s. */
+  alone: number;
+  shared: number;
+  flood: number;
+}
+
+/**
+ * iperf3 TCP from `ns` to `ip` alone, then again beside an unlimited UDP flood (iperf3 -u -b 0, 1200-byte
+ * datagrams) from `ns` to `ip`, `seconds` each (b's servers of startFloodPair).
+ */
+export async function floodRound(lab: Lab, ns: string, ip: string, seconds: number): Promise<FloodRound> {
+  const alone = await labIperfMbps(lab, ns, ip, FLOOD_TCP_PORT, seconds);
+  const flood = labIperfMbps(lab, ns, ip, FLOOD_UDP_PORT, seconds + 2 * FLOOD_LEAD_S, FLOOD_FLAGS);
+  await new Promise((resolve) => setTimeout(resolve, FLOOD_LEAD_S * 1000));
+  const shared = await labIperfMbps(lab, ns, ip, FLOOD_TCP_PORT, seconds).catch(() => 0);
+  return { alone, shared, flood: await flood };
+}

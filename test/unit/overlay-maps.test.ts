@@ -15,7 +15,7 @@ function slowHost() {
   const waiting: (() => void)[] = [];
   const addresses = new Set<string>();
   let onPacket: (packet: Buffer, checksumPartial: boolean) => void = () => {};
-  const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, close: () => {} };
+  const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, queueDrops: () => 0, close: () => {} };
   const system: OverlaySystem = {
     openTun: () => tun,
     async configureInterface(_device, address, prefix) {
