@@ -194,7 +194,10 @@ export class Kcp {
     malformedPackets: 0,
   };
 
-  /** output receives a fresh packet of one or more segments, at most mtu bytes; it may keep it. */
+  /**
+   * output receives a packet of one or more segments, at most mtu bytes, valid only until it returns
+   * (the next packet is built in the same memory: copy it to keep it).
+   */
   constructor(conv: number, output: (segmentBatch: Uint8Array) => void) {
     this.conv = conv >>> 0;
     this.output = output;
@@ -255,7 +258,10 @@ export class Kcp {
     return this.sndBuf.size + this.sndQueue.length;
   }
 
-  /** Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and split it. */
+  /**
+   * Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and split it.
+   * Segments are views of `data` until acknowledged: the caller must not change it afterwards.
+   */
   send(data: Uint8Array): void {
     let offset = 0;
     if (this.streamMode) {
@@ -280,10 +286,9 @@ export class Kcp {
           `more than ${KCP_MAX_FRAGMENTS}`,
       );
     }
-    const copy = data.slice(offset);
     for (let i = 0; i < count; i++) {
-      const start = i * this.mssBytes;
-      const chunk = copy.subarray(start, Math.min(start + this.mssBytes, copy.length));
+      const start = offset + i * this.mssBytes;
+      const chunk = data.subarray(start, Math.min(start + this.mssBytes, data.length));
       this.sndQueue.push(new SendSegment(chunk, this.streamMode ? 0 : count - i - 1));
     }
   }
@@ -323,7 +328,8 @@ export class Kcp {
   }
 
   /**
-   * Feeds one received packet. Returns false and counts it in stats.malformedPackets when it is not a
+   * Feeds one received packet, whose segments' data is kept as views: its memory must not be reused.
+   * Returns false and counts it in stats.malformedPackets when it is not a
    * well-formed packet of this conversation; nothing of such a packet is applied.
    */
   input(packet: Uint8Array, nowMs?: number): boolean {
@@ -375,7 +381,7 @@ export class Kcp {
         if (diff32(sn, (this.rcvNxt + this.rcvWnd) >>> 0) < 0) {
           this.ackList.push(sn, ts);
           if (diff32(sn, this.rcvNxt) >= 0) {
-            this.parseData({ sn, frg, data: packet.slice(dataStart, dataStart + len) });
+            this.parseData({ sn, frg, data: packet.subarray(dataStart, dataStart + len) });
           }
         }
       } else if (cmd === KCP_CMD_WASK) {
@@ -637,7 +643,7 @@ export class Kcp {
 
   private emit(size: number): void {
     this.counters.packetsSent++;
-    this.output(this.buffer.slice(0, size));
+    this.output(this.buffer.subarray(0, size));
     if (this.buffer.length > this.mtuBytes) {
       this.buffer = new Uint8Array(this.mtuBytes);
       this.view = new DataView(this.buffer.buffer);

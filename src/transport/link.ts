@@ -220,7 +220,7 @@ export class Link {
     this.awaitingSince = undefined;
     this.receivedCount++;
     this.bytesIn += opened.plaintext.length;
-    const data = Buffer.from(opened.plaintext.buffer, opened.plaintext.byteOffset, opened.plaintext.byteLength);
+    const data = opened.plaintext;
     switch (opened.kind) {
       case RecordKind.kcp:
         this.receiveKcp(data);

@@ -95,8 +95,8 @@ class SimulatedLink {
   ) {
     this.now = options.clockStartMs ?? 0;
     this.random = prng(options.seed ?? 1);
-    this.a = new Kcp(CONV, (packet) => this.transmit("a", this.b, packet));
-    this.b = new Kcp(CONV, (packet) => this.transmit("b", this.a, packet));
+    this.a = new Kcp(CONV, (packet) => this.transmit("a", this.b, packet.slice()));
+    this.b = new Kcp(CONV, (packet) => this.transmit("b", this.a, packet.slice()));
     configure(this.a);
     configure(this.b);
   }
@@ -194,7 +194,7 @@ const sameBytes = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer
 describe("KCP wire layout (ikcp.h)", () => {
   it("a PUSH from send()+flush() has each header field at its offset, little-endian", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.setNoDelay(false, 100, 0, true);
     kcp.send(new TextEncoder().encode("hello"));
     kcp.update(1000);
@@ -216,7 +216,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("fragments count down in frg, several segments share one packet up to the mtu, sn increases", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.setNoDelay(false, 100, 0, true);
     kcp.setMtu(200);
     kcp.send(new Uint8Array(kcp.mss * 2 + 10).fill(7)); // 3 fragments
@@ -237,8 +237,8 @@ describe("KCP wire layout (ikcp.h)", () => {
   it("an ACK echoes sn and ts, carries una = next expected sn and the unused window, len 0", () => {
     const fromA: Uint8Array[] = [];
     const fromB: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => fromA.push(p));
-    const b = new Kcp(CONV, (p) => fromB.push(p));
+    const a = new Kcp(CONV, (p) => fromA.push(p.slice()));
+    const b = new Kcp(CONV, (p) => fromB.push(p.slice()));
     a.setNoDelay(false, 100, 0, true);
     a.send(new Uint8Array([1, 2, 3]));
     a.update(1000);
@@ -293,7 +293,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("produces the same bytes as kcp-go for the same message, clock and settings", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.setMtu(50);
     kcp.setWindowSize(32, 256);
     kcp.setNoDelay(false, 100, 0, true);
@@ -312,7 +312,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("reassembles kcp-go's fragments and acknowledges them as kcp-go's receiver does", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.update(1250);
     for (const p of KCP_GO_PUSH_PACKETS) expect(kcp.input(p)).toBe(true);
     kcp.flush();
@@ -349,8 +349,8 @@ describe("KCP wire layout (ikcp.h)", () => {
   it("stamps segments and RTT samples with the time given to flush() and input(), not the last update()'s", () => {
     const toB: Uint8Array[] = [];
     const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p));
-    const b = new Kcp(CONV, (p) => toA.push(p));
+    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
+    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
     a.setNoDelay(true, 100, 0, true);
     a.update(1000);
     b.update(1000);
@@ -366,8 +366,8 @@ describe("KCP wire layout (ikcp.h)", () => {
   it("fast-resends a segment lost from a burst sent in one millisecond once two ACK packets passed it", () => {
     const toB: Uint8Array[] = [];
     const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p));
-    const b = new Kcp(CONV, (p) => toA.push(p));
+    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
+    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
     for (const kcp of [a, b]) applyPreset(kcp, "fast");
     a.send(new Uint8Array(10 * a.mss));
     a.update(1000);
@@ -388,7 +388,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("answers a window probe (WASK) with WINS", () => {
     const out: Uint8Array[] = [];
-    const kcp = new Kcp(0x01020304, (p) => out.push(p));
+    const kcp = new Kcp(0x01020304, (p) => out.push(p.slice()));
     kcp.update(0);
     expect(kcp.input(hex(`04 03 02 01 53 00 80 00 00000000 00000000 00000000 00000000`))).toBe(true);
     kcp.flush();
@@ -416,8 +416,8 @@ describe("KCP over a simulated link", () => {
     // beyond the RTO (30 ms) that a 2 ms round trip before gave. Nothing is lost: nothing should go twice.
     const toB: Uint8Array[] = [];
     const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p));
-    const b = new Kcp(CONV, (p) => toA.push(p));
+    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
+    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
     for (const kcp of [a, b]) applyPreset(kcp, "fast");
     a.update(0);
     b.update(0);
@@ -451,8 +451,8 @@ describe("KCP over a simulated link", () => {
     // a loaded 2-core box does: resending every segment in flight at each RTO only deepens its queue.
     const toB: Uint8Array[] = [];
     const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p));
-    const b = new Kcp(CONV, (p) => toA.push(p));
+    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
+    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
     for (const kcp of [a, b]) applyPreset(kcp, "fast");
     const data = randomBytes(prng(11), 200 * a.mss);
     a.send(data);
