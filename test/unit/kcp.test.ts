@@ -76,6 +76,16 @@ interface InFlight {
   packet: Uint8Array;
 }
 
+/** Two Kcp endpoints whose packets pile up (copied) for the test to deliver: toB holds a's, toA b's. */
+function kcpPair(preset: "fast" | "default") {
+  const toB: Uint8Array[] = [];
+  const toA: Uint8Array[] = [];
+  const a = new Kcp(CONV, (p) => toB.push(p.slice()));
+  const b = new Kcp(CONV, (p) => toA.push(p.slice()));
+  for (const kcp of [a, b]) applyPreset(kcp, preset);
+  return { a, b, toA, toB };
+}
+
 /** Two Kcp endpoints joined by an in-memory datagram link, driven by a simulated clock via check(). */
 class SimulatedLink {
   now = 0;
@@ -347,10 +357,7 @@ describe("KCP wire layout (ikcp.h)", () => {
   });
 
   it("stamps segments and RTT samples with the time given to flush() and input(), not the last update()'s", () => {
-    const toB: Uint8Array[] = [];
-    const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
-    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
+    const { a, b, toA, toB } = kcpPair("default");
     a.setNoDelay(true, 100, 0, true);
     a.update(1000);
     b.update(1000);
@@ -364,11 +371,7 @@ describe("KCP wire layout (ikcp.h)", () => {
   });
 
   it("fast-resends a segment lost from a burst sent in one millisecond once two ACK packets passed it", () => {
-    const toB: Uint8Array[] = [];
-    const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
-    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
-    for (const kcp of [a, b]) applyPreset(kcp, "fast");
+    const { a, b, toA, toB } = kcpPair("fast");
     a.send(new Uint8Array(10 * a.mss));
     a.update(1000);
     b.update(1000);
@@ -414,11 +417,7 @@ describe("KCP over a simulated link", () => {
   it("does not resend what still waits behind a queue the peer keeps acknowledging (TCP restarts its timer)", () => {
     // A busy receiver takes a whole window sent at once 10 packets every 5 ms: the last wait 100 ms,
     // beyond the RTO (30 ms) that a 2 ms round trip before gave. Nothing is lost: nothing should go twice.
-    const toB: Uint8Array[] = [];
-    const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
-    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
-    for (const kcp of [a, b]) applyPreset(kcp, "fast");
+    const { a, b, toA, toB } = kcpPair("fast");
     a.update(0);
     b.update(0);
     a.send(new Uint8Array([1]));
@@ -449,11 +448,7 @@ describe("KCP over a simulated link", () => {
   it("probes a peer that went silent with one segment per RTO instead of resending the whole window", () => {
     // The peer (or its JS thread, or ours) stalls for 300 ms with our packets and its ACKs queued, as
     // a loaded 2-core box does: resending every segment in flight at each RTO only deepens its queue.
-    const toB: Uint8Array[] = [];
-    const toA: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => toB.push(p.slice()));
-    const b = new Kcp(CONV, (p) => toA.push(p.slice()));
-    for (const kcp of [a, b]) applyPreset(kcp, "fast");
+    const { a, b, toA, toB } = kcpPair("fast");
     const data = randomBytes(prng(11), 200 * a.mss);
     a.send(data);
     a.update(0);
