@@ -75,10 +75,10 @@ function run(preset: "KCP_FAST" | "ikcp default", lossRate: number, options: Opt
   const toA = new Pipe();
   let now = 0;
   const a = new Kcp(1, (p) => {
-    if (random() >= lossRate) toB.push(now + oneWayMs, p);
+    if (random() >= lossRate) toB.push(now + oneWayMs, p.slice());
   });
   const b = new Kcp(1, (p) => {
-    if (random() >= lossRate) toA.push(now + oneWayMs, p);
+    if (random() >= lossRate) toA.push(now + oneWayMs, p.slice());
   });
   for (const kcp of [a, b]) {
     if (preset === "KCP_FAST") {

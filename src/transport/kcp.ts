@@ -72,6 +72,11 @@ function diff32(later: number, earlier: number): number {
   return (later - earlier) | 0;
 }
 
+/** Whichever of two u32 millisecond times is later. */
+function later32(x: number, y: number): number {
+  return diff32(x, y) > 0 ? x : y;
+}
+
 const ASK_SEND = 1; // we must send WASK
 const ASK_TELL = 2; // we must send WINS
 
@@ -165,6 +170,10 @@ export class Kcp {
   private probeWait = 0;
   private fastResend = 0;
   private noCwnd = false;
+  /** When the last well-formed packet came from the peer; undefined before the first. */
+  private lastInputTs: number | undefined;
+  /** When an ACK last acknowledged data, or the first segment of a flight went out. */
+  private ackProgressTs = 0;
   private dead = false;
 
   private readonly sndQueue = new Fifo<SendSegment>();
@@ -185,7 +194,10 @@ export class Kcp {
     malformedPackets: 0,
   };
 
-  /** output receives a fresh packet of one or more segments, at most mtu bytes; it may keep it. */
+  /**
+   * output receives a packet of one or more segments, at most mtu bytes, valid only until it returns
+   * (the next packet is built in the same memory: copy it to keep it).
+   */
   constructor(conv: number, output: (segmentBatch: Uint8Array) => void) {
     this.conv = conv >>> 0;
     this.output = output;
@@ -246,7 +258,10 @@ export class Kcp {
     return this.sndBuf.size + this.sndQueue.length;
   }
 
-  /** Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and split it. */
+  /**
+   * Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and split it.
+   * Segments are views of `data` until acknowledged: the caller must not change it afterwards.
+   */
   send(data: Uint8Array): void {
     let offset = 0;
     if (this.streamMode) {
@@ -271,10 +286,9 @@ export class Kcp {
           `more than ${KCP_MAX_FRAGMENTS}`,
       );
     }
-    const copy = data.slice(offset);
     for (let i = 0; i < count; i++) {
-      const start = i * this.mssBytes;
-      const chunk = copy.subarray(start, Math.min(start + this.mssBytes, copy.length));
+      const start = offset + i * this.mssBytes;
+      const chunk = data.subarray(start, Math.min(start + this.mssBytes, data.length));
       this.sndQueue.push(new SendSegment(chunk, this.streamMode ? 0 : count - i - 1));
     }
   }
@@ -314,17 +328,21 @@ export class Kcp {
   }
 
   /**
-   * Feeds one received packet. Returns false and counts it in stats.malformedPackets when it is not a
+   * Feeds one received packet, whose segments' data is kept as views: its memory must not be reused.
+   * Returns false and counts it in stats.malformedPackets when it is not a
    * well-formed packet of this conversation; nothing of such a packet is applied.
    */
-  input(packet: Uint8Array): boolean {
+  input(packet: Uint8Array, nowMs?: number): boolean {
+    if (nowMs !== undefined && this.updated) this.current = nowMs >>> 0;
     if (!this.isWellFormed(packet)) {
       this.counters.malformedPackets++;
       return false;
     }
     this.counters.packetsReceived++;
+    this.lastInputTs = this.current;
     const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
     const prevUna = this.sndUna;
+    const prevInFlight = this.sndBuf.size;
     let sawAck = false;
     let maxAck = 0;
     let latestTs = 0;
@@ -353,8 +371,9 @@ export class Kcp {
           sawAck = true;
           maxAck = sn;
           latestTs = ts;
-        } else if (diff32(sn, maxAck) > 0 && diff32(ts, latestTs) > 0) {
-          // ikcp's IKCP_FASTACK_CONSERVE: only an ACK for a later send counts towards fast resend.
+        } else if (diff32(sn, maxAck) > 0 && diff32(ts, latestTs) >= 0) {
+          // ikcp's IKCP_FASTACK_CONSERVE, but a send in the same millisecond counts: a flush sends a
+          // whole burst with one ts, and the strict rule then never looked past a batch's first ACK.
           maxAck = sn;
           latestTs = ts;
         }
@@ -362,7 +381,7 @@ export class Kcp {
         if (diff32(sn, (this.rcvNxt + this.rcvWnd) >>> 0) < 0) {
           this.ackList.push(sn, ts);
           if (diff32(sn, this.rcvNxt) >= 0) {
-            this.parseData({ sn, frg, data: packet.slice(dataStart, dataStart + len) });
+            this.parseData({ sn, frg, data: packet.subarray(dataStart, dataStart + len) });
           }
         }
       } else if (cmd === KCP_CMD_WASK) {
@@ -372,6 +391,7 @@ export class Kcp {
     }
 
     if (sawAck) this.parseFastAck(maxAck, latestTs);
+    if (this.sndBuf.size < prevInFlight) this.ackProgressTs = this.current;
 
     if (diff32(this.sndUna, prevUna) > 0 && this.cwnd < this.rmtWnd) {
       const mss = this.mssBytes;
@@ -422,7 +442,7 @@ export class Kcp {
     const untilFlush = diff32(tsFlush, current);
     let untilPacket = 0x7fffffff;
     for (const seg of this.sndBuf.values()) {
-      const untilResend = diff32(seg.resendTs, current);
+      const untilResend = diff32(this.resendDue(seg), current);
       if (untilResend <= 0) return current;
       if (untilResend < untilPacket) untilPacket = untilResend;
     }
@@ -431,8 +451,9 @@ export class Kcp {
   }
 
   /** Sends pending ACKs, probes and data now. Does nothing before the first update(). */
-  flush(): void {
+  flush(nowMs?: number): void {
     if (!this.updated) return;
+    if (nowMs !== undefined) this.current = nowMs >>> 0;
     const current = this.current;
     const wnd = this.unusedWindow();
     let size = 0;
@@ -476,6 +497,7 @@ export class Kcp {
     while (diff32(this.sndNxt, (this.sndUna + window) >>> 0) < 0) {
       const seg = this.sndQueue.shift();
       if (seg === undefined) break;
+      if (this.sndBuf.size === 0) this.ackProgressTs = current;
       seg.sn = this.sndNxt;
       this.sndNxt = (this.sndNxt + 1) >>> 0;
       seg.ts = current;
@@ -488,6 +510,7 @@ export class Kcp {
     const rtoMin = this.nodelay ? 0 : this.rxRto >> 3;
     let fastResent = false;
     let lost = false;
+    let silentPeerProbed = false;
 
     for (const seg of this.sndBuf.values()) {
       let needSend = false;
@@ -497,7 +520,16 @@ export class Kcp {
         seg.rto = this.rxRto;
         seg.resendTs = (current + seg.rto + rtoMin) >>> 0;
         this.counters.segmentsSent++;
-      } else if (diff32(current, seg.resendTs) >= 0) {
+      } else if (diff32(current, this.resendDue(seg)) >= 0) {
+        // Nothing heard from the peer for an RTO: our packets may be lost, or the peer (or we) stalled
+        // with them and its ACKs queued. Resend only the oldest as a probe and give the rest another
+        // RTO: resending the whole window into a stalled peer's queue only deepens it.
+        const peerSilent = this.lastInputTs === undefined || diff32(current, this.lastInputTs) >= seg.rto;
+        if (peerSilent && silentPeerProbed) {
+          seg.resendTs = (current + seg.rto) >>> 0;
+          continue;
+        }
+        if (peerSilent) silentPeerProbed = true;
         needSend = true;
         seg.xmit++;
         this.counters.retransmits++;
@@ -577,6 +609,19 @@ export class Kcp {
     return true;
   }
 
+  /**
+   * When `seg`'s RTO expires. While nothing sent after it was acknowledged, it is presumably still
+   * queued behind what the peer is acknowledging (a burst of a whole window into a busy receiver
+   * takes longer than the RTO measured before it): then its timer restarts at each ACK that
+   * acknowledges data, as TCP's does (RFC 6298 5.3). Once a later segment was acknowledged it is
+   * presumably lost, and its own timer (or fast resend) applies.
+   */
+  private resendDue(seg: SendSegment): number {
+    // The RTO it was sent with may be older than the queue the RTT samples since have shown.
+    const due = later32(seg.resendTs, (seg.ts + this.rxRto) >>> 0);
+    return seg.fastAck > 0 ? due : later32(due, (this.ackProgressTs + seg.rto) >>> 0);
+  }
+
   private unusedWindow(): number {
     const unused = this.rcvQueue.length < this.rcvWnd ? this.rcvWnd - this.rcvQueue.length : 0;
     return Math.min(unused, KCP_MAX_ADVERTISED_WINDOW_SEGMENTS);
@@ -598,7 +643,7 @@ export class Kcp {
 
   private emit(size: number): void {
     this.counters.packetsSent++;
-    this.output(this.buffer.slice(0, size));
+    this.output(this.buffer.subarray(0, size));
     if (this.buffer.length > this.mtuBytes) {
       this.buffer = new Uint8Array(this.mtuBytes);
       this.view = new DataView(this.buffer.buffer);

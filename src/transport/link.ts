@@ -220,7 +220,7 @@ export class Link {
     this.awaitingSince = undefined;
     this.receivedCount++;
     this.bytesIn += opened.plaintext.length;
-    const data = Buffer.from(opened.plaintext.buffer, opened.plaintext.byteOffset, opened.plaintext.byteLength);
+    const data = opened.plaintext;
     switch (opened.kind) {
       case RecordKind.kcp:
         this.receiveKcp(data);
@@ -260,7 +260,7 @@ export class Link {
   private receiveKcp(segments: Buffer): void {
     const kcp = this.kcp;
     if (!kcp) return;
-    kcp.input(segments);
+    kcp.input(segments, Date.now());
     for (let message = kcp.recv(); message; message = kcp.recv()) this.deliverToMux(message);
     if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
     this.flushKcpSoon();
@@ -276,7 +276,7 @@ export class Link {
     queueMicrotask(() => {
       this.kcpFlushQueued = false;
       if (this.closed || !this.kcp) return;
-      this.kcp.flush();
+      this.kcp.flush(Date.now());
       this.scheduleKcp(Math.max(0, this.kcp.check(Date.now()) - Date.now()));
     });
   }

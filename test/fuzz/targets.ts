@@ -254,7 +254,7 @@ const kcpBuiltPackets = fc.array(kcpSegmentSpec, { minLength: 1, maxLength: 12 }
 /** Packets a real sender emitted for messages of up to a few fragments. */
 const kcpSentPackets = fc.array(fc.uint8Array({ minLength: 1, maxLength: 600 }), { minLength: 1, maxLength: 3 }).map((messages) => {
   const packets: Uint8Array[] = [];
-  const sender = new Kcp(KCP_CONV, (packet) => packets.push(packet));
+  const sender = new Kcp(KCP_CONV, (packet) => packets.push(packet.slice()));
   sender.setMtu(KCP_FUZZ_MTU_BYTES);
   for (const message of messages) sender.send(message);
   sender.update(0);
