@@ -185,7 +185,10 @@ export class Kcp {
     malformedPackets: 0,
   };
 
-  /** output receives a fresh packet of one or more segments, at most mtu bytes; it may keep it. */
+  /**
+   * output receives a packet of one or more segments, at most mtu bytes, in KCP's own buffer: valid
+   * during the call only (copy it to keep it). The link seals it at once, so no packet costs a copy.
+   */
   constructor(conv: number, output: (segmentBatch: Uint8Array) => void) {
     this.conv = conv >>> 0;
     this.output = output;
@@ -315,7 +318,8 @@ export class Kcp {
 
   /**
    * Feeds one received packet. Returns false and counts it in stats.malformedPackets when it is not a
-   * well-formed packet of this conversation; nothing of such a packet is applied.
+   * well-formed packet of this conversation; nothing of such a packet is applied. The data of its
+   * segments stays a view into `packet` until it is received: `packet` must not change afterwards.
    */
   input(packet: Uint8Array): boolean {
     if (!this.isWellFormed(packet)) {
@@ -362,7 +366,7 @@ export class Kcp {
         if (diff32(sn, (this.rcvNxt + this.rcvWnd) >>> 0) < 0) {
           this.ackList.push(sn, ts);
           if (diff32(sn, this.rcvNxt) >= 0) {
-            this.parseData({ sn, frg, data: packet.slice(dataStart, dataStart + len) });
+            this.parseData({ sn, frg, data: packet.subarray(dataStart, dataStart + len) });
           }
         }
       } else if (cmd === KCP_CMD_WASK) {
@@ -598,7 +602,7 @@ export class Kcp {
 
   private emit(size: number): void {
     this.counters.packetsSent++;
-    this.output(this.buffer.slice(0, size));
+    this.output(this.buffer.subarray(0, size));
     if (this.buffer.length > this.mtuBytes) {
       this.buffer = new Uint8Array(this.mtuBytes);
       this.view = new DataView(this.buffer.buffer);

@@ -101,7 +101,8 @@ class SimulatedLink {
     configure(this.b);
   }
 
-  private transmit(from: "a" | "b", to: Kcp, packet: Uint8Array): void {
+  private transmit(from: "a" | "b", to: Kcp, sent: Uint8Array): void {
+    const packet = sent.slice(); // output's buffer is KCP's own, valid during the call only: the wire copies
     if (this.tapping) this.tap.push({ from, at: this.now, packet });
     if (this.down || this.random() < (this.options.lossRate ?? 0)) return;
     const copies = this.random() < (this.options.duplicateRate ?? 0) ? 2 : 1;
@@ -194,7 +195,7 @@ const sameBytes = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer
 describe("KCP wire layout (ikcp.h)", () => {
   it("a PUSH from send()+flush() has each header field at its offset, little-endian", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.setNoDelay(false, 100, 0, true);
     kcp.send(new TextEncoder().encode("hello"));
     kcp.update(1000);
@@ -216,7 +217,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("fragments count down in frg, several segments share one packet up to the mtu, sn increases", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.setNoDelay(false, 100, 0, true);
     kcp.setMtu(200);
     kcp.send(new Uint8Array(kcp.mss * 2 + 10).fill(7)); // 3 fragments
@@ -237,8 +238,8 @@ describe("KCP wire layout (ikcp.h)", () => {
   it("an ACK echoes sn and ts, carries una = next expected sn and the unused window, len 0", () => {
     const fromA: Uint8Array[] = [];
     const fromB: Uint8Array[] = [];
-    const a = new Kcp(CONV, (p) => fromA.push(p));
-    const b = new Kcp(CONV, (p) => fromB.push(p));
+    const a = new Kcp(CONV, (p) => fromA.push(p.slice()));
+    const b = new Kcp(CONV, (p) => fromB.push(p.slice()));
     a.setNoDelay(false, 100, 0, true);
     a.send(new Uint8Array([1, 2, 3]));
     a.update(1000);
@@ -293,7 +294,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("produces the same bytes as kcp-go for the same message, clock and settings", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.setMtu(50);
     kcp.setWindowSize(32, 256);
     kcp.setNoDelay(false, 100, 0, true);
@@ -312,7 +313,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("reassembles kcp-go's fragments and acknowledges them as kcp-go's receiver does", () => {
     const packets: Uint8Array[] = [];
-    const kcp = new Kcp(CONV, (p) => packets.push(p));
+    const kcp = new Kcp(CONV, (p) => packets.push(p.slice()));
     kcp.update(1250);
     for (const p of KCP_GO_PUSH_PACKETS) expect(kcp.input(p)).toBe(true);
     kcp.flush();
