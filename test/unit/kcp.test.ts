@@ -349,7 +349,7 @@ describe("KCP wire layout (ikcp.h)", () => {
 
   it("answers a window probe (WASK) with WINS", () => {
     const out: Uint8Array[] = [];
-    const kcp = new Kcp(0x01020304, (p) => out.push(p));
+    const kcp = new Kcp(0x01020304, (p) => out.push(p.slice()));
     kcp.update(0);
     expect(kcp.input(hex(`04 03 02 01 53 00 80 00 00000000 00000000 00000000 00000000`))).toBe(true);
     kcp.flush();
