@@ -249,7 +249,11 @@ export class Kcp {
     return this.sndBuf.size + this.sndQueue.length;
   }
 
-  /** Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and split it. */
+  /**
+   * Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and
+   * split it. Its segments are views into `data` until acknowledged: `data` must not change afterwards
+   * (the link hands over each mux frame, encoded anew, so nothing is copied).
+   */
   send(data: Uint8Array): void {
     let offset = 0;
     if (this.streamMode) {
@@ -274,10 +278,10 @@ export class Kcp {
           `more than ${KCP_MAX_FRAGMENTS}`,
       );
     }
-    const copy = data.slice(offset);
+    const rest = data.subarray(offset);
     for (let i = 0; i < count; i++) {
       const start = i * this.mssBytes;
-      const chunk = copy.subarray(start, Math.min(start + this.mssBytes, copy.length));
+      const chunk = rest.subarray(start, Math.min(start + this.mssBytes, rest.length));
       this.sndQueue.push(new SendSegment(chunk, this.streamMode ? 0 : count - i - 1));
     }
   }
