@@ -74,6 +74,7 @@ function run(preset: "KCP_FAST" | "ikcp default", lossRate: number, options: Opt
   const toB = new Pipe();
   const toA = new Pipe();
   let now = 0;
+  // output lends KCP's own buffer for the call: the pipe copies, as a wire (or the link's seal) does.
   const a = new Kcp(1, (p) => {
     if (random() >= lossRate) toB.push(now + oneWayMs, p.slice());
   });

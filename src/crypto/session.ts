@@ -229,16 +229,21 @@ export class SecureSession {
   }
 
   /**
-   * Seals one record. With `headroomBytes`, the returned buffer starts with that many bytes left for
-   * the caller's own header (the record follows), so a transport prefix costs no second copy.
+   * Seals one record. With `headroomBytes`, the record starts that many bytes into the returned buffer,
+   * left for the caller's own header, so a transport prefix costs no second copy. With `into` (exactly
+   * headroom + plaintext + RECORD_OVERHEAD_BYTES long), it seals there instead of into a new buffer.
    */
-  seal(plaintext: Uint8Array, kind: number = RECORD_KIND_DATA, headroomBytes = 0): Uint8Array {
+  seal(plaintext: Uint8Array, kind: number = RECORD_KIND_DATA, headroomBytes = 0, into?: Buffer): Buffer {
     if (this.closed) throw new SessionError("CLOSED", "session is closed");
     if (!Number.isInteger(kind) || kind < RECORD_KIND_MIN || kind > 0xff) {
       throw new SessionError("BAD_KIND", `record kind must be ${RECORD_KIND_MIN}..255, got ${kind}`);
     }
     if (plaintext.length > MAX_PLAINTEXT_BYTES) {
       throw new SessionError("TOO_LARGE", `plaintext of ${plaintext.length} bytes exceeds ${MAX_PLAINTEXT_BYTES}`);
+    }
+    const length = RECORD_OVERHEAD_BYTES + plaintext.length;
+    if (into && into.length !== headroomBytes + length) {
+      throw new RangeError(`a record of ${length} bytes after ${headroomBytes} of headroom does not fill ${into.length} bytes`);
     }
     const now = this.now();
     let send = this.sending;
@@ -252,22 +257,21 @@ export class SecureSession {
     send.counter = counter + 1;
     send.bytes += plaintext.length;
 
-    const length = RECORD_OVERHEAD_BYTES + plaintext.length;
-    const packet = Buffer.allocUnsafe(headroomBytes + length);
-    const out = packet.subarray(headroomBytes);
-    out[0] = kind;
-    out[1] = send.phase & 0xff;
-    out.writeUInt32BE(Math.floor(counter / 2 ** 32), 2);
-    out.writeUInt32BE(counter >>> 0, 6);
-    out.copy(this.sendNonce, 4, 2, RECORD_HEADER_BYTES);
+    const packet = into ?? Buffer.allocUnsafe(headroomBytes + length);
+    const at = headroomBytes;
+    packet[at] = kind;
+    packet[at + 1] = send.phase & 0xff;
+    packet.writeUInt32BE(Math.floor(counter / 2 ** 32), at + 2);
+    packet.writeUInt32BE(counter >>> 0, at + 6);
+    packet.copy(this.sendNonce, 4, at + 2, at + RECORD_HEADER_BYTES);
 
     // No { authTagLength } option: GCM's default tag is 16 bytes, open always passes exactly 16, and
     // passing the options object measured slower per packet in Bun 1.4.
     const cipher = createCipheriv(AEAD_ALGORITHM, send.key, this.sendNonce);
-    cipher.setAAD(out.subarray(0, RECORD_HEADER_BYTES));
-    cipher.update(plaintext).copy(out, RECORD_HEADER_BYTES);
+    cipher.setAAD(packet.subarray(at, at + RECORD_HEADER_BYTES));
+    cipher.update(plaintext).copy(packet, at + RECORD_HEADER_BYTES);
     cipher.final();
-    cipher.getAuthTag().copy(out, length - RECORD_TAG_BYTES);
+    cipher.getAuthTag().copy(packet, at + length - RECORD_TAG_BYTES);
 
     this.stats.sealed++;
     this.stats.bytesOut += plaintext.length;
@@ -276,13 +280,14 @@ export class SecureSession {
 
   /**
    * The record's kind and plaintext, or null (counted in stats) for anything that is not a fresh
-   * authentic record. A `trial` asks whether a record from elsewhere belongs to this session at all
-   * (a peer whose address changed): its refusal is not counted, as the record was never ours.
+   * authentic record. The record starts at `offset` in `packet` (after a transport's own header). A
+   * `trial` asks whether a record from elsewhere belongs to this session at all (a peer whose address
+   * changed): its refusal is not counted, as the record was never ours.
    */
-  open(packet: Uint8Array, options: { trial?: boolean } = {}): OpenedRecord | null {
-    const rejects = options.trial ? { rejectedAuth: 0, rejectedReplay: 0, rejectedMalformed: 0 } : this.stats;
+  open(packet: Uint8Array, trial = false, offset = 0): OpenedRecord | null {
+    const rejects = trial ? { rejectedAuth: 0, rejectedReplay: 0, rejectedMalformed: 0 } : this.stats;
     try {
-      return this.openRecord(packet, rejects);
+      return this.openRecord(packet, offset, rejects);
     } catch {
       rejects.rejectedMalformed++; // nothing above should throw; this keeps the promise anyway
       return null;
@@ -309,15 +314,16 @@ export class SecureSession {
     this.ahead = [];
   }
 
-  private openRecord(packet: Uint8Array, rejects: Pick<SessionStats, "rejectedAuth" | "rejectedReplay" | "rejectedMalformed">): OpenedRecord | null {
+  private openRecord(packet: Uint8Array, at: number, rejects: Pick<SessionStats, "rejectedAuth" | "rejectedReplay" | "rejectedMalformed">): OpenedRecord | null {
     const stats = this.stats;
-    const length = packet.length;
-    if (this.closed || length < RECORD_OVERHEAD_BYTES || length > MAX_RECORD_BYTES || packet[0]! < RECORD_KIND_MIN) {
+    const end = packet.length;
+    const length = end - at;
+    if (this.closed || length < RECORD_OVERHEAD_BYTES || length > MAX_RECORD_BYTES || packet[at]! < RECORD_KIND_MIN) {
       rejects.rejectedMalformed++;
       return null;
     }
-    const high = ((packet[2]! << 24) | (packet[3]! << 16) | (packet[4]! << 8) | packet[5]!) >>> 0;
-    const low = ((packet[6]! << 24) | (packet[7]! << 16) | (packet[8]! << 8) | packet[9]!) >>> 0;
+    const high = ((packet[at + 2]! << 24) | (packet[at + 3]! << 16) | (packet[at + 4]! << 8) | packet[at + 5]!) >>> 0;
+    const low = ((packet[at + 6]! << 24) | (packet[at + 7]! << 16) | (packet[at + 8]! << 8) | packet[at + 9]!) >>> 0;
     if (high >= COUNTER_HIGH_LIMIT) {
       rejects.rejectedMalformed++;
       return null;
@@ -326,7 +332,7 @@ export class SecureSession {
 
     const now = this.now();
     if (this.previous && now >= this.previousExpiresAt) this.previous = null;
-    const keys = this.keysForPhase(packet[1]!);
+    const keys = this.keysForPhase(packet[at + 1]!);
     if (keys === "old" || (keys && !keys.window.check(counter))) {
       rejects.rejectedReplay++;
       return null;
@@ -338,12 +344,11 @@ export class SecureSession {
 
     const nonce = this.receiveNonce;
     nonce.writeUInt32BE(nonceSalt(this.receiveDirection, keys.phase), 0);
-    for (let i = 0; i < 8; i++) nonce[4 + i] = packet[2 + i]!;
-    const view = Buffer.from(packet.buffer, packet.byteOffset, length);
+    for (let i = 0; i < 8; i++) nonce[4 + i] = packet[at + 2 + i]!;
     const decipher = createDecipheriv(AEAD_ALGORITHM, keys.key, nonce);
-    decipher.setAAD(view.subarray(0, RECORD_HEADER_BYTES));
-    decipher.setAuthTag(view.subarray(length - RECORD_TAG_BYTES));
-    const plaintext = decipher.update(view.subarray(RECORD_HEADER_BYTES, length - RECORD_TAG_BYTES));
+    decipher.setAAD(packet.subarray(at, at + RECORD_HEADER_BYTES));
+    decipher.setAuthTag(packet.subarray(end - RECORD_TAG_BYTES, end));
+    const plaintext = decipher.update(packet.subarray(at + RECORD_HEADER_BYTES, end - RECORD_TAG_BYTES));
     try {
       decipher.final();
     } catch {
@@ -356,7 +361,7 @@ export class SecureSession {
     this.confirmedByPeer = true;
     stats.opened++;
     stats.bytesIn += plaintext.length;
-    return { kind: packet[0]!, plaintext, phase: keys.phase, counter };
+    return { kind: packet[at]!, plaintext, phase: keys.phase, counter };
   }
 
   /** Keys for a record's phase byte: current, previous (in grace), or a derived later phase. */

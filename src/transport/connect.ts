@@ -485,7 +485,7 @@ export class Connector {
           const done = handshake;
           // Until a path is chosen, this remote's records come here; the first authentic one chooses it.
           cleanupByRemote.set(remote, endpoint.routeAddress(remote, (packet) => {
-            if (packet[0] !== Envelope.sealed || !done.session().open(packet.subarray(1), { trial: true })) return false;
+            if (packet[0] !== Envelope.sealed || !done.session().open(packet, true, 1)) return false;
             // Punched only when both sides are behind NATs; a public side is reached directly.
             const bothBehindNat = plan.peer.nat?.natType !== "public" && endpoint.nat !== undefined && endpoint.nat.natType !== "public";
             const kind: PathKind = peerLan.has(remote) ? "lan" : bothBehindNat ? "udp-punch" : "udp-direct";
@@ -517,7 +517,7 @@ export class Connector {
         const onFrame = (frame: Buffer) => {
           if (handshake.complete) {
             // The initiator's first authenticated record says it chose this connection.
-            const chosen = frame[0] === Envelope.sealed ? handshake.session().open(frame.subarray(1)) : null;
+            const chosen = frame[0] === Envelope.sealed ? handshake.session().open(frame, false, 1) : null;
             if (!chosen) return framed.socket.destroy();
             authenticated();
             return finish(() => this.link(plan, sessionId, tcpPath(framed, kind), handshake, chosen.counter + 1));

@@ -40,6 +40,11 @@ const LONE_SEND_IDLE_MS = 1;
 const GSO_MIN_RUN_DATAGRAMS = 4;
 /** GSO sends that failed in a row before the endpoint stops trying them. */
 const GSO_FAILURES_BEFORE_OFF = 16;
+/**
+ * Memory the records of one tick are sealed into (sendBuffer): at least a full batch of MTU-sized
+ * packets, so a tick rarely needs a second one.
+ */
+const SEND_SLAB_BYTES = 512 * 1024;
 /** Received UDP packets waiting to be handled; about a KCP window and a half. */
 const UDP_QUEUE_MAX_PACKETS = 4096;
 /** Longest stretch spent handling queued UDP before other I/O gets a turn. */
@@ -114,12 +119,17 @@ export class PeerEndpoint {
   private readonly bySession = new Map<string, UdpHandler>();
   private readonly stunWaiters = new Map<string, (mapped: string | null) => void>();
   private tcpHandler: (socket: Socket) => void = (socket) => socket.destroy();
-  private queue: { packet: Buffer; from: UdpSource }[] = [];
+  /** Received packets waiting to be routed, flattened: packet, port, address, packet, port, address… */
+  private queue: (Buffer | number | string | undefined)[] = [];
   /** Packets sent during this tick, flattened for sendMany: packet, port, host, packet, port, host… */
   private outbox: (Uint8Array | number | string)[] = [];
   private flushQueued = false;
   private lastSendAt = -Infinity;
   private lastRemote = { text: "", host: "", port: 0 };
+  /** The remote a packet came from last, as text: most packets in a row come from one peer. */
+  private lastSource = { text: "", address: "", port: 0 };
+  private sendSlab = Buffer.allocUnsafe(0);
+  private sendSlabUsed = 0;
   /** Sends runs of datagrams with UDP_SEGMENT; undefined without FFI. */
   private gsoSend?: GsoSend;
   private gsoFailures = 0;
@@ -141,7 +151,7 @@ export class PeerEndpoint {
       port: this.init.udpPort ?? 0,
       binaryType: "buffer",
       socket: {
-        data: (_socket, packet, port, address) => this.enqueue(packet, { address, port }),
+        data: (_socket, packet, port, address) => this.enqueue(packet, port, address),
         // ICMP errors (no answer at a port) land here. Bun 1.4 passes the error alone, not (socket, error) as typed.
         error: (...args: unknown[]) => logger.debug("peer UDP socket error", { error: String((args.find((arg) => arg instanceof Error) as Error | undefined)?.message) }),
       },
@@ -287,6 +297,22 @@ export class PeerEndpoint {
    * first after LONE_SEND_IDLE_MS without sends leaves at once. `packet` must not change until it has
    * left. Errors (an unroutable address, a closed socket) are logged, never thrown: UDP is best-effort.
    */
+  /**
+   * Memory for one packet about to go to sendUdp (and nowhere else), so that a packet costs no buffer
+   * of its own: a slice of the send slab, which is reused once every packet carved from it has left
+   * (sendMany and sendmsg copy into the kernel before they return). A tick that outgrows the slab
+   * moves on to a new one; the old one goes when its packets have left.
+   */
+  sendBuffer(bytes: number): Buffer {
+    if (this.sendSlabUsed + bytes > this.sendSlab.length) {
+      this.sendSlab = Buffer.allocUnsafe(Math.max(SEND_SLAB_BYTES, bytes));
+      this.sendSlabUsed = 0;
+    }
+    const start = this.sendSlabUsed;
+    this.sendSlabUsed += bytes;
+    return this.sendSlab.subarray(start, this.sendSlabUsed);
+  }
+
   sendUdp(packet: Uint8Array, remote: string): void {
     if (!this.udp || this.udp.closed) return;
     if (remote !== this.lastRemote.text) {
@@ -296,7 +322,11 @@ export class PeerEndpoint {
     const now = performance.now();
     const idle = now - this.lastSendAt >= LONE_SEND_IDLE_MS && this.outbox.length === 0;
     this.lastSendAt = now;
-    if (idle) return this.sendEach([packet, this.lastRemote.port, this.lastRemote.host]);
+    if (idle) {
+      this.sendEach([packet, this.lastRemote.port, this.lastRemote.host]);
+      this.sendSlabUsed = 0;
+      return;
+    }
     this.outbox.push(packet, this.lastRemote.port, this.lastRemote.host);
     if (this.outbox.length >= UDP_SEND_BATCH_MAX_PACKETS * 3) this.flushOutbox();
     else if (!this.flushQueued) {
@@ -317,9 +347,11 @@ export class PeerEndpoint {
     if (batch.length === 0) return;
     this.outbox = [];
     const udp = this.udp;
-    if (!udp || udp.closed) return;
-    if (this.gsoSend) return this.sendRuns(batch);
-    this.sendEach(batch);
+    if (udp && !udp.closed) {
+      if (this.gsoSend) this.sendRuns(batch);
+      else this.sendEach(batch);
+    }
+    this.sendSlabUsed = 0; // every packet carved from it has left
   }
 
   /**
@@ -407,12 +439,12 @@ export class PeerEndpoint {
    * burst one task: Bun runs microtasks after each packet's callback, so routing there would flush
    * KCP and send once per packet instead of once per burst (measured: a third less throughput).
    */
-  private enqueue(packet: Buffer, from: UdpSource): void {
-    if (this.queue.length - this.queueHead >= UDP_QUEUE_MAX_PACKETS) {
+  private enqueue(packet: Buffer, port: number, address: string): void {
+    if (this.queue.length - this.queueHead >= UDP_QUEUE_MAX_PACKETS * 3) {
       this.droppedPackets++;
       return;
     }
-    this.queue.push({ packet, from });
+    this.queue.push(packet, port, address);
     if (!this.draining) {
       this.draining = true;
       setImmediate(() => this.drainQueue());
@@ -421,10 +453,13 @@ export class PeerEndpoint {
 
   private drainQueue(): void {
     const sliceEnd = performance.now() + UDP_SLICE_MS;
-    while (this.queueHead < this.queue.length && performance.now() < sliceEnd) {
-      const { packet, from } = this.queue[this.queueHead]!;
-      this.queue[this.queueHead++] = undefined!;
-      this.route(packet, from);
+    const queue = this.queue;
+    while (this.queueHead < queue.length && performance.now() < sliceEnd) {
+      const head = this.queueHead;
+      const packet = queue[head] as Buffer;
+      queue[head] = undefined; // the packet may go as soon as it is handled
+      this.queueHead = head + 3;
+      this.route(packet, queue[head + 2] as string, queue[head + 1] as number);
     }
     if (this.queueHead === this.queue.length) {
       this.queue = [];
@@ -432,19 +467,19 @@ export class PeerEndpoint {
       this.draining = false;
       return;
     }
-    if (this.queueHead > UDP_QUEUE_MAX_PACKETS) {
+    if (this.queueHead > UDP_QUEUE_MAX_PACKETS * 3) {
       this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
     }
     setImmediate(() => this.drainQueue());
   }
 
-  private route(packet: Buffer, from: UdpSource): void {
+  private route(packet: Buffer, address: string, port: number): void {
     if (looksLikeStun(packet)) {
       try {
         const message = decodeStun(packet);
-        const address = mappedAddress(message);
-        this.stunWaiters.get(message.transactionId.toString("hex"))?.(address ? endpointText(address.address, address.port) : null);
+        const mapped = mappedAddress(message);
+        this.stunWaiters.get(message.transactionId.toString("hex"))?.(mapped ? endpointText(mapped.address, mapped.port) : null);
       } catch {
         // malformed STUN: ignore
       }
@@ -454,18 +489,20 @@ export class PeerEndpoint {
     // everything else by the remote address of an established path. The rest is dropped.
     if (packet[0] === Envelope.handshake) {
       if (packet.length <= 1 + SESSION_ID_BYTES || packet.length > MAX_TCP_FRAME_BYTES) return;
-      this.bySession.get(packet.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url"))?.(packet, from);
+      this.bySession.get(packet.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url"))?.(packet, { address, port });
       return;
     }
     // A poke naming a session: a peer probing predicted (or random) ports reached this socket.
     if (packet[0] === Envelope.poke && packet.length === 1 + SESSION_ID_BYTES) {
-      this.bySession.get(packet.subarray(1).toString("base64url"))?.(packet, from);
+      this.bySession.get(packet.subarray(1).toString("base64url"))?.(packet, { address, port });
       return;
     }
-    const remote = endpointText(from.address, from.port);
+    const source = this.lastSource;
+    if (source.port !== port || source.address !== address) this.lastSource = { text: endpointText(address, port), address, port };
+    const remote = this.lastSource.text;
     const routes = this.byAddress.get(remote);
     if (!routes) {
-      if (packet[0] === Envelope.sealed) this.roam(packet, from.address, remote);
+      if (packet[0] === Envelope.sealed) this.roam(packet, address, remote);
     } else if (routes.length === 1) routes[0]!.handler(packet);
     else for (const route of routes) if (route.claims(packet, remote)) return;
   }

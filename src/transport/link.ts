@@ -1,4 +1,4 @@
-import type { SecureSession } from "../crypto/index.ts";
+import { RECORD_OVERHEAD_BYTES, type SecureSession } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { DEFAULT_STREAM_WINDOW_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
 import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
@@ -186,9 +186,11 @@ export class Link {
 
   private sendRecord(kind: number, plaintext: Uint8Array): void {
     if (this.closed) return;
-    const packet = this.init.session.seal(plaintext, kind, 1); // one byte of headroom for the envelope
+    const { path, session } = this.init;
+    // One byte of headroom for the envelope; sealed into the path's send memory where it has some.
+    const packet = session.seal(plaintext, kind, 1, path.sendBuffer?.(1 + RECORD_OVERHEAD_BYTES + plaintext.length));
     packet[0] = Envelope.sealed;
-    this.init.path.send(packet);
+    path.send(packet);
     this.bytesOut += plaintext.length;
     this.lastSentAt = Date.now();
     this.awaitingSince ??= this.lastSentAt;
@@ -197,7 +199,7 @@ export class Link {
   /** Whether `packet` was a fresh authentic record; `from`: it came from another address (a roaming trial). */
   private receive(packet: Buffer, from?: string): boolean {
     if (this.closed || packet[0] !== Envelope.sealed) return false; // late handshake copies and the like
-    const opened = this.init.session.open(packet.subarray(1), { trial: from !== undefined });
+    const opened = this.init.session.open(packet, from !== undefined, 1);
     if (this.init.path.reliable) {
       // TCP never loses or reorders: a refused record or a gap means someone tampered with the
       // stream, and the data it carried would otherwise go missing without a trace.

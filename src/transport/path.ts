@@ -27,6 +27,11 @@ export interface Path {
   readonly via?: string;
   /** `packet` must not change afterwards: a path may hand it to the network later (UDP: at the end of the tick, batched). */
   send(packet: Uint8Array): void;
+  /**
+   * Memory of `bytes` for the next packet to send(), where the path has its own (UDP: the endpoint's
+   * send slab, reused once the packets of the tick left); fill it and send() it at once, keep no reference.
+   */
+  sendBuffer?(bytes: number): Buffer;
   /** Bytes accepted by send() but not yet handed to the network. */
   bufferedBytes(): number;
   onPacket(handler: PathReceiver): void;
@@ -48,6 +53,7 @@ export function datagramPath(
   subscribe: (deliver: PathReceiver) => void,
   release: () => void,
   move?: (remote: string) => void,
+  sendBuffer?: (bytes: number) => Buffer,
 ): Path {
   let current = remote;
   let onPacket: PathReceiver = () => false;
@@ -61,6 +67,7 @@ export function datagramPath(
     },
     reliable: false,
     send: (packet) => !closed && send(packet, current),
+    ...(sendBuffer && { sendBuffer }),
     bufferedBytes: () => 0,
     onPacket: (handler) => (onPacket = handler),
     onDrain: () => {},
@@ -91,6 +98,7 @@ export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind):
     (deliver) => (route = endpoint.routePath(remote, deliver)),
     () => route?.unroute(),
     (to) => route?.move(to),
+    (bytes) => endpoint.sendBuffer(bytes),
   );
 }
 

@@ -254,7 +254,7 @@ const kcpBuiltPackets = fc.array(kcpSegmentSpec, { minLength: 1, maxLength: 12 }
 /** Packets a real sender emitted for messages of up to a few fragments. */
 const kcpSentPackets = fc.array(fc.uint8Array({ minLength: 1, maxLength: 600 }), { minLength: 1, maxLength: 3 }).map((messages) => {
   const packets: Uint8Array[] = [];
-  const sender = new Kcp(KCP_CONV, (packet) => packets.push(packet.slice()));
+  const sender = new Kcp(KCP_CONV, (packet) => packets.push(packet.slice())); // output lends KCP's own buffer
   sender.setMtu(KCP_FUZZ_MTU_BYTES);
   for (const message of messages) sender.send(message);
   sender.update(0);
@@ -532,7 +532,7 @@ function sessionPair(): { sender: SecureSession; receiver: SecureSession } {
 
 type Rejects = Pick<SessionStats, "rejectedAuth" | "rejectedReplay" | "rejectedMalformed">;
 /** open() turns any exception into null; the fuzzer calls the parser it wraps, so that a throw is seen. */
-type RecordParser = { openRecord(packet: Uint8Array, rejects: Rejects): OpenedRecord | null };
+type RecordParser = { openRecord(packet: Uint8Array, offset: number, rejects: Rejects): OpenedRecord | null };
 
 type RecordInput = { plaintexts: Uint8Array[]; kind: number; rekeys: number; pick: number; form: "valid" | "mutated" | "random"; changes: Mutation[]; random: Uint8Array };
 
@@ -555,7 +555,7 @@ const sealedRecord = target({
     const chosen = records[input.pick % records.length]!;
     const packet = input.form === "mutated" ? applyMutations(chosen, input.changes) : input.form === "valid" ? chosen : Buffer.from(input.random);
     const rejects: Rejects = { rejectedAuth: 0, rejectedReplay: 0, rejectedMalformed: 0 };
-    const opened = (receiver as unknown as RecordParser).openRecord(packet, rejects);
+    const opened = (receiver as unknown as RecordParser).openRecord(packet, 0, rejects);
     if (opened === null) return false;
     if (!records.some((r) => r.equals(packet))) throw new Error("a changed or forged record opened");
     expectAtMost("plaintext bytes", opened.plaintext.length, packet.length - RECORD_OVERHEAD_BYTES);

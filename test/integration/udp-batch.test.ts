@@ -81,6 +81,30 @@ describe("UDP send batching", () => {
     expect(received.every((packet, i) => packet.equals(packets[i]!))).toBe(true);
   });
 
+  it("packets written into the endpoint's send memory arrive intact: more than one slab in a tick, and the slab reused in the next", async () => {
+    const [a, b] = await endpoints();
+    const received: Buffer[] = [];
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (received.push(packet), true));
+    const to = endpointText("127.0.0.1", b.udpPort);
+    const sent: Buffer[] = [];
+    const random = prng(SEED + 2);
+    for (let tick = 0; tick < 3; tick++) {
+      // 600 packets of 1200 bytes: 720 kB, more than a slab, in one tick.
+      for (const packet of numberedPackets(PACKETS_IN_ONE_TICK)) {
+        packet.writeUInt32BE(sent.length, 0);
+        packet[4] = Math.floor(random() * 256);
+        const memory = a.sendBuffer(packet.length);
+        packet.copy(memory);
+        a.sendUdp(memory, to);
+        sent.push(packet);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    await waitFor("every packet at b", () => received.length >= sent.length || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(received.map((packet) => packet.readUInt32BE(0))).toEqual(sent.map((_, i) => i));
+    expect(received.every((packet, i) => packet.equals(sent[i]!))).toBe(true);
+  });
+
   it("runs of one size to one address (sent with UDP segmentation offload) mixed with other sizes and addresses: each arrives intact, in order", async () => {
     const [a, b] = await endpoints();
     const [c] = await endpoints();

@@ -111,7 +111,8 @@ class SimulatedLink {
     configure(this.b);
   }
 
-  private transmit(from: "a" | "b", to: Kcp, packet: Uint8Array): void {
+  private transmit(from: "a" | "b", to: Kcp, sent: Uint8Array): void {
+    const packet = sent.slice(); // output's buffer is KCP's own, valid during the call only: the wire copies
     if (this.tapping) this.tap.push({ from, at: this.now, packet });
     if (this.down || this.random() < (this.options.lossRate ?? 0)) return;
     const copies = this.random() < (this.options.duplicateRate ?? 0) ? 2 : 1;

@@ -278,6 +278,30 @@ describe("secure session records", () => {
     expect(Buffer.from(a.seal(secret)).includes(secret)).toBe(false);
   });
 
+  it("seals after headroom into memory the caller gives, and opens a record that starts after a header", () => {
+    const { a, b } = connect();
+    const slab = Buffer.alloc(4096, 0xee);
+    const plaintexts = [randomBytes(0), randomBytes(1400), randomBytes(7)];
+    let used = 0;
+    const records = plaintexts.map((plaintext) => {
+      const into = slab.subarray(used, (used += 3 + plaintext.length + 26));
+      const packet = a.seal(plaintext, RECORD_KIND_KEEPALIVE, 3, into);
+      expect(packet.buffer === slab.buffer && packet.byteOffset === into.byteOffset && packet.length === into.length).toBe(true);
+      return packet;
+    });
+    expect(slab.subarray(used).every((byte) => byte === 0xee)).toBe(true); // nothing written past the last record
+    records.forEach((packet, n) => {
+      expect(packet.subarray(0, 3).equals(Buffer.from([0xee, 0xee, 0xee]))).toBe(true); // the headroom left alone
+      const opened = b.open(packet, false, 3)!;
+      expect(opened.kind).toBe(RECORD_KIND_KEEPALIVE);
+      expect(opened.plaintext.equals(plaintexts[n]!)).toBe(true);
+    });
+    // The same record as sealed into a new buffer: opens without the headroom too.
+    expect(text(b.open(a.seal(Buffer.from("plain"), RECORD_KIND_KEEPALIVE, 3).subarray(3)))).toBe("plain");
+    expect(() => a.seal(randomBytes(10), RECORD_KIND_KEEPALIVE, 1, Buffer.alloc(10 + 26))).toThrow(/does not fill 36 bytes/);
+    expect(b.open(records[0]!, false, records[0]!.length - 25)).toBeNull(); // an offset leaving less than a record
+  });
+
   it("refuses to seal a handshake kind or an oversized plaintext", () => {
     const { a } = connect();
     expect(() => a.seal(Buffer.alloc(1), 0x01)).toThrow(SessionError);
