@@ -6,7 +6,7 @@ import type { Logger } from "../log/index.ts";
 import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { ClientMetrics } from "../metrics/index.ts";
 import { Overlay } from "../sdwan/index.ts";
-import { PATH_KINDS } from "../transport/index.ts";
+import { PATH_KINDS, warmUpLinks } from "../transport/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { LanPeers, Mdns } from "../discovery/index.ts";
 import { userHash } from "../protocol/discovery.ts";
@@ -206,6 +206,8 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })
     : undefined;
   overlay?.start();
+  // While the login is on its way: the first packets over a link then run optimised code (warm-up.ts).
+  setImmediate(() => warmUpLinks());
   const sdwanMaps = new SdwanMaps();
   /** The virtual network's members are peers this node needs to hear of (restarts, departures). */
   const applyMap = async (map: SdwanMap | undefined) => {
