@@ -72,11 +72,6 @@ function diff32(later: number, earlier: number): number {
   return (later - earlier) | 0;
 }
 
-/** Whichever of two u32 millisecond times is later. */
-function later32(x: number, y: number): number {
-  return diff32(x, y) > 0 ? x : y;
-}
-
 const ASK_SEND = 1; // we must send WASK
 const ASK_TELL = 2; // we must send WINS
 
@@ -170,10 +165,6 @@ export class Kcp {
   private probeWait = 0;
   private fastResend = 0;
   private noCwnd = false;
-  /** When the last well-formed packet came from the peer; undefined before the first. */
-  private lastInputTs: number | undefined;
-  /** When an ACK last acknowledged data, or the first segment of a flight went out. */
-  private ackProgressTs = 0;
   private dead = false;
 
   private readonly sndQueue = new Fifo<SendSegment>();
@@ -195,8 +186,8 @@ export class Kcp {
   };
 
   /**
-   * output receives a packet of one or more segments, at most mtu bytes, valid only until it returns
-   * (the next packet is built in the same memory: copy it to keep it).
+   * output receives a packet of one or more segments, at most mtu bytes, in KCP's own buffer: valid
+   * during the call only (copy it to keep it). The link seals it at once, so no packet costs a copy.
    */
   constructor(conv: number, output: (segmentBatch: Uint8Array) => void) {
     this.conv = conv >>> 0;
@@ -259,8 +250,9 @@ export class Kcp {
   }
 
   /**
-   * Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and split it.
-   * Segments are views of `data` until acknowledged: the caller must not change it afterwards.
+   * Queues data. Message mode keeps it one message (up to mss * 255 bytes); stream mode may merge and
+   * split it. Its segments are views into `data` until acknowledged: `data` must not change afterwards
+   * (the link hands over each mux frame, encoded anew, so nothing is copied).
    */
   send(data: Uint8Array): void {
     let offset = 0;
@@ -286,9 +278,10 @@ export class Kcp {
           `more than ${KCP_MAX_FRAGMENTS}`,
       );
     }
+    const rest = data.subarray(offset);
     for (let i = 0; i < count; i++) {
-      const start = offset + i * this.mssBytes;
-      const chunk = data.subarray(start, Math.min(start + this.mssBytes, data.length));
+      const start = i * this.mssBytes;
+      const chunk = rest.subarray(start, Math.min(start + this.mssBytes, rest.length));
       this.sndQueue.push(new SendSegment(chunk, this.streamMode ? 0 : count - i - 1));
     }
   }
@@ -328,21 +321,18 @@ export class Kcp {
   }
 
   /**
-   * Feeds one received packet, whose segments' data is kept as views: its memory must not be reused.
-   * Returns false and counts it in stats.malformedPackets when it is not a
-   * well-formed packet of this conversation; nothing of such a packet is applied.
+   * Feeds one received packet. Returns false and counts it in stats.malformedPackets when it is not a
+   * well-formed packet of this conversation; nothing of such a packet is applied. The data of its
+   * segments stays a view into `packet` until it is received: `packet` must not change afterwards.
    */
-  input(packet: Uint8Array, nowMs?: number): boolean {
-    if (nowMs !== undefined && this.updated) this.current = nowMs >>> 0;
+  input(packet: Uint8Array): boolean {
     if (!this.isWellFormed(packet)) {
       this.counters.malformedPackets++;
       return false;
     }
     this.counters.packetsReceived++;
-    this.lastInputTs = this.current;
     const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
     const prevUna = this.sndUna;
-    const prevInFlight = this.sndBuf.size;
     let sawAck = false;
     let maxAck = 0;
     let latestTs = 0;
@@ -371,9 +361,8 @@ export class Kcp {
           sawAck = true;
           maxAck = sn;
           latestTs = ts;
-        } else if (diff32(sn, maxAck) > 0 && diff32(ts, latestTs) >= 0) {
-          // ikcp's IKCP_FASTACK_CONSERVE, but a send in the same millisecond counts: a flush sends a
-          // whole burst with one ts, and the strict rule then never looked past a batch's first ACK.
+        } else if (diff32(sn, maxAck) > 0 && diff32(ts, latestTs) > 0) {
+          // ikcp's IKCP_FASTACK_CONSERVE: only an ACK for a later send counts towards fast resend.
           maxAck = sn;
           latestTs = ts;
         }
@@ -391,7 +380,6 @@ export class Kcp {
     }
 
     if (sawAck) this.parseFastAck(maxAck, latestTs);
-    if (this.sndBuf.size < prevInFlight) this.ackProgressTs = this.current;
 
     if (diff32(this.sndUna, prevUna) > 0 && this.cwnd < this.rmtWnd) {
       const mss = this.mssBytes;
@@ -442,7 +430,7 @@ export class Kcp {
     const untilFlush = diff32(tsFlush, current);
     let untilPacket = 0x7fffffff;
     for (const seg of this.sndBuf.values()) {
-      const untilResend = diff32(this.resendDue(seg), current);
+      const untilResend = diff32(seg.resendTs, current);
       if (untilResend <= 0) return current;
       if (untilResend < untilPacket) untilPacket = untilResend;
     }
@@ -451,9 +439,8 @@ export class Kcp {
   }
 
   /** Sends pending ACKs, probes and data now. Does nothing before the first update(). */
-  flush(nowMs?: number): void {
+  flush(): void {
     if (!this.updated) return;
-    if (nowMs !== undefined) this.current = nowMs >>> 0;
     const current = this.current;
     const wnd = this.unusedWindow();
     let size = 0;
@@ -497,7 +484,6 @@ export class Kcp {
     while (diff32(this.sndNxt, (this.sndUna + window) >>> 0) < 0) {
       const seg = this.sndQueue.shift();
       if (seg === undefined) break;
-      if (this.sndBuf.size === 0) this.ackProgressTs = current;
       seg.sn = this.sndNxt;
       this.sndNxt = (this.sndNxt + 1) >>> 0;
       seg.ts = current;
@@ -510,7 +496,6 @@ export class Kcp {
     const rtoMin = this.nodelay ? 0 : this.rxRto >> 3;
     let fastResent = false;
     let lost = false;
-    let silentPeerProbed = false;
 
     for (const seg of this.sndBuf.values()) {
       let needSend = false;
@@ -520,16 +505,7 @@ export class Kcp {
         seg.rto = this.rxRto;
         seg.resendTs = (current + seg.rto + rtoMin) >>> 0;
         this.counters.segmentsSent++;
-      } else if (diff32(current, this.resendDue(seg)) >= 0) {
-        // Nothing heard from the peer for an RTO: our packets may be lost, or the peer (or we) stalled
-        // with them and its ACKs queued. Resend only the oldest as a probe and give the rest another
-        // RTO: resending the whole window into a stalled peer's queue only deepens it.
-        const peerSilent = this.lastInputTs === undefined || diff32(current, this.lastInputTs) >= seg.rto;
-        if (peerSilent && silentPeerProbed) {
-          seg.resendTs = (current + seg.rto) >>> 0;
-          continue;
-        }
-        if (peerSilent) silentPeerProbed = true;
+      } else if (diff32(current, seg.resendTs) >= 0) {
         needSend = true;
         seg.xmit++;
         this.counters.retransmits++;
@@ -607,19 +583,6 @@ export class Kcp {
       offset += KCP_OVERHEAD_BYTES + len;
     }
     return true;
-  }
-
-  /**
-   * When `seg`'s RTO expires. While nothing sent after it was acknowledged, it is presumably still
-   * queued behind what the peer is acknowledging (a burst of a whole window into a busy receiver
-   * takes longer than the RTO measured before it): then its timer restarts at each ACK that
-   * acknowledges data, as TCP's does (RFC 6298 5.3). Once a later segment was acknowledged it is
-   * presumably lost, and its own timer (or fast resend) applies.
-   */
-  private resendDue(seg: SendSegment): number {
-    // The RTO it was sent with may be older than the queue the RTT samples since have shown.
-    const due = later32(seg.resendTs, (seg.ts + this.rxRto) >>> 0);
-    return seg.fastAck > 0 ? due : later32(due, (this.ackProgressTs + seg.rto) >>> 0);
   }
 
   private unusedWindow(): number {

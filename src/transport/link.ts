@@ -262,7 +262,7 @@ export class Link {
   private receiveKcp(segments: Buffer): void {
     const kcp = this.kcp;
     if (!kcp) return;
-    kcp.input(segments, Date.now());
+    kcp.input(segments);
     for (let message = kcp.recv(); message; message = kcp.recv()) this.deliverToMux(message);
     if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
     this.flushKcpSoon();
@@ -278,7 +278,7 @@ export class Link {
     queueMicrotask(() => {
       this.kcpFlushQueued = false;
       if (this.closed || !this.kcp) return;
-      this.kcp.flush(Date.now());
+      this.kcp.flush();
       this.scheduleKcp(Math.max(0, this.kcp.check(Date.now()) - Date.now()));
     });
   }

@@ -76,16 +76,6 @@ interface InFlight {
   packet: Uint8Array;
 }
 
-/** Two Kcp endpoints whose packets pile up (copied) for the test to deliver: toB holds a's, toA b's. */
-function kcpPair(preset: "fast" | "default") {
-  const toB: Uint8Array[] = [];
-  const toA: Uint8Array[] = [];
-  const a = new Kcp(CONV, (p) => toB.push(p.slice()));
-  const b = new Kcp(CONV, (p) => toA.push(p.slice()));
-  for (const kcp of [a, b]) applyPreset(kcp, preset);
-  return { a, b, toA, toB };
-}
-
 /** Two Kcp endpoints joined by an in-memory datagram link, driven by a simulated clock via check(). */
 class SimulatedLink {
   now = 0;
@@ -105,8 +95,8 @@ class SimulatedLink {
   ) {
     this.now = options.clockStartMs ?? 0;
     this.random = prng(options.seed ?? 1);
-    this.a = new Kcp(CONV, (packet) => this.transmit("a", this.b, packet.slice()));
-    this.b = new Kcp(CONV, (packet) => this.transmit("b", this.a, packet.slice()));
+    this.a = new Kcp(CONV, (packet) => this.transmit("a", this.b, packet));
+    this.b = new Kcp(CONV, (packet) => this.transmit("b", this.a, packet));
     configure(this.a);
     configure(this.b);
   }
@@ -357,39 +347,6 @@ describe("KCP wire layout (ikcp.h)", () => {
     expect(delivered.join("")).toBe("ok");
   });
 
-  it("stamps segments and RTT samples with the time given to flush() and input(), not the last update()'s", () => {
-    const { a, b, toA, toB } = kcpPair("default");
-    a.setNoDelay(true, 100, 0, true);
-    a.update(1000);
-    b.update(1000);
-    a.send(new Uint8Array([1]));
-    a.flush(1025); // a link flushes as soon as data is queued, between updates
-    expect(segments(toB[0]!)[0]!.ts).toBe(1025);
-    b.input(toB[0]!, 1030);
-    b.flush(1030);
-    a.input(toA[0]!, 1035);
-    expect(a.srttMs).toBe(10);
-  });
-
-  it("fast-resends a segment lost from a burst sent in one millisecond once two ACK packets passed it", () => {
-    const { a, b, toA, toB } = kcpPair("fast");
-    a.send(new Uint8Array(10 * a.mss));
-    a.update(1000);
-    b.update(1000);
-    expect(toB).toHaveLength(10); // one flush, one ts
-    const [first, second] = [toB.slice(0, 6), toB.slice(6)];
-    first.splice(2, 1); // sn 2 is lost
-    for (const packets of [first, second]) {
-      for (const packet of packets) b.input(packet, 1002);
-      b.flush(1002); // one ACK packet per batch, as the link sends them
-    }
-    for (const packet of toA) a.input(packet, 1004);
-    toB.length = 0;
-    a.flush(1004); // long before its RTO (at least 30 ms)
-    expect(a.stats.fastRetransmits).toBe(1);
-    expect(toB.flatMap(segments).map((s) => [s.cmd, s.sn])).toEqual([[KCP_CMD_PUSH, 2]]);
-  });
-
   it("answers a window probe (WASK) with WINS", () => {
     const out: Uint8Array[] = [];
     const kcp = new Kcp(0x01020304, (p) => out.push(p.slice()));
@@ -415,80 +372,9 @@ describe("KCP over a simulated link", () => {
     expect(result.link.a.state).toBe("ok");
   });
 
-  it("does not resend what still waits behind a queue the peer keeps acknowledging (TCP restarts its timer)", () => {
-    // A busy receiver takes a whole window sent at once 10 packets every 5 ms: the last wait 100 ms,
-    // beyond the RTO (30 ms) that a 2 ms round trip before gave. Nothing is lost: nothing should go twice.
-    const { a, b, toA, toB } = kcpPair("fast");
-    a.update(0);
-    b.update(0);
-    a.send(new Uint8Array([1]));
-    a.flush(0);
-    b.input(toB.pop()!, 1);
-    b.recv();
-    b.flush(1);
-    a.input(toA.pop()!, 2);
-    expect(a.rtoMs).toBe(30);
-    const data = randomBytes(prng(12), 200 * a.mss);
-    a.send(data);
-    a.flush(2);
-    const queued = toB.splice(0);
-    for (let now = 3; queued.length > 0 || toA.length > 0; now++) {
-      if (now % 5 === 0) {
-        for (const packet of queued.splice(0, 10)) b.input(packet, now);
-        b.flush(now);
-      }
-      if (now % 5 === 1) for (const packet of toA.splice(0)) a.input(packet, now);
-      a.update(now);
-      for (const packet of toB.splice(0)) queued.push(packet); // resends join the queue
-      expect(now).toBeLessThan(1000);
-    }
-    expect(sameBytes(b.recv()!, data)).toBe(true);
-    expect(a.stats.retransmits + a.stats.fastRetransmits).toBe(0);
-  });
-
-  it("probes a peer that went silent with one segment per RTO instead of resending the whole window", () => {
-    // The peer (or its JS thread, or ours) stalls for 300 ms with our packets and its ACKs queued, as
-    // a loaded 2-core box does: resending every segment in flight at each RTO only deepens its queue.
-    const { a, b, toA, toB } = kcpPair("fast");
-    const data = randomBytes(prng(11), 200 * a.mss);
-    a.send(data);
-    a.update(0);
-    b.update(0);
-    const firstSent = toB.length;
-    expect(firstSent).toBe(200);
-    for (let now = 1; now <= 300; now++) a.update(now); // b hears nothing meanwhile
-
-    expect(a.stats.retransmits).toBeGreaterThan(0); // it did probe
-    expect(a.stats.retransmits).toBeLessThanOrEqual(10);
-    for (const packet of toB.splice(0)) b.input(packet);
-    b.update(300);
-    for (const packet of toA.splice(0)) a.input(packet);
-    expect(a.waitSnd()).toBe(0);
-    expect(sameBytes(b.recv()!, data)).toBe(true);
-    expect(a.state).toBe("ok");
-  });
-
-  it("resends a lost last segment by its RTO: nothing after it is acknowledged to restart the timer", () => {
-    const link = new SimulatedLink({ latencyMs: 5 }, (kcp) => applyPreset(kcp, "fast"));
-    link.a.send(new Uint8Array(3 * link.a.mss).fill(1));
-    link.runUntil(() => link.a.stats.segmentsSent === 3, 100);
-    link.a.send(new Uint8Array(10).fill(2));
-    link.down = true; // the last message's only segment is lost (the first three are already on their way)
-    link.a.flush();
-    link.down = false;
-    const delivered: number[] = [];
-    const done = link.runUntil(() => {
-      for (let message = link.b.recv(); message !== undefined; message = link.b.recv()) delivered.push(message.length);
-      return delivered.length === 2;
-    }, 2_000);
-    expect(done).toBe(true);
-    expect(delivered).toEqual([3 * link.a.mss, 10]);
-    expect(link.a.stats.retransmits).toBe(1);
-  });
-
   it("survives the u32 millisecond clock wrapping mid-transfer (Date.now() is past 2^32)", () => {
     const wrappingStart = 400 * 2 ** 32 - 50; // about Date.now() today; its low 32 bits wrap 50 ms in
-    const result = transfer({ lossRate: 0.1, jitterMs: 20, seed: 21, bytes: 1024 * 1024, clockStartMs: wrappingStart });
+    const result = transfer({ lossRate: 0.1, jitterMs: 20, seed: 21, bytes: 256 * 1024, clockStartMs: wrappingStart });
     expect(result.done).toBe(true);
     expect(sameBytes(result.received, result.data)).toBe(true);
     expect(result.link.now).toBeGreaterThan(wrappingStart + 100);
