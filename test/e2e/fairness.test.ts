@@ -13,8 +13,13 @@ const STATUS_PORT = 27190;
 /** Before issue 14's fix about one round in three starved TCP: in five, at least one does, nearly always. */
 const ROUNDS = 5;
 const SECONDS = 3;
-/** The issue's goal: beside the flood, TCP keeps at least this share of what it moves alone (median of the rounds). */
-const MIN_MEDIAN_TCP_SHARE = 0.25;
+/**
+ * Beside the flood, TCP keeps at least this share of what it moves alone (median of the rounds). The
+ * issue's goal is 25%, which fairness.ts measures (medians 44-55%); here, on an idle box, the medians
+ * were 0.26-0.40 in three fresh-clone runs, so the test asks for less and leaves starvation to the
+ * per-round bound, which main failed.
+ */
+const MIN_MEDIAN_TCP_SHARE = 0.15;
 /** And no round starves it: each keeps at least this share (measured after the fix: 22% and more). */
 const MIN_ROUND_TCP_SHARE = 0.1;
 
