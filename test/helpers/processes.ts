@@ -16,36 +16,46 @@ export function tempDir(prefix = "inp2p-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** TCP ports freePort has handed out in this test process: never twice, so servers started side by side cannot collide. */
-const handedOutPorts = new Set<number>();
-const FREE_PORT_TRIES = 100;
+/**
+ * Ports freePort hands out come from below the kernel's ephemeral range (32768-60999 by default), so
+ * no process binding port 0 or connecting out can be given one between freePort and the test's own
+ * bind (an inp2pc's peer socket once took an app's port that way). 27000-27999 stay out: inp2p's
+ * default ports live there. Each test process starts at its own place in the range.
+ */
+const FREE_PORT_FIRST = 28_000;
+const FREE_PORT_END = 32_768;
+let nextFreePort = FREE_PORT_FIRST + ((process.pid * 97) % (FREE_PORT_END - FREE_PORT_FIRST));
+const FREE_PORT_TRIES = 200;
 const APPS_STARTED_TIMEOUT_MS = 10_000;
 
-/** A TCP port that was free a moment ago on 127.0.0.1, and that this process has not handed out before. */
-export async function freePort(): Promise<number> {
-  for (let tries = 0; tries < FREE_PORT_TRIES; tries++) {
-    const port = await new Promise<number>((done, fail) => {
-      const server = createServer();
-      server.on("error", fail);
-      server.listen(0, "127.0.0.1", () => {
-        const bound = (server.address() as { port: number }).port;
-        server.close(() => done(bound));
-      });
-    });
-    if (handedOutPorts.has(port)) continue;
-    handedOutPorts.add(port);
-    return port;
-  }
-  throw new Error(`no TCP port that was not handed out already after ${FREE_PORT_TRIES} tries`);
+/** Whether `port` can be bound on 127.0.0.1 right now, for TCP and for UDP. */
+async function bindable(port: number): Promise<boolean> {
+  const tcp = await new Promise<boolean>((done) => {
+    const server = createServer();
+    server.once("error", () => done(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => done(true)));
+  });
+  if (!tcp) return false;
+  return new Promise<boolean>((done) => {
+    const socket = createSocket("udp4");
+    socket.once("error", () => (socket.close(), done(false)));
+    socket.bind(port, "127.0.0.1", () => socket.close(() => done(true)));
+  });
 }
 
-/** Two UDP ports that were free a moment ago on 127.0.0.1 (held together, so they differ). */
+/** A port free for TCP and UDP on 127.0.0.1 a moment ago, outside the ephemeral range, not handed out before by this process. */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < FREE_PORT_TRIES; tries++) {
+    const port = nextFreePort;
+    nextFreePort = port + 1 === FREE_PORT_END ? FREE_PORT_FIRST : port + 1;
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${FREE_PORT_FIRST}-${FREE_PORT_END - 1} after ${FREE_PORT_TRIES} tries`);
+}
+
+/** Two UDP ports that were free a moment ago on 127.0.0.1 (see freePort). */
 export async function freeUdpPorts(): Promise<[number, number]> {
-  const sockets = [createSocket("udp4"), createSocket("udp4")];
-  await Promise.all(sockets.map((s) => new Promise<void>((done) => s.bind(0, "127.0.0.1", done))));
-  const ports = sockets.map((s) => s.address().port) as [number, number];
-  await Promise.all(sockets.map((s) => new Promise<void>((done) => s.close(done))));
-  return ports;
+  return [await freePort(), await freePort()];
 }
 
 export type StunPorts = Record<"stun_udp1" | "stun_udp2" | "stun_tcp1" | "stun_tcp2", number>;
