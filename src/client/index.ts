@@ -207,7 +207,13 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     : undefined;
   overlay?.start();
   // While the login is on its way: the first packets over a link then run optimised code (warm-up.ts).
-  setImmediate(() => warmUpLinks());
+  setImmediate(() => {
+    try {
+      warmUpLinks();
+    } catch (err) {
+      logger.debug("warming up the link code failed; the first packets will only be slower", { error: (err as Error).message });
+    }
+  });
   const sdwanMaps = new SdwanMaps();
   /** The virtual network's members are peers this node needs to hear of (restarts, departures). */
   const applyMap = async (map: SdwanMap | undefined) => {
