@@ -292,12 +292,6 @@ export class PeerEndpoint {
   }
 
   /**
-   * Sends `packet` to `remote` ("ip:port") before this tick ends: the packets of one tick (a KCP
-   * flush, a burst read from the TUN) leave in one sendMany, one system call instead of one each; the
-   * first after LONE_SEND_IDLE_MS without sends leaves at once. `packet` must not change until it has
-   * left. Errors (an unroutable address, a closed socket) are logged, never thrown: UDP is best-effort.
-   */
-  /**
    * Memory for one packet about to go to sendUdp (and nowhere else), so that a packet costs no buffer
    * of its own: a slice of the send slab, which is reused once every packet carved from it has left
    * (sendMany and sendmsg copy into the kernel before they return). A tick that outgrows the slab
@@ -313,6 +307,12 @@ export class PeerEndpoint {
     return this.sendSlab.subarray(start, this.sendSlabUsed);
   }
 
+  /**
+   * Sends `packet` to `remote` ("ip:port") before this tick ends: the packets of one tick (a KCP
+   * flush, a burst read from the TUN) leave in one sendMany, one system call instead of one each; the
+   * first after LONE_SEND_IDLE_MS without sends leaves at once. `packet` must not change until it has
+   * left. Errors (an unroutable address, a closed socket) are logged, never thrown: UDP is best-effort.
+   */
   sendUdp(packet: Uint8Array, remote: string): void {
     if (!this.udp || this.udp.closed) return;
     if (remote !== this.lastRemote.text) {
