@@ -438,6 +438,28 @@ export class Kcp {
     return (current + wait) >>> 0;
   }
 
+  /**
+   * Milliseconds until update() is next needed, assuming no input() or send() before then; Infinity
+   * when idle (nothing to send, resend, acknowledge or probe): then only input() or send() brings work.
+   * check() answers on KCP's u32 clock, which Date.now() left behind long ago: compared on that clock.
+   */
+  msUntilUpdate(nowMs: number): number {
+    if (this.idle()) return Infinity;
+    return Math.max(0, diff32(this.check(nowMs), nowMs >>> 0));
+  }
+
+  /**
+   * Sets KCP's clock, by which input() measures round trips and flush() stamps segments and their
+   * resend times: call it before either when update() may not have run for a while.
+   */
+  setClock(nowMs: number): void {
+    this.current = nowMs >>> 0;
+  }
+
+  private idle(): boolean {
+    return this.updated && this.sndQueue.length === 0 && this.sndBuf.size === 0 && this.ackList.length === 0 && this.probe === 0 && this.rmtWnd !== 0;
+  }
+
   /** Sends pending ACKs, probes and data now. Does nothing before the first update(). */
   flush(): void {
     if (!this.updated) return;

@@ -262,6 +262,7 @@ export class Link {
   private receiveKcp(segments: Buffer): void {
     const kcp = this.kcp;
     if (!kcp) return;
+    kcp.setClock(Date.now());
     kcp.input(segments);
     for (let message = kcp.recv(); message; message = kcp.recv()) this.deliverToMux(message);
     if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
@@ -278,21 +279,24 @@ export class Link {
     queueMicrotask(() => {
       this.kcpFlushQueued = false;
       if (this.closed || !this.kcp) return;
+      this.kcp.setClock(Date.now());
       this.kcp.flush();
-      this.scheduleKcp(Math.max(0, this.kcp.check(Date.now()) - Date.now()));
+      this.scheduleKcp(this.kcp.msUntilUpdate(Date.now()));
     });
   }
 
+  /** Runs KCP's update() in `delayMs`; an idle KCP (Infinity) sleeps until it gets something to do. */
   private scheduleKcp(delayMs: number): void {
     if (this.closed || !this.kcp) return;
     clearTimeout(this.kcpTimer);
+    if (delayMs === Infinity) return;
     this.kcpTimer = setTimeout(() => {
       const kcp = this.kcp!;
       const now = Date.now();
       kcp.update(now);
       if (kcp.state === "dead") return this.close("KCP gave up retransmitting");
       if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
-      this.scheduleKcp(Math.max(0, kcp.check(Date.now()) - Date.now()));
+      this.scheduleKcp(kcp.msUntilUpdate(Date.now()));
     }, delayMs);
   }
 

@@ -67,6 +67,11 @@ interface LinkOptions {
   jitterMs?: number;
   seed?: number;
   clockStartMs?: number;
+  /**
+   * Drive each side as the peer link does: update() only when msUntilUpdate() says it is due, and a
+   * flush right after every delivery. Without it both sides update at every event.
+   */
+  likeTheLink?: boolean;
 }
 
 interface InFlight {
@@ -114,6 +119,7 @@ class SimulatedLink {
 
   /** Advances to the next event (a delivery or an update either side asked for) and handles it. */
   step(): void {
+    if (this.options.likeTheLink) return this.stepLikeTheLink();
     // check() answers in u32 milliseconds; compare as wrapped differences so a clock past 2^32 works.
     const untilA = (this.a.check(this.now) - this.now) | 0;
     const untilB = (this.b.check(this.now) - this.now) | 0;
@@ -129,6 +135,32 @@ class SimulatedLink {
     for (const item of due) item.to.input(item.packet);
     this.a.update(this.now);
     this.b.update(this.now);
+  }
+
+  private stepLikeTheLink(): void {
+    let next = this.now + Math.min(this.a.msUntilUpdate(this.now), this.b.msUntilUpdate(this.now));
+    for (const item of this.inFlight) next = Math.min(next, item.at);
+    if (next === Infinity) throw new Error("both sides idle with nothing in flight: stranded");
+    this.now = Math.max(next, this.now + 1);
+    const due = this.inFlight.filter((item) => item.at <= this.now).sort((x, y) => x.at - y.at || x.order - y.order);
+    const remaining = this.inFlight.filter((item) => item.at > this.now);
+    this.inFlight.length = 0;
+    this.inFlight.push(...remaining);
+    for (const item of due) {
+      item.to.setClock(this.now);
+      item.to.input(item.packet);
+      item.to.flush();
+    }
+    for (const kcp of [this.a, this.b]) if (kcp.msUntilUpdate(this.now) === 0) kcp.update(this.now);
+  }
+
+  /** Sends `data` from a as the link does: queued, then flushed at once. */
+  sendNow(data: Uint8Array): void {
+    this.a.send(data);
+    if (this.options.likeTheLink) {
+      this.a.setClock(this.now);
+      this.a.flush();
+    }
   }
 
   /** Steps until done() or the simulated time limit; returns whether done() became true. */
@@ -176,7 +208,7 @@ function transfer(options: TransferOptions) {
   const done = link.runUntil(() => {
     while (sent < total && link.a.waitSnd() < 2 * KCP_FAST.sendWindow) {
       const size = Math.min(total - sent, 1 + Math.floor(random() * 8 * link.a.mss));
-      link.a.send(data.subarray(sent, sent + size));
+      link.sendNow(data.subarray(sent, sent + size));
       boundaries.push(size);
       sent += size;
     }
@@ -370,6 +402,30 @@ describe("KCP over a simulated link", () => {
     expect(result.messages.map((m) => m.length)).toEqual(result.boundaries);
     if (lossRate > 0) expect(result.link.a.stats.retransmits + result.link.a.stats.fastRetransmits).toBeGreaterThan(0);
     expect(result.link.a.state).toBe("ok");
+  });
+
+  it.each([
+    { name: "0% loss", lossRate: 0 },
+    { name: "10% loss, reordering and duplication", lossRate: 0.1, jitterMs: 30, duplicateRate: 0.1 },
+  ])("1 MiB arrives at $name with each side updated only when msUntilUpdate() says, as the link does", ({ lossRate, jitterMs, duplicateRate }) => {
+    const result = transfer({ lossRate, jitterMs, duplicateRate, seed: 7, likeTheLink: true, clockStartMs: 400 * 2 ** 32 - 50 });
+    expect(result.done).toBe(true);
+    expect(sameBytes(result.received, result.data)).toBe(true);
+  });
+
+  it("an idle KCP asks for no update; with data in flight it asks within its interval; acknowledged, it is idle again", () => {
+    const link = new SimulatedLink({ latencyMs: 20, likeTheLink: true, clockStartMs: 400 * 2 ** 32 }, (kcp) => applyPreset(kcp, "fast"));
+    link.a.update(link.now);
+    link.b.update(link.now);
+    expect([link.a.msUntilUpdate(link.now), link.b.msUntilUpdate(link.now)]).toEqual([Infinity, Infinity]);
+    link.sendNow(new Uint8Array(3000));
+    const untilResend = link.a.msUntilUpdate(link.now);
+    expect(untilResend).toBeGreaterThan(0);
+    expect(untilResend).toBeLessThanOrEqual(KCP_FAST.intervalMs);
+    let received = 0;
+    expect(link.runUntil(() => (received += link.b.recv()?.length ?? 0) === 3000 && link.a.waitSnd() === 0, 10_000)).toBe(true);
+    expect([link.a.msUntilUpdate(link.now), link.b.msUntilUpdate(link.now)]).toEqual([Infinity, Infinity]);
+    expect(link.a.stats.retransmits).toBe(0);
   });
 
   it("survives the u32 millisecond clock wrapping mid-transfer (Date.now() is past 2^32)", () => {

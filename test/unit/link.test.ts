@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { SecureSession } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { Link, type Path } from "../../src/transport/index.ts";
+import { Kcp } from "../../src/transport/kcp.ts";
 import { linkPair } from "../helpers/memory-links.ts";
 
 /** A TCP-like path that goes nowhere: enough to build a Link and close it. */
@@ -19,6 +20,30 @@ function quietPath(): Path {
     close: () => {},
   };
 }
+
+describe("an idle link on a UDP path", () => {
+  it("does not wake for KCP while it has nothing to send or acknowledge", async () => {
+    const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
+    const updates = vi.spyOn(Kcp.prototype, "update");
+    const link = new Link({
+      peer: "far",
+      path: { ...quietPath(), kind: "udp-direct", reliable: false },
+      session: new SecureSession({ role: "initiator", secrets }),
+      role: "initiator",
+      sessionId: randomBytes(16),
+      logger: createLogger({ level: "error", write: () => {} }),
+    });
+    const idleMs = 300;
+    try {
+      await new Promise((r) => setTimeout(r, idleMs));
+      // The first update() starts KCP's clock; an idle KCP then waits for input() or send().
+      expect(updates.mock.calls.length).toBe(1);
+    } finally {
+      link.close("test over");
+      updates.mockRestore();
+    }
+  });
+});
 
 describe("Link.close", () => {
   it("runs every close handler once, logs one that throws, and throws nothing itself", () => {
