@@ -15,7 +15,7 @@ import { PROTOCOL_TCP, PROTOCOL_UDP } from "./packet.ts";
 // Flows are hashed into a fixed table (like SFQ), so a stranger sending from many ports cannot make
 // it grow; flows sharing a bucket share an allowance.
 
-/** How often the device's drop counter is read and allowances are revised. */
+/** How often the device's drop counter is read and allowances are revised, while packets flow. */
 export const FAIRNESS_WINDOW_MS = 50;
 /** Flow buckets (a power of two). */
 const FLOW_BUCKETS = 256;
@@ -25,6 +25,11 @@ const ALLOWANCE_FLOOR_BYTES = 65_536;
 const ALLOWANCE_STEP_BYTES = 65_536;
 /** An allowance this many times what its bucket sent in the last window no longer binds: it is lifted. */
 const ALLOWANCE_LIFT_RATIO = 4;
+/**
+ * A flow counts as alone once nothing else was sent for this many windows (2 s): a TCP connection the
+ * flood starved may send nothing while it waits out its retransmission timer, and is still there.
+ */
+const ALONE_AFTER_WINDOWS = 40;
 
 export class FlowAllowances {
   /** Bytes each bucket sent in the current window. */
@@ -34,12 +39,17 @@ export class FlowAllowances {
   /** TCP bytes sent in the current window. */
   private tcpBytes = 0;
   private limitedBuckets = 0;
+  /** Packets seen in the current window, admitted or not. */
+  private windowPackets = 0;
   private lastDeviceDrops: number | undefined;
+  /** Windows in a row in which only the heaviest flow sent (Infinity: no other flow seen since the start or a pause). */
+  private windowsAlone = Infinity;
   /** Packets dropped here for being over their flow's allowance. */
   droppedPackets = 0;
 
   /** Whether a packet may go on (counting it if so); false: its flow is over its allowance, drop it. */
   admit(packet: Buffer): boolean {
+    this.windowPackets++;
     if (packet.length < 20 || packet[0]! >> 4 !== 4) return true;
     const protocol = packet[9];
     if (protocol === PROTOCOL_TCP) {
@@ -60,21 +70,34 @@ export class FlowAllowances {
   endWindow(deviceDrops: number): void {
     const overflowed = this.lastDeviceDrops !== undefined && deviceDrops > this.lastDeviceDrops;
     this.lastDeviceDrops = deviceDrops;
-    if (!(overflowed && this.cutHeaviest()) && this.limitedBuckets > 0) this.growAll();
-    this.sentBytes.fill(0);
-    this.tcpBytes = 0;
-  }
-
-  /** Halves the allowance of the heaviest flow other than TCP if it sent more than the floor and others sent too; whether it did. */
-  private cutHeaviest(): boolean {
     let heaviest = 0;
     let totalBytes = this.tcpBytes;
     for (let bucket = 0; bucket < FLOW_BUCKETS; bucket++) {
       totalBytes += this.sentBytes[bucket]!;
       if (this.sentBytes[bucket]! > this.sentBytes[heaviest]!) heaviest = bucket;
     }
+    this.windowsAlone = totalBytes > this.sentBytes[heaviest]! ? 0 : this.windowsAlone + 1;
+    if (!(overflowed && this.cut(heaviest)) && this.limitedBuckets > 0) this.growAll();
+    this.sentBytes.fill(0);
+    this.tcpBytes = 0;
+    this.windowPackets = 0;
+  }
+
+  /** Whether windows must go on being ended: a packet came in this one, or an allowance is in force. */
+  get active(): boolean {
+    return this.windowPackets > 0 || this.limitedBuckets > 0;
+  }
+
+  /** Nothing flows and nothing is held: windows stop, and the next one starts counting the device's drops anew. */
+  pause(): void {
+    this.lastDeviceDrops = undefined;
+    this.windowsAlone = Infinity;
+  }
+
+  /** Halves the allowance of the heaviest flow other than TCP if it sent more than the floor and is not alone; whether it did. */
+  private cut(heaviest: number): boolean {
     const sent = this.sentBytes[heaviest]!;
-    if (sent <= ALLOWANCE_FLOOR_BYTES || totalBytes === sent) return false;
+    if (sent <= ALLOWANCE_FLOOR_BYTES || this.windowsAlone > ALONE_AFTER_WINDOWS) return false;
     if (this.allowanceBytes[heaviest] === Infinity) this.limitedBuckets++;
     this.allowanceBytes[heaviest] = Math.max(ALLOWANCE_FLOOR_BYTES, sent / 2);
     return true;

@@ -94,7 +94,8 @@ export class Overlay {
 
   private readonly system: OverlaySystem;
   private readonly allowances = new FlowAllowances();
-  private fairnessTimer?: ReturnType<typeof setInterval>;
+  /** Ends the allowances' current window; unset while no packet flows, so an idle node does not wake for it. */
+  private fairnessTimer?: ReturnType<typeof setTimeout>;
 
   constructor(private readonly init: OverlayInit) {
     this.system = init.system ?? HOST_SYSTEM;
@@ -110,9 +111,6 @@ export class Overlay {
       return false;
     }
     this.tun.start((packet, checksumPartial) => this.fromDevice(packet, checksumPartial));
-    const tun = this.tun;
-    this.fairnessTimer = setInterval(() => this.allowances.endWindow(tun.queueDrops()), FAIRNESS_WINDOW_MS);
-    this.fairnessTimer.unref();
     this.init.logger.info("SDWAN interface created", { device: this.tun.name });
     return true;
   }
@@ -127,7 +125,8 @@ export class Overlay {
   }
 
   stop(): void {
-    clearInterval(this.fairnessTimer);
+    clearTimeout(this.fairnessTimer);
+    this.fairnessTimer = undefined;
     this.tun?.close();
     this.tun = undefined;
   }
@@ -249,7 +248,20 @@ export class Overlay {
     };
   }
 
+  private endFairnessWindowLater(): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      this.fairnessTimer = undefined;
+      if (!this.tun) return;
+      if (!this.allowances.active) return this.allowances.pause();
+      this.allowances.endWindow(this.tun.queueDrops());
+      this.fairnessTimer = this.endFairnessWindowLater();
+    }, FAIRNESS_WINDOW_MS);
+    timer.unref();
+    return timer;
+  }
+
   private fromDevice(packet: Buffer, checksumPartial: boolean): void {
+    this.fairnessTimer ??= this.endFairnessWindowLater();
     if (!this.allowances.admit(packet)) return; // first: under a flood, the fewer steps a dropped packet costs, the better
     const addresses = ipv4Addresses(packet);
     const member = addresses && this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member;

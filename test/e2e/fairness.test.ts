@@ -14,14 +14,15 @@ const STATUS_PORT = 27190;
 const ROUNDS = 5;
 const SECONDS = 3;
 /**
- * Beside the flood, TCP keeps at least this share of what it moves alone (median of the rounds). The
- * issue's goal is 25%, which fairness.ts measures (medians 44-55%); here, on an idle box, the medians
- * were 0.26-0.40 in three fresh-clone runs, so the test asks for less and leaves starvation to the
- * per-round bound, which main failed.
+ * Issue 14's goal: beside an unlimited UDP flood, a TCP connection still gets at least a quarter of the
+ * link, that is of what the link carries while both run (median of the rounds).
  */
-const MIN_MEDIAN_TCP_SHARE = 0.15;
-/** And no round starves it: each keeps at least this share (measured after the fix: 22% and more). */
-const MIN_ROUND_TCP_SHARE = 0.1;
+const MIN_MEDIAN_TCP_LINK_SHARE = 0.25;
+/**
+ * And no round starves it. Before the fix, starved rounds gave TCP 0-2% of its rate alone while the
+ * flood delivered 100-160 Mbit/s: a share of the link of 0-6%.
+ */
+const MIN_ROUND_TCP_LINK_SHARE = 0.15;
 
 const reason = labSkipReason([
   ["iperf3", "iperf3"],
@@ -50,20 +51,20 @@ describe.skipIf(reason)("SDWAN fairness under a flood", () => {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it("a TCP connection keeps at least a quarter of its rate alone (median), and never starves, beside an unlimited UDP flood on the same link", async () => {
+  it("a TCP connection keeps at least a quarter of the link (median), and never starves, beside an unlimited UDP flood on the same link", async () => {
     const rounds: FloodRound[] = [];
     for (let round = 0; round < ROUNDS; round++) rounds.push(await floodRound(lab, lab.sites.a!.hostNs, pair.overlayIp, SECONDS));
-    const shares = rounds.map((r) => r.shared / r.alone).sort((x, y) => x - y);
+    const linkShares = rounds.map((r) => r.shared / (r.shared + r.flood)).sort((x, y) => x - y);
     console.log(
       `fairness over ${pair.link} (load ${loadavg().map((l) => l.toFixed(1)).join(" ")}): ` +
-        rounds.map((r) => `TCP ${r.alone.toFixed(0)} Mbit/s alone, ${r.shared.toFixed(0)} beside a flood delivering ${r.flood.toFixed(0)}`).join("; "),
+        rounds.map((r) => `TCP ${r.alone.toFixed(0)} Mbit/s alone, ${r.shared.toFixed(0)} (${((100 * r.shared) / r.alone).toFixed(0)}%) beside a flood delivering ${r.flood.toFixed(0)}`).join("; "),
     );
     for (const r of rounds) {
       expect(r.alone, "TCP alone moved something").toBeGreaterThan(0);
       expect(r.flood, "the flood delivered something: it ran beside TCP").toBeGreaterThan(0);
     }
-    const sharesText = shares.map((s) => s.toFixed(2)).join(", ");
-    expect(shares[0], `smallest TCP share beside the flood (rounds: ${sharesText})`).toBeGreaterThanOrEqual(MIN_ROUND_TCP_SHARE);
-    expect(shares[Math.floor(ROUNDS / 2)], `median TCP share beside the flood (rounds: ${sharesText})`).toBeGreaterThanOrEqual(MIN_MEDIAN_TCP_SHARE);
+    const sharesText = linkShares.map((s) => s.toFixed(2)).join(", ");
+    expect(linkShares[0], `smallest TCP share of the link beside the flood (rounds: ${sharesText})`).toBeGreaterThanOrEqual(MIN_ROUND_TCP_LINK_SHARE);
+    expect(linkShares[Math.floor(ROUNDS / 2)], `median TCP share of the link beside the flood (rounds: ${sharesText})`).toBeGreaterThanOrEqual(MIN_MEDIAN_TCP_LINK_SHARE);
   }, 240_000);
 });

@@ -28,6 +28,16 @@ const FLOOD = ipv4(UDP, 40_000, 1200);
 const OTHER_UDP = ipv4(UDP, 40_001, 1200);
 const TCP_SEGMENT = ipv4(TCP, 40_002, 1400);
 
+/** A flood beside a little TCP while the device drops: the flood is held; what it got through next. */
+function floodHeldBesideTcp(): { allowances: FlowAllowances; held: number } {
+  const allowances = new FlowAllowances();
+  allowances.endWindow(0);
+  offer(allowances, FLOOD, 1000);
+  offer(allowances, TCP_SEGMENT, 10);
+  allowances.endWindow(500);
+  return { allowances, held: offer(allowances, FLOOD, 1000) };
+}
+
 describe("flow allowances (fairness under a flood)", () => {
   it("let everything through while the device drops nothing", () => {
     const allowances = new FlowAllowances();
@@ -63,12 +73,7 @@ describe("flow allowances (fairness under a flood)", () => {
   });
 
   it("grow a held flow's allowance back once the device stops dropping, and lift it when the flow slows down", () => {
-    const allowances = new FlowAllowances();
-    allowances.endWindow(0);
-    offer(allowances, FLOOD, 1000);
-    offer(allowances, TCP_SEGMENT, 10);
-    allowances.endWindow(500);
-    const held = offer(allowances, FLOOD, 1000);
+    const { allowances, held } = floodHeldBesideTcp();
     allowances.endWindow(500); // no new drops: the allowance grows
     const grown = offer(allowances, FLOOD, 1000);
     expect(grown).toBeGreaterThan(held);
@@ -78,6 +83,36 @@ describe("flow allowances (fairness under a flood)", () => {
     offer(allowances, FLOOD, 10); // the flow slows down: its allowance no longer binds
     allowances.endWindow(500);
     expect(offer(allowances, FLOOD, 5000)).toBe(5000 * 1200);
+  });
+
+  it("keep holding a flood while the flow it starved is silent for a few windows (a TCP connection waiting out its retransmission timer)", () => {
+    const { allowances, held } = floodHeldBesideTcp();
+    expect(held).toBe(500 * 1200);
+    let drops = 500;
+    for (let window = 0; window < 6; window++) {
+      allowances.endWindow((drops += 500)); // the device still drops; TCP sent nothing in these windows
+      expect(offer(allowances, FLOOD, 1000), `silent window ${window + 1}`).toBeLessThanOrEqual(held);
+    }
+  });
+
+  it("need no windows while nothing flows and nothing is held, and after a pause take the drop count anew", () => {
+    const allowances = new FlowAllowances();
+    expect(allowances.active).toBe(false);
+    offer(allowances, FLOOD, 10);
+    expect(allowances.active).toBe(true);
+    allowances.endWindow(0);
+    expect(allowances.active).toBe(false);
+    allowances.pause();
+    // Drops counted while paused (another program's, or before this node read) are not this window's.
+    offer(allowances, FLOOD, 1000);
+    offer(allowances, TCP_SEGMENT, 10);
+    allowances.endWindow(9_000);
+    expect(offer(allowances, FLOOD, 1000)).toBe(1000 * 1200);
+    offer(allowances, TCP_SEGMENT, 10);
+    allowances.endWindow(9_500);
+    expect(offer(allowances, FLOOD, 1000)).toBe(500 * 1200);
+    allowances.endWindow(9_500);
+    expect(allowances.active, "a held flow keeps the windows going").toBe(true);
   });
 
   it("cut no flow below a floor however long the drops last", () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log/index.ts";
 import type { SdwanMap } from "../../src/protocol/index.ts";
 import { Overlay, type OverlaySystem, type TunDevice } from "../../src/sdwan/index.ts";
+import { FAIRNESS_WINDOW_MS } from "../../src/sdwan/fairness.ts";
 import type { Link } from "../../src/transport/index.ts";
 
 /** At most this many netconf calls are let through before a test gives up (its maps never settled). */
@@ -15,7 +16,8 @@ function slowHost() {
   const waiting: (() => void)[] = [];
   const addresses = new Set<string>();
   let onPacket: (packet: Buffer, checksumPartial: boolean) => void = () => {};
-  const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, queueDrops: () => 0, close: () => {} };
+  const dropReads = { count: 0 };
+  const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, queueDrops: () => (dropReads.count++, 0), close: () => {} };
   const system: OverlaySystem = {
     openTun: () => tun,
     async configureInterface(_device, address, prefix) {
@@ -44,7 +46,7 @@ function slowHost() {
     Buffer.from(destination.split(".").map(Number)).copy(ip, 16);
     onPacket(ip, false);
   }
-  return { system, addresses, finishNewestFirst, packet };
+  return { system, addresses, finishNewestFirst, packet, dropReads };
 }
 
 /** Peers that are all linked; what each was sent. */
@@ -97,5 +99,30 @@ describe("SDWAN maps arriving back to back", () => {
     expect(overlay.status().members).toBe(1);
     host.packet("10.9.0.2");
     expect(sent.get("delta"), "a packet to 10.9.0.2 went to delta, its owner on the new server's map").toBe(1);
+  });
+});
+
+describe("the overlay's fairness windows", () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it("read the device's drop counter only while packets flow: an idle node does not wake for them", async () => {
+    const host = slowHost();
+    const overlay = overlayOn(host, linkedPeers().peers);
+    expect(overlay.start()).toBe(true);
+    try {
+      await sleep(4 * FAIRNESS_WINDOW_MS);
+      expect(host.dropReads.count, "idle").toBe(0);
+      for (let i = 0; i < 6; i++) {
+        host.packet("10.9.0.2");
+        await sleep(FAIRNESS_WINDOW_MS / 2);
+      }
+      await sleep(FAIRNESS_WINDOW_MS);
+      const whileFlowing = host.dropReads.count;
+      expect(whileFlowing, "while packets flowed").toBeGreaterThanOrEqual(2);
+      await sleep(6 * FAIRNESS_WINDOW_MS);
+      expect(host.dropReads.count - whileFlowing, "idle again").toBeLessThanOrEqual(1);
+    } finally {
+      overlay.stop();
+    }
   });
 });
