@@ -117,14 +117,17 @@ class SimulatedLink {
     }
   }
 
-  /** Advances to the next event (a delivery or an update either side asked for) and handles it. */
+  /**
+   * Advances to the next event (a delivery or an update either side asked for) and handles it. Without
+   * likeTheLink both sides update at every event; with it, as the peer link drives KCP.
+   */
   step(): void {
-    if (this.options.likeTheLink) return this.stepLikeTheLink();
+    const likeTheLink = this.options.likeTheLink === true;
     // check() answers in u32 milliseconds; compare as wrapped differences so a clock past 2^32 works.
-    const untilA = (this.a.check(this.now) - this.now) | 0;
-    const untilB = (this.b.check(this.now) - this.now) | 0;
-    let next = this.now + Math.min(untilA, untilB);
+    const untilUpdate = (kcp: Kcp) => (likeTheLink ? kcp.msUntilUpdate(this.now) : (kcp.check(this.now) - this.now) | 0);
+    let next = this.now + Math.min(untilUpdate(this.a), untilUpdate(this.b));
     for (const item of this.inFlight) next = Math.min(next, item.at);
+    if (next === Infinity) throw new Error("both sides idle with nothing in flight: stranded");
     this.now = Math.max(next, this.now + 1);
     const due = this.inFlight.filter((item) => item.at <= this.now).sort((x, y) => x.at - y.at || x.order - y.order);
     if (due.length > 0) {
@@ -132,26 +135,12 @@ class SimulatedLink {
       this.inFlight.length = 0;
       this.inFlight.push(...remaining);
     }
-    for (const item of due) item.to.input(item.packet);
-    this.a.update(this.now);
-    this.b.update(this.now);
-  }
-
-  private stepLikeTheLink(): void {
-    let next = this.now + Math.min(this.a.msUntilUpdate(this.now), this.b.msUntilUpdate(this.now));
-    for (const item of this.inFlight) next = Math.min(next, item.at);
-    if (next === Infinity) throw new Error("both sides idle with nothing in flight: stranded");
-    this.now = Math.max(next, this.now + 1);
-    const due = this.inFlight.filter((item) => item.at <= this.now).sort((x, y) => x.at - y.at || x.order - y.order);
-    const remaining = this.inFlight.filter((item) => item.at > this.now);
-    this.inFlight.length = 0;
-    this.inFlight.push(...remaining);
     for (const item of due) {
-      item.to.setClock(this.now);
+      if (likeTheLink) item.to.setClock(this.now);
       item.to.input(item.packet);
-      item.to.flush();
+      if (likeTheLink) item.to.flush();
     }
-    for (const kcp of [this.a, this.b]) if (kcp.msUntilUpdate(this.now) === 0) kcp.update(this.now);
+    for (const kcp of [this.a, this.b]) if (!likeTheLink || kcp.msUntilUpdate(this.now) === 0) kcp.update(this.now);
   }
 
   /** Sends `data` from a as the link does: queued, then flushed at once. */
