@@ -1,6 +1,6 @@
 import { RECORD_OVERHEAD_BYTES, type SecureSession } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { DEFAULT_STREAM_WINDOW_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
+import { CHANNEL_HIGH_WATER_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
 import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
 import { Kcp, KCP_FAST } from "./kcp.ts";
 import type { Path, PathKind } from "./path.ts";
@@ -8,6 +8,12 @@ import type { Path, PathKind } from "./path.ts";
 /** KCP's send queue counts as the channel's buffered bytes at this many bytes a segment. */
 const KCP_SEGMENT_ESTIMATE_BYTES = KCP_FAST.mtu;
 const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
+/**
+ * Over KCP a stream's window grows up to what the mux lets KCP hold (its high-water mark), no further:
+ * beyond it the window only fills the mux's own queue. KCP_FAST has no congestion control, so more in
+ * flight only builds a queue at the receiver, and KCP then resends segments whose ACKs are merely late.
+ */
+const KCP_MAX_STREAM_WINDOW_BYTES = CHANNEL_HIGH_WATER_BYTES;
 /** Pings remembered while waiting for their pongs (keepalives, probes and measured pings together). */
 const MAX_PINGS_OUT = 64;
 /** rttMs keeps this many steps per millisecond (0.01 ms). */
@@ -98,9 +104,7 @@ export class Link {
       );
       this.scheduleKcp(0);
     }
-    // Windows grow on TCP paths only: over KCP a grown window fills KCP's queue to the mux's high-water
-    // mark, and KCP_FAST (no congestion control) then resent up to 65% of its segments on a loaded box.
-    const streamWindow = path.reliable ? {} : { maxStreamWindowBytes: DEFAULT_STREAM_WINDOW_BYTES };
+    const streamWindow = path.reliable ? {} : { maxStreamWindowBytes: KCP_MAX_STREAM_WINDOW_BYTES };
     this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...streamWindow });
     this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
   }

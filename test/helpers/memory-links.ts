@@ -4,16 +4,21 @@ import { SecureSession } from "../../src/crypto/index.ts";
 import type { Logger } from "../../src/log/index.ts";
 import { Link, type Path } from "../../src/transport/index.ts";
 
-/** Two in-memory, in-order path ends: what one sends, the other receives. */
-function pathPair(): [Path, Path] {
+/**
+ * Two in-memory, in-order path ends: what one sends, the other receives. A "udp" pair is unreliable
+ * as far as the links know, so they run KCP over it; `latencyMs` delays each packet one way.
+ */
+function pathPair(options: MemoryPathOptions): [Path, Path] {
   const ends = [0, 1].map(() => ({ deliver: (_packet: Buffer) => {}, closed: false }));
+  const latencyMs = options.latencyMs ?? 0;
   const make = (self: number): Path => ({
-    kind: "tcp-direct",
+    kind: options.kind === "udp" ? "udp-direct" : "tcp-direct",
     remote: `memory:${1 - self}`,
-    reliable: true,
+    reliable: options.kind !== "udp",
     send: (packet) => {
       const copy = Buffer.from(packet);
-      queueMicrotask(() => ends[1 - self]!.deliver(copy));
+      if (latencyMs > 0) setTimeout(() => ends[1 - self]!.deliver(copy), latencyMs);
+      else queueMicrotask(() => ends[1 - self]!.deliver(copy));
     },
     bufferedBytes: () => 0,
     onPacket: (handler) => (ends[self]!.deliver = handler),
@@ -24,9 +29,15 @@ function pathPair(): [Path, Path] {
   return [make(0), make(1)];
 }
 
+export interface MemoryPathOptions {
+  /** Default "tcp". */
+  kind?: "tcp" | "udp";
+  latencyMs?: number;
+}
+
 /** A requester's and a server's end of one link to each other. */
-export function linkPair(logger: Logger): { near: Link; far: Link } {
-  const [nearPath, farPath] = pathPair();
+export function linkPair(logger: Logger, path: MemoryPathOptions = {}): { near: Link; far: Link } {
+  const [nearPath, farPath] = pathPair(path);
   const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
   const sessionId = randomBytes(16);
   return {

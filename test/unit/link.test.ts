@@ -2,9 +2,13 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
 import { SecureSession } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
+import { CHANNEL_HIGH_WATER_BYTES, DEFAULT_STREAM_WINDOW_BYTES, type MuxStream } from "../../src/mux/index.ts";
 import { Link, type Path } from "../../src/transport/index.ts";
 import { Kcp } from "../../src/transport/kcp.ts";
 import { linkPair } from "../helpers/memory-links.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
 
 /** A TCP-like path that goes nowhere: enough to build a Link and close it. */
 function quietPath(): Path {
@@ -105,4 +109,42 @@ describe("Link.measureRtt", () => {
     expect(await waiting).toBeNull(); // at the close, not after the minute
     expect(await link.measureRtt(60_000)).toBeNull();
   });
+});
+
+describe("a stream over KCP", () => {
+  it("grows its window past the initial 256 KiB up to the mux's high-water mark for KCP (1 MiB), never beyond", async () => {
+    // 25 ms each way: one initial window per 50 ms round trip is 5 MB/s, far below what memory carries,
+    // and KCP's 1024 segments in flight (1.3 MiB) would let an unbounded window grow past 1 MiB.
+    const { near, far } = linkPair(createLogger({ level: "error", write: () => {} }), { kind: "udp", latencyMs: 25 });
+    const accepted = new Promise<MuxStream>((resolve) => far.mux.onStream(resolve));
+    const stream = near.mux.openStream();
+    stream.on("error", () => {}); // the close at the end aborts it, half-closed
+    const data = randomBytes(12 * MiB);
+    let peakWindowBytes = 0;
+    try {
+      const written = (async () => {
+        for (let offset = 0; offset < data.length; offset += 256 * KiB) {
+          if (!stream.write(data.subarray(offset, offset + 256 * KiB))) await new Promise((resolve) => stream.once("drain", resolve));
+        }
+        stream.end();
+      })();
+      const receiver = await accepted;
+      const chunks: Buffer[] = [];
+      const received = new Promise<Buffer>((resolve, reject) => {
+        receiver.on("data", (chunk: Buffer) => {
+          chunks.push(chunk);
+          peakWindowBytes = Math.max(peakWindowBytes, receiver.receiveWindowBytes);
+        });
+        receiver.on("end", () => resolve(Buffer.concat(chunks)));
+        receiver.on("error", reject);
+      });
+      await written;
+      expect((await received).equals(data)).toBe(true);
+      expect(peakWindowBytes).toBeGreaterThan(DEFAULT_STREAM_WINDOW_BYTES);
+      expect(peakWindowBytes).toBeLessThanOrEqual(CHANNEL_HIGH_WATER_BYTES);
+    } finally {
+      near.close("test over");
+      far.close("test over");
+    }
+  }, 30_000);
 });
