@@ -166,6 +166,16 @@ export class Kcp {
   private fastResend = 0;
   private noCwnd = false;
   private dead = false;
+  /**
+   * When the peer last acknowledged new data, or data went out with nothing outstanding (KCP's clock).
+   * The RTO of a segment past everything acknowledged does not expire within rxRto of it, as TCP
+   * restarts its timer on each ACK of new data (RFC 6298 5.3): a window sent in one flush waits in the
+   * receiver's queue, acknowledged bit by bit, without being resent. A hole (a later segment was
+   * acknowledged) keeps its own RTO: it is likely lost.
+   */
+  private progressTs = 0;
+  /** One past the highest sn acknowledged, by ACK or una: segments from here on are past everything acknowledged. */
+  private ackFront = 0;
 
   private readonly sndQueue = new Fifo<SendSegment>();
   private readonly rcvQueue = new Fifo<ReceiveSegment>();
@@ -333,6 +343,7 @@ export class Kcp {
     this.counters.packetsReceived++;
     const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
     const prevUna = this.sndUna;
+    const unackedBefore = this.sndBuf.size;
     let sawAck = false;
     let maxAck = 0;
     let latestTs = 0;
@@ -350,6 +361,7 @@ export class Kcp {
 
       this.rmtWnd = wnd;
       this.parseUna(una);
+      if (diff32(una, this.ackFront) > 0) this.ackFront = una;
       this.shrinkBuf();
 
       if (cmd === KCP_CMD_ACK) {
@@ -357,6 +369,7 @@ export class Kcp {
         if (rtt >= 0) this.updateAck(rtt);
         this.parseAck(sn);
         this.shrinkBuf();
+        if (diff32(sn, this.sndNxt) < 0 && diff32(sn, this.ackFront) >= 0) this.ackFront = (sn + 1) >>> 0;
         if (!sawAck) {
           sawAck = true;
           maxAck = sn;
@@ -380,6 +393,7 @@ export class Kcp {
     }
 
     if (sawAck) this.parseFastAck(maxAck, latestTs);
+    if (this.sndBuf.size < unackedBefore) this.progressTs = this.current;
 
     if (diff32(this.sndUna, prevUna) > 0 && this.cwnd < this.rmtWnd) {
       const mss = this.mssBytes;
@@ -428,9 +442,10 @@ export class Kcp {
     if (diff32(current, tsFlush) >= 0) return current;
 
     const untilFlush = diff32(tsFlush, current);
+    const rtoHeldFor = diff32((this.progressTs + this.rxRto) >>> 0, current);
     let untilPacket = 0x7fffffff;
     for (const seg of this.sndBuf.values()) {
-      const untilResend = diff32(seg.resendTs, current);
+      const untilResend = diff32(seg.sn, this.ackFront) >= 0 ? Math.max(diff32(seg.resendTs, current), rtoHeldFor) : diff32(seg.resendTs, current);
       if (untilResend <= 0) return current;
       if (untilResend < untilPacket) untilPacket = untilResend;
     }
@@ -506,6 +521,7 @@ export class Kcp {
     while (diff32(this.sndNxt, (this.sndUna + window) >>> 0) < 0) {
       const seg = this.sndQueue.shift();
       if (seg === undefined) break;
+      if (this.sndBuf.size === 0) this.progressTs = current;
       seg.sn = this.sndNxt;
       this.sndNxt = (this.sndNxt + 1) >>> 0;
       seg.ts = current;
@@ -516,6 +532,7 @@ export class Kcp {
 
     const resent = this.fastResend > 0 ? this.fastResend : Infinity;
     const rtoMin = this.nodelay ? 0 : this.rxRto >> 3;
+    const rtoHeld = diff32(current, (this.progressTs + this.rxRto) >>> 0) < 0;
     let fastResent = false;
     let lost = false;
 
@@ -527,7 +544,7 @@ export class Kcp {
         seg.rto = this.rxRto;
         seg.resendTs = (current + seg.rto + rtoMin) >>> 0;
         this.counters.segmentsSent++;
-      } else if (diff32(current, seg.resendTs) >= 0) {
+      } else if (diff32(current, seg.resendTs) >= 0 && !(rtoHeld && diff32(seg.sn, this.ackFront) >= 0)) {
         needSend = true;
         seg.xmit++;
         this.counters.retransmits++;

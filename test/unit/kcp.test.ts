@@ -72,6 +72,8 @@ interface LinkOptions {
    * flush right after every delivery. Without it both sides update at every event.
    */
   likeTheLink?: boolean;
+  /** A bottleneck in each direction: packets leave it at this rate, queueing behind each other (a receiver busy with a burst). */
+  packetsPerMs?: number;
 }
 
 interface InFlight {
@@ -93,6 +95,8 @@ class SimulatedLink {
   private readonly random: () => number;
   private readonly inFlight: InFlight[] = [];
   private order = 0;
+  /** Per direction: when the bottleneck lets the next packet through. */
+  private readonly bottleneckFreeAt = new Map<Kcp, number>();
 
   constructor(
     private readonly options: LinkOptions,
@@ -113,7 +117,12 @@ class SimulatedLink {
     const copies = this.random() < (this.options.duplicateRate ?? 0) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
       const delay = (this.options.latencyMs ?? 20) + Math.floor(this.random() * ((this.options.jitterMs ?? 0) + 1));
-      this.inFlight.push({ at: this.now + delay, order: this.order++, to, packet });
+      let at = this.now + delay;
+      if (this.options.packetsPerMs) {
+        at = Math.max(at, this.bottleneckFreeAt.get(to) ?? 0);
+        this.bottleneckFreeAt.set(to, at + 1 / this.options.packetsPerMs);
+      }
+      this.inFlight.push({ at, order: this.order++, to, packet });
     }
   }
 
@@ -415,6 +424,44 @@ describe("KCP over a simulated link", () => {
     expect(link.runUntil(() => (received += link.b.recv()?.length ?? 0) === 3000 && link.a.waitSnd() === 0, 10_000)).toBe(true);
     expect([link.a.msUntilUpdate(link.now), link.b.msUntilUpdate(link.now)]).toEqual([Infinity, Infinity]);
     expect(link.a.stats.retransmits).toBe(0);
+  });
+
+  it("does not resend a window that waits in a queue longer than the RTO while it is acknowledged bit by bit", () => {
+    // 5 ms each way and a bottleneck of 10 packets a millisecond: a window of 1 MiB sent in one flush
+    // drains over ~80 ms, far past the 30 ms RTO, with ACKs coming all the while.
+    const link = new SimulatedLink({ latencyMs: 5, packetsPerMs: 10, likeTheLink: true, clockStartMs: 400 * 2 ** 32 - 50 }, (kcp) => applyPreset(kcp, "fast"));
+    link.a.update(link.now);
+    link.b.update(link.now);
+    let received = 0;
+    const receive = () => {
+      for (let message = link.b.recv(); message; message = link.b.recv()) received += message.length;
+    };
+    link.sendNow(new Uint8Array(1000)); // a first exchange measures the round trip
+    expect(link.runUntil(() => (receive(), received === 1000 && link.a.waitSnd() === 0), 1000)).toBe(true);
+    expect(link.a.rtoMs).toBeLessThan(40);
+    const messageBytes = 256 * 1024;
+    for (let i = 0; i < 4; i++) link.sendNow(new Uint8Array(messageBytes).fill(i));
+    expect(link.runUntil(() => (receive(), received === 1000 + 4 * messageBytes && link.a.waitSnd() === 0), 5000)).toBe(true);
+    expect(link.a.stats.retransmits + link.a.stats.fastRetransmits).toBe(0);
+  });
+
+  it("still resends a lost segment by its RTO when the peer acknowledges nothing after it", () => {
+    const link = new SimulatedLink({ latencyMs: 5, likeTheLink: true }, (kcp) => applyPreset(kcp, "fast"));
+    link.a.update(link.now);
+    link.b.update(link.now);
+    let received = 0;
+    const receive = () => {
+      for (let message = link.b.recv(); message; message = link.b.recv()) received += message.length;
+    };
+    link.sendNow(new Uint8Array(1000));
+    expect(link.runUntil(() => (receive(), received === 1000 && link.a.waitSnd() === 0), 1000)).toBe(true);
+    link.down = true;
+    link.sendNow(new Uint8Array(1000)); // the last segment for a while: lost, and nothing later to acknowledge
+    link.down = false;
+    const sentAt = link.now;
+    expect(link.runUntil(() => (receive(), received === 2000), 1000)).toBe(true);
+    expect(link.a.stats.retransmits).toBe(1);
+    expect(link.now - sentAt).toBeLessThanOrEqual(2 * link.a.rtoMs + 10);
   });
 
   it("survives the u32 millisecond clock wrapping mid-transfer (Date.now() is past 2^32)", () => {
