@@ -9,7 +9,7 @@ import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactio
 import { loadLibc } from "../sdwan/ffi.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 import type { PathReceiver } from "./path.ts";
-import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, udpGsoSender, type GsoSend } from "./udp-gso.ts";
+import { GSO_MAX_BYTES, GSO_MAX_SEGMENT_BYTES, GSO_MAX_SEGMENTS, udpGsoSender, type GsoSend } from "./udp-gso.ts";
 
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 
@@ -388,6 +388,7 @@ export class PeerEndpoint {
   /** Where the run of same-sized datagrams to the same address that starts at `start` ends (the last may be shorter). */
   private runEnd(batch: (Uint8Array | number | string)[], start: number): number {
     const size = (batch[start] as Uint8Array).length;
+    if (size > GSO_MAX_SEGMENT_BYTES) return start + 3;
     let bytes = size;
     let end = start + 3;
     while (end < batch.length && (end - start) / 3 < GSO_MAX_SEGMENTS && batch[end + 1] === batch[start + 1] && batch[end + 2] === batch[start + 2]) {

@@ -14,6 +14,12 @@ const SOCKADDR_IN_BYTES = 16;
 export const GSO_MAX_SEGMENTS = 64;
 /** Bytes in one run at most: what one IPv4 UDP datagram can carry. */
 export const GSO_MAX_BYTES = 65_507;
+/**
+ * Datagrams larger than this never go with GSO: a segment and its headers must fit the device's MTU
+ * (the kernel refuses the call otherwise), and 1472 bytes is what IPv4 UDP fits in 1500. Larger ones
+ * (KCP's packets on a lan path) leave with sendMany, fragmented by the kernel.
+ */
+export const GSO_MAX_SEGMENT_BYTES = 1472;
 const MAX_CACHED_ADDRESSES = 1024;
 
 /**

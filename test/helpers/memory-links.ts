@@ -5,18 +5,19 @@ import type { Logger } from "../../src/log/index.ts";
 import { Link, type Path } from "../../src/transport/index.ts";
 
 /**
- * Two in-memory, in-order path ends: what one sends, the other receives. A "udp" pair is unreliable
- * as far as the links know, so they run KCP over it; `latencyMs` delays each packet one way.
+ * Two in-memory, in-order path ends: what one sends, the other receives. A "udp" or "lan" pair is
+ * unreliable as far as the links know, so they run KCP over it; `latencyMs` delays each packet one way.
  */
 function pathPair(options: MemoryPathOptions): [Path, Path] {
   const ends = [0, 1].map(() => ({ deliver: (_packet: Buffer) => {}, closed: false }));
   const latencyMs = options.latencyMs ?? 0;
   const make = (self: number): Path => ({
-    kind: options.kind === "udp" ? "udp-direct" : "tcp-direct",
+    kind: options.kind === "udp" ? "udp-direct" : options.kind === "lan" ? "lan" : "tcp-direct",
     remote: `memory:${1 - self}`,
-    reliable: options.kind !== "udp",
+    reliable: options.kind === undefined || options.kind === "tcp",
     send: (packet) => {
       const copy = Buffer.from(packet);
+      options.onSend?.(copy);
       if (latencyMs > 0) setTimeout(() => ends[1 - self]!.deliver(copy), latencyMs);
       else queueMicrotask(() => ends[1 - self]!.deliver(copy));
     },
@@ -30,9 +31,11 @@ function pathPair(options: MemoryPathOptions): [Path, Path] {
 }
 
 export interface MemoryPathOptions {
-  /** Default "tcp". */
-  kind?: "tcp" | "udp";
+  /** Default "tcp"; "udp" and "lan" are unreliable (KCP). */
+  kind?: "tcp" | "udp" | "lan";
   latencyMs?: number;
+  /** Sees every packet either end sends. */
+  onSend?: (packet: Buffer) => void;
 }
 
 /** A requester's and a server's end of one link to each other. */

@@ -5,6 +5,8 @@ import { generateIdentity } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import { Connector, PeerEndpoint, type Link } from "../../src/transport/index.ts";
 import { endpointText } from "../../src/transport/endpoint.ts";
+import { LAN_KCP_MTU_BYTES } from "../../src/transport/link.ts";
+import { GSO_MAX_SEGMENT_BYTES, type GsoSend } from "../../src/transport/udp-gso.ts";
 import { loadKoffi } from "../../src/sdwan/index.ts";
 import { prng, randomBytes } from "../helpers/prng.ts";
 import { waitFor } from "../helpers/processes.ts";
@@ -134,6 +136,23 @@ describe("UDP send batching", () => {
     expect(atB.map((p) => p.readUInt32BE(0))).toEqual(toB.map((p) => p.readUInt32BE(0)));
     expect(atC.map((p) => p.readUInt32BE(0))).toEqual(toC.map((p) => p.readUInt32BE(0)));
     expect(atB.every((p, i) => p.equals(toB[i]!)) && atC.every((p, i) => p.equals(toC[i]!))).toBe(true);
+  });
+
+  it("datagrams too large for one segment on a 1500-byte MTU (KCP's on a lan path) leave without GSO, which such a device refuses; runs of smaller ones still use it", async () => {
+    const [a, b] = await endpoints();
+    const internals = a as unknown as { gsoSend?: GsoSend };
+    const realGsoSend = internals.gsoSend;
+    expect(realGsoSend, "UDP segmentation offload is available here").toBeDefined();
+    const gsoSegmentBytes: number[] = [];
+    internals.gsoSend = (datagrams, segmentBytes, host, port) => (gsoSegmentBytes.push(segmentBytes), realGsoSend!(datagrams, segmentBytes, host, port));
+    const atB: Buffer[] = [];
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (atB.push(packet), true));
+    const random = prng(SEED + 2);
+    const sent = [...Array.from({ length: 8 }, () => randomBytes(random, LAN_KCP_MTU_BYTES)), ...Array.from({ length: 8 }, () => randomBytes(random, GSO_MAX_SEGMENT_BYTES))];
+    for (const packet of sent) a.sendUdp(packet, endpointText("127.0.0.1", b.udpPort));
+    await waitFor("every packet at b", () => atB.length >= sent.length || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(atB.every((p, i) => p.equals(sent[i]!))).toBe(true);
+    expect(gsoSegmentBytes).toEqual([GSO_MAX_SEGMENT_BYTES]);
   });
 
   it("a bad destination in a batch drops only its own packet, throws nowhere, and sends after close are dropped", async () => {

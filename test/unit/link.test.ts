@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
-import { SecureSession } from "../../src/crypto/index.ts";
+import { RECORD_OVERHEAD_BYTES, SecureSession } from "../../src/crypto/index.ts";
 import { createLogger } from "../../src/log/index.ts";
 import { CHANNEL_HIGH_WATER_BYTES, DEFAULT_STREAM_WINDOW_BYTES, type MuxStream } from "../../src/mux/index.ts";
 import { Link, type Path } from "../../src/transport/index.ts";
-import { Kcp } from "../../src/transport/kcp.ts";
-import { linkPair } from "../helpers/memory-links.ts";
+import { LAN_KCP_MTU_BYTES } from "../../src/transport/link.ts";
+import { Kcp, KCP_FAST } from "../../src/transport/kcp.ts";
+import { linkPair, type MemoryPathOptions } from "../helpers/memory-links.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -111,40 +112,56 @@ describe("Link.measureRtt", () => {
   });
 });
 
+/** Streams `bytes` of random data near -> far over a link pair on `path`; whether it arrived intact, and the receiver's largest window. */
+async function streamOver(path: MemoryPathOptions, bytes: number): Promise<{ intact: boolean; peakWindowBytes: number }> {
+  const { near, far } = linkPair(createLogger({ level: "error", write: () => {} }), path);
+  const accepted = new Promise<MuxStream>((resolve) => far.mux.onStream(resolve));
+  const stream = near.mux.openStream();
+  stream.on("error", () => {}); // the close at the end aborts it, half-closed
+  const data = randomBytes(bytes);
+  let peakWindowBytes = 0;
+  try {
+    const written = (async () => {
+      for (let offset = 0; offset < data.length; offset += 256 * KiB) {
+        if (!stream.write(data.subarray(offset, offset + 256 * KiB))) await new Promise((resolve) => stream.once("drain", resolve));
+      }
+      stream.end();
+    })();
+    const receiver = await accepted;
+    const chunks: Buffer[] = [];
+    const received = new Promise<Buffer>((resolve, reject) => {
+      receiver.on("data", (chunk: Buffer) => {
+        chunks.push(chunk);
+        peakWindowBytes = Math.max(peakWindowBytes, receiver.receiveWindowBytes);
+      });
+      receiver.on("end", () => resolve(Buffer.concat(chunks)));
+      receiver.on("error", reject);
+    });
+    await written;
+    return { intact: (await received).equals(data), peakWindowBytes };
+  } finally {
+    near.close("test over");
+    far.close("test over");
+  }
+}
+
 describe("a stream over KCP", () => {
   it("grows its window past the initial 256 KiB up to the mux's high-water mark for KCP (1 MiB), never beyond", async () => {
     // 25 ms each way: one initial window per 50 ms round trip is 5 MB/s, far below what memory carries,
     // and KCP's 1024 segments in flight (1.3 MiB) would let an unbounded window grow past 1 MiB.
-    const { near, far } = linkPair(createLogger({ level: "error", write: () => {} }), { kind: "udp", latencyMs: 25 });
-    const accepted = new Promise<MuxStream>((resolve) => far.mux.onStream(resolve));
-    const stream = near.mux.openStream();
-    stream.on("error", () => {}); // the close at the end aborts it, half-closed
-    const data = randomBytes(12 * MiB);
-    let peakWindowBytes = 0;
-    try {
-      const written = (async () => {
-        for (let offset = 0; offset < data.length; offset += 256 * KiB) {
-          if (!stream.write(data.subarray(offset, offset + 256 * KiB))) await new Promise((resolve) => stream.once("drain", resolve));
-        }
-        stream.end();
-      })();
-      const receiver = await accepted;
-      const chunks: Buffer[] = [];
-      const received = new Promise<Buffer>((resolve, reject) => {
-        receiver.on("data", (chunk: Buffer) => {
-          chunks.push(chunk);
-          peakWindowBytes = Math.max(peakWindowBytes, receiver.receiveWindowBytes);
-        });
-        receiver.on("end", () => resolve(Buffer.concat(chunks)));
-        receiver.on("error", reject);
-      });
-      await written;
-      expect((await received).equals(data)).toBe(true);
-      expect(peakWindowBytes).toBeGreaterThan(DEFAULT_STREAM_WINDOW_BYTES);
-      expect(peakWindowBytes).toBeLessThanOrEqual(CHANNEL_HIGH_WATER_BYTES);
-    } finally {
-      near.close("test over");
-      far.close("test over");
-    }
+    const { intact, peakWindowBytes } = await streamOver({ kind: "udp", latencyMs: 25 }, 12 * MiB);
+    expect(intact).toBe(true);
+    expect(peakWindowBytes).toBeGreaterThan(DEFAULT_STREAM_WINDOW_BYTES);
+    expect(peakWindowBytes).toBeLessThanOrEqual(CHANNEL_HIGH_WATER_BYTES);
+  }, 30_000);
+
+  it.each([
+    { kind: "udp" as const, largestBytes: KCP_FAST.mtu },
+    { kind: "lan" as const, largestBytes: LAN_KCP_MTU_BYTES },
+  ])("on a $kind path, sends KCP packets of up to $largestBytes bytes (and their record's overhead), no larger", async ({ kind, largestBytes }) => {
+    let largestPacketBytes = 0;
+    const { intact } = await streamOver({ kind, onSend: (packet) => (largestPacketBytes = Math.max(largestPacketBytes, packet.length)) }, 4 * MiB);
+    expect(intact).toBe(true);
+    expect(largestPacketBytes).toBe(1 + RECORD_OVERHEAD_BYTES + largestBytes);
   }, 30_000);
 });
