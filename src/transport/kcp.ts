@@ -138,6 +138,7 @@ export class Kcp {
 
   private readonly output: (segmentBatch: Uint8Array) => void;
   private mtuBytes = KCP_DEFAULT_MTU_BYTES;
+  private controlMtuBytes = KCP_DEFAULT_MTU_BYTES;
   private mssBytes = KCP_DEFAULT_MTU_BYTES - KCP_OVERHEAD_BYTES;
   private buffer = new Uint8Array(KCP_DEFAULT_MTU_BYTES);
   private view = new DataView(this.buffer.buffer);
@@ -244,11 +245,19 @@ export class Kcp {
     if (receiveSegments > 0) this.rcvWnd = Math.max(Math.trunc(receiveSegments), KCP_MIN_RECEIVE_WINDOW_SEGMENTS);
   }
 
-  setMtu(bytes: number): void {
+  /**
+   * Packets of at most `bytes`. Packets of ACKs and probes alone are cut at `controlBytes` (not past
+   * `bytes`): a peer that only receives then sends small packets even when its data ones are large.
+   */
+  setMtu(bytes: number, controlBytes = bytes): void {
     if (!Number.isInteger(bytes) || bytes < KCP_MIN_MTU_BYTES) {
       throw new KcpError("KCP_BAD_MTU", `KCP mtu must be an integer >= ${KCP_MIN_MTU_BYTES}, got ${bytes}`);
     }
+    if (!Number.isInteger(controlBytes) || controlBytes < KCP_MIN_MTU_BYTES) {
+      throw new KcpError("KCP_BAD_MTU", `KCP control packet size must be an integer >= ${KCP_MIN_MTU_BYTES}, got ${controlBytes}`);
+    }
     this.mtuBytes = bytes;
+    this.controlMtuBytes = Math.min(controlBytes, bytes);
     this.mssBytes = bytes - KCP_OVERHEAD_BYTES;
     this.buffer = new Uint8Array(bytes);
     this.view = new DataView(this.buffer.buffer);
@@ -483,7 +492,7 @@ export class Kcp {
     let size = 0;
 
     for (let i = 0; i < this.ackList.length; i += 2) {
-      size = this.makeRoom(size, KCP_OVERHEAD_BYTES);
+      size = this.makeRoom(size, KCP_OVERHEAD_BYTES, this.controlMtuBytes);
       this.writeHeader(size, KCP_CMD_ACK, 0, wnd, this.ackList[i + 1]!, this.ackList[i]!, 0);
       size += KCP_OVERHEAD_BYTES;
     }
@@ -504,12 +513,12 @@ export class Kcp {
       this.probeWait = 0;
     }
     if (this.probe & ASK_SEND) {
-      size = this.makeRoom(size, KCP_OVERHEAD_BYTES);
+      size = this.makeRoom(size, KCP_OVERHEAD_BYTES, this.controlMtuBytes);
       this.writeHeader(size, KCP_CMD_WASK, 0, wnd, 0, 0, 0);
       size += KCP_OVERHEAD_BYTES;
     }
     if (this.probe & ASK_TELL) {
-      size = this.makeRoom(size, KCP_OVERHEAD_BYTES);
+      size = this.makeRoom(size, KCP_OVERHEAD_BYTES, this.controlMtuBytes);
       this.writeHeader(size, KCP_CMD_WINS, 0, wnd, 0, 0, 0);
       size += KCP_OVERHEAD_BYTES;
     }
@@ -629,9 +638,9 @@ export class Kcp {
     return Math.min(unused, KCP_MAX_ADVERTISED_WINDOW_SEGMENTS);
   }
 
-  /** Emits the packet being built when `need` more bytes would not fit; returns the new fill. */
-  private makeRoom(size: number, need: number): number {
-    if (size + need > this.mtuBytes) {
+  /** Emits the packet being built when `need` more bytes would not fit in `limit`; returns the new fill. */
+  private makeRoom(size: number, need: number, limit = this.mtuBytes): number {
+    if (size + need > limit) {
       if (size > 0) this.emit(size);
       // Only a segment queued under a larger mtu can exceed the buffer on its own.
       if (need > this.buffer.length) {

@@ -12,6 +12,13 @@ import type { Path, PathKind } from "./path.ts";
  * times the bytes of KCP_FAST.mtu. Any peer takes them: records of up to 64 KiB were always accepted.
  */
 export const LAN_KCP_MTU_BYTES = 6 * 1480 - 8 - 1 - RECORD_OVERHEAD_BYTES;
+/**
+ * A lan link whose large packets need resending this often (one lost fragment loses a packet: 1% of
+ * fragments lost is 6% of packets) goes back to KCP_FAST.mtu for the rest of its life; judged over
+ * every LAN_LOSS_CHECK_SEGMENTS segments sent.
+ */
+export const LAN_LOSS_MAX_RESENT_RATIO = 0.05;
+export const LAN_LOSS_CHECK_SEGMENTS = 512;
 const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
 /**
  * Over KCP a stream's window grows up to what the mux lets KCP hold (its high-water mark), no further:
@@ -72,6 +79,8 @@ export class Link {
   private readonly kcp?: Kcp;
   private kcpTimer?: ReturnType<typeof setTimeout>;
   private kcpFlushQueued = false;
+  /** While a lan link sends large KCP packets: the counts at the start of the current loss check. */
+  private largePackets?: { sent: number; resent: number };
   private deliverToMux: (message: Uint8Array) => void = () => {};
   private drainMux: () => void = () => {};
   private closeMux: (reason: string) => void = () => {};
@@ -98,7 +107,9 @@ export class Link {
       const kcp = new Kcp(init.sessionId.readUInt32BE(0), (segments) => this.sendRecord(RecordKind.kcp, segments));
       kcp.setNoDelay(KCP_FAST.nodelay, KCP_FAST.intervalMs, KCP_FAST.fastResend, KCP_FAST.noCongestionControl);
       kcp.setWindowSize(KCP_FAST.sendWindow, KCP_FAST.receiveWindow);
-      kcp.setMtu(path.kind === "lan" ? LAN_KCP_MTU_BYTES : KCP_FAST.mtu);
+      // ACKs go in small packets: a lan link that loses large ones must still hear its peer (see checkLargePacketLoss).
+      kcp.setMtu(path.kind === "lan" ? LAN_KCP_MTU_BYTES : KCP_FAST.mtu, KCP_FAST.mtu);
+      if (path.kind === "lan") this.largePackets = { sent: 0, resent: 0 };
       this.kcp = kcp;
       channel = this.channel(
         (message) => {
@@ -291,8 +302,22 @@ export class Link {
       if (this.closed || !this.kcp) return;
       this.kcp.setClock(Date.now());
       this.kcp.flush();
+      if (this.largePackets) this.checkLargePacketLoss(this.kcp);
       this.scheduleKcp(this.kcp.msUntilUpdate(Date.now()));
     });
+  }
+
+  private checkLargePacketLoss(kcp: Kcp): void {
+    const { segmentsSent, retransmits, fastRetransmits } = kcp.stats;
+    const sent = segmentsSent - this.largePackets!.sent;
+    if (sent < LAN_LOSS_CHECK_SEGMENTS) return;
+    const resent = retransmits + fastRetransmits - this.largePackets!.resent;
+    this.largePackets = { sent: segmentsSent, resent: retransmits + fastRetransmits };
+    if (resent <= sent * LAN_LOSS_MAX_RESENT_RATIO) return;
+    kcp.setMtu(KCP_FAST.mtu);
+    this.largePackets = undefined;
+    const resentPercent = Math.round((100 * resent) / sent);
+    this.init.logger.info("lan link loses large packets: back to small ones", { peer: this.init.peer, resentPercent, packetBytes: KCP_FAST.mtu });
   }
 
   /** Runs KCP's update() in `delayMs`; an idle KCP (Infinity) sleeps until it gets something to do. */

@@ -18,6 +18,7 @@ function pathPair(options: MemoryPathOptions): [Path, Path] {
     send: (packet) => {
       const copy = Buffer.from(packet);
       options.onSend?.(copy);
+      if (options.drop?.(copy)) return;
       if (latencyMs > 0) setTimeout(() => ends[1 - self]!.deliver(copy), latencyMs);
       else queueMicrotask(() => ends[1 - self]!.deliver(copy));
     },
@@ -36,6 +37,8 @@ export interface MemoryPathOptions {
   latencyMs?: number;
   /** Sees every packet either end sends. */
   onSend?: (packet: Buffer) => void;
+  /** Whether the path loses this packet (only for "udp" and "lan": a lossy TCP path breaks the link). */
+  drop?: (packet: Buffer) => boolean;
 }
 
 /** A requester's and a server's end of one link to each other. */

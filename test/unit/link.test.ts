@@ -7,6 +7,7 @@ import { Link, type Path } from "../../src/transport/index.ts";
 import { LAN_KCP_MTU_BYTES } from "../../src/transport/link.ts";
 import { Kcp, KCP_FAST } from "../../src/transport/kcp.ts";
 import { linkPair, type MemoryPathOptions } from "../helpers/memory-links.ts";
+import { prng } from "../helpers/prng.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -113,8 +114,8 @@ describe("Link.measureRtt", () => {
 });
 
 /** Streams `bytes` of random data near -> far over a link pair on `path`; whether it arrived intact, and the receiver's largest window. */
-async function streamOver(path: MemoryPathOptions, bytes: number): Promise<{ intact: boolean; peakWindowBytes: number }> {
-  const { near, far } = linkPair(createLogger({ level: "error", write: () => {} }), path);
+async function streamOver(path: MemoryPathOptions, bytes: number, logger = createLogger({ level: "error", write: () => {} })): Promise<{ intact: boolean; peakWindowBytes: number }> {
+  const { near, far } = linkPair(logger, path);
   const accepted = new Promise<MuxStream>((resolve) => far.mux.onStream(resolve));
   const stream = near.mux.openStream();
   stream.on("error", () => {}); // the close at the end aborts it, half-closed
@@ -163,5 +164,23 @@ describe("a stream over KCP", () => {
     const { intact } = await streamOver({ kind, onSend: (packet) => (largestPacketBytes = Math.max(largestPacketBytes, packet.length)) }, 4 * MiB);
     expect(intact).toBe(true);
     expect(largestPacketBytes).toBe(1 + RECORD_OVERHEAD_BYTES + largestBytes);
+  }, 30_000);
+
+  it("on a lan path that loses large packets (IP fragments dropped on the way), goes back to small ones, and the data still arrives", async () => {
+    const random = prng(31);
+    const lines: string[] = [];
+    const sizes: number[] = [];
+    const { intact } = await streamOver(
+      {
+        kind: "lan",
+        onSend: (packet) => sizes.push(packet.length),
+        drop: (packet) => packet.length > 2000 && random() < 0.1,
+      },
+      8 * MiB,
+      createLogger({ level: "info", write: (line) => lines.push(line) }),
+    );
+    expect(intact).toBe(true);
+    expect(lines.some((line) => line.includes("lan link loses large packets: back to small ones"))).toBe(true);
+    expect(Math.max(...sizes.slice(-100)), "the last packets sent").toBeLessThanOrEqual(1 + RECORD_OVERHEAD_BYTES + KCP_FAST.mtu);
   }, 30_000);
 });
