@@ -17,8 +17,8 @@ export const LAN_KCP_MTU_BYTES = 6 * 1480 - 8 - 1 - RECORD_OVERHEAD_BYTES;
  * fragments lost is 6% of packets) goes back to KCP_FAST.mtu for the rest of its life; judged over
  * every LAN_LOSS_CHECK_SEGMENTS segments sent.
  */
-export const LAN_LOSS_MAX_RESENT_RATIO = 0.05;
-export const LAN_LOSS_CHECK_SEGMENTS = 512;
+const LAN_LOSS_MAX_RESENT_RATIO = 0.05;
+const LAN_LOSS_CHECK_SEGMENTS = 512;
 const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
 /**
  * Over KCP a stream's window grows up to what the mux lets KCP hold (its high-water mark), no further:
