@@ -1,24 +1,31 @@
 import { RECORD_OVERHEAD_BYTES, type SecureSession } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CHANNEL_HIGH_WATER_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
+import { CHANNEL_HIGH_WATER_BYTES, FRAME_HEADER_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
 import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
-import { Kcp, KCP_FAST } from "./kcp.ts";
+import { Kcp, KCP_FAST, KCP_OVERHEAD_BYTES } from "./kcp.ts";
 import type { Path, PathKind } from "./path.ts";
 
 /**
- * KCP's packets on a lan path: six whole IPv4 fragments on a 1500-byte LAN (after the UDP header, the
- * envelope byte and the record's overhead), one frame on a 9000-byte jumbo LAN. Between two hosts on
- * one segment no NAT or middlebox drops fragments, and one seal and one system call then carry 6.5
- * times the bytes of KCP_FAST.mtu. Any peer takes them: records of up to 64 KiB were always accepted.
+ * KCP's packets on a lan path: 24 whole IPv4 fragments on a 1500-byte LAN (after the UDP header, the
+ * envelope byte and the record's overhead), 4 frames on a 9000-byte jumbo LAN. Between two hosts on
+ * one segment no NAT or middlebox drops fragments, and one seal, one KCP packet and one system call
+ * then carry 26 times the bytes of KCP_FAST.mtu (6 fragments were measured to cost 1.5 times the CPU
+ * per GB; see README, "The KCP app"). Any peer takes them: records of up to 64 KiB were always accepted.
  */
-export const LAN_KCP_MTU_BYTES = 6 * 1480 - 8 - 1 - RECORD_OVERHEAD_BYTES;
+const LAN_KCP_PACKET_FRAGMENTS = 24;
+export const LAN_KCP_MTU_BYTES = LAN_KCP_PACKET_FRAGMENTS * 1480 - 8 - 1 - RECORD_OVERHEAD_BYTES;
 /**
- * A lan link whose large packets need resending this often (one lost fragment loses a packet: 1% of
- * fragments lost is 6% of packets) goes back to KCP_FAST.mtu for the rest of its life; judged over
+ * Mux frames on a lan path fill one KCP packet (the default 16 KiB would take two frames a packet, and
+ * KCP's queue, counted at a whole packet a segment, would look twice as full as it is).
+ */
+const LAN_MUX_FRAME_PAYLOAD_BYTES = LAN_KCP_MTU_BYTES - KCP_OVERHEAD_BYTES - FRAME_HEADER_BYTES;
+/**
+ * A lan link whose large packets need resending this often (one lost fragment loses a packet: 0.2%
+ * of fragments lost is 5% of packets) goes back to KCP_FAST.mtu for the rest of its life; judged over
  * every LAN_LOSS_CHECK_SEGMENTS segments sent.
  */
 const LAN_LOSS_MAX_RESENT_RATIO = 0.05;
-const LAN_LOSS_CHECK_SEGMENTS = 512;
+const LAN_LOSS_CHECK_SEGMENTS = 128;
 const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
 /**
  * Over KCP a stream's window grows up to what the mux lets KCP hold (its high-water mark), no further:
@@ -121,8 +128,9 @@ export class Link {
       );
       this.scheduleKcp(0);
     }
-    const streamWindow = path.reliable ? {} : { maxStreamWindowBytes: KCP_MAX_STREAM_WINDOW_BYTES };
-    this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...streamWindow });
+    const overKcp = path.reliable ? {} : { maxStreamWindowBytes: KCP_MAX_STREAM_WINDOW_BYTES };
+    const frames = path.kind === "lan" && !path.reliable ? { maxFramePayloadBytes: LAN_MUX_FRAME_PAYLOAD_BYTES } : {};
+    this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...overKcp, ...frames });
     this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
   }
 
