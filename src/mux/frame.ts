@@ -62,11 +62,12 @@ export function encodeFrame(frame: MuxFrame): Uint8Array {
   }
   const problem = frameProblem(streamId, flags, payload.length);
   if (problem) throw new MuxError("MUX_FRAME_INVALID", problem, streamId);
-  const message = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  const view = new DataView(message.buffer);
-  view.setUint32(0, streamId);
-  view.setUint8(4, flags);
-  view.setUint16(5, payload.length);
+  // Not zero-filled: every byte is written below (a data frame is up to 64 KiB, one per KCP packet).
+  const memory = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  const message = new Uint8Array(memory.buffer, memory.byteOffset, memory.length);
+  memory.writeUInt32BE(streamId, 0);
+  memory[4] = flags;
+  memory.writeUInt16BE(payload.length, 5);
   message.set(payload, FRAME_HEADER_BYTES);
   return message;
 }
