@@ -129,7 +129,7 @@ export class Link {
       this.scheduleKcp(0);
     }
     const overKcp = path.reliable ? {} : { maxStreamWindowBytes: KCP_MAX_STREAM_WINDOW_BYTES };
-    const frames = path.kind === "lan" && !path.reliable ? { maxFramePayloadBytes: LAN_MUX_FRAME_PAYLOAD_BYTES } : {};
+    const frames = path.kind === "lan" ? { maxFramePayloadBytes: LAN_MUX_FRAME_PAYLOAD_BYTES } : {};
     this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...overKcp, ...frames });
     this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
   }
