@@ -1,6 +1,6 @@
 // The peer endpoint sends the UDP packets of one tick in batches (sendMany): real sockets on 127.0.0.1.
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi, type MockInstance } from "vitest";
 import { generateIdentity } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import { Connector, Envelope, PeerEndpoint, type Link } from "../../src/transport/index.ts";
@@ -46,6 +46,7 @@ describe("UDP send batching", () => {
     const [a] = await endpoints();
     const received: Buffer[] = [];
     const receiver = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, binaryType: "buffer", socket: { data: (_socket, packet) => void received.push(packet) } });
+    let clock: MockInstance | undefined;
     try {
       // Read the receiver's socket directly, without its event loop: on loopback a datagram is in the
       // receiving socket's queue as soon as the send's system call returns.
@@ -58,17 +59,22 @@ describe("UDP send batching", () => {
       };
       const [first, second, third] = numberedPackets(3);
       const to = endpointText("127.0.0.1", receiver.port);
-      // Also warms the FFI call: its first run took over the 1 ms that makes the second send a lone one too.
       expect(queued(), "nothing queued before the first send").toBeUndefined();
+      // The endpoint's clock stands still from here: on a loaded box a millisecond (LONE_SEND_IDLE_MS)
+      // could pass between two statements, and the second send would leave at once too.
+      const nowMs = performance.now();
+      clock = vi.spyOn(performance, "now").mockImplementation(() => nowMs);
       a.sendUdp(first!, to);
       expect(queued()?.readUInt32BE(0)).toBe(0);
       a.sendUdp(second!, to);
       a.sendUdp(third!, to);
       expect(queued()).toBeUndefined();
+      clock.mockRestore();
       await waitFor("the other two at the receiver", () => received.length >= 2 || undefined, ARRIVAL_TIMEOUT_MS);
       expect(received.map((packet) => packet.readUInt32BE(0))).toEqual([1, 2]);
       expect(received[1]!.equals(third!)).toBe(true);
     } finally {
+      clock?.mockRestore();
       receiver.close();
     }
   });
