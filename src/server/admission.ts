@@ -9,8 +9,9 @@ export const LOGIN_LAG_TARGET_MS = 50;
  * cell rate algorithm). A login beyond that gets the next free turn, later, and is told to log in again
  * then; turns go out in the order logins arrive, so a burst larger than the rate gets in, in order,
  * while the server keeps answering heartbeats and coordinating links. While the event loop lags more
- * than LOGIN_LAG_TARGET_MS (a slower machine, or other work on it), each login takes turns in proportion
- * (lag 4x the target: 4 turns), so the rate adapts to what the server keeps up with.
+ * than LOGIN_LAG_TARGET_MS (a slower machine, or other work on it), each login told to come back takes
+ * turns in proportion (lag 4x the target: 4 turns), so the rate adapts to what the server keeps up
+ * with; the burst itself always gets in at once.
  */
 export class LoginAdmission {
   /** When the next turn would fall if there were no burst allowance. */
@@ -35,8 +36,11 @@ export class LoginAdmission {
    */
   take(now: number = this.now()): number {
     const at = Math.max(this.theoreticalAt, now);
-    this.theoreticalAt = at + this.intervalMs * Math.max(1, this.lagMs() / LOGIN_LAG_TARGET_MS);
-    return Math.max(now, at - (this.burst - 1) * this.intervalMs);
+    const turn = Math.max(now, at - (this.burst - 1) * this.intervalMs);
+    // The burst is what the operator lets in at once: lag stretches only the turns given for later.
+    const turns = turn === now ? 1 : Math.max(1, this.lagMs() / LOGIN_LAG_TARGET_MS);
+    this.theoreticalAt = at + this.intervalMs * turns;
+    return turn;
   }
 
   /** How long `nodes` logins take at the steady rate: the window the server asks reconnecting nodes to spread over. */
