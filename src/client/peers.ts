@@ -245,7 +245,14 @@ export class PeerManager {
       await Promise.race([this.natReady, new Promise((r) => setTimeout(r, NAT_WAIT_MS))]);
       if (this.init.session.state !== "online") throw new PeerError("NOT_CONNECTED", "not connected to the server");
       const direct = this.endpoint.offers("udp") || this.endpoint.offers("tcp");
-      if (this.relays && (!direct || this.needsRelay.has(peer))) return this.viaRelay(peer, startedAt);
+      if (this.relays && !direct) return this.viaRelay(peer, startedAt);
+      // No direct path last time: a relay at once. With none to be had, the direct path is all there
+      // is: try it again (what failed may have been passing: a peer's probe, a restart, a busy box).
+      if (this.relays && this.needsRelay.has(peer))
+        return this.viaRelay(peer, startedAt).catch(async (err: Error) => {
+          if (!(err instanceof PeerError && err.code === "NO_PATH")) throw err;
+          return this.runPlan(await this.requestPlan(peer), startedAt);
+        });
       if (!this.relays) return this.runPlan(await this.requestPlan(peer), startedAt);
       const planned = this.requestPlan(peer);
       // A peer that logged in just now without a NAT type is still detecting it: no plan soon. (Not

@@ -24,6 +24,11 @@ export const FIRST_BINDING_GIVE_UP_MS = 1600;
 export const PROBE_SCHEDULE_MS = [0, 200, 450];
 export const PROBE_GIVE_UP_MS = 700;
 export const TCP_CHECK_TIMEOUT_MS = 1500;
+/**
+ * How long a STUN TCP server that accepted the connection may take to answer: the connection already
+ * shows that TCP gets through, and a busy server (many logins at once) answers late, not never.
+ */
+export const TCP_ANSWER_TIMEOUT_MS = 4_000;
 export const HAIRPIN_WAIT_MS = 400;
 /** The fresh-socket probes start this long after the mapping tests, and the hairpin probe as long after them, so the mappings are made in that order. */
 export const ALLOCATION_PROBE_STAGGER_MS = 20;
@@ -115,7 +120,7 @@ class Prober {
  */
 export async function tcpBinding(
   server: { address: string; port: number },
-  timeoutMs = TCP_CHECK_TIMEOUT_MS,
+  { connectTimeoutMs = TCP_CHECK_TIMEOUT_MS, answerTimeoutMs = TCP_ANSWER_TIMEOUT_MS } = {},
 ): Promise<{ mapped: StunAddress; localPort: number } | undefined> {
   return new Promise((done) => {
     const socket = connect({ host: server.address, port: server.port });
@@ -126,8 +131,12 @@ export async function tcpBinding(
       socket.destroy();
       done(answer);
     };
-    const timer = setTimeout(finish, timeoutMs);
-    socket.on("connect", () => socket.write(bindingRequest()));
+    let timer = setTimeout(finish, connectTimeoutMs);
+    socket.on("connect", () => {
+      clearTimeout(timer);
+      timer = setTimeout(finish, answerTimeoutMs);
+      socket.write(bindingRequest());
+    });
     socket.on("data", (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
       if (received.length < 20) return;

@@ -392,11 +392,16 @@ export class SignalHub {
     const current = () => this.peerOf(session, peerName);
     // A node that just logged in is still detecting its NAT and learning its addresses; the plan
     // (roles, birthday, where to send) needs both sides' of each. (The peer may log in anew meanwhile.)
-    const ready = (node: NodeSession) => node.nat && node.candidates;
+    // A side without a public UDP address is reached by TCP: then both sides' TCP probes must have
+    // ended too (a node leaves tcpPunch out until then), since a TCP punch needs both mapped addresses.
+    const known = (node: NodeSession) => node.nat && node.candidates;
+    const tcpKnown = (node: NodeSession) => node.candidates?.tcpPunch !== undefined;
+    const ready = (peer: NodeSession) =>
+      known(session) && known(peer) && ((session.candidates!.udpPublic && peer.candidates!.udpPublic) || (tcpKnown(session) && tcpKnown(peer)));
     let peer = current();
     this.authorize(session, peer, "connect");
     this.limitPlans(session, peer, "connect");
-    for (const deadline = Date.now() + NAT_WAIT_MS; !(ready(session) && ready(peer)) && Date.now() < deadline; peer = current())
+    for (const deadline = Date.now() + NAT_WAIT_MS; !ready(peer) && Date.now() < deadline; peer = current())
       await new Promise((r) => setTimeout(r, NAT_POLL_MS));
     const sessionId = randomBytes(16).toString("base64url");
     const startAt = Date.now() + COORDINATION_LEAD_MS;

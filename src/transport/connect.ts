@@ -73,11 +73,22 @@ export function envelope(sessionId: Buffer, message: Uint8Array): Buffer {
 export const handshakeBody = (packet: Buffer) => (packet[0] === Envelope.handshake && packet.length > 1 + SESSION_ID_BYTES ? packet.subarray(1 + SESSION_ID_BYTES) : undefined);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
 
+/** For the log: the TCP punch a plan makes, or why it makes none. */
+function tcpPunchText(target: string | null | undefined, endpoint: PeerEndpoint): string {
+  if (!endpoint.offers("tcp")) return "none (peer_paths leave out tcp)";
+  if (!target) return "none (the peer has no TCP mapping)";
+  if (!endpoint.tcpPunch) return `none (no TCP mapping of our own toward ${target})`;
+  return `${endpoint.tcpPunch.localPort} -> ${target}`;
+}
+
 /** TCP simultaneous open: connect again and again from `localPort` until the peer's SYN meets ours. */
-async function punchTcp(remote: string, localPort: number, signal: AbortSignal): Promise<TcpSocket | undefined> {
+async function punchTcp(remote: string, localPort: number, signal: AbortSignal, logger: Logger): Promise<TcpSocket | undefined> {
   const { host, port } = splitEndpoint(remote);
   const deadline = Date.now() + TCP_PUNCH_WINDOW_MS;
+  let attempts = 0;
+  let lastError = "none";
   while (!signal.aborted && Date.now() < deadline) {
+    attempts++;
     const socket = await new Promise<TcpSocket | undefined>((done) => {
       const attempt = tcpConnect({ host, port, localPort, noDelay: true });
       let settled = false;
@@ -91,14 +102,15 @@ async function punchTcp(remote: string, localPort: number, signal: AbortSignal):
         done(value);
       };
       const onAbort = () => give();
-      const timer = setTimeout(onAbort, TCP_PUNCH_ATTEMPT_MS);
+      const timer = setTimeout(() => ((lastError = "timed out"), give()), TCP_PUNCH_ATTEMPT_MS);
       attempt.once("connect", () => give(attempt));
-      attempt.once("error", onAbort);
+      attempt.once("error", (err: NodeJS.ErrnoException) => ((lastError = err.code ?? err.message), give()));
       signal.addEventListener("abort", onAbort, { once: true });
     });
     if (socket) return signal.aborted ? (socket.destroy(), undefined) : socket;
     await new Promise((r) => setTimeout(r, TCP_PUNCH_RETRY_MS));
   }
+  if (!signal.aborted) logger.debug("TCP punch gave up", { remote, from: localPort, attempts, lastError });
   return undefined;
 }
 
@@ -249,9 +261,9 @@ export class Connector {
         }, pathRank(candidate.kind) * PATH_STAGGER_MS + index);
         cleanups.push(() => clearTimeout(startTimer));
       });
-      logger.debug("racing paths", { peer: plan.peer.name, candidates: candidates.map((c) => `${c.kind}:${c.remote}`).join(" ") });
-
       const punchTarget = plan.peer.candidates?.tcpPunch;
+      logger.debug("racing paths", { peer: plan.peer.name, candidates: candidates.map((c) => `${c.kind}:${c.remote}`).join(" "), tcpPunch: tcpPunchText(punchTarget, endpoint) });
+
       if (punchTarget && endpoint.tcpPunch && endpoint.offers("tcp")) {
         const candidate: Candidate = { kind: "tcp-punch", transport: "tcp", remote: punchTarget };
         const abort = new AbortController();
@@ -259,7 +271,7 @@ export class Connector {
         const localPort = endpoint.tcpPunch.localPort;
         const start = setTimeout(
           () =>
-            void punchTcp(punchTarget, localPort, abort.signal).then((socket) => {
+            void punchTcp(punchTarget, localPort, abort.signal, logger).then((socket) => {
               if (!socket) return;
               if (decided) return socket.destroy();
               this.tryTcp(plan, sessionId, candidate, cleanups, succeed, (why) => failures.push(`tcp-punch ${punchTarget}: ${why}`), socket);
@@ -423,11 +435,12 @@ export class Connector {
     }
     // Both sides open a TCP connection at once from their probed ports: the SYNs cross in the NATs.
     const punchTarget = plan.peer.candidates?.tcpPunch;
+    logger.debug("answering a link plan", { peer: plan.peer.name, pokes: pokeTargets.join(" "), tcpPunch: tcpPunchText(punchTarget, endpoint) });
     if (punchTarget && endpoint.tcpPunch && endpoint.offers("tcp")) {
       const abort = new AbortController();
       cleanups.push(() => abort.abort());
       const localPort = endpoint.tcpPunch.localPort;
-      const timer = setTimeout(() => void punchTcp(punchTarget, localPort, abort.signal).then((socket) => socket && this.adoptTcp(socket, "tcp-punch")), Math.max(0, pokeStart));
+      const timer = setTimeout(() => void punchTcp(punchTarget, localPort, abort.signal, logger).then((socket) => socket && this.adoptTcp(socket, "tcp-punch")), Math.max(0, pokeStart));
       cleanups.push(() => clearTimeout(timer));
     }
     // A symmetric initiator facing our port-restricting NAT: spray its IP (the birthday technique).

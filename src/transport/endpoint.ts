@@ -108,8 +108,11 @@ export class PeerEndpoint {
   private udp: Bun.udp.Socket<"buffer"> | undefined;
   readonly tcp: Server;
   udpPublic: string | null = null;
-  /** Local port of the last STUN TCP probe and the public address it was seen from (TCP punch). */
-  tcpPunch: { localPort: number; mapped: string } | null = null;
+  /**
+   * Local port of the last STUN TCP probe and the public address it was seen from (TCP punch); null
+   * when the probe got no answer, undefined until the first one ends.
+   */
+  tcpPunch: { localPort: number; mapped: string } | null | undefined = undefined;
   /** What NAT detection found; set by the owner. */
   nat: NatInfo | undefined;
   /** Behind a sequentially allocating symmetric NAT: the public port of the latest fresh mapping. */
@@ -205,8 +208,9 @@ export class PeerEndpoint {
       // A listener behind a NAT is not reachable from outside; only a public host offers it.
       tcpPublic: tcp && this.nat?.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
       // A symmetric NAT maps each destination anew, so its probe's address says nothing about the
-      // peer; a public node needs no punch (tcpPublic).
-      tcpPunch: tcp && this.tcpPunch && this.nat && this.nat.natType !== "symmetric" && this.nat.natType !== "public" ? this.tcpPunch.mapped : null,
+      // peer; a public node needs no punch (tcpPublic). Left out while the first probe runs: the
+      // server waits for it before planning a pair that only TCP can link.
+      tcpPunch: !tcp || this.nat?.natType === "symmetric" || this.nat?.natType === "public" ? null : this.tcpPunch === undefined ? undefined : this.nat && this.tcpPunch ? this.tcpPunch.mapped : null,
       ...(udp && this.predictBase !== null && isPredictable(this.nat) ? { udpPredict: { base: this.predictBase, delta: this.nat!.allocation!.delta! } } : {}),
     };
   }
@@ -217,9 +221,14 @@ export class PeerEndpoint {
 
   /** Learns the public address of a fresh local TCP port, keeping that port for a TCP punch. */
   async refreshTcpMapping(stunHost: string, stunTcpPort: number): Promise<void> {
-    const server = (await lookup(stunHost, { family: 4 })).address;
-    const result = await tcpBinding({ address: server, port: stunTcpPort });
-    this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
+    try {
+      const server = (await lookup(stunHost, { family: 4 })).address;
+      const result = await tcpBinding({ address: server, port: stunTcpPort });
+      this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
+    } catch (err) {
+      this.tcpPunch ??= null; // the first probe has ended too: no plan waits for it
+      throw err;
+    }
   }
 
   /**

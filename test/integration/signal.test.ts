@@ -394,6 +394,20 @@ describe("signalling on one server", () => {
     expect((await planned).result.peer.nat).toMatchObject({ natType: "symmetric" });
   });
 
+  it("a link plan for a UDP-blocked node waits for its peer's TCP probe, which a TCP punch needs (the punch lab: udp-blocked -> full-cone planned without it)", async () => {
+    const blocked = { natType: "udp-blocked", mapping: "unknown", filtering: "unknown", publicAddress: null, portPreserved: false, tcp: true };
+    const cone = { natType: "full-cone", mapping: "endpoint-independent", filtering: "endpoint-independent", publicAddress: "127.0.0.1", portPreserved: true, tcp: true };
+    const a = await RawClient.online(url, "tcp-wait-a");
+    expect(await a.request("report", { nat: blocked, candidates: { udpLan: [], tcpLan: [], udpPublic: null, tcpPublic: null, tcpPunch: "127.0.0.1:2" } })).toMatchObject({ ok: true });
+    const b = await RawClient.online(url, "tcp-wait-b");
+    // b's UDP mapping is known, its TCP probe not yet (no tcpPunch at all: neither an address nor null).
+    expect(await b.request("report", { nat: cone, candidates: { udpLan: ["127.0.0.1:1"], tcpLan: [], udpPublic: "127.0.0.1:1", tcpPublic: null } })).toMatchObject({ ok: true });
+    const planned = a.request("connect", { peer: "tcp-wait-b" });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await b.request("report", { nat: cone, candidates: { udpLan: ["127.0.0.1:1"], tcpLan: [], udpPublic: "127.0.0.1:1", tcpPublic: null, tcpPunch: "127.0.0.1:3" } })).toMatchObject({ ok: true });
+    expect((await planned).result.peer.candidates.tcpPunch).toBe("127.0.0.1:3");
+  });
+
   it("refuses a malformed instance id, naming the field", async () => {
     const client = await RawClient.connect(url);
     const response = await client.login("inst-bad", USER_TOKEN, generateIdentity(), undefined, { instance: "short" });

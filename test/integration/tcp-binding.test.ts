@@ -1,0 +1,43 @@
+// The STUN-over-TCP probe (NAT detection's TCP check, and the port a TCP punch reuses) against a server
+// that is slow to answer: a connection it accepted proves TCP works, so its late answer still counts.
+import { createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { TCP_CHECK_TIMEOUT_MS, tcpBinding } from "../../src/nat/detect.ts";
+import { addressAttribute, decodeStun, encodeStun, STUN_BINDING_METHOD, STUN_HEADER_BYTES, StunAttr } from "../../src/protocol/stun.ts";
+
+/** A STUN TCP server on loopback that answers each binding request `delayMs` after it arrives. */
+async function slowStunServer(delayMs: number): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket: Socket) => {
+    socket.on("error", () => {});
+    socket.once("data", (request: Buffer) => {
+      const { transactionId } = decodeStun(request.subarray(0, STUN_HEADER_BYTES + request.readUInt16BE(2)));
+      const mapped = { family: 4 as const, address: "203.0.113.7", port: 40_001 };
+      const answer = encodeStun({ method: STUN_BINDING_METHOD, cls: "success", transactionId, attributes: [addressAttribute(StunAttr.XOR_MAPPED_ADDRESS, mapped, transactionId)] });
+      setTimeout(() => socket.end(answer), delayMs);
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+describe("STUN over TCP", () => {
+  let server: Server | undefined;
+  afterEach(() => void server?.close());
+
+  it("takes an answer that comes later than the connect timeout from a server that accepted the connection (a busy server)", async () => {
+    const slow = await slowStunServer(TCP_CHECK_TIMEOUT_MS + 500);
+    server = slow.server;
+    const result = await tcpBinding({ address: "127.0.0.1", port: slow.port });
+    expect(result?.mapped).toEqual({ family: 4, address: "203.0.113.7", port: 40_001 });
+  });
+
+  it("gives up on a server that accepted the connection but never answers, after the answer timeout", async () => {
+    const silent = await slowStunServer(60_000);
+    server = silent.server;
+    const startedAt = Date.now();
+    const result = await tcpBinding({ address: "127.0.0.1", port: silent.port }, { connectTimeoutMs: TCP_CHECK_TIMEOUT_MS, answerTimeoutMs: 300 });
+    expect(result).toBeUndefined();
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300);
+    expect(Date.now() - startedAt).toBeLessThan(TCP_CHECK_TIMEOUT_MS);
+  });
+});
