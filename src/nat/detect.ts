@@ -120,10 +120,10 @@ class Prober {
  */
 export async function tcpBinding(
   server: { address: string; port: number },
-  { connectTimeoutMs = TCP_CHECK_TIMEOUT_MS, answerTimeoutMs = TCP_ANSWER_TIMEOUT_MS } = {},
+  { connectTimeoutMs = TCP_CHECK_TIMEOUT_MS, answerTimeoutMs = TCP_ANSWER_TIMEOUT_MS, localPort }: { connectTimeoutMs?: number; answerTimeoutMs?: number; localPort?: number } = {},
 ): Promise<{ mapped: StunAddress; localPort: number } | undefined> {
   return new Promise((done) => {
-    const socket = connect({ host: server.address, port: server.port });
+    const socket = connect({ host: server.address, port: server.port, ...(localPort ? { localPort } : {}) });
     let received = Buffer.alloc(0);
     let answer: { mapped: StunAddress; localPort: number } | undefined;
     const finish = () => {

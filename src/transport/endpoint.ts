@@ -219,11 +219,15 @@ export class PeerEndpoint {
     return (this.init.transports ?? ["udp", "tcp"]).includes(transport);
   }
 
-  /** Learns the public address of a fresh local TCP port, keeping that port for a TCP punch. */
+  /**
+   * Learns the public address of a local TCP port, keeping that port for a TCP punch: the port probed
+   * before (its mapping is the one peers were told, and a plan may be under way), else a fresh one.
+   */
   async refreshTcpMapping(stunHost: string, stunTcpPort: number): Promise<void> {
     try {
-      const server = (await lookup(stunHost, { family: 4 })).address;
-      const result = await tcpBinding({ address: server, port: stunTcpPort });
+      const server = { address: (await lookup(stunHost, { family: 4 })).address, port: stunTcpPort };
+      const previousPort = this.tcpPunch?.localPort;
+      const result = (previousPort && (await tcpBinding(server, { localPort: previousPort }))) || (await tcpBinding(server));
       this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
     } catch (err) {
       this.tcpPunch ??= null; // the first probe has ended too: no plan waits for it

@@ -4,6 +4,10 @@ import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { TCP_CHECK_TIMEOUT_MS, tcpBinding } from "../../src/nat/detect.ts";
 import { addressAttribute, decodeStun, encodeStun, STUN_BINDING_METHOD, STUN_HEADER_BYTES, StunAttr } from "../../src/protocol/stun.ts";
+import { silentLogger } from "../../src/log/index.ts";
+import { startStunServer } from "../../src/nat/stun-server.ts";
+import { PeerEndpoint } from "../../src/transport/endpoint.ts";
+import { freePort, freeUdpPorts } from "../helpers/processes.ts";
 
 /** A STUN TCP server on loopback that answers each binding request `delayMs` after it arrives. */
 async function slowStunServer(delayMs: number): Promise<{ server: Server; port: number }> {
@@ -39,5 +43,23 @@ describe("STUN over TCP", () => {
     expect(result).toBeUndefined();
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300);
     expect(Date.now() - startedAt).toBeLessThan(TCP_CHECK_TIMEOUT_MS);
+  });
+
+  it("probes again from the port it probed from before, so the mapping a peer was told stays the one a punch uses", async () => {
+    // A plan carries the mapping the server had; a refresh that moved to a fresh port meanwhile punched from the wrong one.
+    const stun = await startStunServer({ primaryIp: "127.0.0.1", udpPorts: await freeUdpPorts(), tcpPorts: [await freePort(), await freePort()], software: "test", logger: silentLogger });
+    const endpoint = new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" });
+    try {
+      const probes = [];
+      for (let i = 0; i < 3; i++) {
+        await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
+        probes.push(endpoint.tcpPunch);
+      }
+      expect(probes[0]?.mapped).toBe(`127.0.0.1:${probes[0]?.localPort}`);
+      expect(probes).toEqual([probes[0], probes[0], probes[0]]);
+    } finally {
+      endpoint.close();
+      await stun.stop();
+    }
   });
 });
