@@ -50,6 +50,7 @@ describe("STUN over TCP", () => {
     const stun = await startStunServer({ primaryIp: "127.0.0.1", udpPorts: await freeUdpPorts(), tcpPorts: [await freePort(), await freePort()], software: "test", logger: silentLogger });
     const endpoint = new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" });
     try {
+      await endpoint.start();
       const probes = [];
       for (let i = 0; i < 3; i++) {
         await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
@@ -57,6 +58,11 @@ describe("STUN over TCP", () => {
       }
       expect(probes[0]?.mapped).toBe(`127.0.0.1:${probes[0]?.localPort}`);
       expect(probes).toEqual([probes[0], probes[0], probes[0]]);
+      // Before NAT detection ends, whether the mapping is worth a punch is not known: left out, not null
+      // (the server planned with a null it took for "no TCP mapping", moments before the real one came).
+      expect(endpoint.candidates().tcpPunch).toBeUndefined();
+      endpoint.nat = { natType: "full-cone", mapping: "endpoint-independent", filtering: "endpoint-independent", publicAddress: "127.0.0.1", portPreserved: true, tcp: true };
+      expect(endpoint.candidates().tcpPunch).toBe(probes[0]?.mapped);
     } finally {
       endpoint.close();
       await stun.stop();
