@@ -392,12 +392,14 @@ export class SignalHub {
     const current = () => this.peerOf(session, peerName);
     // A node that just logged in is still detecting its NAT and learning its addresses; the plan
     // (roles, birthday, where to send) needs both sides' of each. (The peer may log in anew meanwhile.)
-    // A side without a public UDP address is reached by TCP: then both sides' TCP probes must have
-    // ended too (a node leaves tcpPunch out until then), since a TCP punch needs both mapped addresses.
+    // A side that UDP cannot reach (UDP blocked, or no UDP address at all) is linked by TCP: then both
+    // sides' TCP probes must have ended too (a node leaves tcpPunch out until then), since a TCP punch
+    // needs both mapped addresses.
     const known = (node: NodeSession) => node.nat && node.candidates;
-    const tcpKnown = (node: NodeSession) => node.candidates?.tcpPunch !== undefined;
+    const tcpOnly = (node: NodeSession) => node.nat!.natType === "udp-blocked" || (!node.candidates!.udpPublic && node.candidates!.udpLan.length === 0);
+    const tcpKnown = (node: NodeSession) => node.candidates!.tcpPunch !== undefined;
     const ready = (peer: NodeSession) =>
-      known(session) && known(peer) && ((session.candidates!.udpPublic && peer.candidates!.udpPublic) || (tcpKnown(session) && tcpKnown(peer)));
+      known(session) && known(peer) && (!(tcpOnly(session) || tcpOnly(peer)) || (tcpKnown(session) && tcpKnown(peer)));
     let peer = current();
     this.authorize(session, peer, "connect");
     this.limitPlans(session, peer, "connect");
