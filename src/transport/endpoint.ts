@@ -207,12 +207,21 @@ export class PeerEndpoint {
       udpPublic: udp ? this.udpPublic : null,
       // A listener behind a NAT is not reachable from outside; only a public host offers it.
       tcpPublic: tcp && this.nat?.natType === "public" && publicIp ? endpointText(publicIp, this.tcpPort) : null,
-      // A symmetric NAT maps each destination anew, so its probe's address says nothing about the
-      // peer; a public node needs no punch (tcpPublic). Left out while the first probe runs or the
-      // NAT type is not known: the server waits for it before planning a pair only TCP can link.
-      tcpPunch: !tcp || this.nat?.natType === "symmetric" || this.nat?.natType === "public" ? null : this.tcpPunch === undefined || !this.nat ? undefined : (this.tcpPunch?.mapped ?? null),
+      tcpPunch: tcp ? this.tcpPunchCandidate() : null,
       ...(udp && this.predictBase !== null && isPredictable(this.nat) ? { udpPredict: { base: this.predictBase, delta: this.nat!.allocation!.delta! } } : {}),
     };
+  }
+
+  /**
+   * The mapping offered for a TCP punch. A symmetric NAT maps each destination anew, so its probe's
+   * address says nothing about the peer; a public node needs no punch (tcpPublic). Left out while the
+   * first probe runs or the NAT type is not known: the server waits for it before planning a pair
+   * only TCP can link.
+   */
+  private tcpPunchCandidate(): string | null | undefined {
+    if (this.nat?.natType === "symmetric" || this.nat?.natType === "public") return null;
+    if (this.tcpPunch === undefined || !this.nat) return undefined;
+    return this.tcpPunch?.mapped ?? null;
   }
 
   offers(transport: "udp" | "tcp"): boolean {
