@@ -96,7 +96,7 @@ export class Mux {
   #rttMeasuredMs = -Infinity;
   #rttPingInFlight = false;
   readonly #maxStreams: number;
-  readonly #maxFramePayloadBytes: number;
+  #maxFramePayloadBytes: number;
   readonly #channelHighWaterBytes: number;
   readonly #streams = new Map<number, MuxStream>();
   readonly #ready = new Set<MuxStream>(); // streams with data and credit; insertion order is the round-robin order
@@ -125,6 +125,11 @@ export class Mux {
     channel.onDrain(() => this.#pump());
     channel.onClose((reason) => this.#shutdown(`channel closed: ${reason}`, false));
   }
+  /** Frames sent from now on carry at most `bytes` of payload (a path whose packets changed size). */
+  setMaxFramePayloadBytes(bytes: number): void {
+    this.#maxFramePayloadBytes = checkedInteger("maxFramePayloadBytes", bytes, 1, MAX_FRAME_PAYLOAD_BYTES);
+  }
+
 
   get closed(): boolean {
     return this.#closeReason !== null;

@@ -582,8 +582,10 @@ export class Connector {
 
   private link(plan: ConnectPlan, sessionId: Buffer, path: ReturnType<typeof udpPath>, handshake: Handshake, firstCounter = 0): Link {
     const link = new Link({ peer: plan.peer.name, path, session: handshake.session(), role: plan.role, sessionId, logger: this.init.logger, firstCounter, plannedAt: plan.startAt });
-    // The initiator's first record tells the responder which path it chose; send one at once.
-    if (plan.role === "initiator") link.probe();
+    // The initiator's first record tells the responder which path it chose; send one at once. That
+    // ping goes to the connector, never answered, so the responder pings too: its pong and ping carry
+    // what each side offers the other (its pieces port on a lan link) and measure the RTT.
+    link.probe();
     this.init.logger.info("peer link up", { peer: plan.peer.name, path: path.kind, remote: path.remote });
     return link;
   }

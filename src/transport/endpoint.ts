@@ -1,14 +1,16 @@
 import { lookup } from "node:dns/promises";
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, isIPv4, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log/index.ts";
 import { addressScope, MAX_LAN_CANDIDATES, type Candidates, type NatInfo } from "../protocol/index.ts";
 import { freshMappings, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
+import { PIECE_TAG } from "../protocol/pieces.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
 import { loadLibc } from "../sdwan/ffi.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 import type { PathReceiver } from "./path.ts";
+import { cutIntoPieces, PieceJoiner, piecesBytes } from "./pieces.ts";
 import { GSO_MAX_BYTES, GSO_MAX_SEGMENT_BYTES, GSO_MAX_SEGMENTS, udpGsoSender, type GsoSend } from "./udp-gso.ts";
 
 export const endpointText = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
@@ -28,6 +30,8 @@ const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
+const SOL_UDP = 17;
+const UDP_GRO = 104;
 /** Packets handed to the kernel in one sendMany at most (sendmmsg takes up to 1024). */
 const UDP_SEND_BATCH_MAX_PACKETS = 256;
 /**
@@ -106,6 +110,10 @@ export interface PathRoute {
  */
 export class PeerEndpoint {
   private udp: Bun.udp.Socket<"buffer"> | undefined;
+  /** Takes the pieces peers on a lan link cut their large packets into (UDP_GRO on); see protocol/pieces.ts. */
+  private piecesSocket: Bun.udp.Socket<"buffer"> | undefined;
+  private readonly joiner = new PieceJoiner();
+  private nextPacketId = 0;
   readonly tcp: Server;
   udpPublic: string | null = null;
   /**
@@ -159,9 +167,10 @@ export class PeerEndpoint {
         error: (...args: unknown[]) => logger.debug("peer UDP socket error", { error: String((args.find((arg) => arg instanceof Error) as Error | undefined)?.message) }),
       },
     });
-    this.enlargeBuffers(this.udp);
+    this.tune(this.udp, "peer UDP socket buffers left at their default", [SOL_SOCKET, SO_RCVBUF, UDP_SOCKET_BUFFER_BYTES], [SOL_SOCKET, SO_SNDBUF, UDP_SOCKET_BUFFER_BYTES]);
     const fd = (this.udp as unknown as { fd?: number }).fd;
     if (typeof fd === "number") this.gsoSend = udpGsoSender(fd);
+    if (this.gsoSend) this.piecesSocket = await this.openPiecesSocket(host);
     await new Promise<void>((done, fail) => {
       this.tcp.once("error", fail);
       this.tcp.listen(this.init.tcpPort ?? 0, host, () => done());
@@ -174,6 +183,11 @@ export class PeerEndpoint {
 
   get udpPort(): number {
     return this.udp?.port ?? 0;
+  }
+
+  /** The port peers on a lan link may send pieces to; undefined without UDP_GRO or GSO here. */
+  get piecesPort(): number | undefined {
+    return this.piecesSocket?.port;
   }
 
   get tcpPort(): number {
@@ -350,6 +364,27 @@ export class PeerEndpoint {
       return;
     }
     this.outbox.push(packet, this.lastRemote.port, this.lastRemote.host);
+    this.flushSoon();
+  }
+
+  /**
+   * Sends `packet` (a sealed packet too large for one datagram) as pieces to host:port, a peer's pieces
+   * socket, in one GSO run before this tick ends. False when pieces cannot go from here (no GSO, or
+   * not IPv4): send it whole instead.
+   */
+  sendPieces(packet: Uint8Array, host: string, port: number): boolean {
+    if (!this.gsoSend || !isIPv4(host)) return false;
+    if (!this.udp || this.udp.closed) return true;
+    this.lastSendAt = performance.now();
+    this.nextPacketId = (this.nextPacketId + 1) >>> 0;
+    // All pieces join the outbox before it may flush: a flush frees the send slab they are carved from.
+    for (const piece of cutIntoPieces(packet, this.nextPacketId, this.sendBuffer(piecesBytes(packet)))) this.outbox.push(piece, port, host);
+    this.flushSoon();
+    return true;
+  }
+
+  /** Flushes the outbox at the tick's end, or now when it holds a full batch. */
+  private flushSoon(): void {
     if (this.outbox.length >= UDP_SEND_BATCH_MAX_PACKETS * 3) this.flushOutbox();
     else if (!this.flushQueued) {
       this.flushQueued = true;
@@ -360,6 +395,7 @@ export class PeerEndpoint {
   close(): void {
     this.flushOutbox();
     this.udp?.close();
+    this.piecesSocket?.close();
     this.tcp.close();
   }
 
@@ -440,19 +476,39 @@ export class PeerEndpoint {
   }
 
   /**
-   * KCP sends a window's worth of segments in a burst and the TUN a burst of packets; the default
-   * socket buffers drop part of it. Bun's UDP socket has no setter, so libc's setsockopt on its fd.
+   * Sets socket options through libc's setsockopt on the socket's fd (Bun's UDP socket has no setters);
+   * false, logged as `failure` (debug), when one fails. The larger buffers: KCP sends a window's worth
+   * of segments in a burst and the TUN a burst of packets, and the default buffers drop part of it.
    */
-  private enlargeBuffers(udp: Bun.udp.Socket<"buffer">): void {
+  private tune(udp: Bun.udp.Socket<"buffer">, failure: string, ...options: [level: number, name: number, value: number][]): boolean {
     const fd = (udp as unknown as { fd?: number }).fd;
     try {
       if (typeof fd !== "number") throw new Error("Bun's UDP socket has no fd");
       const libc = loadLibc();
-      for (const option of [SO_RCVBUF, SO_SNDBUF]) libc.setsockoptInt(fd, SOL_SOCKET, option, UDP_SOCKET_BUFFER_BYTES);
+      for (const [level, name, value] of options) if (libc.setsockoptInt(fd, level, name, value) !== 0) throw new Error(`setsockopt(${level}, ${name}) failed`);
+      return true;
     } catch (err) {
-      // capped by net.core.rmem_max / wmem_max, or no FFI here: the default still works, only slower
-      this.init.logger.debug("peer UDP socket buffers left at their default", { error: (err as Error).message });
+      // capped by net.core.rmem_max / wmem_max, an old kernel, or no FFI here
+      this.init.logger.debug(failure, { error: (err as Error).message });
+      return false;
     }
+  }
+
+  /**
+   * The socket for pieces (protocol/pieces.ts), with UDP_GRO on: a run of pieces that arrives whole
+   * is one buffer. None (undefined) where the kernel has no UDP_GRO: pieces would then cost more than
+   * the IP fragments of a whole packet.
+   */
+  private async openPiecesSocket(host: string): Promise<Bun.udp.Socket<"buffer"> | undefined> {
+    const socket = await Bun.udpSocket({
+      hostname: host,
+      port: 0,
+      binaryType: "buffer",
+      socket: { data: (_socket, packet, port, address) => this.enqueue(packet, port, address) },
+    });
+    if (this.tune(socket, "no pieces socket: UDP_GRO is not to be had", [SOL_UDP, UDP_GRO, 1], [SOL_SOCKET, SO_RCVBUF, UDP_SOCKET_BUFFER_BYTES])) return socket;
+    socket.close();
+    return undefined;
   }
 
   /**
@@ -524,6 +580,11 @@ export class PeerEndpoint {
     if (source.port !== port || source.address !== address) this.lastSource = { text: endpointText(address, port), address, port };
     const remote = this.lastSource.text;
     const routes = this.byAddress.get(remote);
+    // Pieces are joined only for a remote with a route: a stranger's cost nothing but this lookup.
+    if (packet[0] === PIECE_TAG) {
+      if (routes) for (const joined of this.joiner.take(packet, remote)) if (joined[0] === Envelope.sealed) this.route(joined, address, port);
+      return;
+    }
     if (!routes) {
       if (packet[0] === Envelope.sealed) this.roam(packet, address, remote);
     } else if (routes.length === 1) routes[0]!.handler(packet);
@@ -558,6 +619,8 @@ export class PeerEndpoint {
     const index = routes?.indexOf(route) ?? -1;
     if (index < 0) return;
     routes!.splice(index, 1);
-    if (routes!.length === 0) this.byAddress.delete(remote);
+    if (routes!.length > 0) return;
+    this.byAddress.delete(remote);
+    this.joiner.forget(remote);
   }
 }

@@ -1,31 +1,18 @@
 import { RECORD_OVERHEAD_BYTES, type SecureSession } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { CHANNEL_HIGH_WATER_BYTES, FRAME_HEADER_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
+import { decodePingBody, encodePingBody, PIECE_MAX_BYTES } from "../protocol/pieces.ts";
+import { CHANNEL_HIGH_WATER_BYTES, DEFAULT_MAX_FRAME_PAYLOAD_BYTES, FRAME_HEADER_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
 import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
 import { Kcp, KCP_FAST, KCP_OVERHEAD_BYTES } from "./kcp.ts";
+import { LAN_KCP_MTU_BYTES, LanPacketSizes, type LanPacketSize } from "./lan-packets.ts";
 import type { Path, PathKind } from "./path.ts";
 
 /**
- * KCP's packets on a lan path: 24 whole IPv4 fragments on a 1500-byte LAN (after the UDP header, the
- * envelope byte and the record's overhead), 4 frames on a 9000-byte jumbo LAN. Between two hosts on
- * one segment no NAT or middlebox drops fragments, and one seal, one KCP packet and one system call
- * then carry 26 times the bytes of KCP_FAST.mtu (6 fragments were measured to cost 1.5 times the CPU
- * per GB; see README, "The KCP app"). Any peer takes them: records of up to 64 KiB were always accepted.
+ * Mux frames on a lan link sending large packets fill one KCP packet (the default 16 KiB would take two
+ * frames a packet, and KCP's queue, counted at a whole packet a segment, would look twice as full as it is).
  */
-const LAN_KCP_PACKET_FRAGMENTS = 24;
-export const LAN_KCP_MTU_BYTES = LAN_KCP_PACKET_FRAGMENTS * 1480 - 8 - 1 - RECORD_OVERHEAD_BYTES;
-/**
- * Mux frames on a lan path fill one KCP packet (the default 16 KiB would take two frames a packet, and
- * KCP's queue, counted at a whole packet a segment, would look twice as full as it is).
- */
-const LAN_MUX_FRAME_PAYLOAD_BYTES = LAN_KCP_MTU_BYTES - KCP_OVERHEAD_BYTES - FRAME_HEADER_BYTES;
-/**
- * A lan link whose large packets need resending this often (one lost fragment loses a packet: 0.2%
- * of fragments lost is 5% of packets) goes back to KCP_FAST.mtu for the rest of its life; judged over
- * every LAN_LOSS_CHECK_SEGMENTS segments sent.
- */
-const LAN_LOSS_MAX_RESENT_RATIO = 0.05;
-const LAN_LOSS_CHECK_SEGMENTS = 128;
+const lanFramePayloadBytes = (size: LanPacketSize) =>
+  size === "small" ? DEFAULT_MAX_FRAME_PAYLOAD_BYTES : LAN_KCP_MTU_BYTES[size] - KCP_OVERHEAD_BYTES - FRAME_HEADER_BYTES;
 const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
 /**
  * Over KCP a stream's window grows up to what the mux lets KCP hold (its high-water mark), no further:
@@ -86,15 +73,15 @@ export class Link {
   private readonly kcp?: Kcp;
   private kcpTimer?: ReturnType<typeof setTimeout>;
   private kcpFlushQueued = false;
-  /** While a lan link sends large KCP packets: the counts at the start of the current loss check. */
-  private largePackets?: { sent: number; resent: number };
+  /** On a lan link: how large its KCP packets are, and whether they go as pieces. */
+  private readonly lan?: LanPacketSizes;
   private deliverToMux: (message: Uint8Array) => void = () => {};
   private drainMux: () => void = () => {};
   private closeMux: (reason: string) => void = () => {};
   private readonly datagramHandlers: ((data: Buffer) => void)[] = [];
   private closeHandlers: ((reason: string) => void)[] = [];
   /** Pings without a pong yet: when each went out (performance.now), and who waits for its pong. */
-  private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number | null) => void }>();
+  private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number | null) => void; padded?: boolean }>();
   private expected: { phase: number; counter: number };
   /** The newest record received so far; only a newer one may move a UDP path (a delayed one must not). */
   private newest = { phase: 0, counter: -1 };
@@ -114,9 +101,8 @@ export class Link {
       const kcp = new Kcp(init.sessionId.readUInt32BE(0), (segments) => this.sendRecord(RecordKind.kcp, segments));
       kcp.setNoDelay(KCP_FAST.nodelay, KCP_FAST.intervalMs, KCP_FAST.fastResend, KCP_FAST.noCongestionControl);
       kcp.setWindowSize(KCP_FAST.sendWindow, KCP_FAST.receiveWindow);
-      // ACKs go in small packets: a lan link that loses large ones must still hear its peer (see checkLargePacketLoss).
-      kcp.setMtu(path.kind === "lan" ? LAN_KCP_MTU_BYTES : KCP_FAST.mtu, KCP_FAST.mtu);
-      if (path.kind === "lan") this.largePackets = { sent: 0, resent: 0 };
+      kcp.setMtu(KCP_FAST.mtu);
+      if (path.kind === "lan") this.lan = new LanPacketSizes(() => ({ sent: kcp.stats.segmentsSent, resent: kcp.stats.retransmits + kcp.stats.fastRetransmits }));
       this.kcp = kcp;
       channel = this.channel(
         (message) => {
@@ -129,8 +115,7 @@ export class Link {
       this.scheduleKcp(0);
     }
     const overKcp = path.reliable ? {} : { maxStreamWindowBytes: KCP_MAX_STREAM_WINDOW_BYTES };
-    const frames = path.kind === "lan" ? { maxFramePayloadBytes: LAN_MUX_FRAME_PAYLOAD_BYTES } : {};
-    this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...overKcp, ...frames });
+    this.mux = new Mux(channel, { side: init.role, pathRttMs: () => this.rttMs, ...overKcp });
     this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
   }
 
@@ -213,16 +198,43 @@ export class Link {
     };
   }
 
-  private sendRecord(kind: number, plaintext: Uint8Array): void {
+  /** `asPieces`: sent as pieces to the peer's pieces port when larger than one datagram. */
+  private sendRecord(kind: number, plaintext: Uint8Array, asPieces = this.lan?.size === "pieces"): void {
     if (this.closed) return;
     const { path, session } = this.init;
     // One byte of headroom for the envelope; sealed into the path's send memory where it has some.
     const packet = session.seal(plaintext, kind, 1, path.sendBuffer?.(1 + RECORD_OVERHEAD_BYTES + plaintext.length));
     packet[0] = Envelope.sealed;
-    path.send(packet);
+    if (!(asPieces && packet.length > PIECE_MAX_BYTES && path.sendPieces!(packet, this.lan!.piecesPort!))) path.send(packet);
     this.bytesOut += plaintext.length;
     this.lastSentAt = Date.now();
     this.awaitingSince ??= this.lastSentAt;
+  }
+
+  /** The pieces port to offer the peer: on a lan link, when this node has one. */
+  private get piecesOffer(): number | undefined {
+    return this.lan ? this.init.path.piecesPort : undefined;
+  }
+
+  private peerOffersPieces(port: number | undefined): void {
+    if (port === undefined || !this.lan || !this.init.path.sendPieces) return;
+    this.lan.offered(port);
+    this.probeLan();
+  }
+
+  /** Pings of the larger packet sizes not yet shown to work (see LanPacketSizes). */
+  private probeLan(): void {
+    this.lan?.probe(performance.now(), (size) => this.ping(undefined, size));
+  }
+
+  private useLanPackets(size: LanPacketSize): void {
+    const lan = this.lan!;
+    if (size === lan.size) return;
+    lan.size = size;
+    // ACKs go in small packets: a lan link that loses large ones must still hear its peer.
+    this.kcp!.setMtu(LAN_KCP_MTU_BYTES[size], KCP_FAST.mtu);
+    this.mux.setMaxFramePayloadBytes(lanFramePayloadBytes(size));
+    this.init.logger.debug("lan link packets", { peer: this.init.peer, size, bytes: LAN_KCP_MTU_BYTES[size] });
   }
 
   /** Whether `packet` was a fresh authentic record; `from`: it came from another address (a roaming trial). */
@@ -249,7 +261,8 @@ export class Link {
     // it before answering, so the answer goes there too.
     if (from !== undefined && newest) this.moveTo(from);
     this.awaitingSince = undefined;
-    this.receivedCount++;
+    // The peer hears us (the first record of an initiator's link may have gone to the responder's connector).
+    if (++this.receivedCount === 1) this.probeLan();
     this.bytesIn += opened.plaintext.length;
     const data = opened.plaintext;
     switch (opened.kind) {
@@ -262,15 +275,21 @@ export class Link {
       case RecordKind.datagram:
         for (const handler of this.datagramHandlers) handler(data);
         break;
-      case RecordKind.ping:
-        this.sendRecord(RecordKind.pong, data);
+      case RecordKind.ping: {
+        const { id, piecesPort } = decodePingBody(data, "ping");
+        this.peerOffersPieces(piecesPort);
+        this.sendRecord(RecordKind.pong, id === undefined ? data : encodePingBody(id, "pong", this.piecesOffer));
         break;
+      }
       case RecordKind.pong: {
-        const id = data.length >= 4 ? data.readUInt32BE(0) : undefined;
+        const { id, piecesPort } = decodePingBody(data, "pong");
+        this.peerOffersPieces(piecesPort);
+        if (this.lan && id !== undefined) this.useLanPackets(this.lan.answered(id));
         const ping = id === undefined ? undefined : this.pingsOut.get(id);
         if (ping) {
           const rttMs = performance.now() - ping.sentAt;
-          this.rttMs = Math.round(rttMs * RTT_PRECISION) / RTT_PRECISION;
+          // A probe's size adds its own time: it is no measure of the link's RTT.
+          if (!ping.padded) this.rttMs = Math.round(rttMs * RTT_PRECISION) / RTT_PRECISION;
           this.pingsOut.delete(id!);
           ping.answered?.(rttMs);
         }
@@ -310,22 +329,20 @@ export class Link {
       if (this.closed || !this.kcp) return;
       this.kcp.setClock(Date.now());
       this.kcp.flush();
-      if (this.largePackets) this.checkLargePacketLoss(this.kcp);
+      if (this.lan) this.judgeLanPackets();
       this.scheduleKcp(this.kcp.msUntilUpdate(Date.now()));
     });
   }
 
-  private checkLargePacketLoss(kcp: Kcp): void {
-    const { segmentsSent, retransmits, fastRetransmits } = kcp.stats;
-    const sent = segmentsSent - this.largePackets!.sent;
-    if (sent < LAN_LOSS_CHECK_SEGMENTS) return;
-    const resent = retransmits + fastRetransmits - this.largePackets!.resent;
-    this.largePackets = { sent: segmentsSent, resent: retransmits + fastRetransmits };
-    if (resent <= sent * LAN_LOSS_MAX_RESENT_RATIO) return;
-    kcp.setMtu(KCP_FAST.mtu);
-    this.largePackets = undefined;
-    const resentPercent = Math.round((100 * resent) / sent);
-    this.init.logger.info("lan link loses large packets: back to small ones", { peer: this.init.peer, resentPercent, packetBytes: KCP_FAST.mtu });
+  private judgeLanPackets(): void {
+    const lan = this.lan!;
+    const was = lan.size;
+    const { size, resentPercent } = lan.judge();
+    if (size === was) return;
+    this.useLanPackets(size);
+    const what = was === "pieces" ? "pieces" : "large packets";
+    const now = size === "small" ? "back to small ones" : "large packets go whole";
+    this.init.logger.info(`lan link loses ${what}: ${now}`, { peer: this.init.peer, resentPercent, packetBytes: LAN_KCP_MTU_BYTES[size] });
   }
 
   /** Runs KCP's update() in `delayMs`; an idle KCP (Infinity) sleeps until it gets something to do. */
@@ -338,6 +355,7 @@ export class Link {
       const now = Date.now();
       kcp.update(now);
       if (kcp.state === "dead") return this.close("KCP gave up retransmitting");
+      if (this.lan) this.judgeLanPackets();
       if (kcp.waitSnd() < KCP_LOW_WATER_SEGMENTS) this.drainMux();
       this.scheduleKcp(kcp.msUntilUpdate(Date.now()));
     }, delayMs);
@@ -377,19 +395,25 @@ export class Link {
     });
   }
 
-  private ping(answered?: (rttMs: number | null) => void): number {
+  /** `lanSize`: a probe of that packet size on a lan link, padded to it (and sent as pieces for "pieces"). */
+  private ping(answered?: (rttMs: number | null) => void, lanSize?: LanPacketSize): number {
     const id = this.nextPing++ >>> 0;
     // A pong that never came is forgotten once newer pings crowd it out.
     if (this.pingsOut.size >= MAX_PINGS_OUT) this.pingsOut.delete(this.pingsOut.keys().next().value!);
-    this.pingsOut.set(id, { sentAt: performance.now(), answered });
-    const body = Buffer.allocUnsafe(4);
-    body.writeUInt32BE(id);
-    this.sendRecord(RecordKind.ping, body);
+    this.pingsOut.set(id, { sentAt: performance.now(), answered, padded: lanSize !== undefined });
+    const body = encodePingBody(id, "ping", this.piecesOffer);
+    if (!lanSize) this.sendRecord(RecordKind.ping, body);
+    else {
+      const padded = Buffer.alloc(LAN_KCP_MTU_BYTES[lanSize]);
+      body.copy(padded);
+      this.sendRecord(RecordKind.ping, padded, lanSize === "pieces");
+    }
     return id;
   }
 
   private tick(): void {
     const now = Date.now();
+    this.probeLan();
     if (this.awaitingSince !== undefined && now - this.awaitingSince >= DEAD_AFTER_MS) {
       this.close(`no answer from the peer for ${Math.round((now - this.awaitingSince) / 1000)} s`);
       return;

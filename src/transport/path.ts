@@ -1,5 +1,5 @@
 import { LINK_KINDS, type LinkKind } from "../protocol/node-report.ts";
-import type { PathRoute, PeerEndpoint } from "./endpoint.ts";
+import { splitEndpoint, type PathRoute, type PeerEndpoint } from "./endpoint.ts";
 import type { FramedSocket } from "./framing.ts";
 
 /** How two peers are connected; the order is preference, best first. Nodes report it to the server, so it is a wire format. */
@@ -32,6 +32,13 @@ export interface Path {
    * send slab, reused once the packets of the tick left); fill it and send() it at once, keep no reference.
    */
   sendBuffer?(bytes: number): Buffer;
+  /**
+   * UDP paths over the shared socket: sends a large `packet` as pieces to `port` at the remote's IP
+   * (the peer's pieces socket; protocol/pieces.ts); false when pieces cannot go (send() it instead).
+   */
+  sendPieces?(packet: Uint8Array, port: number): boolean;
+  /** UDP paths over the shared socket: this node's pieces port, when it has one. */
+  readonly piecesPort?: number;
   /** Bytes accepted by send() but not yet handed to the network. */
   bufferedBytes(): number;
   onPacket(handler: PathReceiver): void;
@@ -53,7 +60,7 @@ export function datagramPath(
   subscribe: (deliver: PathReceiver) => void,
   release: () => void,
   move?: (remote: string) => void,
-  sendBuffer?: (bytes: number) => Buffer,
+  endpoint?: Pick<PeerEndpoint, "sendBuffer" | "sendPieces" | "piecesPort">,
 ): Path {
   let current = remote;
   let onPacket: PathReceiver = () => false;
@@ -67,7 +74,11 @@ export function datagramPath(
     },
     reliable: false,
     send: (packet) => !closed && send(packet, current),
-    ...(sendBuffer && { sendBuffer }),
+    ...(endpoint && {
+      sendBuffer: (bytes: number) => endpoint.sendBuffer(bytes),
+      sendPieces: (packet: Uint8Array, port: number) => closed || endpoint.sendPieces(packet, splitEndpoint(current).host, port),
+      piecesPort: endpoint.piecesPort,
+    }),
     bufferedBytes: () => 0,
     onPacket: (handler) => (onPacket = handler),
     onDrain: () => {},
@@ -98,7 +109,7 @@ export function udpPath(endpoint: PeerEndpoint, remote: string, kind: PathKind):
     (deliver) => (route = endpoint.routePath(remote, deliver)),
     () => route?.unroute(),
     (to) => route?.move(to),
-    (bytes) => endpoint.sendBuffer(bytes),
+    endpoint,
   );
 }
 

@@ -5,7 +5,7 @@ import { generateIdentity } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
 import { Connector, Envelope, PeerEndpoint, type Link } from "../../src/transport/index.ts";
 import { endpointText } from "../../src/transport/endpoint.ts";
-import { LAN_KCP_MTU_BYTES } from "../../src/transport/link.ts";
+import { LAN_KCP_MTU_BYTES } from "../../src/transport/lan-packets.ts";
 import { GSO_MAX_SEGMENT_BYTES, type GsoSend } from "../../src/transport/udp-gso.ts";
 import { loadKoffi } from "../../src/sdwan/index.ts";
 import { prng, randomBytes } from "../helpers/prng.ts";
@@ -154,7 +154,7 @@ describe("UDP send batching", () => {
     const atB: Buffer[] = [];
     b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (atB.push(packet), true));
     const random = prng(SEED + 2);
-    const sent = [...Array.from({ length: 8 }, () => randomBytes(random, LAN_KCP_MTU_BYTES)), ...Array.from({ length: 8 }, () => randomBytes(random, GSO_MAX_SEGMENT_BYTES))];
+    const sent = [...Array.from({ length: 8 }, () => randomBytes(random, LAN_KCP_MTU_BYTES.whole)), ...Array.from({ length: 8 }, () => randomBytes(random, GSO_MAX_SEGMENT_BYTES))];
     for (const packet of sent) packet[0] = Envelope.sealed; // as a link's: a first byte of 0xc1 would route it as a handshake
     for (const packet of sent) a.sendUdp(packet, endpointText("127.0.0.1", b.udpPort));
     await waitFor("every packet at b", () => atB.length >= sent.length || undefined, ARRIVAL_TIMEOUT_MS);

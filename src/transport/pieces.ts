@@ -1,0 +1,98 @@
+import { PIECE_HEADER_BYTES, pieceBytes, pieceChunkBytes, piecesFor, readPieceHeader, writePieceHeader, type PieceHeader } from "../protocol/pieces.ts";
+
+/** Packets of one remote being joined at once, at most; a new one pushes out the oldest. */
+export const PIECES_PARTIAL_PACKETS_MAX = 4;
+
+/** The bytes `packet` takes once cut into pieces (headers included). */
+export const piecesBytes = (packet: Uint8Array) => packet.length + piecesFor(packet.length) * PIECE_HEADER_BYTES;
+
+/**
+ * Cuts `packet` into pieces written one after another into `into` (piecesBytes(packet) long); returns
+ * each piece, a view of `into`. All are the first's length but the last, which may be shorter: a GSO run.
+ */
+export function cutIntoPieces(packet: Uint8Array, packetId: number, into: Buffer): Buffer[] {
+  const count = piecesFor(packet.length);
+  const chunk = pieceChunkBytes(packet.length, count);
+  const pieces: Buffer[] = [];
+  let at = 0;
+  for (let index = 0; index < count; index++) {
+    const from = index * chunk;
+    const to = Math.min(packet.length, from + chunk);
+    writePieceHeader(into, at, { packetId, index, count, packetBytes: packet.length });
+    into.set(packet.subarray(from, to), at + PIECE_HEADER_BYTES);
+    pieces.push(into.subarray(at, at + PIECE_HEADER_BYTES + to - from));
+    at += PIECE_HEADER_BYTES + to - from;
+  }
+  return pieces;
+}
+
+interface Partial {
+  packetId: number;
+  count: number;
+  packet: Buffer;
+  got: Uint8Array;
+  missing: number;
+}
+
+/**
+ * Joins the pieces each remote sends back into packets. A buffer may hold one piece or a run of them
+ * coalesced by UDP_GRO (each as long as the first, the last perhaps shorter). Pieces may come out of
+ * order, twice, or never: a packet still missing pieces when PIECES_PARTIAL_PACKETS_MAX newer ones
+ * started is dropped (KCP resends what it carried). Nothing here is authenticated; the joined packet
+ * is opened by its session like any other.
+ */
+export class PieceJoiner {
+  private readonly partials = new Map<string, Partial[]>();
+  /** Pieces dropped as malformed, or inconsistent with others of their packet. */
+  rejected = 0;
+
+  /** Takes a buffer of pieces from `remote`; returns the packets it completed. */
+  take(buffer: Buffer, remote: string): Buffer[] {
+    const first = readPieceHeader(buffer, 0);
+    if ("error" in first) {
+      this.rejected++;
+      return [];
+    }
+    const stride = pieceBytes(first);
+    const joined: Buffer[] = [];
+    for (let at = 0; at < buffer.length; at += stride) {
+      const header = at === 0 ? first : readPieceHeader(buffer, at);
+      const length = Math.min(stride, buffer.length - at);
+      if ("error" in header || pieceBytes(header) !== length) {
+        this.rejected++;
+        break; // the rest of a coalesced buffer cannot be told apart either
+      }
+      const packet = this.add(remote, header, buffer.subarray(at + PIECE_HEADER_BYTES, at + length));
+      if (packet) joined.push(packet);
+    }
+    return joined;
+  }
+
+  /** Forgets what `remote` sent (its route went). */
+  forget(remote: string): void {
+    this.partials.delete(remote);
+  }
+
+  private add(remote: string, header: PieceHeader, chunk: Buffer): Buffer | undefined {
+    let partials = this.partials.get(remote);
+    let partial = partials?.find((p) => p.packetId === header.packetId);
+    if (partial && (partial.count !== header.count || partial.packet.length !== header.packetBytes)) {
+      this.rejected++;
+      return undefined;
+    }
+    if (!partial) {
+      if (header.count === 1) return Buffer.from(chunk);
+      partial = { packetId: header.packetId, count: header.count, packet: Buffer.allocUnsafe(header.packetBytes), got: new Uint8Array(header.count), missing: header.count };
+      if (!partials) this.partials.set(remote, (partials = []));
+      if (partials.length >= PIECES_PARTIAL_PACKETS_MAX) partials.shift();
+      partials.push(partial);
+    }
+    if (partial.got[header.index]) return undefined; // a duplicate
+    partial.got[header.index] = 1;
+    partial.packet.set(chunk, header.index * pieceChunkBytes(header.packetBytes, header.count));
+    if (--partial.missing > 0) return undefined;
+    partials!.splice(partials!.indexOf(partial), 1);
+    if (partials!.length === 0) this.partials.delete(remote);
+    return partial.packet;
+  }
+}
