@@ -377,8 +377,12 @@ export class PeerEndpoint {
     if (!this.udp || this.udp.closed) return true;
     this.lastSendAt = performance.now();
     this.nextPacketId = (this.nextPacketId + 1) >>> 0;
+    const run = this.sendBuffer(piecesBytes(packet));
+    const segmentBytes = cutIntoPieces(packet, this.nextPacketId, run);
+    // The run leaves now, as one buffer the kernel cuts; one system call, as it would be at the tick's end.
+    if (this.gsoResult(this.gsoSend([run], segmentBytes, host, port))) return true;
     // All pieces join the outbox before it may flush: a flush frees the send slab they are carved from.
-    for (const piece of cutIntoPieces(packet, this.nextPacketId, this.sendBuffer(piecesBytes(packet)))) this.outbox.push(piece, port, host);
+    for (let at = 0; at < run.length; at += segmentBytes) this.outbox.push(run.subarray(at, at + segmentBytes), port, host);
     this.flushSoon();
     return true;
   }
@@ -428,19 +432,21 @@ export class PeerEndpoint {
       const datagrams: Uint8Array[] = [];
       for (let j = i; j < end; j += 3) datagrams.push(batch[j] as Uint8Array);
       const sent = this.gsoSend!(datagrams, datagrams[0]!.length, batch[i + 2] as string, batch[i + 1] as number);
-      if (sent) this.gsoFailures = 0;
-      else if (sent === undefined) this.sendEach(batch.slice(i, end));
-      else {
-        this.sendEach(batch.slice(i, end));
-        // A kernel without UDP_SEGMENT, or a route whose device cannot take it (EIO): stop trying.
-        if (++this.gsoFailures >= GSO_FAILURES_BEFORE_OFF) {
-          this.gsoSend = undefined;
-          this.init.logger.debug("UDP segmentation offload is off: the kernel refused it", { failures: this.gsoFailures });
-        }
-      }
+      if (!this.gsoResult(sent)) this.sendEach(batch.slice(i, end));
       plainFrom = i = end;
     }
     if (plainFrom < batch.length) this.sendEach(plainFrom === 0 ? batch : batch.slice(plainFrom));
+  }
+
+  /** Whether a GSO send went; counts the kernel's refusals, and stops trying GSO after too many. */
+  private gsoResult(sent: boolean | undefined): boolean {
+    if (sent) this.gsoFailures = 0;
+    // A kernel without UDP_SEGMENT, or a route whose device cannot take it (EIO): stop trying.
+    else if (sent === false && ++this.gsoFailures >= GSO_FAILURES_BEFORE_OFF) {
+      this.gsoSend = undefined;
+      this.init.logger.debug("UDP segmentation offload is off: the kernel refused it", { failures: this.gsoFailures });
+    }
+    return sent === true;
   }
 
   /** Where the run of same-sized datagrams to the same address that starts at `start` ends (the last may be shorter). */

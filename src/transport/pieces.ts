@@ -7,23 +7,21 @@ export const PIECES_PARTIAL_PACKETS_MAX = 4;
 export const piecesBytes = (packet: Uint8Array) => packet.length + piecesFor(packet.length) * PIECE_HEADER_BYTES;
 
 /**
- * Cuts `packet` into pieces written one after another into `into` (piecesBytes(packet) long); returns
- * each piece, a view of `into`. All are the first's length but the last, which may be shorter: a GSO run.
+ * Cuts `packet` into pieces written one after another into `into` (piecesBytes(packet) long): a GSO
+ * run. Returns its segment size, the length of every piece but the last, which may be shorter.
  */
-export function cutIntoPieces(packet: Uint8Array, packetId: number, into: Buffer): Buffer[] {
+export function cutIntoPieces(packet: Uint8Array, packetId: number, into: Buffer): number {
   const count = piecesFor(packet.length);
   const chunk = pieceChunkBytes(packet.length, count);
-  const pieces: Buffer[] = [];
   let at = 0;
   for (let index = 0; index < count; index++) {
     const from = index * chunk;
     const to = Math.min(packet.length, from + chunk);
     writePieceHeader(into, at, { packetId, index, count, packetBytes: packet.length });
     into.set(packet.subarray(from, to), at + PIECE_HEADER_BYTES);
-    pieces.push(into.subarray(at, at + PIECE_HEADER_BYTES + to - from));
     at += PIECE_HEADER_BYTES + to - from;
   }
-  return pieces;
+  return PIECE_HEADER_BYTES + chunk;
 }
 
 interface Partial {
@@ -62,7 +60,7 @@ export class PieceJoiner {
         this.rejected++;
         break; // the rest of a coalesced buffer cannot be told apart either
       }
-      const packet = this.add(remote, header, buffer.subarray(at + PIECE_HEADER_BYTES, at + length));
+      const packet = this.add(remote, header, buffer, at + PIECE_HEADER_BYTES, at + length);
       if (packet) joined.push(packet);
     }
     return joined;
@@ -73,7 +71,8 @@ export class PieceJoiner {
     this.partials.delete(remote);
   }
 
-  private add(remote: string, header: PieceHeader, chunk: Buffer): Buffer | undefined {
+  /** Adds the chunk at buffer[start, end) to its packet; returns the packet once complete. */
+  private add(remote: string, header: PieceHeader, buffer: Buffer, start: number, end: number): Buffer | undefined {
     let partials = this.partials.get(remote);
     let partial = partials?.find((p) => p.packetId === header.packetId);
     if (partial && (partial.count !== header.count || partial.packet.length !== header.packetBytes)) {
@@ -81,7 +80,7 @@ export class PieceJoiner {
       return undefined;
     }
     if (!partial) {
-      if (header.count === 1) return Buffer.from(chunk);
+      if (header.count === 1) return Buffer.from(buffer.subarray(start, end));
       partial = { packetId: header.packetId, count: header.count, packet: Buffer.allocUnsafe(header.packetBytes), got: new Uint8Array(header.count), missing: header.count };
       if (!partials) this.partials.set(remote, (partials = []));
       if (partials.length >= PIECES_PARTIAL_PACKETS_MAX) partials.shift();
@@ -89,7 +88,7 @@ export class PieceJoiner {
     }
     if (partial.got[header.index]) return undefined; // a duplicate
     partial.got[header.index] = 1;
-    partial.packet.set(chunk, header.index * pieceChunkBytes(header.packetBytes, header.count));
+    buffer.copy(partial.packet, header.index * pieceChunkBytes(header.packetBytes, header.count), start, end);
     if (--partial.missing > 0) return undefined;
     partials!.splice(partials!.indexOf(partial), 1);
     if (partials!.length === 0) this.partials.delete(remote);

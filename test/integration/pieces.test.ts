@@ -82,6 +82,8 @@ describe("pieces on a lan link", () => {
     const { ea, eb, a, b } = await lanLink();
     expect(ea.piecesPort).toBeGreaterThan(0);
     expect(eb.piecesPort).toBeGreaterThan(0);
+    // Each side sends pieces once its probe of them got a pong (whole packets may go until then).
+    await waitFor("both sides send pieces", () => (lanSizeOf(a) === "pieces" && lanSizeOf(b) === "pieces" ? true : undefined), TRANSFER_TIMEOUT_MS);
     const atB = watchReceived(eb);
     const random = prng(SEED);
     const there = randomBytes(random, 16 * MiB);
@@ -92,8 +94,8 @@ describe("pieces on a lan link", () => {
     const coalesced = atB.filter((packet) => packet.tag === PIECE_TAG && packet.bytes > PIECE_MAX_BYTES);
     // 16 MiB in packets of ~64 KB: some 250 runs, nearly all of them whole.
     expect(coalesced.length, "runs of pieces received as one buffer").toBeGreaterThan(100);
-    // Whole: a's probe of whole packets, at most; every data packet went as pieces.
-    expect(atB.filter((packet) => packet.tag !== PIECE_TAG && packet.bytes > PIECE_MAX_BYTES).length, "large packets received whole").toBeLessThanOrEqual(1);
+    // Whole: a's probes of whole packets, if still under way (3 at most); every data packet went as pieces.
+    expect(atB.filter((packet) => packet.tag !== PIECE_TAG && packet.bytes > PIECE_MAX_BYTES).length, "large packets received whole").toBeLessThanOrEqual(3);
   }, 30_000);
 
   it("when the pieces port is blocked from the start, the link sends its large packets whole, never data as pieces", async () => {
@@ -103,7 +105,7 @@ describe("pieces on a lan link", () => {
     const data = randomBytes(prng(SEED + 1), 8 * MiB);
     const arrived = await transfer(a, b, data);
     expect(arrived.equals(data)).toBe(true);
-    expect(lanSizeOf(a)).toBe("whole");
+    await waitFor("a sends whole packets", () => (lanSizeOf(a) === "whole" ? true : undefined), TRANSFER_TIMEOUT_MS);
     // Never given up for losses: no data went as pieces, only the probe.
     expect(lines.filter((line) => line.includes("lan link loses"))).toEqual([]);
   }, 30_000);
@@ -129,8 +131,9 @@ describe("pieces on a lan link", () => {
       for (let i = 0; i < 200; i++) {
         // The first of 3 pieces of a packet that never completes, and random bytes behind the tag.
         const packet = randomBytes(random, 4000);
-        const pieces = cutIntoPieces(packet, i, Buffer.alloc(piecesBytes(packet)));
-        stranger.send(pieces[0]!, eb.piecesPort!, "127.0.0.1");
+        const run = Buffer.alloc(piecesBytes(packet));
+        const segmentBytes = cutIntoPieces(packet, i, run);
+        stranger.send(run.subarray(0, segmentBytes), eb.piecesPort!, "127.0.0.1");
         const garbage = randomBytes(random, 1 + Math.floor(random() * 1400));
         garbage[0] = PIECE_TAG;
         stranger.send(garbage, eb.piecesPort!, "127.0.0.1");
@@ -138,7 +141,6 @@ describe("pieces on a lan link", () => {
       const data = randomBytes(random, 4 * MiB);
       const arrived = await transfer(a, b, data);
       expect(arrived.equals(data)).toBe(true);
-      await waitFor("the stranger's packets handled", () => (eb.droppedPackets === 0 ? true : undefined), TRANSFER_TIMEOUT_MS);
       expect(joiner.partials.size, "remotes with packets being joined").toBe(0);
     } finally {
       stranger.close();

@@ -8,8 +8,13 @@ import { prng, randomBytes } from "../helpers/prng.ts";
 
 const REMOTE = "192.0.2.7:4000";
 
+/** The pieces of `packet`, cut as a GSO run and split where the kernel would. */
 function cut(packet: Buffer, id: number): Buffer[] {
-  return cutIntoPieces(packet, id, Buffer.alloc(piecesBytes(packet)));
+  const run = Buffer.alloc(piecesBytes(packet));
+  const segmentBytes = cutIntoPieces(packet, id, run);
+  const pieces: Buffer[] = [];
+  for (let at = 0; at < run.length; at += segmentBytes) pieces.push(run.subarray(at, at + segmentBytes));
+  return pieces;
 }
 
 function shuffled<T>(items: T[], random: () => number): T[] {
