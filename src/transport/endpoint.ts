@@ -372,7 +372,7 @@ export class PeerEndpoint {
    * socket, in one GSO run before this tick ends. False when pieces cannot go from here (no GSO, or
    * not IPv4): send it whole instead.
    */
-  sendPieces(packet: Uint8Array, host: string, port: number): boolean {
+  sendPieces(packet: Buffer, host: string, port: number): boolean {
     if (!this.gsoSend || !isIPv4(host)) return false;
     if (!this.udp || this.udp.closed) return true;
     this.lastSendAt = performance.now();
@@ -380,7 +380,10 @@ export class PeerEndpoint {
     const run = this.sendBuffer(piecesBytes(packet));
     const segmentBytes = cutIntoPieces(packet, this.nextPacketId, run);
     // The run leaves now, as one buffer the kernel cuts; one system call, as it would be at the tick's end.
-    if (this.gsoResult(this.gsoSend([run], segmentBytes, host, port))) return true;
+    if (this.gsoResult(this.gsoSend([run], segmentBytes, host, port))) {
+      if (this.outbox.length === 0) this.sendSlabUsed = 0; // no packet carved from the slab waits to leave
+      return true;
+    }
     // All pieces join the outbox before it may flush: a flush frees the send slab they are carved from.
     for (let at = 0; at < run.length; at += segmentBytes) this.outbox.push(run.subarray(at, at + segmentBytes), port, host);
     this.flushSoon();

@@ -36,7 +36,7 @@ export interface Path {
    * UDP paths over the shared socket: sends a large `packet` as pieces to `port` at the remote's IP
    * (the peer's pieces socket; protocol/pieces.ts); false when pieces cannot go (send() it instead).
    */
-  sendPieces?(packet: Uint8Array, port: number): boolean;
+  sendPieces?(packet: Buffer, port: number): boolean;
   /** UDP paths over the shared socket: this node's pieces port, when it has one. */
   readonly piecesPort?: number;
   /** Bytes accepted by send() but not yet handed to the network. */
@@ -76,7 +76,7 @@ export function datagramPath(
     send: (packet) => !closed && send(packet, current),
     ...(endpoint && {
       sendBuffer: (bytes: number) => endpoint.sendBuffer(bytes),
-      sendPieces: (packet: Uint8Array, port: number) => closed || endpoint.sendPieces(packet, splitEndpoint(current).host, port),
+      sendPieces: (packet: Buffer, port: number) => closed || endpoint.sendPieces(packet, splitEndpoint(current).host, port),
       piecesPort: endpoint.piecesPort,
     }),
     bufferedBytes: () => 0,

@@ -4,13 +4,13 @@ import { PIECE_HEADER_BYTES, pieceBytes, pieceChunkBytes, piecesFor, readPieceHe
 export const PIECES_PARTIAL_PACKETS_MAX = 4;
 
 /** The bytes `packet` takes once cut into pieces (headers included). */
-export const piecesBytes = (packet: Uint8Array) => packet.length + piecesFor(packet.length) * PIECE_HEADER_BYTES;
+export const piecesBytes = (packet: Buffer) => packet.length + piecesFor(packet.length) * PIECE_HEADER_BYTES;
 
 /**
  * Cuts `packet` into pieces written one after another into `into` (piecesBytes(packet) long): a GSO
  * run. Returns its segment size, the length of every piece but the last, which may be shorter.
  */
-export function cutIntoPieces(packet: Uint8Array, packetId: number, into: Buffer): number {
+export function cutIntoPieces(packet: Buffer, packetId: number, into: Buffer): number {
   const count = piecesFor(packet.length);
   const chunk = pieceChunkBytes(packet.length, count);
   let at = 0;
@@ -18,7 +18,7 @@ export function cutIntoPieces(packet: Uint8Array, packetId: number, into: Buffer
     const from = index * chunk;
     const to = Math.min(packet.length, from + chunk);
     writePieceHeader(into, at, { packetId, index, count, packetBytes: packet.length });
-    into.set(packet.subarray(from, to), at + PIECE_HEADER_BYTES);
+    packet.copy(into, at + PIECE_HEADER_BYTES, from, to);
     at += PIECE_HEADER_BYTES + to - from;
   }
   return PIECE_HEADER_BYTES + chunk;
