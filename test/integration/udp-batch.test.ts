@@ -79,6 +79,24 @@ describe("UDP send batching", () => {
     }
   });
 
+  it("a packet received after a quiet spell is routed in the socket's callback; a burst right after it waits for the queue's turn", async () => {
+    const [a, b] = await endpoints();
+    const routed: { index: number; queued: boolean }[] = [];
+    const internals = b as unknown as { draining: boolean };
+    b.routeAddress(endpointText("127.0.0.1", a.udpPort), (packet) => (routed.push({ index: packet.readUInt32BE(0), queued: internals.draining }), true));
+    const to = endpointText("127.0.0.1", b.udpPort);
+    const packets = numberedPackets(21);
+    a.sendUdp(packets[0]!, to);
+    await waitFor("the lone packet at b", () => routed.length >= 1 || undefined, ARRIVAL_TIMEOUT_MS);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // 20 packets in one sendMany: they reach b's socket together.
+    for (const packet of packets.slice(1)) a.sendUdp(packet, to);
+    await waitFor("the burst at b", () => routed.length >= 21 || undefined, ARRIVAL_TIMEOUT_MS);
+    expect(routed[0], "the lone packet, routed at once").toEqual({ index: 0, queued: false });
+    expect(routed.slice(2, 21).every((r) => r.queued), "the burst but its first, routed from the queue").toBe(true);
+    expect(routed.map((r) => r.index)).toEqual(packets.map((_, i) => i));
+  });
+
   it("packets sent in one tick all arrive intact and in order", async () => {
     const [a, b] = await endpoints();
     const received: Buffer[] = [];
