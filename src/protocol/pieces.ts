@@ -5,7 +5,8 @@
 //
 //   piece  = tag 0xc4 | packet id u32 | index u8 | count u8 | packet bytes u16 | chunk
 //
-// Every chunk but the last is ceil(packet bytes / count) long, so each piece's length follows from
+// count is the fewest pieces of at most 1472 bytes that hold the packet, and every chunk but the
+// last is ceil(packet bytes / count) long, so each piece's length follows from
 // its header, and a buffer of coalesced pieces (all as long as the first, the last perhaps shorter)
 // is split without any other length on the wire. The packet id is the sender's, per socket; the
 // joined packet is an ordinary sealed packet, authenticated when opened.
@@ -22,7 +23,6 @@ export const PIECE_MAX_BYTES = 1472;
 export const PIECE_MAX_CHUNK_BYTES = PIECE_MAX_BYTES - PIECE_HEADER_BYTES;
 /** Pieces of one packet at most (the kernel's smallest limit on a GSO run's segments). */
 export const PIECES_MAX_COUNT = 64;
-export const PIECES_MAX_PACKET_BYTES = 65_507;
 
 export interface PieceHeader {
   packetId: number;
@@ -58,9 +58,9 @@ export function readPieceHeader(buffer: Buffer, at: number): PieceHeader | { err
   if (buffer.length - at < PIECE_HEADER_BYTES || buffer[at] !== PIECE_TAG) return { error: "not a piece" };
   const header = { packetId: buffer.readUInt32BE(at + 1), index: buffer[at + 5]!, count: buffer[at + 6]!, packetBytes: buffer.readUInt16BE(at + 7) };
   if (header.count < 1 || header.count > PIECES_MAX_COUNT || header.index >= header.count) return { error: `piece ${header.index} of ${header.count}` };
-  const chunk = pieceChunkBytes(header.packetBytes, header.count);
-  // Every piece carries something, and no chunk is longer than a piece holds.
-  if (chunk > PIECE_MAX_CHUNK_BYTES || header.packetBytes - chunk * (header.count - 1) < 1) return { error: `${header.packetBytes} bytes in ${header.count} pieces` };
+  // A packet is cut into as few pieces as hold it (piecesFor): no piece is much smaller than the
+  // packet's share, so a small piece never makes its receiver set aside memory for a large packet.
+  if (header.packetBytes < 1 || header.count !== piecesFor(header.packetBytes)) return { error: `${header.packetBytes} bytes in ${header.count} pieces` };
   return header;
 }
 

@@ -1,4 +1,4 @@
-import { PIECE_HEADER_BYTES, pieceBytes, pieceChunkBytes, piecesFor, readPieceHeader, writePieceHeader, type PieceHeader } from "../protocol/pieces.ts";
+import { PIECE_HEADER_BYTES, pieceBytes, pieceChunkBytes, PIECES_MAX_COUNT, piecesFor, readPieceHeader, writePieceHeader, type PieceHeader } from "../protocol/pieces.ts";
 
 /** Packets of one remote being joined at once, at most; a new one pushes out the oldest. */
 export const PIECES_PARTIAL_PACKETS_MAX = 4;
@@ -53,7 +53,8 @@ export class PieceJoiner {
     }
     const stride = pieceBytes(first);
     const joined: Buffer[] = [];
-    for (let at = 0; at < buffer.length; at += stride) {
+    // A run holds PIECES_MAX_COUNT pieces at most (what GSO sends and GRO joins).
+    for (let at = 0, pieces = 0; at < buffer.length && pieces < PIECES_MAX_COUNT; at += stride, pieces++) {
       const header = at === 0 ? first : readPieceHeader(buffer, at);
       const length = Math.min(stride, buffer.length - at);
       if ("error" in header || pieceBytes(header) !== length) {

@@ -74,7 +74,7 @@ describe("pieces", () => {
       malformed((piece) => ((piece[6] = 0), piece)), // 0 pieces
       malformed((piece) => ((piece[5] = piece[6]!), piece)), // index past the count
       malformed((piece) => piece.subarray(0, piece.length - 1)), // cut short
-      malformed((piece) => (piece.writeUInt16BE(65_000, 7), piece)), // chunks longer than a piece holds
+      malformed((piece) => (piece.writeUInt16BE(65_000, 7), piece)), // 4 pieces of 1.4 KB for a 64 KB packet
     ];
     for (const piece of bad) expect(joiner.take(piece, REMOTE)).toEqual([]);
     expect(joiner.rejected).toBe(bad.length);
