@@ -125,11 +125,11 @@ export class Mux {
     channel.onDrain(() => this.#pump());
     channel.onClose((reason) => this.#shutdown(`channel closed: ${reason}`, false));
   }
+
   /** Frames sent from now on carry at most `bytes` of payload (a path whose packets changed size). */
   setMaxFramePayloadBytes(bytes: number): void {
     this.#maxFramePayloadBytes = checkedInteger("maxFramePayloadBytes", bytes, 1, MAX_FRAME_PAYLOAD_BYTES);
   }
-
 
   get closed(): boolean {
     return this.#closeReason !== null;

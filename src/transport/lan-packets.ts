@@ -83,12 +83,14 @@ export class LanPacketSizes {
     return this.best();
   }
 
-  /** The peer offered its pieces port: a new one is probed anew. */
-  offered(port: number): void {
-    if (port === this.piecesPort) return;
-    this.piecesPort = port;
-    this.proven.delete("pieces");
-    this.probes.delete("pieces");
+  /** The peer offered its pieces port: a new one is probed anew. Returns the size to use from now on. */
+  offered(port: number): LanPacketSize {
+    if (port !== this.piecesPort) {
+      this.piecesPort = port;
+      this.proven.delete("pieces");
+      this.probes.delete("pieces");
+    }
+    return this.best();
   }
 
   /**

@@ -218,7 +218,7 @@ export class Link {
 
   private peerOffersPieces(port: number | undefined): void {
     if (port === undefined || !this.lan || !this.init.path.sendPieces) return;
-    this.lan.offered(port);
+    this.useLanPackets(this.lan.offered(port));
     this.probeLan();
   }
 

@@ -129,6 +129,8 @@ describe("a lan link's packet sizes", () => {
     expect(probes, "the whole probe is still waiting for its pong").toEqual(["whole", "pieces"]);
     expect(lan.answered(2)).toBe("pieces");
     expect(lan.answered(1)).toBe("pieces");
+    expect(lan.offered(5000), "the same port again").toBe("pieces");
+    expect(lan.offered(6000), "a new port, not probed yet").toBe("whole");
   });
 
   it("gives a probe up after three unanswered tries, LAN_PROBE_TIMEOUT_MS apart", () => {
