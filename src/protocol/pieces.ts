@@ -6,9 +6,9 @@
 //   piece  = tag 0xc4 | packet id u32 | index u8 | count u8 | packet bytes u16 | chunk
 //
 // count is the fewest pieces of at most 1472 bytes that hold the packet, and every chunk but the
-// last is ceil(packet bytes / count) long, so each piece's length follows from
-// its header, and a buffer of coalesced pieces (all as long as the first, the last perhaps shorter)
-// is split without any other length on the wire. The packet id is the sender's, per socket; the
+// last is ceil(packet bytes / count) long, so each piece's length follows from its header, and a
+// buffer of coalesced pieces (all as long as the first, the last perhaps shorter) is split without
+// any other length on the wire. The packet id is the sender's, per socket; the
 // joined packet is an ordinary sealed packet, authenticated when opened.
 //
 // A node offers its pieces port in the pings and pongs of a lan link (a trailer after the 4-byte id;
@@ -66,7 +66,7 @@ export function readPieceHeader(buffer: Buffer, at: number): PieceHeader | { err
 
 const PIECES_OFFER_IN_PING = 0x50;
 const PIECES_OFFER_IN_PONG = 0x51;
-export const PING_ID_BYTES = 4;
+const PING_ID_BYTES = 4;
 
 /** A ping's or pong's body: its id, and this node's pieces port when it has one to offer. */
 export function encodePingBody(id: number, kind: "ping" | "pong", piecesPort: number | undefined): Buffer {

@@ -26,8 +26,8 @@ export function cutIntoPieces(packet: Buffer, packetId: number, into: Buffer): n
 
 interface Partial {
   packetId: number;
-  count: number;
   packet: Buffer;
+  /** One flag a piece: whether it came. */
   got: Uint8Array;
   missing: number;
 }
@@ -76,13 +76,14 @@ export class PieceJoiner {
   private add(remote: string, header: PieceHeader, buffer: Buffer, start: number, end: number): Buffer | undefined {
     let partials = this.partials.get(remote);
     let partial = partials?.find((p) => p.packetId === header.packetId);
-    if (partial && (partial.count !== header.count || partial.packet.length !== header.packetBytes)) {
+    // The piece count follows from the packet's length (readPieceHeader checks it).
+    if (partial && partial.packet.length !== header.packetBytes) {
       this.rejected++;
       return undefined;
     }
     if (!partial) {
       if (header.count === 1) return Buffer.from(buffer.subarray(start, end));
-      partial = { packetId: header.packetId, count: header.count, packet: Buffer.allocUnsafe(header.packetBytes), got: new Uint8Array(header.count), missing: header.count };
+      partial = { packetId: header.packetId, packet: Buffer.allocUnsafe(header.packetBytes), got: new Uint8Array(header.count), missing: header.count };
       if (!partials) this.partials.set(remote, (partials = []));
       if (partials.length >= PIECES_PARTIAL_PACKETS_MAX) partials.shift();
       partials.push(partial);
