@@ -5,7 +5,7 @@ import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { ClientMetrics } from "../metrics/index.ts";
-import { Overlay } from "../sdwan/index.ts";
+import { Overlay, warmUpOverlay } from "../sdwan/index.ts";
 import { PATH_KINDS, warmUpLinks } from "../transport/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { LanPeers, Mdns } from "../discovery/index.ts";
@@ -206,14 +206,12 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
     ? new Overlay({ device: init.sdwan.name, mtu: init.sdwan.mtu, routes: init.sdwan.routes, eager: init.sdwan.eager, peers, logger: logger.child("sdwan") })
     : undefined;
   overlay?.start();
-  // While the login is on its way: the first packets over a link then run optimised code (warm-up.ts).
-  setImmediate(() => {
-    try {
-      warmUpLinks();
-    } catch (err) {
-      logger.debug("warming up the link code failed; the first packets will only be slower", { error: (err as Error).message });
-    }
-  });
+  // While the login is on its way: the first packets over a link (and the SDWAN) then run optimised code (warm-up.ts).
+  setImmediate(() =>
+    (overlay?.ready ? warmUpOverlay() : warmUpLinks()).catch((err: Error) =>
+      logger.debug("warming up the per-packet code failed; the first packets will only be slower", { error: err.message }),
+    ),
+  );
   const sdwanMaps = new SdwanMaps();
   /** The virtual network's members are peers this node needs to hear of (restarts, departures). */
   const applyMap = async (map: SdwanMap | undefined) => {

@@ -83,6 +83,8 @@ export interface Libc {
   if_nametoindex(name: string): number;
   /** setsockopt with an int value; 0 on success, -1 on failure. */
   setsockoptInt(fd: number, level: number, name: number, value: number): number;
+  /** Two connected non-blocking AF_UNIX SOCK_SEQPACKET sockets (a write is one message, as on a TUN device); undefined on failure. */
+  seqpacketPair(): [number, number] | undefined;
 }
 
 let libc: Libc | undefined;
@@ -101,11 +103,18 @@ export function loadLibc(): Libc {
   const getpid = lib.func("int getpid()");
   const ifNameToIndex = lib.func("unsigned int if_nametoindex(const char *ifname)");
   const setsockopt = lib.func("int setsockopt(int fd, int level, int optname, const int *optval, uint32_t optlen)");
+  const socketpair = lib.func("int socketpair(int domain, int type, int protocol, _Out_ int *sv)");
   const INT_BYTES = 4;
+  const AF_UNIX = 1;
+  const SOCK_SEQPACKET_NONBLOCK_CLOEXEC = 5 | 0o4000 | 0o2000000;
   libc = {
     getpid: () => getpid() as number,
     if_nametoindex: (name: string) => ifNameToIndex(name) as number,
     setsockoptInt: (fd, level, name, value) => setsockopt(fd, level, name, [value], INT_BYTES) as number,
+    seqpacketPair: () => {
+      const fds = new Int32Array(2);
+      return socketpair(AF_UNIX, SOCK_SEQPACKET_NONBLOCK_CLOEXEC, 0, fds) === 0 ? [fds[0]!, fds[1]!] : undefined;
+    },
   };
   return libc;
 }

@@ -113,6 +113,14 @@ export function openTun(name: string): TunDevice {
   const actualName = request.subarray(0, IFNAMSIZ).toString("utf8").replace(/\0.*$/s, "");
   // Without the offloads (an old kernel) the device still speaks virtio_net_hdr, just never hands over a super-packet.
   tunCalls().ioctl(fd, TUNSETOFFLOAD, "unsigned long", TUN_F_CSUM | TUN_F_TSO4);
+  return deviceOnFd(fd, actualName);
+}
+
+/**
+ * The read loop and writes of a TUN device on `fd` (non-blocking), which closes with it. Any fd that
+ * keeps message boundaries serves: the start-up warm-up (warm-up.ts) runs this code on a socket pair.
+ */
+export function deviceOnFd(fd: number, name: string): TunDevice {
   let closed = false;
   const coalescer = new Coalescer((parts) => {
     try {
@@ -133,7 +141,7 @@ export function openTun(name: string): TunDevice {
     drainDevice?.();
   };
   return {
-    name: actualName,
+    name,
     start(onPacket) {
       const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const scratch = Buffer.allocUnsafe(READ_BUFFER_BYTES);
@@ -176,7 +184,7 @@ export function openTun(name: string): TunDevice {
     },
     queueDrops() {
       try {
-        return Number(readFileSync(`/sys/class/net/${actualName}/statistics/tx_dropped`, "latin1"));
+        return Number(readFileSync(`/sys/class/net/${name}/statistics/tx_dropped`, "latin1"));
       } catch {
         return 0; // no sysfs here: the drops go unseen
       }
