@@ -4,7 +4,7 @@ import { loopbackLinkPair, pacedWarmUp, WARM_UP_DATAGRAMS } from "../transport/i
 import { loadLibc } from "./ffi.ts";
 import { VNET_HEADER_BYTES } from "./offload.ts";
 import { Overlay } from "./overlay.ts";
-import { PROTOCOL_TCP } from "./packet.ts";
+import { ipToNumber, PROTOCOL_TCP } from "./packet.ts";
 import { deviceOnFd } from "./tun.ts";
 
 // The link's warm-up (transport/warm-up.ts) for a node on the SDWAN: it leaves a packet's other steps in
@@ -29,8 +29,8 @@ function deviceRead(bytes: number, protocol: number, from: string, to: string): 
   packet.writeUInt16BE(bytes, 2);
   packet[8] = 64;
   packet[9] = protocol;
-  Buffer.from(from.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(to.split(".").map(Number)).copy(packet, 16);
+  packet.writeUInt32BE(ipToNumber(from), 12);
+  packet.writeUInt32BE(ipToNumber(to), 16);
   if (protocol === PROTOCOL_TCP) {
     packet[IPV4_HEADER_BYTES + 12] = 0x80; // a 32-byte TCP header (timestamps)
     packet[IPV4_HEADER_BYTES + 13] = 0x10; // ACK
@@ -45,7 +45,6 @@ function deviceRead(bytes: number, protocol: number, from: string, to: string): 
 export async function warmUpOverlay(packets = WARM_UP_DATAGRAMS): Promise<number> {
   const logger = createLogger({ level: "error", write: () => {} });
   const libc = loadLibc();
-  const pairs: [number, number][] = [];
   const hostFds: number[] = [];
   const { links, close } = await loopbackLinkPair();
   const names = ["warm-up-0", "warm-up-1"];
@@ -94,7 +93,7 @@ export async function warmUpOverlay(packets = WARM_UP_DATAGRAMS): Promise<number
     await pacedWarmUp(
       packets,
       () => {
-        for (const frame of reads[0]!.keys()) for (const [i, fd] of hostFds.entries()) writeSync(fd, reads[i]![frame]!);
+        for (const kind of reads[0]!.keys()) for (const [i, fd] of hostFds.entries()) writeSync(fd, reads[i]![kind]!);
         return reads[0]!.length;
       },
       readWritten,

@@ -3,7 +3,7 @@ import { SecureSession } from "../crypto/index.ts";
 import { createLogger } from "../log/index.ts";
 import { PeerEndpoint } from "./endpoint.ts";
 import { Link } from "./link.ts";
-import { udpPath, type Path } from "./path.ts";
+import { udpPath } from "./path.ts";
 
 // JavaScriptCore runs a function in its interpreter until it has run some hundreds of times, and
 // optimises it only after thousands. A node that has just started has run its per-packet code (seal,
@@ -40,7 +40,7 @@ export async function loopbackLinkPair(): Promise<LinkPair> {
   const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
   const sessionId = randomBytes(16);
   const links = (["initiator", "responder"] as const).map(
-    (role, i) => new Link({ peer: "warm-up", path: paths[i] as Path, session: new SecureSession({ role, secrets }), role, sessionId, logger }),
+    (role, i) => new Link({ peer: "warm-up", path: paths[i]!, session: new SecureSession({ role, secrets }), role, sessionId, logger }),
   ) as [Link, Link];
   return {
     links,
