@@ -15,8 +15,9 @@ import { udpPath } from "./path.ts";
 
 /** Datagrams each way: enough for the optimising tier. */
 export const WARM_UP_DATAGRAMS = 3_000;
-/** A warm-up gives up after this long (a busy machine): what ran is warm all the same. */
+/** A warm-up gives up after this long (a busy machine), or when nothing arrived for WARM_UP_STALL_MS (a packet lost): what ran is warm all the same. */
 const WARM_UP_TIMEOUT_MS = 5_000;
+const WARM_UP_STALL_MS = 100;
 /** Sizes cycled through: an ICMP echo, a TCP ACK, a full-size packet. */
 const WARM_UP_SIZES_BYTES = [84, 52, 1_400] as const;
 
@@ -54,13 +55,23 @@ export async function loopbackLinkPair(): Promise<LinkPair> {
 /**
  * Calls `send` (which sends a few packets each way and says how many each way) until `total` went each
  * way, waiting after each call until `arrived()` (both ways together) has caught up, as traffic would
- * come: every packet then passes the receive path's wake-up too. Gives up after WARM_UP_TIMEOUT_MS.
+ * come: every packet then passes the receive path's wake-up too. Gives up after WARM_UP_TIMEOUT_MS, or
+ * WARM_UP_STALL_MS without an arrival.
  */
 export async function pacedWarmUp(total: number, send: () => number, arrived: () => number): Promise<void> {
   const deadline = performance.now() + WARM_UP_TIMEOUT_MS;
-  for (let sent = 0; sent < total && performance.now() < deadline; ) {
+  let lastCount = 0;
+  let lastArrivalAt = performance.now();
+  for (let sent = 0; sent < total; ) {
     sent += send();
-    while (arrived() < 2 * sent && performance.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+    for (;;) {
+      const count = arrived();
+      const now = performance.now();
+      if (count !== lastCount) [lastCount, lastArrivalAt] = [count, now];
+      if (count >= 2 * sent) break;
+      if (now >= deadline || now - lastArrivalAt >= WARM_UP_STALL_MS) return;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 }
 

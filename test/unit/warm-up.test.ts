@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { SecureSession } from "../../src/crypto/index.ts";
 import { Overlay, warmUpOverlay } from "../../src/sdwan/index.ts";
 import { Coalescer, splitRead } from "../../src/sdwan/offload.ts";
-import { Link, PeerEndpoint, WARM_UP_DATAGRAMS, warmUpLinks } from "../../src/transport/index.ts";
+import { Link, pacedWarmUp, PeerEndpoint, WARM_UP_DATAGRAMS, warmUpLinks } from "../../src/transport/index.ts";
 
 type Fn = (...args: never[]) => unknown;
 const compiles = (functions: Record<string, Fn>) => Object.fromEntries(Object.entries(functions).map(([name, fn]) => [name, numberOfDFGCompiles(fn)]));
@@ -35,5 +35,13 @@ describe("start-up warm-up", () => {
     expect(compiles(perPacket)).toEqual(notCompiled(perPacket));
     expect(await warmUpOverlay(), "packets written to the far devices").toBe(2 * WARM_UP_DATAGRAMS);
     for (const [name, count] of Object.entries(compiles(perPacket))) expect(count, name).toBeGreaterThan(0);
+  });
+
+  it("gives up soon when its packets stop arriving (loopback down, a packet lost), rather than spinning until its deadline", async () => {
+    let sent = 0;
+    const startedAt = performance.now();
+    await pacedWarmUp(WARM_UP_DATAGRAMS, () => ((sent += 3), 3), () => Math.min(2 * sent, 30));
+    expect(sent, "sends stop once arrivals stall").toBeLessThan(30);
+    expect(performance.now() - startedAt, "well before the 5 s deadline").toBeLessThan(2_000);
   });
 });
