@@ -19,7 +19,8 @@
 // to b and back (-R). It prints the medians: ping, Gbit/s each way, TCP retransmits a -> b, CPU seconds
 // per GB moved (both ends' processes: utime + stime from /proc/PID/stat over the transfers, divided by
 // the bytes received), the largest RSS of both ends together during a transfer (inp2ps's apart), and
-// each against wireguard-go. It also runs scripts/bench/tun-loop.ts in a scratch namespace: what the
+// each against wireguard-go, then each system's ping median round by round (inp2p's first round comes
+// before any transfer, right after its start). It also runs scripts/bench/tun-loop.ts in a scratch namespace: what the
 // TUN read/write loop alone moves.
 // The lab, its processes, the wireguard-go sockets and temp dirs are removed at the end, on error and
 // on Ctrl-C.
@@ -188,7 +189,7 @@ interface Figures {
   abRetransmits: number | undefined;
   cpuSecondsPerGb: number | undefined;
   rssMb: number | undefined;
-  rounds: { pingMs: number[]; ab: Transfer[]; ba: Transfer[] };
+  rounds: { pingMs: number[]; pingRoundMediansMs: number[]; ab: Transfer[]; ba: Transfer[] };
 }
 
 async function main(): Promise<void> {
@@ -208,10 +209,12 @@ async function main(): Promise<void> {
   const tincNote = hasCommand("tincd") ? "" : "tinc: not installed (apt-get install tinc), skipped";
   if (!tincNote) systems.push(await startTinc());
 
-  const runs = systems.map(() => ({ pingMs: [] as number[], ab: [] as Transfer[], ba: [] as Transfer[] }));
+  const runs = systems.map(() => ({ pingMs: [] as number[], pingRoundMediansMs: [] as number[], ab: [] as Transfer[], ba: [] as Transfer[] }));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [i, system] of systems.entries()) {
-      runs[i]!.pingMs.push(...(await pingRtts(lab, hostNs("a"), system.ip, PINGS_PER_ROUND)));
+      const rtts = await pingRtts(lab, hostNs("a"), system.ip, PINGS_PER_ROUND);
+      runs[i]!.pingMs.push(...rtts);
+      runs[i]!.pingRoundMediansMs.push(median(rtts));
       for (const reverse of [false, true]) {
         const transfer = await iperf3(lab, hostNs("a"), system.ip, { seconds: SECONDS, reverse, pids: system.pids });
         (reverse ? runs[i]!.ba : runs[i]!.ab).push(transfer);
@@ -255,6 +258,7 @@ async function main(): Promise<void> {
     ]),
   ]);
   console.log(`CPU: both ends' processes over the transfers, per GB received; RSS: both ends together, the largest seen during a transfer (median of the transfers); inp2ps ${serverRssMb.toFixed(0)} MB besides`);
+  console.log(`ping medians round by round: ${figures.map((f) => `${f.label} ${f.rounds.pingRoundMediansMs.map((ms) => fixed(ms, 3)).join(" / ")}`).join("; ")}`);
   if (tincNote) console.log(tincNote);
   console.log(`TUN loop alone (1400-byte packets): reads ${tun.readPps} packets/s (${tun.readMbps} Mbit/s), writes ${tun.writePps} packets/s (${tun.writeMbps} Mbit/s)`);
   if (JSON_FILE) {
