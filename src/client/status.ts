@@ -99,7 +99,7 @@ export function formatStatus(s: ClientStatus): string {
   if (problems.length) lines.push("", ...problems);
   if (s.sdwan) {
     const v = s.sdwan;
-    lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}` + (v.error ? `\n         ${v.error}` : ""));
+    lines.push("", `SDWAN    ${v.state}${v.interface ? ` on ${v.interface}` : ""}${v.address ? `, ${v.address} in ${v.subnet}` : ""}, ${v.members} other members; packets out ${v.packetsOut}, in ${v.packetsIn}${v.superPacketsOut || v.superPacketsIn ? ` (super-packets out ${v.superPacketsOut}, in ${v.superPacketsIn})` : ""}` + (v.error ? `\n         ${v.error}` : ""));
   }
   return lines.join("\n");
 }

@@ -21,7 +21,11 @@
 // A flow id is unique among the sending node's flows, so a reply reaches only the flow it answers;
 // the serving node keys a flow by peer, flow id and target. SDWAN's ipPacket (3) is the type
 // byte followed by one IP packet (src/sdwan/overlay.ts); ipPacketPartialChecksum (5) the same, its
-// TCP or UDP checksum field holding only the pseudo-header sum (src/sdwan/offload.ts).
+// TCP or UDP checksum field holding only the pseudo-header sum (src/sdwan/offload.ts);
+// ipSuperPacket (6) is
+//   u8 6 | u16 BE segment size (the kernel's gso_size) | one TCP/IPv4 super-packet, checksum partial
+// of up to 64 KB, which the receiver writes to its TUN device as it is. It goes only on a lan link
+// carrying pieces, to a peer whose pings said it takes one (src/protocol/pieces.ts).
 
 import { AppProtocolError, decodeFramedJson, encodeFramedJson } from "./framed-json.ts";
 import { parseSpeedtestRequest, type SpeedtestRequest } from "./speedtest.ts";
@@ -29,7 +33,10 @@ import { parseSpeedtestRequest, type SpeedtestRequest } from "./speedtest.ts";
 export { AppProtocolError, MAX_STREAM_HEADER_BYTES } from "./framed-json.ts";
 
 /** First byte of a link datagram: who it is for. */
-export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4, ipPacketPartialChecksum: 5 } as const;
+export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4, ipPacketPartialChecksum: 5, ipSuperPacket: 6 } as const;
+
+/** An ipSuperPacket datagram's type byte and segment size. */
+export const SUPER_PACKET_HEADER_BYTES = 3;
 
 /** Why a serving node refused a stream or a UDP flow, with its byte in a udpRefused datagram. */
 export const RefusalCode = { NOT_EXPOSED: 1, UNREACHABLE: 2 } as const;

@@ -14,7 +14,10 @@
 // A node offers its pieces port in the pings and pongs of a lan link (a trailer after the 4-byte id;
 // older peers read only the id, and echo a ping's trailer in their pong, hence one tag each way):
 //
-//   ping / pong body = id u32 [| 0x50 (ping) or 0x51 (pong) | pieces port u16]
+//   ping / pong body = id u32 [| 0x50 (ping) or 0x51 (pong) | pieces port u16 [| flags u8]]
+//
+// flags (older peers send none, and read none): 0x01, the node takes SDWAN TCP super-packets
+// (DatagramType.ipSuperPacket, protocol/apps.ts) in datagrams sent as pieces.
 
 export const PIECE_TAG = 0xc4;
 export const PIECE_HEADER_BYTES = 9;
@@ -67,22 +70,28 @@ export function readPieceHeader(buffer: Buffer, at: number): PieceHeader | { err
 const PIECES_OFFER_IN_PING = 0x50;
 const PIECES_OFFER_IN_PONG = 0x51;
 const PING_ID_BYTES = 4;
+const OFFER_BYTES = 3;
+const TAKES_SUPER_PACKETS = 0x01;
+/** The largest packet pieces carry (the packet length in their header is 16 bits). */
+export const PIECES_PACKET_MAX_BYTES = 0xffff;
 
-/** A ping's or pong's body: its id, and this node's pieces port when it has one to offer. */
+/** A ping's or pong's body: its id, and this node's pieces port when it has one to offer (with its flags: it takes super-packets). */
 export function encodePingBody(id: number, kind: "ping" | "pong", piecesPort: number | undefined): Buffer {
-  const body = Buffer.allocUnsafe(piecesPort === undefined ? PING_ID_BYTES : PING_ID_BYTES + 3);
+  const body = Buffer.allocUnsafe(piecesPort === undefined ? PING_ID_BYTES : PING_ID_BYTES + OFFER_BYTES + 1);
   body.writeUInt32BE(id >>> 0, 0);
   if (piecesPort !== undefined) {
     body[PING_ID_BYTES] = kind === "ping" ? PIECES_OFFER_IN_PING : PIECES_OFFER_IN_PONG;
     body.writeUInt16BE(piecesPort, PING_ID_BYTES + 1);
+    body[PING_ID_BYTES + OFFER_BYTES] = TAKES_SUPER_PACKETS;
   }
   return body;
 }
 
-/** The id of a ping or pong (undefined when too short), and the pieces port it offers, if any. */
-export function decodePingBody(body: Buffer, kind: "ping" | "pong"): { id: number | undefined; piecesPort: number | undefined } {
+/** The id of a ping or pong (undefined when too short), the pieces port it offers, if any, and whether the peer takes super-packets. */
+export function decodePingBody(body: Buffer, kind: "ping" | "pong"): { id: number | undefined; piecesPort: number | undefined; takesSuperPackets: boolean } {
   const id = body.length >= PING_ID_BYTES ? body.readUInt32BE(0) : undefined;
   const tag = kind === "ping" ? PIECES_OFFER_IN_PING : PIECES_OFFER_IN_PONG;
-  const offered = body.length >= PING_ID_BYTES + 3 && body[PING_ID_BYTES] === tag ? body.readUInt16BE(PING_ID_BYTES + 1) : 0;
-  return { id, piecesPort: offered > 0 ? offered : undefined };
+  const offered = body.length >= PING_ID_BYTES + OFFER_BYTES && body[PING_ID_BYTES] === tag ? body.readUInt16BE(PING_ID_BYTES + 1) : 0;
+  const flags = offered > 0 && body.length > PING_ID_BYTES + OFFER_BYTES ? body[PING_ID_BYTES + OFFER_BYTES]! : 0;
+  return { id, piecesPort: offered > 0 ? offered : undefined, takesSuperPackets: (flags & TAKES_SUPER_PACKETS) !== 0 };
 }

@@ -28,6 +28,8 @@ const IPV4_MAX_TOTAL_BYTES = 65_535;
 const MAX_COALESCED_SEGMENTS = 64;
 
 export type SegmentHandler = (packet: Buffer, checksumPartial: boolean) => void;
+/** Takes a TCP super-packet whole (checksum partial, segments of `gsoSize`), or declines it (false): it is then cut into segments. */
+export type SuperPacketHandler = (packet: Buffer, gsoSize: number) => boolean;
 
 export class OffloadError extends Error {}
 
@@ -73,11 +75,12 @@ function completeChecksum(packet: Buffer, csumStart: number, csumOffset: number)
 
 /**
  * Takes one TUN read (virtio_net_hdr + packet) apart into IP packets of at most the interface MTU,
- * each given to `emit` with whether its transport checksum is still partial. `scratch` receives the
+ * each given to `emit` with whether its transport checksum is still partial; a TCP super-packet goes
+ * whole to `emitSuperPacket` instead, when that takes it. `scratch` receives the
  * segments of a super-packet in turn (emit must copy what it keeps). Every packet emitted has one spare
  * byte in front of it in its buffer (the header's last byte, or scratch's first), which emit may overwrite.
  */
-export function splitRead(frame: Buffer, scratch: Buffer, emit: SegmentHandler): void {
+export function splitRead(frame: Buffer, scratch: Buffer, emit: SegmentHandler, emitSuperPacket?: SuperPacketHandler): void {
   if (frame.length < VNET_HEADER_BYTES) throw new OffloadError(`a read of ${frame.length} bytes is shorter than the virtio_net_hdr`);
   const flags = frame[0]!;
   const gsoType = frame[1]! & ~GSO_ECN_BIT;
@@ -94,6 +97,7 @@ export function splitRead(frame: Buffer, scratch: Buffer, emit: SegmentHandler):
     return emit(packet, false);
   }
   if (gsoType !== GSO_TCPV4) throw new OffloadError(`GSO type ${frame[1]} was not asked for`);
+  if (emitSuperPacket && gsoSize > 0 && emitSuperPacket(packet, gsoSize)) return;
   segmentTcp(packet, gsoSize, scratch, emit);
 }
 
@@ -145,6 +149,8 @@ interface Pending {
   sealed: boolean;
   /** The last segment joined had PSH set: the super-packet carries it. */
   pushed: boolean;
+  /** A super-packet as a peer sent it (segmentBytes: its segment size), written as it is. */
+  superPacket?: boolean;
 }
 
 /**
@@ -188,6 +194,18 @@ export class Coalescer {
       pushed: false,
     };
     this.pending.push(entry);
+  }
+
+  /**
+   * Collects a TCP super-packet (checksum partial), to be written as it is, with `gsoSize` for the
+   * kernel to cut it by; false when it is not one: not TCP over IPv4, inconsistent lengths, or a segment
+   * size that does not make at least two segments.
+   */
+  addSuperPacket(packet: Buffer, gsoSize: number): boolean {
+    const flow = tcpFlowOf(packet);
+    if (!flow || gsoSize < 1 || flow.payloadBytes <= gsoSize) return false;
+    this.pending.push({ first: packet, checksumPartial: true, more: [], source: 0, destination: 0, ports: 0, headerBytes: flow.headerBytes, segmentBytes: gsoSize, nextSeq: 0, totalBytes: packet.length, sealed: true, pushed: false, superPacket: true });
+    return true;
   }
 
   /** The latest packet collected of this TCP flow, if it is among the last few. */
@@ -269,6 +287,7 @@ function vnetHeader(entry: Pending, gso: boolean): Buffer {
 }
 
 function framesOf(entry: Pending): Buffer[] {
+  if (entry.superPacket) return [vnetHeader(entry, true), entry.first];
   if (entry.more.length === 0) return [vnetHeader(entry, false), entry.first];
   const headers = Buffer.from(entry.first.subarray(0, entry.headerBytes));
   const ipHeaderBytes = (headers[0]! & 0x0f) * 4;

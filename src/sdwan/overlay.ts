@@ -1,7 +1,7 @@
 import { isIPv4 } from "node:net";
 import type { Logger } from "../log/index.ts";
-import { DatagramType, type SdwanMap } from "../protocol/index.ts";
-import type { Link } from "../transport/index.ts";
+import { DatagramType, SUPER_PACKET_HEADER_BYTES, type SdwanMap } from "../protocol/index.ts";
+import { SUPER_DATAGRAM_MAX_BYTES, type Link } from "../transport/index.ts";
 import { FAIRNESS_WINDOW_MS, FlowAllowances } from "./fairness.ts";
 import { addRoute, configureInterface, removeRoute } from "./netconf.ts";
 import { cidrContains, ipToNumber, ipv4Addresses, parseCidr, type Cidr } from "./packet.ts";
@@ -50,6 +50,9 @@ export interface OverlayStatus {
   members: number;
   packetsOut: number;
   packetsIn: number;
+  /** Of those, TCP super-packets sent and taken whole (on lan links carrying pieces; see protocol/apps.ts). */
+  superPacketsOut: number;
+  superPacketsIn: number;
   /**
    * Packets dropped: no member owns the destination, a peer sent one it may not, no link came up, or
    * its flow was over its allowance while the device's queue overflowed (see fairness.ts).
@@ -90,7 +93,7 @@ export class Overlay {
   private applying: Promise<void> = Promise.resolve();
   /** The version of the map applied last (-1: none since the last login). */
   private appliedVersion = -1;
-  private readonly stats = { packetsOut: 0, packetsIn: 0, dropped: { noRoute: 0, refused: 0, noLink: 0 } };
+  private readonly stats = { packetsOut: 0, packetsIn: 0, superPacketsOut: 0, superPacketsIn: 0, dropped: { noRoute: 0, refused: 0, noLink: 0 } };
 
   private readonly system: OverlaySystem;
   private readonly allowances = new FlowAllowances();
@@ -110,7 +113,7 @@ export class Overlay {
       this.init.logger.error(`SDWAN is off: ${this.error}; everything else keeps running`);
       return false;
     }
-    this.tun.start((packet, checksumPartial) => this.fromDevice(packet, checksumPartial));
+    this.tun.start((packet, checksumPartial) => this.fromDevice(packet, checksumPartial), (packet, gsoSize) => this.superPacketFromDevice(packet, gsoSize));
     this.init.logger.info("SDWAN interface created", { device: this.tun.name });
     return true;
   }
@@ -216,16 +219,22 @@ export class Overlay {
   attach(peer: string, link: Link): void {
     link.onDatagram((datagram) => {
       const type = datagram[0];
-      if ((type !== DatagramType.ipPacket && type !== DatagramType.ipPacketPartialChecksum) || !this.tun) return;
-      const packet = datagram.subarray(1);
+      if ((type !== DatagramType.ipPacket && type !== DatagramType.ipPacketPartialChecksum && type !== DatagramType.ipSuperPacket) || !this.tun) return;
+      const superPacket = type === DatagramType.ipSuperPacket;
+      const packet = datagram.subarray(superPacket ? SUPER_PACKET_HEADER_BYTES : 1);
       const addresses = ipv4Addresses(packet);
       const member = this.members.get(peer) ?? this.lingering.get(peer);
       if (!addresses || !member || !member.owns.some((cidr) => cidrContains(cidr, addresses.source)) || !this.ownNets.some((cidr) => cidrContains(cidr, addresses.destination))) {
         this.stats.dropped.refused++;
         return;
       }
+      if (!superPacket) this.tun.write(packet, type === DatagramType.ipPacketPartialChecksum);
+      else if (this.tun.writeSuperPacket(packet, datagram.readUInt16BE(1))) this.stats.superPacketsIn++;
+      else {
+        this.stats.dropped.refused++; // not a TCP super-packet that the kernel could cut
+        return;
+      }
       this.stats.packetsIn++;
-      this.tun.write(packet, type === DatagramType.ipPacketPartialChecksum);
     });
     const queued = this.pending.get(peer);
     if (queued) {
@@ -244,6 +253,8 @@ export class Overlay {
       members: this.members.size,
       packetsOut: this.stats.packetsOut,
       packetsIn: this.stats.packetsIn,
+      superPacketsOut: this.stats.superPacketsOut,
+      superPacketsIn: this.stats.superPacketsIn,
       dropped: { ...this.stats.dropped, overAllowance: this.allowances.droppedPackets },
     };
   }
@@ -263,8 +274,7 @@ export class Overlay {
   private fromDevice(packet: Buffer, checksumPartial: boolean): void {
     this.fairnessTimer ??= this.endFairnessWindowLater();
     if (!this.allowances.admit(packet)) return; // first: under a flood, the fewer steps a dropped packet costs, the better
-    const addresses = ipv4Addresses(packet);
-    const member = addresses && this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member;
+    const member = this.routeOf(packet);
     if (!member) {
       this.stats.dropped.noRoute++;
       return;
@@ -286,6 +296,33 @@ export class Overlay {
     queue.push(Buffer.from(datagram));
     this.pending.set(member.name, queue);
     this.linkTo(member.name);
+  }
+
+  /**
+   * A TCP super-packet from the device: whole, in one datagram, to a member whose link takes it (a lan
+   * link carrying pieces); false when it is to be cut into segments instead (any other link, no route).
+   */
+  private superPacketFromDevice(packet: Buffer, gsoSize: number): boolean {
+    if (packet.length > SUPER_DATAGRAM_MAX_BYTES - SUPER_PACKET_HEADER_BYTES) return false;
+    const member = this.routeOf(packet);
+    const link = member && this.init.peers.link(member.name);
+    if (!link?.takesSuperPackets) return false;
+    this.fairnessTimer ??= this.endFairnessWindowLater();
+    if (!this.allowances.admit(packet)) return true;
+    // The device's virtio_net_hdr is read by now: its last bytes take the datagram's header, no copy.
+    const datagram = Buffer.from(packet.buffer, packet.byteOffset - SUPER_PACKET_HEADER_BYTES, packet.length + SUPER_PACKET_HEADER_BYTES);
+    datagram[0] = DatagramType.ipSuperPacket;
+    datagram.writeUInt16BE(gsoSize, 1);
+    this.stats.packetsOut++;
+    this.stats.superPacketsOut++;
+    link.sendDatagram(datagram);
+    return true;
+  }
+
+  /** The member owning an IPv4 packet's destination. */
+  private routeOf(packet: Buffer): Member | undefined {
+    const addresses = ipv4Addresses(packet);
+    return addresses ? this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member : undefined;
   }
 
   private linkTo(peer: string): void {

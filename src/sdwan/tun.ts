@@ -51,9 +51,12 @@ export interface TunDevice {
   /**
    * Starts the read loop: `onPacket` gets each IP packet of at most the MTU (its buffer is reused: copy to
    * keep it; the byte before it is spare, for a header), and whether its TCP/UDP checksum is left
-   * partial (see offload.ts).
+   * partial (see offload.ts). `onSuperPacket`, when given, is offered each TCP super-packet first, with
+   * its segment size (3 bytes before it are spare); when it declines, the segments go to `onPacket`.
    */
-  start(onPacket: (packet: Buffer, checksumPartial: boolean) => void): void;
+  start(onPacket: (packet: Buffer, checksumPartial: boolean) => void, onSuperPacket?: (packet: Buffer, gsoSize: number) => boolean): void;
+  /** Queues a TCP super-packet (checksum partial, segments of `gsoSize`) to be written as it is; false: not one. */
+  writeSuperPacket(packet: Buffer, gsoSize: number): boolean;
   /** Queues a packet for the device: what is written in one turn of the event loop goes at its end, runs of a TCP flow as one. */
   write(packet: Buffer, checksumPartial: boolean): void;
   /** Packets the kernel dropped at the device's queue so far (the node read too slowly), or 0 if unknown. */
@@ -130,6 +133,11 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
     }
   });
   let flushQueued = false;
+  const flushSoon = () => {
+    if (flushQueued) return;
+    flushQueued = true;
+    queueMicrotask(flush);
+  };
   /** Reads what the device holds now (up to DEVICE_READS_PER_TURN packets); set by start(). */
   let drainDevice: (() => void) | undefined;
   const flush = () => {
@@ -142,7 +150,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
   };
   return {
     name,
-    start(onPacket) {
+    start(onPacket, onSuperPacket) {
       const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const scratch = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const pollFd = Buffer.alloc(POLLFD_BYTES);
@@ -158,7 +166,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
           }
           if (bytes <= 0) return;
           try {
-            splitRead(buffer.subarray(0, bytes), scratch, onPacket);
+            splitRead(buffer.subarray(0, bytes), scratch, onPacket, onSuperPacket);
           } catch (err) {
             if (!(err instanceof OffloadError)) throw err; // the kernel sent what we did not ask for: drop it
           }
@@ -175,12 +183,16 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
       drainDevice = drain;
       wait();
     },
+    writeSuperPacket(packet, gsoSize) {
+      if (closed) return true;
+      if (!coalescer.addSuperPacket(packet, gsoSize)) return false;
+      flushSoon();
+      return true;
+    },
     write(packet, checksumPartial) {
       if (closed) return;
       coalescer.add(packet, checksumPartial);
-      if (flushQueued) return;
-      flushQueued = true;
-      queueMicrotask(flush);
+      flushSoon();
     },
     queueDrops() {
       try {

@@ -1,6 +1,6 @@
 import { RECORD_OVERHEAD_BYTES, type SecureSession } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
-import { decodePingBody, encodePingBody, PIECE_MAX_BYTES } from "../protocol/pieces.ts";
+import { decodePingBody, encodePingBody, PIECE_MAX_BYTES, PIECES_PACKET_MAX_BYTES } from "../protocol/pieces.ts";
 import { CHANNEL_HIGH_WATER_BYTES, DEFAULT_MAX_FRAME_PAYLOAD_BYTES, FRAME_HEADER_BYTES, Mux, type MuxChannel } from "../mux/index.ts";
 import { DEAD_AFTER_MS, Envelope, KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS, PROBE_INTERVAL_MS, RecordKind } from "./constants.ts";
 import { Kcp, KCP_FAST, KCP_OVERHEAD_BYTES } from "./kcp.ts";
@@ -20,6 +20,8 @@ const KCP_LOW_WATER_SEGMENTS = KCP_FAST.sendWindow / 2;
  * flight only builds a queue at the receiver, and KCP then resends segments whose ACKs are merely late.
  */
 const KCP_MAX_STREAM_WINDOW_BYTES = CHANNEL_HIGH_WATER_BYTES;
+/** The largest datagram that goes as pieces: what they carry, less the envelope byte and the record's overhead. */
+export const SUPER_DATAGRAM_MAX_BYTES = PIECES_PACKET_MAX_BYTES - 1 - RECORD_OVERHEAD_BYTES;
 /** Pings remembered while waiting for their pongs (keepalives, probes and measured pings together). */
 const MAX_PINGS_OUT = 64;
 /** rttMs keeps this many steps per millisecond (0.01 ms). */
@@ -73,6 +75,8 @@ export class Link {
   private readonly kcp?: Kcp;
   private kcpTimer?: ReturnType<typeof setTimeout>;
   private kcpFlushQueued = false;
+  /** The peer's pings said it takes SDWAN super-packets (see takesSuperPackets). */
+  private peerTakesSuperPackets = false;
   /** On a lan link: how large its KCP packets are, and whether they go as pieces. */
   private readonly lan?: LanPacketSizes;
   private deliverToMux: (message: Uint8Array) => void = () => {};
@@ -121,6 +125,14 @@ export class Link {
 
   get kind(): PathKind {
     return this.init.path.kind;
+  }
+
+  /**
+   * Whether an SDWAN TCP super-packet may go in one datagram (of up to SUPER_DATAGRAM_MAX_BYTES): on a
+   * lan link whose pieces got through, to a peer that said it takes them.
+   */
+  get takesSuperPackets(): boolean {
+    return this.peerTakesSuperPackets && this.lan?.size === "pieces";
   }
 
   /** The relay's name, on a relayed path. */
@@ -216,8 +228,9 @@ export class Link {
     return this.lan ? this.init.path.piecesPort : undefined;
   }
 
-  private peerOffersPieces(port: number | undefined): void {
+  private peerOffersPieces(port: number | undefined, takesSuperPackets: boolean): void {
     if (port === undefined || !this.lan || !this.init.path.sendPieces) return;
+    if (takesSuperPackets) this.peerTakesSuperPackets = true;
     this.useLanPackets(this.lan.offered(port));
     this.probeLan();
   }
@@ -276,14 +289,14 @@ export class Link {
         for (const handler of this.datagramHandlers) handler(data);
         break;
       case RecordKind.ping: {
-        const { id, piecesPort } = decodePingBody(data, "ping");
-        this.peerOffersPieces(piecesPort);
+        const { id, piecesPort, takesSuperPackets } = decodePingBody(data, "ping");
+        this.peerOffersPieces(piecesPort, takesSuperPackets);
         this.sendRecord(RecordKind.pong, id === undefined ? data : encodePingBody(id, "pong", this.piecesOffer));
         break;
       }
       case RecordKind.pong: {
-        const { id, piecesPort } = decodePingBody(data, "pong");
-        this.peerOffersPieces(piecesPort);
+        const { id, piecesPort, takesSuperPackets } = decodePingBody(data, "pong");
+        this.peerOffersPieces(piecesPort, takesSuperPackets);
         if (this.lan && id !== undefined) this.useLanPackets(this.lan.answered(id));
         const ping = id === undefined ? undefined : this.pingsOut.get(id);
         if (ping) {

@@ -97,7 +97,7 @@ describe("UDP app datagrams", () => {
   });
 
   it("keep their wire format and the type byte SDWAN shares", () => {
-    expect(DatagramType).toEqual({ udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4, ipPacketPartialChecksum: 5 });
+    expect(DatagramType).toEqual({ udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4, ipPacketPartialChecksum: 5, ipSuperPacket: 6 });
     expect([...encodeUdpAppDatagram(0x01020304, "h:1", Buffer.from("x"))]).toEqual([1, 1, 2, 3, 4, 3, ...Buffer.from("h:1x")]);
     expect([...encodeUdpReplyDatagram(0x01020304, Buffer.from("y"))]).toEqual([2, 1, 2, 3, 4, ...Buffer.from("y")]);
     expect([...encodeUdpRefusedDatagram(0x01020304, "NOT_EXPOSED")]).toEqual([4, 1, 2, 3, 4, 1]);

@@ -156,6 +156,41 @@ describe("TUN offloads: userspace segmentation", () => {
   });
 });
 
+describe("TUN offloads: super-packets taken whole", () => {
+  const frameOf = (packet: Buffer) => Buffer.concat([vnet({ flags: 1, gsoType: 1, gsoSize: MSS, csumStart: 20, csumOffset: 16 }), packet]);
+
+  it("a read's super-packet goes whole to a handler that takes it, and is cut into segments when it declines", () => {
+    const original = tcpPacket({ payload: payloadOf(5 * MSS + 7, 11) });
+    const taken: { packet: Buffer; gsoSize: number }[] = [];
+    const segments: Buffer[] = [];
+    splitRead(frameOf(original), SCRATCH, (packet) => segments.push(Buffer.from(packet)), (packet, gsoSize) => (taken.push({ packet: Buffer.from(packet), gsoSize }), true));
+    expect(segments).toHaveLength(0);
+    expect(taken).toEqual([{ packet: original, gsoSize: MSS }]);
+    splitRead(frameOf(original), SCRATCH, (packet) => segments.push(Buffer.from(packet)), () => false);
+    expect(segments.map((segment) => segment.length - 52)).toEqual([MSS, MSS, MSS, MSS, MSS, 7]);
+  });
+
+  it("writes a peer's super-packet as it is, with its segment size, in order with the rest; refuses what the kernel could not cut", () => {
+    const frames: Buffer[][] = [];
+    const coalescer = new Coalescer((parts) => frames.push(parts.map((part) => Buffer.from(part))));
+    const small = tcpPacket({ payload: payloadOf(100, 12), sourcePort: 40001 });
+    const superPacket = tcpPacket({ payload: payloadOf(4 * MSS, 13) });
+    coalescer.add(small, true);
+    expect(coalescer.addSuperPacket(superPacket, MSS)).toBe(true);
+    coalescer.flush();
+    expect(frames.map((parts) => Buffer.concat(parts.slice(1)))).toEqual([small, superPacket]);
+    expect([...frames[1]![0]!]).toEqual([...vnet({ flags: 1, gsoType: 1, headerBytes: 52, gsoSize: MSS, csumStart: 20, csumOffset: 16 })]);
+    expect(coalescer.addSuperPacket(superPacket, 0), "no segment size").toBe(false);
+    expect(coalescer.addSuperPacket(superPacket, 4 * MSS), "one segment").toBe(false);
+    expect(coalescer.addSuperPacket(superPacket.subarray(0, 1000), MSS), "shorter than its IP length").toBe(false);
+    const udp = Buffer.from(superPacket);
+    udp[9] = 17;
+    expect(coalescer.addSuperPacket(udp, MSS), "not TCP").toBe(false);
+    coalescer.flush();
+    expect(frames).toHaveLength(2);
+  });
+});
+
 describe("TUN offloads: coalescing written segments", () => {
   it("joins the segments of a super-packet back into one write the kernel segments the same way", () => {
     const payload = payloadOf(10 * MSS + 123, 3);

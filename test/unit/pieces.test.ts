@@ -103,13 +103,19 @@ describe("pieces", () => {
     expect(partials.size).toBe(0);
   });
 
-  it("a ping or pong carries the pieces port after its id; an older peer's pong (its echo of our ping) offers none", () => {
+  it("a ping or pong carries the pieces port after its id, and that the node takes super-packets; an older peer's pong (its echo of our ping) offers none", () => {
     const ping = encodePingBody(77, "ping", 4321);
-    expect(decodePingBody(ping, "ping")).toEqual({ id: 77, piecesPort: 4321 });
-    expect(decodePingBody(ping, "pong"), "our ping echoed back").toEqual({ id: 77, piecesPort: undefined });
-    expect(decodePingBody(encodePingBody(78, "pong", 4321), "pong")).toEqual({ id: 78, piecesPort: 4321 });
-    expect(decodePingBody(encodePingBody(79, "ping", undefined), "ping")).toEqual({ id: 79, piecesPort: undefined });
-    expect(decodePingBody(Buffer.from([1, 2]), "ping")).toEqual({ id: undefined, piecesPort: undefined });
+    expect(decodePingBody(ping, "ping")).toEqual({ id: 77, piecesPort: 4321, takesSuperPackets: true });
+    expect(decodePingBody(ping, "pong"), "our ping echoed back").toEqual({ id: 77, piecesPort: undefined, takesSuperPackets: false });
+    expect(decodePingBody(encodePingBody(78, "pong", 4321), "pong")).toEqual({ id: 78, piecesPort: 4321, takesSuperPackets: true });
+    expect(decodePingBody(encodePingBody(79, "ping", undefined), "ping")).toEqual({ id: 79, piecesPort: undefined, takesSuperPackets: false });
+    expect(decodePingBody(Buffer.from([1, 2]), "ping")).toEqual({ id: undefined, piecesPort: undefined, takesSuperPackets: false });
+    // An older peer's offer: the port and no flags; it takes no super-packets.
+    expect(decodePingBody(ping.subarray(0, 7), "ping")).toEqual({ id: 77, piecesPort: 4321, takesSuperPackets: false });
+    // A probe padded with zeros after the offer still says what the offer says.
+    const padded = Buffer.alloc(2_000);
+    ping.copy(padded);
+    expect(decodePingBody(padded, "ping").takesSuperPackets).toBe(true);
   });
 });
 
