@@ -24,7 +24,7 @@
 // TCP or UDP checksum field holding only the pseudo-header sum (src/sdwan/offload.ts);
 // ipSuperPacket (6) is
 //   u8 6 | u16 BE segment size (the kernel's gso_size) | one TCP/IPv4 super-packet, checksum partial
-// of up to 64 KB, which the receiver writes to its TUN device as it is. It goes only on a lan link
+// of up to 64 KB and 2 to 64 segments, which the receiver writes to its TUN device as it is. It goes only on a lan link
 // carrying pieces, to a peer whose pings said it takes one (src/protocol/pieces.ts).
 
 import { AppProtocolError, decodeFramedJson, encodeFramedJson } from "./framed-json.ts";
@@ -37,6 +37,8 @@ export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4
 
 /** An ipSuperPacket datagram's type byte and segment size. */
 export const SUPER_PACKET_HEADER_BYTES = 3;
+/** A super-packet holds at least 2 segments and at most this many, as many as Linux's GRO joins. */
+export const SUPER_PACKET_MAX_SEGMENTS = 64;
 
 /** Why a serving node refused a stream or a UDP flow, with its byte in a udpRefused datagram. */
 export const RefusalCode = { NOT_EXPOSED: 1, UNREACHABLE: 2 } as const;

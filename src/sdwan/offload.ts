@@ -1,3 +1,4 @@
+import { SUPER_PACKET_MAX_SEGMENTS } from "../protocol/index.ts";
 import { PROTOCOL_TCP, PROTOCOL_UDP } from "./packet.ts";
 
 // TUN offloads (IFF_VNET_HDR with TUN_F_CSUM | TUN_F_TSO4), the way the fastest userspace VPNs use them:
@@ -198,12 +199,11 @@ export class Coalescer {
 
   /**
    * Collects a TCP super-packet (checksum partial), to be written as it is, with `gsoSize` for the
-   * kernel to cut it by; false when it is not one: not TCP over IPv4, inconsistent lengths, or a segment
-   * size that does not make at least two segments.
+   * kernel to cut it by; false when it is not one that may be (see isSuperPacket).
    */
   addSuperPacket(packet: Buffer, gsoSize: number): boolean {
     const flow = tcpFlowOf(packet);
-    if (!flow || gsoSize < 1 || flow.payloadBytes <= gsoSize) return false;
+    if (!flow || !segmentCountAllowed(flow.payloadBytes, gsoSize)) return false;
     this.pending.push({ first: packet, checksumPartial: true, more: [], source: 0, destination: 0, ports: 0, headerBytes: flow.headerBytes, segmentBytes: gsoSize, nextSeq: 0, totalBytes: packet.length, sealed: true, pushed: false, superPacket: true });
     return true;
   }
@@ -223,6 +223,18 @@ export class Coalescer {
     this.pending = [];
     for (const entry of pending) this.writeFrame(framesOf(entry));
   }
+}
+
+const segmentCountAllowed = (payloadBytes: number, gsoSize: number) =>
+  gsoSize >= 1 && payloadBytes > gsoSize && Math.ceil(payloadBytes / gsoSize) <= SUPER_PACKET_MAX_SEGMENTS;
+
+/**
+ * Whether a peer may be sent `packet` whole as a super-packet (protocol/apps.ts), and would write it:
+ * TCP over IPv4 with consistent lengths, cut by `gsoSize` into 2 to SUPER_PACKET_MAX_SEGMENTS segments.
+ */
+export function isSuperPacket(packet: Buffer, gsoSize: number): boolean {
+  const flow = tcpFlowOf(packet);
+  return flow !== undefined && segmentCountAllowed(flow.payloadBytes, gsoSize);
 }
 
 interface TcpFlow {

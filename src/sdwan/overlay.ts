@@ -3,6 +3,7 @@ import type { Logger } from "../log/index.ts";
 import { DatagramType, SUPER_PACKET_HEADER_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { SUPER_DATAGRAM_MAX_BYTES, type Link } from "../transport/index.ts";
 import { FAIRNESS_WINDOW_MS, FlowAllowances } from "./fairness.ts";
+import { isSuperPacket } from "./offload.ts";
 import { addRoute, configureInterface, removeRoute } from "./netconf.ts";
 import { cidrContains, ipToNumber, ipv4Addresses, parseCidr, type Cidr } from "./packet.ts";
 import { openTun, type TunDevice } from "./tun.ts";
@@ -300,10 +301,11 @@ export class Overlay {
 
   /**
    * A TCP super-packet from the device: whole, in one datagram, to a member whose link takes it (a lan
-   * link carrying pieces); false when it is to be cut into segments instead (any other link, no route).
+   * link carrying pieces); false when it is to be cut into segments instead (any other link, no route,
+   * too large, or more segments than a peer writes).
    */
   private superPacketFromDevice(packet: Buffer, gsoSize: number): boolean {
-    if (packet.length > SUPER_DATAGRAM_MAX_BYTES - SUPER_PACKET_HEADER_BYTES) return false;
+    if (packet.length > SUPER_DATAGRAM_MAX_BYTES - SUPER_PACKET_HEADER_BYTES || !isSuperPacket(packet, gsoSize)) return false;
     const member = this.routeOf(packet);
     const link = member && this.init.peers.link(member.name);
     if (!link?.takesSuperPackets) return false;

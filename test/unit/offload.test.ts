@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
+import { Coalescer, isSuperPacket, OffloadError, splitRead, VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
 import { internetChecksum } from "../helpers/checksum.ts";
 import { prng, randomBytes } from "../helpers/prng.ts";
 
@@ -182,6 +182,9 @@ describe("TUN offloads: super-packets taken whole", () => {
     expect([...frames[1]![0]!]).toEqual([...vnet({ flags: 1, gsoType: 1, headerBytes: 52, gsoSize: MSS, csumStart: 20, csumOffset: 16 })]);
     expect(coalescer.addSuperPacket(superPacket, 0), "no segment size").toBe(false);
     expect(coalescer.addSuperPacket(superPacket, 4 * MSS), "one segment").toBe(false);
+    expect(coalescer.addSuperPacket(superPacket, 84), "65 segments").toBe(false);
+    expect(isSuperPacket(superPacket, 85), "64 segments").toBe(true);
+    expect(isSuperPacket(superPacket, 84)).toBe(false);
     expect(coalescer.addSuperPacket(superPacket.subarray(0, 1000), MSS), "shorter than its IP length").toBe(false);
     const udp = Buffer.from(superPacket);
     udp[9] = 17;
