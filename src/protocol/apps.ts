@@ -21,11 +21,10 @@
 // A flow id is unique among the sending node's flows, so a reply reaches only the flow it answers;
 // the serving node keys a flow by peer, flow id and target. SDWAN's ipPacket (3) is the type
 // byte followed by one IP packet (src/sdwan/overlay.ts); ipPacketPartialChecksum (5) the same, its
-// TCP or UDP checksum field holding only the pseudo-header sum (src/sdwan/offload.ts);
-// ipSuperPacket (6) is
+// TCP or UDP checksum field holding only the pseudo-header sum (src/sdwan/offload.ts). ipSuperPacket:
 //   u8 6 | u16 BE segment size (the kernel's gso_size) | one TCP/IPv4 super-packet, checksum partial
-// of up to 64 KB and 2 to 64 segments, which the receiver writes to its TUN device as it is. It goes only on a lan link
-// carrying pieces, to a peer whose pings said it takes one (src/protocol/pieces.ts).
+// of up to 64 KB and 2 to 64 segments, which the receiver writes to its TUN device as it is. It goes
+// only on a lan link carrying pieces, to a peer whose pings said it takes one (protocol/pieces.ts).
 
 import { AppProtocolError, decodeFramedJson, encodeFramedJson } from "./framed-json.ts";
 import { parseSpeedtestRequest, type SpeedtestRequest } from "./speedtest.ts";
