@@ -1,5 +1,5 @@
 import { closeSync, readSync, writeSync } from "node:fs";
-import { createLogger } from "../log/index.ts";
+import { silentLogger } from "../log/index.ts";
 import { loopbackLinkPair, pacedWarmUp, WARM_UP_DATAGRAMS } from "../transport/index.ts";
 import { loadLibc } from "./ffi.ts";
 import { VNET_HEADER_BYTES } from "./offload.ts";
@@ -43,7 +43,6 @@ function deviceRead(bytes: number, protocol: number, from: string, to: string): 
 
 /** Sends `packets` IP packets each way between two overlays, a few at a time; returns how many reached the far device. */
 export async function warmUpOverlay(packets = WARM_UP_DATAGRAMS): Promise<number> {
-  const logger = createLogger({ level: "error", write: () => {} });
   const libc = loadLibc();
   const hostFds: number[] = [];
   const { links, close } = await loopbackLinkPair();
@@ -77,7 +76,7 @@ export async function warmUpOverlay(packets = WARM_UP_DATAGRAMS): Promise<number
         routes: [],
         eager: false,
         peers: { link: (peer) => (peer === names[1 - i] ? link : undefined), connect: () => Promise.reject(new Error("no links in a warm-up")) },
-        logger,
+        logger: silentLogger,
         system: { openTun: () => device, configureInterface: async () => {}, addRoute: async () => {}, removeRoute: async () => {} },
       });
       overlays.push(overlay);

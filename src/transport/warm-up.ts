@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { SecureSession } from "../crypto/index.ts";
-import { createLogger } from "../log/index.ts";
+import { silentLogger } from "../log/index.ts";
 import { PeerEndpoint } from "./endpoint.ts";
 import { Link } from "./link.ts";
 import { udpPath } from "./path.ts";
@@ -28,8 +28,7 @@ export interface LinkPair {
 
 /** Two links between two peer endpoints on loopback (UDP sockets of their own), on a throwaway session. */
 export async function loopbackLinkPair(): Promise<LinkPair> {
-  const logger = createLogger({ level: "error", write: () => {} });
-  const endpoints = [new PeerEndpoint({ logger, host: "127.0.0.1" }), new PeerEndpoint({ logger, host: "127.0.0.1" })];
+  const endpoints = [new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" }), new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" })];
   const closeEndpoints = () => endpoints.forEach((endpoint) => endpoint.close());
   try {
     await Promise.all(endpoints.map((endpoint) => endpoint.start()));
@@ -41,7 +40,7 @@ export async function loopbackLinkPair(): Promise<LinkPair> {
   const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
   const sessionId = randomBytes(16);
   const links = (["initiator", "responder"] as const).map(
-    (role, i) => new Link({ peer: "warm-up", path: paths[i]!, session: new SecureSession({ role, secrets }), role, sessionId, logger }),
+    (role, i) => new Link({ peer: "warm-up", path: paths[i]!, session: new SecureSession({ role, secrets }), role, sessionId, logger: silentLogger }),
   ) as [Link, Link];
   return {
     links,
