@@ -232,12 +232,12 @@ export class PeerManager {
   async connect(peer: string, options: { verify?: boolean } = {}): Promise<Link> {
     const existing = this.link(peer);
     if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
-    // An attempt started for an earlier run of the peer may wait long for a side that never comes
-    // (a relay holds the pair for 10 s): a restarted peer gets an attempt of its own.
+    // An attempt started for another run of the peer, or while it was offline, may wait long for a
+    // side that never comes (a relay holds the pair for 10 s, a punch tries for 6 s): the peer's
+    // current run gets an attempt of its own.
     const pending = this.connecting.get(peer);
     const current = this.init.session.peers.get(peer)?.instance;
-    const pendingFor = pending && attemptInstances.get(pending);
-    if (pending && !(pendingFor && current && pendingFor !== current)) return pending;
+    if (pending && attemptInstances.get(pending) === current) return pending;
     const denial = this.denial(peer);
     if (denial) throw new PeerError("ACL_DENIED", denial);
     const startedAt = Date.now();
@@ -416,6 +416,8 @@ export class PeerManager {
         plan = await this.init.session.request("relay", { peer, exclude: [...failed.keys()].slice(-MAX_RELAYS_EXCLUDED) });
       } catch (err) {
         if (err instanceof RequestError && err.code === "ACL_DENIED") throw this.denied(peer, err);
+        // Offline: no relay and no punch until it is back (a punch planned as it returns would outlast that).
+        if (err instanceof RequestError && err.code === "PEER_OFFLINE") throw new PeerError("PEER_OFFLINE", err.message);
         // Every relay left failed us lately: one of those may work again, which beats having none.
         if (err instanceof RequestError && err.code === "NO_RELAY" && failed.size > 0) {
           this.init.logger.debug("no relay left but ones that failed lately; trying those again", { peer, failed: [...failed.keys()].join(",") });

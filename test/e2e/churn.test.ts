@@ -210,7 +210,8 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
     const extra = node === "relay1" ? ["relay = true", `relay_port = ${RELAY_PORT}`, "bw = 2000"] : ["[client.sdwan]", "enabled = true"];
     // Exactly the targets of the apps that point at this node.
     const expose = [...new Set([...TCP_APPS.filter((a) => a.to === node).map(() => SINK), ...UDP_APPS.filter((a) => a.to === node).map((a) => SERVICES[a.service])])];
-    return writeClientConfig(lab, join(workDir, "clients", node), { node, statusPort: STATUS_PORT, apps, extra, expose });
+    // Debug: a recovery that misses its cap prints each step its nodes took (logSince).
+    return writeClientConfig(lab, join(workDir, "clients", node), { node, statusPort: STATUS_PORT, apps, extra, expose, logLevel: "debug" });
   }
 
   /**
@@ -231,14 +232,15 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
   }
 
   /**
-   * A post-mortem for a recovery that missed its cap: the warnings, errors and link lines each of
-   * `nodes` logged since `sinceMs`, a few per node, so that a failure in CI explains itself.
+   * A post-mortem for a recovery that missed its cap: what each of `nodes` logged since `sinceMs` about
+   * its server, its peers and their links (not the SDWAN's packets), the first lines per node, so that
+   * a failure in CI explains itself.
    */
   function logSince(sinceMs: number, nodes: string[]): string[] {
     return [...new Set(nodes)].flatMap((node) => {
       const output = clients.get(node)?.proc.output ?? "";
-      const lines = output.split("\n").filter((line) => /WARN|ERROR|link|logged in/.test(line) && (logTime(line, /./) ?? 0) >= sinceMs);
-      return [`    ${node} since the stop:`, ...lines.slice(-12).map((line) => `      ${line.slice(0, 300)}`)];
+      const lines = output.split("\n").filter((line) => /WARN|ERROR|link|logged in|peer=|server/.test(line) && !/\[sdwan\]/.test(line) && (logTime(line, /./) ?? 0) >= sinceMs);
+      return [`    ${node} since the stop:`, ...lines.slice(0, 30).map((line) => `      ${line.slice(0, 300)}`)];
     });
   }
 
