@@ -1,0 +1,79 @@
+// The TUN device's read loop (src/sdwan/tun.ts) on a socket pair, which keeps message boundaries as a
+// TUN device does: packets are read whether they come in bursts or one at a time after idle spells
+// (when the loop waits for poll() on koffi's worker thread), each device is woken for its own, and
+// the others go on when one is closed.
+import { closeSync, writeSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadLibc } from "../../src/sdwan/ffi.ts";
+import { VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
+import { deviceOnFd, type TunDevice } from "../../src/sdwan/tun.ts";
+import { waitFor } from "../helpers/processes.ts";
+
+const IPV4_HEADER_BYTES = 20;
+const PACKET_BYTES = 64;
+const WAIT_MS = 5_000;
+
+/** A device read: a virtio_net_hdr (no offload) and an IPv4 packet carrying `sequence`. */
+function deviceRead(sequence: number): Buffer {
+  const frame = Buffer.alloc(VNET_HEADER_BYTES + PACKET_BYTES);
+  const packet = frame.subarray(VNET_HEADER_BYTES);
+  packet[0] = 0x45;
+  packet.writeUInt16BE(PACKET_BYTES, 2);
+  packet[9] = 17;
+  packet.writeUInt32BE(sequence, IPV4_HEADER_BYTES);
+  return frame;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("TUN read loop", () => {
+  const opened: { device: TunDevice; hostFd: number }[] = [];
+  afterEach(() => {
+    for (const { device, hostFd } of opened.splice(0)) {
+      device.close();
+      closeSync(hostFd);
+    }
+  });
+
+  function openPair(): { device: TunDevice; hostFd: number; received: number[] } {
+    const pair = loadLibc().seqpacketPair();
+    if (!pair) throw new Error("socketpair() failed");
+    const device = deviceOnFd(pair[0], "loop-test");
+    const received: number[] = [];
+    device.start((packet) => received.push(packet.readUInt32BE(IPV4_HEADER_BYTES)));
+    opened.push({ device, hostFd: pair[1] });
+    return { device, hostFd: pair[1], received };
+  }
+
+  it("reads packets that come one at a time after idle spells of 0-20 ms, and bursts, in order", async () => {
+    const { hostFd, received } = openPair();
+    const sent: number[] = [];
+    let sequence = 0;
+    for (let round = 0; round < 30; round++) {
+      const burst = round % 3 === 0 ? 100 : 1;
+      for (let i = 0; i < burst; i++) {
+        writeSync(hostFd, deviceRead(++sequence));
+        sent.push(sequence);
+      }
+      await waitFor(`packet ${sequence} read`, () => received.length === sent.length, WAIT_MS, 1);
+      await sleep(round % 7 === 0 ? 20 : round % 4); // 0-3 ms: often just as the loop goes back to waiting
+    }
+    expect(received).toEqual(sent);
+  });
+
+  it("wakes each device for its own packets, and goes on for the others when one is closed", async () => {
+    const first = openPair();
+    const second = openPair();
+    writeSync(first.hostFd, deviceRead(1));
+    await waitFor("first device's packet read", () => first.received.length === 1, WAIT_MS, 1);
+    writeSync(second.hostFd, deviceRead(2));
+    await waitFor("second device's packet read", () => second.received.length === 1, WAIT_MS, 1);
+    expect(first.received).toEqual([1]);
+
+    first.device.close();
+    const third = openPair();
+    for (const [i, { hostFd }] of [second, third].entries()) writeSync(hostFd, deviceRead(3 + i));
+    await waitFor("the open devices' packets read", () => second.received.length === 2 && third.received.length === 1, WAIT_MS, 1);
+    expect([first.received, second.received, third.received]).toEqual([[1], [2, 3], [4]]);
+  });
+});
