@@ -5,7 +5,7 @@
 // - TCP apps cone -> pub, sym -> pub and sym -> cone (relayed) into sha256 sinks;
 // - two UDP apps sym -> pub toward two different UDP services, each answer tagged by its service, so
 //   a datagram delivered to the other app's target shows; the load moves each to a new source socket
-//   every 10 s, and the schedule lets the first abandoned flows go idle past UDP_FLOW_IDLE_MS (the
+//   every 10 s, and the schedule lets the first abandoned flows go idle past FLOW_IDLE_MS (the
 //   serving side closes them) before anything breaks the sym <-> pub link;
 // - SDWAN pings cone -> pub and sym -> cone over the virtual IPs.
 // Meanwhile, on a fixed schedule: a peer restarts 10 times (SIGTERM or SIGKILL), the server restarts 3
@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanupStaleLabs, labUp, type Lab, type SiteSpec } from "../../scripts/natlab/lab.ts";
-import { UDP_FLOW_IDLE_MS } from "../../src/client/apps.ts";
+import { ENV_UDP_FLOW_IDLE_MS, UDP_FLOW_IDLE_MS } from "../../src/client/apps.ts";
 import { BUN, INP2PC, waitFor, type Proc } from "../helpers/processes.ts";
 import {
   labClientStatus,
@@ -48,6 +48,11 @@ const NAT_FLUSH_RECOVERY_CAP_MS = 10_000;
 /** How long the server stays down on each restart. */
 const SERVER_DOWN_MS = 2_000;
 const LOGIN_WITHIN_MS = 8_000;
+/**
+ * How long a UDP app flow lives without traffic in the soak: a quarter of the default, so that waiting
+ * for the first sweep takes less than a minute (the load sends on each flow every 50 ms).
+ */
+const FLOW_IDLE_MS = UDP_FLOW_IDLE_MS / 4;
 /** The serving side sweeps idle UDP flows every 5 s; this covers one sweep and some. */
 const UDP_SWEEP_MARGIN_MS = 8_000;
 /** Every app working before the schedule starts, and every ping pair answering after it ends. */
@@ -94,7 +99,7 @@ type Event =
   | { kind: "server" }
   | { kind: "relay" }
   | { kind: "nat-flush"; site: Node }
-  /** Until the UDP flows the load abandoned first have been idle past UDP_FLOW_IDLE_MS and swept. */
+  /** Until the UDP flows the load abandoned first have been idle past FLOW_IDLE_MS and swept. */
   | { kind: "idle-flows" };
 /**
  * The fixed schedule: 20 peer restarts (cone 8, sym 6, pub 6), 3 server restarts, the relay in use
@@ -221,7 +226,7 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
   async function startNode(node: string): Promise<number | undefined> {
     const site = node === "relay1" ? "relayhost" : node;
     const config = clients.get(node)?.config ?? writeConfig(node);
-    const proc = spawnIn(lab, hostOf(site), emptyDir, [BUN, INP2PC, "--config", config]);
+    const proc = spawnIn(lab, hostOf(site), emptyDir, ["env", `${ENV_UDP_FLOW_IDLE_MS}=${FLOW_IDLE_MS}`, BUN, INP2PC, "--config", config]);
     clients.set(node, { proc, config });
     processes.push({ name: node, proc });
     const loggedIn = await proc.waitForOutput(/logged in/, LOGIN_WITHIN_MS).then(
@@ -374,7 +379,7 @@ describe.skipIf(reason)("churn soak in the NAT lab", () => {
         const relogins = [...clients].map(([node, c]) => `${node} ${fmt((logTime(c.proc.output, /logged in/, downAt) ?? Infinity) - upAt)}`).join(", ");
         figures.push(`${at} server restarted (down ${upAt - downAt} ms): every node back and every app working ${fmt(back - upAt)} after it listened again (logins: ${relogins}; apps: ${perApp(TCP_APPS.map((a) => a.name), upAt, upAt)})`);
       } else if (event.kind === "idle-flows") {
-        const sweptBy = loadStart + LOAD.rotateMs + UDP_FLOW_IDLE_MS + UDP_SWEEP_MARGIN_MS;
+        const sweptBy = loadStart + LOAD.rotateMs + FLOW_IDLE_MS + UDP_SWEEP_MARGIN_MS;
         figures.push(`${at} waiting ${Math.max(0, Math.round((sweptBy - Date.now()) / 1000))} s until the first abandoned UDP flows are swept at pub`);
         if (sweptBy > Date.now()) await new Promise((r) => setTimeout(r, sweptBy - Date.now()));
       } else if (event.kind === "relay") {
