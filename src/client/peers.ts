@@ -234,10 +234,10 @@ export class PeerManager {
     if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
     // An attempt started for another run of the peer, or while it was offline, may wait long for a
     // side that never comes (a relay holds the pair for 10 s, a punch tries for 6 s): the peer's
-    // current run gets an attempt of its own.
+    // current run, when known, gets an attempt of its own.
     const pending = this.connecting.get(peer);
     const current = this.init.session.peers.get(peer)?.instance;
-    if (pending && attemptInstances.get(pending) === current) return pending;
+    if (pending && (current === undefined || attemptInstances.get(pending) === current)) return pending;
     const denial = this.denial(peer);
     if (denial) throw new PeerError("ACL_DENIED", denial);
     const startedAt = Date.now();

@@ -1,8 +1,9 @@
 // PeerManager.connect when the peer restarts under it, against a scripted server (real sockets on
 // 127.0.0.1, no other peer): a link request made while the peer is offline must not turn into a
-// punch that outlives the peer's return, and an attempt begun before the peer's new run was known
-// must not hold up the requests made after it. Both once held a TCP app through a relay for over
-// 5 s after its peer restarted (the churn soak, test/e2e/churn.test.ts, in CI).
+// punch that outlives the peer's return, an attempt begun before the peer's new run was known must
+// not hold up the requests made after it, and one begun for a known run is shared, not doubled. The
+// first two once held a TCP app through a relay for over 5 s after its peer restarted (the churn soak,
+// test/e2e/churn.test.ts, in CI).
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";
@@ -84,5 +85,14 @@ describe("PeerManager.connect across a peer's restart", () => {
     back = true;
     peers.set(PEER, { name: PEER, instance: randomBytes(8).toString("base64url"), version: "t", natType: "port-restricted-cone", onlineSince: Date.now() });
     expect(await settledWithin(manager.connect(PEER), PROMPT_MS)).toBe("NO_PATH");
+  });
+
+  it("a request while a plan the peer pushed is under way waits for it, even before the peer's run is known here", async () => {
+    const { manager, requests } = await startManager(() => new Promise(() => {}));
+    manager.acceptPlan(await planTowardSilence()); // the peer asked first; its presence has not come yet
+    const request = manager.connect(PEER);
+    request.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(requests.filter((kind) => kind !== "report"), "link requests sent to the server").toEqual([]);
   });
 });
