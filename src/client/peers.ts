@@ -232,12 +232,12 @@ export class PeerManager {
   async connect(peer: string, options: { verify?: boolean } = {}): Promise<Link> {
     const existing = this.link(peer);
     if (existing && (!options.verify || (await existing.check(LINK_CHECK_TIMEOUT_MS)))) return existing;
-    // An attempt started for another run of the peer, or while it was offline, may wait long for a
-    // side that never comes (a relay holds the pair for 10 s, a punch tries for 6 s): the peer's
-    // current run, when known, gets an attempt of its own.
+    // An attempt started for an earlier run of the peer may wait long for a side that never comes
+    // (a relay holds the pair for 10 s): a restarted peer gets an attempt of its own.
     const pending = this.connecting.get(peer);
     const current = this.init.session.peers.get(peer)?.instance;
-    if (pending && (current === undefined || attemptInstances.get(pending) === current)) return pending;
+    const pendingFor = pending && attemptInstances.get(pending);
+    if (pending && !(pendingFor && current && pendingFor !== current)) return pending;
     const denial = this.denial(peer);
     if (denial) throw new PeerError("ACL_DENIED", denial);
     const startedAt = Date.now();
