@@ -417,7 +417,10 @@ export class PeerManager {
       } catch (err) {
         if (err instanceof RequestError && err.code === "ACL_DENIED") throw this.denied(peer, err);
         // Offline: no relay and no punch until it is back (a punch planned as it returns would outlast that).
-        if (err instanceof RequestError && err.code === "PEER_OFFLINE") throw new PeerError("PEER_OFFLINE", err.message);
+        if (err instanceof RequestError && err.code === "PEER_OFFLINE") {
+          this.states.set(peer, { state: "failed", error: err.message });
+          throw new PeerError("PEER_OFFLINE", err.message);
+        }
         // Every relay left failed us lately: one of those may work again, which beats having none.
         if (err instanceof RequestError && err.code === "NO_RELAY" && failed.size > 0) {
           this.init.logger.debug("no relay left but ones that failed lately; trying those again", { peer, failed: [...failed.keys()].join(",") });

@@ -69,6 +69,7 @@ describe("PeerManager.connect across a peer's restart", () => {
     (manager as unknown as { needsRelay: Set<string> }).needsRelay.add(PEER); // as after a punch that found no path
     expect(await settledWithin(manager.connect(PEER), PROMPT_MS)).toBe("PEER_OFFLINE");
     expect(requests.filter((kind) => kind !== "report")).toEqual(["relay"]);
+    expect(manager.info(PEER), "the link state inp2pc status shows").toMatchObject({ state: "failed", error: `peer "${PEER}" is not online` });
   });
 
   it("a request while a plan the peer pushed is under way waits for it, even before the peer's run is known here", async () => {
