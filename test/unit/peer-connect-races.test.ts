@@ -1,8 +1,8 @@
-// PeerManager.connect when the peer restarts under it, against a scripted server (real sockets on
-// 127.0.0.1, no other peer): a link request made while the peer is offline must not turn into a
-// punch that outlives the peer's return (it once held a TCP app through a relay for over 5 s after its
-// peer restarted: the churn soak, test/e2e/churn.test.ts, in CI), and a request while an attempt is
-// under way shares it rather than doubling it.
+// PeerManager.connect around a peer's restart and its presence, against a scripted server (real
+// sockets on 127.0.0.1, no other peer): a link request made while the peer is offline must not turn
+// into a punch that outlives the peer's return (it once held a TCP app through a relay for over 5 s
+// after its peer restarted: the churn soak, test/e2e/churn.test.ts, in CI), and a request while an
+// attempt is under way shares it rather than doubling it.
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";
@@ -49,7 +49,7 @@ async function planTowardSilence(): Promise<ConnectPlan> {
 const settledWithin = <T>(promise: Promise<T>, ms: number) =>
   Promise.race([promise.then(() => "linked", (err: Error) => (err as PeerError).code ?? err.message), new Promise<string>((resolve) => setTimeout(() => resolve(`still pending after ${ms} ms`), ms))]);
 
-describe("PeerManager.connect across a peer's restart", () => {
+describe("PeerManager.connect around a peer's restart and its presence", () => {
   const managers: PeerManager[] = [];
   afterEach(() => managers.splice(0).forEach((manager) => manager.stop()));
 
