@@ -273,7 +273,12 @@ export class Overlay {
   }
 
   private fromDevice(packet: Buffer, checksumPartial: boolean): void {
+    this.forward(packet, checksumPartial);
+    // Set up once the packet is on its way: the first packet after an idle spell (a ping) need not wait for it.
     this.fairnessTimer ??= this.endFairnessWindowLater();
+  }
+
+  private forward(packet: Buffer, checksumPartial: boolean): void {
     if (!this.allowances.admit(packet)) return; // first: under a flood, the fewer steps a dropped packet costs, the better
     const member = this.routeOf(packet);
     if (!member) {

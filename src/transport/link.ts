@@ -88,7 +88,7 @@ export class Link {
   private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number | null) => void; padded?: boolean }>();
   private expected: { phase: number; counter: number };
   /** The newest record received so far; only a newer one may move a UDP path (a delayed one must not). */
-  private newest = { phase: 0, counter: -1 };
+  private readonly newest = { phase: 0, counter: -1 };
   private receivedCount = 0;
   private nextPing = 1;
 
@@ -269,7 +269,10 @@ export class Link {
     }
     if (!opened) return false; // forged, corrupted or replayed on a datagram path: counted by the session, resent by KCP
     const newest = opened.phase > this.newest.phase || (opened.phase === this.newest.phase && opened.counter > this.newest.counter);
-    if (newest) this.newest = { phase: opened.phase, counter: opened.counter };
+    if (newest) {
+      this.newest.phase = opened.phase;
+      this.newest.counter = opened.counter;
+    }
     // Authentic, fresh and the newest yet, from a new port of the peer's IP: its NAT rebound. Follow
     // it before answering, so the answer goes there too.
     if (from !== undefined && newest) this.moveTo(from);
