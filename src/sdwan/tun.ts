@@ -1,5 +1,5 @@
-import { closeSync, constants, openSync, readFileSync, readSync, writevSync } from "node:fs";
-import { FfiUnavailableError, loadKoffi } from "./ffi.ts";
+import { closeSync, constants, openSync, readFileSync, writevSync } from "node:fs";
+import { FfiUnavailableError, loadDeviceRead, loadKoffi } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
 
@@ -156,15 +156,11 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
       const pollFd = Buffer.alloc(POLLFD_BYTES);
       pollFd.writeInt32LE(fd, 0);
       pollFd.writeInt16LE(POLLIN, 4);
+      const read = loadDeviceRead();
       const drain = () => {
         for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
-          let bytes: number;
-          try {
-            bytes = readSync(fd, buffer, 0, buffer.length, null);
-          } catch {
-            return; // EAGAIN: the queue is empty
-          }
-          if (bytes <= 0) return;
+          const bytes = read(fd, buffer);
+          if (bytes <= 0) return; // the queue is empty (or the device is gone)
           try {
             splitRead(buffer.subarray(0, bytes), scratch, onPacket, onSuperPacket);
           } catch (err) {

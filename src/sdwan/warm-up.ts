@@ -1,7 +1,7 @@
-import { closeSync, readSync, writeSync } from "node:fs";
+import { closeSync, writeSync } from "node:fs";
 import { silentLogger } from "../log/index.ts";
 import { loopbackLinkPair, pacedWarmUp, WARM_UP_DATAGRAMS } from "../transport/index.ts";
-import { loadLibc } from "./ffi.ts";
+import { loadDeviceRead, loadLibc } from "./ffi.ts";
 import { VNET_HEADER_BYTES } from "./offload.ts";
 import { Overlay } from "./overlay.ts";
 import { ipToNumber, PROTOCOL_TCP } from "./packet.ts";
@@ -49,18 +49,12 @@ export async function warmUpOverlay(packets = WARM_UP_DATAGRAMS): Promise<number
   const names = ["warm-up-0", "warm-up-1"];
   const overlays: Overlay[] = [];
   const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  const read = loadDeviceRead();
   /** Packets the devices wrote (each a message on its socket pair). */
   let written = 0;
   const readWritten = () => {
     for (const fd of hostFds) {
-      for (;;) {
-        try {
-          if (readSync(fd, buffer, 0, buffer.length, null) <= 0) break;
-        } catch {
-          break; // EAGAIN: nothing more
-        }
-        written++;
-      }
+      while (read(fd, buffer) > 0) written++;
     }
     return written;
   };
