@@ -139,13 +139,16 @@ export function loadDeviceRead(): DeviceRead {
     // The pointer is taken at each call: `buffer` may be any Buffer the caller owns (not only large ones).
     deviceRead = (fd, buffer) => read(fd, ptr(buffer), buffer.length);
   } catch {
-    deviceRead = (fd, buffer) => {
-      try {
-        return readSync(fd, buffer, 0, buffer.length, null);
-      } catch {
-        return -1; // EAGAIN: nothing queued
-      }
-    };
+    deviceRead = readSyncOrNone;
   }
   return deviceRead;
 }
+
+/** The fallback of loadDeviceRead: node:fs's readSync, its exceptions (EAGAIN) as -1. */
+export const readSyncOrNone: DeviceRead = (fd, buffer) => {
+  try {
+    return readSync(fd, buffer, 0, buffer.length, null);
+  } catch {
+    return -1; // EAGAIN: nothing queued
+  }
+};

@@ -1,10 +1,11 @@
 // The TUN device's read loop (src/sdwan/tun.ts) on a socket pair, which keeps message boundaries as a
 // TUN device does: packets are read whether they come in bursts or one at a time after idle spells
 // (when the loop waits for poll() on koffi's worker thread), each device is woken for its own, and
-// the others go on when one is closed.
+// the others go on when one is closed. And both ways of reading one packet (bun:ffi's read(2), node:fs's
+// readSync as the fallback): the packet whole, then -1 when none is queued.
 import { closeSync, writeSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import { loadLibc } from "../../src/sdwan/ffi.ts";
+import { loadDeviceRead, loadLibc, readSyncOrNone } from "../../src/sdwan/ffi.ts";
 import { VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
 import { deviceOnFd, type TunDevice } from "../../src/sdwan/tun.ts";
 import { waitFor } from "../helpers/processes.ts";
@@ -76,4 +77,36 @@ describe("TUN read loop", () => {
     await waitFor("the open devices' packets read", () => second.received.length === 2 && third.received.length === 1, WAIT_MS, 1);
     expect([first.received, second.received, third.received]).toEqual([[1], [2, 3], [4]]);
   });
+});
+
+describe("device reads", () => {
+  // Both ways of reading the device: bun:ffi's read(2), and node:fs's readSync where bun:ffi cannot load libc.
+  for (const [name, read] of [
+    ["bun:ffi read(2)", loadDeviceRead()],
+    ["readSync fallback", readSyncOrNone],
+  ] as const) {
+    it(`${name}: a message whole, into a buffer's start, then -1 when none is queued`, () => {
+      const pair = loadLibc().seqpacketPair();
+      if (!pair) throw new Error("socketpair() failed");
+      const [deviceFd, hostFd] = pair;
+      let hostOpen = true;
+      try {
+        if (name.startsWith("bun:ffi")) expect(read).not.toBe(readSyncOrNone); // libc loaded: not the fallback under another name
+        const buffer = Buffer.alloc(2_048, 0xee);
+        for (const bytes of [84, 1_400, 1]) {
+          const sent = Buffer.alloc(bytes, bytes & 0xff);
+          writeSync(hostFd, sent);
+          expect(read(deviceFd, buffer)).toBe(bytes);
+          expect(buffer.subarray(0, bytes).equals(sent)).toBe(true);
+          expect(read(deviceFd, buffer)).toBe(-1);
+        }
+        closeSync(hostFd);
+        hostOpen = false;
+        expect(read(deviceFd, buffer)).toBeLessThanOrEqual(0); // the other end closed: end of file, not a packet
+      } finally {
+        closeSync(deviceFd);
+        if (hostOpen) closeSync(hostFd);
+      }
+    });
+  }
 });
