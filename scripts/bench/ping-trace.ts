@@ -1,29 +1,31 @@
 #!/usr/bin/env bun
-// Where an idle ping over the SDWAN spends its round trip, hop by hop, from the kernel's side: the
-// system calls of both inp2pc and of ping, recorded with perf's syscall tracepoints (no change to
-// inp2pc, no debug build). Needs root, iproute2, nftables, ping and perf (installs Debian's linux-perf
-// when missing); x86-64 only (the system call numbers below).
+// Where an idle ping over the SDWAN spends its round trip, hop by hop, from the kernel's side, beside
+// wireguard-go's in the same run: the system calls of both ends and of ping, recorded with perf's syscall
+// tracepoints (no change to inp2pc, no debug build). Needs root, iproute2, nftables, ping, perf,
+// wireguard-go and wireguard-tools (installs Debian's linux-perf, wireguard-go and wireguard-tools when
+// missing); x86-64 only (the system call numbers below).
 //
 //   node_modules/.bin/bun scripts/bench/ping-trace.ts [--pings 40]
 //
-// Two public sites ("a", "b") and inp2ps, an inp2pc pair from this tree with [client.sdwan], a few pings
-// to warm up, --pings pings from a's host to b's virtual address (0.2 s apart), then as many while perf records.
-// Each ping's steps, in order (medians over the pings that show every step):
-//   a wakes        ping's sendto returned (the request is on a's TUN device) -> a's read of it returned
-//   a: JS          -> a's sendmmsg entered (route, seal)
-//   a: send        sendmmsg's own time (the kernel takes the datagram across the veth to b's socket)
-//   b wakes        -> b's recvmmsg returned
-//   b: JS          -> b's writev entered (open, checks)
-//   b: write       writev's own time (the kernel answers the echo on b's device)
-//   b: reads reply -> b's read of the reply returned
-//   b: JS          -> b's sendmmsg entered (route, seal)
-//   b: send        sendmmsg's own time
-//   a wakes        -> a's recvmmsg returned
-//   a: JS          -> a's writev entered
-//   a: write       writev's own time
-//   ping wakes     -> ping's recvmsg returned
-// Tracing costs each system call a little: the round trip runs above the untraced pings' (both printed).
-// The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
+// Two public sites ("a", "b") and inp2ps, an inp2pc pair from this tree with [client.sdwan] and a
+// wireguard-go pair. For each: a few pings to warm up, --pings pings from a's host to b's address on
+// the overlay (0.2 s apart), then as many while perf records. Each ping's steps, in order (medians over
+// the pings that show every step):
+//   a wakes         ping's sendto returned (the request is on a's TUN device) -> a's read of it returned
+//   a: work         -> a's UDP send entered (route, seal)
+//   a: send         the send's own time (the kernel takes the datagram across the veth to b's socket)
+//   b wakes         -> b's UDP receive returned
+//   b: work         -> b's write to its device entered (open, checks)
+//   b: write        the write's own time (the kernel answers the echo on b's device)
+//   b: reads reply  -> b's read of the reply returned
+//   b: work, send   as a's
+//   a wakes         -> a's UDP receive returned
+//   a: work, write  as b's
+//   ping wakes      -> ping's recvmsg returned
+// A step is the first matching system call of that end's process after the step before: a device read
+// or write moves at least an IP header (20 bytes), which leaves out wake-up reads and writes of 8.
+// Tracing costs each system call a little: the round trips run above the untraced pings' (both printed).
+// The lab, its processes, the wireguard-go sockets and temp dirs are removed at the end, on error and on Ctrl-C.
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { arch, tmpdir } from "node:os";
@@ -32,7 +34,8 @@ import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, REPO_ROOT, waitFor } from "../../test/helpers/processes.ts";
 import { spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cleanUpOnExit, ensureCommands, median, pingRtts } from "./lab-measure.ts";
+import { cleanUpOnExit, ensureCommands, median, pingRtts, printTable } from "./lab-measure.ts";
+import { startWireguard } from "./wireguard.ts";
 
 const { values } = parseArgs({ options: { pings: { type: "string", default: "40" } } });
 const PINGS = Number(values.pings);
@@ -40,37 +43,46 @@ const STATUS_PORT = 27192;
 const WARM_UP_PINGS = 5;
 const PERF_START_MS = 1_500;
 /** x86-64 system call numbers. */
-const SYSCALL = { read: 0, writev: 20, sendto: 44, recvmsg: 47, recvmmsg: 299, sendmmsg: 307 } as const;
+const SYSCALL = { read: 0, write: 1, writev: 20, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, recvmmsg: 299, sendmmsg: 307 } as const;
+const DEVICE_READS: readonly number[] = [SYSCALL.read];
+const DEVICE_WRITES: readonly number[] = [SYSCALL.write, SYSCALL.writev];
+const UDP_SENDS: readonly number[] = [SYSCALL.sendto, SYSCALL.sendmsg, SYSCALL.sendmmsg];
+const UDP_RECEIVES: readonly number[] = [SYSCALL.recvfrom, SYSCALL.recvmsg, SYSCALL.recvmmsg];
+const IP_HEADER_BYTES = 20;
 
 let lab: Lab | undefined;
 let workDir = "";
 const procs: Proc[] = [];
-const cleanUp = cleanUpOnExit("ping trace", () => ({ procs, lab, workDir }));
+const wireguardSockets: string[] = [];
+const cleanUp = cleanUpOnExit("ping trace", () => ({ procs, lab, files: wireguardSockets, workDir }));
 
 interface Call {
   time: number;
   comm: string;
-  tid: number;
+  /** The process (thread group). */
+  pid: number;
   enter: boolean;
   nr: number;
   /** sys_exit's return value. */
   result: number;
 }
 
-/** sys_enter and sys_exit lines of `perf script -F comm,tid,time,event,trace`, times in µs. */
+/** sys_enter and sys_exit lines of `perf script -F comm,pid,time,event,trace`, times in µs. */
 function parseCalls(script: string): Call[] {
   const calls: Call[] = [];
   const line = /^\s*(.+?)\s+(\d+)\s+([\d.]+):\s+raw_syscalls:sys_(enter|exit):\s+NR (\d+)(?: = (-?\d+))?/;
   for (const text of script.split("\n")) {
     const m = line.exec(text);
-    if (m) calls.push({ comm: m[1]!, tid: Number(m[2]), time: Number(m[3]) * 1e6, enter: m[4] === "enter", nr: Number(m[5]), result: Number(m[6] ?? 0) });
+    if (m) calls.push({ comm: m[1]!, pid: Number(m[2]), time: Number(m[3]) * 1e6, enter: m[4] === "enter", nr: Number(m[5]), result: Number(m[6] ?? 0) });
   }
   return calls;
 }
 
-const STEPS = ["a wakes", "a: JS", "a: send", "b wakes", "b: JS", "b: write", "b: reads reply", "b: JS ", "b: send", "a wakes ", "a: JS ", "a: write", "ping wakes"] as const;
+const STEPS = ["a wakes", "a: work", "a: send", "b wakes", "b: work", "b: write", "b: reads reply", "b: work", "b: send", "a wakes", "a: work", "a: write", "ping wakes"] as const;
+const WORK_STEPS = [1, 4, 7, 10];
+const WAKE_STEPS = [0, 3, 9, 12];
 
-/** Each ping's step durations (µs), for the pings whose every step was seen, and their round trip as traced. */
+/** Each ping's step durations (µs) between processes `a` and `b`, for the pings whose every step was seen, and their round trip as traced. */
 function pingSteps(calls: Call[], a: number, b: number): { steps: number[][]; traced: number[] } {
   const steps: number[][] = [];
   const traced: number[] = [];
@@ -91,20 +103,21 @@ function pingSteps(calls: Call[], a: number, b: number): { steps: number[][]; tr
       }
       return false;
     };
-    const on = (tid: number, nr: number, enter: boolean, minResult = -Infinity) => (c: Call) => c.tid === tid && c.nr === nr && c.enter === enter && (enter || c.result >= minResult);
+    const entered = (pid: number, nrs: readonly number[]) => (c: Call) => c.pid === pid && c.enter && nrs.includes(c.nr);
+    const returned = (pid: number, nrs: readonly number[], minResult: number) => (c: Call) => c.pid === pid && !c.enter && nrs.includes(c.nr) && c.result >= minResult;
     const seen =
-      next(on(a, SYSCALL.read, false, 1)) &&
-      next(on(a, SYSCALL.sendmmsg, true)) &&
-      next(on(a, SYSCALL.sendmmsg, false)) &&
-      next(on(b, SYSCALL.recvmmsg, false, 1)) &&
-      next(on(b, SYSCALL.writev, true)) &&
-      next(on(b, SYSCALL.writev, false)) &&
-      next(on(b, SYSCALL.read, false, 1)) &&
-      next(on(b, SYSCALL.sendmmsg, true)) &&
-      next(on(b, SYSCALL.sendmmsg, false)) &&
-      next(on(a, SYSCALL.recvmmsg, false, 1)) &&
-      next(on(a, SYSCALL.writev, true)) &&
-      next(on(a, SYSCALL.writev, false)) &&
+      next(returned(a, DEVICE_READS, IP_HEADER_BYTES)) &&
+      next(entered(a, UDP_SENDS)) &&
+      next(returned(a, UDP_SENDS, 1)) &&
+      next(returned(b, UDP_RECEIVES, 1)) &&
+      next(entered(b, DEVICE_WRITES)) &&
+      next(returned(b, DEVICE_WRITES, IP_HEADER_BYTES)) &&
+      next(returned(b, DEVICE_READS, IP_HEADER_BYTES)) &&
+      next(entered(b, UDP_SENDS)) &&
+      next(returned(b, UDP_SENDS, 1)) &&
+      next(returned(a, UDP_RECEIVES, 1)) &&
+      next(entered(a, DEVICE_WRITES)) &&
+      next(returned(a, DEVICE_WRITES, IP_HEADER_BYTES)) &&
       next((c) => c.comm === "ping" && !c.enter && c.nr === SYSCALL.recvmsg && c.result > 0);
     if (!seen) continue;
     steps.push(marks);
@@ -113,10 +126,39 @@ function pingSteps(calls: Call[], a: number, b: number): { steps: number[][]; tr
   return { steps, traced };
 }
 
+interface Traced {
+  label: string;
+  steps: number[][];
+  traced: number[];
+  rtts: number[];
+  untraced: number[];
+}
+
+/** --pings pings to `ip` untraced, then as many traced; a and b are the processes of the two ends. */
+async function trace(label: string, ip: string, a: number, b: number): Promise<Traced> {
+  const ns = lab!.sites.a!.hostNs;
+  await pingRtts(lab!, ns, ip, WARM_UP_PINGS);
+  const untraced = await pingRtts(lab!, ns, ip, PINGS);
+  const data = join(workDir, "perf.data");
+  // perf's own writes to its file would be traced too, and traced again: `$$` is perf itself after the exec.
+  const filter = `(${Object.values(SYSCALL).map((nr) => `id == ${nr}`).join(" || ")}) && common_pid != $$`;
+  const perf = Bun.spawn(["sh", "-c", `exec perf record -a -q -o ${data} -e raw_syscalls:sys_enter --filter "${filter}" -e raw_syscalls:sys_exit --filter "${filter}"`], { stdout: "ignore", stderr: "pipe" });
+  await Bun.sleep(PERF_START_MS);
+  if (perf.exitCode !== null) throw new Error(`perf record failed: ${await new Response(perf.stderr).text()}`);
+  const rtts = await pingRtts(lab!, ns, ip, PINGS);
+  perf.kill("SIGINT");
+  await perf.exited;
+  const script = Bun.spawnSync(["perf", "script", "-i", data, "-F", "comm,pid,time,event,trace"], { stdout: "pipe", stderr: "ignore" }).stdout.toString();
+  rmSync(data, { force: true });
+  const { steps, traced } = pingSteps(parseCalls(script), a, b);
+  if (steps.length === 0) throw new Error(`${label}: no ping showed every step (is perf's syscall tracing available here?)`);
+  return { label, steps, traced, rtts, untraced };
+}
+
 async function main(): Promise<void> {
   if (arch() !== "x64") throw new Error(`the system call numbers here are x86-64's; this machine is ${arch()}`);
   if (!(Number.isInteger(PINGS) && PINGS >= 5)) throw new Error("--pings must be an integer of at least 5");
-  await ensureCommands([["perf", "linux-perf"], ["ping", "iputils-ping"]]);
+  await ensureCommands([["perf", "linux-perf"], ["ping", "iputils-ping"], ["wireguard-go", "wireguard-go"], ["wg", "wireguard-tools"]]);
   await cleanupStaleLabs();
   workDir = mkdtempSync(join(tmpdir(), "inp2p-bench-ping-trace-"));
   const emptyDir = join(workDir, "cwd");
@@ -128,7 +170,7 @@ async function main(): Promise<void> {
     writeClientConfig(lab, join(workDir, site), { node: site, statusPort: STATUS_PORT, extra: ["[client.sdwan]", "enabled = true"] });
     const proc = spawnIn(lab, lab.sites[site]!.hostNs, emptyDir, [BUN, join(REPO_ROOT, "src/cli/inp2pc.ts"), "--config", join(workDir, site, "inp2pc.toml")]);
     procs.push(proc);
-    pids[site] = proc.child.pid!; // exec'd by the shell: the JS thread's id
+    pids[site] = proc.child.pid!; // exec'd by the shell: inp2pc's own process
     await proc.waitForOutput(/logged in/, 20_000);
   }
   const [a, b] = [lab.sites.a!, lab.sites.b!];
@@ -137,29 +179,26 @@ async function main(): Promise<void> {
     return status.code === 0 ? ((JSON.parse(status.stdout).sdwan?.address as string | undefined) ?? undefined) : undefined;
   }, 20_000, 300);
   await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
-  await pingRtts(lab, a.hostNs, overlayIp, WARM_UP_PINGS);
-  const untraced = await pingRtts(lab, a.hostNs, overlayIp, PINGS);
+  const spawn = (ns: string, argv: string[]) => {
+    const proc = new Proc(lab!.spawn(ns, argv));
+    procs.push(proc);
+    return proc.child.pid!;
+  };
+  const wireguard = await startWireguard(lab, join(workDir, "wireguard"), spawn, wireguardSockets);
 
-  const data = join(workDir, "perf.data");
-  const filter = Object.values(SYSCALL).map((nr) => `id == ${nr}`).join(" || ");
-  const perf = Bun.spawn(["perf", "record", "-a", "-q", "-o", data, "-e", "raw_syscalls:sys_enter", "--filter", filter, "-e", "raw_syscalls:sys_exit", "--filter", filter], { stdout: "ignore", stderr: "pipe" });
-  await Bun.sleep(PERF_START_MS);
-  if (perf.exitCode !== null) throw new Error(`perf record failed: ${await new Response(perf.stderr).text()}`);
-  const rtts = await pingRtts(lab, a.hostNs, overlayIp, PINGS);
-  perf.kill("SIGINT");
-  await perf.exited;
-  const script = Bun.spawnSync(["perf", "script", "-i", data, "-F", "comm,tid,time,event,trace"], { stdout: "pipe", stderr: "ignore" }).stdout.toString();
-  rmSync(data, { force: true });
-  const { steps, traced } = pingSteps(parseCalls(script), pids.a!, pids.b!);
-  if (steps.length === 0) throw new Error("no ping showed every step (is perf's syscall tracing available here?)");
-
-  console.log(`\nidle ping over the SDWAN, a -> b (udp-direct), ${steps.length} of ${rtts.length} pings traced in full; medians in µs`);
-  STEPS.forEach((name, i) => console.log(`${name.trim().padEnd(16)}${median(steps.map((s) => s[i]!)).toFixed(0).padStart(6)}`));
-  const inJs = [1, 4, 7, 10].map((i) => median(steps.map((s) => s[i]!)));
-  const wakes = [0, 3, 9, 12].map((i) => median(steps.map((s) => s[i]!)));
-  console.log(`${"".padEnd(16)}------`);
-  console.log(`${"round trip".padEnd(16)}${median(traced).toFixed(0).padStart(6)}   (ping's own median: ${(median(rtts) * 1000).toFixed(0)} µs traced, ${(median(untraced) * 1000).toFixed(0)} µs in the ${PINGS} pings before, untraced)`);
-  console.log(`of which the JS threads' work ${inJs.reduce((x, y) => x + y, 0).toFixed(0)} µs, wake-ups ${wakes.reduce((x, y) => x + y, 0).toFixed(0)} µs, the rest in system calls`);
+  const runs = [await trace("inp2p SDWAN", overlayIp, pids.a!, pids.b!), await trace(wireguard.label, wireguard.ip, wireguard.pids[0]!, wireguard.pids[1]!)];
+  const row = (label: string, pick: (run: Traced) => number) => [label, ...runs.map((run) => pick(run).toFixed(0))];
+  const sum = (run: Traced, indexes: number[]) => indexes.reduce((total, i) => total + median(run.steps.map((s) => s[i]!)), 0);
+  console.log(`\nidle ping a -> b over each overlay, ${PINGS} pings traced (${runs.map((run) => `${run.label}: ${run.steps.length} in full`).join(", ")}); medians in µs`);
+  printTable([
+    ["step", ...runs.map((run) => run.label)],
+    ...STEPS.map((name, i) => row(name, (run) => median(run.steps.map((s) => s[i]!)))),
+    row("round trip", (run) => median(run.traced)),
+    row("work (4 steps)", (run) => sum(run, WORK_STEPS)),
+    row("wake-ups (4)", (run) => sum(run, WAKE_STEPS)),
+    row("ping's own, traced", (run) => median(run.rtts) * 1000),
+    row("ping's own, untraced", (run) => median(run.untraced) * 1000),
+  ]);
 }
 
 main()

@@ -31,6 +31,7 @@ import { join, resolve } from "node:path";
 import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
+import { startWireguard } from "./wireguard.ts";
 import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printProfiles, printTable, profilerEnv, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
 
 const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR } = benchOptions();
@@ -39,11 +40,8 @@ const STATUS_PORT = 27190;
 const UP_TIMEOUT_MS = 30_000;
 const INP2P_SUBNET = "10.10.0.0/24";
 const TINC_SUBNET_PREFIX = "10.30.0";
-const WIREGUARD_SUBNET_PREFIX = "10.31.0";
 const NEBULA_SUBNET_PREFIX = "10.32.0";
-const WIREGUARD_PORT = 51820;
 const NEBULA_PORT = 4242;
-const WIREGUARD_SOCKET_DIR = "/var/run/wireguard";
 const SITES = ["a", "b"] as const;
 type SiteName = (typeof SITES)[number];
 
@@ -101,36 +99,6 @@ async function startInp2p(emptyDir: string): Promise<{ system: System; serverPid
     300,
   );
   return { system: { label: `inp2p SDWAN (${link})`, ip, pids }, serverPid: server.child.pid! };
-}
-
-async function startWireguard(): Promise<System> {
-  const dir = join(workDir, "wireguard");
-  mkdirSync(dir, { mode: 0o700 });
-  const keys = { a: { priv: "", pub: "" }, b: { priv: "", pub: "" } };
-  for (const site of SITES) {
-    keys[site].priv = (await must(hostNs(site), ["wg", "genkey"])).trim();
-    keys[site].pub = (await must(hostNs(site), ["wg", "pubkey"], keys[site].priv)).trim();
-    writeFileSync(join(dir, `${site}.key`), keys[site].priv + "\n", { mode: 0o600 });
-  }
-  const pids: number[] = [];
-  for (const [i, site] of SITES.entries()) {
-    const other = SITES[1 - i]!;
-    // The UAPI socket is /var/run/wireguard/<name>.sock in every namespace: the lab id keeps the name ours.
-    const device = `wg${lab!.id}${site}`;
-    wireguardSockets.push(join(WIREGUARD_SOCKET_DIR, `${device}.sock`));
-    pids.push(spawnFor(hostNs(site), ["wireguard-go", "-f", device]));
-    await waitFor(`wireguard-go's ${device}`, async () => (await lab!.exec(hostNs(site), ["wg", "show", device])).code === 0 || undefined, UP_TIMEOUT_MS, 200);
-    await must(hostNs(site), [
-      "wg", "set", device, "listen-port", String(WIREGUARD_PORT), "private-key", join(dir, `${site}.key`),
-      "peer", keys[other].pub, "endpoint", `${lab!.sites[other]!.publicIp}:${WIREGUARD_PORT}`, "allowed-ips", `${WIREGUARD_SUBNET_PREFIX}.${2 - i}/32`,
-    ]);
-    await must(hostNs(site), ["ip", "addr", "add", `${WIREGUARD_SUBNET_PREFIX}.${i + 1}/24`, "dev", device]);
-    await must(hostNs(site), ["ip", "link", "set", device, "up"]);
-  }
-  const ip = `${WIREGUARD_SUBNET_PREFIX}.2`;
-  await answering("wireguard-go", ip);
-  const version = (await lab!.exec(hostNs("a"), ["wireguard-go", "--version"])).stdout.match(/v?([\d.]+)/)?.[1];
-  return { label: `wireguard-go${version ? ` ${version}` : ""}`, ip, pids };
 }
 
 async function startNebula(): Promise<System> {
@@ -205,7 +173,7 @@ async function main(): Promise<void> {
   spawnFor(hostNs("b"), ["iperf3", "-s"]);
 
   const inp2p = await startInp2p(emptyDir);
-  const systems: System[] = [{ label: "raw path", ip: lab.sites.b!.publicIp, pids: [] }, inp2p.system, await startWireguard(), await startNebula()];
+  const systems: System[] = [{ label: "raw path", ip: lab.sites.b!.publicIp, pids: [] }, inp2p.system, await startWireguard(lab, join(workDir, "wireguard"), spawnFor, wireguardSockets), await startNebula()];
   const tincNote = hasCommand("tincd") ? "" : "tinc: not installed (apt-get install tinc), skipped";
   if (!tincNote) systems.push(await startTinc());
 
