@@ -20,9 +20,9 @@ import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
-import { BUN, Proc, REPO_ROOT, waitFor } from "../../test/helpers/processes.ts";
+import { BUN, Proc, REPO_ROOT } from "../../test/helpers/processes.ts";
 import { listening, spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cleanUpOnExit, cpuSeconds, median, pingRtts } from "./lab-measure.ts";
+import { cleanUpOnExit, cpuSeconds, median, pingRtts, sdwanAddressAnswering } from "./lab-measure.ts";
 
 const { values } = parseArgs({
   options: { baseline: { type: "string" }, seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, pings: { type: "string", default: "20" }, "ping-only": { type: "boolean", default: false } },
@@ -73,7 +73,7 @@ interface Run {
 }
 
 async function measurePair(tree: Tree, emptyDir: string): Promise<Run> {
-  const [a, b] = [lab!.sites.a!, lab!.sites.b!];
+  const a = lab!.sites.a!;
   const clients: Proc[] = [];
   try {
     for (const site of ["b", "a"]) {
@@ -84,11 +84,7 @@ async function measurePair(tree: Tree, emptyDir: string): Promise<Run> {
       await proc.waitForOutput(/logged in/, 20_000);
     }
     const pids = clients.map((proc) => proc.child.pid!);
-    const overlayIp = await waitFor("b's virtual address", async () => {
-      const status = await lab!.exec(b.hostNs, ["sh", "-c", `cd "${emptyDir}" && exec "$@"`, "sh", BUN, join(REPO_ROOT, "src/cli/inp2pc.ts"), "status", "--json", "--status-port", String(STATUS_PORT)]);
-      return status.code === 0 ? ((JSON.parse(status.stdout).sdwan?.address as string | undefined) ?? undefined) : undefined;
-    }, 20_000, 300);
-    await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
+    const overlayIp = await sdwanAddressAnswering(lab!, "b", "a", emptyDir, STATUS_PORT);
     if (PING_ONLY) await pingRtts(lab!, a.hostNs, overlayIp, WARM_UP_PINGS);
     else {
       await listening(lab!, a.hostNs, "-t", `127.0.0.1:${APP_PORT}`, 20_000);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { hasCommand, run, type Lab } from "../natlab/lab.ts";
 import { formatTable } from "../../src/log/table.ts";
-import type { Proc } from "../../test/helpers/processes.ts";
+import { BUN, REPO_ROOT, waitFor, type Proc } from "../../test/helpers/processes.ts";
 
 /** Kernel clock ticks a second, the unit of utime/stime in /proc/PID/stat (USER_HZ: 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -273,4 +273,17 @@ export function printTable(rows: string[][]): void {
 /** The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them. */
 export function loadAverage(): string {
   return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
+
+/**
+ * The SDWAN address of the inp2pc at `site` (from `inp2pc status --json` on `statusPort`, run from
+ * `emptyDir`), once the site `from` reaches it by ping over the overlay.
+ */
+export async function sdwanAddressAnswering(lab: Lab, site: string, from: string, emptyDir: string, statusPort: number, timeoutMs = 20_000): Promise<string> {
+  const address = await waitFor(`${site}'s virtual address`, async () => {
+    const status = await lab.exec(lab.sites[site]!.hostNs, ["sh", "-c", `cd "${emptyDir}" && exec "$@"`, "sh", BUN, join(REPO_ROOT, "src/cli/inp2pc.ts"), "status", "--json", "--status-port", String(statusPort)]);
+    return status.code === 0 ? ((JSON.parse(status.stdout).sdwan?.address as string | undefined) ?? undefined) : undefined;
+  }, timeoutMs, 300);
+  await waitFor("the overlay answering", async () => (await lab.exec(lab.sites[from]!.hostNs, ["ping", "-c", "1", "-W", "1", address])).code === 0 || undefined, timeoutMs, 300);
+  return address;
 }

@@ -32,9 +32,9 @@ import { arch, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
-import { BUN, Proc, REPO_ROOT, waitFor } from "../../test/helpers/processes.ts";
+import { BUN, Proc, REPO_ROOT } from "../../test/helpers/processes.ts";
 import { spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cleanUpOnExit, ensureCommands, median, pingRtts, printTable } from "./lab-measure.ts";
+import { cleanUpOnExit, ensureCommands, median, pingRtts, printTable, sdwanAddressAnswering } from "./lab-measure.ts";
 import { startWireguard } from "./wireguard.ts";
 
 const { values } = parseArgs({ options: { pings: { type: "string", default: "40" } } });
@@ -173,12 +173,7 @@ async function main(): Promise<void> {
     pids[site] = proc.child.pid!; // exec'd by the shell: inp2pc's own process
     await proc.waitForOutput(/logged in/, 20_000);
   }
-  const [a, b] = [lab.sites.a!, lab.sites.b!];
-  const overlayIp = await waitFor("b's virtual address", async () => {
-    const status = await lab!.exec(b.hostNs, ["sh", "-c", `cd "${emptyDir}" && exec "$@"`, "sh", BUN, join(REPO_ROOT, "src/cli/inp2pc.ts"), "status", "--json", "--status-port", String(STATUS_PORT)]);
-    return status.code === 0 ? ((JSON.parse(status.stdout).sdwan?.address as string | undefined) ?? undefined) : undefined;
-  }, 20_000, 300);
-  await waitFor("the overlay answering", async () => (await lab!.exec(a.hostNs, ["ping", "-c", "1", "-W", "1", overlayIp])).code === 0 || undefined, 20_000, 300);
+  const overlayIp = await sdwanAddressAnswering(lab!, "b", "a", emptyDir, STATUS_PORT);
   const spawn = (ns: string, argv: string[]) => {
     const proc = new Proc(lab!.spawn(ns, argv));
     procs.push(proc);

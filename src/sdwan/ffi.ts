@@ -2,6 +2,8 @@
 // The `koffi` package's own loader searches the filesystem for its prebuilt binary, which is not
 // there inside a compiled executable, and `import` of a `.node` file fails in Bun. A `require()` of
 // the prebuilt by a literal path is seen by the bundler, which embeds the file in the executable.
+// The two calls of the per-packet path (the device's read, the yield after a lone packet) go through
+// Bun's own FFI instead (bun:ffi, at the end of this file): cheaper calls, no exception for EAGAIN.
 
 import { dlopen, ptr, type Pointer } from "bun:ffi";
 import { readSync } from "node:fs";
