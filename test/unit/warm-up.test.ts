@@ -29,6 +29,7 @@ describe("start-up warm-up", () => {
   it("on an SDWAN node, sends IP packets both ways between two overlays and leaves the device's and the overlay's code optimised", async () => {
     const perPacket = {
       fromDevice: privateMethod(Overlay.prototype, "fromDevice"),
+      forward: privateMethod(Overlay.prototype, "forward"),
       splitRead,
       coalesce: Coalescer.prototype.add,
     };
