@@ -2,10 +2,10 @@
 // The `koffi` package's own loader searches the filesystem for its prebuilt binary, which is not
 // there inside a compiled executable, and `import` of a `.node` file fails in Bun. A `require()` of
 // the prebuilt by a literal path is seen by the bundler, which embeds the file in the executable.
-// The two calls of the per-packet path (the device's read, the yield after a lone packet) go through
-// Bun's own FFI instead (bun:ffi, at the end of this file): cheaper calls, no exception for EAGAIN.
+// The device's read, on the per-packet path, goes through Bun's own FFI instead (bun:ffi, at the end
+// of this file): a cheaper call, and no exception for EAGAIN.
 
-import { dlopen, ptr, type Pointer } from "bun:ffi";
+import { dlopen, ptr } from "bun:ffi";
 import { readSync } from "node:fs";
 import type * as Koffi from "koffi";
 
@@ -123,35 +123,27 @@ export function loadLibc(): Libc {
   return libc;
 }
 
-/** libc's calls through Bun's own FFI (bun:ffi), undefined where it cannot load libc. */
-type BunLibc = { read(fd: number, buffer: Pointer, bytes: number): number; sched_yield(): number };
-let bunLibc: BunLibc | null | undefined;
-
-function loadBunLibc(): BunLibc | undefined {
-  if (bunLibc === undefined) {
-    try {
-      // read's ssize_t as i32: its low 32 bits hold any packet size, and -1
-      bunLibc = dlopen(LIBC_SONAME, { read: { args: ["i32", "ptr", "u64"], returns: "i32" }, sched_yield: { args: [], returns: "i32" } }).symbols as BunLibc;
-    } catch {
-      bunLibc = null;
-    }
-  }
-  return bunLibc ?? undefined;
-}
-
 /** Reads one message (a TUN device's packet) from a non-blocking fd into `buffer`: its bytes, or -1 when there is none (or on any error). */
 export type DeviceRead = (fd: number, buffer: Buffer) => number;
 
+let deviceRead: DeviceRead | undefined;
+
 /**
- * read(2) through bun:ffi (koffi stays for what needs a worker thread, poll). Every drain of the device
- * ends with a read that finds nothing: node:fs's readSync throws EAGAIN, an exception that costs ~2.5 µs,
- * and ~50 µs after an idle spell; here it is -1 (~0.4 µs, ~2 µs cold), and a packet's read is ~18 µs
- * cold against 23 (koffi's call: 37). Falls back to readSync where bun:ffi cannot load libc.
+ * read(2) through Bun's own FFI (bun:ffi; koffi stays for what needs a worker thread, poll). Every drain of
+ * the device ends with a read that finds nothing: node:fs's readSync throws EAGAIN, an exception that costs
+ * ~2.5 µs, and ~50 µs after an idle spell; here it is -1 (~0.4 µs, ~2 µs cold), and a packet's read is
+ * ~18 µs cold against 23 (koffi's call: 37). Falls back to readSync where bun:ffi cannot load libc.
  */
 export function loadDeviceRead(): DeviceRead {
-  const libc = loadBunLibc();
-  // The pointer is taken at each call: `buffer` may be any Buffer the caller owns.
-  return libc ? (fd, buffer) => libc.read(fd, ptr(buffer), buffer.length) : readSyncOrNone;
+  if (deviceRead) return deviceRead;
+  try {
+    const { read } = dlopen(LIBC_SONAME, { read: { args: ["i32", "ptr", "u64"], returns: "i32" } }).symbols; // ssize_t: its low 32 bits hold any packet size, and -1
+    // The pointer is taken at each call: `buffer` may be any Buffer the caller owns.
+    deviceRead = (fd, buffer) => read(fd, ptr(buffer), buffer.length);
+  } catch {
+    deviceRead = readSyncOrNone;
+  }
+  return deviceRead;
 }
 
 /** The fallback of loadDeviceRead: node:fs's readSync, its exceptions (EAGAIN) as -1. */
@@ -162,15 +154,3 @@ export const readSyncOrNone: DeviceRead = (fd, buffer) => {
     return -1; // EAGAIN: nothing queued
   }
 };
-
-/**
- * Lets a thread that this one just woke run first (sched_yield(2) through bun:ffi; nothing where bun:ffi
- * cannot load libc). Linux runs the reader of a packet handed over (an app reading from the TUN device;
- * a process on this host receiving a datagram: another node in a container here, a relay, the bench's
- * peer) on the CPU of the thread that woke it, and there it waited until the JS thread blocked: ~60 µs
- * of work after a send (the rest of the drain, microtasks, re-arming poll()), by perf's sched events.
- * With nothing else to run, it returns at once. For lone packets only: see its callers.
- */
-export function yieldCpu(): void {
-  loadBunLibc()?.sched_yield();
-}

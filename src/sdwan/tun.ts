@@ -1,5 +1,5 @@
 import { closeSync, constants, openSync, readFileSync, writevSync } from "node:fs";
-import { FfiUnavailableError, loadDeviceRead, loadKoffi, yieldCpu } from "./ffi.ts";
+import { FfiUnavailableError, loadDeviceRead, loadKoffi } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
 
@@ -34,8 +34,6 @@ const POLL_TIMEOUT_MS = 250;
  * 256 reads are 256 packets of a flood, or up to 16 MB of TCP super-packets.
  */
 const DEVICE_READS_PER_TURN = 256;
-/** A flush of one packet after this long without any is a lone packet's (an idle link's ping): see flush. */
-const LONE_WRITE_IDLE_MS = 1;
 
 export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
 
@@ -135,9 +133,6 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
     }
   });
   let flushQueued = false;
-  /** Packets queued for the next flush, and when the last flush was. */
-  let queuedWrites = 0;
-  let lastFlushAt = -Infinity;
   const flushSoon = () => {
     if (flushQueued) return;
     flushQueued = true;
@@ -148,16 +143,10 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
   const flush = () => {
     flushQueued = false;
     if (closed) return;
-    const now = performance.now();
-    const lone = queuedWrites === 1 && now - lastFlushAt >= LONE_WRITE_IDLE_MS;
-    queuedWrites = 0;
-    lastFlushAt = now;
     coalescer.flush();
     // What the kernel answers to a packet written (an echo reply, a TCP ACK) is often queued on the
     // device before the write returns: reading it now saves the worker thread's wake-up and hand-off.
     drainDevice?.();
-    // The app the lone packet was for (woken on this CPU) takes it now, not after the rest of this turn.
-    if (lone) yieldCpu();
   };
   return {
     name,
@@ -193,14 +182,12 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
     writeSuperPacket(packet, gsoSize) {
       if (closed) return true;
       if (!coalescer.addSuperPacket(packet, gsoSize)) return false;
-      queuedWrites++;
       flushSoon();
       return true;
     },
     write(packet, checksumPartial) {
       if (closed) return;
       coalescer.add(packet, checksumPartial);
-      queuedWrites++;
       flushSoon();
     },
     queueDrops() {

@@ -7,7 +7,7 @@ import { freshMappings, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
 import { PIECE_TAG } from "../protocol/pieces.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
-import { loadLibc, yieldCpu } from "../sdwan/ffi.ts";
+import { loadLibc } from "../sdwan/ffi.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 import type { PathReceiver } from "./path.ts";
 import { cutIntoPieces, PieceJoiner, piecesBytes } from "./pieces.ts";
@@ -364,7 +364,6 @@ export class PeerEndpoint {
     if (idle) {
       this.sendEach([packet, this.lastRemote.port, this.lastRemote.host]);
       this.sendSlabUsed = 0;
-      yieldCpu(); // a receiver on this host, woken on this CPU, runs before the rest of this turn
       return;
     }
     this.outbox.push(packet, this.lastRemote.port, this.lastRemote.host);
