@@ -78,50 +78,51 @@ function parseCalls(script: string): Call[] {
   return calls;
 }
 
-const STEPS = ["a wakes", "a: work", "a: send", "b wakes", "b: work", "b: write", "b: reads reply", "b: work", "b: send", "a wakes", "a: work", "a: write", "ping wakes"] as const;
-const WORK_STEPS = [1, 4, 7, 10];
-const WAKE_STEPS = [0, 3, 9, 12];
+/** The two ends of an overlay: their processes (thread groups). */
+interface Ends {
+  a: number;
+  b: number;
+}
 
-/** Each ping's step durations (µs) between processes `a` and `b`, for the pings whose every step was seen, and their round trip as traced. */
-function pingSteps(calls: Call[], a: number, b: number): { steps: number[][]; traced: number[] } {
+const entered = (end: keyof Ends, nrs: readonly number[]) => (c: Call, ends: Ends) => c.pid === ends[end] && c.enter && nrs.includes(c.nr);
+const returned = (end: keyof Ends, nrs: readonly number[], minResult: number) => (c: Call, ends: Ends) => c.pid === ends[end] && !c.enter && nrs.includes(c.nr) && c.result >= minResult;
+
+/** A ping's steps in order, each ending at the first call it matches after the step before (see the header). */
+const STEPS: { name: string; kind: "wake" | "work" | "call"; ends: (c: Call, ends: Ends) => boolean }[] = [
+  { name: "a wakes", kind: "wake", ends: returned("a", DEVICE_READS, IP_HEADER_BYTES) },
+  { name: "a: work", kind: "work", ends: entered("a", UDP_SENDS) },
+  { name: "a: send", kind: "call", ends: returned("a", UDP_SENDS, 1) },
+  { name: "b wakes", kind: "wake", ends: returned("b", UDP_RECEIVES, 1) },
+  { name: "b: work", kind: "work", ends: entered("b", DEVICE_WRITES) },
+  { name: "b: write", kind: "call", ends: returned("b", DEVICE_WRITES, IP_HEADER_BYTES) },
+  { name: "b: reads reply", kind: "call", ends: returned("b", DEVICE_READS, IP_HEADER_BYTES) },
+  { name: "b: work", kind: "work", ends: entered("b", UDP_SENDS) },
+  { name: "b: send", kind: "call", ends: returned("b", UDP_SENDS, 1) },
+  { name: "a wakes", kind: "wake", ends: returned("a", UDP_RECEIVES, 1) },
+  { name: "a: work", kind: "work", ends: entered("a", DEVICE_WRITES) },
+  { name: "a: write", kind: "call", ends: returned("a", DEVICE_WRITES, IP_HEADER_BYTES) },
+  { name: "ping wakes", kind: "wake", ends: (c) => c.comm === "ping" && !c.enter && c.nr === SYSCALL.recvmsg && c.result > 0 },
+];
+
+/** Each ping's step durations (µs) between the two ends, for the pings whose every step was seen, and their round trip as traced. */
+function pingSteps(calls: Call[], ends: Ends): { steps: number[][]; traced: number[] } {
   const steps: number[][] = [];
   const traced: number[] = [];
-  const starts = calls.filter((c) => c.comm === "ping" && !c.enter && c.nr === SYSCALL.sendto && c.result > 0);
-  for (const [i, start] of starts.entries()) {
-    const until = starts[i + 1]?.time ?? Infinity;
-    let at = calls.indexOf(start);
-    let time = start.time;
+  const starts = calls.flatMap((c, index) => (c.comm === "ping" && !c.enter && c.nr === SYSCALL.sendto && c.result > 0 ? [index] : []));
+  for (const [i, startAt] of starts.entries()) {
+    const until = starts[i + 1] ?? calls.length; // a step must end before the next ping starts
+    let at = startAt;
     const marks: number[] = [];
-    // The next matching call after the last one found, before the next ping.
-    const next = (match: (c: Call) => boolean) => {
-      for (at++; at < calls.length && calls[at]!.time < until; at++) {
-        if (match(calls[at]!)) {
-          marks.push(calls[at]!.time - time);
-          time = calls[at]!.time;
-          return true;
-        }
-      }
-      return false;
-    };
-    const entered = (pid: number, nrs: readonly number[]) => (c: Call) => c.pid === pid && c.enter && nrs.includes(c.nr);
-    const returned = (pid: number, nrs: readonly number[], minResult: number) => (c: Call) => c.pid === pid && !c.enter && nrs.includes(c.nr) && c.result >= minResult;
-    const seen =
-      next(returned(a, DEVICE_READS, IP_HEADER_BYTES)) &&
-      next(entered(a, UDP_SENDS)) &&
-      next(returned(a, UDP_SENDS, 1)) &&
-      next(returned(b, UDP_RECEIVES, 1)) &&
-      next(entered(b, DEVICE_WRITES)) &&
-      next(returned(b, DEVICE_WRITES, IP_HEADER_BYTES)) &&
-      next(returned(b, DEVICE_READS, IP_HEADER_BYTES)) &&
-      next(entered(b, UDP_SENDS)) &&
-      next(returned(b, UDP_SENDS, 1)) &&
-      next(returned(a, UDP_RECEIVES, 1)) &&
-      next(entered(a, DEVICE_WRITES)) &&
-      next(returned(a, DEVICE_WRITES, IP_HEADER_BYTES)) &&
-      next((c) => c.comm === "ping" && !c.enter && c.nr === SYSCALL.recvmsg && c.result > 0);
-    if (!seen) continue;
+    for (const step of STEPS) {
+      const from = calls[at]!.time;
+      do at++;
+      while (at < until && !step.ends(calls[at]!, ends));
+      if (at >= until) break;
+      marks.push(calls[at]!.time - from);
+    }
+    if (marks.length < STEPS.length) continue;
     steps.push(marks);
-    traced.push(time - start.time);
+    traced.push(calls[at]!.time - calls[startAt]!.time);
   }
   return { steps, traced };
 }
@@ -134,8 +135,8 @@ interface Traced {
   untraced: number[];
 }
 
-/** --pings pings to `ip` untraced, then as many traced; a and b are the processes of the two ends. */
-async function trace(label: string, ip: string, a: number, b: number): Promise<Traced> {
+/** --pings pings to `ip` untraced, then as many traced between `ends`. */
+async function trace(label: string, ip: string, ends: Ends): Promise<Traced> {
   const ns = lab!.sites.a!.hostNs;
   await pingRtts(lab!, ns, ip, WARM_UP_PINGS);
   const untraced = await pingRtts(lab!, ns, ip, PINGS);
@@ -150,7 +151,7 @@ async function trace(label: string, ip: string, a: number, b: number): Promise<T
   await perf.exited;
   const script = Bun.spawnSync(["perf", "script", "-i", data, "-F", "comm,pid,time,event,trace"], { stdout: "pipe", stderr: "ignore" }).stdout.toString();
   rmSync(data, { force: true });
-  const { steps, traced } = pingSteps(parseCalls(script), a, b);
+  const { steps, traced } = pingSteps(parseCalls(script), ends);
   if (steps.length === 0) throw new Error(`${label}: no ping showed every step (is perf's syscall tracing available here?)`);
   return { label, steps, traced, rtts, untraced };
 }
@@ -181,16 +182,17 @@ async function main(): Promise<void> {
   };
   const wireguard = await startWireguard(lab, join(workDir, "wireguard"), spawn, wireguardSockets);
 
-  const runs = [await trace("inp2p SDWAN", overlayIp, pids.a!, pids.b!), await trace(wireguard.label, wireguard.ip, wireguard.pids[0]!, wireguard.pids[1]!)];
+  const runs = [await trace("inp2p SDWAN", overlayIp, { a: pids.a!, b: pids.b! }), await trace(wireguard.label, wireguard.ip, { a: wireguard.pids[0]!, b: wireguard.pids[1]! })];
   const row = (label: string, pick: (run: Traced) => number) => [label, ...runs.map((run) => pick(run).toFixed(0))];
-  const sum = (run: Traced, indexes: number[]) => indexes.reduce((total, i) => total + median(run.steps.map((s) => s[i]!)), 0);
+  const stepMedian = (run: Traced, i: number) => median(run.steps.map((s) => s[i]!));
+  const sum = (run: Traced, kind: (typeof STEPS)[number]["kind"]) => STEPS.reduce((total, step, i) => total + (step.kind === kind ? stepMedian(run, i) : 0), 0);
   console.log(`\nidle ping a -> b over each overlay, ${PINGS} pings traced (${runs.map((run) => `${run.label}: ${run.steps.length} in full`).join(", ")}); medians in µs`);
   printTable([
     ["step", ...runs.map((run) => run.label)],
-    ...STEPS.map((name, i) => row(name, (run) => median(run.steps.map((s) => s[i]!)))),
+    ...STEPS.map((step, i) => row(step.name, (run) => stepMedian(run, i))),
     row("round trip", (run) => median(run.traced)),
-    row("work (4 steps)", (run) => sum(run, WORK_STEPS)),
-    row("wake-ups (4)", (run) => sum(run, WAKE_STEPS)),
+    row("work (4 steps)", (run) => sum(run, "work")),
+    row("wake-ups (4)", (run) => sum(run, "wake")),
     row("ping's own, traced", (run) => median(run.rtts) * 1000),
     row("ping's own, untraced", (run) => median(run.untraced) * 1000),
   ]);
