@@ -25,7 +25,11 @@ const EBUSY = 16;
 const READ_BUFFER_BYTES = 65_536 + VNET_HEADER_BYTES;
 const POLLIN = 0x0001;
 const POLLFD_BYTES = 8;
-/** poll() wakes up this often with nothing to read, so that close() is noticed. */
+const O_CLOEXEC = 0o2000000;
+/**
+ * poll() also waits on a pipe that close() closes, so that the worker lets go of the device at once
+ * (while poll() holds it, the interface stays); it times out all the same, where no pipe could be made.
+ */
 const POLL_TIMEOUT_MS = 250;
 /**
  * Reads from the device in one turn of the event loop at most. Under a flood the device never runs dry,
@@ -68,6 +72,8 @@ interface TunCalls {
   ioctl(fd: number, request: number, type: string, arg: Buffer | number): number;
   /** poll() on a worker thread; calls back with its result. */
   pollAsync(fds: Buffer, count: number, timeoutMs: number, done: (err: unknown, result: number) => void): void;
+  /** pipe2(): 0 and the two ends in `fds`, or -1. */
+  pipe(fds: Int32Array, flags: number): number;
 }
 let calls: TunCalls | undefined;
 
@@ -76,9 +82,11 @@ function tunCalls(): TunCalls {
   const libc = loadKoffi().load("libc.so.6");
   const ioctl = libc.func("int ioctl(int fd, unsigned long request, ...)");
   const poll = libc.func("int poll(uint8_t *fds, unsigned long nfds, int timeout)");
+  const pipe2 = libc.func("int pipe2(_Out_ int *fds, int flags)");
   calls = {
     ioctl: (fd, request, type, arg) => ioctl(fd, request, type, arg) as number,
     pollAsync: (fds, count, timeoutMs, done) => poll.async(fds, count, timeoutMs, done),
+    pipe: (fds, flags) => pipe2(fds, flags) as number,
   };
   return calls;
 }
@@ -140,6 +148,8 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
   };
   /** Reads what the device holds now (up to DEVICE_READS_PER_TURN packets); set by start(). */
   let drainDevice: (() => void) | undefined;
+  /** The pipe whose closing wakes the worker's poll(); set by start(). */
+  let stopPipe: Int32Array | undefined;
   const flush = () => {
     flushQueued = false;
     if (closed) return;
@@ -153,9 +163,13 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
     start(onPacket, onSuperPacket) {
       const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const scratch = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-      const pollFd = Buffer.alloc(POLLFD_BYTES);
+      const pipe = new Int32Array(2);
+      if (tunCalls().pipe(pipe, O_CLOEXEC) === 0) stopPipe = pipe;
+      const pollFd = Buffer.alloc(POLLFD_BYTES * 2);
       pollFd.writeInt32LE(fd, 0);
       pollFd.writeInt16LE(POLLIN, 4);
+      pollFd.writeInt32LE(stopPipe?.[0] ?? -1, POLLFD_BYTES); // a negative fd: poll() skips the entry
+      pollFd.writeInt16LE(POLLIN, POLLFD_BYTES + 4);
       const read = loadDeviceRead();
       const drain = () => {
         for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
@@ -170,7 +184,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
         }
       };
       const wait = () =>
-        tunCalls().pollAsync(pollFd, 1, POLL_TIMEOUT_MS, () => {
+        tunCalls().pollAsync(pollFd, 2, POLL_TIMEOUT_MS, () => {
           if (closed) return;
           drain();
           // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
@@ -201,6 +215,8 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
       if (closed) return;
       closed = true;
       closeSync(fd);
+      // The write end's closing wakes poll() (POLLHUP on the read end); poll() holds both until it returns.
+      stopPipe?.forEach((end) => closeSync(end));
     },
   };
 }

@@ -3,8 +3,13 @@
 // whether the kernel's echo reply was read already when the microtask after the write's ran (before any
 // other I/O event), and whether it came at all within REPLY_TIMEOUT_MS. Then it runs `ping` to
 // 10.77.0.2, so that packets arrive on the device with nothing written before them (the device must
-// wake the reader itself), and prints the sequence numbers of the echo requests it read.
-import { execFile } from "node:child_process";
+// wake the reader itself), and prints the sequence numbers of the echo requests it read. Last, with the
+// MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
+// (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
+// turn's reads: it prints the sizes read, as runs in order, whether every one was whole (its IP length
+// and ICMP checksum), and whether the interface was gone when close() returned (the read loop's poll()
+// on a worker thread held it until its next timeout).
+import { execFile, execFileSync } from "node:child_process";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
 import { openTun } from "../../src/sdwan/tun.ts";
 import { internetChecksum } from "../helpers/checksum.ts";
@@ -17,6 +22,8 @@ const ICMP_ECHO_REQUEST = 8;
 const ICMP_ECHO_REPLY = 0;
 const PROTOCOL_ICMP = 1;
 const PINGS = 3;
+/** ICMP payload bytes and count of each ping run in the burst: 64 KB packets after 1 KB ones and before; last, the largest IPv4 packet. */
+const BURST: [number, number][] = [[65_000, 3], [1_000, 150], [65_000, 2], [1_000, 60], [65_507, 3]];
 
 function echoRequest(sequence: number): Buffer {
   const packet = Buffer.alloc(IPV4_HEADER_BYTES + 8 + 32);
@@ -39,11 +46,16 @@ const tun = openTun(DEVICE);
 await configureInterface(tun.name, "10.77.0.1", 24, 1400);
 const replies = new Set<number>();
 const requests: number[] = [];
+const requestSizes: number[] = [];
+let wholeReads = true;
 tun.start((packet) => {
-  if (packet[9] !== PROTOCOL_ICMP) return;
+  if (packet[0]! >> 4 !== 4 || packet[9] !== PROTOCOL_ICMP) return;
   const sequence = packet.readUInt16BE(IPV4_HEADER_BYTES + 6);
   if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REPLY) replies.add(sequence);
-  if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REQUEST) requests.push(sequence);
+  if (packet[IPV4_HEADER_BYTES] !== ICMP_ECHO_REQUEST) return;
+  requests.push(sequence);
+  requestSizes.push(packet.length);
+  if (packet.length !== packet.readUInt16BE(2) || internetChecksum(packet.subarray(IPV4_HEADER_BYTES)) !== 0) wholeReads = false;
 });
 for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
   tun.write(echoRequest(sequence), false);
@@ -56,5 +68,28 @@ for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
 // Nobody answers these: ping exits 1 after its last request's wait, which is all it needs to do here.
 await new Promise((resolve) => execFile("ping", ["-n", "-c", String(PINGS), "-i", "0.2", "-W", "1", "10.77.0.2"], resolve));
 console.log(JSON.stringify({ pingRequestsRead: requests }));
+
+requests.length = 0;
+requestSizes.length = 0;
+execFileSync("ip", ["link", "set", "dev", tun.name, "mtu", "65535"]);
+// execFileSync holds the JS thread: the device queues the whole burst before the reader runs again.
+const burst = BURST.map(([bytes, count]) => `ping -n -q -c ${count} -i 0.002 -W 0.05 -s ${bytes} 10.77.0.2`).join("; ");
+execFileSync("sh", ["-c", `${burst}; true`], { stdio: "ignore" });
+const expectedRequests = BURST.reduce((total, [, count]) => total + count, 0);
+const deadline = Date.now() + REPLY_TIMEOUT_MS;
+while (requests.length < expectedRequests && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+const burstSizes: [number, number][] = [];
+for (const size of requestSizes) {
+  const last = burstSizes.at(-1);
+  if (last?.[0] === size) last[1]++;
+  else burstSizes.push([size, 1]);
+}
 tun.close();
+let interfaceGone = false;
+try {
+  execFileSync("ip", ["link", "show", "dev", tun.name], { stdio: "ignore" });
+} catch {
+  interfaceGone = true;
+}
+console.log(JSON.stringify({ burstSizes, wholeReads, interfaceGone }));
 process.exit(0);
