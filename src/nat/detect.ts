@@ -29,6 +29,9 @@ export const TCP_CHECK_TIMEOUT_MS = 1500;
  * shows that TCP gets through, and a busy server (many logins at once) answers late, not never.
  */
 export const TCP_ANSWER_TIMEOUT_MS = 4_000;
+/** A STUN TCP probe from a given local port still in use by the last one's closing: tried this many times, this far apart. */
+const LOCAL_PORT_BUSY_ATTEMPTS = 5;
+const LOCAL_PORT_BUSY_RETRY_MS = 20;
 export const HAIRPIN_WAIT_MS = 400;
 /** The fresh-socket probes start this long after the mapping tests, and the hairpin probe as long after them, so the mappings are made in that order. */
 export const ALLOCATION_PROBE_STAGGER_MS = 20;
@@ -116,20 +119,37 @@ class Prober {
 
 /**
  * STUN binding over TCP. The server answers once and closes first; we close only after its FIN, so
- * the TIME_WAIT is the server's and our local port is free at once (a TCP punch reuses it).
+ * the TIME_WAIT is the server's and our local port is free at once (a TCP punch reuses it). "At once"
+ * is after our own close has gone through the kernel, which a loaded host can leave for later: a
+ * `localPort` still in use (EADDRINUSE) is tried again, LOCAL_PORT_BUSY_ATTEMPTS times in all.
  */
 export async function tcpBinding(
   server: { address: string; port: number },
   { connectTimeoutMs = TCP_CHECK_TIMEOUT_MS, answerTimeoutMs = TCP_ANSWER_TIMEOUT_MS, localPort }: { connectTimeoutMs?: number; answerTimeoutMs?: number; localPort?: number } = {},
 ): Promise<{ mapped: StunAddress; localPort: number } | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await tcpBindingOnce(server, connectTimeoutMs, answerTimeoutMs, localPort);
+    if (outcome !== "local port busy") return outcome;
+    if (attempt === LOCAL_PORT_BUSY_ATTEMPTS) return undefined;
+    await sleep(LOCAL_PORT_BUSY_RETRY_MS);
+  }
+}
+
+function tcpBindingOnce(
+  server: { address: string; port: number },
+  connectTimeoutMs: number,
+  answerTimeoutMs: number,
+  localPort: number | undefined,
+): Promise<{ mapped: StunAddress; localPort: number } | undefined | "local port busy"> {
   return new Promise((done) => {
     const socket = connect({ host: server.address, port: server.port, ...(localPort ? { localPort } : {}) });
     let received = Buffer.alloc(0);
     let answer: { mapped: StunAddress; localPort: number } | undefined;
+    let portBusy = false;
     const finish = () => {
       clearTimeout(timer);
       socket.destroy();
-      done(answer);
+      done(portBusy ? "local port busy" : answer);
     };
     let timer = setTimeout(finish, connectTimeoutMs);
     socket.on("connect", () => {
@@ -150,7 +170,10 @@ export async function tcpBinding(
       }
     });
     socket.on("end", finish); // the server's FIN: now closing leaves no TIME_WAIT here
-    socket.on("error", finish);
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      portBusy = localPort !== undefined && err.code === "EADDRINUSE";
+      finish();
+    });
     socket.on("close", finish);
   });
 }

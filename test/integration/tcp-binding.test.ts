@@ -1,5 +1,6 @@
 // The STUN-over-TCP probe (NAT detection's TCP check, and the port a TCP punch reuses) against a server
 // that is slow to answer: a connection it accepted proves TCP works, so its late answer still counts.
+// And the probes of a refresh stay on one local port, even when it is still taken for a moment.
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { TCP_CHECK_TIMEOUT_MS, tcpBinding } from "../../src/nat/detect.ts";
@@ -8,6 +9,9 @@ import { silentLogger } from "../../src/log/index.ts";
 import { startStunServer } from "../../src/nat/stun-server.ts";
 import { PeerEndpoint } from "../../src/transport/endpoint.ts";
 import { freePort, freeUdpPorts } from "../helpers/processes.ts";
+
+/** How long the port of the last probe stays taken before the next probe: under the probe's retries (detect.ts). */
+const PORT_HELD_MS = 30;
 
 /** A STUN TCP server on loopback that answers each binding request `delayMs` after it arrives. */
 async function slowStunServer(delayMs: number): Promise<{ server: Server; port: number }> {
@@ -43,6 +47,25 @@ describe("STUN over TCP", () => {
     expect(result).toBeUndefined();
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300);
     expect(Date.now() - startedAt).toBeLessThan(TCP_CHECK_TIMEOUT_MS);
+  });
+
+  it("waits for its previous port when something still holds it for a moment (a loaded host's close not through yet), instead of moving", async () => {
+    const stun = await startStunServer({ primaryIp: "127.0.0.1", udpPorts: await freeUdpPorts(), tcpPorts: [await freePort(), await freePort()], software: "test", logger: silentLogger });
+    const endpoint = new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" });
+    const holder = createServer();
+    try {
+      await endpoint.start();
+      await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
+      const first = endpoint.tcpPunch;
+      await new Promise<void>((listening) => holder.listen(first!.localPort, "127.0.0.1", listening));
+      setTimeout(() => holder.close(), PORT_HELD_MS);
+      await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
+      expect(endpoint.tcpPunch).toEqual(first);
+    } finally {
+      holder.close();
+      endpoint.close();
+      await stun.stop();
+    }
   });
 
   it("probes again from the port it probed from before, so the mapping a peer was told stays the one a punch uses", async () => {
