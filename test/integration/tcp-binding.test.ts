@@ -12,6 +12,7 @@ import { freePort, freeUdpPorts } from "../helpers/processes.ts";
 
 /** How long the port of the last probe stays taken before the next probe: under the probe's retries (detect.ts). */
 const PORT_HELD_MS = 30;
+const HOLD_ATTEMPTS = 10;
 
 /** A STUN TCP server on loopback that answers each binding request `delayMs` after it arrives. */
 async function slowStunServer(delayMs: number): Promise<{ server: Server; port: number }> {
@@ -57,7 +58,16 @@ describe("STUN over TCP", () => {
       await endpoint.start();
       await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
       const first = endpoint.tcpPunch;
-      await new Promise<void>((listening) => holder.listen(first!.localPort, "127.0.0.1", listening));
+      // The same wait as the probe's: on a loaded host the first probe's close may not be through yet.
+      for (let attempt = 1; ; attempt++) {
+        const listened = await new Promise<Error | undefined>((settle) => {
+          holder.once("error", settle);
+          holder.listen(first!.localPort, "127.0.0.1", () => settle(undefined));
+        });
+        if (!listened) break;
+        if ((listened as NodeJS.ErrnoException).code !== "EADDRINUSE" || attempt === HOLD_ATTEMPTS) throw listened;
+        await new Promise((resolve) => setTimeout(resolve, PORT_HELD_MS));
+      }
       setTimeout(() => holder.close(), PORT_HELD_MS);
       await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
       expect(endpoint.tcpPunch).toEqual(first);
