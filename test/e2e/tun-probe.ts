@@ -6,9 +6,9 @@
 // wake the reader itself), and prints the sequence numbers of the echo requests it read. Last, with the
 // MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
 // (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
-// turn's reads: it prints the sizes read, as runs in order, whether every one was whole (its IP length
-// and ICMP checksum), and whether the interface was gone when close() returned (the read loop's poll()
-// on a worker thread held it until its next timeout).
+// turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
+// was whole (its IP length and ICMP checksum), and whether the interface was gone when close()
+// returned (the read loop's poll() on a worker thread held it until its next timeout).
 import { execFile, execFileSync } from "node:child_process";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
 import { openTun } from "../../src/sdwan/tun.ts";
@@ -78,10 +78,12 @@ execFileSync("sh", ["-c", `${burst}; true`], { stdio: "ignore" });
 const expectedRequests = BURST.reduce((total, [, count]) => total + count, 0);
 const deadline = Date.now() + REPLY_TIMEOUT_MS;
 while (requests.length < expectedRequests && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+// A run of one size goes on only while ping's sequence numbers do (each ping run starts at 1), so a
+// packet read out of order breaks its run.
 const burstSizes: [number, number][] = [];
-for (const size of requestSizes) {
+for (const [i, size] of requestSizes.entries()) {
   const last = burstSizes.at(-1);
-  if (last?.[0] === size) last[1]++;
+  if (last?.[0] === size && requests[i] === requests[i - 1]! + 1) last[1]++;
   else burstSizes.push([size, 1]);
 }
 tun.close();
