@@ -13,7 +13,7 @@ export type KoffiModule = typeof Koffi;
 
 /** The platforms koffi is embedded for (each in a glibc and a musl build, see scripts/build.ts). */
 export const SUPPORTED_PLATFORMS = ["linux-x64", "linux-arm64"] as const;
-const LIBC_SONAME = "libc.so.6";
+export const LIBC_SONAME = "libc.so.6";
 
 /**
  * Set by scripts/build.ts (`bun build --define`) to the koffi prebuilt of the target being compiled,

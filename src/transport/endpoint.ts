@@ -7,6 +7,7 @@ import { freshMappings, isPredictable } from "../nat/allocation.ts";
 import { tcpBinding } from "../nat/detect.ts";
 import { PIECE_TAG } from "../protocol/pieces.ts";
 import { bindingRequest, decodeStun, looksLikeStun, mappedAddress, newTransactionId } from "../protocol/stun.ts";
+import { holdTcpPort, type TcpPortHold } from "../net/index.ts";
 import { loadLibc } from "../sdwan/ffi.ts";
 import { Envelope, MAX_TCP_FRAME_BYTES, SESSION_ID_BYTES } from "./constants.ts";
 import type { PathReceiver } from "./path.ts";
@@ -123,6 +124,8 @@ export class PeerEndpoint {
    * when the probe got no answer, undefined until the first one ends.
    */
   tcpPunch: { localPort: number; mapped: string } | null | undefined = undefined;
+  /** Keeps the TCP punch port ours between probes and punches (else any connect() on the host may take it). */
+  private tcpPunchHold: TcpPortHold | undefined;
   /** What NAT detection found; set by the owner. */
   nat: NatInfo | undefined;
   /** Behind a sequentially allocating symmetric NAT: the public port of the latest fresh mapping. */
@@ -247,13 +250,19 @@ export class PeerEndpoint {
 
   /**
    * Learns the public address of a local TCP port, keeping that port for a TCP punch: the port probed
-   * before (its mapping is the one peers were told, and a plan may be under way), else a fresh one.
+   * before (its mapping is the one peers were told, and a plan may be under way), else a fresh one,
+   * held from then on (where libc can be called) so that no other program's connection takes it.
    */
   async refreshTcpMapping(stunHost: string, stunTcpPort: number): Promise<void> {
     try {
       const server = { address: (await lookup(stunHost, { family: 4 })).address, port: stunTcpPort };
       const previousPort = this.tcpPunch?.localPort;
-      const result = (previousPort && (await tcpBinding(server, { localPort: previousPort }))) || (await tcpBinding(server));
+      let result = previousPort ? await tcpBinding(server, { localPort: previousPort }) : undefined;
+      if (!result) {
+        this.tcpPunchHold?.release();
+        this.tcpPunchHold = holdTcpPort();
+        result = await tcpBinding(server, { localPort: this.tcpPunchHold?.port });
+      }
       this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
     } catch (err) {
       this.tcpPunch ??= null; // the first probe has ended too: no plan waits for it
@@ -407,6 +416,7 @@ export class PeerEndpoint {
     this.udp?.close();
     this.piecesSocket?.close();
     this.tcp.close();
+    this.tcpPunchHold?.release();
   }
 
   private flushOutbox(): void {
