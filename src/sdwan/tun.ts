@@ -28,9 +28,11 @@ const POLLFD_BYTES = 8;
 const O_CLOEXEC = 0o2000000;
 /**
  * poll() also waits on a pipe that close() closes, so that the worker lets go of the device at once
- * (while poll() holds it, the interface stays); it times out all the same, where no pipe could be made.
+ * (while poll() holds it, the interface stays), and an idle device wakes no thread. Where no pipe could
+ * be made, poll() times out this often to notice close().
  */
-const POLL_TIMEOUT_MS = 250;
+const POLL_TIMEOUT_WITHOUT_PIPE_MS = 250;
+const POLL_NO_TIMEOUT = -1;
 /**
  * Reads from the device in one turn of the event loop at most. Under a flood the device never runs dry,
  * and a loop that reads until it does holds the JS thread for as long as the flood lasts: the link's
@@ -170,6 +172,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
       pollFd.writeInt16LE(POLLIN, 4);
       pollFd.writeInt32LE(stopPipe?.[0] ?? -1, POLLFD_BYTES); // a negative fd: poll() skips the entry
       pollFd.writeInt16LE(POLLIN, POLLFD_BYTES + 4);
+      const pollTimeoutMs = stopPipe ? POLL_NO_TIMEOUT : POLL_TIMEOUT_WITHOUT_PIPE_MS;
       const read = loadDeviceRead();
       const drain = () => {
         for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
@@ -184,7 +187,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
         }
       };
       const wait = () =>
-        tunCalls().pollAsync(pollFd, 2, POLL_TIMEOUT_MS, () => {
+        tunCalls().pollAsync(pollFd, 2, pollTimeoutMs, () => {
           if (closed) return;
           drain();
           // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.

@@ -7,9 +7,11 @@
 // MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
 // (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
 // turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
-// was whole (its IP length and ICMP checksum), and whether the interface was gone when close()
-// returned (the read loop's poll() on a worker thread held it until its next timeout).
+// was whole (its IP length and ICMP checksum), how often the read loop's worker thread woke in a second
+// with nothing to read (its poll() used to time out four times a second), and whether the interface was
+// gone when close() returned (the read loop's poll() on a worker thread held it until its next timeout).
 import { execFile, execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
 import { openTun } from "../../src/sdwan/tun.ts";
 import { internetChecksum } from "../helpers/checksum.ts";
@@ -22,6 +24,7 @@ const ICMP_ECHO_REQUEST = 8;
 const ICMP_ECHO_REPLY = 0;
 const PROTOCOL_ICMP = 1;
 const PINGS = 3;
+const IDLE_MS = 1_000;
 /** ICMP payload bytes and count of each ping run in the burst: 64 KB packets after 1 KB ones and before; last, the largest IPv4 packet. */
 const BURST: [number, number][] = [[65_000, 3], [1_000, 150], [65_000, 2], [1_000, 60], [65_507, 3]];
 
@@ -42,7 +45,24 @@ function echoRequest(sequence: number): Buffer {
   return packet;
 }
 
+/**
+ * How often the thread blocked in poll() (the read loop's worker) woke in `ms` with nothing to read:
+ * its voluntary context switches; null when no thread of this process is in poll().
+ */
+async function wakesOfThreadInPoll(ms: number): Promise<number | null> {
+  const pollCall = process.arch === "arm64" ? "73" : "7"; // ppoll there (glibc's poll() calls it), poll on x86-64
+  const task = readdirSync("/proc/self/task").find((tid) => readFileSync(`/proc/self/task/${tid}/syscall`, "latin1").split(" ")[0] === pollCall);
+  if (!task) return null;
+  const switches = () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${task}/status`, "latin1"))![1]);
+  const before = switches();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return switches() - before;
+}
+
 const tun = openTun(DEVICE);
+// No IPv6 on the device: the kernel's own IPv6 packets (router solicitations) would wake the reader while it idles.
+const ipv6Switch = `/proc/sys/net/ipv6/conf/${DEVICE}/disable_ipv6`;
+if (existsSync(ipv6Switch)) writeFileSync(ipv6Switch, "1");
 await configureInterface(tun.name, "10.77.0.1", 24, 1400);
 const replies = new Set<number>();
 const requests: number[] = [];
@@ -86,6 +106,7 @@ for (const [i, size] of requestSizes.entries()) {
   if (last?.[0] === size && requests[i] === requests[i - 1]! + 1) last[1]++;
   else burstSizes.push([size, 1]);
 }
+const idlePollWakes = await wakesOfThreadInPoll(IDLE_MS);
 tun.close();
 let interfaceGone = false;
 try {
@@ -93,5 +114,5 @@ try {
 } catch {
   interfaceGone = true;
 }
-console.log(JSON.stringify({ burstSizes, wholeReads, interfaceGone }));
+console.log(JSON.stringify({ burstSizes, wholeReads, idlePollWakes, interfaceGone }));
 process.exit(0);
