@@ -126,6 +126,7 @@ export class PeerEndpoint {
   tcpPunch: { localPort: number; mapped: string } | null | undefined = undefined;
   /** Keeps the TCP punch port ours between probes and punches (else any connect() on the host may take it). */
   private tcpPunchHold: TcpPortHold | undefined;
+  private closing = false;
   /** What NAT detection found; set by the owner. */
   nat: NatInfo | undefined;
   /** Behind a sequentially allocating symmetric NAT: the public port of the latest fresh mapping. */
@@ -263,6 +264,7 @@ export class PeerEndpoint {
         this.tcpPunchHold = holdTcpPort();
         result = await tcpBinding(server, { localPort: this.tcpPunchHold?.port });
       }
+      if (this.closing) this.tcpPunchHold?.release(); // closed during the probe
       this.tcpPunch = result ? { localPort: result.localPort, mapped: endpointText(result.mapped.address, result.mapped.port) } : null;
     } catch (err) {
       this.tcpPunch ??= null; // the first probe has ended too: no plan waits for it
@@ -412,6 +414,7 @@ export class PeerEndpoint {
   }
 
   close(): void {
+    this.closing = true;
     this.flushOutbox();
     this.udp?.close();
     this.piecesSocket?.close();
