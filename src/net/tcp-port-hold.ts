@@ -41,18 +41,14 @@ function libcCalls(): Calls | null {
   return calls;
 }
 
-/**
- * Holds a free local TCP port (IPv4, any address) that the kernel picks, or `port` when given; undefined
- * where libc cannot be called or the port cannot be bound.
- */
-export function holdTcpPort(port = 0): TcpPortHold | undefined {
+/** Holds a free local TCP port (IPv4, any address) that the kernel picks; undefined where libc cannot be called or no port is free. */
+export function holdTcpPort(): TcpPortHold | undefined {
   const libc = libcCalls();
   if (!libc) return undefined;
   const fd = libc.socket(AF_INET, SOCK_STREAM_CLOEXEC, 0);
   if (fd < 0) return undefined;
-  const address = Buffer.alloc(SOCKADDR_IN_BYTES); // sockaddr_in: family (host order), port (network order), address 0.0.0.0
+  const address = Buffer.alloc(SOCKADDR_IN_BYTES); // sockaddr_in: family (host order), port 0 (the kernel's pick), address 0.0.0.0
   address.writeUInt16LE(AF_INET, 0);
-  address.writeUInt16BE(port, 2);
   const length = new Uint32Array([SOCKADDR_IN_BYTES]);
   const held =
     libc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, ptr(new Int32Array([1])), 4) === 0 &&
