@@ -119,9 +119,10 @@ class Prober {
 
 /**
  * STUN binding over TCP. The server answers once and closes first; we close only after its FIN, so
- * the TIME_WAIT is the server's and our local port is free at once (a TCP punch reuses it). "At once"
- * is after our own close has gone through the kernel, which a loaded host can leave for later: a
- * `localPort` still in use (EADDRINUSE) is tried again, LOCAL_PORT_BUSY_ATTEMPTS times in all.
+ * the TIME_WAIT is the server's and our local port is free at once (a TCP punch reuses it): once our
+ * close has gone through (the server's ACK of our FIN). A `localPort` still in use then, or by another
+ * socket for a moment (EADDRINUSE), is tried again, LOCAL_PORT_BUSY_ATTEMPTS times in all. (Other
+ * programs' connections keep off a port only while it is held: see net/tcp-port-hold.ts.)
  */
 export async function tcpBinding(
   server: { address: string; port: number },

@@ -50,7 +50,7 @@ describe("STUN over TCP", () => {
     expect(Date.now() - startedAt).toBeLessThan(TCP_CHECK_TIMEOUT_MS);
   });
 
-  it("waits for its previous port when something still holds it for a moment (a loaded host's close not through yet), instead of moving", async () => {
+  it("waits for its previous port when something still holds it for a moment (our last connection from it not closed yet, say), instead of moving", async () => {
     const stun = await startStunServer({ primaryIp: "127.0.0.1", udpPorts: await freeUdpPorts(), tcpPorts: [await freePort(), await freePort()], software: "test", logger: silentLogger });
     const endpoint = new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" });
     const holder = createServer();
@@ -58,7 +58,7 @@ describe("STUN over TCP", () => {
       await endpoint.start();
       await endpoint.refreshTcpMapping("127.0.0.1", stun.tcpPorts[0]);
       const first = endpoint.tcpPunch;
-      // The same wait as the probe's: on a loaded host the first probe's close may not be through yet.
+      // The same wait as the probe's: the first probe's close may not be through yet.
       for (let attempt = 1; ; attempt++) {
         const listened = await new Promise<Error | undefined>((settle) => {
           holder.once("error", settle);
