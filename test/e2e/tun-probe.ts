@@ -9,7 +9,7 @@
 // turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
 // was whole (its IP length and ICMP checksum), how often the read loop's worker thread woke in a second
 // with nothing to read (its poll() used to time out four times a second), and whether the interface was
-// gone when close() returned (the read loop's poll() on a worker thread held it until its next timeout).
+// gone when close() returned (poll() on the worker thread holds the device until it returns).
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
