@@ -1,5 +1,5 @@
 import { dlopen, ptr } from "bun:ffi";
-import { LIBC_SONAME } from "../sdwan/ffi.ts";
+import { LIBC_SONAME, O_CLOEXEC } from "../sdwan/ffi.ts";
 
 // Holding a local TCP port between uses: a socket bound to it (SO_REUSEADDR) that never listens nor
 // connects. Linux hands a port bound this way to no other program's connect() (the ephemeral search
@@ -7,7 +7,7 @@ import { LIBC_SONAME } from "../sdwan/ffi.ts";
 // two uses of a port that is not held, any connect() on the host may take it once it is free.
 
 const AF_INET = 2;
-const SOCK_STREAM_CLOEXEC = 1 | 0o2000000;
+const SOCK_STREAM_CLOEXEC = 1 | O_CLOEXEC;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SOCKADDR_IN_BYTES = 16;

@@ -14,6 +14,8 @@ export type KoffiModule = typeof Koffi;
 /** The platforms koffi is embedded for (each in a glibc and a musl build, see scripts/build.ts). */
 export const SUPPORTED_PLATFORMS = ["linux-x64", "linux-arm64"] as const;
 export const LIBC_SONAME = "libc.so.6";
+/** open(2)'s and pipe2(2)'s close-on-exec flag; socket(2) takes the same value in its type (SOCK_CLOEXEC). */
+export const O_CLOEXEC = 0o2000000;
 
 /**
  * Set by scripts/build.ts (`bun build --define`) to the koffi prebuilt of the target being compiled,
@@ -110,7 +112,7 @@ export function loadLibc(): Libc {
   const socketpair = lib.func("int socketpair(int domain, int type, int protocol, _Out_ int *sv)");
   const INT_BYTES = 4;
   const AF_UNIX = 1;
-  const SOCK_SEQPACKET_NONBLOCK_CLOEXEC = 5 | 0o4000 | 0o2000000;
+  const SOCK_SEQPACKET_NONBLOCK_CLOEXEC = 5 | 0o4000 | O_CLOEXEC;
   libc = {
     getpid: () => getpid() as number,
     if_nametoindex: (name: string) => ifNameToIndex(name) as number,

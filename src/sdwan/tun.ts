@@ -1,5 +1,5 @@
 import { closeSync, constants, openSync, readFileSync, writevSync } from "node:fs";
-import { FfiUnavailableError, loadDeviceRead, loadKoffi } from "./ffi.ts";
+import { FfiUnavailableError, LIBC_SONAME, loadDeviceRead, loadKoffi, O_CLOEXEC } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
 
@@ -25,7 +25,6 @@ const EBUSY = 16;
 const READ_BUFFER_BYTES = 65_536 + VNET_HEADER_BYTES;
 const POLLIN = 0x0001;
 const POLLFD_BYTES = 8;
-const O_CLOEXEC = 0o2000000;
 /**
  * poll() also waits on a pipe that close() closes, so that the worker lets go of the device at once
  * (while poll() holds it, the interface stays), and an idle device wakes no thread. Where no pipe could
@@ -81,7 +80,7 @@ let calls: TunCalls | undefined;
 
 function tunCalls(): TunCalls {
   if (calls) return calls;
-  const libc = loadKoffi().load("libc.so.6");
+  const libc = loadKoffi().load(LIBC_SONAME);
   const ioctl = libc.func("int ioctl(int fd, unsigned long request, ...)");
   const poll = libc.func("int poll(uint8_t *fds, unsigned long nfds, int timeout)");
   const pipe2 = libc.func("int pipe2(_Out_ int *fds, int flags)");

@@ -1,5 +1,5 @@
 import { isIPv4 } from "node:net";
-import { loadKoffi } from "../sdwan/ffi.ts";
+import { LIBC_SONAME, loadKoffi } from "../sdwan/ffi.ts";
 
 // UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18+): one sendmsg hands the kernel a run of
 // datagrams of one size (the last may be shorter) to one address, and the run crosses the stack as one
@@ -53,7 +53,7 @@ function sendmsgCall(): SendmsgCall | null {
       msg_controllen: "size_t",
       msg_flags: "int",
     });
-    const sendmsg = koffi.load("libc.so.6").func("intptr_t sendmsg(int fd, const inp2p_msghdr *msg, int flags)");
+    const sendmsg = koffi.load(LIBC_SONAME).func("intptr_t sendmsg(int fd, const inp2p_msghdr *msg, int flags)");
     call = { sendmsg: (fd, message, flags) => sendmsg(fd, message, flags), errno: () => koffi.errno(), sizeBytes: koffi.sizeof("size_t") };
   } catch {
     call = null;

@@ -22,7 +22,7 @@ describe.skipIf(reason)("TUN device", () => {
     execFileSync("ip", ["netns", "del", NAMESPACE], { stdio: "ignore" });
   });
 
-  it("reads the kernel's answer to a written packet before any other I/O event, what the kernel sends unprompted, and a burst whole and in order", () => {
+  it("reads the kernel's answer to a written packet before any other I/O event, what the kernel sends unprompted, and a burst whole and in order; wakes no thread while idle; lets go of the interface on close", () => {
     execFileSync("ip", ["netns", "add", NAMESPACE]);
     const output = execFileSync("ip", ["netns", "exec", NAMESPACE, BUN, join(REPO_ROOT, "test/e2e/tun-probe.ts")], { cwd: REPO_ROOT, timeout: PROBE_TIMEOUT_MS, encoding: "utf8" });
     const lines = output.trim().split("\n").map((line) => JSON.parse(line));
