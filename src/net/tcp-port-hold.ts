@@ -1,5 +1,5 @@
-import { dlopen, ptr } from "bun:ffi";
-import { LIBC_SONAME, O_CLOEXEC } from "../sdwan/ffi.ts";
+import { ptr } from "bun:ffi";
+import { lazyLibc, O_CLOEXEC } from "../sdwan/ffi.ts";
 
 // Holding a local TCP port between uses: a socket bound to it (SO_REUSEADDR) that never listens nor
 // connects. Linux hands a port bound this way to no other program's connect() (the ephemeral search
@@ -18,28 +18,13 @@ export interface TcpPortHold {
   release(): void;
 }
 
-type Calls = ReturnType<typeof bindCalls>;
-let calls: Calls | null | undefined;
-
-function bindCalls() {
-  return dlopen(LIBC_SONAME, {
-    socket: { args: ["i32", "i32", "i32"], returns: "i32" },
-    setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
-    bind: { args: ["i32", "ptr", "u32"], returns: "i32" },
-    getsockname: { args: ["i32", "ptr", "ptr"], returns: "i32" },
-    close: { args: ["i32"], returns: "i32" },
-  }).symbols;
-}
-
-function libcCalls(): Calls | null {
-  if (calls !== undefined) return calls;
-  try {
-    calls = bindCalls();
-  } catch {
-    calls = null;
-  }
-  return calls;
-}
+const libcCalls = lazyLibc({
+  socket: { args: ["i32", "i32", "i32"], returns: "i32" },
+  setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
+  bind: { args: ["i32", "ptr", "u32"], returns: "i32" },
+  getsockname: { args: ["i32", "ptr", "ptr"], returns: "i32" },
+  close: { args: ["i32"], returns: "i32" },
+});
 
 /** Holds a free local TCP port (IPv4, any address) that the kernel picks; undefined where libc cannot be called or no port is free. */
 export function holdTcpPort(): TcpPortHold | undefined {

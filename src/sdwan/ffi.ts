@@ -5,7 +5,7 @@
 // The device's read, on the per-packet path, goes through Bun's own FFI instead (bun:ffi, at the end
 // of this file): a cheaper call, and no exception for EAGAIN.
 
-import { dlopen, ptr } from "bun:ffi";
+import { type ConvertFns, dlopen, type FFIFunction, ptr } from "bun:ffi";
 import { readSync } from "node:fs";
 import type * as Koffi from "koffi";
 
@@ -125,10 +125,28 @@ export function loadLibc(): Libc {
   return libc;
 }
 
+/**
+ * libc's `functions` through bun:ffi, opened on the first call of the getter returned and kept; null where
+ * bun:ffi cannot open libc (a musl system: the caller does without).
+ */
+export function lazyLibc<Functions extends Record<string, FFIFunction>>(functions: Functions): () => ConvertFns<Functions> | null {
+  let symbols: ConvertFns<Functions> | null | undefined;
+  return () => {
+    if (symbols !== undefined) return symbols;
+    try {
+      symbols = dlopen(LIBC_SONAME, functions).symbols;
+    } catch {
+      symbols = null;
+    }
+    return symbols;
+  };
+}
+
 /** Reads one message (a TUN device's packet) from a non-blocking fd into `buffer`: its bytes, or -1 when there is none (or on any error). */
 export type DeviceRead = (fd: number, buffer: Buffer) => number;
 
 let deviceRead: DeviceRead | undefined;
+const libcRead = lazyLibc({ read: { args: ["i32", "ptr", "u64"], returns: "i32" } }); // ssize_t: its low 32 bits hold any packet size, and -1
 
 /**
  * read(2) through Bun's own FFI (bun:ffi; koffi stays for what needs a worker thread, poll). Every drain of
@@ -138,13 +156,9 @@ let deviceRead: DeviceRead | undefined;
  */
 export function loadDeviceRead(): DeviceRead {
   if (deviceRead) return deviceRead;
-  try {
-    const { read } = dlopen(LIBC_SONAME, { read: { args: ["i32", "ptr", "u64"], returns: "i32" } }).symbols; // ssize_t: its low 32 bits hold any packet size, and -1
-    // The pointer is taken at each call: `buffer` may be any Buffer the caller owns.
-    deviceRead = (fd, buffer) => read(fd, ptr(buffer), buffer.length);
-  } catch {
-    deviceRead = readSyncOrNone;
-  }
+  const read = libcRead()?.read;
+  // The pointer is taken at each call: `buffer` may be any Buffer the caller owns.
+  deviceRead = read ? (fd, buffer) => read(fd, ptr(buffer), buffer.length) : readSyncOrNone;
   return deviceRead;
 }
 

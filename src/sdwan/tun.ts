@@ -2,13 +2,16 @@ import { closeSync, constants, openSync, readFileSync, writevSync } from "node:f
 import { FfiUnavailableError, LIBC_SONAME, loadDeviceRead, loadKoffi, O_CLOEXEC } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
 import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
+import { openTransmitTap, type TransmitTap } from "./transmit-tap.ts";
 
 // A Linux TUN device through koffi: open /dev/net/tun (non-blocking), ioctl(TUNSETIFF) with IFF_TUN |
 // IFF_NO_PI | IFF_VNET_HDR (IP packets behind a virtio_net_hdr, with the TSO and checksum offloads of
 // offload.ts: super-packets in, segments out, and back). Reading: poll() runs on koffi's worker thread, and
 // when the device is readable the loop drains every queued packet with plain non-blocking reads, so
 // one thread hop serves a whole burst. (An asynchronous fs.read per packet managed ~3k packets/s;
-// this, ~160k: scripts/bench/tun-loop.ts.) Writes are synchronous and never block; a full queue drops.
+// this, ~160k: scripts/bench/tun-loop.ts.) Once the interface is up, its transmit tap (transmit-tap.ts)
+// wakes the loop from the JS thread's own event loop, before the worker's hand-off would; poll() stays for
+// what the tap misses. Writes are synchronous and never block; a full queue drops.
 
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
@@ -39,6 +42,8 @@ const POLL_NO_TIMEOUT = -1;
  * 256 reads are 256 packets of a flood, or up to 16 MB of TCP super-packets.
  */
 const DEVICE_READS_PER_TURN = 256;
+/** How often a transmit tap that could not be opened, or closed (the interface went down), is tried again, at most. */
+const TAP_RETRY_MS = 1_000;
 
 export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
 
@@ -66,6 +71,8 @@ export interface TunDevice {
   write(packet: Buffer, checksumPartial: boolean): void;
   /** Packets the kernel dropped at the device's queue so far (the node read too slowly), or 0 if unknown. */
   queueDrops(): number;
+  /** The read loop's wake-ups so far that found packets: by the transmit tap (transmit-tap.ts), and by the worker's poll(). */
+  readWakes(): { tap: number; worker: number };
   close(): void;
 }
 
@@ -125,15 +132,19 @@ export function openTun(name: string): TunDevice {
   const actualName = request.subarray(0, IFNAMSIZ).toString("utf8").replace(/\0.*$/s, "");
   // Without the offloads (an old kernel) the device still speaks virtio_net_hdr, just never hands over a super-packet.
   tunCalls().ioctl(fd, TUNSETOFFLOAD, "unsigned long", TUN_F_CSUM | TUN_F_TSO4);
-  return deviceOnFd(fd, actualName);
+  return deviceOnFd(fd, actualName, { transmitTap: true });
 }
 
 /**
  * The read loop and writes of a TUN device on `fd` (non-blocking), which closes with it. Any fd that
  * keeps message boundaries serves: the start-up warm-up (warm-up.ts) runs this code on a socket pair.
+ * With `transmitTap`, the interface `name`'s transmit tap wakes the read loop too, once the interface is up.
  */
-export function deviceOnFd(fd: number, name: string): TunDevice {
+export function deviceOnFd(fd: number, name: string, options: { transmitTap?: boolean } = {}): TunDevice {
   let closed = false;
+  let tap: TransmitTap | undefined;
+  let tapTriedAt = -Infinity;
+  const wakes = { tap: 0, worker: 0 };
   const coalescer = new Coalescer((parts) => {
     try {
       writevSync(fd, parts);
@@ -173,26 +184,40 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
       pollFd.writeInt16LE(POLLIN, POLLFD_BYTES + 4);
       const pollTimeoutMs = stopPipe ? POLL_NO_TIMEOUT : POLL_TIMEOUT_WITHOUT_PIPE_MS;
       const read = loadDeviceRead();
-      const drain = () => {
+      /** Reads what the device holds now; true if it held anything. */
+      const drain = (): boolean => {
         for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
           const bytes = read(fd, buffer);
-          if (bytes <= 0) return; // the queue is empty (or the device is gone)
+          if (bytes <= 0) return reads > 0; // the queue is empty (or the device is gone)
           try {
             splitRead(buffer.subarray(0, bytes), scratch, onPacket, onSuperPacket);
           } catch (err) {
             if (!(err instanceof OffloadError)) throw err; // the kernel sent what we did not ask for: drop it
           }
-          if (closed) return;
+          if (closed) return true;
         }
+        return true;
+      };
+      // A packet read means the interface is up: the tap can be bound (a down interface closes it).
+      const openTapIfDue = () => {
+        if (!options.transmitTap || tap?.open || closed || performance.now() - tapTriedAt < TAP_RETRY_MS) return;
+        tapTriedAt = performance.now();
+        tap = openTransmitTap(name, () => {
+          if (!closed && drain()) wakes.tap++;
+        });
       };
       const wait = () =>
         tunCalls().pollAsync(pollFd, 2, pollTimeoutMs, () => {
           if (closed) return;
-          drain();
+          if (drain()) {
+            wakes.worker++;
+            openTapIfDue();
+          }
           // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
           if (!closed) queueMicrotask(wait);
         });
       drainDevice = drain;
+      openTapIfDue();
       wait();
     },
     writeSuperPacket(packet, gsoSize) {
@@ -206,6 +231,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
       coalescer.add(packet, checksumPartial);
       flushSoon();
     },
+    readWakes: () => ({ ...wakes }),
     queueDrops() {
       try {
         return Number(readFileSync(`/sys/class/net/${name}/statistics/tx_dropped`, "latin1"));
@@ -216,6 +242,7 @@ export function deviceOnFd(fd: number, name: string): TunDevice {
     close() {
       if (closed) return;
       closed = true;
+      tap?.close();
       closeSync(fd);
       // The write end's closing wakes poll() (POLLHUP on the read end); poll() holds both until it returns.
       stopPipe?.forEach((end) => closeSync(end));

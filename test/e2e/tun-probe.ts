@@ -3,13 +3,16 @@
 // whether the kernel's echo reply was read already when the microtask after the write's ran (before any
 // other I/O event), and whether it came at all within REPLY_TIMEOUT_MS. Then it runs `ping` to
 // 10.77.0.2, so that packets arrive on the device with nothing written before them (the device must
-// wake the reader itself), and prints the sequence numbers of the echo requests it read. Last, with the
+// wake the reader itself), and prints the sequence numbers of the echo requests it read and how many
+// reads the transmit tap woke; again after the interface went down and up (which closes the tap, and the
+// read loop must open it again). Last, with the
 // MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
 // (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
 // turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
 // was whole (its IP length and ICMP checksum), how often the read loop's worker thread woke in a second
 // with nothing to read (its poll() used to time out four times a second), and whether the interface was
-// gone when close() returned (poll() on the worker thread holds the device until it returns).
+// gone when close() returned (poll() on the worker thread holds the device until it returns), and how
+// many packet sockets (the tap's) were left open.
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
@@ -25,6 +28,7 @@ const ICMP_ECHO_REPLY = 0;
 const PROTOCOL_ICMP = 1;
 const PINGS = 3;
 const IDLE_MS = 1_000;
+const TAP_RETRY_WAIT_MS = 1_100;
 /** ICMP payload bytes and count of each ping run in the burst: 64 KB packets after 1 KB ones and before; last, the largest IPv4 packet. */
 const BURST: [number, number][] = [[65_000, 3], [1_000, 150], [65_000, 2], [1_000, 60], [65_507, 3]];
 
@@ -86,8 +90,17 @@ for (let sequence = 1; sequence <= ECHO_REQUESTS; sequence++) {
   console.log(JSON.stringify({ sequence, atOnce, replied: replies.has(sequence) }));
 }
 // Nobody answers these: ping exits 1 after its last request's wait, which is all it needs to do here.
-await new Promise((resolve) => execFile("ping", ["-n", "-c", String(PINGS), "-i", "0.2", "-W", "1", "10.77.0.2"], resolve));
-console.log(JSON.stringify({ pingRequestsRead: requests }));
+const pingRun = async () => {
+  requests.length = 0;
+  const tapWakesBefore = tun.readWakes().tap;
+  await new Promise((resolve) => execFile("ping", ["-n", "-c", String(PINGS), "-i", "0.2", "-W", "1", "10.77.0.2"], resolve));
+  return { requestsRead: [...requests], wokenByTap: tun.readWakes().tap - tapWakesBefore };
+};
+const pings = await pingRun();
+execFileSync("ip", ["link", "set", "dev", tun.name, "down"]);
+execFileSync("ip", ["link", "set", "dev", tun.name, "up"]);
+await new Promise((resolve) => setTimeout(resolve, TAP_RETRY_WAIT_MS)); // the read loop tries a closed tap again at most once a second
+console.log(JSON.stringify({ pings, afterDownUp: await pingRun() }));
 
 requests.length = 0;
 requestSizes.length = 0;
@@ -114,5 +127,6 @@ try {
 } catch {
   interfaceGone = true;
 }
-console.log(JSON.stringify({ burstSizes, wholeReads, idlePollWakes, interfaceGone }));
+const packetSocketsLeft = readFileSync("/proc/net/packet", "latin1").trim().split("\n").length - 1; // the namespace's: ours only
+console.log(JSON.stringify({ burstSizes, wholeReads, idlePollWakes, interfaceGone, packetSocketsLeft }));
 process.exit(0);
