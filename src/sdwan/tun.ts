@@ -44,6 +44,11 @@ const POLL_NO_TIMEOUT = -1;
 const DEVICE_READS_PER_TURN = 256;
 /** How often a transmit tap that could not be opened, or closed (the interface went down), is tried again, at most. */
 const TAP_RETRY_MS = 1_000;
+/**
+ * With the tap open, how long after the worker's poll() returned the loop looks at the device for it and
+ * hands it the next poll(): the longest a packet the tap's wake-up missed waits.
+ */
+const POLL_BACKSTOP_DELAY_MS = 2;
 
 export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
 
@@ -144,6 +149,8 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
   let closed = false;
   let tap: TransmitTap | undefined;
   let tapTriedAt = -Infinity;
+  /** The worker's poll() returned while the tap was open: its look at the device, due later. */
+  let pollBackstop: ReturnType<typeof setTimeout> | undefined;
   const wakes = { tap: 0, worker: 0 };
   const coalescer = new Coalescer((parts) => {
     try {
@@ -206,15 +213,23 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
           if (!closed && drain()) wakes.tap++;
         });
       };
+      const afterPoll = () => {
+        pollBackstop = undefined;
+        if (closed) return;
+        if (drain()) {
+          wakes.worker++;
+          openTapIfDue();
+        }
+        // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
+        queueMicrotask(wait);
+      };
+      // With the tap open, the worker's wake-up is most often for what the tap's has read already: its
+      // look at the device and the next poll() (a wake-up of the worker) wait, off the turn that sends.
       const wait = () =>
         tunCalls().pollAsync(pollFd, 2, pollTimeoutMs, () => {
           if (closed) return;
-          if (drain()) {
-            wakes.worker++;
-            openTapIfDue();
-          }
-          // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
-          if (!closed) queueMicrotask(wait);
+          if (tap?.open) pollBackstop = setTimeout(afterPoll, POLL_BACKSTOP_DELAY_MS);
+          else afterPoll();
         });
       drainDevice = drain;
       openTapIfDue();
@@ -243,6 +258,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       if (closed) return;
       closed = true;
       tap?.close();
+      clearTimeout(pollBackstop);
       closeSync(fd);
       // The write end's closing wakes poll() (POLLHUP on the read end); poll() holds both until it returns.
       stopPipe?.forEach((end) => closeSync(end));

@@ -31,8 +31,9 @@ describe.skipIf(reason)("TUN device", () => {
     expect(pings.requestsRead).toEqual([1, 2, 3]);
     expect(afterDownUp.requestsRead).toEqual([1, 2, 3]);
     // The tap sees a packet just before the device queues it: a reader woken on the other CPU may look
-    // too soon and leave it to the worker's poll(). After the interface came up, the first packet is the
-    // worker's, whose read opens the tap again.
+    // too soon and leave it to the worker's poll(). After the interface came up (which closed the tap),
+    // the first packet is the worker's: its poll() must have been handed back after the tap's wake-ups
+    // (the backstop); its read opens the tap again.
     expect(pings.wokenByTap).toBeGreaterThanOrEqual(2);
     expect(afterDownUp.wokenByTap).toBeGreaterThanOrEqual(1);
     const ipBytes = (icmpPayload: number) => icmpPayload + 28;
