@@ -195,7 +195,10 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       const drain = (): boolean => {
         for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
           const bytes = read(fd, buffer);
-          if (bytes <= 0) return reads > 0; // the queue is empty (or the device is gone)
+          if (bytes <= 0) {
+            if (reads > 0 && !tap?.open) openTapIfDue();
+            return reads > 0; // the queue is empty (or the device is gone)
+          }
           try {
             splitRead(buffer.subarray(0, bytes), scratch, onPacket, onSuperPacket);
           } catch (err) {
@@ -205,7 +208,8 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         }
         return true;
       };
-      // A packet read means the interface is up: the tap can be bound (a down interface closes it).
+      // A packet read (by any drain, also the one after a write) means the interface is up: the tap can
+      // be bound (a down interface closes it).
       const openTapIfDue = () => {
         if (!options.transmitTap || tap?.open || closed || performance.now() - tapTriedAt < TAP_RETRY_MS) return;
         tapTriedAt = performance.now();
@@ -216,10 +220,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       const afterPoll = () => {
         pollBackstop = undefined;
         if (closed) return;
-        if (drain()) {
-          wakes.worker++;
-          openTapIfDue();
-        }
+        if (drain()) wakes.worker++;
         // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
         queueMicrotask(wait);
       };

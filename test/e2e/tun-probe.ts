@@ -5,7 +5,8 @@
 // 10.77.0.2, so that packets arrive on the device with nothing written before them (the device must
 // wake the reader itself), and prints the sequence numbers of the echo requests it read and how many
 // reads the transmit tap woke; again after the interface went down and up (which closes the tap, and the
-// read loop must open it again). Last, with the
+// read loop must open it again: the worker's read of the first ping does), and again after a written
+// packet whose answer was read after the write (which opens the tap too). Last, with the
 // MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
 // (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
 // turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
@@ -96,11 +97,23 @@ const pingRun = async () => {
   await new Promise((resolve) => execFile("ping", ["-n", "-c", String(PINGS), "-i", "0.2", "-W", "1", "10.77.0.2"], resolve));
   return { requestsRead: [...requests], wokenByTap: tun.readWakes().tap - tapWakesBefore };
 };
+const downAndUp = async () => {
+  execFileSync("ip", ["link", "set", "dev", tun.name, "down"]);
+  execFileSync("ip", ["link", "set", "dev", tun.name, "up"]);
+  await new Promise((resolve) => setTimeout(resolve, TAP_RETRY_WAIT_MS)); // the read loop tries a closed tap again at most once a second
+};
+/** Packet sockets open in this namespace: the tap's, or none. */
+const packetSockets = () => readFileSync("/proc/net/packet", "latin1").trim().split("\n").length - 1;
 const pings = await pingRun();
-execFileSync("ip", ["link", "set", "dev", tun.name, "down"]);
-execFileSync("ip", ["link", "set", "dev", tun.name, "up"]);
-await new Promise((resolve) => setTimeout(resolve, TAP_RETRY_WAIT_MS)); // the read loop tries a closed tap again at most once a second
-console.log(JSON.stringify({ pings, afterDownUp: await pingRun() }));
+await downAndUp();
+const afterDownUp = await pingRun();
+await downAndUp();
+const tapsAfterDownUp = packetSockets();
+// The kernel's answer to a written packet, read right after the write, opens the tap as well.
+tun.write(echoRequest(ECHO_REQUESTS + 1), false);
+await new Promise((resolve) => setTimeout(resolve, 100));
+const tapsAfterWrite = packetSockets();
+console.log(JSON.stringify({ pings, afterDownUp, tapsAfterDownUp, tapsAfterWrite, afterDownUpAndWrite: await pingRun() }));
 
 requests.length = 0;
 requestSizes.length = 0;
@@ -127,6 +140,5 @@ try {
 } catch {
   interfaceGone = true;
 }
-const packetSocketsLeft = readFileSync("/proc/net/packet", "latin1").trim().split("\n").length - 1; // the namespace's: ours only
-console.log(JSON.stringify({ burstSizes, wholeReads, idlePollWakes, interfaceGone, packetSocketsLeft }));
+console.log(JSON.stringify({ burstSizes, wholeReads, idlePollWakes, interfaceGone, packetSocketsLeft: packetSockets() }));
 process.exit(0);

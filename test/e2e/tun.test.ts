@@ -1,8 +1,10 @@
 // The TUN device (src/sdwan/tun.ts) on a real device in a network namespace of its own: what the kernel
 // answers to a packet written (here an echo reply) is read at once, without waiting for a wake-up (that
 // was ~100 us of every idle ping's RTT); packets the kernel sends on its own (ping's) wake the reader, by
-// the transmit tap, also after the interface went down and up; a burst of 64 KB and 1 KB packets up to the largest IPv4 packet, queued at once, is read whole and in
-// order; an idle device wakes no thread; close() takes the interface and the tap away. Needs root, iproute2 and ping.
+// the transmit tap, also after the interface went down and up (the tap opened again by the next read,
+// the one right after a write too); a burst of 64 KB and 1 KB packets up to the largest IPv4 packet,
+// queued at once, is read whole and in order; an idle device wakes no thread; close() takes the
+// interface and the tap away. Needs root, iproute2 and ping.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -27,15 +29,19 @@ describe.skipIf(reason)("TUN device", () => {
     const output = execFileSync("ip", ["netns", "exec", NAMESPACE, BUN, join(REPO_ROOT, "test/e2e/tun-probe.ts")], { cwd: REPO_ROOT, timeout: PROBE_TIMEOUT_MS, encoding: "utf8" });
     const lines = output.trim().split("\n").map((line) => JSON.parse(line));
     const results = lines.slice(0, -2) as { sequence: number; atOnce: boolean; replied: boolean }[];
-    const { pings, afterDownUp } = lines.at(-2);
+    const { pings, afterDownUp, tapsAfterDownUp, tapsAfterWrite, afterDownUpAndWrite } = lines.at(-2);
     expect(pings.requestsRead).toEqual([1, 2, 3]);
     expect(afterDownUp.requestsRead).toEqual([1, 2, 3]);
+    expect(afterDownUpAndWrite.requestsRead).toEqual([1, 2, 3]);
     // The tap sees a packet just before the device queues it: a reader woken on the other CPU may look
     // too soon and leave it to the worker's poll(). After the interface came up (which closed the tap),
     // the first packet is the worker's: its poll() must have been handed back after the tap's wake-ups
     // (the backstop); its read opens the tap again.
     expect(pings.wokenByTap).toBeGreaterThanOrEqual(2);
     expect(afterDownUp.wokenByTap).toBeGreaterThanOrEqual(1);
+    // The interface going down closed the tap; the read right after a write opened it again.
+    expect([tapsAfterDownUp, tapsAfterWrite]).toEqual([0, 1]);
+    expect(afterDownUpAndWrite.wokenByTap).toBeGreaterThanOrEqual(2);
     const ipBytes = (icmpPayload: number) => icmpPayload + 28;
     expect(lines.at(-1)).toEqual({
       burstSizes: [[ipBytes(65_000), 3], [ipBytes(1_000), 150], [ipBytes(65_000), 2], [ipBytes(1_000), 60], [65_535, 3]],
