@@ -11,7 +11,7 @@ import { lazyLibc, O_CLOEXEC } from "./ffi.ts";
 
 const AF_PACKET = 17;
 const SOCK_DGRAM_NONBLOCK_CLOEXEC = 2 | 0o4000 | O_CLOEXEC;
-/** Every protocol (ETH_P_ALL), in network order as socket() and sockaddr_ll take it. */
+/** Every protocol (ETH_P_ALL), in network order as sockaddr_ll takes it. */
 const ETH_P_ALL_NETWORK_ORDER = 0x0300;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
@@ -60,7 +60,8 @@ export function openTransmitTap(device: string, onTransmit: () => void): Transmi
   if (!libc) return undefined;
   const index = libc.if_nametoindex(ptr(Buffer.from(`${device}\0`)));
   if (index === 0) return undefined;
-  const fd = libc.socket(AF_PACKET, SOCK_DGRAM_NONBLOCK_CLOEXEC, ETH_P_ALL_NETWORK_ORDER);
+  // Protocol 0: the socket receives nothing until bind() names one, by when the filter is on.
+  const fd = libc.socket(AF_PACKET, SOCK_DGRAM_NONBLOCK_CLOEXEC, 0);
   if (fd < 0) return undefined;
   const filter = Buffer.alloc(TAP_FILTER.length * SOCK_FILTER_BYTES);
   for (const [i, [code, jumpIfTrue, jumpIfFalse, k]] of TAP_FILTER.entries()) {
@@ -76,7 +77,6 @@ export function openTransmitTap(device: string, onTransmit: () => void): Transmi
   address.writeUInt16LE(AF_PACKET, 0);
   address.writeUInt16LE(ETH_P_ALL_NETWORK_ORDER, 2);
   address.writeInt32LE(index, 4);
-  // The filter before bind(): a bound socket without it would queue whole packets meanwhile.
   const ready =
     libc.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, ptr(program), SOCK_FPROG_BYTES) === 0 &&
     libc.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, ptr(new Int32Array([TAP_RECEIVE_BUFFER_BYTES])), 4) === 0 &&
