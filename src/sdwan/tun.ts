@@ -222,7 +222,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         if (closed) return;
         if (drain()) wakes.worker++;
         // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
-        queueMicrotask(wait);
+        if (!closed) queueMicrotask(wait);
       };
       // With the tap open, the worker's wake-up is most often for what the tap's has read already: its
       // look at the device and the next poll() (a wake-up of the worker) wait, off the turn that sends.
