@@ -87,18 +87,27 @@ interface Ends {
 const entered = (end: keyof Ends, nrs: readonly number[]) => (c: Call, ends: Ends) => c.pid === ends[end] && c.enter && nrs.includes(c.nr);
 const returned = (end: keyof Ends, nrs: readonly number[], minResult: number) => (c: Call, ends: Ends) => c.pid === ends[end] && !c.enter && nrs.includes(c.nr) && c.result >= minResult;
 
-/** A ping's steps in order, each ending at the first call it matches after the step before (see the header). */
-const STEPS: { name: string; kind: "wake" | "work" | "call"; ends: (c: Call, ends: Ends) => boolean }[] = [
+const either = (first: (c: Call, ends: Ends) => boolean, second: (c: Call, ends: Ends) => boolean) => (c: Call, ends: Ends) => first(c, ends) || second(c, ends);
+/** A UDP receive that returned a datagram: recvmmsg counts messages, the others bytes (more than the transmit tap's 1-byte notice). */
+const receivedDatagram = (end: keyof Ends) => (c: Call, ends: Ends) =>
+  c.pid === ends[end] && !c.enter && UDP_RECEIVES.includes(c.nr) && c.result >= (c.nr === SYSCALL.recvmmsg ? 1 : 2);
+
+/**
+ * A ping's steps in order, each ending at the first call it matches after the step before (see the
+ * header). A receiver woken by a send may run before the send returns (it preempted the sender on its
+ * CPU): the send then ends at the receive, and the wake-up (`orSame`: it may end at the same call) is 0.
+ */
+const STEPS: { name: string; kind: "wake" | "work" | "call"; ends: (c: Call, ends: Ends) => boolean; orSame?: boolean }[] = [
   { name: "a wakes", kind: "wake", ends: returned("a", DEVICE_READS, IP_HEADER_BYTES) },
   { name: "a: work", kind: "work", ends: entered("a", UDP_SENDS) },
-  { name: "a: send", kind: "call", ends: returned("a", UDP_SENDS, 1) },
-  { name: "b wakes", kind: "wake", ends: returned("b", UDP_RECEIVES, 1) },
+  { name: "a: send", kind: "call", ends: either(returned("a", UDP_SENDS, 1), receivedDatagram("b")) },
+  { name: "b wakes", kind: "wake", ends: receivedDatagram("b"), orSame: true },
   { name: "b: work", kind: "work", ends: entered("b", DEVICE_WRITES) },
   { name: "b: write", kind: "call", ends: returned("b", DEVICE_WRITES, IP_HEADER_BYTES) },
   { name: "b: reads reply", kind: "call", ends: returned("b", DEVICE_READS, IP_HEADER_BYTES) },
   { name: "b: work", kind: "work", ends: entered("b", UDP_SENDS) },
-  { name: "b: send", kind: "call", ends: returned("b", UDP_SENDS, 1) },
-  { name: "a wakes", kind: "wake", ends: returned("a", UDP_RECEIVES, 1) },
+  { name: "b: send", kind: "call", ends: either(returned("b", UDP_SENDS, 1), receivedDatagram("a")) },
+  { name: "a wakes", kind: "wake", ends: receivedDatagram("a"), orSame: true },
   { name: "a: work", kind: "work", ends: entered("a", DEVICE_WRITES) },
   { name: "a: write", kind: "call", ends: returned("a", DEVICE_WRITES, IP_HEADER_BYTES) },
   { name: "ping wakes", kind: "wake", ends: (c) => c.comm === "ping" && !c.enter && c.nr === SYSCALL.recvmsg && c.result > 0 },
@@ -115,8 +124,10 @@ function pingSteps(calls: Call[], ends: Ends): { steps: number[][]; traced: numb
     const marks: number[] = [];
     for (const step of STEPS) {
       const from = calls[at]!.time;
-      do at++;
-      while (at < until && !step.ends(calls[at]!, ends));
+      if (!(step.orSame && step.ends(calls[at]!, ends))) {
+        do at++;
+        while (at < until && !step.ends(calls[at]!, ends));
+      }
       if (at >= until) break;
       marks.push(calls[at]!.time - from);
     }
