@@ -1,5 +1,5 @@
 import { ptr } from "bun:ffi";
-import { lazyLibc, O_CLOEXEC } from "./ffi.ts";
+import { lazyLibc, loadLibc, O_CLOEXEC } from "./ffi.ts";
 
 // A wake-up for the TUN read loop from Bun's own event loop: a packet socket (AF_PACKET) bound to the
 // device, whose filter keeps only what the kernel transmits to the device (what the read loop is about
@@ -47,7 +47,6 @@ const libcCalls = lazyLibc({
   socket: { args: ["i32", "i32", "i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   bind: { args: ["i32", "ptr", "u32"], returns: "i32" },
-  if_nametoindex: { args: ["ptr"], returns: "u32" },
   close: { args: ["i32"], returns: "i32" },
 });
 
@@ -58,7 +57,7 @@ const libcCalls = lazyLibc({
 export function openTransmitTap(device: string, onTransmit: () => void): TransmitTap | undefined {
   const libc = libcCalls();
   if (!libc) return undefined;
-  const index = libc.if_nametoindex(ptr(Buffer.from(`${device}\0`)));
+  const index = loadLibc().if_nametoindex(device); // koffi's libc, loaded already by the TUN device it taps
   if (index === 0) return undefined;
   // Protocol 0: the socket receives nothing until bind() names one, by when the filter is on.
   const fd = libc.socket(AF_PACKET, SOCK_DGRAM_NONBLOCK_CLOEXEC, 0);
