@@ -12,7 +12,8 @@
 // percentile RTT), iperf3 TCP over the overlay and through the app (--seconds each; not with
 // --ping-only), and the CPU seconds both inp2pc spent per GB received (utime + stime from
 // /proc/PID/stat). Each round also pings over the raw path. It prints every run, then medians per
-// tree and their ratio.
+// tree, their ratio, and in how many rounds this tree's figure was lower than the baseline's, with a
+// sign test's p-value (a round's two pairs are the pair compared; noise alone splits them evenly).
 // The lab, its processes and temp dirs are removed at the end, on error and on Ctrl-C.
 
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
@@ -150,11 +151,26 @@ async function main(): Promise<void> {
           ["KCP app CPU s/GB", "appCpuSPerGb"],
         ] as [string, keyof Run][])),
   ];
-  const medians = (tree: Tree) => columns.map(([, key]) => median(runs.filter((run) => run.tree === tree).map((run) => run[key] as number)));
-  const [base, mine] = [medians("base"), medians("this")];
+  const valuesOf = (tree: Tree, key: keyof Run) => runs.filter((run) => run.tree === tree).map((run) => run[key] as number);
   console.log(`\nmedians of ${ROUNDS} rounds, ${PINGS} pings${PING_ONLY ? "" : `, iperf3 TCP ${SECONDS} s`}, a -> b (udp-direct); raw path ping ${median(rawPings).toFixed(3)} ms; load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  console.log("".padEnd(18) + "base".padStart(10) + "this".padStart(10) + "this/base".padStart(11));
-  columns.forEach(([label], i) => console.log(label.padEnd(18) + base[i]!.toFixed(2).padStart(10) + mine[i]!.toFixed(2).padStart(10) + (mine[i]! / base[i]!).toFixed(3).padStart(11)));
+  console.log("".padEnd(18) + "base".padStart(10) + "this".padStart(10) + "this/base".padStart(11) + "  this lower (rounds, sign test)");
+  for (const [label, key] of columns) {
+    const [base, mine] = [valuesOf("base", key), valuesOf("this", key)];
+    const lower = mine.filter((value, round) => value < base[round]!).length;
+    const [b, m] = [median(base), median(mine)];
+    console.log(label.padEnd(18) + b.toFixed(2).padStart(10) + m.toFixed(2).padStart(10) + (m / b).toFixed(3).padStart(11) + `  ${lower} of ${ROUNDS}, p = ${signTestP(lower, ROUNDS).toFixed(2)}`);
+  }
+}
+
+/**
+ * Two-sided sign test: how likely a split at least as uneven as `k` of `n` paired rounds is when neither
+ * tree is better (each round a coin toss). The rounds are the pairs: one pair of clients per tree a round.
+ */
+function signTestP(k: number, n: number): number {
+  const tail = Math.min(k, n - k);
+  let probability = 0;
+  for (let i = 0, ways = 1; i <= tail; i++, ways = (ways * (n - i + 1)) / i) probability += ways / 2 ** n;
+  return Math.min(1, 2 * probability);
 }
 
 main()
