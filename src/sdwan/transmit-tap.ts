@@ -33,17 +33,10 @@ const TAP_FILTER: readonly [code: number, jumpIfTrue: number, jumpIfFalse: numbe
 ];
 /** The least the kernel allows (it doubles this and takes at least ~4.5 KB): a wake-up needs one queued, the rest are dropped. */
 const TAP_RECEIVE_BUFFER_BYTES = 1;
-/** More than the receive buffer holds: one recvmmsg() takes every queued wake-up. */
-const WAKE_UPS_DISCARDED_AT_ONCE = 16;
-/** struct mmsghdr: a msghdr (all zero: no name, no data, no control; the datagram is cut to nothing) and msg_len. */
-const MMSGHDR_BYTES = 64;
-const MSG_DONTWAIT = 0x40;
 
 export interface TransmitTap {
   /** False once the socket has closed: the interface went down (ENETDOWN), or close() was called. */
   readonly open: boolean;
-  /** Drops the wake-ups queued so far (the caller is about to read the device), so that they wake nothing later. */
-  discardWakeUps(): void;
   close(): void;
 }
 
@@ -54,7 +47,6 @@ const libcCalls = lazyLibc({
   socket: { args: ["i32", "i32", "i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   bind: { args: ["i32", "ptr", "u32"], returns: "i32" },
-  recvmmsg: { args: ["i32", "ptr", "u32", "i32", "ptr"], returns: "i32" },
   close: { args: ["i32"], returns: "i32" },
 });
 
@@ -93,7 +85,6 @@ export function openTransmitTap(device: string, onTransmit: () => void): Transmi
     return undefined;
   }
   let open = true;
-  const discarded = new Uint8Array(WAKE_UPS_DISCARDED_AT_ONCE * MMSGHDR_BYTES);
   let socket: { terminate(): void } | undefined;
   connectFd({
     fd,
@@ -121,9 +112,6 @@ export function openTransmitTap(device: string, onTransmit: () => void): Transmi
   return {
     get open() {
       return open;
-    },
-    discardWakeUps() {
-      if (open) libc.recvmmsg(fd, ptr(discarded), WAKE_UPS_DISCARDED_AT_ONCE, MSG_DONTWAIT, null);
     },
     close() {
       open = false;

@@ -76,11 +76,8 @@ export interface TunDevice {
   write(packet: Buffer, checksumPartial: boolean): void;
   /** Packets the kernel dropped at the device's queue so far (the node read too slowly), or 0 if unknown. */
   queueDrops(): number;
-  /**
-   * The read loop's wake-ups so far that found packets: by the transmit tap (transmit-tap.ts), and by the
-   * worker's poll(); and the tap's that found none (their packets read already, or not yet queued).
-   */
-  readWakes(): { tap: number; worker: number; tapEmpty: number };
+  /** The read loop's wake-ups so far that found packets: by the transmit tap (transmit-tap.ts), and by the worker's poll(). */
+  readWakes(): { tap: number; worker: number };
   close(): void;
 }
 
@@ -154,7 +151,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
   let tapTriedAt = -Infinity;
   /** The worker's poll() returned while the tap was open: its look at the device, due later. */
   let pollBackstop: ReturnType<typeof setTimeout> | undefined;
-  const wakes = { tap: 0, worker: 0, tapEmpty: 0 };
+  const wakes = { tap: 0, worker: 0 };
   const coalescer = new Coalescer((parts) => {
     try {
       writevSync(fd, parts);
@@ -177,9 +174,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
     if (closed) return;
     coalescer.flush();
     // What the kernel answers to a packet written (an echo reply, a TCP ACK) is often queued on the
-    // device before the write returns: reading it now saves the worker thread's wake-up and hand-off,
-    // and dropping the tap's wake-ups for it first saves the event loop a turn after this one.
-    if (tap?.open) tap.discardWakeUps();
+    // device before the write returns: reading it now saves the worker thread's wake-up and hand-off.
     drainDevice?.();
   };
   return {
@@ -220,9 +215,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         if (!options.transmitTap || tap?.open || closed || now - tapTriedAt < TAP_RETRY_MS) return;
         tapTriedAt = now;
         tap = openTransmitTap(name, () => {
-          if (closed) return;
-          if (drain()) wakes.tap++;
-          else wakes.tapEmpty++;
+          if (!closed && drain()) wakes.tap++;
         });
       };
       const afterPoll = () => {

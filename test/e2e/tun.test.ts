@@ -24,12 +24,12 @@ describe.skipIf(reason)("TUN device", () => {
     execFileSync("ip", ["netns", "del", NAMESPACE], { stdio: "ignore" });
   });
 
-  it("reads the kernel's answer to a written packet before any other I/O event (and drops the tap's wake-up for it), what the kernel sends unprompted (woken by the transmit tap, again after the interface went down and up), and a burst whole and in order; wakes no thread while idle; lets go of the interface and the tap on close", () => {
+  it("reads the kernel's answer to a written packet before any other I/O event, what the kernel sends unprompted (woken by the transmit tap, again after the interface went down and up), and a burst whole and in order; wakes no thread while idle; lets go of the interface and the tap on close", () => {
     execFileSync("ip", ["netns", "add", NAMESPACE]);
     const output = execFileSync("ip", ["netns", "exec", NAMESPACE, BUN, join(REPO_ROOT, "test/e2e/tun-probe.ts")], { cwd: REPO_ROOT, timeout: PROBE_TIMEOUT_MS, encoding: "utf8" });
     const lines = output.trim().split("\n").map((line) => JSON.parse(line));
     const results = lines.slice(0, -2) as { sequence: number; atOnce: boolean; replied: boolean }[];
-    const { pings, afterDownUp, tapsAfterDownUp, tapsAfterWrite, afterDownUpAndWrite, answeredWrites } = lines.at(-2);
+    const { pings, afterDownUp, tapsAfterDownUp, tapsAfterWrite, afterDownUpAndWrite } = lines.at(-2);
     expect(pings.requestsRead).toEqual([1, 2, 3]);
     expect(afterDownUp.requestsRead).toEqual([1, 2, 3]);
     expect(afterDownUpAndWrite.requestsRead).toEqual([1, 2, 3]);
@@ -42,8 +42,6 @@ describe.skipIf(reason)("TUN device", () => {
     // The interface going down closed the tap; the read right after a write opened it again.
     expect([tapsAfterDownUp, tapsAfterWrite]).toEqual([0, 1]);
     expect(afterDownUpAndWrite.wokenByTap).toBeGreaterThanOrEqual(2);
-    // The tap's wake-ups for answers read right after their writes were dropped: none woke the loop in vain.
-    expect(answeredWrites).toEqual({ answeredAtOnce: [true, true, true], tapWakesInVain: 0 });
     const ipBytes = (icmpPayload: number) => icmpPayload + 28;
     expect(lines.at(-1)).toEqual({
       burstSizes: [[ipBytes(65_000), 3], [ipBytes(1_000), 150], [ipBytes(65_000), 2], [ipBytes(1_000), 60], [65_535, 3]],
