@@ -157,8 +157,10 @@ async function main(): Promise<void> {
   for (const [label, key] of columns) {
     const [base, mine] = [valuesOf("base", key), valuesOf("this", key)];
     const lower = mine.filter((value, round) => value < base[round]!).length;
-    const [b, m] = [median(base), median(mine)];
-    console.log(label.padEnd(18) + b.toFixed(2).padStart(10) + m.toFixed(2).padStart(10) + (m / b).toFixed(3).padStart(11) + `  ${lower} of ${ROUNDS}, p = ${signTestP(lower, ROUNDS).toFixed(2)}`);
+    const [baseMedian, thisMedian] = [median(base), median(mine)];
+    console.log(
+      label.padEnd(18) + baseMedian.toFixed(2).padStart(10) + thisMedian.toFixed(2).padStart(10) + (thisMedian / baseMedian).toFixed(3).padStart(11) + `  ${lower} of ${ROUNDS}, p = ${signTestP(lower, ROUNDS).toFixed(2)}`,
+    );
   }
 }
 
