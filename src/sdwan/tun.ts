@@ -211,8 +211,9 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       // A packet read (by any drain, also the one after a write) means the interface is up: the tap can
       // be bound (a down interface closes it).
       const openTapIfDue = () => {
+        if (!options.transmitTap || tap?.open || closed) return;
         const now = performance.now();
-        if (!options.transmitTap || tap?.open || closed || now - tapTriedAt < TAP_RETRY_MS) return;
+        if (now - tapTriedAt < TAP_RETRY_MS) return;
         tapTriedAt = now;
         tap = openTransmitTap(name, () => {
           if (!closed && drain()) wakes.tap++;
