@@ -7,7 +7,7 @@ import { lazyLibc, loadLibc, O_CLOEXEC } from "./ffi.ts";
 // wakes the JS thread itself, from the sending program's CPU, where the worker thread's poll() (tun.ts)
 // wakes that thread first, whose hand-off to the JS thread is a second wake-up, mostly on the other CPU.
 // The tap sees each packet just before the device queues it: a reader on another CPU can look too soon,
-// so the worker's poll() stays, to catch what the tap's wake-up missed.
+// so the read loop looks again a little after each wake-up (tun.ts).
 
 const AF_PACKET = 17;
 const SOCK_DGRAM_NONBLOCK_CLOEXEC = 2 | 0o4000 | O_CLOEXEC;
@@ -51,10 +51,11 @@ const libcCalls = lazyLibc({
 });
 
 /**
- * Calls `onTransmit` (from the event loop) after the kernel has sent packets to `device`; undefined where
- * no packet socket can be made (bun:ffi cannot open libc, no CAP_NET_RAW, no such interface).
+ * Calls `onTransmit` (from the event loop) after the kernel has sent packets to `device`, and `onClosed`
+ * once if the socket closes by itself (the interface went down); undefined where no packet socket can be
+ * made (bun:ffi cannot open libc, no CAP_NET_RAW, no such interface).
  */
-export function openTransmitTap(device: string, onTransmit: () => void): TransmitTap | undefined {
+export function openTransmitTap(device: string, onTransmit: () => void, onClosed: () => void): TransmitTap | undefined {
   const libc = libcCalls();
   if (!libc) return undefined;
   const index = loadLibc().if_nametoindex(device); // koffi's libc, loaded already by the TUN device it taps
@@ -86,18 +87,19 @@ export function openTransmitTap(device: string, onTransmit: () => void): Transmi
   }
   let open = true;
   let socket: { terminate(): void } | undefined;
+  const closedBySocket = () => {
+    if (!open) return;
+    open = false;
+    onClosed();
+  };
   connectFd({
     fd,
     socket: {
       data: () => {
         if (open) onTransmit();
       },
-      close: () => {
-        open = false;
-      },
-      error: () => {
-        open = false;
-      },
+      close: closedBySocket,
+      error: closedBySocket,
     },
   }).then(
     (connected) => {
@@ -105,8 +107,8 @@ export function openTransmitTap(device: string, onTransmit: () => void): Transmi
       else connected.terminate();
     },
     () => {
-      open = false;
       libc.close(fd);
+      closedBySocket();
     },
   );
   return {

@@ -10,8 +10,9 @@ import { openTransmitTap, type TransmitTap } from "./transmit-tap.ts";
 // when the device is readable the loop drains every queued packet with plain non-blocking reads, so
 // one thread hop serves a whole burst. (An asynchronous fs.read per packet managed ~3k packets/s;
 // this, ~160k: scripts/bench/tun-loop.ts.) Once the interface is up, its transmit tap (transmit-tap.ts)
-// wakes the loop from the JS thread's own event loop, before the worker's hand-off would; poll() stays for
-// what the tap misses. Writes are synchronous and never block; a full queue drops.
+// wakes the loop from the JS thread's own event loop instead, and the worker is given no poll() while the
+// tap is open: each tap wake-up is followed by one more look at the device a little later, for what the
+// tap missed. Writes are synchronous and never block; a full queue drops.
 
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
@@ -45,10 +46,12 @@ const DEVICE_READS_PER_TURN = 256;
 /** How often a transmit tap that could not be opened, or closed (the interface went down), is tried again, at most. */
 const TAP_RETRY_MS = 1_000;
 /**
- * With the tap open, how long after the worker's poll() returned the loop looks at the device for it and
- * hands it the next poll(): the longest a packet the tap's wake-up missed waits.
+ * With the tap open, how long after a tap wake-up the loop looks at the device again: the longest a packet
+ * waits that the tap's wake-up missed (it sees a packet just before the device queues it, so a reader
+ * running on another CPU can look too soon), or that a drain stopped at DEVICE_READS_PER_TURN left.
+ * One look is due at a time; one that finds packets makes the next due.
  */
-const POLL_BACKSTOP_DELAY_MS = 2;
+const TAP_MISS_LOOK_DELAY_MS = 2;
 
 export type TunErrorCode = "TUN_UNAVAILABLE" | "TUN_NOT_PERMITTED" | "TUN_FAILED";
 
@@ -76,8 +79,11 @@ export interface TunDevice {
   write(packet: Buffer, checksumPartial: boolean): void;
   /** Packets the kernel dropped at the device's queue so far (the node read too slowly), or 0 if unknown. */
   queueDrops(): number;
-  /** The read loop's wake-ups so far that found packets: by the transmit tap (transmit-tap.ts), and by the worker's poll(). */
-  readWakes(): { tap: number; worker: number };
+  /**
+   * The read loop's wake-ups so far that found packets: by the transmit tap (transmit-tap.ts), and by
+   * its backstop (the worker's poll() while no tap is open, the look after a tap wake-up while one is).
+   */
+  readWakes(): { tap: number; backstop: number };
   close(): void;
 }
 
@@ -149,9 +155,9 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
   let closed = false;
   let tap: TransmitTap | undefined;
   let tapTriedAt = -Infinity;
-  /** The worker's poll() returned while the tap was open: its look at the device, due later. */
-  let pollBackstop: ReturnType<typeof setTimeout> | undefined;
-  const wakes = { tap: 0, worker: 0 };
+  /** The look at the device due after a tap wake-up (TAP_MISS_LOOK_DELAY_MS). */
+  let tapMissLook: ReturnType<typeof setTimeout> | undefined;
+  const wakes = { tap: 0, backstop: 0 };
   const coalescer = new Coalescer((parts) => {
     try {
       writevSync(fd, parts);
@@ -215,25 +221,37 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         const now = performance.now();
         if (now - tapTriedAt < TAP_RETRY_MS) return;
         tapTriedAt = now;
-        tap = openTransmitTap(name, () => {
-          if (!closed && drain()) wakes.tap++;
-        });
+        tap = openTransmitTap(
+          name,
+          () => {
+            if (closed) return;
+            if (drain()) wakes.tap++;
+            tapMissLook ??= setTimeout(lookForMissed, TAP_MISS_LOOK_DELAY_MS);
+          },
+          () => queueMicrotask(wait), // the interface went down: the worker watches until a tap opens again
+        );
       };
-      const afterPoll = () => {
-        pollBackstop = undefined;
-        if (closed) return;
-        if (drain()) wakes.worker++;
-        // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
-        if (!closed) queueMicrotask(wait);
+      const lookForMissed = () => {
+        tapMissLook = undefined;
+        if (closed || !drain()) return;
+        wakes.backstop++;
+        if (tap?.open) tapMissLook = setTimeout(lookForMissed, TAP_MISS_LOOK_DELAY_MS);
       };
-      // With the tap open, the worker's wake-up is most often for what the tap's has read already: its
-      // look at the device and the next poll() (a wake-up of the worker) wait, off the turn that sends.
-      const wait = () =>
+      /** poll() is on the worker: its completion is due. */
+      let polling = false;
+      // Only while no tap is open: a worker waiting beside the tap is woken by every packet the tap reports
+      // too, on the CPU of the program that sent it, whose turn (and a ping's round trip) that wake-up lengthens.
+      const wait = () => {
+        if (polling || closed || tap?.open) return;
+        polling = true;
         tunCalls().pollAsync(pollFd, 2, pollTimeoutMs, () => {
+          polling = false;
           if (closed) return;
-          if (tap?.open) pollBackstop = setTimeout(afterPoll, POLL_BACKSTOP_DELAY_MS);
-          else afterPoll();
+          if (drain()) wakes.backstop++;
+          // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
+          queueMicrotask(wait);
         });
+      };
       drainDevice = drain;
       openTapIfDue();
       wait();
@@ -261,7 +279,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       if (closed) return;
       closed = true;
       tap?.close();
-      clearTimeout(pollBackstop);
+      clearTimeout(tapMissLook);
       closeSync(fd);
       // The write end's closing wakes poll() (POLLHUP on the read end); poll() holds both until it returns.
       stopPipe?.forEach((end) => closeSync(end));

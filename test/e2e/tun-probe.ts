@@ -10,8 +10,11 @@
 // MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
 // (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
 // turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
-// was whole (its IP length and ICMP checksum), how often the read loop's worker thread woke in a second
-// with nothing to read (its poll() used to time out four times a second), and whether the interface was
+// was whole (its IP length and ICMP checksum); then, the JS thread held again, it has ping queue 3,000
+// echo requests at once (more than the tap's few queued wake-ups cover at a turn's reads each), and prints
+// how many were read; how often the read loop's worker thread woke in a second
+// with nothing to read (null: no thread of this process is in poll(), as while the tap is open; the
+// worker's poll() used to time out four times a second, then to wait beside the tap), and whether the interface was
 // gone when close() returned (poll() on the worker thread holds the device until it returns), and how
 // many packet sockets (the tap's) were left open.
 import { execFile, execFileSync } from "node:child_process";
@@ -31,6 +34,8 @@ const PINGS = 3;
 const IDLE_MS = 1_000;
 const TAP_RETRY_WAIT_MS = 1_100;
 /** ICMP payload bytes and count of each ping run in the burst: 64 KB packets after 1 KB ones and before; last, the largest IPv4 packet. */
+/** Echo requests queued at once while the JS thread is held: many times a turn's reads. */
+const HELD_FLOOD_PACKETS = 3_000;
 const BURST: [number, number][] = [[65_000, 3], [1_000, 150], [65_000, 2], [1_000, 60], [65_507, 3]];
 
 function echoRequest(sequence: number): Buffer {
@@ -132,6 +137,14 @@ for (const [i, size] of requestSizes.entries()) {
   if (last?.[0] === size && requests[i] === requests[i - 1]! + 1) last[1]++;
   else burstSizes.push([size, 1]);
 }
+// More than the tap's queued wake-ups can cover at a turn's reads each (it holds a few; the rest are
+// dropped): what they leave is read by the look that follows a tap wake-up, or by nothing.
+requests.length = 0;
+execFileSync("ip", ["link", "set", "dev", tun.name, "txqueuelen", String(HELD_FLOOD_PACKETS)]);
+execFileSync("sh", ["-c", `ping -n -q -c ${HELD_FLOOD_PACKETS} -l ${HELD_FLOOD_PACKETS} -s 100 -W 0.05 10.77.0.2; true`], { stdio: "ignore" }); // holds the JS thread
+const floodDeadline = Date.now() + REPLY_TIMEOUT_MS;
+while (requests.length < HELD_FLOOD_PACKETS && Date.now() < floodDeadline) await new Promise((resolve) => setTimeout(resolve, 10));
+const heldFloodRead = requests.length;
 const idlePollWakes = await wakesOfThreadInPoll(IDLE_MS);
 tun.close();
 let interfaceGone = false;
@@ -140,5 +153,5 @@ try {
 } catch {
   interfaceGone = true;
 }
-console.log(JSON.stringify({ burstSizes, wholeReads, idlePollWakes, interfaceGone, packetSocketsLeft: packetSockets() }));
+console.log(JSON.stringify({ burstSizes, wholeReads, heldFloodRead, idlePollWakes, interfaceGone, packetSocketsLeft: packetSockets() }));
 process.exit(0);

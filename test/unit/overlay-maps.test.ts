@@ -17,7 +17,7 @@ function slowHost() {
   const addresses = new Set<string>();
   let onPacket: (packet: Buffer, checksumPartial: boolean) => void = () => {};
   const dropReads = { count: 0 };
-  const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, writeSuperPacket: () => true, queueDrops: () => (dropReads.count++, 0), readWakes: () => ({ tap: 0, worker: 0 }), close: () => {} };
+  const tun: TunDevice = { name: "fake0", start: (handler) => (onPacket = handler), write: () => {}, writeSuperPacket: () => true, queueDrops: () => (dropReads.count++, 0), readWakes: () => ({ tap: 0, backstop: 0 }), close: () => {} };
   const system: OverlaySystem = {
     openTun: () => tun,
     async configureInterface(_device, address, prefix) {
