@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // The floor of an SDWAN hop in Bun, for ping-trace.ts: the least a forwarder on inp2p's own parts does.
-// It reads IP packets from the TUN device with inp2pc's read loop (src/sdwan/tun.ts: the transmit tap and
-// the worker's poll()), seals each as one record of inp2pc's session (src/crypto/session.ts, AES-256-GCM)
+// It reads IP packets from the TUN device with inp2pc's read loop (src/sdwan/tun.ts: the transmit tap, and
+// the worker's poll() until the tap is open), seals each as one record of inp2pc's session (src/crypto/session.ts, AES-256-GCM)
 // and sends it with one Bun UDP socket to its one peer; what comes back is opened and written to the
 // device. No server, no handshake (both ends are given the session's secrets), no routing, no links,
 // no fairness, no batching: what inp2pc adds to an idle ping is its round trip less this one's.

@@ -200,7 +200,7 @@ function threadsOf(ends: Ends): Map<number, keyof OnCpu> {
 
 /** --pings pings to `ip` while perf records context switches (and ping's own sendto and recvmsg, to delimit each ping); each ping's time on a CPU. */
 async function onCpu(label: string, ip: string, ends: Ends): Promise<OnCpu[]> {
-  const threads = threadsOf(ends);
+  const threadsBefore = threadsOf(ends);
   const data = join(workDir, "sched.data");
   const pingCalls = `(id == ${SYSCALL.sendto} || id == ${SYSCALL.recvmsg}) && common_pid != $$`;
   const perf = Bun.spawn(["sh", "-c", `exec perf record -a -q -o ${data} -e sched:sched_switch -e raw_syscalls:sys_enter --filter "${pingCalls}" -e raw_syscalls:sys_exit --filter "${pingCalls}"`], { stdout: "ignore", stderr: "pipe" });
@@ -211,11 +211,13 @@ async function onCpu(label: string, ip: string, ends: Ends): Promise<OnCpu[]> {
   await perf.exited;
   const script = Bun.spawnSync(["perf", "script", "-i", data, "-F", "comm,tid,cpu,time,event,trace"], { stdout: "pipe", stderr: "ignore" }).stdout.toString();
   rmSync(data, { force: true });
+  const threads = new Map([...threadsBefore, ...threadsOf(ends)]); // also those started meanwhile
   const running = new Map<number, keyof OnCpu | "other">(); // by CPU
   let pingWindow: OnCpu | undefined;
   let lastAt = 0;
   const windows: OnCpu[] = [];
   const line = /^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$/;
+  const pingReplied = new RegExp(`^NR ${SYSCALL.recvmsg} = [1-9]`);
   for (const text of script.split("\n")) {
     const m = line.exec(text);
     if (!m) continue;
@@ -236,7 +238,7 @@ async function onCpu(label: string, ip: string, ends: Ends): Promise<OnCpu[]> {
       running.set(Number(cpu), tid === 0 ? "idle" : next?.[1] === "ping" ? "ping" : (threads.get(tid) ?? "other"));
     } else if (comm === "ping" && event === "raw_syscalls:sys_enter" && rest!.startsWith(`NR ${SYSCALL.sendto} `)) {
       pingWindow = { aMain: 0, aOther: 0, bMain: 0, bOther: 0, ping: 0, idle: 0, parallel: 0 };
-    } else if (comm === "ping" && event === "raw_syscalls:sys_exit" && /^NR 47 = [1-9]/.test(rest!) && pingWindow) {
+    } else if (comm === "ping" && event === "raw_syscalls:sys_exit" && pingReplied.test(rest!) && pingWindow) {
       windows.push(pingWindow);
       pingWindow = undefined;
     }

@@ -10,13 +10,13 @@
 // MTU at 65535 and the JS thread held up, it has ping queue a burst of 64 KB and 1 KB echo requests
 // (BURST, ending with the largest IPv4 packet) on the device, so that one wake-up finds more than a
 // turn's reads: it prints the sizes read, as runs of consecutive sequence numbers, whether every one
-// was whole (its IP length and ICMP checksum); then, the JS thread held again, it has ping queue 3,000
-// echo requests at once (more than the tap's few queued wake-ups cover at a turn's reads each), and prints
-// how many were read; how often the read loop's worker thread woke in a second
-// with nothing to read (null: no thread of this process is in poll(), as while the tap is open; the
-// worker's poll() used to time out four times a second, then to wait beside the tap), and whether the interface was
-// gone when close() returned (poll() on the worker thread holds the device until it returns), and how
-// many packet sockets (the tap's) were left open.
+// was whole (its IP length and ICMP checksum). Then, the JS thread held again, it has ping queue 3,000
+// echo requests at once (more than the tap's few queued wake-ups cover at a turn's reads each) and
+// prints how many were read; how often the read loop's worker thread woke in a second with nothing to
+// read (null: no thread of this process is in poll(), as while the tap is open; the worker's poll()
+// used to time out four times a second, then to wait beside the tap); whether the interface was gone
+// when close() returned (poll() on the worker thread holds the device until it returns); and how many
+// packet sockets (the tap's) were left open.
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
@@ -33,9 +33,9 @@ const PROTOCOL_ICMP = 1;
 const PINGS = 3;
 const IDLE_MS = 1_000;
 const TAP_RETRY_WAIT_MS = 1_100;
-/** ICMP payload bytes and count of each ping run in the burst: 64 KB packets after 1 KB ones and before; last, the largest IPv4 packet. */
 /** Echo requests queued at once while the JS thread is held: many times a turn's reads. */
 const HELD_FLOOD_PACKETS = 3_000;
+/** ICMP payload bytes and count of each ping run in the burst: 64 KB packets after 1 KB ones and before; last, the largest IPv4 packet. */
 const BURST: [number, number][] = [[65_000, 3], [1_000, 150], [65_000, 2], [1_000, 60], [65_507, 3]];
 
 function echoRequest(sequence: number): Buffer {

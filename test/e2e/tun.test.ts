@@ -4,8 +4,8 @@
 // the transmit tap, also after the interface went down and up (the tap opened again by the next read,
 // the one right after a write too); a burst of 64 KB and 1 KB packets up to the largest IPv4 packet,
 // queued at once, is read whole and in order, and so is a queue of 3,000 that the tap's wake-ups alone
-// would leave partly unread; with the tap open no thread waits in poll(); close() takes
-// the interface and the tap away. Needs root, iproute2 and ping.
+// would leave partly unread; with the tap open no thread waits in poll(); close() takes the interface
+// and the tap away. Needs root, iproute2 and ping.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -25,7 +25,7 @@ describe.skipIf(reason)("TUN device", () => {
     execFileSync("ip", ["netns", "del", NAMESPACE], { stdio: "ignore" });
   });
 
-  it("reads the kernel's answer to a written packet before any other I/O event, what the kernel sends unprompted (woken by the transmit tap, again after the interface went down and up), and a burst whole and in order; no thread in poll() beside the tap; lets go of the interface and the tap on close", () => {
+  it("reads the kernel's answer to a written packet before any other I/O event, what the kernel sends unprompted (woken by the transmit tap, again after the interface went down and up), a burst whole and in order, and a queue of 3,000 in full; no thread in poll() beside the tap; lets go of the interface and the tap on close", () => {
     execFileSync("ip", ["netns", "add", NAMESPACE]);
     const output = execFileSync("ip", ["netns", "exec", NAMESPACE, BUN, join(REPO_ROOT, "test/e2e/tun-probe.ts")], { cwd: REPO_ROOT, timeout: PROBE_TIMEOUT_MS, encoding: "utf8" });
     const lines = output.trim().split("\n").map((line) => JSON.parse(line));
