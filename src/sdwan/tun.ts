@@ -180,7 +180,8 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
     if (closed) return;
     coalescer.flush();
     // What the kernel answers to a packet written (an echo reply, a TCP ACK) is often queued on the
-    // device before the write returns: reading it now saves the worker thread's wake-up and hand-off.
+    // device before the write returns: reading it now saves a wake-up (the tap's, or the worker's and its
+    // hand-off where no tap is open).
     drainDevice?.();
   };
   return {
