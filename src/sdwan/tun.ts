@@ -175,6 +175,12 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
   let drainDevice: (() => void) | undefined;
   /** The pipe whose closing wakes the worker's poll(); set by start(). */
   let stopPipe: Int32Array | undefined;
+  /** poll() is with the worker (running, or queued: Bun's pool runs two at once): its completion is due. */
+  let polling = false;
+  const releaseFds = () => {
+    closeSync(fd);
+    if (stopPipe) closeSync(stopPipe[0]!);
+  };
   const flush = () => {
     flushQueued = false;
     if (closed) return;
@@ -238,8 +244,6 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         wakes.backstop++;
         if (tap?.open) tapMissLook = setTimeout(lookForMissed, TAP_MISS_LOOK_DELAY_MS);
       };
-      /** poll() is on the worker: its completion is due. */
-      let polling = false;
       // Only while no tap is open: a worker waiting beside the tap is woken by every packet the tap reports
       // too, on the CPU of the program that sent it, whose turn (and a ping's round trip) that wake-up lengthens.
       const wait = () => {
@@ -247,7 +251,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         polling = true;
         tunCalls().pollAsync(pollFd, 2, pollTimeoutMs, () => {
           polling = false;
-          if (closed) return;
+          if (closed) return releaseFds();
           if (drain()) wakes.backstop++;
           // After the microtasks: the packets just read leave (the endpoint sends in one) before poll() is handed to the worker.
           queueMicrotask(wait);
@@ -281,9 +285,11 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       closed = true;
       tap?.close();
       clearTimeout(tapMissLook);
-      closeSync(fd);
-      // The write end's closing wakes poll() (POLLHUP on the read end); poll() holds both until it returns.
-      stopPipe?.forEach((end) => closeSync(end));
+      // The write end's closing wakes poll() (POLLHUP on the read end), or makes one still queued return at
+      // once. The device and the read end go when it has returned: a poll() queued behind others must not
+      // find their numbers given to something else meanwhile, and wait on that, holding a pool thread for good.
+      if (stopPipe) closeSync(stopPipe[1]!);
+      if (!polling) releaseFds();
     },
   };
 }

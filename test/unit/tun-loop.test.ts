@@ -13,6 +13,10 @@ import { waitFor } from "../helpers/processes.ts";
 const IPV4_HEADER_BYTES = 20;
 const PACKET_BYTES = 64;
 const WAIT_MS = 5_000;
+/** More devices than this, each with a poll() on koffi's pool, and the pool is taken to have no limit. */
+const POOL_THREADS_MAX = 16;
+/** A packet not read in this long: the device's poll() has not run (a running one wakes in microseconds). */
+const QUEUED_AFTER_MS = 300;
 
 /** A device read: a virtio_net_hdr (no offload) and an IPv4 packet carrying `sequence`. */
 function deviceRead(sequence: number): Buffer {
@@ -76,6 +80,38 @@ describe("TUN read loop", () => {
     for (const [i, { hostFd }] of [second, third].entries()) writeSync(hostFd, deviceRead(3 + i));
     await waitFor("the open devices' packets read", () => second.received.length === 2 && third.received.length === 1, WAIT_MS, 1);
     expect([first.received, second.received, third.received]).toEqual([[1], [2, 3], [4]]);
+  });
+
+  // koffi's asynchronous calls run on a pool of a few threads (two on a 2-core box): a device's poll()
+  // may wait there while others hold every thread. Closed meanwhile, its fd numbers must not be given
+  // out again before that poll() runs: it would wait on whatever got them, holding a thread for good.
+  it("a device closed while its poll() is still queued gives its pool thread back", async () => {
+    const idle: number[] = [];
+    try {
+      // Devices with a poll() each, until one's packet is not read: every pool thread is held, its poll() queued.
+      let queued: ReturnType<typeof openPair> | undefined;
+      for (let count = 0; count < POOL_THREADS_MAX + 1 && !queued; count++) {
+        const pair = openPair();
+        writeSync(pair.hostFd, deviceRead(count));
+        const deadline = Date.now() + QUEUED_AFTER_MS;
+        while (pair.received.length === 0 && Date.now() < deadline) await sleep(5);
+        if (pair.received.length === 0) queued = pair;
+      }
+      if (!queued) throw new Error(`${POOL_THREADS_MAX + 1} devices' poll() calls all ran at once: no pool to fill`);
+      const holders = opened.filter(({ device }) => device !== queued.device);
+      queued.device.close();
+      // Whatever opens next gets the lowest free fd numbers: idle sockets no one writes to.
+      for (let i = 0; i < 2; i++) idle.push(...(loadLibc().seqpacketPair() ?? []));
+      holders[0]!.device.close(); // a pool thread comes free: the closed device's poll() runs now
+      const next = openPair();
+      writeSync(next.hostFd, deviceRead(99));
+      await waitFor("a new device's packet read", () => next.received.length === 1, WAIT_MS, 1);
+    } finally {
+      // With the defect, a poll() waits on these: wake it, then close them.
+      for (const fd of idle) writeSync(fd, Buffer.from([0]));
+      await sleep(50);
+      idle.forEach((fd) => closeSync(fd));
+    }
   });
 });
 
