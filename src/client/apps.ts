@@ -17,6 +17,7 @@ import {
   MAX_UDP_TARGET_BYTES,
   type RefusalCode,
   type StreamAnswer,
+  UDP_APP_DATAGRAM_TYPES,
 } from "../protocol/index.ts";
 import { splitEndpoint, type Link } from "../transport/index.ts";
 import type { ExposeDecision, ExposePolicy } from "./expose.ts";
@@ -471,7 +472,7 @@ export class AppService {
 
   attach(peer: string, link: Link): void {
     link.mux.onStream((stream) => this.acceptStream(peer, stream));
-    link.onDatagram((datagram) => this.receiveDatagram(peer, link, datagram));
+    link.onDatagram(UDP_APP_DATAGRAM_TYPES, (datagram) => this.receiveDatagram(peer, link, datagram));
     link.onClose(() => {
       for (const [key, flow] of this.udpFlows) if (flow.link === link) this.closeFlow(key, flow);
     });
@@ -555,7 +556,7 @@ export class AppService {
       this.logger.debug(`peer ${peer} sent a malformed UDP app datagram: ${err.message}`);
       return;
     }
-    if (!decoded) return; // another datagram type (SDWAN)
+    if (!decoded) return; // not an app datagram (the link hands this handler only those)
     if (decoded.type === "reply") return this.flowIds.deliver(peer, decoded.flowId, decoded.payload);
     if (decoded.type === "refused") return this.flowIds.refused(peer, decoded.flowId, decoded.code);
     const { flowId, target, payload } = decoded;

@@ -33,6 +33,9 @@ export { AppProtocolError, MAX_STREAM_HEADER_BYTES } from "./framed-json.ts";
 
 /** First byte of a link datagram: who it is for. */
 export const DatagramType = { udpApp: 1, udpReply: 2, ipPacket: 3, udpRefused: 4, ipPacketPartialChecksum: 5, ipSuperPacket: 6 } as const;
+/** The types the UDP apps take, and the SDWAN's. */
+export const UDP_APP_DATAGRAM_TYPES = [DatagramType.udpApp, DatagramType.udpReply, DatagramType.udpRefused] as const;
+export const IP_DATAGRAM_TYPES = [DatagramType.ipPacket, DatagramType.ipPacketPartialChecksum, DatagramType.ipSuperPacket] as const;
 
 /** An ipSuperPacket datagram's type byte and segment size. */
 export const SUPER_PACKET_HEADER_BYTES = 3;

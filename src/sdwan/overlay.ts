@@ -1,6 +1,6 @@
 import { isIPv4 } from "node:net";
 import type { Logger } from "../log/index.ts";
-import { DatagramType, SUPER_PACKET_HEADER_BYTES, type SdwanMap } from "../protocol/index.ts";
+import { DatagramType, IP_DATAGRAM_TYPES, SUPER_PACKET_HEADER_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { SUPER_DATAGRAM_MAX_BYTES, type Link } from "../transport/index.ts";
 import { FAIRNESS_WINDOW_MS, FlowAllowances } from "./fairness.ts";
 import { isSuperPacket } from "./offload.ts";
@@ -218,9 +218,9 @@ export class Overlay {
 
   /** A link to a peer came up: its datagrams may carry IP packets for us. */
   attach(peer: string, link: Link): void {
-    link.onDatagram((datagram) => {
+    link.onDatagram(IP_DATAGRAM_TYPES, (datagram) => {
+      if (!this.tun) return;
       const type = datagram[0];
-      if ((type !== DatagramType.ipPacket && type !== DatagramType.ipPacketPartialChecksum && type !== DatagramType.ipSuperPacket) || !this.tun) return;
       const superPacket = type === DatagramType.ipSuperPacket;
       const packet = datagram.subarray(superPacket ? SUPER_PACKET_HEADER_BYTES : 1);
       const addresses = ipv4Addresses(packet);

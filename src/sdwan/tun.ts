@@ -154,6 +154,12 @@ export function openTun(name: string): TunDevice {
 export function deviceOnFd(fd: number, name: string, options: { transmitTap?: boolean } = {}): TunDevice {
   let closed = false;
   let tap: TransmitTap | undefined;
+  /**
+   * Whether the tap is open, as a plain boolean: drain() reads it on every packet's path, and the start-up
+   * warm-up's devices (socket pairs) have no tap. Code the warm-up never ran (a `tap?.open` finding a tap)
+   * is compiled to leave the optimised code when reached, which each idle packet then paid for.
+   */
+  let tapOpen = false;
   let tapTriedAt = -Infinity;
   /** The look at the device due after a tap wake-up (TAP_MISS_LOOK_DELAY_MS). */
   let tapMissLook: ReturnType<typeof setTimeout> | undefined;
@@ -209,7 +215,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
         for (let reads = 0; reads < DEVICE_READS_PER_TURN; reads++) {
           const bytes = read(fd, buffer);
           if (bytes <= 0) {
-            if (reads > 0 && !tap?.open) openTapIfDue();
+            if (reads > 0 && !tapOpen) openTapIfDue();
             return reads > 0; // the queue is empty (or the device is gone)
           }
           try {
@@ -224,7 +230,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       // A packet read (by any drain, also the one after a write) means the interface is up: the tap can
       // be bound (a down interface closes it).
       const openTapIfDue = () => {
-        if (!options.transmitTap || tap?.open || closed) return;
+        if (!options.transmitTap || tapOpen || closed) return;
         const now = performance.now();
         if (now - tapTriedAt < TAP_RETRY_MS) return;
         tapTriedAt = now;
@@ -235,19 +241,23 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
             if (drain()) wakes.tap++;
             tapMissLook ??= setTimeout(lookForMissed, TAP_MISS_LOOK_DELAY_MS);
           },
-          () => queueMicrotask(wait), // the interface went down: the worker watches until a tap opens again
+          () => {
+            tapOpen = false;
+            queueMicrotask(wait); // the interface went down: the worker watches until a tap opens again
+          },
         );
+        tapOpen = tap?.open === true;
       };
       const lookForMissed = () => {
         tapMissLook = undefined;
         if (closed || !drain()) return;
         wakes.backstop++;
-        if (tap?.open) tapMissLook = setTimeout(lookForMissed, TAP_MISS_LOOK_DELAY_MS);
+        if (tapOpen) tapMissLook = setTimeout(lookForMissed, TAP_MISS_LOOK_DELAY_MS);
       };
       // Only while no tap is open: a worker waiting beside the tap is woken by every packet the tap reports
       // too, on the CPU of the program that sent it, whose turn (and a ping's round trip) that wake-up lengthens.
       const wait = () => {
-        if (polling || closed || tap?.open) return;
+        if (polling || closed || tapOpen) return;
         polling = true;
         tunCalls().pollAsync(pollFd, 2, pollTimeoutMs, () => {
           polling = false;
@@ -284,6 +294,7 @@ export function deviceOnFd(fd: number, name: string, options: { transmitTap?: bo
       if (closed) return;
       closed = true;
       tap?.close();
+      tapOpen = false;
       clearTimeout(tapMissLook);
       // The write end's closing wakes poll() (POLLHUP on the read end), or makes one still queued return at
       // once. The device and the read end go when it has returned: a poll() queued behind others must not

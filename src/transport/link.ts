@@ -24,6 +24,8 @@ const KCP_MAX_STREAM_WINDOW_BYTES = CHANNEL_HIGH_WATER_BYTES;
 export const SUPER_DATAGRAM_MAX_BYTES = PIECES_PACKET_MAX_BYTES - 1 - RECORD_OVERHEAD_BYTES;
 /** Pings remembered while waiting for their pongs (keepalives, probes and measured pings together). */
 const MAX_PINGS_OUT = 64;
+/** A datagram's type is its first byte. */
+const DATAGRAM_TYPES = 256;
 /** rttMs keeps this many steps per millisecond (0.01 ms). */
 const RTT_PRECISION = 100;
 
@@ -79,10 +81,20 @@ export class Link {
   private peerTakesSuperPackets = false;
   /** On a lan link: how large its KCP packets are, and whether they go as pieces. */
   private readonly lan?: LanPacketSizes;
+  /**
+   * Whether records larger than a datagram go as pieces (lan.size "pieces"), as a plain boolean: every
+   * record sent reads it, and the start-up warm-up's links are not lan links (see tun.ts's tapOpen).
+   */
+  private piecesOut = false;
   private deliverToMux: (message: Uint8Array) => void = () => {};
   private drainMux: () => void = () => {};
   private closeMux: (reason: string) => void = () => {};
-  private readonly datagramHandlers: ((data: Buffer) => void)[] = [];
+  /**
+   * Who takes each datagram type (a datagram's first byte): one handler a type, so that a datagram costs
+   * one call, to its own handler. (All handlers in turn, as before, called the UDP apps' on every SDWAN
+   * packet, and the start-up warm-up, which has no apps, left that call to deoptimise each idle packet.)
+   */
+  private readonly datagramHandlers = new Array<((data: Buffer) => void) | undefined>(DATAGRAM_TYPES).fill(undefined);
   private closeHandlers: ((reason: string) => void)[] = [];
   /** Pings without a pong yet: when each went out (performance.now), and who waits for its pong. */
   private readonly pingsOut = new Map<number, { sentAt: number; answered?: (rttMs: number | null) => void; padded?: boolean }>();
@@ -92,8 +104,18 @@ export class Link {
   private receivedCount = 0;
   private nextPing = 1;
 
+  /**
+   * The path and session, as fields of the link's own: every record sent or received reads them, and a
+   * LinkInit's shape depends on where it was made (the warm-up's have fewer fields than a planned link's),
+   * so reading them through `init` met, on a node's real links, shapes the warm-up's optimised code never saw.
+   */
+  private readonly path: Path;
+  private readonly session: SecureSession;
+
   constructor(readonly init: LinkInit) {
     const { path } = init;
+    this.path = path;
+    this.session = init.session;
     this.expected = { phase: 0, counter: init.firstCounter ?? 0 };
     path.onPacket((packet, from) => this.receive(packet, from));
     path.onClose((reason) => this.close(`path closed: ${reason}`));
@@ -124,7 +146,7 @@ export class Link {
   }
 
   get kind(): PathKind {
-    return this.init.path.kind;
+    return this.path.kind;
   }
 
   /**
@@ -132,12 +154,12 @@ export class Link {
    * lan link whose pieces got through, to a peer that said it takes them.
    */
   get takesSuperPackets(): boolean {
-    return this.peerTakesSuperPackets && this.lan?.size === "pieces";
+    return this.peerTakesSuperPackets && this.piecesOut;
   }
 
   /** The relay's name, on a relayed path. */
   get via(): string | null {
-    return this.init.path.via ?? null;
+    return this.path.via ?? null;
   }
 
   get plannedAt(): number | undefined {
@@ -149,10 +171,10 @@ export class Link {
   }
 
   stats(): LinkStats {
-    const { rejectedAuth, rejectedReplay, rejectedMalformed, rekeys } = this.init.session.stats;
+    const { rejectedAuth, rejectedReplay, rejectedMalformed, rekeys } = this.session.stats;
     return {
       kind: this.kind,
-      remote: this.init.path.remote,
+      remote: this.path.remote,
       via: this.via,
       since: this.since,
       bytesIn: this.bytesIn,
@@ -169,8 +191,13 @@ export class Link {
     this.sendRecord(RecordKind.datagram, data);
   }
 
-  onDatagram(handler: (data: Buffer) => void): void {
-    this.datagramHandlers.push(handler);
+  /** `handler` takes the datagrams whose first byte is one of `types`; a type has one handler at most. */
+  onDatagram(types: readonly number[], handler: (data: Buffer) => void): void {
+    for (const type of types) {
+      if (!Number.isInteger(type) || type < 0 || type >= DATAGRAM_TYPES) throw new RangeError(`datagram type ${type} is not a byte`);
+      if (this.datagramHandlers[type]) throw new Error(`datagram type ${type} already has a handler on this link`);
+      this.datagramHandlers[type] = handler;
+    }
   }
 
   onClose(handler: (reason: string) => void): void {
@@ -187,7 +214,7 @@ export class Link {
     this.pingsOut.clear();
     this.closeMux(reason);
     this.mux.close(reason);
-    this.init.path.close(reason);
+    this.path.close(reason);
     this.init.logger.info("peer link closed", { peer: this.init.peer, path: this.kind, reason });
     // One failing handler must neither skip the others nor throw out of the timer or event that closed us.
     for (const handler of this.closeHandlers) {
@@ -211,13 +238,14 @@ export class Link {
   }
 
   /** `asPieces`: sent as pieces to the peer's pieces port when larger than one datagram. */
-  private sendRecord(kind: number, plaintext: Uint8Array, asPieces = this.lan?.size === "pieces"): void {
+  private sendRecord(kind: number, plaintext: Uint8Array, asPieces = this.piecesOut): void {
     if (this.closed) return;
-    const { path, session } = this.init;
+    const { path, session } = this;
     // One byte of headroom for the envelope; sealed into the path's send memory where it has some.
     const packet = session.seal(plaintext, kind, 1, path.sendBuffer?.(1 + RECORD_OVERHEAD_BYTES + plaintext.length));
     packet[0] = Envelope.sealed;
-    if (!(asPieces && packet.length > PIECE_MAX_BYTES && path.sendPieces!(packet, this.lan!.piecesPort!))) path.send(packet);
+    // The size first: a record that fits a datagram (every one the warm-up sends) takes the same branch on any link.
+    if (!(packet.length > PIECE_MAX_BYTES && asPieces && path.sendPieces!(packet, this.lan!.piecesPort!))) path.send(packet);
     this.bytesOut += plaintext.length;
     this.lastSentAt = Date.now();
     this.awaitingSince ??= this.lastSentAt;
@@ -225,11 +253,11 @@ export class Link {
 
   /** The pieces port to offer the peer: on a lan link, when this node has one. */
   private get piecesOffer(): number | undefined {
-    return this.lan ? this.init.path.piecesPort : undefined;
+    return this.lan ? this.path.piecesPort : undefined;
   }
 
   private peerOffersPieces(port: number | undefined, takesSuperPackets: boolean): void {
-    if (port === undefined || !this.lan || !this.init.path.sendPieces) return;
+    if (port === undefined || !this.lan || !this.path.sendPieces) return;
     if (takesSuperPackets) this.peerTakesSuperPackets = true;
     this.useLanPackets(this.lan.offered(port));
     this.probeLan();
@@ -244,6 +272,7 @@ export class Link {
     const lan = this.lan!;
     if (size === lan.size) return;
     lan.size = size;
+    this.piecesOut = size === "pieces";
     // ACKs go in small packets: a lan link that loses large ones must still hear its peer.
     this.kcp!.setMtu(LAN_KCP_MTU_BYTES[size], KCP_FAST.mtu);
     this.mux.setMaxFramePayloadBytes(lanFramePayloadBytes(size));
@@ -253,8 +282,8 @@ export class Link {
   /** Whether `packet` was a fresh authentic record; `from`: it came from another address (a roaming trial). */
   private receive(packet: Buffer, from?: string): boolean {
     if (this.closed || packet[0] !== Envelope.sealed) return false; // late handshake copies and the like
-    const opened = this.init.session.open(packet, from !== undefined, 1);
-    if (this.init.path.reliable) {
+    const opened = this.session.open(packet, from !== undefined, 1);
+    if (this.path.reliable) {
       // TCP never loses or reorders: a refused record or a gap means someone tampered with the
       // stream, and the data it carried would otherwise go missing without a trace.
       const inTurn =
@@ -289,7 +318,7 @@ export class Link {
         this.deliverToMux(data);
         break;
       case RecordKind.datagram:
-        for (const handler of this.datagramHandlers) handler(data);
+        if (data.length > 0) this.datagramHandlers[data[0]!]?.(data);
         break;
       case RecordKind.ping: {
         const { id, piecesPort, takesSuperPackets } = decodePingBody(data, "ping");
@@ -316,7 +345,7 @@ export class Link {
   }
 
   private moveTo(remote: string): void {
-    const { path } = this.init;
+    const { path } = this;
     const was = path.remote;
     if (!path.moveTo || remote === was) return;
     path.moveTo(remote);

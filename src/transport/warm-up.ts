@@ -18,6 +18,15 @@ export const WARM_UP_DATAGRAMS = 3_000;
 /** A warm-up gives up after this long (a busy machine), or when nothing arrived for WARM_UP_STALL_MS (a packet lost): what ran is warm all the same. */
 const WARM_UP_TIMEOUT_MS = 5_000;
 const WARM_UP_STALL_MS = 100;
+/**
+ * Every so many sends the warm-up pauses for longer than LONE_SEND_IDLE_MS and LONE_RECEIVE_IDLE_MS, so
+ * that the next packets take a lone packet's path (an idle link's ping) too: JavaScriptCore compiles
+ * code a warm-up never ran to leave the optimised code when reached, and each idle packet paid for that.
+ */
+const IDLE_GAP_EVERY_SENDS = 25;
+const IDLE_GAP_MS = 3;
+/** The warm-up's datagrams are zeros: their type (first byte) is 0, which no real datagram has. */
+const WARM_UP_DATAGRAM_TYPE = 0;
 /** Sizes cycled through: an ICMP echo, a TCP ACK, a full-size packet. */
 const WARM_UP_SIZES_BYTES = [84, 52, 1_400] as const;
 
@@ -61,7 +70,8 @@ export async function pacedWarmUp(total: number, send: () => number, arrived: ()
   const deadline = performance.now() + WARM_UP_TIMEOUT_MS;
   let lastCount = 0;
   let lastArrivalAt = performance.now();
-  for (let sent = 0; sent < total; ) {
+  for (let sent = 0, sends = 0; sent < total; ) {
+    if (++sends % IDLE_GAP_EVERY_SENDS === 0) await new Promise((resolve) => setTimeout(resolve, IDLE_GAP_MS));
     sent += send();
     for (;;) {
       const count = arrived();
@@ -78,7 +88,7 @@ export async function pacedWarmUp(total: number, send: () => number, arrived: ()
 export async function warmUpLinks(datagrams = WARM_UP_DATAGRAMS): Promise<number> {
   const { links, close } = await loopbackLinkPair();
   let arrived = 0;
-  for (const link of links) link.onDatagram(() => arrived++);
+  for (const link of links) link.onDatagram([WARM_UP_DATAGRAM_TYPE], () => arrived++);
   const payloads = WARM_UP_SIZES_BYTES.map((bytes) => Buffer.alloc(bytes));
   try {
     await pacedWarmUp(

@@ -401,7 +401,7 @@ describe("peer link security (in-process endpoints, a proxy in the middle)", () 
     expect(Buffer.concat(far.received).toString()).toContain(marker);
     // Datagrams (the UDP app's records) too.
     const datagrams: Buffer[] = [];
-    lb.onDatagram((d) => datagrams.push(d));
+    lb.onDatagram(["d".charCodeAt(0)], (d) => datagrams.push(d));
     la.sendDatagram(Buffer.from(`datagram ${marker}`));
     await waitFor("the datagram", () => datagrams.length > 0, 3_000);
     const wire = proxy.allBytes();
@@ -519,8 +519,8 @@ describe("a UDP peer link follows its peer to a new port (NAT rebinding)", () =>
   async function datagramsBothWays(la: Link, lb: Link, withinMs: number): Promise<void> {
     const atA: string[] = [];
     const atB: string[] = [];
-    la.onDatagram((d) => atA.push(d.toString()));
-    lb.onDatagram((d) => atB.push(d.toString()));
+    la.onDatagram(["b".charCodeAt(0)], (d) => atA.push(d.toString()));
+    lb.onDatagram(["a".charCodeAt(0)], (d) => atB.push(d.toString()));
     la.sendDatagram(Buffer.from("a to b"));
     await waitFor("a's datagram at b", () => atB.includes("a to b"), withinMs);
     lb.sendDatagram(Buffer.from("b to a"));

@@ -217,7 +217,7 @@ describe("UDP send batching", () => {
     open.links.push(a, b);
     expect(a.kind).toBe("lan");
     const received: Buffer[] = [];
-    b.onDatagram((data) => received.push(data));
+    b.onDatagram([0], (data) => received.push(data)); // numbered from 0: the first byte is 0
     const datagrams = numberedPackets(PACKETS_IN_ONE_TICK);
     for (const datagram of datagrams) a.sendDatagram(datagram);
     await waitFor("every datagram at b", () => received.length >= datagrams.length || undefined, ARRIVAL_TIMEOUT_MS);

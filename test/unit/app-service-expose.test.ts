@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AppService, UdpFlowIds } from "../../src/client/apps.ts";
 import { ExposePolicy, type Lookup } from "../../src/client/expose.ts";
 import { createLogger } from "../../src/log/index.ts";
-import { decodeStreamAnswer, decodeUdpAppDatagram, encodeStreamHeader, encodeUdpAppDatagram, type StreamAnswer } from "../../src/protocol/index.ts";
+import { decodeStreamAnswer, decodeUdpAppDatagram, encodeStreamHeader, encodeUdpAppDatagram, type StreamAnswer, UDP_APP_DATAGRAM_TYPES } from "../../src/protocol/index.ts";
 import { linkPair } from "../helpers/memory-links.ts";
 
 const logger = createLogger({ level: "error", write: () => {} });
@@ -84,7 +84,7 @@ describe("AppService with expose", () => {
     const { port, near } = await setUp(() => [`127.0.0.1:${service.address().port}`], rebindingDns());
     const got: string[] = [];
     let onReply = () => {};
-    near.onDatagram((datagram) => {
+    near.onDatagram(UDP_APP_DATAGRAM_TYPES, (datagram) => {
       const decoded = decodeUdpAppDatagram(datagram);
       if (decoded?.type === "refused") got.push(`refused ${decoded.flowId} ${decoded.code}`);
       if (decoded?.type === "reply") (got.push(`reply ${decoded.flowId} ${decoded.payload}`), onReply());

@@ -76,6 +76,24 @@ describe("Link.close", () => {
   });
 });
 
+describe("Link datagrams", () => {
+  it("go to the one handler of their type (their first byte); others are dropped, and a type takes one handler", async () => {
+    const { near, far } = linkPair(createLogger({ level: "error" }));
+    const got: string[] = [];
+    far.onDatagram([1, 2], (datagram) => got.push(`apps ${datagram[0]}`));
+    far.onDatagram([3], (datagram) => got.push(`sdwan ${datagram[0]}`));
+    expect(() => far.onDatagram([2, 4], () => {})).toThrow(/datagram type 2 already has a handler/);
+    expect(() => far.onDatagram([256], () => {})).toThrow(RangeError);
+    for (const type of [3, 1, 9, 2]) near.sendDatagram(Buffer.from([type, 0xaa]));
+    near.sendDatagram(Buffer.alloc(0));
+    await vi.waitFor(() => expect(got).toHaveLength(3), { timeout: 2_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50)); // nothing more comes
+    expect(got).toEqual(["sdwan 3", "apps 1", "apps 2"]);
+    near.close("test over");
+    far.close("test over");
+  });
+});
+
 describe("Link.measureRtt", () => {
   const silent = createLogger({ level: "error", write: () => {} });
 

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AppService, UdpFlowIds } from "../../src/client/apps.ts";
 import { ExposePolicy } from "../../src/client/expose.ts";
 import { createLogger } from "../../src/log/index.ts";
-import { decodeUdpAppDatagram, encodeUdpAppDatagram } from "../../src/protocol/index.ts";
+import { decodeUdpAppDatagram, encodeUdpAppDatagram, UDP_APP_DATAGRAM_TYPES } from "../../src/protocol/index.ts";
 import type { Link } from "../../src/transport/index.ts";
 import { linkPair as memoryLinkPair } from "../helpers/memory-links.ts";
 
@@ -27,13 +27,15 @@ describe("a UDP app flow whose link is replaced (relay -> direct)", () => {
     const direct = linkPair();
     service.attach("near", relayed.far);
     service.attach("near", direct.far);
+    // The near side's replies, whichever link they come on, answer the question asked last.
+    let answered: (reply: string) => void = () => {};
+    for (const link of [relayed.near, direct.near])
+      link.onDatagram(UDP_APP_DATAGRAM_TYPES, (datagram) => {
+        const decoded = decodeUdpAppDatagram(datagram);
+        if (decoded?.type === "reply") answered(decoded.payload.toString());
+      });
     const ask = async (link: Link): Promise<string> => {
-      const answer = new Promise<string>((resolve) =>
-        link.onDatagram((datagram) => {
-          const decoded = decodeUdpAppDatagram(datagram);
-          if (decoded?.type === "reply") resolve(decoded.payload.toString());
-        }),
-      );
+      const answer = new Promise<string>((resolve) => (answered = resolve));
       link.sendDatagram(encodeUdpAppDatagram(7, `127.0.0.1:${target.address().port}`, Buffer.from("hello")));
       return answer;
     };

@@ -6,11 +6,17 @@ import { SecureSession } from "../../src/crypto/index.ts";
 import { Overlay, warmUpOverlay } from "../../src/sdwan/index.ts";
 import { Coalescer, splitRead } from "../../src/sdwan/offload.ts";
 import { Link, pacedWarmUp, PeerEndpoint, WARM_UP_DATAGRAMS, warmUpLinks } from "../../src/transport/index.ts";
+import { BUN, REPO_ROOT, runToEnd } from "../helpers/processes.ts";
 
 type Fn = (...args: never[]) => unknown;
 const compiles = (functions: Record<string, Fn>) => Object.fromEntries(Object.entries(functions).map(([name, fn]) => [name, numberOfDFGCompiles(fn)]));
 const notCompiled = (functions: Record<string, Fn>) => Object.fromEntries(Object.keys(functions).map((name) => [name, 0]));
 const privateMethod = (prototype: object, name: string) => (prototype as Record<string, Fn>)[name]!;
+
+/** The transport's functions every datagram passes through, each way. */
+const PER_DATAGRAM = ["sendDatagram", "sendRecord", "seal", "sendUdp", "sendEach", "enqueue", "route", "receive", "open"];
+/** As in test/helpers/idle-link-exits.ts. */
+const IDLE_DATAGRAMS_EACH_WAY = 40;
 
 describe("start-up warm-up", () => {
   it("sends datagrams both ways between two links on loopback and leaves seal, open, sendDatagram and the socket's send and receive optimised", async () => {
@@ -37,6 +43,20 @@ describe("start-up warm-up", () => {
     expect(await warmUpOverlay(), "packets written to the far devices").toBe(2 * WARM_UP_DATAGRAMS);
     for (const [name, count] of Object.entries(compiles(perPacket))) expect(count, name).toBeGreaterThan(0);
   });
+
+  // JavaScriptCore's optimised code leaves for slower code (an "OSR exit") wherever it meets what the
+  // code's profile never saw: a branch never taken, an object of another shape, another function called.
+  // A node's real links differed from the warm-up's in all three (a lan link's pieces check, a LinkInit with
+  // more fields, the UDP apps' datagram handler), so every idle packet left the optimised code, each way.
+  it("leaves a node's real links' per-packet code optimised: idle datagrams after it run without leaving it", async () => {
+    const { code, output } = await runToEnd(BUN, [`${REPO_ROOT}/test/helpers/idle-link-exits.ts`], { env: { BUN_JSC_printEachOSRExit: "1" }, timeoutMs: 30_000 });
+    expect(code, output.slice(-2_000)).toBe(0);
+    expect(output).toContain(`arrived ${2 * IDLE_DATAGRAMS_EACH_WAY}`);
+    const exits: Record<string, number> = {};
+    for (const [, name] of output.matchAll(/Speculation failure in (\w+)#/g)) if (PER_DATAGRAM.includes(name!)) exits[name!] = (exits[name!] ?? 0) + 1;
+    // A few exits while the code meets idle packets' paths are JSC's way; one a datagram was the defect (80 each).
+    for (const name of PER_DATAGRAM) expect(exits[name] ?? 0, name).toBeLessThan(IDLE_DATAGRAMS_EACH_WAY / 2);
+  }, 40_000);
 
   it("gives up soon when its packets stop arriving (loopback down, a packet lost), rather than spinning until its deadline", async () => {
     let sent = 0;
