@@ -14,7 +14,7 @@ const IPV4_HEADER_BYTES = 20;
 const PACKET_BYTES = 64;
 const WAIT_MS = 5_000;
 /** More devices than this, each with a poll() on koffi's pool, and the pool is taken to have no limit. */
-const POOL_THREADS_MAX = 16;
+const POOL_THREADS_MAX = 64;
 /** A packet not read in this long: the device's poll() has not run (a running one wakes in microseconds). */
 const QUEUED_AFTER_MS = 300;
 
