@@ -40,9 +40,9 @@ const UDP_SEND_BATCH_MAX_PACKETS = 256;
  * packet (an idle link's ping) need not wait for the rest of the tick; under load sends are closer
  * together than this, so they keep being batched.
  */
-const LONE_SEND_IDLE_MS = 1;
+export const LONE_SEND_IDLE_MS = 1;
 /** A packet received when none came for this long is routed at once, not queued (see enqueue). */
-const LONE_RECEIVE_IDLE_MS = 1;
+export const LONE_RECEIVE_IDLE_MS = 1;
 /** Runs shorter than this go with sendMany: GSO pays from a few datagrams on. */
 const GSO_MIN_RUN_DATAGRAMS = 4;
 /** GSO sends that failed in a row before the endpoint stops trying them. */

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { SecureSession } from "../crypto/index.ts";
 import { silentLogger } from "../log/index.ts";
-import { PeerEndpoint } from "./endpoint.ts";
+import { LONE_RECEIVE_IDLE_MS, LONE_SEND_IDLE_MS, PeerEndpoint } from "./endpoint.ts";
 import { Link } from "./link.ts";
 import { udpPath } from "./path.ts";
 
@@ -24,7 +24,7 @@ const WARM_UP_STALL_MS = 100;
  * code a warm-up never ran to leave the optimised code when reached, and each idle packet paid for that.
  */
 const IDLE_GAP_EVERY_SENDS = 25;
-const IDLE_GAP_MS = 3;
+const IDLE_GAP_MS = Math.max(LONE_SEND_IDLE_MS, LONE_RECEIVE_IDLE_MS) + 2;
 /** The warm-up's datagrams are zeros: their type (first byte) is 0, which no real datagram has. */
 const WARM_UP_DATAGRAM_TYPE = 0;
 /** Sizes cycled through: an ICMP echo, a TCP ACK, a full-size packet. */
