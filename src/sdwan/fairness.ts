@@ -30,6 +30,8 @@ const ALLOWANCE_LIFT_RATIO = 4;
  * flood starved may send nothing while it waits out its retransmission timer, and is still there.
  */
 const ALONE_AFTER_WINDOWS = 40;
+/** windowsAlone's count stops here: alone (since the start or a pause, or for longer than ALONE_AFTER_WINDOWS). */
+const ALONE = ALONE_AFTER_WINDOWS + 1;
 
 export class FlowAllowances {
   /** Bytes each bucket sent in the current window. */
@@ -42,8 +44,8 @@ export class FlowAllowances {
   /** Packets seen in the current window, admitted or not. */
   private windowPackets = 0;
   private lastDeviceDrops: number | undefined;
-  /** Windows in a row in which only the heaviest flow sent (Infinity: no other flow seen since the start or a pause). */
-  private windowsAlone = Infinity;
+  /** Windows in a row in which only the heaviest flow sent, up to ALONE (also: no other flow seen since the start or a pause). */
+  private windowsAlone = ALONE;
   /** Packets dropped here for being over their flow's allowance. */
   droppedPackets = 0;
 
@@ -76,7 +78,9 @@ export class FlowAllowances {
       totalBytes += this.sentBytes[bucket]!;
       if (this.sentBytes[bucket]! > this.sentBytes[heaviest]!) heaviest = bucket;
     }
-    this.windowsAlone = totalBytes > this.sentBytes[heaviest]! ? 0 : this.windowsAlone + 1;
+    // 0 if another flow sent too, else one more. Arithmetic, not a branch: the start-up warm-up's windows
+    // always carry two flows, and code it never ran leaves the optimised code (an idle node's every window).
+    this.windowsAlone = Math.min(ALONE, (this.windowsAlone + 1) * Number(totalBytes === this.sentBytes[heaviest]!));
     if (!(overflowed && this.cut(heaviest)) && this.limitedBuckets > 0) this.growAll();
     this.sentBytes.fill(0);
     this.tcpBytes = 0;
@@ -91,7 +95,7 @@ export class FlowAllowances {
   /** Nothing flows and nothing is held: windows stop, and the next one starts counting the device's drops anew. */
   pause(): void {
     this.lastDeviceDrops = undefined;
-    this.windowsAlone = Infinity;
+    this.windowsAlone = ALONE;
   }
 
   /** Halves the allowance of the heaviest flow other than TCP if it sent more than the floor and is not alone; whether it did. */

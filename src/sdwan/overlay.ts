@@ -87,6 +87,12 @@ export class Overlay {
   private readonly lingering = new Map<string, Member>();
   private readonly installedRoutes = new Set<string>();
   private readonly pending = new Map<string, Buffer[]>();
+  /**
+   * The link each peer's packets go over: the peers' current one, looked up as links come and go rather
+   * than per packet. A node's peers are another kind of object than the start-up warm-up's (see warm-up.ts),
+   * and calling theirs on every packet left the optimised code once per idle packet.
+   */
+  private readonly links = new Map<string, Link>();
   private readonly failedAt = new Map<string, number>();
   private readonly linking = new Set<string>();
   private configured = "";
@@ -218,30 +224,49 @@ export class Overlay {
 
   /** A link to a peer came up: its datagrams may carry IP packets for us. */
   attach(peer: string, link: Link): void {
-    link.onDatagram(IP_DATAGRAM_TYPES, (datagram) => {
-      if (!this.tun) return;
-      const type = datagram[0];
-      const superPacket = type === DatagramType.ipSuperPacket;
-      const packet = datagram.subarray(superPacket ? SUPER_PACKET_HEADER_BYTES : 1);
-      const addresses = ipv4Addresses(packet);
-      const member = this.members.get(peer) ?? this.lingering.get(peer);
-      if (!addresses || !member || !member.owns.some((cidr) => cidrContains(cidr, addresses.source)) || !this.ownNets.some((cidr) => cidrContains(cidr, addresses.destination))) {
-        this.stats.dropped.refused++;
-        return;
-      }
-      if (!superPacket) this.tun.write(packet, type === DatagramType.ipPacketPartialChecksum);
-      else if (this.tun.writeSuperPacket(packet, datagram.readUInt16BE(1))) this.stats.superPacketsIn++;
-      else {
-        this.stats.dropped.refused++; // not a TCP super-packet that the kernel could cut
-        return;
-      }
-      this.stats.packetsIn++;
-    });
+    link.onDatagram(IP_DATAGRAM_TYPES, (datagram) => this.fromPeer(peer, datagram));
+    this.followLink(peer);
+    link.onClose(() => this.followLink(peer));
     const queued = this.pending.get(peer);
     if (queued) {
       this.pending.delete(peer);
       for (const datagram of queued) link.sendDatagram(datagram);
     }
+  }
+
+  /** Takes up the peers' current link to `peer`, and returns it (none: its packets wait for one to come up). */
+  private followLink(peer: string): Link | undefined {
+    const link = this.init.peers.link(peer);
+    if (link) this.links.set(peer, link);
+    else this.links.delete(peer);
+    return link;
+  }
+
+  /** The link to send `peer`'s packets over now, if any. */
+  private linkOf(peer: string): Link | undefined {
+    const link = this.links.get(peer);
+    return link && !link.closed ? link : this.followLink(peer);
+  }
+
+  /** An IP packet from a member, written to the device if its addresses are ones that member may use. */
+  private fromPeer(peer: string, datagram: Buffer): void {
+    if (!this.tun) return;
+    const type = datagram[0];
+    const superPacket = type === DatagramType.ipSuperPacket;
+    const packet = datagram.subarray(superPacket ? SUPER_PACKET_HEADER_BYTES : 1);
+    const addresses = ipv4Addresses(packet);
+    const member = this.members.get(peer) ?? this.lingering.get(peer);
+    if (!addresses || !member || !anyContains(member.owns, addresses.source) || !anyContains(this.ownNets, addresses.destination)) {
+      this.stats.dropped.refused++;
+      return;
+    }
+    if (!superPacket) this.tun.write(packet, type === DatagramType.ipPacketPartialChecksum);
+    else if (this.tun.writeSuperPacket(packet, datagram.readUInt16BE(1))) this.stats.superPacketsIn++;
+    else {
+      this.stats.dropped.refused++; // not a TCP super-packet that the kernel could cut
+      return;
+    }
+    this.stats.packetsIn++;
   }
 
   status(): OverlayStatus {
@@ -288,7 +313,7 @@ export class Overlay {
     // The device leaves a spare byte in front of each packet: the datagram's type goes there, no copy.
     const datagram = Buffer.from(packet.buffer, packet.byteOffset - 1, packet.length + 1);
     datagram[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
-    const link = this.init.peers.link(member.name);
+    const link = this.linkOf(member.name);
     if (link) {
       this.stats.packetsOut++;
       link.sendDatagram(datagram); // sealed at once: the buffer may be reused after
@@ -312,7 +337,7 @@ export class Overlay {
   private superPacketFromDevice(packet: Buffer, gsoSize: number): boolean {
     if (packet.length > SUPER_DATAGRAM_MAX_BYTES - SUPER_PACKET_HEADER_BYTES || !isSuperPacket(packet, gsoSize)) return false;
     const member = this.routeOf(packet);
-    const link = member && this.init.peers.link(member.name);
+    const link = member && this.linkOf(member.name);
     if (!link?.takesSuperPackets) return false;
     this.fairnessTimer ??= this.endFairnessWindowLater();
     if (!this.allowances.admit(packet)) return true;
@@ -329,7 +354,10 @@ export class Overlay {
   /** The member owning an IPv4 packet's destination. */
   private routeOf(packet: Buffer): Member | undefined {
     const addresses = ipv4Addresses(packet);
-    return addresses ? this.table.find((entry) => cidrContains(entry.cidr, addresses.destination))?.member : undefined;
+    if (!addresses) return undefined;
+    const table = this.table;
+    for (let i = 0; i < table.length; i++) if (cidrContains(table[i]!.cidr, addresses.destination)) return table[i]!.member;
+    return undefined;
   }
 
   private linkTo(peer: string): void {
@@ -345,4 +373,14 @@ export class Overlay {
       })
       .finally(() => this.linking.delete(peer));
   }
+}
+
+/**
+ * Whether any of `cidrs` holds `address`. A loop of its own on a packet's path, not `some()` or `find()`:
+ * those are shared by all the code of the process, which compiles them for whatever called them most,
+ * and an idle packet's call then left the optimised code.
+ */
+function anyContains(cidrs: readonly Cidr[], address: number): boolean {
+  for (let i = 0; i < cidrs.length; i++) if (cidrContains(cidrs[i]!, address)) return true;
+  return false;
 }

@@ -13,8 +13,8 @@ const compiles = (functions: Record<string, Fn>) => Object.fromEntries(Object.en
 const notCompiled = (functions: Record<string, Fn>) => Object.fromEntries(Object.keys(functions).map((name) => [name, 0]));
 const privateMethod = (prototype: object, name: string) => (prototype as Record<string, Fn>)[name]!;
 
-/** The transport's functions every datagram passes through, each way. */
-const PER_DATAGRAM = ["sendDatagram", "sendRecord", "seal", "sendUdp", "sendEach", "enqueue", "route", "receive", "open"];
+/** Exits in the helper's own code (its waits for each packet), not the node's. */
+const HELPER_OWN = ["Promise"];
 /** As in test/helpers/idle-link-exits.ts. */
 const IDLE_DATAGRAMS_EACH_WAY = 40;
 
@@ -47,15 +47,19 @@ describe("start-up warm-up", () => {
   // JavaScriptCore's optimised code leaves for slower code (an "OSR exit") wherever it meets what the
   // code's profile never saw: a branch never taken, an object of another shape, another function called.
   // A node's real links differed from the warm-up's in all three (a lan link's pieces check, a LinkInit with
-  // more fields, the UDP apps' datagram handler), so every idle packet left the optimised code, each way.
-  it("leaves a node's real links' per-packet code optimised: idle datagrams after it run without leaving it", async () => {
+  // more fields, the UDP apps' datagram handler), and so did its overlay (its peers, another kind of object;
+  // the builtins find() and some(), compiled for other callers; a fairness window with one flow), so every
+  // idle packet left the optimised code, each way.
+  it("leaves a node's real per-packet code optimised: idle packets after it, device to device, run without leaving it", async () => {
     const { code, output } = await runToEnd(BUN, [`${REPO_ROOT}/test/helpers/idle-link-exits.ts`], { env: { BUN_JSC_printEachOSRExit: "1" }, timeoutMs: 30_000 });
     expect(code, output.slice(-2_000)).toBe(0);
     expect(output).toContain(`arrived ${2 * IDLE_DATAGRAMS_EACH_WAY}`);
     const exits: Record<string, number> = {};
-    for (const [, name] of output.matchAll(/Speculation failure in (\w+)#/g)) if (PER_DATAGRAM.includes(name!)) exits[name!] = (exits[name!] ?? 0) + 1;
-    // A few exits while the code meets idle packets' paths are JSC's way; one a datagram was the defect (80 each).
-    for (const name of PER_DATAGRAM) expect(exits[name] ?? 0, name).toBeLessThan(IDLE_DATAGRAMS_EACH_WAY / 2);
+    const idle = output.slice(output.indexOf("idle packets from here")); // the warm-up's own exits are not the idle packets'
+    for (const [, name] of idle.matchAll(/Speculation failure in (\w*)#/g)) if (!HELPER_OWN.includes(name!)) exits[name || "(anonymous)"] = (exits[name || "(anonymous)"] ?? 0) + 1;
+    // A few exits while the code meets idle packets' paths are JSC's way; one a packet or a window was the
+    // defect (80 each in sendRecord, receive and forward; 20 in endWindow).
+    expect(Object.entries(exits).filter(([, count]) => count >= IDLE_DATAGRAMS_EACH_WAY / 4), JSON.stringify(exits)).toEqual([]);
   }, 40_000);
 
   it("gives up soon when its packets stop arriving (loopback down, a packet lost), rather than spinning until its deadline", async () => {
