@@ -40,9 +40,9 @@ const socket = await Bun.udpSocket({
     },
   },
 });
-tun.start((packet, checksumPartial) => {
-  // The device leaves a spare byte in front of each packet: the checksum flag goes there, no copy.
-  const plaintext = Buffer.from(packet.buffer, packet.byteOffset - 1, packet.length + 1);
+tun.start((withHeadroom, checksumPartial) => {
+  // The checksum flag goes in the byte of headroom in front of the packet, no copy.
+  const plaintext = withHeadroom;
   plaintext[0] = checksumPartial ? CHECKSUM_PARTIAL : 0;
   const record = session.seal(plaintext, RecordKind.datagram, 1);
   record[0] = Envelope.sealed;

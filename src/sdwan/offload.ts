@@ -28,7 +28,11 @@ const IPV4_MAX_TOTAL_BYTES = 65_535;
 /** A super-packet written to the TUN device holds at most this many segments (Linux's GRO takes 64). */
 const MAX_COALESCED_SEGMENTS = 64;
 
-export type SegmentHandler = (packet: Buffer, checksumPartial: boolean) => void;
+/**
+ * Takes an IP packet behind one byte of headroom (`withHeadroom[0]` is the handler's to overwrite, the
+ * packet is `withHeadroom.subarray(1)`), so that a header byte can go in front of it with no copy.
+ */
+export type SegmentHandler = (withHeadroom: Buffer, checksumPartial: boolean) => void;
 /** Takes a TCP super-packet whole (checksum partial, segments of `gsoSize`), or declines it (false): it is then cut into segments. */
 export type SuperPacketHandler = (packet: Buffer, gsoSize: number) => boolean;
 
@@ -78,8 +82,9 @@ function completeChecksum(packet: Buffer, csumStart: number, csumOffset: number)
  * Takes one TUN read (virtio_net_hdr + packet) apart into IP packets of at most the interface MTU,
  * each given to `emit` with whether its transport checksum is still partial; a TCP super-packet goes
  * whole to `emitSuperPacket` instead, when that takes it. `scratch` receives the
- * segments of a super-packet in turn (emit must copy what it keeps). Every packet emitted has one spare
- * byte in front of it in its buffer (the header's last byte, or scratch's first), which emit may overwrite.
+ * segments of a super-packet in turn (emit must copy what it keeps). Each packet is emitted behind one
+ * byte of headroom (the header's last byte, or scratch's first), a subarray of the read: the caller need
+ * not make that view itself with a Buffer.from over memory before its packet's start.
  */
 export function splitRead(frame: Buffer, scratch: Buffer, emit: SegmentHandler, emitSuperPacket?: SuperPacketHandler): void {
   if (frame.length < VNET_HEADER_BYTES) throw new OffloadError(`a read of ${frame.length} bytes is shorter than the virtio_net_hdr`);
@@ -88,14 +93,15 @@ export function splitRead(frame: Buffer, scratch: Buffer, emit: SegmentHandler, 
   const gsoSize = frame.readUInt16LE(4);
   const csumStart = frame.readUInt16LE(6);
   const csumOffset = frame.readUInt16LE(8);
-  const packet = frame.subarray(VNET_HEADER_BYTES);
+  const withHeadroom = frame.subarray(VNET_HEADER_BYTES - 1);
   const partial = (flags & VNET_F_NEEDS_CSUM) !== 0;
+  if (gsoType === GSO_NONE && !partial) return emit(withHeadroom, false);
+  const packet = withHeadroom.subarray(1);
   if (gsoType === GSO_NONE) {
-    if (!partial) return emit(packet, false);
     const ipHeaderBytes = (packet[0]! & 0x0f) * 4;
-    if (csumStart === ipHeaderBytes && partialChecksumOffset(packet) === csumOffset) return emit(packet, true);
+    if (csumStart === ipHeaderBytes && partialChecksumOffset(packet) === csumOffset) return emit(withHeadroom, true);
     completeChecksum(packet, csumStart, csumOffset);
-    return emit(packet, false);
+    return emit(withHeadroom, false);
   }
   if (gsoType !== GSO_TCPV4) throw new OffloadError(`GSO type ${frame[1]} was not asked for`);
   if (emitSuperPacket && gsoSize > 0 && emitSuperPacket(packet, gsoSize)) return;
@@ -116,7 +122,8 @@ function segmentTcp(packet: Buffer, mss: number, scratch: Buffer, emit: SegmentH
   for (let offset = 0, index = 0; offset < payloadBytes; offset += mss, index++) {
     const length = Math.min(mss, payloadBytes - offset);
     const last = offset + length >= payloadBytes;
-    const segment = scratch.subarray(1, 1 + headerBytes + length);
+    const withHeadroom = scratch.subarray(0, 1 + headerBytes + length);
+    const segment = withHeadroom.subarray(1);
     packet.copy(segment, 0, 0, headerBytes);
     packet.copy(segment, headerBytes, headerBytes + offset, headerBytes + offset + length);
     segment.writeUInt16BE(segment.length, 2);
@@ -128,7 +135,7 @@ function segmentTcp(packet: Buffer, mss: number, scratch: Buffer, emit: SegmentH
     if (index > 0) segmentFlags &= ~TCP_CWR;
     segment[ipHeaderBytes + 13] = segmentFlags;
     segment.writeUInt16BE(pseudoHeaderSum(segment, PROTOCOL_TCP, tcpHeaderBytes + length), ipHeaderBytes + TCP_CHECKSUM_OFFSET);
-    emit(segment, true);
+    emit(withHeadroom, true);
   }
 }
 

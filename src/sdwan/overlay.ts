@@ -120,7 +120,7 @@ export class Overlay {
       this.init.logger.error(`SDWAN is off: ${this.error}; everything else keeps running`);
       return false;
     }
-    this.tun.start((packet, checksumPartial) => this.fromDevice(packet, checksumPartial), (packet, gsoSize) => this.superPacketFromDevice(packet, gsoSize));
+    this.tun.start((withHeadroom, checksumPartial) => this.fromDevice(withHeadroom, checksumPartial), (packet, gsoSize) => this.superPacketFromDevice(packet, gsoSize));
     this.init.logger.info("SDWAN interface created", { device: this.tun.name });
     return true;
   }
@@ -297,21 +297,22 @@ export class Overlay {
     return timer;
   }
 
-  private fromDevice(packet: Buffer, checksumPartial: boolean): void {
-    this.forward(packet, checksumPartial);
+  private fromDevice(withHeadroom: Buffer, checksumPartial: boolean): void {
+    this.forward(withHeadroom, checksumPartial);
     // Set up once the packet is on its way: the first packet after an idle spell (a ping) need not wait for it.
     this.fairnessTimer ??= this.endFairnessWindowLater();
   }
 
-  private forward(packet: Buffer, checksumPartial: boolean): void {
+  /** `withHeadroom`: the packet behind one spare byte, where the datagram's type goes (no copy). */
+  private forward(withHeadroom: Buffer, checksumPartial: boolean): void {
+    const packet = withHeadroom.subarray(1);
     if (!this.allowances.admit(packet)) return; // first: under a flood, the fewer steps a dropped packet costs, the better
     const member = this.routeOf(packet);
     if (!member) {
       this.stats.dropped.noRoute++;
       return;
     }
-    // The device leaves a spare byte in front of each packet: the datagram's type goes there, no copy.
-    const datagram = Buffer.from(packet.buffer, packet.byteOffset - 1, packet.length + 1);
+    const datagram = withHeadroom;
     datagram[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
     const link = this.linkOf(member.name);
     if (link) {

@@ -1,7 +1,7 @@
 import { closeSync, constants, openSync, readFileSync, writevSync } from "node:fs";
 import { FfiUnavailableError, LIBC_SONAME, loadDeviceRead, loadKoffi, O_CLOEXEC } from "./ffi.ts";
 import { TUN_DEVICE_PATH } from "./doctor.ts";
-import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES } from "./offload.ts";
+import { Coalescer, OffloadError, splitRead, VNET_HEADER_BYTES, type SegmentHandler } from "./offload.ts";
 import { openTransmitTap, type TransmitTap } from "./transmit-tap.ts";
 
 // A Linux TUN device through koffi: open /dev/net/tun (non-blocking), ioctl(TUNSETIFF) with IFF_TUN |
@@ -72,7 +72,7 @@ export interface TunDevice {
    * partial (see offload.ts). `onSuperPacket`, when given, is offered each TCP super-packet first, with
    * its segment size (3 bytes before it are spare); when it declines, the segments go to `onPacket`.
    */
-  start(onPacket: (packet: Buffer, checksumPartial: boolean) => void, onSuperPacket?: (packet: Buffer, gsoSize: number) => boolean): void;
+  start(onPacket: SegmentHandler, onSuperPacket?: (packet: Buffer, gsoSize: number) => boolean): void;
   /** Queues a TCP super-packet (checksum partial, segments of `gsoSize`) to be written as it is; false: not one. */
   writeSuperPacket(packet: Buffer, gsoSize: number): boolean;
   /** Queues a packet for the device: what is written in one turn of the event loop goes at its end, runs of a TCP flow as one. */

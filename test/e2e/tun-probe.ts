@@ -78,7 +78,8 @@ const replies = new Set<number>();
 const requests: number[] = [];
 const requestSizes: number[] = [];
 let wholeReads = true;
-tun.start((packet) => {
+tun.start((withHeadroom) => {
+  const packet = withHeadroom.subarray(1);
   if (packet[0]! >> 4 !== 4 || packet[9] !== PROTOCOL_ICMP) return;
   const sequence = packet.readUInt16BE(IPV4_HEADER_BYTES + 6);
   if (packet[IPV4_HEADER_BYTES] === ICMP_ECHO_REPLY) replies.add(sequence);

@@ -91,7 +91,11 @@ function vnet(fields: { flags?: number; gsoType?: number; headerBytes?: number; 
 
 function split(frame: Buffer): { packet: Buffer; partial: boolean }[] {
   const out: { packet: Buffer; partial: boolean }[] = [];
-  splitRead(frame, SCRATCH, (packet, partial) => out.push({ packet: Buffer.from(packet), partial }));
+  // Each packet comes behind a byte of headroom that is the handler's: overwriting it leaves the packet whole.
+  splitRead(frame, SCRATCH, (withHeadroom, partial) => {
+    withHeadroom[0] = 0xee;
+    out.push({ packet: Buffer.from(withHeadroom.subarray(1)), partial });
+  });
   return out;
 }
 
@@ -163,10 +167,10 @@ describe("TUN offloads: super-packets taken whole", () => {
     const original = tcpPacket({ payload: payloadOf(5 * MSS + 7, 11) });
     const taken: { packet: Buffer; gsoSize: number }[] = [];
     const segments: Buffer[] = [];
-    splitRead(frameOf(original), SCRATCH, (packet) => segments.push(Buffer.from(packet)), (packet, gsoSize) => (taken.push({ packet: Buffer.from(packet), gsoSize }), true));
+    splitRead(frameOf(original), SCRATCH, (withHeadroom) => segments.push(Buffer.from(withHeadroom.subarray(1))), (packet, gsoSize) => (taken.push({ packet: Buffer.from(packet), gsoSize }), true));
     expect(segments).toHaveLength(0);
     expect(taken).toEqual([{ packet: original, gsoSize: MSS }]);
-    splitRead(frameOf(original), SCRATCH, (packet) => segments.push(Buffer.from(packet)), () => false);
+    splitRead(frameOf(original), SCRATCH, (withHeadroom) => segments.push(Buffer.from(withHeadroom.subarray(1))), () => false);
     expect(segments.map((segment) => segment.length - 52)).toEqual([MSS, MSS, MSS, MSS, MSS, 7]);
   });
 

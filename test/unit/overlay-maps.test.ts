@@ -40,11 +40,12 @@ function slowHost() {
     expect(settled, "the maps settled").toBe(true);
   }
   function packet(destination: string): void {
-    const ip = Buffer.alloc(29).subarray(1); // the device leaves a spare byte in front
+    const withHeadroom = Buffer.alloc(29); // the device hands each packet over behind a byte of headroom
+    const ip = withHeadroom.subarray(1);
     ip[0] = 0x45;
     Buffer.from("10.9.0.1".split(".").map(Number)).copy(ip, 12);
     Buffer.from(destination.split(".").map(Number)).copy(ip, 16);
-    onPacket(ip, false);
+    onPacket(withHeadroom, false);
   }
   return { system, addresses, finishNewestFirst, packet, dropReads };
 }

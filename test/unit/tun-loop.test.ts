@@ -45,7 +45,7 @@ describe("TUN read loop", () => {
     if (!pair) throw new Error("socketpair() failed");
     const device = deviceOnFd(pair[0], "loop-test");
     const received: number[] = [];
-    device.start((packet) => received.push(packet.readUInt32BE(IPV4_HEADER_BYTES)));
+    device.start((withHeadroom) => received.push(withHeadroom.readUInt32BE(1 + IPV4_HEADER_BYTES)));
     opened.push({ device, hostFd: pair[1] });
     return { device, hostFd: pair[1], received };
   }
