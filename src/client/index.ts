@@ -5,8 +5,8 @@ import { loadOrCreateIdentity } from "../crypto/index.ts";
 import type { Logger } from "../log/index.ts";
 import { CloseCode, INSTANCE_ID_BYTES, type SdwanMap } from "../protocol/index.ts";
 import { ClientMetrics } from "../metrics/index.ts";
-import { Overlay, warmUpOverlay } from "../sdwan/index.ts";
-import { PATH_KINDS, warmUpLinks } from "../transport/index.ts";
+import { Overlay, warmUpNode } from "../sdwan/index.ts";
+import { PATH_KINDS } from "../transport/index.ts";
 import { detectNat, NatCache, watchNat, type DetectNatOptions } from "../nat/index.ts";
 import { LanPeers, Mdns } from "../discovery/index.ts";
 import { userHash } from "../protocol/discovery.ts";
@@ -208,7 +208,7 @@ export async function startClient(init: ClientInit, logger: Logger, version: str
   overlay?.start();
   // While the login is on its way: the first packets over a link (and the SDWAN) then run optimised code (warm-up.ts).
   setImmediate(() =>
-    (overlay?.ready ? warmUpOverlay() : warmUpLinks()).catch((err: Error) =>
+    warmUpNode(overlay?.ready === true).catch((err: Error) =>
       logger.debug("warming up the per-packet code failed; the first packets will only be slower", { error: err.message }),
     ),
   );

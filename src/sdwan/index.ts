@@ -17,4 +17,4 @@ export {
 export { Overlay, type OverlayInit, type OverlayPeers, type OverlayStatus, type OverlaySystem } from "./overlay.ts";
 export { openTun, TunError, type TunDevice, type TunErrorCode } from "./tun.ts";
 export { cidrContains, ipToNumber, ipv4Addresses, numberToIp, parseCidr, type Cidr } from "./packet.ts";
-export { warmUpOverlay } from "./warm-up.ts";
+export { warmUpNode, warmUpOverlay } from "./warm-up.ts";

@@ -1,6 +1,6 @@
 import { closeSync, writeSync } from "node:fs";
 import { silentLogger } from "../log/index.ts";
-import { loopbackLinkPair, pacedWarmUp, WARM_UP_DATAGRAMS } from "../transport/index.ts";
+import { loopbackLinkPair, loopbackTcpLinkPair, pacedWarmUp, WARM_UP_DATAGRAMS, warmUpLinks } from "../transport/index.ts";
 import { loadDeviceRead, loadLibc } from "./ffi.ts";
 import { VNET_HEADER_BYTES } from "./offload.ts";
 import { Overlay } from "./overlay.ts";
@@ -39,6 +39,14 @@ function deviceRead(bytes: number, protocol: number, from: string, to: string): 
     frame.writeUInt16LE(TCP_CHECKSUM_OFFSET, 8);
   }
   return frame;
+}
+
+/**
+ * A node's start-up warm-up: its links' per-packet code (with the SDWAN's, when `sdwan`), and at the same
+ * time that of links over TCP or a relay, so that the optimised code is made for both kinds of path.
+ */
+export function warmUpNode(sdwan: boolean): Promise<unknown> {
+  return Promise.all([sdwan ? warmUpOverlay() : warmUpLinks(), warmUpLinks(WARM_UP_DATAGRAMS, loopbackTcpLinkPair)]);
 }
 
 /** Sends `packets` IP packets each way between two overlays, a few at a time; returns how many reached the far device. */

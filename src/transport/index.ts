@@ -6,4 +6,4 @@ export { FramedSocket, FramingError, readFrames, writeFrame } from "./framing.ts
 export { Link, SUPER_DATAGRAM_MAX_BYTES, type LinkInit, type LinkStats } from "./link.ts";
 export { connectViaRelay, RelayError, RELAY_CONNECT_TIMEOUT_MS, type RelayConnectInit } from "./relayed.ts";
 export { PATH_KINDS, pathRank, tcpPath, udpPath, type Path, type PathKind, type PathReceiver } from "./path.ts";
-export { loopbackLinkPair, pacedWarmUp, warmUpLinks, WARM_UP_DATAGRAMS, type LinkPair } from "./warm-up.ts";
+export { loopbackLinkPair, loopbackTcpLinkPair, pacedWarmUp, warmUpLinks, WARM_UP_DATAGRAMS, type LinkPair } from "./warm-up.ts";

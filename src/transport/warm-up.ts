@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
+import { connect, createServer, type Socket } from "node:net";
 import { SecureSession } from "../crypto/index.ts";
 import { silentLogger } from "../log/index.ts";
 import { LONE_RECEIVE_IDLE_MS, LONE_SEND_IDLE_MS, PeerEndpoint } from "./endpoint.ts";
 import { Link } from "./link.ts";
-import { udpPath } from "./path.ts";
+import { FramedSocket } from "./framing.ts";
+import { tcpPath, udpPath, type Path } from "./path.ts";
 
 // JavaScriptCore runs a function in its interpreter until it has run some hundreds of times, and
 // optimises it only after thousands. A node that has just started has run its per-packet code (seal,
@@ -46,6 +48,39 @@ export async function loopbackLinkPair(): Promise<LinkPair> {
     throw err;
   }
   const paths = endpoints.map((endpoint, i) => udpPath(endpoint, `127.0.0.1:${endpoints[1 - i]!.udpPort}`, "udp-direct"));
+  return linkPairOver(paths as [Path, Path], closeEndpoints);
+}
+
+/**
+ * Two links over one TCP connection on loopback (a listener of their own, closed after): links over a
+ * TCP path or a relay send and receive through other code than UDP links (no send memory of the
+ * endpoint's, a framed socket, records checked in turn), which a UDP warm-up leaves to leave the
+ * optimised code on each idle packet (sendRecord, seal and receive each did, each way).
+ */
+export async function loopbackTcpLinkPair(): Promise<LinkPair> {
+  const server = createServer();
+  const sockets: Socket[] = [];
+  const closeAll = () => {
+    sockets.forEach((socket) => socket.destroy());
+    server.close();
+  };
+  try {
+    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+    const client = connect((server.address() as { port: number }).port, "127.0.0.1");
+    sockets.push(client);
+    await new Promise<void>((resolve, reject) => client.once("connect", resolve).once("error", reject));
+    sockets.push(await accepted);
+  } catch (err) {
+    closeAll();
+    throw err;
+  }
+  sockets.forEach((socket) => socket.setNoDelay(true));
+  return linkPairOver(sockets.map((socket) => tcpPath(new FramedSocket(socket), "tcp-direct")) as [Path, Path], closeAll);
+}
+
+/** Two links, initiator and responder, over two ends of a path, on a throwaway session. */
+function linkPairOver(paths: [Path, Path], closePaths: () => void): LinkPair {
   const secrets = { initiatorToResponder: randomBytes(32), responderToInitiator: randomBytes(32), chain: randomBytes(32) };
   const sessionId = randomBytes(16);
   const links = (["initiator", "responder"] as const).map(
@@ -55,7 +90,7 @@ export async function loopbackLinkPair(): Promise<LinkPair> {
     links,
     close: () => {
       for (const link of links) link.close("warm-up over");
-      closeEndpoints();
+      closePaths();
     },
   };
 }
@@ -84,9 +119,12 @@ export async function pacedWarmUp(total: number, send: () => number, arrived: ()
   }
 }
 
-/** Runs a link's per-packet code `datagrams` times each way, between two links on loopback; returns how many datagrams arrived. */
-export async function warmUpLinks(datagrams = WARM_UP_DATAGRAMS): Promise<number> {
-  const { links, close } = await loopbackLinkPair();
+/**
+ * Runs a link's per-packet code `datagrams` times each way, between two links on loopback (over UDP, or
+ * TCP with loopbackTcpLinkPair); returns how many datagrams arrived.
+ */
+export async function warmUpLinks(datagrams = WARM_UP_DATAGRAMS, linkPair: () => Promise<LinkPair> = loopbackLinkPair): Promise<number> {
+  const { links, close } = await linkPair();
   let arrived = 0;
   for (const link of links) link.onDatagram([WARM_UP_DATAGRAM_TYPE], () => arrived++);
   const payloads = WARM_UP_SIZES_BYTES.map((bytes) => Buffer.alloc(bytes));

@@ -7,13 +7,13 @@ import { randomBytes } from "node:crypto";
 import { writeSync } from "node:fs";
 import { SecureSession } from "../../src/crypto/index.ts";
 import { silentLogger } from "../../src/log/index.ts";
-import { UDP_APP_DATAGRAM_TYPES } from "../../src/protocol/index.ts";
-import { Overlay, warmUpOverlay } from "../../src/sdwan/index.ts";
+import { DatagramType, UDP_APP_DATAGRAM_TYPES } from "../../src/protocol/index.ts";
+import { Overlay, warmUpNode } from "../../src/sdwan/index.ts";
 import { loadDeviceRead, loadLibc } from "../../src/sdwan/ffi.ts";
 import { VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
 import { deviceOnFd } from "../../src/sdwan/tun.ts";
 import { ipToNumber } from "../../src/sdwan/packet.ts";
-import { Link, PeerEndpoint, udpPath } from "../../src/transport/index.ts";
+import { Link, loopbackTcpLinkPair, PeerEndpoint, udpPath } from "../../src/transport/index.ts";
 
 /** A node's peers are an instance of client/peers.ts's Peers (the warm-up's an object literal): a class of the same two methods. */
 class PeerLinks {
@@ -37,7 +37,7 @@ const ARRIVAL_TIMEOUT_MS = 2_000;
 const ADDRESSES = ["10.255.254.1", "10.255.254.2"] as const;
 const PACKET_BYTES = 84;
 
-await warmUpOverlay();
+await warmUpNode(true); // as an SDWAN node does
 
 const endpoints = [new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" }), new PeerEndpoint({ logger: silentLogger, host: "127.0.0.1" })];
 await Promise.all(endpoints.map((endpoint) => endpoint.start()));
@@ -102,6 +102,25 @@ for (let i = 0; i < IDLE_DATAGRAMS_EACH_WAY; i++) {
   }
 }
 console.log(`arrived ${arrived}`);
+
+// Then datagrams one at a time over a link on a TCP connection (as over TCP paths and relays).
+const tcp = await loopbackTcpLinkPair();
+let arrivedOverTcp = 0;
+for (const link of tcp.links) link.onDatagram([DatagramType.ipPacket], () => void arrivedOverTcp++);
+const tcpDatagram = Buffer.alloc(1 + PACKET_BYTES);
+tcpDatagram[0] = DatagramType.ipPacket;
+console.error("idle TCP datagrams from here");
+for (let i = 0; i < IDLE_DATAGRAMS_EACH_WAY; i++) {
+  for (const from of [0, 1]) {
+    const before = arrivedOverTcp;
+    tcp.links[from]!.sendDatagram(tcpDatagram);
+    const deadline = performance.now() + ARRIVAL_TIMEOUT_MS;
+    while (arrivedOverTcp === before && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
+    await new Promise((resolve) => setTimeout(resolve, GAP_MS));
+  }
+}
+console.log(`arrived over TCP ${arrivedOverTcp}`);
+tcp.close();
 for (const link of links) link.close("done");
 endpoints.forEach((endpoint) => endpoint.close());
 process.exit(0);
