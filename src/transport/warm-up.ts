@@ -52,10 +52,10 @@ export async function loopbackLinkPair(): Promise<LinkPair> {
 }
 
 /**
- * Two links over one TCP connection on loopback (a listener of their own, closed after): links over a
- * TCP path or a relay send and receive through other code than UDP links (no send memory of the
- * endpoint's, a framed socket, records checked in turn), which a UDP warm-up leaves to leave the
- * optimised code on each idle packet (sendRecord, seal and receive each did, each way).
+ * Two links over one TCP connection on loopback (a listener of their own, closed after). Links over a
+ * TCP path or a relay run code that UDP links do not (no send memory of the endpoint's, a framed socket,
+ * records checked in turn): after a warm-up over UDP alone, each of their idle packets left the optimised
+ * code in sendRecord, seal and receive, each way.
  */
 export async function loopbackTcpLinkPair(): Promise<LinkPair> {
   const server = createServer();

@@ -13,6 +13,11 @@ const compiles = (functions: Record<string, Fn>) => Object.fromEntries(Object.en
 const notCompiled = (functions: Record<string, Fn>) => Object.fromEntries(Object.keys(functions).map((name) => [name, 0]));
 const privateMethod = (prototype: object, name: string) => (prototype as Record<string, Fn>)[name]!;
 
+/**
+ * Exits a function may take after the warm-up: above what meeting the idle packets' paths costs (8 at
+ * most seen), below one a fairness window (~20) or one a packet (80).
+ */
+const EXITS_PER_FUNCTION_MAX = 15;
 /** Exits in the helper's own code (its waits for each packet), not the node's. */
 const HELPER_OWN = ["Promise"];
 /**
@@ -69,14 +74,14 @@ describe("start-up warm-up", () => {
     for (const [, name] of overUdp.matchAll(/Speculation failure in (\w*)#/g)) if (!HELPER_OWN.includes(name!)) exits[name || "(anonymous)"] = (exits[name || "(anonymous)"] ?? 0) + 1;
     // A few exits while the code meets idle packets' paths are JSC's way; one a packet or a window was the
     // defect (80 each in sendRecord, receive and forward; 20 in endWindow).
-    expect(Object.entries(exits).filter(([, count]) => count >= IDLE_DATAGRAMS_EACH_WAY / 4), JSON.stringify(exits)).toEqual([]);
+    expect(Object.entries(exits).filter(([, count]) => count > EXITS_PER_FUNCTION_MAX), JSON.stringify(exits)).toEqual([]);
     // Over a TCP connection (TCP paths, relays) the link's own code left it on every datagram, each way,
     // while the warm-up ran UDP links only (sendRecord, seal and receive: 80 each).
     expect(output).toContain(`arrived over TCP ${2 * IDLE_DATAGRAMS_EACH_WAY}`);
     const overTcp: Record<string, number> = {};
     for (const [, name] of output.slice(output.indexOf("idle TCP datagrams from here")).matchAll(/Speculation failure in (\w*)#/g))
       if (LINK_OWN.includes(name!)) overTcp[name!] = (overTcp[name!] ?? 0) + 1;
-    expect(Object.entries(overTcp).filter(([, count]) => count >= IDLE_DATAGRAMS_EACH_WAY / 4), JSON.stringify(overTcp)).toEqual([]);
+    expect(Object.entries(overTcp).filter(([, count]) => count > EXITS_PER_FUNCTION_MAX), JSON.stringify(overTcp)).toEqual([]);
   }, 40_000);
 
   it("gives up soon when its packets stop arriving (loopback down, a packet lost), rather than spinning until its deadline", async () => {
