@@ -20,11 +20,6 @@ const privateMethod = (prototype: object, name: string) => (prototype as Record<
 const EXITS_PER_FUNCTION_MAX = 15;
 /** Exits in the helper's own code (its waits for each packet), not the node's. */
 const HELPER_OWN = ["Promise"];
-/**
- * The link's and the session's functions a datagram passes through (over TCP, the path's own `send`
- * closure also left the optimised code on each datagram in some runs, not in others: not counted).
- */
-const LINK_OWN = ["sendDatagram", "sendRecord", "seal", "receive", "open"];
 /** As in test/helpers/idle-link-exits.ts. */
 const IDLE_DATAGRAMS_EACH_WAY = 40;
 
@@ -76,11 +71,12 @@ describe("start-up warm-up", () => {
     // defect (80 each in sendRecord, receive and forward; 20 in endWindow).
     expect(Object.entries(exits).filter(([, count]) => count > EXITS_PER_FUNCTION_MAX), JSON.stringify(exits)).toEqual([]);
     // Over a TCP connection (TCP paths, relays) the link's own code left it on every datagram, each way,
-    // while the warm-up ran UDP links only (sendRecord, seal and receive: 80 each).
+    // while the warm-up ran UDP links only (sendRecord, seal and receive: 80 each); and, in 3 of 8 runs,
+    // the TCP path's send while it was a closure of each path's own (80).
     expect(output).toContain(`arrived over TCP ${2 * IDLE_DATAGRAMS_EACH_WAY}`);
     const overTcp: Record<string, number> = {};
     for (const [, name] of output.slice(output.indexOf("idle TCP datagrams from here")).matchAll(/Speculation failure in (\w*)#/g))
-      if (LINK_OWN.includes(name!)) overTcp[name!] = (overTcp[name!] ?? 0) + 1;
+      if (!HELPER_OWN.includes(name!)) overTcp[name || "(anonymous)"] = (overTcp[name || "(anonymous)"] ?? 0) + 1;
     expect(Object.entries(overTcp).filter(([, count]) => count > EXITS_PER_FUNCTION_MAX), JSON.stringify(overTcp)).toEqual([]);
   }, 40_000);
 
