@@ -312,12 +312,11 @@ export class Overlay {
       this.stats.dropped.noRoute++;
       return;
     }
-    const datagram = withHeadroom;
-    datagram[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
+    withHeadroom[0] = checksumPartial ? DatagramType.ipPacketPartialChecksum : DatagramType.ipPacket;
     const link = this.linkOf(member.name);
     if (link) {
       this.stats.packetsOut++;
-      link.sendDatagram(datagram); // sealed at once: the buffer may be reused after
+      link.sendDatagram(withHeadroom); // sealed at once: the buffer may be reused after
       return;
     }
     const queue = this.pending.get(member.name) ?? [];
@@ -325,7 +324,7 @@ export class Overlay {
       this.stats.dropped.noLink++;
       return;
     }
-    queue.push(Buffer.from(datagram));
+    queue.push(Buffer.from(withHeadroom));
     this.pending.set(member.name, queue);
     this.linkTo(member.name);
   }

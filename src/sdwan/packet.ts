@@ -3,6 +3,7 @@ import { isIPv4 } from "node:net";
 // The little of IPv4 SDWAN needs: where a packet comes from and goes to, and CIDR blocks as numbers.
 
 /** IPv4 header's protocol numbers. */
+export const PROTOCOL_ICMP = 1;
 export const PROTOCOL_TCP = 6;
 export const PROTOCOL_UDP = 17;
 

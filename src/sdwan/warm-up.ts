@@ -4,7 +4,7 @@ import { loopbackLinkPair, loopbackTcpLinkPair, pacedWarmUp, WARM_UP_DATAGRAMS, 
 import { loadDeviceRead, loadLibc } from "./ffi.ts";
 import { VNET_HEADER_BYTES } from "./offload.ts";
 import { Overlay } from "./overlay.ts";
-import { ipToNumber, PROTOCOL_TCP } from "./packet.ts";
+import { ipToNumber, PROTOCOL_ICMP, PROTOCOL_TCP } from "./packet.ts";
 import { deviceOnFd } from "./tun.ts";
 
 // The link's warm-up (transport/warm-up.ts) for a node on the SDWAN: it leaves a packet's other steps in
@@ -17,12 +17,11 @@ const READ_BUFFER_BYTES = 2_048;
 const VNET_F_NEEDS_CSUM = 1;
 const IPV4_HEADER_BYTES = 20;
 const TCP_CHECKSUM_OFFSET = 16;
-const PROTOCOL_ICMP = 1;
 const ADDRESSES = ["10.255.255.1", "10.255.255.2"] as const;
 const SUBNET = "10.255.255.0/30";
 
 /** A TUN read of one packet: an ICMP echo (checksum complete) or a TCP segment (checksum partial), `bytes` long. */
-function deviceRead(bytes: number, protocol: number, from: string, to: string): Buffer {
+export function deviceRead(bytes: number, protocol: number, from: string, to: string): Buffer {
   const frame = Buffer.alloc(VNET_HEADER_BYTES + bytes);
   const packet = frame.subarray(VNET_HEADER_BYTES);
   packet[0] = 0x45;

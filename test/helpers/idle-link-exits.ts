@@ -10,9 +10,9 @@ import { silentLogger } from "../../src/log/index.ts";
 import { DatagramType, UDP_APP_DATAGRAM_TYPES } from "../../src/protocol/index.ts";
 import { Overlay, warmUpNode } from "../../src/sdwan/index.ts";
 import { loadDeviceRead, loadLibc } from "../../src/sdwan/ffi.ts";
-import { VNET_HEADER_BYTES } from "../../src/sdwan/offload.ts";
 import { deviceOnFd } from "../../src/sdwan/tun.ts";
-import { ipToNumber } from "../../src/sdwan/packet.ts";
+import { PROTOCOL_ICMP } from "../../src/sdwan/packet.ts";
+import { deviceRead } from "../../src/sdwan/warm-up.ts";
 import { Link, loopbackTcpLinkPair, PeerEndpoint, udpPath } from "../../src/transport/index.ts";
 
 /** A node's peers are an instance of client/peers.ts's Peers (the warm-up's an object literal): a class of the same two methods. */
@@ -73,21 +73,8 @@ for (const [i, link] of links.entries()) {
   overlay.attach(names[1 - i]!, link);
 }
 
-/** An ICMP echo from `from` to `to`, as the host hands it to the device (behind a virtio_net_hdr asking nothing). */
-function deviceFrame(from: string, to: string): Buffer {
-  const frame = Buffer.alloc(VNET_HEADER_BYTES + PACKET_BYTES);
-  const packet = frame.subarray(VNET_HEADER_BYTES);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(PACKET_BYTES, 2);
-  packet[8] = 64;
-  packet[9] = 1;
-  packet.writeUInt32BE(ipToNumber(from), 12);
-  packet.writeUInt32BE(ipToNumber(to), 16);
-  return frame;
-}
-
 /** Made before the idle packets: what the helper itself runs then must not add exits of its own. */
-const frames = [deviceFrame(ADDRESSES[0], ADDRESSES[1]), deviceFrame(ADDRESSES[1], ADDRESSES[0])];
+const frames = [deviceRead(PACKET_BYTES, PROTOCOL_ICMP, ADDRESSES[0], ADDRESSES[1]), deviceRead(PACKET_BYTES, PROTOCOL_ICMP, ADDRESSES[1], ADDRESSES[0])];
 const read = loadDeviceRead();
 const readBuffer = Buffer.alloc(2_048);
 let arrived = 0;
