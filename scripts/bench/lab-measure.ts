@@ -13,6 +13,9 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const APT_LOCK_TIMEOUT_SECONDS = 300;
 const APT_TIMEOUT_MS = 600_000;
 const PING_INTERVAL_SECONDS = 0.2;
+/** ping's least interval for root (iputils); below it, ping floods. */
+const PING_INTERVAL_MIN_SECONDS = 0.002;
+const PING_INTERVAL_MAX_SECONDS = 1;
 const RSS_SAMPLE_INTERVAL_MS = 500;
 /** A forking forwarder (socat) reaps the child of a finished connection shortly after it ends. */
 const CHILDREN_REAPED_TIMEOUT_MS = 5_000;
@@ -54,15 +57,29 @@ export function cleanUpOnExit(bench: string, leftovers: () => BenchLeftovers): (
  * The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file, `--profile`
  * directory (inp2pc runs under Bun's CPU profiler; see printProfiles); exits 2 on a bad one.
  */
-export function benchOptions(): { seconds: number; rounds: number; json: string | undefined; profile: string | undefined } {
-  const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, json: { type: "string" }, profile: { type: "string" } } });
+export function benchOptions(withPingIntervals = false): { seconds: number; rounds: number; json: string | undefined; profile: string | undefined; pingIntervals: number[] } {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: "string", default: "5" },
+      rounds: { type: "string", default: "3" },
+      json: { type: "string" },
+      profile: { type: "string" },
+      ...(withPingIntervals && { "ping-intervals": { type: "string" as const } }),
+    },
+  });
   const positiveInteger = (name: string, text: string) => {
     const value = Number(text);
     if (Number.isInteger(value) && value >= 1) return value;
     console.error(`--${name} takes a positive integer, got ${JSON.stringify(text)}`);
     process.exit(2);
   };
-  return { seconds: positiveInteger("seconds", values.seconds), rounds: positiveInteger("rounds", values.rounds), json: values.json, profile: values.profile };
+  const intervalsText = (values as { "ping-intervals"?: string })["ping-intervals"];
+  const pingIntervals = intervalsText === undefined ? [] : intervalsText.split(",").map(Number);
+  if (pingIntervals.some((seconds) => !(seconds >= PING_INTERVAL_MIN_SECONDS && seconds <= PING_INTERVAL_MAX_SECONDS))) {
+    console.error(`--ping-intervals takes seconds between ${PING_INTERVAL_MIN_SECONDS} and ${PING_INTERVAL_MAX_SECONDS}, comma-separated, got ${JSON.stringify(intervalsText)}`);
+    process.exit(2);
+  }
+  return { seconds: positiveInteger("seconds", values.seconds), rounds: positiveInteger("rounds", values.rounds), json: values.json, profile: values.profile, pingIntervals };
 }
 
 /** The environment that makes a Bun program write a CPU profile into `dir` when it exits. */
@@ -130,8 +147,8 @@ export const median = (values: readonly number[]): number => {
 };
 
 /** Round-trip times in ms of `count` pings from `ns` to `ip`, PING_INTERVAL_SECONDS apart; throws when none came back. */
-export async function pingRtts(lab: Lab, ns: string, ip: string, count: number): Promise<number[]> {
-  const result = await lab.exec(ns, ["ping", "-n", "-c", String(count), "-i", String(PING_INTERVAL_SECONDS), "-W", "1", ip], { timeoutMs: (count * PING_INTERVAL_SECONDS + 10) * 1000 });
+export async function pingRtts(lab: Lab, ns: string, ip: string, count: number, intervalSeconds = PING_INTERVAL_SECONDS): Promise<number[]> {
+  const result = await lab.exec(ns, ["ping", "-n", "-c", String(count), "-i", String(intervalSeconds), "-W", "1", ip], { timeoutMs: (count * intervalSeconds + 10) * 1000 });
   const rtts = [...result.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   if (rtts.length === 0) throw new Error(`ping ${ip} from ${ns}: no answer (${result.stdout.trim().split("\n").pop()})`);
   return rtts;

@@ -4,7 +4,11 @@
 // Debian's wireguard-go, wireguard-tools and nebula when missing (apt-get).
 //
 //   node_modules/.bin/bun scripts/bench/sdwan.ts [--seconds 5] [--rounds 3] [--json figures.json] [--profile DIR]
+//                                                [--ping-intervals 0.05,0.01,0.002]
 //
+// --ping-intervals: in each round, after its 20 pings 0.2 s apart, each system is also pinged 40 times
+// at each of these intervals (seconds, 0.002 to 1), and the end prints the medians by interval. An idle
+// ping finds every step of its way cold (caches, branch predictors); pings closer together find them warm.
 // --profile DIR: both inp2pc run under Bun's CPU profiler (BUN_OPTIONS=--cpu-prof, written into DIR/a
 // and DIR/b at their exit), and the end prints where each spent its time during inp2p's a -> b
 // transfers: a sending, b receiving.
@@ -34,8 +38,9 @@ import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, wri
 import { startWireguard } from "./wireguard.ts";
 import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printProfiles, printTable, profilerEnv, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
 
-const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR } = benchOptions();
+const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR, pingIntervals: PING_INTERVALS } = benchOptions(true);
 const PINGS_PER_ROUND = 20;
+const PINGS_PER_INTERVAL = 40;
 const STATUS_PORT = 27190;
 const UP_TIMEOUT_MS = 30_000;
 const INP2P_SUBNET = "10.10.0.0/24";
@@ -157,7 +162,9 @@ interface Figures {
   abRetransmits: number | undefined;
   cpuSecondsPerGb: number | undefined;
   rssMb: number | undefined;
-  rounds: { pingMs: number[]; pingRoundMediansMs: number[]; ab: Transfer[]; ba: Transfer[] };
+  /** Median ping at each of --ping-intervals, in their order. */
+  pingByIntervalMs: number[];
+  rounds: { pingMs: number[]; pingRoundMediansMs: number[]; pingAtIntervalMs: number[][]; ab: Transfer[]; ba: Transfer[] };
 }
 
 async function main(): Promise<void> {
@@ -177,12 +184,13 @@ async function main(): Promise<void> {
   const tincNote = hasCommand("tincd") ? "" : "tinc: not installed (apt-get install tinc), skipped";
   if (!tincNote) systems.push(await startTinc());
 
-  const runs = systems.map(() => ({ pingMs: [] as number[], pingRoundMediansMs: [] as number[], ab: [] as Transfer[], ba: [] as Transfer[] }));
+  const runs = systems.map(() => ({ pingMs: [] as number[], pingRoundMediansMs: [] as number[], pingAtIntervalMs: PING_INTERVALS.map(() => [] as number[]), ab: [] as Transfer[], ba: [] as Transfer[] }));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [i, system] of systems.entries()) {
       const rtts = await pingRtts(lab, hostNs("a"), system.ip, PINGS_PER_ROUND);
       runs[i]!.pingMs.push(...rtts);
       runs[i]!.pingRoundMediansMs.push(median(rtts));
+      for (const [k, seconds] of PING_INTERVALS.entries()) runs[i]!.pingAtIntervalMs[k]!.push(...(await pingRtts(lab, hostNs("a"), system.ip, PINGS_PER_INTERVAL, seconds)));
       for (const reverse of [false, true]) {
         const transfer = await iperf3(lab, hostNs("a"), system.ip, { seconds: SECONDS, reverse, pids: system.pids });
         (reverse ? runs[i]!.ba : runs[i]!.ab).push(transfer);
@@ -202,6 +210,7 @@ async function main(): Promise<void> {
     return {
       label: system.label,
       pingMs: median(r.pingMs),
+      pingByIntervalMs: r.pingAtIntervalMs.map((rtts) => median(rtts)),
       abGbps: median(r.ab.map((t) => t.gbps)),
       baGbps: median(r.ba.map((t) => t.gbps)),
       abRetransmits: r.ab.every((t) => t.retransmits !== undefined) ? median(r.ab.map((t) => t.retransmits!)) : undefined,
@@ -227,10 +236,17 @@ async function main(): Promise<void> {
   ]);
   console.log(`CPU: both ends' processes over the transfers, per GB received; RSS: both ends together, the largest seen during a transfer (median of the transfers); inp2ps ${serverRssMb.toFixed(0)} MB besides`);
   console.log(`ping medians round by round: ${figures.map((f) => `${f.label} ${f.rounds.pingRoundMediansMs.map((ms) => fixed(ms, 3)).join(" / ")}`).join("; ")}`);
+  if (PING_INTERVALS.length > 0) {
+    console.log(`\nping by interval: ${PINGS_PER_INTERVAL} pings a round at each interval, medians over the rounds (ms, and x wireguard-go)`);
+    printTable([
+      ["system", ...PING_INTERVALS.flatMap((seconds) => [`${seconds} s`, "x wg"])],
+      ...figures.map((f) => [f.label, ...f.pingByIntervalMs.flatMap((ms, k) => [fixed(ms, 3), ratio(ms, wg.pingByIntervalMs[k])])]),
+    ]);
+  }
   if (tincNote) console.log(tincNote);
   console.log(`TUN loop alone (1400-byte packets): reads ${tun.readPps} packets/s (${tun.readMbps} Mbit/s), writes ${tun.writePps} packets/s (${tun.writeMbps} Mbit/s)`);
   if (JSON_FILE) {
-    writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, loadAtStart, loadAtEnd, serverRssMb, tunLoop: tun, systems: figures }, null, 2) + "\n");
+    writeFileSync(JSON_FILE, JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, pingIntervals: PING_INTERVALS, loadAtStart, loadAtEnd, serverRssMb, tunLoop: tun, systems: figures }, null, 2) + "\n");
     console.log(`figures written to ${JSON_FILE}`);
   }
   inp2pTransfers = runs[1]!;
