@@ -13,7 +13,7 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const APT_LOCK_TIMEOUT_SECONDS = 300;
 const APT_TIMEOUT_MS = 600_000;
 const PING_INTERVAL_SECONDS = 0.2;
-/** ping's least interval for root (iputils); below it, ping floods. */
+/** The least interval iputils' ping allows a user who is not root; closer pings are a flood, not pings. */
 const PING_INTERVAL_MIN_SECONDS = 0.002;
 const PING_INTERVAL_MAX_SECONDS = 1;
 const RSS_SAMPLE_INTERVAL_MS = 500;
@@ -55,7 +55,8 @@ export function cleanUpOnExit(bench: string, leftovers: () => BenchLeftovers): (
 
 /**
  * The options both benches take: `--seconds` of each iperf3 test, `--rounds`, `--json` file, `--profile`
- * directory (inp2pc runs under Bun's CPU profiler; see printProfiles); exits 2 on a bad one.
+ * directory (inp2pc runs under Bun's CPU profiler; see printProfiles), and with `withPingIntervals`
+ * `--ping-intervals` (seconds, comma-separated); exits 2 on a bad one.
  */
 export function benchOptions(withPingIntervals = false): { seconds: number; rounds: number; json: string | undefined; profile: string | undefined; pingIntervals: number[] } {
   const { values } = parseArgs({
@@ -146,7 +147,7 @@ export const median = (values: readonly number[]): number => {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
 
-/** Round-trip times in ms of `count` pings from `ns` to `ip`, PING_INTERVAL_SECONDS apart; throws when none came back. */
+/** Round-trip times in ms of `count` pings from `ns` to `ip`, `intervalSeconds` apart; throws when none came back. */
 export async function pingRtts(lab: Lab, ns: string, ip: string, count: number, intervalSeconds = PING_INTERVAL_SECONDS): Promise<number[]> {
   const result = await lab.exec(ns, ["ping", "-n", "-c", String(count), "-i", String(intervalSeconds), "-W", "1", ip], { timeoutMs: (count * intervalSeconds + 10) * 1000 });
   const rtts = [...result.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));

@@ -8,7 +8,7 @@
 //
 // --ping-intervals: in each round, after its 20 pings 0.2 s apart, each system is also pinged 40 times
 // at each of these intervals (seconds, 0.002 to 1), and the end prints the medians by interval. An idle
-// ping finds every step of its way cold (caches, branch predictors); pings closer together find them warm.
+// ping finds every step of its way cold; pings closer together find them warmer.
 // --profile DIR: both inp2pc run under Bun's CPU profiler (BUN_OPTIONS=--cpu-prof, written into DIR/a
 // and DIR/b at their exit), and the end prints where each spent its time during inp2p's a -> b
 // transfers: a sending, b receiving.
