@@ -20,6 +20,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { configureInterface } from "../../src/sdwan/netconf.ts";
+import { PROTOCOL_ICMP } from "../../src/sdwan/packet.ts";
 import { openTun } from "../../src/sdwan/tun.ts";
 import { internetChecksum } from "../helpers/checksum.ts";
 
@@ -29,7 +30,6 @@ const REPLY_TIMEOUT_MS = 5_000;
 const IPV4_HEADER_BYTES = 20;
 const ICMP_ECHO_REQUEST = 8;
 const ICMP_ECHO_REPLY = 0;
-const PROTOCOL_ICMP = 1;
 const PINGS = 3;
 const IDLE_MS = 1_000;
 const TAP_RETRY_WAIT_MS = 1_100;
