@@ -42,9 +42,8 @@ const socket = await Bun.udpSocket({
 });
 tun.start((withHeadroom, checksumPartial) => {
   // The checksum flag goes in the byte of headroom in front of the packet, no copy.
-  const plaintext = withHeadroom;
-  plaintext[0] = checksumPartial ? CHECKSUM_PARTIAL : 0;
-  const record = session.seal(plaintext, RecordKind.datagram, 1);
+  withHeadroom[0] = checksumPartial ? CHECKSUM_PARTIAL : 0;
+  const record = session.seal(withHeadroom, RecordKind.datagram, 1);
   record[0] = Envelope.sealed;
   socket.send(record, port, peerIp);
 });

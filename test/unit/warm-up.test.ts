@@ -22,6 +22,20 @@ const EXITS_PER_FUNCTION_MAX = 15;
 const HELPER_OWN = ["Promise"];
 /** As in test/helpers/idle-link-exits.ts. */
 const IDLE_DATAGRAMS_EACH_WAY = 40;
+/** The helper's marks on stderr, before its idle packets device to device and over TCP. */
+const UDP_MARK = "idle packets from here";
+const TCP_MARK = "idle TCP datagrams from here";
+
+/** The functions that left the optimised code in `output` from the mark `from` up to `to` (or the end), with how often. */
+function exitsBetween(output: string, from: string, to?: string): Record<string, number> {
+  const start = output.indexOf(from);
+  const end = to === undefined ? output.length : output.indexOf(to);
+  if (start < 0 || end < 0) throw new Error(`the helper's marks are missing ("${from}", "${to}"): ${output.slice(-500)}`);
+  const exits: Record<string, number> = {};
+  for (const [, name] of output.slice(start, end).matchAll(/Speculation failure in (\w*)#/g))
+    if (!HELPER_OWN.includes(name!)) exits[name || "(anonymous)"] = (exits[name || "(anonymous)"] ?? 0) + 1;
+  return exits;
+}
 
 describe("start-up warm-up", () => {
   it("sends datagrams both ways between two links on loopback and leaves seal, open, sendDatagram and the socket's send and receive optimised", async () => {
@@ -63,10 +77,8 @@ describe("start-up warm-up", () => {
     const { code, output } = await runToEnd(BUN, [`${REPO_ROOT}/test/helpers/idle-link-exits.ts`], { env: { BUN_JSC_printEachOSRExit: "1" }, timeoutMs: 30_000 });
     expect(code, output.slice(-2_000)).toBe(0);
     expect(output).toContain(`arrived ${2 * IDLE_DATAGRAMS_EACH_WAY}`);
-    const exits: Record<string, number> = {};
     // The warm-up's own exits (before the first mark) are not the idle packets'.
-    const overUdp = output.slice(output.indexOf("idle packets from here"), output.indexOf("idle TCP datagrams from here"));
-    for (const [, name] of overUdp.matchAll(/Speculation failure in (\w*)#/g)) if (!HELPER_OWN.includes(name!)) exits[name || "(anonymous)"] = (exits[name || "(anonymous)"] ?? 0) + 1;
+    const exits = exitsBetween(output, UDP_MARK, TCP_MARK);
     // A few exits while the code meets idle packets' paths are JSC's way; one a packet or a window was the
     // defect (80 each in sendRecord, receive and forward; 20 in endWindow).
     expect(Object.entries(exits).filter(([, count]) => count > EXITS_PER_FUNCTION_MAX), JSON.stringify(exits)).toEqual([]);
@@ -74,9 +86,7 @@ describe("start-up warm-up", () => {
     // while the warm-up ran UDP links only (sendRecord, seal and receive: 80 each); and, in 3 of 8 runs,
     // the TCP path's send while it was a closure of each path's own (80).
     expect(output).toContain(`arrived over TCP ${2 * IDLE_DATAGRAMS_EACH_WAY}`);
-    const overTcp: Record<string, number> = {};
-    for (const [, name] of output.slice(output.indexOf("idle TCP datagrams from here")).matchAll(/Speculation failure in (\w*)#/g))
-      if (!HELPER_OWN.includes(name!)) overTcp[name || "(anonymous)"] = (overTcp[name || "(anonymous)"] ?? 0) + 1;
+    const overTcp = exitsBetween(output, TCP_MARK);
     expect(Object.entries(overTcp).filter(([, count]) => count > EXITS_PER_FUNCTION_MAX), JSON.stringify(overTcp)).toEqual([]);
   }, 40_000);
 
