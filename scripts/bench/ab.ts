@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import { cleanupStaleLabs, labUp, type Lab } from "../natlab/lab.ts";
 import { BUN, Proc, REPO_ROOT } from "../../test/helpers/processes.ts";
 import { listening, spawnIn, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
-import { cleanUpOnExit, cpuSeconds, median, pingRtts, sdwanAddressAnswering } from "./lab-measure.ts";
+import { cleanUpOnExit, cpuSeconds, median, pingRtts, sdwanAddressAnswering, signTestP } from "./lab-measure.ts";
 
 const { values } = parseArgs({
   options: { baseline: { type: "string" }, seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, pings: { type: "string", default: "20" }, "ping-only": { type: "boolean", default: false } },
@@ -162,17 +162,6 @@ async function main(): Promise<void> {
       label.padEnd(18) + baseMedian.toFixed(2).padStart(10) + thisMedian.toFixed(2).padStart(10) + (thisMedian / baseMedian).toFixed(3).padStart(11) + `  ${lower} of ${ROUNDS}, p = ${signTestP(lower, ROUNDS).toFixed(2)}`,
     );
   }
-}
-
-/**
- * Two-sided sign test: how likely a split at least as uneven as `k` of `n` paired rounds is when neither
- * tree is better (each round a coin toss). The rounds are the pairs: one pair of clients per tree a round.
- */
-function signTestP(k: number, n: number): number {
-  const tail = Math.min(k, n - k);
-  let probability = 0;
-  for (let i = 0, ways = 1; i <= tail; i++, ways = (ways * (n - i + 1)) / i) probability += ways / 2 ** n;
-  return Math.min(1, 2 * probability);
 }
 
 main()

@@ -147,6 +147,17 @@ export const median = (values: readonly number[]): number => {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
 
+/**
+ * Two-sided sign test: how likely a split at least as uneven as `k` of `n` paired rounds is when neither
+ * side is better (each round a coin toss).
+ */
+export function signTestP(k: number, n: number): number {
+  const tail = Math.min(k, n - k);
+  let probability = 0;
+  for (let i = 0, ways = 1; i <= tail; i++, ways = (ways * (n - i + 1)) / i) probability += ways / 2 ** n;
+  return Math.min(1, 2 * probability);
+}
+
 /** Round-trip times in ms of `count` pings from `ns` to `ip`, `intervalSeconds` apart; throws when none came back. */
 export async function pingRtts(lab: Lab, ns: string, ip: string, count: number, intervalSeconds = PING_INTERVAL_SECONDS): Promise<number[]> {
   const result = await lab.exec(ns, ["ping", "-n", "-c", String(count), "-i", String(intervalSeconds), "-W", "1", ip], { timeoutMs: (count * intervalSeconds + 10) * 1000 });

@@ -24,8 +24,9 @@
 // per GB moved (both ends' processes: utime + stime from /proc/PID/stat over the transfers, divided by
 // the bytes received), the largest RSS of both ends together during a transfer (inp2ps's apart), and
 // each against wireguard-go, then each system's ping median round by round (inp2p's first round comes
-// before any transfer, right after its start). It also runs scripts/bench/tun-loop.ts in a scratch namespace: what the
-// TUN read/write loop alone moves.
+// before any transfer, right after its start) and in how many rounds it was below wireguard-go's, with
+// a sign test's p (how likely so uneven a split is if neither were faster). It also runs
+// scripts/bench/tun-loop.ts in a scratch namespace: what the TUN read/write loop alone moves.
 // The lab, its processes, the wireguard-go sockets and temp dirs are removed at the end, on error and
 // on Ctrl-C.
 
@@ -36,7 +37,7 @@ import { cleanupStaleLabs, hasCommand, labSupport, labUp, type Lab } from "../na
 import { BUN, Proc, waitFor } from "../../test/helpers/processes.ts";
 import { DIRECT_LINK_KINDS, labClientStatus, startLabClient, startLabServer, writeClientConfig } from "../../test/e2e/helpers.ts";
 import { startWireguard } from "./wireguard.ts";
-import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printProfiles, printTable, profilerEnv, ratio, treeRssMb, type Transfer } from "./lab-measure.ts";
+import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, loadAverage, median, pingRtts, printProfiles, printTable, profilerEnv, ratio, signTestP, treeRssMb, type Transfer } from "./lab-measure.ts";
 
 const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR, pingIntervals: PING_INTERVALS } = benchOptions(true);
 const PINGS_PER_ROUND = 20;
@@ -236,6 +237,15 @@ async function main(): Promise<void> {
   ]);
   console.log(`CPU: both ends' processes over the transfers, per GB received; RSS: both ends together, the largest seen during a transfer (median of the transfers); inp2ps ${serverRssMb.toFixed(0)} MB besides`);
   console.log(`ping medians round by round: ${figures.map((f) => `${f.label} ${f.rounds.pingRoundMediansMs.map((ms) => fixed(ms, 3)).join(" / ")}`).join("; ")}`);
+  const pairedWithWg = figures.filter((f) => f !== wg && f.rounds.pingRoundMediansMs.length === ROUNDS && f.label !== "raw path");
+  console.log(
+    `ping against wireguard-go's in the same round: ${pairedWithWg
+      .map((f) => {
+        const lower = f.rounds.pingRoundMediansMs.filter((ms, round) => ms < wg.rounds.pingRoundMediansMs[round]!).length;
+        return `${f.label} lower in ${lower} of ${ROUNDS} (sign test p = ${signTestP(lower, ROUNDS).toPrecision(2)})`;
+      })
+      .join("; ")}`,
+  );
   if (PING_INTERVALS.length > 0) {
     console.log(`\nping by interval: ${PINGS_PER_INTERVAL} pings a round at each interval, medians over the rounds (ms, and x wireguard-go)`);
     printTable([
