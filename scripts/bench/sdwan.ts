@@ -41,8 +41,8 @@ import { benchOptions, cleanUpOnExit, cpuPerGb, ensureCommands, fixed, iperf3, l
 
 const { seconds: SECONDS, rounds: ROUNDS, json: JSON_FILE, profile: PROFILE_DIR, pingIntervals: PING_INTERVALS } = benchOptions(true);
 const PINGS_PER_ROUND = 20;
-const RAW_PATH_LABEL = "raw path";
 const PINGS_PER_INTERVAL = 40;
+const RAW_PATH_LABEL = "raw path";
 const STATUS_PORT = 27190;
 const UP_TIMEOUT_MS = 30_000;
 const INP2P_SUBNET = "10.10.0.0/24";
